@@ -1,0 +1,43 @@
+# um: multi-tenant user management enforced by PostgreSQL (PGXS build).
+#
+#   make                 build
+#   make install         install into the server pg_config points at
+#   make PG_CONFIG=/usr/lib/postgresql/16/bin/pg_config   another server
+#
+# The install script of the version in development, sql/um--$(EXTVERSION).sql,
+# is assembled from sql/install/*.sql.  When a version is released its script
+# is committed as it is and never edited again; later changes go into
+# sql/um--A--B.sql upgrade scripts.
+
+EXTENSION   = um
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
+
+MODULE_big  = um
+OBJS        = src/um.o src/permname.o
+HEADERS_um  =
+
+DATA_built  = sql/um--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
+
+# pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out
+REGRESS      = install errors
+REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+
+EXTRA_CLEAN  = test/fuzz/permname_fuzz
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+# PostgreSQL's headers are system headers to us: -Wextra applies to our code only.
+PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+PG_CFLAGS   = -Wall -Wextra
+include $(PGXS)
+
+sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
+	cat $(sort $(wildcard sql/install/*.sql)) > $@
+
+.PHONY: lint
+lint:
+	$(MAKE) clean >/dev/null
+	$(MAKE) PG_CFLAGS="-Wall -Wextra -Werror"
+	cppcheck --error-exitcode=1 --enable=warning,style,performance,portability \
+	  --inline-suppr --quiet --std=c99 -I src src

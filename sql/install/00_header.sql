@@ -1,0 +1,16 @@
+-- um: multi-tenant user management enforced by PostgreSQL.
+--
+-- This install script is assembled by the Makefile from sql/install/*.sql,
+-- in file-name order.  Tables live in schema "um"; the functions meant for
+-- applications and administrators are named um_* and live in the schema the
+-- extension is created in (public by default), so that a policy reads
+-- um_has_permission('invoice:read', org_id).  Internal helpers live in "um".
+--
+-- Every function pins its search_path and names what it uses with a schema,
+-- so a caller's search_path can never substitute an object of its own.
+
+\echo Use "CREATE EXTENSION um" to load this file. \quit
+
+CREATE SCHEMA um;
+COMMENT ON SCHEMA um IS 'um: users, organizations, memberships, teams, roles, scopes, grants, invitations, sessions and audit events';
+REVOKE ALL ON SCHEMA um FROM PUBLIC;

@@ -1,0 +1,293 @@
+-- The data model.  Organization-scoped tables carry org_id and reference
+-- each other through (org_id, id) pairs, so a row can never point at a role,
+-- team, scope or member of another organization: the foreign keys say so.
+
+CREATE TABLE um.organizations (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  slug text NOT NULL CONSTRAINT organizations_slug_check CHECK (um.slug_is_valid(slug)),
+  name text NOT NULL CONSTRAINT organizations_name_check CHECK (um.display_name_is_valid(name)),
+  allow_invite_requests boolean NOT NULL DEFAULT false,
+  password_login_disabled boolean NOT NULL DEFAULT false,
+  settings jsonb NOT NULL DEFAULT '{}'
+    CONSTRAINT organizations_settings_check CHECK (jsonb_typeof(settings) = 'object'),
+  -- bumped by every check of an organization-wide invariant (it keeps a
+  -- Root; its role graph and scope tree have no cycles), so that concurrent
+  -- changes to the same organization serialize on this row, also under
+  -- REPEATABLE READ, where the loser gets a serialization failure
+  revision bigint NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT organizations_slug_key UNIQUE (slug)
+);
+COMMENT ON TABLE um.organizations IS 'tenants; every other organization-scoped row belongs to one';
+COMMENT ON COLUMN um.organizations.slug IS 'unique short name for URLs: lowercase letters, digits, inner hyphens';
+COMMENT ON COLUMN um.organizations.allow_invite_requests IS 'people may request an invitation from the login page';
+COMMENT ON COLUMN um.organizations.password_login_disabled IS 'members must sign in through an identity provider; needs one in um.identity_providers';
+COMMENT ON COLUMN um.organizations.settings IS 'further settings of the application, a JSON object';
+
+CREATE TABLE um.users (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  email text NOT NULL CONSTRAINT users_email_check CHECK (um.email_is_valid(email)),
+  name text CONSTRAINT users_name_check CHECK (um.display_name_is_valid(name)),
+  timezone text NOT NULL DEFAULT 'UTC',
+  locale text NOT NULL DEFAULT 'en' CONSTRAINT users_locale_check CHECK (um.locale_is_valid(locale)),
+  mobile text CONSTRAINT users_mobile_check CHECK (um.mobile_is_valid(mobile)),
+  allow_login boolean NOT NULL DEFAULT true,
+  status text NOT NULL DEFAULT 'active'
+    CONSTRAINT users_status_check CHECK (status IN ('active', 'suspended')),
+  suspended_at timestamptz,
+  email_verified_at timestamptz,
+  password_hash text CONSTRAINT users_password_hash_check
+    CHECK (password_hash ~ '^\$2[abxy]\$[0-9]{2}\$[./A-Za-z0-9]{53}$'),
+  must_change_password boolean NOT NULL DEFAULT false,
+  password_changed_at timestamptz,
+  failed_login_count integer NOT NULL DEFAULT 0
+    CONSTRAINT users_failed_login_count_check CHECK (failed_login_count >= 0),
+  locked_until timestamptz,
+  attributes jsonb NOT NULL DEFAULT '{}'
+    CONSTRAINT users_attributes_check CHECK (jsonb_typeof(attributes) = 'object'),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT users_suspended_at_check CHECK ((status = 'suspended') = (suspended_at IS NOT NULL))
+);
+CREATE UNIQUE INDEX users_email_key ON um.users (lower(email));
+COMMENT ON TABLE um.users IS 'people; a user belongs to organizations through um.memberships';
+COMMENT ON COLUMN um.users.email IS 'unique regardless of letter case';
+COMMENT ON COLUMN um.users.allow_login IS 'false: a notification-only user, who cannot log in and holds no permissions';
+COMMENT ON COLUMN um.users.status IS 'active or suspended; suspension keeps everything and blocks all access';
+COMMENT ON COLUMN um.users.password_hash IS 'bcrypt hash; NULL for users who sign in only through an identity provider';
+COMMENT ON COLUMN um.users.attributes IS 'key/value attributes of the user for the application, a JSON object';
+
+-- Built-in roles: the template every new organization is seeded from.
+CREATE TABLE um.builtin_roles (
+  key text PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  description text NOT NULL,
+  position integer NOT NULL UNIQUE
+);
+COMMENT ON TABLE um.builtin_roles IS 'the built-in organization roles seeded in every organization (installed by um, not user data)';
+
+CREATE TABLE um.roles (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  name text NOT NULL CONSTRAINT roles_name_check CHECK (um.display_name_is_valid(name, 100)),
+  description text,
+  builtin text REFERENCES um.builtin_roles (key),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT roles_org_id_id_key UNIQUE (org_id, id),
+  CONSTRAINT roles_org_id_builtin_key UNIQUE (org_id, builtin)
+);
+CREATE UNIQUE INDEX roles_org_id_name_key ON um.roles (org_id, lower(name));
+COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set; not renamable or deletable, permissions editable) or custom';
+
+CREATE TABLE um.role_inclusions (
+  org_id bigint NOT NULL,
+  role_id bigint NOT NULL,
+  included_role_id bigint NOT NULL,
+  PRIMARY KEY (role_id, included_role_id),
+  FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
+  FOREIGN KEY (org_id, included_role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT role_inclusions_not_self CHECK (role_id <> included_role_id)
+);
+CREATE INDEX role_inclusions_included_role_id_idx ON um.role_inclusions (included_role_id);
+COMMENT ON TABLE um.role_inclusions IS 'composite roles: role_id also grants everything included_role_id grants; cycles are rejected';
+
+CREATE TABLE um.permissions (
+  name text PRIMARY KEY CONSTRAINT permissions_name_check CHECK (um.permission_name_is_valid(name, false)),
+  resource text GENERATED ALWAYS AS (split_part(name, ':', 1)) STORED,
+  action text GENERATED ALWAYS AS (split_part(name, ':', 2)) STORED,
+  description text,
+  builtin boolean NOT NULL DEFAULT false,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE um.permissions IS 'the permission catalog: every "resource:action" um or the application knows; checks of other names are errors';
+
+CREATE TABLE um.role_permissions (
+  org_id bigint NOT NULL,
+  role_id bigint NOT NULL,
+  permission text NOT NULL
+    CONSTRAINT role_permissions_permission_check CHECK (um.permission_name_is_valid(permission, true)),
+  PRIMARY KEY (role_id, permission),
+  FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
+);
+COMMENT ON TABLE um.role_permissions IS 'what a role grants: permission names or patterns with "*" for a whole part (service:*, *:read, *)';
+
+CREATE TABLE um.scopes (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  parent_id bigint,
+  kind text NOT NULL CONSTRAINT scopes_kind_check CHECK (um.identifier_is_valid(kind)),
+  name text NOT NULL CONSTRAINT scopes_name_check CHECK (um.display_name_is_valid(name)),
+  ref text CONSTRAINT scopes_ref_check CHECK (length(ref) BETWEEN 1 AND 200),
+  inherit boolean NOT NULL DEFAULT true,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT scopes_org_id_id_key UNIQUE (org_id, id),
+  CONSTRAINT scopes_parent_fkey FOREIGN KEY (org_id, parent_id) REFERENCES um.scopes (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT scopes_not_own_parent CHECK (parent_id <> id)
+);
+CREATE INDEX scopes_parent_id_idx ON um.scopes (parent_id);
+CREATE UNIQUE INDEX scopes_sibling_name_key ON um.scopes (org_id, coalesce(parent_id, 0), kind, lower(name));
+CREATE UNIQUE INDEX scopes_ref_key ON um.scopes (org_id, kind, ref) WHERE ref IS NOT NULL;
+COMMENT ON TABLE um.scopes IS 'the tree of resources of an organization (project, environment, application, dashboard group, team space, ...)';
+COMMENT ON COLUMN um.scopes.ref IS 'the application''s own key for the resource this node stands for';
+COMMENT ON COLUMN um.scopes.inherit IS 'false: the node breaks inheritance and uses only grants made on it, instead of those of its ancestors';
+
+CREATE TABLE um.memberships (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
+  role_id bigint NOT NULL,
+  status text NOT NULL DEFAULT 'active'
+    CONSTRAINT memberships_status_check CHECK (status IN ('active', 'suspended')),
+  invited_by bigint REFERENCES um.users ON DELETE SET NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT memberships_org_id_user_id_key UNIQUE (org_id, user_id),
+  CONSTRAINT memberships_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id)
+);
+CREATE INDEX memberships_user_id_idx ON um.memberships (user_id);
+CREATE INDEX memberships_role_id_idx ON um.memberships (role_id);
+CREATE INDEX memberships_invited_by_idx ON um.memberships (invited_by) WHERE invited_by IS NOT NULL;
+COMMENT ON TABLE um.memberships IS 'a user in an organization, with exactly one organization role; removal deletes the row, so re-adding starts afresh';
+
+CREATE TABLE um.teams (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  name text NOT NULL CONSTRAINT teams_name_check CHECK (um.display_name_is_valid(name, 100)),
+  description text,
+  scope_id bigint NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT teams_org_id_id_key UNIQUE (org_id, id),
+  CONSTRAINT teams_scope_fkey FOREIGN KEY (org_id, scope_id) REFERENCES um.scopes (org_id, id)
+);
+CREATE UNIQUE INDEX teams_org_id_name_key ON um.teams (org_id, lower(name));
+CREATE INDEX teams_scope_id_idx ON um.teams (scope_id);
+COMMENT ON TABLE um.teams IS 'teams of an organization; roles given within a team apply to the team''s scope node and below';
+COMMENT ON COLUMN um.teams.scope_id IS 'the team space; created (kind "team") when not given';
+
+CREATE TABLE um.team_members (
+  org_id bigint NOT NULL,
+  team_id bigint NOT NULL,
+  user_id bigint NOT NULL,
+  is_owner boolean NOT NULL DEFAULT false,
+  added_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (team_id, user_id),
+  CONSTRAINT team_members_org_team_user_key UNIQUE (org_id, team_id, user_id),
+  CONSTRAINT team_members_team_fkey FOREIGN KEY (org_id, team_id) REFERENCES um.teams (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT team_members_membership_fkey FOREIGN KEY (org_id, user_id) REFERENCES um.memberships (org_id, user_id) ON DELETE CASCADE,
+  CONSTRAINT team_members_one_owner EXCLUDE USING btree (team_id WITH =) WHERE (is_owner) DEFERRABLE INITIALLY IMMEDIATE
+);
+CREATE INDEX team_members_org_id_user_id_idx ON um.team_members (org_id, user_id);
+COMMENT ON TABLE um.team_members IS 'members of a team (each must be a member of the organization); one of them is the owner, who cannot be removed';
+
+CREATE TABLE um.team_member_roles (
+  org_id bigint NOT NULL,
+  team_id bigint NOT NULL,
+  user_id bigint NOT NULL,
+  role_id bigint NOT NULL,
+  PRIMARY KEY (team_id, user_id, role_id),
+  CONSTRAINT team_member_roles_member_fkey FOREIGN KEY (org_id, team_id, user_id)
+    REFERENCES um.team_members (org_id, team_id, user_id) ON DELETE CASCADE,
+  CONSTRAINT team_member_roles_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
+);
+CREATE INDEX team_member_roles_role_id_idx ON um.team_member_roles (role_id);
+CREATE INDEX team_member_roles_org_id_user_id_idx ON um.team_member_roles (org_id, user_id);
+COMMENT ON TABLE um.team_member_roles IS 'roles a member holds within a team: they apply only to the team''s scope';
+
+CREATE TABLE um.grants (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL,
+  role_id bigint NOT NULL,
+  user_id bigint,
+  team_id bigint,
+  scope_id bigint,
+  scope_kind text CONSTRAINT grants_scope_kind_check CHECK (um.identifier_is_valid(scope_kind)),
+  granted_by bigint REFERENCES um.users ON DELETE SET NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT grants_one_grantee CHECK (num_nonnulls(user_id, team_id) = 1),
+  CONSTRAINT grants_one_target CHECK (scope_id IS NULL OR scope_kind IS NULL),
+  CONSTRAINT grants_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT grants_member_fkey FOREIGN KEY (org_id, user_id) REFERENCES um.memberships (org_id, user_id) ON DELETE CASCADE,
+  CONSTRAINT grants_team_fkey FOREIGN KEY (org_id, team_id) REFERENCES um.teams (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT grants_scope_fkey FOREIGN KEY (org_id, scope_id) REFERENCES um.scopes (org_id, id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX grants_unique_key ON um.grants
+  (org_id, role_id, coalesce(user_id, 0), coalesce(team_id, 0), coalesce(scope_id, 0), coalesce(scope_kind, ''));
+CREATE INDEX grants_org_id_user_id_idx ON um.grants (org_id, user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX grants_team_id_idx ON um.grants (team_id) WHERE team_id IS NOT NULL;
+CREATE INDEX grants_scope_id_idx ON um.grants (scope_id) WHERE scope_id IS NOT NULL;
+CREATE INDEX grants_role_id_idx ON um.grants (role_id);
+COMMENT ON TABLE um.grants IS 'a role given to a member or a team on one scope node (scope_id), on every node of a kind (scope_kind), or organization-wide (neither)';
+
+CREATE TABLE um.invitations (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  email text NOT NULL CONSTRAINT invitations_email_check CHECK (um.email_is_valid(email)),
+  role_id bigint NOT NULL,
+  team_id bigint,
+  state text NOT NULL DEFAULT 'pending'
+    CONSTRAINT invitations_state_check CHECK (state IN ('requested', 'pending', 'accepted', 'revoked', 'expired')),
+  token_hash bytea CONSTRAINT invitations_token_hash_key UNIQUE,
+  invited_by bigint REFERENCES um.users ON DELETE SET NULL,
+  accepted_by bigint REFERENCES um.users ON DELETE SET NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz,
+  decided_at timestamptz,
+  CONSTRAINT invitations_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT invitations_team_fkey FOREIGN KEY (org_id, team_id) REFERENCES um.teams (org_id, id) ON DELETE CASCADE,
+  CONSTRAINT invitations_pending_has_token CHECK (state <> 'pending' OR (token_hash IS NOT NULL AND expires_at IS NOT NULL))
+);
+CREATE UNIQUE INDEX invitations_open_key ON um.invitations (org_id, lower(email)) WHERE state IN ('requested', 'pending');
+CREATE INDEX invitations_lower_email_idx ON um.invitations (lower(email));
+COMMENT ON TABLE um.invitations IS 'invitations to join an organization with a preset role (and team); tokens are stored only as hashes';
+
+CREATE TABLE um.sessions (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
+  token_hash bytea NOT NULL CONSTRAINT sessions_token_hash_key UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  revoked_at timestamptz,
+  CONSTRAINT sessions_expiry_check CHECK (expires_at > created_at)
+);
+CREATE INDEX sessions_user_id_idx ON um.sessions (user_id);
+COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never stored, only its hash';
+
+CREATE TABLE um.identity_providers (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  name text NOT NULL CONSTRAINT identity_providers_name_check CHECK (um.display_name_is_valid(name, 100)),
+  protocol text NOT NULL CONSTRAINT identity_providers_protocol_check CHECK (protocol IN ('oidc', 'saml')),
+  issuer text NOT NULL CONSTRAINT identity_providers_issuer_check CHECK (issuer ~ '^https://[^[:space:]]+$'),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT identity_providers_org_id_id_key UNIQUE (org_id, id)
+);
+CREATE UNIQUE INDEX identity_providers_org_id_name_key ON um.identity_providers (org_id, lower(name));
+COMMENT ON TABLE um.identity_providers IS 'single sign-on providers linked to an organization';
+
+CREATE TABLE um.user_identities (
+  org_id bigint NOT NULL,
+  provider_id bigint NOT NULL,
+  subject text NOT NULL CONSTRAINT user_identities_subject_check CHECK (length(subject) BETWEEN 1 AND 255),
+  user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (provider_id, subject),
+  CONSTRAINT user_identities_provider_fkey FOREIGN KEY (org_id, provider_id) REFERENCES um.identity_providers (org_id, id) ON DELETE CASCADE
+);
+CREATE INDEX user_identities_user_id_idx ON um.user_identities (user_id);
+COMMENT ON TABLE um.user_identities IS 'which user an identity provider''s subject is';
+
+CREATE TABLE um.audit_events (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  actor_user_id bigint,
+  impersonator_user_id bigint,
+  db_role name NOT NULL DEFAULT current_user,
+  action text NOT NULL CONSTRAINT audit_events_action_check CHECK (action ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$'),
+  outcome text NOT NULL DEFAULT 'ok' CONSTRAINT audit_events_outcome_check CHECK (outcome IN ('ok', 'denied', 'failed')),
+  org_id bigint,
+  target_type text,
+  target_id bigint,
+  details jsonb NOT NULL DEFAULT '{}' CONSTRAINT audit_events_details_check CHECK (jsonb_typeof(details) = 'object')
+);
+CREATE INDEX audit_events_org_id_at_idx ON um.audit_events (org_id, at);
+CREATE INDEX audit_events_actor_user_id_idx ON um.audit_events (actor_user_id) WHERE actor_user_id IS NOT NULL;
+COMMENT ON TABLE um.audit_events IS 'append-only trail of every lifecycle change and denied call; holds ids, never personal data';

@@ -1,0 +1,541 @@
+-- Rules the foreign keys and CHECK constraints cannot say: validation with
+-- explanations, cycles, protected built-in roles, the Root an organization
+-- must keep, the owner a team must keep, the append-only audit trail.
+-- Each raises a um SQLSTATE (class UM, listed in README.md) with a hint.
+-- Row-level rules that only validate are BEFORE triggers; rules over a whole
+-- organization are AFTER ... FOR EACH STATEMENT triggers over the transition
+-- table, so a bulk change is checked once per organization, after all its
+-- rows are in place.
+
+-- um.lock_organization: serialize changes to one organization's invariants.
+-- Updating (not just locking) the row makes a concurrent REPEATABLE READ
+-- transaction fail with a serialization error instead of deciding on a stale
+-- snapshot; under READ COMMITTED the second transaction waits and the checks
+-- after this call see what the first one committed.  Returns false when the
+-- organization no longer exists (it is being deleted).
+CREATE FUNCTION um.lock_organization(p_org_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  UPDATE um.organizations SET revision = revision + 1 WHERE id = p_org_id;
+  RETURN FOUND;
+END
+$$;
+
+-- users ---------------------------------------------------------------------
+CREATE FUNCTION um.users_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um.email_is_valid(NEW.email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', NEW.email
+      USING ERRCODE = 'UM001',
+            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
+            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
+  END IF;
+  IF NEW.name IS NOT NULL AND NOT um.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid user name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name, or pass NULL for a user without a name.';
+  END IF;
+  IF (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+     AND NOT um.timezone_is_valid(NEW.timezone) THEN
+    RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
+      USING ERRCODE = 'UM004',
+            HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
+  END IF;
+  IF NOT um.locale_is_valid(NEW.locale) THEN
+    RAISE EXCEPTION 'invalid locale "%"', NEW.locale
+      USING ERRCODE = 'UM005',
+            HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
+  END IF;
+  IF NEW.mobile IS NOT NULL AND NOT um.mobile_is_valid(NEW.mobile) THEN
+    RAISE EXCEPTION 'invalid mobile number "%"', NEW.mobile
+      USING ERRCODE = 'UM006',
+            HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
+  END IF;
+  IF jsonb_typeof(NEW.attributes) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'user attributes must be a JSON object'
+      USING ERRCODE = 'UM007',
+            DETAIL = format('The value given is a JSON %s.', coalesce(jsonb_typeof(NEW.attributes), 'null')),
+            HINT = 'Pass key/value pairs, e.g. ''{"department": "finance"}''.';
+  END IF;
+
+  IF TG_OP = 'UPDATE' THEN
+    NEW.updated_at := now();
+    IF lower(NEW.email) <> lower(OLD.email) THEN
+      NEW.email_verified_at := NULL;      -- a new address must be verified again
+    END IF;
+  END IF;
+  IF NEW.status = 'suspended' AND (TG_OP = 'INSERT' OR OLD.status <> 'suspended') THEN
+    NEW.suspended_at := coalesce(NEW.suspended_at, now());
+  ELSIF NEW.status = 'active' THEN
+    NEW.suspended_at := NULL;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER users_before_write BEFORE INSERT OR UPDATE ON um.users
+  FOR EACH ROW EXECUTE FUNCTION um.users_before_write();
+
+-- organizations ---------------------------------------------------------------
+CREATE FUNCTION um.organizations_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.slug = OLD.slug AND NEW.name = OLD.name
+     AND NEW.password_login_disabled = OLD.password_login_disabled THEN
+    RETURN NEW;                           -- e.g. um.lock_organization
+  END IF;
+  IF NOT um.slug_is_valid(NEW.slug) THEN
+    RAISE EXCEPTION 'invalid organization slug "%"', NEW.slug
+      USING ERRCODE = 'UM002',
+            DETAIL = 'A slug has 1 to 63 lowercase ASCII letters, digits and hyphens, and starts and ends with a letter or digit.',
+            HINT = 'Use something like "acme" or "acme-eu".';
+  END IF;
+  IF NOT um.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid organization name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  IF NEW.password_login_disabled AND (TG_OP = 'INSERT' OR NOT OLD.password_login_disabled)
+     AND NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.org_id = NEW.id) THEN
+    RAISE EXCEPTION 'organization "%" has no identity provider', NEW.slug
+      USING ERRCODE = 'UM045',
+            DETAIL = 'Disabling password login without an identity provider would lock every member out.',
+            HINT = 'Link and test an identity provider for the organization first, then disable password login.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER organizations_before_write BEFORE INSERT OR UPDATE ON um.organizations
+  FOR EACH ROW EXECUTE FUNCTION um.organizations_before_write();
+
+CREATE FUNCTION um.identity_providers_before_delete()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_slug text;
+BEGIN
+  SELECT o.slug INTO v_slug FROM um.organizations o
+   WHERE o.id = OLD.org_id AND o.password_login_disabled;
+  IF FOUND AND NOT EXISTS (SELECT 1 FROM um.identity_providers p
+                            WHERE p.org_id = OLD.org_id AND p.id <> OLD.id) THEN
+    RAISE EXCEPTION 'cannot remove the last identity provider of organization "%"', v_slug
+      USING ERRCODE = 'UM045',
+            DETAIL = 'Password login is disabled there, so members could no longer sign in.',
+            HINT = 'Enable password login for the organization first, or link another identity provider.';
+  END IF;
+  RETURN OLD;
+END
+$$;
+CREATE TRIGGER identity_providers_before_delete BEFORE DELETE ON um.identity_providers
+  FOR EACH ROW EXECUTE FUNCTION um.identity_providers_before_delete();
+
+-- roles -----------------------------------------------------------------------
+CREATE FUNCTION um.roles_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF OLD.builtin IS NOT NULL
+       AND EXISTS (SELECT 1 FROM um.organizations o WHERE o.id = OLD.org_id) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot be deleted', OLD.name
+        USING ERRCODE = 'UM042',
+              DETAIL = 'Every organization keeps its built-in roles; their permissions can be edited.',
+              HINT = 'Edit the role''s permissions instead, or create a custom role.';
+    END IF;
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.org_id <> OLD.org_id THEN
+      RAISE EXCEPTION 'a role cannot move to another organization'
+        USING ERRCODE = 'UM046',
+              HINT = 'Create a role of the same name in the other organization.';
+    END IF;
+    IF OLD.builtin IS NOT NULL AND (NEW.name <> OLD.name OR NEW.builtin IS DISTINCT FROM OLD.builtin) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot be renamed', OLD.name
+        USING ERRCODE = 'UM042',
+              DETAIL = 'Built-in roles keep their names in every organization so that everyone means the same role by them.',
+              HINT = 'Create a custom role with the name you want, including the built-in role if it should grant the same.';
+    END IF;
+    IF OLD.builtin IS NULL AND NEW.builtin IS NOT NULL THEN
+      RAISE EXCEPTION 'custom role "%" cannot become a built-in role', OLD.name
+        USING ERRCODE = 'UM042',
+              HINT = 'Built-in roles are created with the organization.';
+    END IF;
+  END IF;
+  IF NOT um.display_name_is_valid(NEW.name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER roles_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.roles
+  FOR EACH ROW EXECUTE FUNCTION um.roles_before_write();
+
+CREATE FUNCTION um.role_inclusions_check_cycle()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role text;
+  v_included text;
+BEGIN
+  PERFORM um.lock_organization(NEW.org_id);
+  IF EXISTS (
+      WITH RECURSIVE reach(role_id) AS (
+        SELECT NEW.included_role_id
+        UNION
+        SELECT ri.included_role_id
+          FROM um.role_inclusions ri JOIN reach ON ri.role_id = reach.role_id)
+      SELECT 1 FROM reach WHERE reach.role_id = NEW.role_id) THEN
+    SELECT name INTO v_role FROM um.roles WHERE id = NEW.role_id;
+    SELECT name INTO v_included FROM um.roles WHERE id = NEW.included_role_id;
+    RAISE EXCEPTION 'role "%" cannot include role "%": that would make a cycle', v_role, v_included
+      USING ERRCODE = 'UM040',
+            DETAIL = format('Role "%s" already includes role "%s", directly or through other roles.', v_included, v_role),
+            HINT = 'Include the roles in one direction only; a composite role includes smaller ones.';
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER role_inclusions_check_cycle AFTER INSERT OR UPDATE ON um.role_inclusions
+  FOR EACH ROW EXECUTE FUNCTION um.role_inclusions_check_cycle();
+
+-- permissions -----------------------------------------------------------------
+CREATE FUNCTION um.role_permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.assert_permission_name(NEW.permission, true);
+  IF NOT EXISTS (SELECT 1 FROM um.permissions p
+                  WHERE @extschema@.um_permission_matches(NEW.permission, p.name)) THEN
+    RAISE EXCEPTION 'unknown permission "%"', NEW.permission
+      USING ERRCODE = 'UM011',
+            DETAIL = 'No permission in the catalog (um.permissions) matches it.',
+            HINT = 'Check the spelling, or register the permission first with um_register_permission().';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER role_permissions_before_write BEFORE INSERT OR UPDATE ON um.role_permissions
+  FOR EACH ROW EXECUTE FUNCTION um.role_permissions_before_write();
+
+CREATE FUNCTION um.permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_roles bigint;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM um.assert_permission_name(NEW.name, false);
+    RETURN NEW;
+  END IF;
+  IF OLD.builtin THEN
+    RAISE EXCEPTION 'built-in permission "%" cannot be % ', OLD.name,
+                    CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'changed' END
+      USING ERRCODE = 'UM048',
+            HINT = 'um itself checks built-in permissions; remove them from roles instead.';
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.name <> OLD.name THEN
+      RAISE EXCEPTION 'permission "%" cannot be renamed', OLD.name
+        USING ERRCODE = 'UM048',
+              HINT = 'Register the new name, move the grants, then remove the old one.';
+    END IF;
+    RETURN NEW;
+  END IF;
+  SELECT count(*) INTO v_roles FROM um.role_permissions rp WHERE rp.permission = OLD.name;
+  IF v_roles > 0 THEN
+    RAISE EXCEPTION 'permission "%" is still granted by % role(s)', OLD.name, v_roles
+      USING ERRCODE = 'UM048',
+            HINT = 'Remove it from those roles first (see um.role_permissions).';
+  END IF;
+  RETURN OLD;
+END
+$$;
+CREATE TRIGGER permissions_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.permissions
+  FOR EACH ROW EXECUTE FUNCTION um.permissions_before_write();
+
+-- scopes ----------------------------------------------------------------------
+CREATE FUNCTION um.scopes_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_parent_org bigint;
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.org_id <> OLD.org_id THEN
+    RAISE EXCEPTION 'a scope node cannot move to another organization'
+      USING ERRCODE = 'UM046',
+            HINT = 'Create the node in the other organization instead.';
+  END IF;
+  IF NOT um.identifier_is_valid(NEW.kind) THEN
+    RAISE EXCEPTION 'invalid scope kind "%"', NEW.kind
+      USING ERRCODE = 'UM008',
+            HINT = 'A kind is a lowercase identifier such as project, environment or dashboard_group.';
+  END IF;
+  IF NOT um.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid scope name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  IF NEW.parent_id IS NOT NULL
+     AND (TG_OP = 'INSERT' OR NEW.parent_id IS DISTINCT FROM OLD.parent_id) THEN
+    SELECT s.org_id INTO v_parent_org FROM um.scopes s WHERE s.id = NEW.parent_id;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'scope node % does not exist', NEW.parent_id
+        USING ERRCODE = 'UM033',
+              HINT = 'Create the parent node first, or pass NULL for a top-level node.';
+    ELSIF v_parent_org <> NEW.org_id THEN
+      RAISE EXCEPTION 'scope node % belongs to another organization', NEW.parent_id
+        USING ERRCODE = 'UM046',
+              DETAIL = 'A node''s parent must be in the same organization as the node.',
+              HINT = 'Pick a parent from the same organization (um.scopes.org_id).';
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER scopes_before_write BEFORE INSERT OR UPDATE ON um.scopes
+  FOR EACH ROW EXECUTE FUNCTION um.scopes_before_write();
+
+-- A new node with an existing parent cannot close a cycle; only re-parenting
+-- can, or rows inserted together with explicit ids.  Checked after the
+-- statement, when all its rows are visible.
+CREATE FUNCTION um.scopes_check_cycle()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NEW.parent_id IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM um.lock_organization(NEW.org_id);
+  END IF;
+  IF EXISTS (
+      WITH RECURSIVE up(id) AS (
+        SELECT NEW.parent_id
+        UNION
+        SELECT s.parent_id FROM um.scopes s JOIN up ON s.id = up.id
+         WHERE s.parent_id IS NOT NULL)
+      SELECT 1 FROM up WHERE up.id = NEW.id) THEN
+    RAISE EXCEPTION 'scope node % cannot be placed under node %: that would make a cycle', NEW.id, NEW.parent_id
+      USING ERRCODE = 'UM041',
+            DETAIL = format('Node %s is node %s itself or one of its descendants.', NEW.parent_id, NEW.id),
+            HINT = 'Move the node under a node outside its own subtree.';
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER scopes_check_cycle AFTER INSERT OR UPDATE OF parent_id ON um.scopes
+  FOR EACH ROW EXECUTE FUNCTION um.scopes_check_cycle();
+
+-- memberships -----------------------------------------------------------------
+CREATE FUNCTION um.memberships_before_update()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NEW.org_id <> OLD.org_id OR NEW.user_id <> OLD.user_id THEN
+    RAISE EXCEPTION 'a membership cannot move to another organization or user'
+      USING ERRCODE = 'UM046',
+            HINT = 'Remove the membership and add a new one.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER memberships_before_update BEFORE UPDATE ON um.memberships
+  FOR EACH ROW EXECUTE FUNCTION um.memberships_before_update();
+
+-- An organization with members always has a Root among them.
+CREATE FUNCTION um.memberships_keep_root()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+  v_slug text;
+BEGIN
+  FOR v_org IN SELECT DISTINCT c.org_id FROM changed_rows c ORDER BY 1 LOOP
+    CONTINUE WHEN NOT um.lock_organization(v_org);   -- organization being deleted
+    IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_org)
+       AND NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                        WHERE m.org_id = v_org AND r.builtin = 'root') THEN
+      SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
+      RAISE EXCEPTION 'organization "%" would be left without a Root', v_slug
+        USING ERRCODE = 'UM044',
+              DETAIL = 'An organization with members always has at least one member with the built-in Root role.',
+              HINT = 'Make another member Root first, or transfer ownership of the organization.';
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER memberships_keep_root_ins AFTER INSERT ON um.memberships
+  REFERENCING NEW TABLE AS changed_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+CREATE TRIGGER memberships_keep_root_upd AFTER UPDATE ON um.memberships
+  REFERENCING OLD TABLE AS changed_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+CREATE TRIGGER memberships_keep_root_del AFTER DELETE ON um.memberships
+  REFERENCING OLD TABLE AS changed_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+
+-- teams -----------------------------------------------------------------------
+CREATE FUNCTION um.teams_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.org_id <> OLD.org_id THEN
+    RAISE EXCEPTION 'a team cannot move to another organization'
+      USING ERRCODE = 'UM046',
+            HINT = 'Create a team in the other organization instead.';
+  END IF;
+  IF NOT um.display_name_is_valid(NEW.name, 100) THEN
+    RAISE EXCEPTION 'invalid team name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  IF TG_OP = 'INSERT' AND NEW.scope_id IS NULL THEN
+    -- the team space: a top-level scope node of kind "team"
+    INSERT INTO um.scopes (org_id, kind, name) VALUES (NEW.org_id, 'team', NEW.name)
+      RETURNING id INTO NEW.scope_id;
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER teams_before_write BEFORE INSERT OR UPDATE ON um.teams
+  FOR EACH ROW EXECUTE FUNCTION um.teams_before_write();
+
+-- A deleted team takes its team space (and the grants on it) along, unless
+-- another team still uses that node.
+CREATE FUNCTION um.teams_after_delete()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  DELETE FROM um.scopes s
+   WHERE s.id = OLD.scope_id AND s.kind = 'team'
+     AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.scope_id = s.id);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER teams_after_delete AFTER DELETE ON um.teams
+  FOR EACH ROW EXECUTE FUNCTION um.teams_after_delete();
+
+CREATE FUNCTION um.team_members_keep_owner()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team record;
+BEGIN
+  FOR v_team IN
+    SELECT t.id, t.name, c.user_id
+      FROM changed_rows c
+      JOIN um.teams t ON t.id = c.team_id
+      JOIN um.organizations o ON o.id = t.org_id     -- not when the organization goes
+     WHERE c.is_owner
+       AND NOT EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.is_owner)
+  LOOP
+    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team.name
+      USING ERRCODE = 'UM043',
+            DETAIL = format('User %s owns the team.', v_team.user_id),
+            HINT = 'Transfer ownership of the team to another member first, or delete the team.';
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER team_members_keep_owner_upd AFTER UPDATE ON um.team_members
+  REFERENCING OLD TABLE AS changed_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION um.team_members_keep_owner();
+CREATE TRIGGER team_members_keep_owner_del AFTER DELETE ON um.team_members
+  REFERENCING OLD TABLE AS changed_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION um.team_members_keep_owner();
+
+CREATE FUNCTION um.team_members_before_update()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NEW.org_id <> OLD.org_id OR NEW.team_id <> OLD.team_id OR NEW.user_id <> OLD.user_id THEN
+    RAISE EXCEPTION 'a team membership cannot move to another team or user'
+      USING ERRCODE = 'UM046',
+            HINT = 'Remove the team member and add the new one.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER team_members_before_update BEFORE UPDATE ON um.team_members
+  FOR EACH ROW EXECUTE FUNCTION um.team_members_before_update();
+
+-- invitations -----------------------------------------------------------------
+CREATE FUNCTION um.invitations_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um.email_is_valid(NEW.email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', NEW.email
+      USING ERRCODE = 'UM001',
+            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
+            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER invitations_before_write BEFORE INSERT OR UPDATE ON um.invitations
+  FOR EACH ROW EXECUTE FUNCTION um.invitations_before_write();
+
+-- audit -----------------------------------------------------------------------
+CREATE FUNCTION um.audit_events_append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RAISE EXCEPTION 'the audit trail is append-only'
+    USING ERRCODE = 'UM047',
+          DETAIL = format('%s on um.audit_events is not allowed.', TG_OP),
+          HINT = 'Audit events are never changed; to prune old events, a superuser disables trigger audit_events_append_only for that one transaction.';
+END
+$$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON um.audit_events
+  FOR EACH ROW EXECUTE FUNCTION um.audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON um.audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION um.audit_events_append_only();

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/um.c
+ *	  Entry point of the um extension: module magic and _PG_init.
+ *
+ * um keeps its state per backend and needs no shared memory, so it works
+ * when loaded on first use by CREATE EXTENSION or any um function, without
+ * shared_preload_libraries.  _PG_init reserves the "um." settings prefix so
+ * that a misspelt um setting is an error rather than a silent placeholder.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "um.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/*
+ * _PG_init: called once per backend when the library is loaded.
+ */
+void
+_PG_init(void)
+{
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("um");
+#else
+	EmitWarningsOnPlaceholders("um");
+#endif
+}
