@@ -21,7 +21,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 
 # pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out
 REGRESS      = install errors
-REGRESS_OPTS = --inputdir=. --load-extension=plpgsql
+REGRESS_OPTS = --inputdir=.
 
 EXTRA_CLEAN  = test/fuzz/permname_fuzz
 

@@ -14,7 +14,7 @@ packages=(
   "postgresql-$PG_MAJOR-pgtap"           # pgTAP
   libtap-parser-sourcehandler-pgtap-perl # pg_prove
   libipc-run-perl                        # PostgreSQL::Test::Cluster (TAP tests)
-  make gcc
+  make gcc cppcheck
 )
 
 missing=()

@@ -72,10 +72,9 @@ BEGIN
       NEW.email_verified_at := NULL;      -- a new address must be verified again
     END IF;
   END IF;
-  IF NEW.status = 'suspended' AND (TG_OP = 'INSERT' OR OLD.status <> 'suspended') THEN
-    NEW.suspended_at := coalesce(NEW.suspended_at, now());
-  ELSIF NEW.status = 'active' THEN
-    NEW.suspended_at := NULL;
+  -- a change of status records (or clears) when the user was suspended
+  IF TG_OP = 'INSERT' OR NEW.status <> OLD.status THEN
+    NEW.suspended_at := CASE WHEN NEW.status = 'suspended' THEN coalesce(NEW.suspended_at, now()) END;
   END IF;
   RETURN NEW;
 END
@@ -253,7 +252,7 @@ BEGIN
     RETURN NEW;
   END IF;
   IF OLD.builtin THEN
-    RAISE EXCEPTION 'built-in permission "%" cannot be % ', OLD.name,
+    RAISE EXCEPTION 'built-in permission "%" cannot be %', OLD.name,
                     CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'changed' END
       USING ERRCODE = 'UM048',
             HINT = 'um itself checks built-in permissions; remove them from roles instead.';
