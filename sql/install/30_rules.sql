@@ -105,7 +105,10 @@ BEGIN
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim the name.';
   END IF;
-  IF NEW.password_login_disabled AND (TG_OP = 'INSERT' OR NOT OLD.password_login_disabled)
+  -- Checked when the setting is switched on.  (A new row cannot have an
+  -- identity provider yet; rows that arrive with it on come from pg_restore,
+  -- whose providers follow.)
+  IF TG_OP = 'UPDATE' AND NEW.password_login_disabled AND NOT OLD.password_login_disabled
      AND NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.org_id = NEW.id) THEN
     RAISE EXCEPTION 'organization "%" has no identity provider', NEW.slug
       USING ERRCODE = 'UM045',
@@ -302,14 +305,18 @@ BEGIN
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim the name.';
   END IF;
+  IF NEW.parent_id = NEW.id THEN
+    RAISE EXCEPTION 'scope node % cannot be its own parent', NEW.id
+      USING ERRCODE = 'UM041',
+            HINT = 'Pick another node as the parent, or NULL for a top-level node.';
+  END IF;
+  -- A parent that does not exist (yet) is left to the foreign key, which is
+  -- checked at the end of the statement: a bulk load (pg_restore's COPY) may
+  -- bring a child before its parent.
   IF NEW.parent_id IS NOT NULL
      AND (TG_OP = 'INSERT' OR NEW.parent_id IS DISTINCT FROM OLD.parent_id) THEN
     SELECT s.org_id INTO v_parent_org FROM um.scopes s WHERE s.id = NEW.parent_id;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'scope node % does not exist', NEW.parent_id
-        USING ERRCODE = 'UM033',
-              HINT = 'Create the parent node first, or pass NULL for a top-level node.';
-    ELSIF v_parent_org <> NEW.org_id THEN
+    IF FOUND AND v_parent_org <> NEW.org_id THEN
       RAISE EXCEPTION 'scope node % belongs to another organization', NEW.parent_id
         USING ERRCODE = 'UM046',
               DETAIL = 'A node''s parent must be in the same organization as the node.',
