@@ -5,8 +5,10 @@
  *
  * um keeps its state per backend and needs no shared memory, so it works
  * when loaded on first use by CREATE EXTENSION or any um function, without
- * shared_preload_libraries.  _PG_init reserves the "um." settings prefix so
- * that a misspelt um setting is an error rather than a silent placeholder.
+ * shared_preload_libraries.  _PG_init defines the settings, registers the
+ * cache's invalidation and transaction callbacks and the identity's
+ * transaction callback, and reserves the "um." prefix so that a misspelt um
+ * setting is an error rather than a silent placeholder.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +29,8 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	um_cache_init();
+	um_identity_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("um");
 #else

@@ -4,8 +4,10 @@
  *	  What each module of the um extension offers the others.
  *
  * Floors, lowest first: permission names (permname.c) know nothing else;
- * the module entry point (um.c) registers settings and callbacks.  Later
- * floors (cache, evaluator, identity, planner support) build on these.
+ * the cache (cache.c) loads and keeps what the tables say, using permname;
+ * the evaluator (evaluator.c) answers checks from the cache; identity
+ * (identity.c) says who is acting, beside the evaluator.  um.c registers
+ * settings and callbacks and nothing else.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +22,7 @@
  */
 #define ERRCODE_UM_INVALID_PERMISSION_NAME	MAKE_SQLSTATE('U','M','0','1','0')
 #define ERRCODE_UM_UNKNOWN_PERMISSION		MAKE_SQLSTATE('U','M','0','1','1')
+#define ERRCODE_UM_UNKNOWN_USER				MAKE_SQLSTATE('U','M','0','3','1')
 
 /* ---- permname.c: permission names "resource:action" and grant patterns */
 
@@ -56,5 +59,112 @@ extern bool um_permname_matches(const UmPermName *pattern, const UmPermName *nam
 /* um_permname_check: parse or ereport(ERROR) with ERRCODE_UM_INVALID_PERMISSION_NAME. */
 extern void um_permname_check(const char *s, size_t len, bool allow_wildcards,
 							  UmPermName *out);
+
+/* ---- identity.c: the acting user of the current transaction */
+
+extern void um_identity_init(void);
+extern bool um_identity_get(int64 *user_id);
+
+/* ---- cache.c: the backend-local grant cache */
+
+/* deepest scope tree a check walks up */
+#define UM_MAX_SCOPE_DEPTH		64
+
+typedef struct UmUser
+{
+	int64		user_id;		/* key */
+	bool		exists;
+	bool		active;			/* status active and allow_login */
+	int			norgs;			/* organizations with an active membership */
+	int64	   *orgs;
+} UmUser;
+
+typedef struct UmOrg
+{
+	int64		org_id;			/* key */
+	bool		scopes_loaded;
+	int			nscopes;
+	int64	   *scope_ids;		/* every scope node of the organization */
+} UmOrg;
+
+typedef struct UmScope
+{
+	int64		scope_id;		/* key */
+	int64		org_id;
+	int64		parent_id;		/* 0 for a top-level node */
+	int			kind;			/* interned kind */
+	bool		inherit;
+} UmScope;
+
+typedef struct UmMemberKey
+{
+	int64		user_id;
+	int64		org_id;
+} UmMemberKey;
+
+typedef struct UmGrant
+{
+	int64		role_id;
+	int64		scope_id;		/* 0 when granted on a kind */
+	char	   *kind;			/* NULL when granted on a node */
+} UmGrant;
+
+typedef struct UmMember
+{
+	UmMemberKey key;
+	bool		active;			/* an active membership */
+	int64		role_id;		/* the organization role */
+	uint64	   *baseline;		/* organization-wide permission bitmap */
+	int			ngrants;		/* grants on scope nodes or kinds */
+	UmGrant    *grants;
+} UmMember;
+
+typedef struct UmCacheStats
+{
+	int64		hits;
+	int64		misses;
+	int64		queries;
+	int64		invalidations;
+	int64		resets;
+	int64		evictions;
+	int64		retries;
+	int64		memory_bytes;
+	int64		users;
+	int64		members;
+	int64		organizations;
+	int64		scope_memos;
+	int64		permissions;
+} UmCacheStats;
+
+extern int	um_cache_memory_limit_kb;
+
+extern void um_cache_init(void);
+
+/*
+ * um_cache_begin: process pending invalidations and empty the cache if it
+ * is stale.  Returns the generation; a check whose generation moved before
+ * it finished must start over (its entries may predate a change).
+ */
+extern uint64 um_cache_begin(void);
+extern uint64 um_cache_generation(void);
+extern void um_cache_reset_all(void);
+extern void um_cache_note_retry(void);
+
+/* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
+extern int	um_cache_perm_id(const char *name, size_t len);
+extern int	um_cache_nwords(void);
+extern const char *um_cache_perm_name(int id);
+
+extern const UmUser *um_cache_user(int64 user_id);
+extern const UmMember *um_cache_member(int64 user_id, int64 org_id);
+extern const uint64 *um_cache_scope_bits(const UmMember *m, int64 scope_id);
+extern const UmOrg *um_cache_org_scopes(int64 org_id);
+extern void um_cache_get_stats(UmCacheStats *out);
+
+static inline bool
+um_bit(const uint64 *bits, int id)
+{
+	return (bits[id / 64] >> (id % 64)) & 1;
+}
 
 #endif							/* UM_H */

@@ -1,16 +1,18 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(17);
+SELECT plan(22);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
   'organizations', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events']);
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel']);
 SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list']);
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
-                                     'um_register_permission', 'um_permission_matches']
+                                     'um_register_permission', 'um_permission_matches', 'um_has_permission',
+                                     'um_permitted_orgs', 'um_permitted_scopes', 'um_explain_permission',
+                                     'um_act_as', 'um_current_user_id', 'um_cache_stats', 'um_cache_reset']
                      || ARRAY(SELECT p.proname::text FROM pg_proc p
                                WHERE p.pronamespace = 'public'::regnamespace
                                  AND NOT p.proname LIKE 'um\_%'),
@@ -46,7 +48,27 @@ SELECT ok(NOT has_function_privilege('public', 'um_create_organization(text,text
           'PUBLIC cannot execute um_create_organization');
 SELECT ok(NOT has_function_privilege('public', 'um_add_member(bigint,bigint,text)', 'EXECUTE'),
           'PUBLIC cannot execute um_add_member');
+SELECT ok(NOT has_function_privilege('public', 'um_act_as(bigint)', 'EXECUTE'),
+          'PUBLIC cannot choose who is acting');
+SELECT ok(NOT bool_or(has_function_privilege('public', f, 'EXECUTE')),
+          'PUBLIC cannot ask what another user may do')
+  FROM unnest(ARRAY['um_has_permission(bigint,text,bigint)', 'um_has_permission(bigint,text,bigint,bigint)',
+                    'um_permitted_orgs(bigint,text)', 'um_permitted_scopes(bigint,text,bigint)',
+                    'um_explain_permission(bigint,text,bigint,bigint)']) AS f;
+SELECT ok(bool_and(has_function_privilege('public', f, 'EXECUTE')),
+          'everyone may ask what the acting user may do (policies run as the querying role)')
+  FROM unnest(ARRAY['um_has_permission(text,bigint)', 'um_has_permission(text,bigint,bigint)',
+                    'um_permitted_orgs(text)', 'um_permitted_scopes(text,bigint)', 'um_current_user_id()']) AS f;
+-- every table an answer depends on tells the caches when it changes, even in replica mode
+SELECT set_eq($$ SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                  WHERE t.tgname = 'cache_invalidate' AND t.tgenabled = 'A' $$,
+              ARRAY['users', 'memberships', 'roles', 'role_inclusions', 'role_permissions', 'permissions',
+                    'scopes', 'teams', 'team_members', 'team_member_roles', 'grants'],
+              'cache invalidation triggers, enabled ALWAYS');
 
+SELECT is((SELECT string_agg(DISTINCT format('%s %s %s', provolatile, proisstrict, proparallel), ',')
+             FROM pg_proc WHERE proname = 'um_has_permission'), 's f r',
+          'um_has_permission: STABLE, not STRICT (NULL is a deny, never NULL), PARALLEL RESTRICTED');
 -- the permission-name functions are pure: immutable, strict, parallel safe
 SELECT volatility_is('public', 'um_permission_matches', ARRAY['text', 'text'], 'immutable');
 SELECT is_strict('public', 'um_permission_matches', ARRAY['text', 'text']);

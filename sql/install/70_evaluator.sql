@@ -1,0 +1,155 @@
+-- The permission evaluator (src/evaluator.c, src/cache.c) and how its
+-- cache learns about changes.
+
+-- The address of the cache's invalidation messages: a statement that
+-- changes any table an answer depends on queues a relcache invalidation of
+-- this relation (see src/cache.c).  Nothing is ever stored in it.
+CREATE TABLE um.cache_sentinel ();
+COMMENT ON TABLE um.cache_sentinel IS 'never holds rows: invalidating it tells every backend to empty its permission cache';
+REVOKE ALL ON um.cache_sentinel FROM PUBLIC;
+
+CREATE FUNCTION um.cache_invalidate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'um_cache_invalidate_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION um.cache_invalidate() IS 'statement trigger: every backend empties its permission cache once this change is visible to it';
+
+-- ENABLE ALWAYS: also under session_replication_role = replica (bulk loads,
+-- logical replication), so no write can bypass the caches.
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.users
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.memberships
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.roles
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.role_inclusions
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.role_permissions
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.permissions
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.scopes
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.teams
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.team_members
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.team_member_roles
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.grants
+  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+ALTER TABLE um.users ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.memberships ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.roles ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.role_inclusions ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.role_permissions ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.permissions ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.scopes ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.teams ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.team_members ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.team_member_roles ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.grants ENABLE ALWAYS TRIGGER cache_invalidate;
+
+-- The acting user (src/identity.c).  um_act_as is for backends that
+-- authenticate users themselves: only roles the DBA grants it may call it.
+CREATE FUNCTION @extschema@.um_act_as(user_id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'um_act_as'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_act_as(bigint) IS
+  'make user_id the acting user until the end of the current transaction (EXECUTE is granted by the DBA, never to PUBLIC)';
+REVOKE EXECUTE ON FUNCTION @extschema@.um_act_as(bigint) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.um_current_user_id()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'um_current_user_id'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_current_user_id() IS 'the acting user of this transaction, or NULL';
+
+-- The checks.  STABLE (reads, never writes; like has_table_privilege()),
+-- not STRICT (a NULL user, organization or scope is a deny: false, never
+-- NULL), PARALLEL RESTRICTED (the acting user and the cache live in this
+-- backend), not LEAKPROOF (an invalid name is an error that quotes it).
+CREATE FUNCTION @extschema@.um_has_permission(permission text, org_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'um_has_permission_acting'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_has_permission(text, bigint) IS
+  'may the acting user do permission in the organization?  e.g. USING (um_has_permission(''invoice:read'', org_id))';
+
+CREATE FUNCTION @extschema@.um_has_permission(permission text, org_id bigint, scope_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'um_has_permission_acting'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_has_permission(text, bigint, bigint) IS
+  'may the acting user do permission on a scope node of the organization?';
+
+CREATE FUNCTION @extschema@.um_has_permission(user_id bigint, permission text, org_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'um_has_permission_user'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_has_permission(bigint, text, bigint) IS
+  'may user_id do permission in the organization?  (for administrators and reports)';
+
+CREATE FUNCTION @extschema@.um_has_permission(user_id bigint, permission text, org_id bigint, scope_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'um_has_permission_user'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) IS
+  'may user_id do permission on a scope node of the organization?  (for administrators and reports)';
+
+-- Companions for policies that should use an index: org_id = ANY (um_permitted_orgs('invoice:read')).
+CREATE FUNCTION @extschema@.um_permitted_orgs(permission text)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'um_permitted_orgs_acting'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_permitted_orgs(text) IS
+  'the organizations where the acting user holds permission organization-wide, sorted; for org_id = ANY (...)';
+
+CREATE FUNCTION @extschema@.um_permitted_orgs(user_id bigint, permission text)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'um_permitted_orgs_user'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_permitted_orgs(bigint, text) IS
+  'the organizations where user_id holds permission organization-wide, sorted';
+
+CREATE FUNCTION @extschema@.um_permitted_scopes(permission text, org_id bigint)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'um_permitted_scopes_acting'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_permitted_scopes(text, bigint) IS
+  'the scope nodes of the organization where the acting user holds permission, sorted; for scope_id = ANY (...)';
+
+CREATE FUNCTION @extschema@.um_permitted_scopes(user_id bigint, permission text, org_id bigint)
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'um_permitted_scopes_user'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_permitted_scopes(bigint, text, bigint) IS
+  'the scope nodes of the organization where user_id holds permission, sorted';
+
+-- Checking for someone else says who may do what: for administrators and
+-- reporting roles the DBA chooses.
+REVOKE EXECUTE ON FUNCTION
+  @extschema@.um_has_permission(bigint, text, bigint),
+  @extschema@.um_has_permission(bigint, text, bigint, bigint),
+  @extschema@.um_permitted_orgs(bigint, text),
+  @extschema@.um_permitted_scopes(bigint, text, bigint)
+FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.um_cache_stats(
+  OUT hits bigint, OUT misses bigint, OUT queries bigint, OUT invalidations bigint,
+  OUT resets bigint, OUT evictions bigint, OUT retries bigint,
+  OUT memory_bytes bigint, OUT memory_limit_bytes bigint,
+  OUT users bigint, OUT members bigint, OUT organizations bigint,
+  OUT scope_memos bigint, OUT permissions bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'um_cache_stats'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_cache_stats() IS
+  'this backend''s permission cache: hits, misses, loader queries, invalidations, resets, evictions, retries, memory and entries';
+
+CREATE FUNCTION @extschema@.um_cache_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'um_cache_reset'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_cache_reset() IS 'empty this backend''s permission cache (it refills on demand)';

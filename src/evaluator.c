@@ -1,0 +1,429 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/evaluator.c
+ *	  um_has_permission() and its companions for RLS and listing.
+ *
+ * A check validates the permission name first (an unknown name is an
+ * error, never a silent false), then denies for: no user, an unknown,
+ * suspended or notification-only user, no organization, and anyone who is
+ * not an active member of it.  Otherwise it grants when the permission is in
+ * the union of: the member's organization role, organization-wide grants to
+ * them or their teams, and, for a scope node, grants on that node or on its
+ * ancestors up to the nearest node that breaks inheritance (by node, by
+ * kind, or through a team whose space it is), all closed over role
+ * inclusions and wildcards.  The bitmaps come from the cache (cache.c).
+ *
+ * Markings, chosen deliberately (see also sql/install/70_evaluator.sql):
+ *	- STABLE: no writes, and within a statement the same arguments give the
+ *	  same answer unless a concurrent change commits, as for PostgreSQL's
+ *	  own has_*_privilege() functions, which read the catalog caches.  Not
+ *	  IMMUTABLE: answers change when the tables do.
+ *	- not STRICT: a NULL user or organization is a deny (false), not NULL,
+ *	  so that NOT um_has_permission(...) can never turn a NULL into access.
+ *	- PARALLEL RESTRICTED: the acting user and the cache live in this
+ *	  backend's memory, which parallel workers do not share.
+ *	- not LEAKPROOF: the error for an invalid permission quotes the name.
+ *
+ * A per-call-site memo (fn_extra) keeps the last permission id and member
+ * entry, valid for one cache generation, so a warm check is a generation
+ * compare and a bit test.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "um.h"
+
+PG_FUNCTION_INFO_V1(um_has_permission_acting);
+PG_FUNCTION_INFO_V1(um_has_permission_user);
+PG_FUNCTION_INFO_V1(um_permitted_orgs_acting);
+PG_FUNCTION_INFO_V1(um_permitted_orgs_user);
+PG_FUNCTION_INFO_V1(um_permitted_scopes_acting);
+PG_FUNCTION_INFO_V1(um_permitted_scopes_user);
+PG_FUNCTION_INFO_V1(um_cache_stats);
+PG_FUNCTION_INFO_V1(um_cache_reset);
+
+/* a check whose cache generation keeps moving gives up after this many tries */
+#define MAX_ATTEMPTS 100
+
+typedef struct CallMemo
+{
+	uint64		generation;
+	int			perm_len;		/* -1: no permission remembered */
+	char		perm[UM_PERMNAME_MAX];
+	int			perm_id;
+	bool		have_member;
+	int64		user_id;
+	int64		org_id;
+	const UmMember *member;		/* NULL: denied (user or membership not active) */
+} CallMemo;
+
+static CallMemo *
+get_memo(FunctionCallInfo fcinfo)
+{
+	CallMemo   *memo = (CallMemo *) fcinfo->flinfo->fn_extra;
+
+	if (memo == NULL)
+	{
+		memo = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CallMemo));
+		memo->perm_len = -1;
+		fcinfo->flinfo->fn_extra = memo;
+	}
+	return memo;
+}
+
+/* begin one attempt: the memo is only good for the generation it was made in */
+static uint64
+attempt_begin(CallMemo *memo)
+{
+	uint64		gen = um_cache_begin();
+
+	if (memo->generation != gen)
+	{
+		memo->generation = gen;
+		memo->perm_len = -1;
+		memo->have_member = false;
+	}
+	return gen;
+}
+
+/* did the attempt see one generation throughout?  If not, it is retried. */
+static bool
+attempt_end(uint64 gen, int attempt)
+{
+	if (um_cache_generation() == gen)
+		return true;
+	um_cache_note_retry();
+	if (attempt >= MAX_ATTEMPTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("um's permission data kept changing during a check"),
+				 errhint("Retry the statement.")));
+	return false;
+}
+
+static int
+memo_perm(CallMemo *memo, text *perm)
+{
+	const char *p = VARDATA_ANY(perm);
+	size_t		len = VARSIZE_ANY_EXHDR(perm);
+	int			id;
+
+	if (memo->perm_len == (int) len && memcmp(memo->perm, p, len) == 0)
+		return memo->perm_id;
+	id = um_cache_perm_id(p, len);	/* validates: len <= UM_PERMNAME_MAX */
+	memcpy(memo->perm, p, len);
+	memo->perm_len = (int) len;
+	memo->perm_id = id;
+	return id;
+}
+
+/* the member entry, or NULL when the user may not act in the organization */
+static const UmMember *
+memo_member(CallMemo *memo, int64 user_id, int64 org_id)
+{
+	const UmUser *u;
+	const UmMember *m = NULL;
+
+	if (memo->have_member && memo->user_id == user_id && memo->org_id == org_id)
+		return memo->member;
+	u = um_cache_user(user_id);
+	if (u->active)
+	{
+		m = um_cache_member(user_id, org_id);
+		if (!m->active)
+			m = NULL;
+	}
+	memo->have_member = true;
+	memo->user_id = user_id;
+	memo->org_id = org_id;
+	memo->member = m;
+	return m;
+}
+
+/*
+ * check: the answer for one (user, permission, organization[, scope]).
+ */
+static bool
+check(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm,
+	  bool has_org, int64 org_id, bool has_scope, int64 scope_id)
+{
+	CallMemo   *memo = get_memo(fcinfo);
+	int			attempt;
+
+	for (attempt = 1;; attempt++)
+	{
+		uint64		gen = attempt_begin(memo);
+		int			perm_id = memo_perm(memo, perm);
+		bool		result = false;
+
+		if (has_user && has_org)
+		{
+			const UmMember *m = memo_member(memo, user_id, org_id);
+
+			if (m != NULL)
+			{
+				if (has_scope)
+				{
+					const uint64 *bits = um_cache_scope_bits(m, scope_id);
+
+					result = bits != NULL && um_bit(bits, perm_id);
+				}
+				else
+					result = um_bit(m->baseline, perm_id);
+			}
+		}
+		if (attempt_end(gen, attempt))
+			return result;
+	}
+}
+
+/*
+ * um_has_permission(permission text, org_id bigint [, scope_id bigint]):
+ * for the acting user.
+ */
+Datum
+um_has_permission_acting(PG_FUNCTION_ARGS)
+{
+	int64		user_id = 0;
+	bool		has_user;
+	bool		has_scope = PG_NARGS() > 2 && !PG_ARGISNULL(2);
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	has_user = um_identity_get(&user_id);
+	if (PG_NARGS() > 2 && PG_ARGISNULL(2))
+	{
+		/* a NULL scope node is a deny, after the name is validated */
+		(void) check(fcinfo, false, 0, PG_GETARG_TEXT_PP(0), false, 0, false, 0);
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(check(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0),
+						 !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+						 has_scope, has_scope ? PG_GETARG_INT64(2) : 0));
+}
+
+/*
+ * um_has_permission(user_id bigint, permission text, org_id bigint
+ * [, scope_id bigint]): for any user, for administrators and reports.
+ */
+Datum
+um_has_permission_user(PG_FUNCTION_ARGS)
+{
+	bool		has_scope = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	if (PG_NARGS() > 3 && PG_ARGISNULL(3))
+	{
+		(void) check(fcinfo, false, 0, PG_GETARG_TEXT_PP(1), false, 0, false, 0);
+		PG_RETURN_BOOL(false);
+	}
+	PG_RETURN_BOOL(check(fcinfo, !PG_ARGISNULL(0), PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
+						 PG_GETARG_TEXT_PP(1),
+						 !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2),
+						 has_scope, has_scope ? PG_GETARG_INT64(3) : 0));
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static Datum
+int8_array(int64 *ids, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	if (n > 1)
+		qsort(ids, n, sizeof(int64), cmp_int64);
+	for (i = 0; i < n; i++)
+		d[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * permitted_orgs: the organizations where the user holds the permission
+ * organization-wide, sorted: for policies written org_id = ANY (...).
+ */
+static Datum
+permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm)
+{
+	CallMemo   *memo = get_memo(fcinfo);
+	int			attempt;
+
+	for (attempt = 1;; attempt++)
+	{
+		uint64		gen = attempt_begin(memo);
+		int			perm_id = memo_perm(memo, perm);
+		int64	   *ids = NULL;
+		int			n = 0;
+
+		if (has_user)
+		{
+			const UmUser *u = um_cache_user(user_id);
+
+			if (u->active && u->norgs > 0)
+			{
+				int			i;
+
+				ids = palloc(sizeof(int64) * u->norgs);
+				for (i = 0; i < u->norgs; i++)
+				{
+					const UmMember *m = um_cache_member(user_id, u->orgs[i]);
+
+					if (m->active && um_bit(m->baseline, perm_id))
+						ids[n++] = u->orgs[i];
+				}
+			}
+		}
+		if (attempt_end(gen, attempt))
+			return int8_array(ids, n);
+	}
+}
+
+/*
+ * permitted_scopes: the scope nodes of an organization where the user holds
+ * the permission (all of them when it is held organization-wide), sorted.
+ */
+static Datum
+permitted_scopes(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm,
+				 bool has_org, int64 org_id)
+{
+	CallMemo   *memo = get_memo(fcinfo);
+	int			attempt;
+
+	for (attempt = 1;; attempt++)
+	{
+		uint64		gen = attempt_begin(memo);
+		int			perm_id = memo_perm(memo, perm);
+		int64	   *ids = NULL;
+		int			n = 0;
+
+		if (has_user && has_org)
+		{
+			const UmMember *m = memo_member(memo, user_id, org_id);
+
+			if (m != NULL)
+			{
+				const UmOrg *o = um_cache_org_scopes(org_id);
+				int			i;
+
+				ids = palloc(sizeof(int64) * Max(o->nscopes, 1));
+				for (i = 0; i < o->nscopes; i++)
+				{
+					const uint64 *bits = um_cache_scope_bits(m, o->scope_ids[i]);
+
+					if (bits != NULL && um_bit(bits, perm_id))
+						ids[n++] = o->scope_ids[i];
+				}
+			}
+		}
+		if (attempt_end(gen, attempt))
+			return int8_array(ids, n);
+	}
+}
+
+/* um_permitted_orgs(permission text) for the acting user */
+Datum
+um_permitted_orgs_acting(PG_FUNCTION_ARGS)
+{
+	int64		user_id = 0;
+	bool		has_user = um_identity_get(&user_id);
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_DATUM(int8_array(NULL, 0));
+	PG_RETURN_DATUM(permitted_orgs(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0)));
+}
+
+/* um_permitted_orgs(user_id bigint, permission text) */
+Datum
+um_permitted_orgs_user(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(1))
+		PG_RETURN_DATUM(int8_array(NULL, 0));
+	PG_RETURN_DATUM(permitted_orgs(fcinfo, !PG_ARGISNULL(0),
+								   PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
+								   PG_GETARG_TEXT_PP(1)));
+}
+
+/* um_permitted_scopes(permission text, org_id bigint) for the acting user */
+Datum
+um_permitted_scopes_acting(PG_FUNCTION_ARGS)
+{
+	int64		user_id = 0;
+	bool		has_user = um_identity_get(&user_id);
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_DATUM(int8_array(NULL, 0));
+	PG_RETURN_DATUM(permitted_scopes(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0),
+									 !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1)));
+}
+
+/* um_permitted_scopes(user_id bigint, permission text, org_id bigint) */
+Datum
+um_permitted_scopes_user(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(1))
+		PG_RETURN_DATUM(int8_array(NULL, 0));
+	PG_RETURN_DATUM(permitted_scopes(fcinfo, !PG_ARGISNULL(0),
+									 PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
+									 PG_GETARG_TEXT_PP(1),
+									 !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2)));
+}
+
+/*
+ * um_cache_stats(): this backend's cache: hits, misses, loader queries,
+ * invalidations received, resets, evictions at the memory bound, retried
+ * checks, memory, and entries.
+ */
+Datum
+um_cache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	UmCacheStats s;
+	Datum		values[14];
+	bool		nulls[14];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	if (tupdesc->natts != 14)
+		elog(ERROR, "um_cache_stats: expected 14 columns");
+	um_cache_get_stats(&s);
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum(s.hits);
+	values[1] = Int64GetDatum(s.misses);
+	values[2] = Int64GetDatum(s.queries);
+	values[3] = Int64GetDatum(s.invalidations);
+	values[4] = Int64GetDatum(s.resets);
+	values[5] = Int64GetDatum(s.evictions);
+	values[6] = Int64GetDatum(s.retries);
+	values[7] = Int64GetDatum(s.memory_bytes);
+	values[8] = Int64GetDatum((int64) um_cache_memory_limit_kb * 1024);
+	values[9] = Int64GetDatum(s.users);
+	values[10] = Int64GetDatum(s.members);
+	values[11] = Int64GetDatum(s.organizations);
+	values[12] = Int64GetDatum(s.scope_memos);
+	values[13] = Int64GetDatum(s.permissions);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* um_cache_reset(): empty this backend's cache (for measurements) */
+Datum
+um_cache_reset(PG_FUNCTION_ARGS)
+{
+	um_cache_reset_all();
+	PG_RETURN_VOID();
+}
