@@ -41,6 +41,7 @@ count_tap() {
       ran = ok + bad
       if (!has_plan) bad++
       else if (plan > ran) bad += plan - ran
+      else if (plan < ran) bad++                 # ran more than planned: the plan is wrong
       printf "%d %d\n", ok, bad
     }' "$1"
 }
