@@ -5,6 +5,7 @@
 #
 #   bash test/run.sh            everything
 #   UM_TEST_ONLY=pgtap bash test/run.sh    one suite: lint, regress, pgtap, isolation, shell
+#   UM_TEST_SEED=0.123 bash test/run.sh    replay the random differential test with that seed
 #
 # Suites:
 #   lint       C compiles with -Wall -Wextra -Werror; cppcheck finds nothing
@@ -107,12 +108,14 @@ if only pgtap; then
     db=um_tap_$(basename "$t" .sql)
     createdb "$db"
     psql -X -q -d "$db" -c "CREATE EXTENSION pgtap" >/dev/null
-    pg_prove --verbose --ext .sql -d "$db" "$t" >"$OUT/tap.log" 2>&1
+    PGOPTIONS="${UM_TEST_SEED:+-c regress.seed=$UM_TEST_SEED}" \
+      pg_prove --verbose --ext .sql -d "$db" "$t" >"$OUT/tap.log" 2>&1
     read -r tp tf < <(count_tap "$OUT/tap.log")
     if [ "$tf" -gt 0 ]; then
       grep -v '^ok ' "$OUT/tap.log"
     fi
     printf '%-40s %d passed, %d failed\n' "$t" "$tp" "$tf"
+    grep -h '^ok .*seed' "$OUT/tap.log" | head -1 | sed 's/^/    /'   # the seed a randomized test used
     p=$((p + tp)); f=$((f + tf))
     dropdb "$db"
   done
