@@ -35,6 +35,14 @@ include $(PGXS)
 sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@
 
+# libFuzzer on the permission-name parser (needs clang); FUZZ_SECONDS=60 by default
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz:
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -DUM_LIBFUZZER -I src \
+	  -isystem $(shell $(PG_CONFIG) --includedir-server) test/fuzz/permname_fuzz.c -o test/fuzz/permname_fuzz
+	test/fuzz/permname_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=300
+
 .PHONY: lint
 lint:
 	$(MAKE) clean >/dev/null

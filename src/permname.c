@@ -20,9 +20,16 @@
 
 #include "um.h"
 
+/*
+ * The fuzz harness (test/fuzz/permname_fuzz.c) compiles this file on its
+ * own, outside a server: it defines UM_PERMNAME_STANDALONE to leave out the
+ * parts that need one (errors, SQL-callable functions).
+ */
+#ifndef UM_PERMNAME_STANDALONE
 PG_FUNCTION_INFO_V1(um_permission_name_is_valid);
 PG_FUNCTION_INFO_V1(um_assert_permission_name);
 PG_FUNCTION_INFO_V1(um_permission_matches);
+#endif
 
 /* Sentences for what is wrong with one part; index 0 resource, 1 action. */
 static const char *const part_empty[2] = {
@@ -191,6 +198,8 @@ um_permname_matches(const UmPermName *pattern, const UmPermName *name)
 	return true;
 }
 
+#ifndef UM_PERMNAME_STANDALONE
+
 /*
  * um_permname_check: parse or raise the error a user sees for a bad name.
  */
@@ -257,3 +266,5 @@ um_permission_matches(PG_FUNCTION_ARGS)
 	um_permname_check(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), false, &n);
 	PG_RETURN_BOOL(um_permname_matches(&p, &n));
 }
+
+#endif							/* UM_PERMNAME_STANDALONE */
