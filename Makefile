@@ -35,6 +35,11 @@ include $(PGXS)
 sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@
 
+# Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000]
+.PHONY: bench
+bench:
+	USERS=$(or $(USERS),100000) ORGS=$(or $(ORGS),10000) bash tools/bench.sh
+
 # libFuzzer on the permission-name parser (needs clang); FUZZ_SECONDS=60 by default
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz

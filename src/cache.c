@@ -10,8 +10,8 @@
  *	- per user: may they act at all (active, allow_login), and the
  *	  organizations where they are an active member;
  *	- per organization: the permission bitmap of each role, closed over
- *	  role inclusions and wildcards; the scope tree, when a scoped check
- *	  needs it;
+ *	  role inclusions (in C, by iterating to a fixpoint) and wildcards; the
+ *	  scope tree, when a scoped check needs it;
  *	- per (user, organization): the membership, the organization-wide
  *	  bitmap (organization role plus organization-wide grants), the
  *	  scoped grants, and a memo of the bitmap at each scope node checked.
@@ -161,14 +161,16 @@ static const char *const query_text[NQUERIES] = {
 	"       ARRAY(SELECT m.org_id FROM um.memberships m"
 	"              WHERE m.user_id = u.id AND m.status = 'active' ORDER BY 1)"
 	"  FROM um.users u WHERE u.id = $1",
-	/* Q_ORG_ROLES: every role of the organization with the patterns it grants, through inclusions */
-	"WITH RECURSIVE closure(role_id, included) AS ("
-	"    SELECT r.id, r.id FROM um.roles r WHERE r.org_id = $1"
-	"  UNION"
-	"    SELECT c.role_id, ri.included_role_id"
-	"      FROM closure c JOIN um.role_inclusions ri ON ri.role_id = c.included)"
-	" SELECT c.role_id, rp.permission"
-	"   FROM closure c JOIN um.role_permissions rp ON rp.role_id = c.included",
+	/*
+	 * Q_ORG_ROLES: what each role of the organization grants directly, and
+	 * which roles it includes; the closure is computed in C.  (A recursive
+	 * CTE here got a generic plan that hashed all of role_permissions.)
+	 */
+	"SELECT r.id, rp.permission, NULL::bigint"
+	"  FROM um.roles r JOIN um.role_permissions rp ON rp.role_id = r.id WHERE r.org_id = $1"
+	" UNION ALL "
+	"SELECT r.id, NULL::text, ri.included_role_id"
+	"  FROM um.roles r JOIN um.role_inclusions ri ON ri.role_id = r.id WHERE r.org_id = $1",
 	/* Q_MEMBER */
 	"SELECT m.status = 'active', m.role_id FROM um.memberships m"
 	" WHERE m.org_id = $1 AND m.user_id = $2",
@@ -608,6 +610,17 @@ um_cache_user(int64 user_id)
 
 /* ---- organizations: roles and scopes ------------------------------------------- */
 
+static RoleEntry *
+role_entry(int64 role_id)
+{
+	bool		found;
+	RoleEntry  *r = hash_search(role_hash, &role_id, HASH_ENTER, &found);
+
+	if (!found)
+		r->bits = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
+	return r;
+}
+
 static UmOrg *
 cache_org(int64 org_id)
 {
@@ -615,6 +628,9 @@ cache_org(int64 org_id)
 	bool		found;
 	LoadState	ls;
 	uint64		i;
+	int			nedges = 0;
+	RoleEntry **edges;			/* pairs: including role, included role */
+	bool		changed;
 
 	o = hash_search(org_hash, &org_id, HASH_FIND, NULL);
 	if (o != NULL)
@@ -622,18 +638,47 @@ cache_org(int64 org_id)
 	ensure_catalog();
 	load_begin(&ls);
 	run_query(&ls, Q_ORG_ROLES, org_id, 0);
+	edges = palloc(sizeof(RoleEntry *) * 2 * Max((int) SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 		int64		role_id = get_int8((int) i, 1, &isnull);
 		char	   *pattern = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		RoleEntry  *r = hash_search(role_hash, &role_id, HASH_ENTER, &found);
+		int64		included = get_int8((int) i, 3, &isnull);
+		RoleEntry  *r = role_entry(role_id);
 
-		if (!found)
-			r->bits = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
 		if (pattern != NULL)
 			add_pattern(r->bits, pattern);
+		else if (!isnull)
+		{
+			edges[2 * nedges] = r;
+			edges[2 * nedges + 1] = role_entry(included);
+			nedges++;
+		}
 	}
+	/* close over inclusions: a role grants what the roles it includes grant */
+	do
+	{
+		int			e,
+					w;
+
+		changed = false;
+		for (e = 0; e < nedges; e++)
+		{
+			uint64	   *to = edges[2 * e]->bits;
+			const uint64 *from = edges[2 * e + 1]->bits;
+
+			for (w = 0; w < nwords; w++)
+			{
+				if ((from[w] & ~to[w]) != 0)
+				{
+					to[w] |= from[w];
+					changed = true;
+				}
+			}
+		}
+	} while (changed);
+	pfree(edges);
 	o = hash_search(org_hash, &org_id, HASH_ENTER, &found);
 	o->scopes_loaded = false;
 	o->nscopes = 0;

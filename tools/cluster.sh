@@ -52,6 +52,7 @@ cluster_stop() {
 
 _cluster_trap() {
   local rc=$?
+  trap '' INT TERM        # a second signal must not cut the cleanup short
   cluster_stop
   exit "$rc"
 }
@@ -81,7 +82,9 @@ cluster_start() {
     echo "log_min_messages = warning"
     for line in "$@"; do echo "$line"; done
   } | as_postgres tee -a "$d/data/postgresql.conf" >/dev/null
-  if ! as_postgres "$PG_BINDIR/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 60 start >/dev/null; then
+  # setsid: the server gets a session of its own, so a signal to our process
+  # group (Ctrl-C, a CI timeout) reaches us, and we stop the server cleanly
+  if ! as_postgres setsid "$PG_BINDIR/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 60 start >/dev/null; then
     cat "$d/server.log" >&2; return 1
   fi
   export PGHOST=$d PGPORT=$port PGUSER=postgres PGDATABASE=postgres

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# tools/bench.sh (make bench): how fast um answers, measured in one run on
+# one data set, against baselines measured in the same run.
+#
+#   make bench                                  100k users, 10k organizations
+#   make bench USERS=1000000 ORGS=100000        larger
+#
+# Builds its own data on a throwaway cluster, then times in one backend:
+# a plain scan with a built-in function call (the floor), um_has_permission
+# warm and cold (explicit user, acting user, scope node), the companions,
+# a hand-written SQL join check of the kind SQL-only libraries use, and the
+# plain-SQL reference implementation.  Prints a table with checks per second
+# and ratios, and the backend's cache memory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+USERS=${USERS:-100000}
+ORGS=${ORGS:-10000}
+PAIRS=${PAIRS:-20000}          # distinct (user, organization) pairs checked
+REPEAT=${REPEAT:-50}           # warm passes over them
+bash tools/setup.sh
+export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+make -s >/dev/null && make -s install >/dev/null
+source tools/cluster.sh
+cluster_start "shared_buffers = '1GB'" "work_mem = '64MB'" "maintenance_work_mem = '512MB'" \
+              "max_wal_size = '8GB'" "checkpoint_timeout = '30min'" "autovacuum = off" "jit = off"
+createdb um_bench
+export PGDATABASE=um_bench
+
+echo "loading $USERS users, $ORGS organizations ..."
+t0=$(date +%s)
+psql -X -q -v ON_ERROR_STOP=1 -v users="$USERS" -v orgs="$ORGS" <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION um;
+SELECT um_register_permission('invoice:' || a) FROM unnest(ARRAY['read', 'create', 'approve']) a;
+-- bulk load: the per-row checks of role_permissions are skipped (this data is valid by construction)
+ALTER TABLE um.role_permissions DISABLE TRIGGER role_permissions_before_write;
+INSERT INTO um.users (email, name) SELECT format('user%s@bench.example', g), format('User %s', g) FROM generate_series(1, :users) g;
+INSERT INTO um.organizations (slug, name) SELECT format('org-%s', g), format('Org %s', g) FROM generate_series(1, :orgs) g;
+INSERT INTO um.roles (org_id, name, description, builtin)
+  SELECT o.id, b.name, b.description, b.key FROM um.organizations o CROSS JOIN um.builtin_roles b;
+INSERT INTO um.roles (org_id, name) SELECT id, 'Finance' FROM um.organizations;
+INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT r.org_id, r.id, t.permission FROM um.roles r JOIN um.builtin_role_permissions t ON t.role_key = r.builtin;
+INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT r.org_id, r.id, p FROM um.roles r, unnest(ARRAY['invoice:*', 'billing:read']) p WHERE r.name = 'Finance';
+INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
+  SELECT f.org_id, f.id, s.id FROM um.roles f JOIN um.roles s ON s.org_id = f.org_id AND s.builtin = 'service_reader' WHERE f.name = 'Finance';
+ALTER TABLE um.role_permissions ENABLE TRIGGER role_permissions_before_write;
+-- a Root per organization, then every user joins three organizations with a random role
+INSERT INTO um.memberships (org_id, user_id, role_id)
+  SELECT o.id, 1 + (o.id * 7) % :users, r.id FROM um.organizations o JOIN um.roles r ON r.org_id = o.id AND r.builtin = 'root';
+INSERT INTO um.memberships (org_id, user_id, role_id)
+  SELECT DISTINCT ON (x.org_id, x.user_id) x.org_id, x.user_id, r.id
+    FROM (SELECT 1 + (u * 31 + i * 7919) % :orgs AS org_id, u AS user_id, (u + i) % 5 AS k
+            FROM generate_series(1, :users) u, generate_series(1, 3) i) x
+    JOIN um.roles r ON r.org_id = x.org_id
+     AND r.name = (ARRAY['Member', 'Service Reader', 'Service Editor', 'Finance', 'Admin'])[x.k + 1]
+  ON CONFLICT (org_id, user_id) DO NOTHING;
+-- a small scope tree per organization, a team, and node grants
+INSERT INTO um.scopes (org_id, kind, name) SELECT id, 'project', 'Apollo' FROM um.organizations;
+INSERT INTO um.scopes (org_id, parent_id, kind, name) SELECT org_id, id, 'environment', 'prod' FROM um.scopes WHERE kind = 'project';
+INSERT INTO um.scopes (org_id, parent_id, kind, name, inherit) SELECT org_id, id, 'app', 'payroll', false FROM um.scopes WHERE kind = 'environment';
+INSERT INTO um.grants (org_id, role_id, user_id, scope_id)
+  SELECT m.org_id, r.id, m.user_id, s.id
+    FROM um.memberships m JOIN um.roles r ON r.org_id = m.org_id AND r.name = 'Finance'
+    JOIN um.scopes s ON s.org_id = m.org_id AND s.kind = 'project'
+   WHERE m.user_id % 4 = 0;
+ANALYZE;
+SQL
+echo "loaded in $(( $(date +%s) - t0 ))s"
+
+psql -X -q -v ON_ERROR_STOP=1 -v pairs="$PAIRS" -v repeat="$REPEAT" <<'SQL'
+SET client_min_messages = warning;
+\pset footer off
+SELECT (SELECT count(*) FROM um.users) AS users, (SELECT count(*) FROM um.organizations) AS organizations,
+       (SELECT count(*) FROM um.memberships) AS memberships, (SELECT count(*) FROM um.roles) AS roles,
+       (SELECT count(*) FROM um.role_permissions) AS role_permissions, (SELECT count(*) FROM um.grants) AS grants,
+       (SELECT count(*) FROM um.scopes) AS scope_nodes \gx
+
+-- the checks: distinct (user, organization) pairs of active memberships, a permission each
+SELECT setseed(0.5);
+CREATE TEMP TABLE pairs AS
+  SELECT m.user_id AS u, m.org_id AS o,
+         (ARRAY['invoice:read', 'service:create', 'billing:read', 'fleet:update', 'member:invite'])[1 + floor(random() * 5)::int] AS p,
+         (SELECT s.id FROM um.scopes s WHERE s.org_id = m.org_id AND s.kind = 'app') AS sc
+    FROM um.memberships m ORDER BY random() LIMIT :pairs;
+CREATE TEMP TABLE rows AS SELECT p.* FROM pairs p, generate_series(1, :repeat);
+CREATE TEMP TABLE ref_rows AS SELECT * FROM pairs LIMIT 2000;
+ANALYZE pairs; ANALYZE rows; ANALYZE ref_rows;
+
+CREATE TEMP TABLE results (n int, method text, checks bigint, seconds float8);
+CREATE FUNCTION pg_temp.measure(n int, method text, q text, checks bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; best float8 := NULL; r int; s float8;
+BEGIN
+  FOR r IN 1 .. 3 LOOP            -- best of three
+    t0 := clock_timestamp();
+    EXECUTE q;
+    s := extract(epoch FROM clock_timestamp() - t0);
+    best := least(coalesce(best, s), s);
+  END LOOP;
+  INSERT INTO results VALUES (n, method, checks, best);
+END $$;
+CREATE FUNCTION pg_temp.measure_cold(n int, method text, q text, checks bigint) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; best float8 := NULL; r int; s float8;
+BEGIN
+  FOR r IN 1 .. 3 LOOP
+    PERFORM um_cache_reset();
+    t0 := clock_timestamp();
+    EXECUTE q;
+    s := extract(epoch FROM clock_timestamp() - t0);
+    best := least(coalesce(best, s), s);
+  END LOOP;
+  INSERT INTO results VALUES (n, method, checks, best);
+END $$;
+-- the hand-written join check SQL-only libraries write (exact permission names, organization role only)
+CREATE FUNCTION pg_temp.sql_join_check(p_user bigint, p_perm text, p_org bigint) RETURNS boolean LANGUAGE sql STABLE AS $$
+  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                   JOIN um.role_permissions rp ON rp.role_id = m.role_id
+                  WHERE m.user_id = p_user AND m.org_id = p_org AND m.status = 'active'
+                    AND u.status = 'active' AND u.allow_login AND rp.permission = p_perm) $$;
+
+SELECT count(*) AS warmup FROM pairs WHERE um_has_permission(u, p, o);
+SELECT pg_temp.measure(1, 'scan + built-in call (int8eq), the floor', 'SELECT count(*) FILTER (WHERE int8eq(u, o)) FROM rows', (SELECT count(*) FROM rows));
+SELECT pg_temp.measure(2, 'um_has_permission(user, perm, org), warm', 'SELECT count(*) FILTER (WHERE um_has_permission(u, p, o)) FROM rows', (SELECT count(*) FROM rows));
+SELECT pg_temp.measure(3, 'um_has_permission(user, perm, org, scope), warm', 'SELECT count(*) FILTER (WHERE um_has_permission(u, p, o, sc)) FROM rows', (SELECT count(*) FROM rows));
+BEGIN;
+SELECT um_act_as((SELECT u FROM pairs LIMIT 1));
+SELECT pg_temp.measure(4, 'um_has_permission(perm, org), acting user, warm', 'SELECT count(*) FILTER (WHERE um_has_permission(p, o)) FROM rows', (SELECT count(*) FROM rows));
+COMMIT;
+SELECT pg_temp.measure_cold(5, 'um_has_permission(user, perm, org), cold', 'SELECT count(*) FILTER (WHERE um_has_permission(u, p, o)) FROM pairs', (SELECT count(*) FROM pairs));
+SELECT pg_temp.measure(6, 'um_permitted_orgs(user, perm), warm', 'SELECT sum(cardinality(um_permitted_orgs(u, p))) FROM rows', (SELECT count(*) FROM rows));
+SELECT pg_temp.measure(7, 'hand-written SQL join check (no inclusions, wildcards, teams, scopes)', 'SELECT count(*) FILTER (WHERE pg_temp.sql_join_check(u, p, o)) FROM pairs', (SELECT count(*) FROM pairs));
+SELECT pg_temp.measure(8, 'plain-SQL reference (um.ref_has_permission)', 'SELECT count(*) FILTER (WHERE um.ref_has_permission(u, p, o)) FROM ref_rows', (SELECT count(*) FROM ref_rows));
+
+SELECT count(*) FROM rows WHERE um_has_permission(u, p, o, sc);   -- fill the cache as a long-lived backend would
+\echo
+\echo '== checks per second, one backend (best of three runs)'
+WITH r AS (SELECT *, checks / seconds AS rate FROM results)
+SELECT r.method, r.checks, round(r.seconds::numeric, 3) AS seconds,
+       to_char(r.rate, 'FM999,999,999,990') AS "checks/s",
+       to_char(r.rate / (SELECT rate FROM r WHERE n = 8), 'FM999,999,990.0') || 'x' AS "vs SQL reference",
+       to_char(r.rate / (SELECT rate FROM r WHERE n = 7), 'FM999,999,990.0') || 'x' AS "vs SQL join",
+       round((1e9 / r.rate)::numeric) AS "ns/check",
+       CASE WHEN n BETWEEN 2 AND 4 THEN round(((1e9 / r.rate) - 1e9 / (SELECT rate FROM r WHERE n = 1))::numeric) END AS "ns above floor"
+  FROM r ORDER BY n;
+\echo '== the backend''s cache after these checks'
+SELECT pg_size_pretty(memory_bytes) AS memory, pg_size_pretty(memory_limit_bytes) AS "limit (um.cache_memory_limit)",
+       users, members, organizations, scope_memos, permissions, hits, misses, queries FROM um_cache_stats();
+SQL
