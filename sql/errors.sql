@@ -1,8 +1,26 @@
--- Every user-facing error of the foundation, as a psql user sees it:
--- SQLSTATE, message, detail and hint.  Each statement fails and changes nothing.
-\set VERBOSITY verbose
-\set SHOW_CONTEXT never
+-- Every user-facing error, as a psql user sees it: SQLSTATE, message,
+-- detail and hint.  Each statement fails and changes nothing.  (try() runs a
+-- statement and prints its error; psql's verbose mode would also print the
+-- C source line, which changes with every edit.)
 CREATE EXTENSION um;
+CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE
+  st text; msg text; det text; hnt text;
+BEGIN
+  EXECUTE stmt;
+  RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+  RETURN concat_ws(E'\n', st || ': ' || msg, 'DETAIL:  ' || nullif(det, ''), 'HINT:  ' || nullif(hnt, ''));
+END
+$f$;
+CREATE FUNCTION pg_temp.usr(text) RETURNS bigint LANGUAGE sql AS $f$ SELECT id FROM um.users WHERE email = $1 || '@example.com' $f$;
+CREATE FUNCTION pg_temp.org(text) RETURNS bigint LANGUAGE sql AS $f$ SELECT id FROM um.organizations WHERE slug = $1 $f$;
+CREATE FUNCTION pg_temp.role(text) RETURNS bigint LANGUAGE sql AS $f$ SELECT id FROM um.roles WHERE name = $1 $f$;
+CREATE FUNCTION pg_temp.scope(text) RETURNS bigint LANGUAGE sql AS $f$ SELECT id FROM um.scopes WHERE name = $1 $f$;
+CREATE FUNCTION pg_temp.team(text) RETURNS bigint LANGUAGE sql AS $f$ SELECT id FROM um.teams WHERE name = $1 $f$;
+\pset format unaligned
+\pset tuples_only on
 SELECT um_create_user('ada@example.com', 'Ada') AS ada \gset
 SELECT um_create_user('bob@example.com', 'Bob') AS bob \gset
 SELECT um_create_organization('acme', 'Acme', :ada) AS acme \gset
@@ -11,66 +29,73 @@ SELECT um_add_member(:acme, :bob, 'Admin') AS bob_in_acme \gset
 SELECT um_create_user('carol@example.com', 'Carol') AS carol \gset
 
 -- users
-SELECT um_create_user('not-an-address');
-SELECT um_create_user('ADA@Example.com');
-SELECT um_create_user('eve@example.com', ' Eve');
-SELECT um_create_user('eve@example.com', timezone => 'Mars/Olympus');
-SELECT um_create_user('eve@example.com', locale => 'english');
-SELECT um_create_user('eve@example.com', mobile => '555-1234');
-SELECT um_create_user('eve@example.com', attributes => '[1, 2]');
-SELECT um_create_user(NULL);
+SELECT pg_temp.try($$SELECT um_create_user('not-an-address')$$);
+SELECT pg_temp.try($$SELECT um_create_user('ADA@Example.com')$$);
+SELECT pg_temp.try($$SELECT um_create_user('eve@example.com', ' Eve')$$);
+SELECT pg_temp.try($$SELECT um_create_user('eve@example.com', timezone => 'Mars/Olympus')$$);
+SELECT pg_temp.try($$SELECT um_create_user('eve@example.com', locale => 'english')$$);
+SELECT pg_temp.try($$SELECT um_create_user('eve@example.com', mobile => '555-1234')$$);
+SELECT pg_temp.try($$SELECT um_create_user('eve@example.com', attributes => '[1, 2]')$$);
+SELECT pg_temp.try($$SELECT um_create_user(NULL)$$);
 
 -- organizations and memberships
-SELECT um_create_organization('Bad Slug', 'Bad', :ada);
-SELECT um_create_organization('acme', 'Acme Again', :ada);
-SELECT um_create_organization('initech', 'Initech', 424242);
-SELECT um_add_member(424242, :bob);
-SELECT um_add_member(:acme, :bob, 'Overlord');
-SELECT um_add_member(:acme, :ada);
-DELETE FROM um.memberships WHERE org_id = :acme AND user_id = :ada;
-UPDATE um.organizations SET password_login_disabled = true WHERE id = :acme;
+SELECT pg_temp.try($$SELECT um_create_organization('Bad Slug', 'Bad', pg_temp.usr('ada'))$$);
+SELECT pg_temp.try($$SELECT um_create_organization('acme', 'Acme Again', pg_temp.usr('ada'))$$);
+SELECT pg_temp.try($$SELECT um_create_organization('initech', 'Initech', 424242)$$);
+SELECT pg_temp.try($$SELECT um_add_member(424242, pg_temp.usr('bob'))$$);
+SELECT pg_temp.try($$SELECT um_add_member(pg_temp.org('acme'), pg_temp.usr('bob'), 'Overlord')$$);
+SELECT pg_temp.try($$SELECT um_add_member(pg_temp.org('acme'), pg_temp.usr('ada'))$$);
+SELECT pg_temp.try($$DELETE FROM um.memberships WHERE org_id = pg_temp.org('acme') AND user_id = pg_temp.usr('ada')$$);
+SELECT pg_temp.try($$UPDATE um.organizations SET password_login_disabled = true WHERE id = pg_temp.org('acme')$$);
 
 -- roles
-DELETE FROM um.roles WHERE org_id = :acme AND builtin = 'admin';
-UPDATE um.roles SET name = 'Owner' WHERE org_id = :acme AND builtin = 'root';
+SELECT pg_temp.try($$DELETE FROM um.roles WHERE org_id = pg_temp.org('acme') AND builtin = 'admin'$$);
+SELECT pg_temp.try($$UPDATE um.roles SET name = 'Owner' WHERE org_id = pg_temp.org('acme') AND builtin = 'root'$$);
 INSERT INTO um.roles (org_id, name) VALUES (:acme, 'Ops') RETURNING id AS ops \gset
 INSERT INTO um.roles (org_id, name) VALUES (:acme, 'Dev') RETURNING id AS dev \gset
-INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (:acme, :ops, :dev);
-INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (:acme, :dev, :ops);
-INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, :ops, 'Service:Read');
-INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, :ops, 'servce:*');
-SELECT um_register_permission('invoice:read*');
-DELETE FROM um.permissions WHERE name = 'service:read';
+SELECT pg_temp.try($$INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (pg_temp.org('acme'), pg_temp.role('Ops'), pg_temp.role('Dev'))$$);
+SELECT pg_temp.try($$INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (pg_temp.org('acme'), pg_temp.role('Dev'), pg_temp.role('Ops'))$$);
+SELECT pg_temp.try($$INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (pg_temp.org('acme'), pg_temp.role('Ops'), 'Service:Read')$$);
+SELECT pg_temp.try($$INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (pg_temp.org('acme'), pg_temp.role('Ops'), 'servce:*')$$);
+SELECT pg_temp.try($$SELECT um_register_permission('invoice:read*')$$);
+SELECT pg_temp.try($$DELETE FROM um.permissions WHERE name = 'service:read'$$);
 
 -- scopes and teams
 INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Apollo') RETURNING id AS apollo \gset
 INSERT INTO um.scopes (org_id, kind, name) VALUES (:globex, 'project', 'Zeus') RETURNING id AS zeus \gset
-INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (:acme, :zeus, 'environment', 'prod');
+SELECT pg_temp.try($$INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (pg_temp.org('acme'), pg_temp.scope('Zeus'), 'environment', 'prod')$$);
 INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (:acme, :apollo, 'environment', 'prod') RETURNING id AS prod \gset
-UPDATE um.scopes SET parent_id = :prod WHERE id = :apollo;
-INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'Project', 'Bad kind');
+SELECT pg_temp.try($$UPDATE um.scopes SET parent_id = pg_temp.scope('prod') WHERE id = pg_temp.scope('Apollo')$$);
+SELECT pg_temp.try($$INSERT INTO um.scopes (org_id, kind, name) VALUES (pg_temp.org('acme'), 'Project', 'Bad kind')$$);
 INSERT INTO um.teams (org_id, name) VALUES (:acme, 'Core') RETURNING id AS core \gset
-INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (:acme, :core, :carol, true);
-INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (:acme, :core, :ada, true);
-INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (:acme, :core, :bob, true);
-INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (:acme, :core, :bob);
-DELETE FROM um.team_members WHERE team_id = :core;
-DELETE FROM um.memberships WHERE org_id = :acme AND user_id = :ada;
+SELECT pg_temp.try($$INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (pg_temp.org('acme'), pg_temp.team('Core'), pg_temp.usr('carol'), true)$$);
+SELECT pg_temp.try($$INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (pg_temp.org('acme'), pg_temp.team('Core'), pg_temp.usr('ada'), true)$$);
+SELECT pg_temp.try($$INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (pg_temp.org('acme'), pg_temp.team('Core'), pg_temp.usr('bob'), true)$$);
+SELECT pg_temp.try($$INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (pg_temp.org('acme'), pg_temp.team('Core'), pg_temp.usr('bob'))$$);
+SELECT pg_temp.try($$DELETE FROM um.team_members WHERE team_id = pg_temp.team('Core')$$);
+SELECT pg_temp.try($$DELETE FROM um.memberships WHERE org_id = pg_temp.org('acme') AND user_id = pg_temp.usr('ada')$$);
 
 -- audit
-UPDATE um.audit_events SET action = 'forged';
-DELETE FROM um.audit_events;
-TRUNCATE um.audit_events;
+SELECT pg_temp.try($$UPDATE um.audit_events SET action = 'forged'$$);
+SELECT pg_temp.try($$DELETE FROM um.audit_events$$);
+SELECT pg_temp.try($$TRUNCATE um.audit_events$$);
 
 -- the permission-name parser
-SELECT um_permission_matches('service:*', 'service');
-SELECT um_permission_matches('service:*', 'service:');
-SELECT um_permission_matches('service:*', ':read');
-SELECT um_permission_matches('service:*', 'service:read:all');
-SELECT um_permission_matches('service:*', 'service:*');
-SELECT um_permission_matches('serv*:read', 'service:read');
-SELECT um_permission_matches('service:*', '1service:read');
-SELECT um_permission_matches('service:*', 'service:re ad');
-SELECT um_permission_matches('service:*', 'service_:read');
-SELECT um_permission_matches('service:*', repeat('a', 64) || ':read');
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', 'service')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', 'service:')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', ':read')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', 'service:read:all')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', 'service:*')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('serv*:read', 'service:read')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', '1service:read')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', 'service:re ad')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', 'service_:read')$$);
+SELECT pg_temp.try($$SELECT um_permission_matches('service:*', repeat('a', 64) || ':read')$$);
+
+-- the evaluator
+SELECT pg_temp.try($$SELECT um_has_permission(pg_temp.usr('ada'), 'invoice:pay', pg_temp.org('acme'))$$);
+SELECT pg_temp.try($$SELECT um_has_permission('Invoice:Read', pg_temp.org('acme'))$$);
+SELECT pg_temp.try($$SELECT um_permitted_orgs('invoice:*')$$);
+SELECT pg_temp.try($$SELECT um_act_as(NULL)$$);
+SELECT pg_temp.try($$SELECT * FROM um_explain_permission(pg_temp.usr('ada'), 'nothing:here', pg_temp.org('acme'))$$);
 DROP EXTENSION um;
