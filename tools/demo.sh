@@ -90,6 +90,23 @@ SELECT t.name AS team, u.email AS member, CASE WHEN tm.is_owner THEN 'owner' ELS
   FROM um.teams t JOIN um.team_members tm ON tm.team_id = t.id JOIN um.users u ON u.id = tm.user_id
  ORDER BY t.name, NOT tm.is_owner, u.email;
 
+\echo '== Who may do what in Acme (um_has_permission, the C evaluator)'
+SELECT u.email,
+       um_has_permission(u.id, 'billing:update', :acme)  AS "billing:update",
+       um_has_permission(u.id, 'service:create', :acme)  AS "service:create",
+       um_has_permission(u.id, 'member:invite', :acme)   AS "member:invite",
+       um_has_permission(u.id, 'invoice:approve', :acme) AS "invoice:approve",
+       um_has_permission(u.id, 'invoice:approve', :acme, :apollo) AS "invoice:approve on Apollo"
+  FROM um.users u ORDER BY u.id;
+\echo '== Why may dave approve invoices on project Apollo? (um_explain_permission)'
+SELECT * FROM um_explain_permission(:dave, 'invoice:approve', :acme, :apollo);
+\echo '== A backend acting as dave, one transaction long (um_act_as)'
+BEGIN;
+SELECT um_act_as(:dave) \gset
+SELECT um_current_user_id() AS acting, um_permitted_orgs('instance:read') AS "orgs where dave reads instances";
+COMMIT;
+SELECT um_current_user_id() AS "acting after COMMIT";
+
 \echo '== The database itself keeps the rules.  Three mistakes, three clear refusals:'
 \set ON_ERROR_STOP 0
 \set VERBOSITY default
