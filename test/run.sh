@@ -4,7 +4,7 @@
 # test of every suite, and exits non-zero when anything failed.
 #
 #   bash test/run.sh            everything
-#   UM_TEST_ONLY=pgtap bash test/run.sh    one suite: lint, regress, pgtap, isolation, shell
+#   UM_TEST_ONLY=pgtap bash test/run.sh    one suite: lint, regress, pgtap, isolation, shell, tap
 #   UM_TEST_SEED=0.123 bash test/run.sh    replay the random differential test with that seed
 #
 # Suites:
@@ -12,7 +12,9 @@
 #   regress    pg_regress: sql/<t>.sql against expected/<t>.out (REGRESS in Makefile)
 #   pgtap      test/pgtap/*.sql through pg_prove, one database per run
 #   isolation  pg_isolation_regress: specs/<t>.spec against expected/<t>.out
-#   shell      test/shell/*.sh: TAP-printing scripts (dump/restore, ...)
+#   shell      test/shell/*.sh: TAP-printing scripts (dump/restore, fuzzing)
+#   tap        test/t/*.pl: PostgreSQL::Test::Cluster tests (hot standby), which
+#              start clusters of their own, as the postgres OS user
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -149,6 +151,30 @@ if only shell; then
 fi
 
 cluster_stop
+
+if only tap && compgen -G "test/t/*.pl" >/dev/null; then
+  note "tap (PostgreSQL::Test::Cluster)"
+  # initdb refuses root and the clone may be unreadable to postgres: run a copy
+  tapdir=$(mktemp -d /tmp/um-tap.XXXXXX)
+  cp -r test/t "$tapdir/"
+  chmod 755 "$tapdir"
+  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$tapdir"
+  p=0; f=0
+  for t in test/t/*.pl; do
+    (cd "$tapdir" && as_postgres env PATH="$BINDIR:$PATH" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+       prove -v -I "$PGXS_DIR/src/test/perl" "t/$(basename "$t")") >"$OUT/tap-perl.log" 2>&1
+    read -r tp tf < <(count_tap "$OUT/tap-perl.log")
+    if [ "$tf" -gt 0 ]; then
+      grep -E '^(not ok|#   Failed|Bailout)' "$OUT/tap-perl.log" | head -20
+      cat "$tapdir"/tmp_check/log/*.log 2>/dev/null | tail -30
+    fi
+    printf '%-40s %d passed, %d failed\n' "$t" "$tp" "$tf"
+    p=$((p + tp)); f=$((f + tf))
+  done
+  rm -rf "$tapdir"
+  tally $p $f "tap"
+fi
+
 if [ "$FAILED" -gt 0 ] && [ -f "$UM_KEEP_CLUSTER_LOG" ]; then
   note "server log (last 40 lines)"; tail -40 "$UM_KEEP_CLUSTER_LOG"
 fi

@@ -1,0 +1,67 @@
+# test/t/001_standby.pl: the evaluator on a hot standby.
+#
+# A streaming standby answers um_has_permission, the companions and
+# um_act_as read-only, and a revocation, a suspension and a membership
+# removal committed on the primary reach a standby backend that had cached
+# the old answer, once replay has passed the commit (the cache's
+# invalidation travels in the WAL with the commit record).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->start;
+$primary->safe_psql('postgres', q{
+  CREATE EXTENSION um;
+  SELECT um_create_user('ada@example.com');
+  SELECT um_create_user('dave@example.com');
+  SELECT um_create_organization('acme', 'Acme', 1);
+  SELECT um_add_member(1, 2);
+  SELECT um_register_permission('invoice:read');
+  INSERT INTO um.roles (org_id, name) VALUES (1, 'Clerk');
+  INSERT INTO um.role_permissions (org_id, role_id, permission) SELECT 1, id, 'invoice:read' FROM um.roles WHERE name = 'Clerk';
+  INSERT INTO um.grants (org_id, role_id, user_id) SELECT 1, id, 2 FROM um.roles WHERE name = 'Clerk';
+});
+$primary->backup('base');
+
+my $standby = PostgreSQL::Test::Cluster->new('standby');
+$standby->init_from_backup($primary, 'base', has_streaming => 1);
+$standby->start;
+$primary->wait_for_catchup($standby);
+
+is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'the standby is in recovery');
+
+# one long-lived standby session, whose cache stays warm between the steps
+my $session = $standby->background_psql('postgres');
+is($session->query_safe(q{SELECT um_has_permission(2, 'invoice:read', 1), um_has_permission(2, 'org:read', 1)}),
+   't|t', 'a standby answers checks (nothing on the read path writes)');
+is($session->query_safe(q{SELECT um_permitted_orgs(2, 'invoice:read')}), '{1}', 'and the companions');
+like($session->query_safe(q{BEGIN; SELECT um_act_as(2); SELECT um_has_permission('invoice:read', 1); COMMIT;}),
+   qr/^\s*t$/, 'um_act_as works on a standby');
+is($session->query_safe(q{SELECT um_current_user_id() IS NULL}), 't', 'and ends with the transaction');
+
+$primary->safe_psql('postgres', q{DELETE FROM um.grants});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(q{SELECT um_has_permission(2, 'invoice:read', 1), um_has_permission(2, 'org:read', 1)}),
+   'f|t', 'a revocation committed on the primary reaches the warm standby backend after replay');
+
+$primary->safe_psql('postgres', q{UPDATE um.users SET status = 'suspended' WHERE id = 2});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(q{SELECT um_has_permission(2, 'org:read', 1)}), 'f', 'so does a suspension');
+
+$primary->safe_psql('postgres', q{UPDATE um.users SET status = 'active' WHERE id = 2});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(q{SELECT um_has_permission(2, 'org:read', 1)}), 't', 'and the reactivation');
+
+$primary->safe_psql('postgres', q{DELETE FROM um.memberships WHERE user_id = 2});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(q{SELECT um_has_permission(2, 'org:read', 1)}), 'f', 'and a membership removal');
+
+my $stats = $session->query_safe(q{SELECT invalidations > 0 FROM um_cache_stats()});
+is($stats, 't', 'the standby backend received the invalidations');
+$session->quit;
+
+done_testing();
