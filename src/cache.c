@@ -48,8 +48,11 @@
  * revocation takes effect at the next check, not at the next transaction.
  *
  * In parallel mode (a check in the leader of a parallel query) no new
- * snapshot may be taken; entries are then loaded with the query's snapshot,
- * used for the rest of the transaction, and dropped when it ends.
+ * snapshot may be taken; entries are then loaded with the query's snapshot
+ * and are good only under that snapshot: the first check under another one
+ * (or outside parallel mode) drops the cache, and so does the end of the
+ * transaction.  A load that an error interrupts may leave half-built
+ * entries; the next check drops the cache.
  *
  * The loader runs its queries as the owner of um's tables (as RI triggers
  * run as the table owner), with a search_path of pg_catalog only, so
@@ -90,7 +93,18 @@ int			um_cache_memory_limit_kb = 65536;
 
 static MemoryContext cache_cxt = NULL;
 static bool cache_stale = true;		/* reset before next use */
-static bool reset_at_xact_end = false;	/* holds entries read in parallel mode */
+static bool load_in_progress = false;	/* an error escaped a load: entries may be half-built */
+
+/*
+ * Entries read in parallel mode hold the data of that query's snapshot:
+ * they are good for checks under the same snapshot only.  These fields say
+ * which one; snapshot_bound is false when every entry was read fresh.
+ */
+static bool snapshot_bound = false;
+static Snapshot bound_snapshot = NULL;
+static TransactionId bound_xmin = InvalidTransactionId;
+static TransactionId bound_xmax = InvalidTransactionId;
+static CommandId bound_curcid = InvalidCommandId;
 static uint64 cache_generation = 1;
 static uint64 loads_since_size_check = 0;
 static Oid	sentinel_relid = InvalidOid;
@@ -208,28 +222,41 @@ cache_relcache_callback(Datum arg, Oid relid)
 		cache_stale = true;
 		cache_generation++;
 		stats.invalidations++;
-		if (relid != InvalidOid)
-			sentinel_relid = InvalidOid;	/* look it up again: it may be gone */
+		sentinel_relid = InvalidOid;	/* look it up again: it may be gone */
 	}
 }
 
 /*
- * cache_xact_callback: drop entries that were read with a transaction's
- * snapshot (in parallel mode) when that transaction ends.
+ * cache_xact_callback: entries read with a query's snapshot never outlive
+ * the transaction (um_cache_begin drops them sooner, when the snapshot
+ * changes).
  */
 static void
 cache_xact_callback(XactEvent event, void *arg)
 {
 	(void) arg;
 
-	if (reset_at_xact_end &&
+	if (snapshot_bound &&
 		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		 event == XACT_EVENT_PREPARE))
 	{
-		reset_at_xact_end = false;
+		snapshot_bound = false;
 		cache_stale = true;
 		cache_generation++;
 	}
+}
+
+/* is the snapshot the parallel-mode entries were read with still the one in use? */
+static bool
+bound_snapshot_current(void)
+{
+	Snapshot	snap;
+
+	if (!IsInParallelMode() || !ActiveSnapshotSet())
+		return false;
+	snap = GetActiveSnapshot();
+	return snap == bound_snapshot && snap->xmin == bound_xmin &&
+		snap->xmax == bound_xmax && snap->curcid == bound_curcid;
 }
 
 /*
@@ -325,6 +352,7 @@ cache_reset(void)
 	kind_hash = make_hash("um scope kinds", 64, sizeof(KindEntry), HASH_STRINGS);
 	memo_hash = make_hash("um scope memo", sizeof(MemoKey), sizeof(ScopeMemo), HASH_BLOBS);
 	cache_stale = false;
+	snapshot_bound = false;
 	loads_since_size_check = 0;
 	stats.resets++;
 }
@@ -337,6 +365,19 @@ uint64
 um_cache_begin(void)
 {
 	AcceptInvalidationMessages();
+	/* half-built entries of a load that an error interrupted */
+	if (load_in_progress)
+	{
+		load_in_progress = false;
+		cache_stale = true;
+		cache_generation++;
+	}
+	/* entries read with a query snapshot that is no longer the one in use */
+	if (snapshot_bound && !cache_stale && !bound_snapshot_current())
+	{
+		cache_stale = true;
+		cache_generation++;
+	}
 	/* the bound on memory: checked after loads, not on every (warm) check */
 	if (loads_since_size_check > 0 && !cache_stale && cache_cxt != NULL)
 	{
@@ -403,18 +444,29 @@ load_begin(LoadState *ls)
 
 	if (IsInParallelMode())
 	{
+		Snapshot	snap;
+
 		if (!ActiveSnapshotSet())
 			elog(ERROR, "um: no active snapshot in parallel mode");
-		ls->snapshot = RegisterSnapshot(GetActiveSnapshot());
-		reset_at_xact_end = true;
+		snap = GetActiveSnapshot();
+		if (snapshot_bound && !bound_snapshot_current())
+			elog(ERROR, "um: permission cache bound to another snapshot");
+		snapshot_bound = true;
+		bound_snapshot = snap;
+		bound_xmin = snap->xmin;
+		bound_xmax = snap->xmax;
+		bound_curcid = snap->curcid;
+		ls->snapshot = RegisterSnapshot(snap);
 	}
 	else
 		ls->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	load_in_progress = true;
 }
 
 static void
 load_end(LoadState *ls)
 {
+	load_in_progress = false;
 	UnregisterSnapshot(ls->snapshot);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
@@ -474,6 +526,7 @@ ensure_catalog(void)
 {
 	LoadState	ls;
 	MemoryContext old;
+	HTAB	   *hash;
 	int			i;
 
 	if (perm_hash != NULL)
@@ -488,7 +541,7 @@ ensure_catalog(void)
 	for (i = 0; i < nperms; i++)
 		perm_names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 	qsort(perm_names, nperms, sizeof(char *), cmp_cstring);
-	perm_hash = make_hash("um permissions", UM_PERMNAME_MAX + 1, sizeof(PermEntry), HASH_STRINGS);
+	hash = make_hash("um permissions", UM_PERMNAME_MAX + 1, sizeof(PermEntry), HASH_STRINGS);
 	for (i = 0; i < nperms; i++)
 	{
 		PermEntry  *e;
@@ -498,9 +551,10 @@ ensure_catalog(void)
 		if (len > UM_PERMNAME_MAX ||
 			!um_permname_parse(perm_names[i], len, false, &perm_parsed[i], NULL))
 			elog(ERROR, "um: invalid permission \"%s\" in um.permissions", perm_names[i]);
-		e = hash_search(perm_hash, perm_names[i], HASH_ENTER, &found);
+		e = hash_search(hash, perm_names[i], HASH_ENTER, &found);
 		e->id = i;
 	}
+	perm_hash = hash;			/* visible only once complete */
 	MemoryContextSwitchTo(old);
 	load_end(&ls);
 }
@@ -613,11 +667,16 @@ um_cache_user(int64 user_id)
 static RoleEntry *
 role_entry(int64 role_id)
 {
-	bool		found;
-	RoleEntry  *r = hash_search(role_hash, &role_id, HASH_ENTER, &found);
+	RoleEntry  *r = hash_search(role_hash, &role_id, HASH_FIND, NULL);
 
-	if (!found)
-		r->bits = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
+	if (r == NULL)
+	{
+		uint64	   *bits = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
+		bool		found;
+
+		r = hash_search(role_hash, &role_id, HASH_ENTER, &found);
+		r->bits = bits;
+	}
 	return r;
 }
 

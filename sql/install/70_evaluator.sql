@@ -14,30 +14,55 @@ AS 'MODULE_PATHNAME', 'um_cache_invalidate_trigger'
 LANGUAGE C;
 COMMENT ON FUNCTION um.cache_invalidate() IS 'statement trigger: every backend empties its permission cache once this change is visible to it';
 
--- ENABLE ALWAYS: also under session_replication_role = replica (bulk loads,
--- logical replication), so no write can bypass the caches.
+-- Statement triggers, ENABLE ALWAYS: once per statement, also under
+-- session_replication_role = replica.  Logical replication's apply worker
+-- fires only row triggers, so row triggers enabled for replica mode only
+-- cover changes that arrive on a subscriber.  (Invalidations of one
+-- relation within a command are merged, so a row trigger costs little.)
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.users
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.users
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.memberships
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.memberships
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.roles
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.roles
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.role_inclusions
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.role_inclusions
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.role_permissions
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.role_permissions
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.permissions
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.permissions
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.scopes
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.scopes
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.teams
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.teams
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.team_members
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.team_members
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.team_member_roles
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.team_member_roles
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.grants
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
+CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.grants
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
 ALTER TABLE um.users ENABLE ALWAYS TRIGGER cache_invalidate;
 ALTER TABLE um.memberships ENABLE ALWAYS TRIGGER cache_invalidate;
 ALTER TABLE um.roles ENABLE ALWAYS TRIGGER cache_invalidate;
@@ -49,6 +74,17 @@ ALTER TABLE um.teams ENABLE ALWAYS TRIGGER cache_invalidate;
 ALTER TABLE um.team_members ENABLE ALWAYS TRIGGER cache_invalidate;
 ALTER TABLE um.team_member_roles ENABLE ALWAYS TRIGGER cache_invalidate;
 ALTER TABLE um.grants ENABLE ALWAYS TRIGGER cache_invalidate;
+ALTER TABLE um.users ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.memberships ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.roles ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.role_inclusions ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.role_permissions ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.permissions ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.scopes ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.teams ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.team_members ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.team_member_roles ENABLE REPLICA TRIGGER cache_invalidate_replica;
+ALTER TABLE um.grants ENABLE REPLICA TRIGGER cache_invalidate_replica;
 
 -- The acting user (src/identity.c).  um_act_as is for backends that
 -- authenticate users themselves: only roles the DBA grants it may call it.
