@@ -117,7 +117,7 @@ if only pgtap; then
       grep -v '^ok ' "$OUT/tap.log"
     fi
     printf '%-40s %d passed, %d failed\n' "$t" "$tp" "$tf"
-    grep -h '^ok .*seed' "$OUT/tap.log" | head -1 | sed 's/^/    /'   # the seed a randomized test used
+    grep -h '^ok .*seed [0-9.]*:' "$OUT/tap.log" | head -1 | sed 's/^/    /'   # the seed a randomized test used
     p=$((p + tp)); f=$((f + tf))
     dropdb "$db"
   done

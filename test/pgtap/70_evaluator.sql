@@ -1,6 +1,6 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(67);
+SELECT plan(70);
 
 -- acme: ada (Root), carol (Admin), dave (Member); globex: bob (Root), dave (Service Reader)
 SELECT um_register_permission('invoice:read') \gset
@@ -149,5 +149,14 @@ SELECT ok((SELECT bool_or(detail LIKE '%grant % on project "Apollo" to the user:
           'explain names the grant, the node and the role');
 SELECT is((SELECT detail FROM um_explain_permission(pg_temp.usr('bob'), 'org:read', pg_temp.org('acme')) WHERE step = 'verdict'),
           format('user %s is not a member of organization %s', pg_temp.usr('bob'), pg_temp.org('acme')), 'explain: why denied');
+-- the cache is bounded: past um.cache_memory_limit it empties itself and refills, with the same answers
+SET LOCAL um.cache_memory_limit = '64kB';
+SELECT um_cache_reset();
+CREATE TEMP TABLE many AS
+  SELECT u.id AS u, o.id AS o, p.name AS p FROM um.users u, um.organizations o, um.permissions p;
+SELECT is((SELECT count(*) FROM many WHERE um_has_permission(u, p, o) IS DISTINCT FROM um.ref_has_permission(u, p, o)), 0::bigint,
+          'with a tiny memory limit the answers still equal the SQL reference');
+SELECT cmp_ok((SELECT evictions FROM um_cache_stats()), '>', 0::bigint, 'the cache was emptied at its memory limit');
+SELECT cmp_ok((SELECT memory_bytes FROM um_cache_stats()), '<=', 1024 * 1024::bigint, 'and stayed small');
 SELECT * FROM finish();
 ROLLBACK;
