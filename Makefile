@@ -40,11 +40,12 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 bench:
 	USERS=$(or $(USERS),100000) ORGS=$(or $(ORGS),10000) bash tools/bench.sh
 
-# libFuzzer on the permission-name parser (needs clang); FUZZ_SECONDS=60 by default
+# libFuzzer on the permission-name parser (clang, as PGXS found it, with its
+# fuzzer runtime); FUZZ_SECONDS=60 by default
 FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -DUM_LIBFUZZER -I src \
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined -DUM_LIBFUZZER -I src \
 	  -isystem $(shell $(PG_CONFIG) --includedir-server) test/fuzz/permname_fuzz.c -o test/fuzz/permname_fuzz
 	test/fuzz/permname_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=300
 

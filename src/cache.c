@@ -584,18 +584,6 @@ um_cache_perm_id(const char *name, size_t len)
 	return -1;					/* keep compiler quiet */
 }
 
-int
-um_cache_nwords(void)
-{
-	return nwords;
-}
-
-const char *
-um_cache_perm_name(int id)
-{
-	return (id >= 0 && id < nperms) ? perm_names[id] : NULL;
-}
-
 /* set the bits of every catalog permission the pattern covers */
 static void
 add_pattern(uint64 *bits, const char *pattern)

@@ -152,8 +152,6 @@ extern void um_cache_note_retry(void);
 
 /* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
 extern int	um_cache_perm_id(const char *name, size_t len);
-extern int	um_cache_nwords(void);
-extern const char *um_cache_perm_name(int id);
 
 extern const UmUser *um_cache_user(int64 user_id);
 extern const UmMember *um_cache_member(int64 user_id, int64 org_id);
