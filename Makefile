@@ -14,14 +14,17 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 
 MODULE_big  = um
 OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o
-HEADERS_um  =
 
 DATA_built  = sql/um--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 
-# pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out
-REGRESS      = install errors
-REGRESS_OPTS = --inputdir=.
+# pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out;
+# pg_isolation_regress reads ./specs/<test>.spec.  `make installcheck` runs
+# both against a running server; `bash test/run.sh` runs every suite.
+REGRESS        = install errors
+REGRESS_OPTS   = --inputdir=.
+ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --inputdir=.
 
 EXTRA_CLEAN  = test/fuzz/permname_fuzz
 
@@ -49,9 +52,13 @@ fuzz:
 	  -isystem $(shell $(PG_CONFIG) --includedir-server) test/fuzz/permname_fuzz.c -o test/fuzz/permname_fuzz
 	test/fuzz/permname_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=300
 
-.PHONY: lint
-lint:
+# The lint suite of test/run.sh: C without warnings under -Wall -Wextra
+# (PostgreSQL's headers aside), and cppcheck.
+.PHONY: lint lint-c cppcheck
+lint: lint-c cppcheck
+lint-c:
 	$(MAKE) clean >/dev/null
 	$(MAKE) PG_CFLAGS="-Wall -Wextra -Werror"
+cppcheck:
 	cppcheck --error-exitcode=1 --enable=warning,style,performance,portability \
 	  --inline-suppr --quiet --std=c99 -I src src
