@@ -13,7 +13,7 @@ EXTENSION   = um
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 
 MODULE_big  = um
-OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o
+OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o
 
 DATA_built  = sql/um--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
@@ -21,7 +21,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 # pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out;
 # pg_isolation_regress reads ./specs/<test>.spec.  `make installcheck` runs
 # both against a running server; `bash test/run.sh` runs every suite.
-REGRESS        = install errors
+REGRESS        = install errors rls_plan
 REGRESS_OPTS   = --inputdir=.
 ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --inputdir=.

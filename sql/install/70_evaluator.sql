@@ -134,6 +134,18 @@ LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) IS
   'may user_id do permission on a scope node of the organization?  (for administrators and reports)';
 
+-- The planner support function (src/support.c): a call whose organization
+-- (or scope) argument is an indexed column becomes an index condition
+-- org_id = ANY (um_permitted_orgs(...)), evaluated once per scan.
+CREATE FUNCTION um.has_permission_support(internal)
+RETURNS internal
+AS 'MODULE_PATHNAME', 'um_has_permission_support'
+LANGUAGE C STRICT;
+ALTER FUNCTION @extschema@.um_has_permission(text, bigint) SUPPORT um.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(text, bigint, bigint) SUPPORT um.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint) SUPPORT um.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) SUPPORT um.has_permission_support;
+
 -- Companions for policies that should use an index: org_id = ANY (um_permitted_orgs('invoice:read')).
 CREATE FUNCTION @extschema@.um_permitted_orgs(permission text)
 RETURNS bigint[]
