@@ -10,12 +10,17 @@
 # warm and cold (explicit user, acting user, scope node), the companions,
 # a hand-written SQL join check of the kind SQL-only libraries use, and the
 # plain-SQL reference implementation.  Prints a table with checks per second
-# and ratios, and the backend's cache memory.
+# and ratios, and the backend's cache memory.  Then a reporting query over an
+# invoices table (RLS_ROWS rows, 1,000 organizations of Zipf-like sizes) for a
+# user in one large and one small organization: a literal tenant filter
+# without RLS against the natural per-row um_has_permission policy, the
+# um_permitted_orgs policy, and a per-row plain-SQL helper.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-100000}
 ORGS=${ORGS:-10000}
 PAIRS=${PAIRS:-20000}          # distinct (user, organization) pairs checked
+RLS_ROWS=${RLS_ROWS:-2000000}  # rows of the invoices table of the RLS benchmark
 REPEAT=${REPEAT:-50}           # warm passes over them
 bash tools/setup.sh
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -146,4 +151,93 @@ SELECT r.method, r.checks, round(r.seconds::numeric, 3) AS seconds,
 \echo '== the backend''s cache after these checks'
 SELECT pg_size_pretty(memory_bytes) AS memory, pg_size_pretty(memory_limit_bytes) AS "limit (um.cache_memory_limit)",
        users, members, organizations, scope_memos, permissions, hits, misses, queries FROM um_cache_stats();
+SQL
+
+echo
+echo "== reporting under RLS: $RLS_ROWS invoices over 1,000 organizations of Zipf-like sizes"
+psql -X -q -v ON_ERROR_STOP=1 -v rows="$RLS_ROWS" <<'SQL'
+SET client_min_messages = warning;
+\pset footer off
+-- organization k of the first thousand holds a share of rows proportional to 1/k (log-uniform ranks)
+CREATE TABLE invoices (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, org_id bigint NOT NULL, amount numeric(12,2) NOT NULL);
+SELECT setseed(0.25) \\gset
+INSERT INTO invoices (org_id, amount)
+  SELECT least(1000, floor(exp(random() * ln(1000)))::bigint), round((random() * 1000)::numeric, 2)
+    FROM generate_series(1, :rows);
+CREATE INDEX invoices_org_id_idx ON invoices (org_id);
+VACUUM ANALYZE invoices;
+-- the reader: Finance (invoice:read) in organization 1 (the largest) and 500 (a small one)
+SELECT um_create_user('reporter@bench.example') AS reporter \gset
+INSERT INTO um.memberships (org_id, user_id, role_id)
+  SELECT r.org_id, :reporter, r.id FROM um.roles r WHERE r.name = 'Finance' AND r.org_id IN (1, 500);
+CREATE ROLE bench_reader;
+GRANT SELECT ON invoices TO bench_reader;
+GRANT EXECUTE ON FUNCTION um_act_as(bigint) TO bench_reader;
+-- what SQL-only libraries write: a per-row helper (SECURITY DEFINER, so the reader needs no access to um)
+CREATE FUNCTION public.sql_can_read(p_org bigint) RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER
+  SET search_path = pg_catalog AS $$
+  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                   JOIN um.role_permissions rp ON rp.role_id = m.role_id
+                  WHERE m.user_id = public.um_current_user_id() AND m.org_id = p_org AND m.status = 'active'
+                    AND u.status = 'active' AND rp.permission IN ('invoice:read', 'invoice:*', '*:read', '*')) $$;
+GRANT EXECUTE ON FUNCTION public.sql_can_read(bigint) TO bench_reader;
+ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
+SELECT count(*) AS rows_of_org_1 FROM invoices WHERE org_id = 1 \gset
+SELECT count(*) AS rows_of_org_500 FROM invoices WHERE org_id = 500 \gset
+\echo 'the reader sees organization 1 (' :rows_of_org_1 'rows) and organization 500 (' :rows_of_org_500 'rows)'
+
+CREATE TEMP TABLE rls_results (n int, variant text, policy text, median_ms float8, total numeric, plan text);
+GRANT ALL ON rls_results TO bench_reader;
+CREATE FUNCTION pg_temp.rls_measure(n int, variant text, policy text, q text, runs int) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE t0 timestamptz; times float8[] := '{}'; total numeric; plan text; line text;
+BEGIN
+  EXECUTE q INTO total;                                -- warm up
+  FOR r IN 1 .. runs LOOP
+    t0 := clock_timestamp();
+    EXECUTE q INTO total;
+    times := times || extract(epoch FROM clock_timestamp() - t0) * 1000;
+  END LOOP;
+  FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
+    IF line ~ 'Scan' THEN plan := coalesce(plan || ' / ', '') || btrim(regexp_replace(line, '^[ ->]*', '')); END IF;
+  END LOOP;
+  INSERT INTO rls_results VALUES (n, variant, policy,
+    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM unnest(times) x), total, plan);
+END $f$;
+GRANT EXECUTE ON FUNCTION pg_temp.rls_measure(int, text, text, text, int) TO bench_reader;
+
+-- L: no RLS applies (the table owner), the tenant filter written by hand
+SELECT pg_temp.rls_measure(1, 'L', 'none: WHERE org_id IN (1, 500)', 'SELECT sum(amount) FROM invoices WHERE org_id IN (1, 500)', 7) \\gset
+-- N: the natural per-row policy
+CREATE POLICY read_n ON invoices FOR SELECT TO bench_reader USING (um_has_permission('invoice:read', org_id));
+SET ROLE bench_reader;
+BEGIN;
+SELECT um_act_as(:reporter) \gset
+SELECT pg_temp.rls_measure(2, 'N', 'USING (um_has_permission(''invoice:read'', org_id))', 'SELECT sum(amount) FROM invoices', 7) \\gset
+COMMIT;
+RESET ROLE;
+DROP POLICY read_n ON invoices;
+-- C: the companion policy
+CREATE POLICY read_c ON invoices FOR SELECT TO bench_reader USING (org_id = ANY (um_permitted_orgs('invoice:read')));
+SET ROLE bench_reader;
+BEGIN;
+SELECT um_act_as(:reporter) \gset
+SELECT pg_temp.rls_measure(3, 'C', 'USING (org_id = ANY (um_permitted_orgs(''invoice:read'')))', 'SELECT sum(amount) FROM invoices', 7) \\gset
+COMMIT;
+RESET ROLE;
+DROP POLICY read_c ON invoices;
+-- S: a per-row plain-SQL helper, as SQL-only libraries write it (one timed run: it is slow)
+CREATE POLICY read_s ON invoices FOR SELECT TO bench_reader USING (public.sql_can_read(org_id));
+SET ROLE bench_reader;
+BEGIN;
+SELECT um_act_as(:reporter) \gset
+SELECT pg_temp.rls_measure(4, 'S', 'USING (sql_can_read(org_id)), a per-row SQL helper', 'SELECT sum(amount) FROM invoices', 1) \\gset
+COMMIT;
+RESET ROLE;
+DROP POLICY read_s ON invoices;
+
+\echo '== median time of the report, and its ratio to L (P, um_protect_table, arrives with the RLS issue)'
+SELECT variant, policy, round(median_ms::numeric, 1) AS median_ms,
+       round((median_ms / (SELECT median_ms FROM rls_results WHERE n = 1))::numeric, 2) AS "ratio to L",
+       total = (SELECT total FROM rls_results WHERE n = 1) AS "same sum", plan
+  FROM rls_results ORDER BY n;
 SQL
