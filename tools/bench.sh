@@ -160,7 +160,7 @@ SET client_min_messages = warning;
 \pset footer off
 -- organization k of the first thousand holds a share of rows proportional to 1/k (log-uniform ranks)
 CREATE TABLE invoices (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, org_id bigint NOT NULL, amount numeric(12,2) NOT NULL);
-SELECT setseed(0.25) \\gset
+SELECT setseed(0.25) \gset
 INSERT INTO invoices (org_id, amount)
   SELECT least(1000, floor(exp(random() * ln(1000)))::bigint), round((random() * 1000)::numeric, 2)
     FROM generate_series(1, :rows);
@@ -206,13 +206,13 @@ END $f$;
 GRANT EXECUTE ON FUNCTION pg_temp.rls_measure(int, text, text, text, int) TO bench_reader;
 
 -- L: no RLS applies (the table owner), the tenant filter written by hand
-SELECT pg_temp.rls_measure(1, 'L', 'none: WHERE org_id IN (1, 500)', 'SELECT sum(amount) FROM invoices WHERE org_id IN (1, 500)', 7) \\gset
+SELECT pg_temp.rls_measure(1, 'L', 'none: WHERE org_id IN (1, 500)', 'SELECT sum(amount) FROM invoices WHERE org_id IN (1, 500)', 7) \gset
 -- N: the natural per-row policy
 CREATE POLICY read_n ON invoices FOR SELECT TO bench_reader USING (um_has_permission('invoice:read', org_id));
 SET ROLE bench_reader;
 BEGIN;
 SELECT um_act_as(:reporter) \gset
-SELECT pg_temp.rls_measure(2, 'N', 'USING (um_has_permission(''invoice:read'', org_id))', 'SELECT sum(amount) FROM invoices', 7) \\gset
+SELECT pg_temp.rls_measure(2, 'N', 'USING (um_has_permission(''invoice:read'', org_id))', 'SELECT sum(amount) FROM invoices', 7) \gset
 COMMIT;
 RESET ROLE;
 DROP POLICY read_n ON invoices;
@@ -221,7 +221,7 @@ CREATE POLICY read_c ON invoices FOR SELECT TO bench_reader USING (org_id = ANY 
 SET ROLE bench_reader;
 BEGIN;
 SELECT um_act_as(:reporter) \gset
-SELECT pg_temp.rls_measure(3, 'C', 'USING (org_id = ANY (um_permitted_orgs(''invoice:read'')))', 'SELECT sum(amount) FROM invoices', 7) \\gset
+SELECT pg_temp.rls_measure(3, 'C', 'USING (org_id = ANY (um_permitted_orgs(''invoice:read'')))', 'SELECT sum(amount) FROM invoices', 7) \gset
 COMMIT;
 RESET ROLE;
 DROP POLICY read_c ON invoices;
@@ -230,7 +230,7 @@ CREATE POLICY read_s ON invoices FOR SELECT TO bench_reader USING (public.sql_ca
 SET ROLE bench_reader;
 BEGIN;
 SELECT um_act_as(:reporter) \gset
-SELECT pg_temp.rls_measure(4, 'S', 'USING (sql_can_read(org_id)), a per-row SQL helper', 'SELECT sum(amount) FROM invoices', 1) \\gset
+SELECT pg_temp.rls_measure(4, 'S', 'USING (sql_can_read(org_id)), a per-row SQL helper', 'SELECT sum(amount) FROM invoices', 1) \gset
 COMMIT;
 RESET ROLE;
 DROP POLICY read_s ON invoices;
