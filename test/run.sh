@@ -86,6 +86,7 @@ fi
 # ---- a throwaway cluster for everything below ------------------------------
 source tools/cluster.sh
 UM_KEEP_CLUSTER_LOG=$OUT/server.log
+UM_CLEANUP_DIRS=$OUT
 cluster_start || { tally 0 1 "cluster start"; echo "$PASSED passed, $FAILED failed"; exit 1; }
 psql -X -q -c "CREATE ROLE regress_app LOGIN" >/dev/null
 
@@ -155,6 +156,7 @@ if only tap && compgen -G "test/t/*.pl" >/dev/null; then
   note "tap (PostgreSQL::Test::Cluster)"
   # initdb refuses root and the clone may be unreadable to postgres: run a copy
   tapdir=$(mktemp -d /tmp/um-tap.XXXXXX)
+  UM_CLEANUP_DIRS="$OUT $tapdir"
   cp -r test/t "$tapdir/"
   chmod 755 "$tapdir"
   [ "$(id -u)" -eq 0 ] && chown -R postgres: "$tapdir"

@@ -50,10 +50,12 @@ cluster_stop() {
   rm -rf "$d"
 }
 
+# UM_CLEANUP_DIRS: more temporary directories of the caller to remove on exit
 _cluster_trap() {
   local rc=$?
   trap '' INT TERM        # a second signal must not cut the cleanup short
   cluster_stop
+  [ -n "${UM_CLEANUP_DIRS:-}" ] && rm -rf ${UM_CLEANUP_DIRS}
   exit "$rc"
 }
 
