@@ -99,9 +99,12 @@ um_has_permission_support(PG_FUNCTION_ARGS)
 	int			perm_arg,
 				org_arg,
 				scope_arg;
+	const char *companion_name;
 	List	   *companion_args = NIL;
+	Oid			companion_types[3];
 	Oid			companion_oid;
 	Node	   *clause;
+	int			i;
 
 	if (!IsA(rawreq, SupportRequestIndexCondition))
 		PG_RETURN_POINTER(NULL);
@@ -119,38 +122,30 @@ um_has_permission_support(PG_FUNCTION_ARGS)
 	org_arg = perm_arg + 1;
 	scope_arg = (nargs == (acting ? 3 : 4)) ? org_arg + 1 : -1;
 
+	/*
+	 * An indexed organization without a scope argument: org_id = ANY
+	 * (um_permitted_orgs([user,] permission)).  An indexed scope node:
+	 * scope_id = ANY (um_permitted_scopes([user,] permission, org)).  (An
+	 * indexed organization in a scope check gets nothing: a grant on a node
+	 * does not show at the organization level.)  The companion takes the
+	 * arguments before the indexed one, which must not depend on the row.
+	 */
 	if (req->indexarg == org_arg && scope_arg < 0)
-	{
-		/* org_id = ANY (um_permitted_orgs([user,] permission)) */
-		Oid			argtypes[2] = {INT8OID, TEXTOID};
-		int			i;
-
-		for (i = 0; i < org_arg; i++)
-		{
-			if (!row_independent((Node *) list_nth(args, i)))
-				PG_RETURN_POINTER(NULL);
-			companion_args = lappend(companion_args, copyObject(list_nth(args, i)));
-		}
-		companion_oid = acting ? companion(req->funcid, "um_permitted_orgs", 1, &argtypes[1])
-			: companion(req->funcid, "um_permitted_orgs", 2, argtypes);
-	}
+		companion_name = "um_permitted_orgs";
 	else if (scope_arg >= 0 && req->indexarg == scope_arg)
-	{
-		/* scope_id = ANY (um_permitted_scopes([user,] permission, org)) */
-		Oid			argtypes[3] = {INT8OID, TEXTOID, INT8OID};
-		int			i;
-
-		for (i = 0; i < scope_arg; i++)
-		{
-			if (!row_independent((Node *) list_nth(args, i)))
-				PG_RETURN_POINTER(NULL);
-			companion_args = lappend(companion_args, copyObject(list_nth(args, i)));
-		}
-		companion_oid = acting ? companion(req->funcid, "um_permitted_scopes", 2, &argtypes[1])
-			: companion(req->funcid, "um_permitted_scopes", 3, argtypes);
-	}
+		companion_name = "um_permitted_scopes";
 	else
 		PG_RETURN_POINTER(NULL);
+	for (i = 0; i < req->indexarg; i++)
+	{
+		Node	   *arg = (Node *) list_nth(args, i);
+
+		if (!row_independent(arg))
+			PG_RETURN_POINTER(NULL);
+		companion_args = lappend(companion_args, copyObject(arg));
+		companion_types[i] = exprType(arg);
+	}
+	companion_oid = companion(req->funcid, companion_name, req->indexarg, companion_types);
 
 	if (!OidIsValid(companion_oid))
 		PG_RETURN_POINTER(NULL);

@@ -94,22 +94,12 @@ CREATE TEMP TABLE ref_rows AS SELECT * FROM pairs LIMIT 2000;
 ANALYZE pairs; ANALYZE rows; ANALYZE ref_rows;
 
 CREATE TEMP TABLE results (n int, method text, checks bigint, seconds float8);
-CREATE FUNCTION pg_temp.measure(n int, method text, q text, checks bigint) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz; best float8 := NULL; r int; s float8;
-BEGIN
-  FOR r IN 1 .. 3 LOOP            -- best of three
-    t0 := clock_timestamp();
-    EXECUTE q;
-    s := extract(epoch FROM clock_timestamp() - t0);
-    best := least(coalesce(best, s), s);
-  END LOOP;
-  INSERT INTO results VALUES (n, method, checks, best);
-END $$;
-CREATE FUNCTION pg_temp.measure_cold(n int, method text, q text, checks bigint) RETURNS void LANGUAGE plpgsql AS $$
+-- best of three; cold: empty the cache before each run
+CREATE FUNCTION pg_temp.measure(n int, method text, q text, checks bigint, cold boolean DEFAULT false) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz; best float8 := NULL; r int; s float8;
 BEGIN
   FOR r IN 1 .. 3 LOOP
-    PERFORM um_cache_reset();
+    IF cold THEN PERFORM um_cache_reset(); END IF;
     t0 := clock_timestamp();
     EXECUTE q;
     s := extract(epoch FROM clock_timestamp() - t0);
@@ -132,7 +122,7 @@ BEGIN;
 SELECT um_act_as((SELECT u FROM pairs LIMIT 1));
 SELECT pg_temp.measure(4, 'um_has_permission(perm, org), acting user, warm', 'SELECT count(*) FILTER (WHERE um_has_permission(p, o)) FROM rows', (SELECT count(*) FROM rows));
 COMMIT;
-SELECT pg_temp.measure_cold(5, 'um_has_permission(user, perm, org), cold', 'SELECT count(*) FILTER (WHERE um_has_permission(u, p, o)) FROM pairs', (SELECT count(*) FROM pairs));
+SELECT pg_temp.measure(5, 'um_has_permission(user, perm, org), cold', 'SELECT count(*) FILTER (WHERE um_has_permission(u, p, o)) FROM pairs', (SELECT count(*) FROM pairs), cold => true);
 SELECT pg_temp.measure(6, 'um_permitted_orgs(user, perm), warm', 'SELECT sum(cardinality(um_permitted_orgs(u, p))) FROM rows', (SELECT count(*) FROM rows));
 SELECT pg_temp.measure(7, 'hand-written SQL join check (no inclusions, wildcards, teams, scopes)', 'SELECT count(*) FILTER (WHERE pg_temp.sql_join_check(u, p, o)) FROM pairs', (SELECT count(*) FROM pairs));
 SELECT pg_temp.measure(8, 'plain-SQL reference (um.ref_has_permission)', 'SELECT count(*) FILTER (WHERE um.ref_has_permission(u, p, o)) FROM ref_rows', (SELECT count(*) FROM ref_rows));
