@@ -2,7 +2,9 @@
 -- detail and hint.  Each statement fails and changes nothing.  (try() runs a
 -- statement and prints its error; psql's verbose mode would also print the
 -- C source line, which changes with every edit.)
-CREATE EXTENSION um;
+SET client_min_messages = warning;   -- CASCADE's notice depends on whether pgcrypto is already there
+CREATE EXTENSION um CASCADE;
+RESET client_min_messages;
 CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
 DECLARE
   st text; msg text; det text; hnt text;
@@ -98,4 +100,47 @@ SELECT pg_temp.try($$SELECT um_has_permission('Invoice:Read', pg_temp.org('acme'
 SELECT pg_temp.try($$SELECT um_permitted_orgs('invoice:*')$$);
 SELECT pg_temp.try($$SELECT um_act_as(NULL)$$);
 SELECT pg_temp.try($$SELECT * FROM um_explain_permission(pg_temp.usr('ada'), 'nothing:here', pg_temp.org('acme'))$$);
+
+-- identity: login, sessions, impersonation
+SET um.password_hash_cost = 4;
+SELECT count(um_set_password(id, 'password-of-' || split_part(email, '@', 1), false)) AS n FROM um.users \gset
+SELECT um_create_user('dave@example.com', 'Dave') AS dave \gset
+SELECT um_set_password(:dave, 'temporary-password') AS x \gset
+SELECT um_add_member(:acme, :dave) AS x \gset
+WITH w AS (UPDATE um.users SET email_verified_at = now() WHERE id <> :carol RETURNING 1) SELECT count(*) AS n FROM w \gset
+SELECT pg_temp.try($$SELECT um_login('ada@example.com', 'wrong password')$$);
+SELECT pg_temp.try($$SELECT um_login('nobody@example.com', 'wrong password')$$);
+SELECT pg_temp.try($$SELECT um_login('carol@example.com', 'password-of-carol')$$);
+SELECT pg_temp.try($$SELECT um_login('dave@example.com', 'temporary-password')$$);
+SELECT pg_temp.try($$SELECT um_change_password('dave@example.com', 'temporary-password', 'short')$$);
+SELECT pg_temp.try($$SELECT um_change_password('dave@example.com', 'temporary-password', 'temporary-password')$$);
+SELECT pg_temp.try(format($$SELECT um_change_password('dave@example.com', 'temporary-password', %L)$$, repeat('x', 73)));
+WITH w AS (UPDATE um.users SET status = 'suspended' WHERE id = :bob RETURNING 1) SELECT count(*) AS n FROM w \gset
+SELECT pg_temp.try($$SELECT um_login('bob@example.com', 'password-of-bob')$$);
+WITH w AS (UPDATE um.users SET status = 'active', allow_login = false WHERE id = :bob RETURNING 1) SELECT count(*) AS n FROM w \gset
+SELECT pg_temp.try($$SELECT um_login('bob@example.com', 'password-of-bob')$$);
+WITH w AS (UPDATE um.users SET allow_login = true WHERE id = :bob RETURNING 1) SELECT count(*) AS n FROM w \gset
+WITH w AS (INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
+                           VALUES (:globex, 'Globex SSO', 'oidc', 'https://sso.globex.example') RETURNING 1) SELECT count(*) AS n FROM w \gset
+WITH w AS (UPDATE um.organizations SET password_login_disabled = true WHERE id = :globex RETURNING 1) SELECT count(*) AS n FROM w \gset
+SELECT pg_temp.try($$SELECT um_login('bob@example.com', 'password-of-bob')$$);
+SELECT pg_temp.try($$SELECT um_begin('not a token')$$);
+SELECT pg_temp.try($$SELECT um_begin('um_' || repeat('A', 43))$$);
+SELECT um_login('ada@example.com', 'password-of-ada') AS ada_token \gset
+SELECT um_logout(:'ada_token') AS x \gset
+SELECT pg_temp.try(format('SELECT um_begin(%L)', :'ada_token'));
+SELECT pg_temp.try(format('SELECT um_logout_all(%s)', :ada));
+SELECT pg_temp.try(format('SELECT um_impersonate(%s)', :ada));
+BEGIN;
+SELECT um_act_as(:dave) AS x \gset
+SELECT pg_temp.try(format('SELECT um_impersonate(%s)', :carol));
+SELECT pg_temp.try(format('SELECT um_impersonate(%s)', :bob));
+SELECT pg_temp.try(format('SELECT um_logout_all(%s)', :ada));
+COMMIT;
+BEGIN;
+SELECT um_act_as(:ada) AS x \gset
+SELECT pg_temp.try(format('SELECT um_impersonate(%s)', :bob));
+SELECT pg_temp.try(format('SELECT um_impersonate(%s)', :ada));
+SELECT pg_temp.try($$SELECT um_set_password(1, 'x')$$);
+COMMIT;
 DROP EXTENSION um;

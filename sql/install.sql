@@ -1,6 +1,8 @@
 -- Installing, dropping and reinstalling um; two databases side by side.
 \set VERBOSITY terse
-CREATE EXTENSION um;
+SET client_min_messages = warning;   -- CASCADE's notice depends on whether pgcrypto is already there
+CREATE EXTENSION um CASCADE;
+RESET client_min_messages;
 SELECT extname, extversion, extrelocatable FROM pg_extension WHERE extname = 'um';
 
 -- what CREATE EXTENSION made: tables in schema um, um_* functions in public
@@ -32,7 +34,9 @@ SELECT um_create_organization('first', 'First Org', :u) AS o \gset
 SELECT org, email, role FROM um.member_list;
 DROP EXTENSION um;
 SELECT count(*) AS um_schemas_left FROM pg_namespace WHERE nspname = 'um';
-CREATE EXTENSION um;
+SET client_min_messages = warning;   -- CASCADE's notice depends on whether pgcrypto is already there
+CREATE EXTENSION um CASCADE;
+RESET client_min_messages;
 SELECT count(*) AS users_after_reinstall FROM um.users;
 SELECT um_create_user('first@example.com', 'First again') AS u \gset
 SELECT :u AS new_user_id;
@@ -41,7 +45,9 @@ SELECT :u AS new_user_id;
 CREATE DATABASE um_regress_second;
 \c um_regress_second
 \set VERBOSITY terse
-CREATE EXTENSION um;
+SET client_min_messages = warning;   -- CASCADE's notice depends on whether pgcrypto is already there
+CREATE EXTENSION um CASCADE;
+RESET client_min_messages;
 SELECT um_create_user('second@example.com') AS u \gset
 SELECT um_create_organization('second', 'Second Org', :u) AS o \gset
 SELECT org, email, role FROM um.member_list;

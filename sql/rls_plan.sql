@@ -3,7 +3,9 @@
 -- evaluated once per execution, so one prepared plan serves every acting user.
 \set VERBOSITY terse
 SET client_min_messages = warning;
-CREATE EXTENSION um;
+SET client_min_messages = warning;   -- CASCADE's notice depends on whether pgcrypto is already there
+CREATE EXTENSION um CASCADE;
+RESET client_min_messages;
 SELECT um_create_user(format('user%s@example.com', g)) FROM generate_series(1, 3) g \gset
 SELECT um_create_organization(format('org-%s', g), format('Org %s', g), 1) FROM generate_series(1, 50) g \gset
 SELECT um_register_permission('invoice:read') \gset

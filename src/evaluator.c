@@ -20,6 +20,9 @@
  *	  IMMUTABLE: answers change when the tables do.
  *	- not STRICT: a NULL user or organization is a deny (false), not NULL,
  *	  so that NOT um_has_permission(...) can never turn a NULL into access.
+ * While impersonating, the acting-user forms answer as the target but
+ * deny in every organization the impersonation was not allowed for.
+ *
  *	- PARALLEL RESTRICTED: the acting user and the cache live in this
  *	  backend's memory, which parallel workers do not share.
  *	- not LEAKPROOF: the error for an invalid permission quotes the name.
@@ -198,6 +201,8 @@ um_has_permission_acting(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	has_user = um_identity_get(&user_id);
+	if (has_user && !PG_ARGISNULL(1) && !um_identity_org_allowed(PG_GETARG_INT64(1)))
+		has_user = false;		/* impersonation does not reach this organization */
 	if (PG_NARGS() > 2 && PG_ARGISNULL(2))
 	{
 		/* a NULL scope node is a deny, after the name is validated */
@@ -258,7 +263,8 @@ int8_array(int64 *ids, int n)
  * organization-wide, sorted: for policies written org_id = ANY (...).
  */
 static Datum
-permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm)
+permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm,
+			   bool acting)
 {
 	CallMemo   *memo = get_memo(fcinfo);
 	int			attempt;
@@ -283,7 +289,8 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 				{
 					const UmMember *m = um_cache_member(user_id, u->orgs[i]);
 
-					if (m->active && um_bit(m->baseline, perm_id))
+					if (m->active && um_bit(m->baseline, perm_id) &&
+						(!acting || um_identity_org_allowed(u->orgs[i])))
 						ids[n++] = u->orgs[i];
 				}
 			}
@@ -344,7 +351,7 @@ um_permitted_orgs_acting(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_DATUM(int8_array(NULL, 0));
-	PG_RETURN_DATUM(permitted_orgs(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_DATUM(permitted_orgs(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0), true));
 }
 
 /* um_permitted_orgs(user_id bigint, permission text) */
@@ -355,7 +362,7 @@ um_permitted_orgs_user(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(int8_array(NULL, 0));
 	PG_RETURN_DATUM(permitted_orgs(fcinfo, !PG_ARGISNULL(0),
 								   PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
-								   PG_GETARG_TEXT_PP(1)));
+								   PG_GETARG_TEXT_PP(1), false));
 }
 
 /* um_permitted_scopes(permission text, org_id bigint) for the acting user */
@@ -367,6 +374,8 @@ um_permitted_scopes_acting(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_DATUM(int8_array(NULL, 0));
+	if (has_user && !PG_ARGISNULL(1) && !um_identity_org_allowed(PG_GETARG_INT64(1)))
+		has_user = false;		/* impersonation does not reach this organization */
 	PG_RETURN_DATUM(permitted_scopes(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0),
 									 !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1)));
 }

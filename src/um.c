@@ -31,6 +31,7 @@ _PG_init(void)
 {
 	um_cache_init();
 	um_identity_init();
+	um_session_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("um");
 #else

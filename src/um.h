@@ -6,8 +6,11 @@
  * Floors, lowest first: permission names (permname.c) know nothing else;
  * the cache (cache.c) loads and keeps what the tables say, using permname;
  * the evaluator (evaluator.c) answers checks from the cache; identity
- * (identity.c) says who is acting, beside the evaluator.  um.c registers
- * settings and callbacks and nothing else.
+ * (identity.c) says who is acting, beside the evaluator; sessions
+ * (session.c) turn a login token into the acting user; the audit writer
+ * (autonomous.c) commits what a refused call must leave behind; the planner
+ * support function (support.c) rewrites checks into index conditions.
+ * um.c registers settings and callbacks and nothing else.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,6 +26,8 @@
 #define ERRCODE_UM_INVALID_PERMISSION_NAME	MAKE_SQLSTATE('U','M','0','1','0')
 #define ERRCODE_UM_UNKNOWN_PERMISSION		MAKE_SQLSTATE('U','M','0','1','1')
 #define ERRCODE_UM_UNKNOWN_USER				MAKE_SQLSTATE('U','M','0','3','1')
+#define ERRCODE_UM_INVALID_SESSION			MAKE_SQLSTATE('U','M','0','6','7')
+#define ERRCODE_UM_AUDIT_UNAVAILABLE		MAKE_SQLSTATE('U','M','0','6','9')
 
 /* ---- permname.c: permission names "resource:action" and grant patterns */
 
@@ -63,7 +68,27 @@ extern void um_permname_check(const char *s, size_t len, bool allow_wildcards,
 /* ---- identity.c: the acting user of the current transaction */
 
 extern void um_identity_init(void);
+
+/* the acting user (the target while impersonating); false when none */
 extern bool um_identity_get(int64 *user_id);
+
+/* the person really acting: the impersonator, else the acting user */
+extern bool um_identity_real(int64 *user_id);
+
+/* may checks for the acting user answer in this organization?  (false only
+ * while impersonating, outside the organizations it was allowed for) */
+extern bool um_identity_org_allowed(int64 org_id);
+
+/* make user_id the acting user until the transaction ends; fname names
+ * the SQL function for the warning given outside a transaction block */
+extern void um_identity_set(int64 user_id, const char *fname);
+
+/* ---- session.c: session tokens and um_begin(); autonomous.c: writes that
+ * survive the caller's rollback (failed logins, refused calls) */
+
+extern void um_session_init(void);
+extern int	um_login_max_failures;
+extern int	um_login_lockout_seconds;
 
 /* ---- cache.c: the backend-local grant cache */
 

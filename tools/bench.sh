@@ -35,7 +35,7 @@ echo "loading $USERS users, $ORGS organizations ..."
 t0=$(date +%s)
 psql -X -q -v ON_ERROR_STOP=1 -v users="$USERS" -v orgs="$ORGS" <<'SQL'
 SET client_min_messages = warning;
-CREATE EXTENSION um;
+CREATE EXTENSION um CASCADE;
 SELECT um_register_permission('invoice:' || a) FROM unnest(ARRAY['read', 'create', 'approve']) a;
 -- bulk load: the per-row checks of role_permissions are skipped (this data is valid by construction)
 ALTER TABLE um.role_permissions DISABLE TRIGGER role_permissions_before_write;

@@ -20,7 +20,7 @@ export PGDATABASE=um_demo
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 \pset footer off
 SET client_min_messages = warning;
-CREATE EXTENSION um;
+CREATE EXTENSION um CASCADE;
 
 -- people
 SELECT um_create_user('ada@acme.example',    'Ada Lovelace', timezone => 'Europe/London') AS ada \gset

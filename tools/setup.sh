@@ -14,6 +14,7 @@ packages=(
   "postgresql-$PG_MAJOR-pgtap"           # pgTAP
   libtap-parser-sourcehandler-pgtap-perl # pg_prove
   libipc-run-perl                        # PostgreSQL::Test::Cluster (TAP tests)
+  pgbouncer                              # the transaction-pooling test (test/t/003_pgbouncer.pl)
   make gcc cppcheck
 )
 
@@ -33,6 +34,13 @@ export DEBIAN_FRONTEND=noninteractive
 if ! dpkg-query -W -f='${Status}' "postgresql-$PG_MAJOR" 2>/dev/null | grep -q 'install ok installed'; then
   mkdir -p /etc/postgresql-common/createcluster.d
   echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/um-no-main-cluster.conf
+fi
+# Packages must not start services (pgbouncer's would listen on port 6432):
+# a policy-rc.d that refuses every start, only while apt runs.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
+  trap 'rm -f "$policy"' EXIT
 fi
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

@@ -245,11 +245,15 @@ CREATE TABLE um.sessions (
   token_hash bytea NOT NULL CONSTRAINT sessions_token_hash_key UNIQUE,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL,
+  method text NOT NULL DEFAULT 'password' CONSTRAINT sessions_method_check CHECK (method IN ('password', 'sso')),
   revoked_at timestamptz,
-  CONSTRAINT sessions_expiry_check CHECK (expires_at > created_at)
+  revoked_reason text,
+  CONSTRAINT sessions_expiry_check CHECK (expires_at > created_at),
+  CONSTRAINT sessions_revoked_check CHECK ((revoked_at IS NULL) = (revoked_reason IS NULL))
 );
 CREATE INDEX sessions_user_id_idx ON um.sessions (user_id);
-COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never stored, only its hash';
+COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never stored, only its SHA-256';
+COMMENT ON COLUMN um.sessions.revoked_reason IS 'why the session ended early: logout, logout of all sessions, password change, suspension, loss of login';
 
 CREATE TABLE um.identity_providers (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -19,7 +19,9 @@ COMMENT ON FUNCTION um.cache_invalidate() IS 'statement trigger: every backend e
 -- fires only row triggers, so row triggers enabled for replica mode only
 -- cover changes that arrive on a subscriber.  (Invalidations of one
 -- relation within a command are merged, so a row trigger costs little.)
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.users
+-- um.users: only the columns an answer depends on, so that logins (which
+-- count failures and reset the count) never empty anybody's cache.
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OF id, status, allow_login OR DELETE OR TRUNCATE ON um.users
   FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
 CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.users
   FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();

@@ -12,7 +12,10 @@ SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organizatio
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
                                      'um_register_permission', 'um_permission_matches', 'um_has_permission',
                                      'um_permitted_orgs', 'um_permitted_scopes', 'um_explain_permission',
-                                     'um_act_as', 'um_current_user_id', 'um_cache_stats', 'um_cache_reset']
+                                     'um_act_as', 'um_current_user_id', 'um_cache_stats', 'um_cache_reset',
+                                     'um_begin', 'um_login', 'um_logout', 'um_logout_all', 'um_change_password',
+                                     'um_set_password', 'um_impersonate', 'um_end_impersonation',
+                                     'um_impersonated_orgs', 'um_real_user_id']
                      || ARRAY(SELECT p.proname::text FROM pg_proc p
                                WHERE p.pronamespace = 'public'::regnamespace
                                  AND NOT p.proname LIKE 'um\_%'),

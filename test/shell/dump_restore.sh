@@ -14,7 +14,7 @@ echo "1..8"
 
 createdb um_dump_src
 psql -X -q -v ON_ERROR_STOP=1 -d um_dump_src >"$work/setup.log" 2>&1 <<'SQL'
-CREATE EXTENSION um;
+CREATE EXTENSION um CASCADE;
 SELECT um_create_user('ada@example.com', 'Ada') AS ada \gset
 SELECT um_create_user('bob@example.com', 'Bob', attributes => '{"dept": "ops"}') AS bob \gset
 SELECT um_create_user('cy@example.com', 'Cy', allow_login => false) AS cy \gset

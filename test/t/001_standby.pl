@@ -1,7 +1,7 @@
 # test/t/001_standby.pl: the evaluator on a hot standby.
 #
-# A streaming standby answers um_has_permission, the companions and
-# um_act_as read-only, and a revocation, a suspension and a membership
+# A streaming standby answers um_has_permission, the companions,
+# um_act_as and um_begin (with a token issued on the primary) read-only, and a revocation, a suspension and a membership
 # removal committed on the primary reach a standby backend that had cached
 # the old answer, once replay has passed the commit (the cache's
 # invalidation travels in the WAL with the commit record).
@@ -15,7 +15,7 @@ my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
 $primary->start;
 $primary->safe_psql('postgres', q{
-  CREATE EXTENSION um;
+  CREATE EXTENSION um CASCADE;
   SELECT um_create_user('ada@example.com');
   SELECT um_create_user('dave@example.com');
   SELECT um_create_organization('acme', 'Acme', 1);
@@ -59,6 +59,23 @@ is($session->query_safe(q{SELECT um_has_permission(2, 'org:read', 1)}), 't', 'an
 $primary->safe_psql('postgres', q{DELETE FROM um.memberships WHERE user_id = 2});
 $primary->wait_for_catchup($standby);
 is($session->query_safe(q{SELECT um_has_permission(2, 'org:read', 1)}), 'f', 'and a membership removal');
+
+# sessions: a token issued on the primary begins transactions on the standby
+$primary->safe_psql('postgres', q{
+  SET um.password_hash_cost = 4;
+  UPDATE um.users SET email_verified_at = now();
+  SELECT um_set_password(1, 'password-of-ada', false);
+});
+my $token = $primary->safe_psql('postgres', q{SELECT um_login('ada@example.com', 'password-of-ada')});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(qq{BEGIN; SELECT um_begin('$token'); SELECT um_has_permission('org:read', 1); COMMIT;}),
+   "1\nt", 'um_begin with a session token works on the standby (it only reads)');
+my ($rc, $out, $err) = $standby->psql('postgres', q{SELECT um_login('ada@example.com', 'password-of-ada')});
+like($err, qr/cannot log in on a hot standby/, 'logging in needs the primary, and says so');
+$primary->safe_psql('postgres', qq{SELECT um_logout('$token')});
+$primary->wait_for_catchup($standby);
+($rc, $out, $err) = $standby->psql('postgres', qq{SELECT um_begin('$token')});
+like($err, qr/session token is not valid/, 'a logout on the primary ends the session on the standby');
 
 my $stats = $session->query_safe(q{SELECT invalidations > 0 FROM um_cache_stats()});
 is($stats, 't', 'the standby backend received the invalidations');

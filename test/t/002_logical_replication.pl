@@ -11,7 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 my $setup = q{
-  CREATE EXTENSION um;
+  CREATE EXTENSION um CASCADE;
   SELECT um_create_user('ada@example.com');
   SELECT um_create_user('dave@example.com');
   SELECT um_create_organization('acme', 'Acme', 1);

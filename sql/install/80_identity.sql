@@ -1,0 +1,596 @@
+-- Identity: login, sessions, the acting user and impersonation
+-- (src/identity.c, src/session.c, src/autonomous.c).
+--
+-- Who may call what:
+--   um_login, um_change_password, um_begin, um_logout     everyone (PUBLIC):
+--       they demand a password or a token
+--   um_impersonate, um_end_impersonation, um_logout_all   everyone, checked
+--       against the acting user's permissions
+--   um_act_as, um_set_password                            only roles the DBA
+--       grants them (EXECUTE revoked from PUBLIC)
+--   um.*                                                  internal; schema um
+--       grants nothing to PUBLIC, and EXECUTE is revoked besides
+
+-- ---------------------------------------------------------------------------
+-- C primitives
+
+CREATE FUNCTION um.generate_token()
+RETURNS text
+AS 'MODULE_PATHNAME', 'um_generate_token'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION um.generate_token() IS 'a fresh token: "um_" and 256 bits from pg_strong_random() in base64url';
+
+CREATE FUNCTION um.token_hash(p_token text)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.sha256(pg_catalog.convert_to(p_token, 'UTF8'));
+COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a token (um_begin computes the same in C''s lookup query)';
+
+CREATE FUNCTION um.audit_autonomous(p_action text, p_outcome text, p_org_id bigint,
+                                    p_target_type text, p_target_id bigint,
+                                    p_details jsonb, p_login_counter text DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'um_audit_autonomous'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION um.audit_autonomous(text, text, bigint, text, bigint, jsonb, text) IS
+  'commit an audit event (and count a failed login: p_login_counter => ''fail'' or ''reset'') in a transaction of its own, which survives the caller''s error';
+
+CREATE FUNCTION um.login_settings(OUT max_failures integer, OUT lockout_seconds integer,
+                                  OUT session_lifetime_seconds integer, OUT password_hash_cost integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'um_login_settings'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION um.login_settings() IS 'um.login_max_failures, um.login_lockout, um.session_lifetime and um.password_hash_cost, read by the module that defines them';
+
+CREATE FUNCTION um.invoker_role()
+RETURNS oid
+AS 'MODULE_PATHNAME', 'um_invoker_role'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION um.invoker_role() IS 'inside a SECURITY DEFINER function: the role that called it (current_user outside the function)';
+
+CREATE FUNCTION um.start_impersonation(p_target bigint, p_orgs bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'um_start_impersonation'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION um.start_impersonation(bigint, bigint[]) IS 'internal to um_impersonate(), which checks first';
+
+CREATE FUNCTION @extschema@.um_begin(token text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'um_begin'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION @extschema@.um_begin(text) IS
+  'make the session token''s user the acting user until the end of the current transaction; returns the user id';
+
+CREATE FUNCTION @extschema@.um_real_user_id()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'um_real_user_id'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_real_user_id() IS
+  'the person really acting: the impersonator while impersonating, else the acting user; NULL when nobody is acting';
+
+CREATE FUNCTION @extschema@.um_end_impersonation()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'um_end_impersonation'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_end_impersonation() IS
+  'act as oneself again; returns whether an impersonation ended';
+
+CREATE FUNCTION @extschema@.um_impersonated_orgs()
+RETURNS bigint[]
+AS 'MODULE_PATHNAME', 'um_impersonated_orgs'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_impersonated_orgs() IS
+  'the organizations the current impersonation applies to; NULL when not impersonating';
+
+-- ---------------------------------------------------------------------------
+-- Who administers um from psql: superusers and roles with the privileges of
+-- the extension's owner.  (Inside SECURITY DEFINER functions current_user
+-- is the owner; um.invoker_role() is the caller.)
+CREATE FUNCTION um.invoker_administers_um()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = um.invoker_role()), false)
+      OR coalesce((SELECT pg_catalog.pg_has_role(um.invoker_role(), e.extowner, 'USAGE')
+                     FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Passwords: bcrypt from pgcrypto (a required extension).  bcrypt is salted
+-- and slow by design, with a cost that can grow with hardware
+-- (um.password_hash_cost); pgcrypto ships with PostgreSQL, so nothing
+-- outside the server is trusted with passwords.  bcrypt reads at most 72
+-- bytes, so longer passwords are refused rather than silently cut.
+-- pgcrypto may live in any schema; PostgreSQL 15 cannot name it in an
+-- install script, so its schema is looked up when a hash is computed.
+
+CREATE FUNCTION um.pgcrypto_schema()
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v text;
+BEGIN
+  SELECT n.nspname INTO v
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+   WHERE e.extname = 'pgcrypto';
+  IF v IS NULL THEN
+    RAISE EXCEPTION 'extension "pgcrypto" is not installed'
+      USING ERRCODE = 'UM069', HINT = 'um hashes passwords with pgcrypto: CREATE EXTENSION pgcrypto.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE FUNCTION um.hash_password(p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v text;
+BEGIN
+  IF p_password IS NULL OR char_length(p_password) < 8 OR octet_length(p_password) > 72 THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068',
+            DETAIL = CASE WHEN p_password IS NULL THEN 'No password was given.'
+                          WHEN char_length(p_password) < 8 THEN 'It has fewer than 8 characters.'
+                          ELSE 'It is longer than 72 bytes, the most bcrypt reads.' END,
+            HINT = 'Choose a password of 8 characters to 72 bytes.';
+  END IF;
+  EXECUTE format('SELECT %1$I.crypt($1, %1$I.gen_salt(''bf'', $2))', um.pgcrypto_schema())
+     INTO v USING p_password, (um.login_settings()).password_hash_cost;
+  RETURN v;
+END
+$$;
+
+-- Does the password match the hash?  With no hash (an unknown user, or one
+-- who signs in only through an identity provider) it still spends the time
+-- of a hash, so timing does not tell which emails exist.
+CREATE FUNCTION um.password_matches(p_password text, p_hash text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_schema text := um.pgcrypto_schema();
+  v text;
+BEGIN
+  IF p_hash IS NULL OR p_password IS NULL OR octet_length(p_password) > 72 THEN
+    EXECUTE format('SELECT %1$I.crypt($1, %1$I.gen_salt(''bf'', $2))', v_schema)
+       INTO v USING coalesce(p_password, ''), (um.login_settings()).password_hash_cost;
+    RETURN false;
+  END IF;
+  EXECUTE format('SELECT %I.crypt($1, $2)', v_schema) INTO v USING p_password, p_hash;
+  RETURN v = p_hash;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Audit events name who acted: with an acting user, the actor columns are
+-- always the identity module's (the target and the impersonator while
+-- impersonating), whatever the insert said.  Without one (psql
+-- administration, a restore, the audit writer, which passes the caller's)
+-- they are kept as inserted.
+CREATE FUNCTION um.audit_events_stamp()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+BEGIN
+  IF v_actor IS NOT NULL THEN
+    NEW.actor_user_id := v_actor;
+    NEW.impersonator_user_id := nullif(@extschema@.um_real_user_id(), v_actor);
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER audit_events_stamp BEFORE INSERT ON um.audit_events
+  FOR EACH ROW EXECUTE FUNCTION um.audit_events_stamp();
+
+-- A password change, a suspension or the loss of login ends the user's
+-- sessions (um_begin also checks the user's state on every call).
+CREATE FUNCTION um.users_end_sessions()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  UPDATE um.sessions s
+     SET revoked_at = now(),
+         revoked_reason = CASE WHEN NEW.status <> 'active' AND OLD.status = 'active' THEN 'ended by a suspension'
+                               WHEN OLD.allow_login AND NOT NEW.allow_login THEN 'ended by the loss of login'
+                               ELSE 'ended by a password change' END
+   WHERE s.user_id = NEW.id AND s.revoked_at IS NULL;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_login ON um.users
+  FOR EACH ROW
+  WHEN (OLD.password_hash IS DISTINCT FROM NEW.password_hash
+        OR (OLD.status = 'active' AND NEW.status <> 'active')
+        OR (OLD.allow_login AND NOT NEW.allow_login))
+  EXECUTE FUNCTION um.users_end_sessions();
+
+-- ---------------------------------------------------------------------------
+-- Login
+
+-- um.raise: raise an error with an optional detail and hint.
+CREATE FUNCTION um.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_detail IS NOT NULL AND p_hint IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail, HINT = p_hint;
+  ELSIF p_detail IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail;
+  ELSIF p_hint IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, HINT = p_hint;
+  ELSE
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate;
+  END IF;
+END
+$$;
+
+-- um.refuse_login: commit an audit event for a refused login (counting a
+-- wrong password, or resetting the count when the password was right but
+-- the login is refused for another reason), then raise the refusal.
+CREATE FUNCTION um.refuse_login(p_action text, p_user_id bigint, p_reason text,
+                                p_counter text, p_sqlstate text, p_message text,
+                                p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.audit_autonomous(p_action, 'denied', NULL, 'user', p_user_id,
+                              jsonb_build_object('reason', p_reason), p_counter);
+  PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
+END
+$$;
+
+-- um.authenticate: the checks of um_login and um_change_password, in an
+-- order that tells a stranger nothing: an unknown email and a wrong password
+-- get the same error (UM060) after the same work; a locked account is
+-- refused without looking at the password (UM066); only a correct password
+-- learns why else the login is refused.  p_changing_password accepts a
+-- temporary password that must be changed.
+CREATE FUNCTION um.authenticate(p_email text, p_password text, p_changing_password boolean)
+RETURNS um.users
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_action text := CASE WHEN p_changing_password THEN 'user.change_password' ELSE 'user.login' END;
+  v_bad_message constant text := 'invalid email or password';
+  v_settings record := um.login_settings();
+  v_bad_hint constant text := format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
+                                     v_settings.max_failures,
+                                     CASE WHEN v_settings.lockout_seconds % 60 = 0
+                                          THEN (v_settings.lockout_seconds / 60) || ' minutes'
+                                          ELSE v_settings.lockout_seconds || ' seconds' END);
+  v_org text;
+BEGIN
+  IF pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'cannot log in on a hot standby'
+      USING ERRCODE = 'read_only_sql_transaction',
+            HINT = 'Log in on the primary server; um_begin() with the session token works on standbys.';
+  END IF;
+  SELECT * INTO v FROM um.users u
+   WHERE lower(u.email) = lower(btrim(coalesce(p_email, ''), E' \t\r\n'));
+  IF NOT FOUND THEN
+    PERFORM um.password_matches(p_password, NULL);
+    PERFORM um.refuse_login(v_action, NULL, 'unknown email', NULL, 'UM060', v_bad_message, NULL, v_bad_hint);
+  END IF;
+  IF v.locked_until > now() THEN
+    PERFORM um.refuse_login(v_action, v.id, 'locked', NULL, 'UM066',
+      'the account is locked after too many failed logins',
+      format('It is locked until %s.', v.locked_until), 'Wait, or ask an administrator to reset the password.');
+  END IF;
+  IF NOT um.password_matches(p_password, v.password_hash) THEN
+    IF v.password_hash IS NULL THEN
+      PERFORM um.refuse_login(v_action, v.id, 'no password', NULL, 'UM060', v_bad_message, NULL, v_bad_hint);
+    END IF;
+    PERFORM um.refuse_login(v_action, v.id, 'wrong password', 'fail', 'UM060', v_bad_message, NULL, v_bad_hint);
+  END IF;
+
+  -- the password is right: say why else the login is refused
+  IF v.status <> 'active' THEN
+    PERFORM um.refuse_login(v_action, v.id, 'suspended', 'reset', 'UM061', 'the user is suspended',
+      NULL, 'Ask an administrator of your organization to reactivate you.');
+  END IF;
+  IF NOT v.allow_login THEN
+    PERFORM um.refuse_login(v_action, v.id, 'login not allowed', 'reset', 'UM062', 'this user may not log in',
+      'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
+  END IF;
+  IF v.email_verified_at IS NULL THEN
+    PERFORM um.refuse_login(v_action, v.id, 'email not verified', 'reset', 'UM063', 'the email address is not verified',
+      NULL, 'Follow the link in the verification email, or ask an administrator to mark the address verified.');
+  END IF;
+  SELECT o.slug INTO v_org
+    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+   WHERE m.user_id = v.id AND o.password_login_disabled
+   ORDER BY o.id LIMIT 1;
+  IF v_org IS NOT NULL THEN
+    PERFORM um.refuse_login(v_action, v.id, 'password login disabled', 'reset', 'UM065',
+      'password login is turned off for this user''s organization',
+      format('Organization "%s" requires single sign-on.', v_org), 'Sign in through the organization''s identity provider.');
+  END IF;
+  IF v.must_change_password AND NOT p_changing_password THEN
+    PERFORM um.refuse_login(v_action, v.id, 'password must be changed', 'reset', 'UM064',
+      'the password must be changed before logging in',
+      'It is a temporary password.', 'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
+  END IF;
+  RETURN v;
+END
+$$;
+
+-- um.new_session: start a session for a user who just proved who they are.
+CREATE FUNCTION um.new_session(p_user um.users, p_action text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um.generate_token();
+  v_session bigint;
+BEGIN
+  IF p_user.failed_login_count <> 0 OR p_user.locked_until IS NOT NULL THEN
+    UPDATE um.users SET failed_login_count = 0, locked_until = NULL WHERE id = p_user.id;
+  END IF;
+  DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();   -- housekeeping
+  INSERT INTO um.sessions (user_id, token_hash, expires_at)
+  VALUES (p_user.id, um.token_hash(v_token), now() + make_interval(secs => (um.login_settings()).session_lifetime_seconds))
+  RETURNING id INTO v_session;
+  PERFORM um.audit(p_action, NULL, 'user', p_user.id, jsonb_build_object('session_id', v_session));
+  RETURN v_token;
+END
+$$;
+
+CREATE FUNCTION @extschema@.um_login(email text, password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN um.new_session(um.authenticate(um_login.email, um_login.password, false), 'user.login');
+END
+$$;
+COMMENT ON FUNCTION @extschema@.um_login(text, text) IS
+  'check an email and password and return a new session token for um_begin(); refusals raise UM060-UM066 and are audited';
+
+CREATE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_hash text;
+BEGIN
+  IF new_password IS NOT DISTINCT FROM old_password THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
+  END IF;
+  v_hash := um.hash_password(new_password);       -- bad input is refused before anything else
+  v := um.authenticate(email, old_password, true);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
+   WHERE u.id = v.id
+  RETURNING * INTO v;                               -- ends the user's other sessions
+  RETURN um.new_session(v, 'user.change_password');
+END
+$$;
+COMMENT ON FUNCTION @extschema@.um_change_password(text, text, text) IS
+  'change a password (also a temporary one that must be changed), end the user''s other sessions, and return a new session token';
+
+CREATE FUNCTION @extschema@.um_set_password(user_id bigint, password text, must_change boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash text := um.hash_password(password);
+BEGIN
+  PERFORM um.require_user(um_set_password.user_id);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = coalesce(must_change, true),
+         password_changed_at = now(), failed_login_count = 0, locked_until = NULL
+   WHERE u.id = um_set_password.user_id;
+  PERFORM um.audit('user.set_password', NULL, 'user', um_set_password.user_id,
+                   jsonb_build_object('must_change', coalesce(must_change, true)));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.um_set_password(bigint, text, boolean) IS
+  'administrators: set a user''s password (by default a temporary one to be changed at the next login) and unlock the account';
+
+CREATE FUNCTION @extschema@.um_logout(token text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_session um.sessions;
+BEGIN
+  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout'
+   WHERE s.token_hash = um.token_hash(token) AND s.revoked_at IS NULL AND s.expires_at > now()
+  RETURNING * INTO v_session;
+  IF NOT FOUND THEN
+    RETURN false;                                   -- unknown, expired or already ended
+  END IF;
+  PERFORM um.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.um_logout(text) IS
+  'end the session of this token; returns false when it was not live';
+
+-- um.deny: audit a refused call (committed whatever happens next) and raise
+-- the permission error.
+CREATE FUNCTION um.deny(p_action text, p_org_id bigint, p_target_type text, p_target_id bigint,
+                        p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
+                              jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
+  PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
+END
+$$;
+
+CREATE FUNCTION @extschema@.um_logout_all(user_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_real bigint := @extschema@.um_real_user_id();
+  v_n integer;
+BEGIN
+  PERFORM um.require_user(um_logout_all.user_id);
+  IF v_actor IS NULL THEN
+    IF NOT um.invoker_administers_um() THEN
+      PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
+        'permission denied to end the sessions of user ' || um_logout_all.user_id,
+        'Nobody is acting in this transaction, and the database role does not administer um.',
+        'Call um_begin(token) first, or ask a um administrator.');
+    END IF;
+  ELSIF v_actor <> v_real THEN
+    PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
+      'permission denied to end sessions while impersonating',
+      NULL, 'Call um_end_impersonation() first.');
+  ELSIF v_actor <> um_logout_all.user_id AND NOT EXISTS (
+          SELECT 1 FROM um.memberships m
+           WHERE m.user_id = um_logout_all.user_id
+             AND @extschema@.um_has_permission('user:suspend', m.org_id)
+             AND (NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = m.role_id AND r.builtin = 'root')
+                  OR @extschema@.um_has_permission('org:delete', m.org_id))) THEN
+    PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
+      'permission denied to end the sessions of user ' || um_logout_all.user_id,
+      'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by another Root), may.',
+      'Ask an Admin of the user''s organization.');
+  END IF;
+  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout of all sessions'
+   WHERE s.user_id = um_logout_all.user_id AND s.revoked_at IS NULL AND s.expires_at > now();
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  PERFORM um.audit('user.logout_all', NULL, 'user', um_logout_all.user_id, jsonb_build_object('sessions', v_n));
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.um_logout_all(bigint) IS
+  'end every session of a user (the user themself, a holder of user:suspend in an organization of theirs, or a um administrator); returns how many';
+
+-- ---------------------------------------------------------------------------
+-- Impersonation
+
+-- Does the target hold anything in the organization that the impersonator
+-- lacks (organization-wide or on any scope node)?  Then impersonating would
+-- be an escalation.
+CREATE FUNCTION um.impersonation_escalates(p_impersonator bigint, p_target bigint, p_org_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM um.permissions p
+     WHERE (@extschema@.um_has_permission(p_target, p.name, p_org_id)
+            AND NOT @extschema@.um_has_permission(p_impersonator, p.name, p_org_id))
+        OR NOT (@extschema@.um_permitted_scopes(p_target, p.name, p_org_id)
+                <@ @extschema@.um_permitted_scopes(p_impersonator, p.name, p_org_id)));
+$$;
+
+CREATE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_target um.users;
+  v_orgs bigint[];
+BEGIN
+  IF v_actor IS NULL THEN
+    RAISE EXCEPTION 'nobody is acting in this transaction'
+      USING ERRCODE = 'UM072', HINT = 'Call um_begin(token) first; impersonation starts from a logged-in user.';
+  END IF;
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+      'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  v_target := um.require_user(target_user_id);
+  IF v_target.id = v_actor THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+      'cannot impersonate oneself', NULL, 'Pass the id of another user.');
+  END IF;
+  -- first: may the actor impersonate anybody in an organization of the
+  -- target's?  (Until then, say nothing about the target.)
+  SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
+    FROM um.memberships m
+   WHERE m.user_id = v_target.id AND m.status = 'active'
+     AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
+  IF v_orgs IS NULL THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', target_user_id),
+      'Impersonation needs user:impersonate in an organization the target is an active member of.',
+      'Ask an Admin of the target''s organization.');
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+              WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
+      format('cannot impersonate user %s, an Admin or Root', target_user_id),
+      'Admins and roots (of any organization) are never impersonated.',
+      'Ask the user to act themselves.');
+  END IF;
+  IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
+      format('cannot impersonate user %s', target_user_id),
+      'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
+  END IF;
+  SELECT array_agg(o ORDER BY o) INTO v_orgs
+    FROM unnest(v_orgs) AS o
+   WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
+  IF v_orgs IS NULL THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', target_user_id),
+      'The target holds a permission you lack; impersonating them would give it to you.',
+      'Ask someone who holds every permission of the target''s.');
+  END IF;
+  PERFORM um.start_impersonation(v_target.id, v_orgs);
+  PERFORM um.audit('user.impersonate', v_orgs[1], 'user', v_target.id, jsonb_build_object('orgs', to_jsonb(v_orgs)));
+  RETURN v_orgs;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.um_impersonate(bigint) IS
+  'act as another (non-admin) member until the transaction ends or um_end_impersonation(); returns the organizations it applies to';
+
+REVOKE EXECUTE ON FUNCTION
+  um.generate_token(),
+  um.token_hash(text),
+  um.audit_autonomous(text, text, bigint, text, bigint, jsonb, text),
+  um.invoker_role(),
+  um.login_settings(),
+  um.start_impersonation(bigint, bigint[]),
+  um.invoker_administers_um(),
+  um.pgcrypto_schema(),
+  um.hash_password(text),
+  um.password_matches(text, text),
+  um.raise(text, text, text, text),
+  um.refuse_login(text, bigint, text, text, text, text, text, text),
+  um.authenticate(text, text, boolean),
+  um.new_session(um.users, text),
+  um.deny(text, bigint, text, bigint, text, text, text, text),
+  um.impersonation_escalates(bigint, bigint, bigint),
+  @extschema@.um_set_password(bigint, text, boolean)
+FROM PUBLIC;

@@ -1,0 +1,256 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/session.c
+ *	  Session tokens: making them, and um_begin(token), which turns a valid
+ *	  one into the acting user of the current transaction.
+ *
+ * A token is "um_" followed by 43 characters of base64url: 256 bits from
+ * pg_strong_random().  The database stores only its SHA-256 (um.sessions),
+ * so a stolen backup or a reader of um.sessions holds no usable token.
+ * um_login() and um_change_password() (SQL) make sessions; um_begin checks
+ * a token against the live state on every call: the session must not be
+ * expired or ended (logout, password change, suspension, ...), and its user
+ * must be active, allowed to log in and not in an organization that has
+ * turned password login off.  um_begin only reads, so it works on a hot
+ * standby.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "um.h"
+
+PG_FUNCTION_INFO_V1(um_generate_token);
+PG_FUNCTION_INFO_V1(um_begin);
+PG_FUNCTION_INFO_V1(um_login_settings);
+
+#define TOKEN_PREFIX		"um_"
+#define TOKEN_PREFIX_LEN	3
+#define TOKEN_RANDOM_BYTES	32
+#define TOKEN_BODY_LEN		43	/* base64url of 32 bytes, unpadded */
+#define TOKEN_LEN			(TOKEN_PREFIX_LEN + TOKEN_BODY_LEN)
+
+int			um_login_max_failures = 5;
+int			um_login_lockout_seconds = 900;
+static int	session_lifetime_seconds = 12 * 3600;
+static int	password_hash_cost = 10;
+
+/*
+ * um_session_init: the login settings, from _PG_init.  All are PGC_SUSET:
+ * an application role must not lengthen its own sessions or cheapen the
+ * password hash.
+ */
+void
+um_session_init(void)
+{
+	DefineCustomIntVariable("um.login_max_failures",
+							"Consecutive failed logins that lock an account.",
+							NULL,
+							&um_login_max_failures,
+							5, 1, 1000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("um.login_lockout",
+							"How long an account stays locked after too many failed logins.",
+							NULL,
+							&um_login_lockout_seconds,
+							900, 1, 365 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("um.session_lifetime",
+							"How long a session token from um_login() stays valid.",
+							NULL,
+							&session_lifetime_seconds,
+							12 * 3600, 60, 365 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("um.password_hash_cost",
+							"bcrypt cost (log2 of the rounds) for new password hashes.",
+							"Each step doubles the time a hash, and a guess, takes.",
+							&password_hash_cost,
+							10, 4, 15,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * um.login_settings(): the login settings, for the SQL functions.  (Asking
+ * for them through a C function also loads the module, which defines them:
+ * current_setting() in a fresh session would not know them yet.)
+ */
+Datum
+um_login_settings(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = Int32GetDatum(um_login_max_failures);
+	values[1] = Int32GetDatum(um_login_lockout_seconds);
+	values[2] = Int32GetDatum(session_lifetime_seconds);
+	values[3] = Int32GetDatum(password_hash_cost);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+static const char b64url[] =
+"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/*
+ * um.generate_token(): a fresh session or invitation token.
+ */
+Datum
+um_generate_token(PG_FUNCTION_ARGS)
+{
+	uint8		raw[TOKEN_RANDOM_BYTES + 2];	/* padded to a multiple of 3 */
+	char		out[TOKEN_LEN + 4];
+	int			i,
+				o;
+
+	memset(raw, 0, sizeof(raw));
+	if (!pg_strong_random(raw, TOKEN_RANDOM_BYTES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random session token")));
+	memcpy(out, TOKEN_PREFIX, TOKEN_PREFIX_LEN);
+	o = TOKEN_PREFIX_LEN;
+	for (i = 0; i < TOKEN_RANDOM_BYTES; i += 3)
+	{
+		uint32		v = ((uint32) raw[i] << 16) | ((uint32) raw[i + 1] << 8) | raw[i + 2];
+
+		out[o++] = b64url[(v >> 18) & 63];
+		out[o++] = b64url[(v >> 12) & 63];
+		out[o++] = b64url[(v >> 6) & 63];
+		out[o++] = b64url[v & 63];
+	}
+	/* 32 bytes make 42 full characters and 2 bits in the 43rd; drop the rest */
+	o = TOKEN_LEN;
+	out[o] = '\0';
+	explicit_bzero(raw, sizeof(raw));
+	PG_RETURN_TEXT_P(cstring_to_text(out));
+}
+
+/* is this the shape of a token um made?  (no database lookup for garbage) */
+static bool
+token_well_formed(const char *s, int len)
+{
+	int			i;
+
+	if (len != TOKEN_LEN || memcmp(s, TOKEN_PREFIX, TOKEN_PREFIX_LEN) != 0)
+		return false;
+	for (i = TOKEN_PREFIX_LEN; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+static void
+invalid_token(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UM_INVALID_SESSION),
+			 errmsg("session token is not valid"),
+			 errdetail("%s", detail),
+			 errhint("Log in again with um_login() to get a new token.")));
+}
+
+/*
+ * The lookup: one row when the token's hash is known, saying whose session
+ * it is and, if it must be refused, why.  Runs as the function's owner
+ * (um_begin is SECURITY DEFINER with a pinned search_path); every name is
+ * schema-qualified anyway.
+ */
+static const char *const lookup_sql =
+"SELECT s.user_id,"
+"       CASE WHEN s.revoked_at IS NOT NULL THEN s.revoked_reason"
+"            WHEN s.expires_at <= pg_catalog.clock_timestamp() THEN 'expired'"
+"            WHEN u.status OPERATOR(pg_catalog.<>) 'active' THEN 'suspended'"
+"            WHEN NOT u.allow_login THEN 'login_disabled'"
+"            WHEN s.method OPERATOR(pg_catalog.=) 'password' AND EXISTS ("
+"                   SELECT 1 FROM um.memberships m JOIN um.organizations o ON o.id OPERATOR(pg_catalog.=) m.org_id"
+"                    WHERE m.user_id OPERATOR(pg_catalog.=) s.user_id AND o.password_login_disabled)"
+"              THEN 'password_login_disabled'"
+"       END"
+"  FROM um.sessions s JOIN um.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
+" WHERE s.token_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to($1, 'UTF8'))";
+
+static SPIPlanPtr lookup_plan = NULL;
+
+/*
+ * um_begin(token text) returns bigint: make the token's user the acting
+ * user of the current transaction and return their id.
+ */
+Datum
+um_begin(PG_FUNCTION_ARGS)
+{
+	text	   *token;
+	int64		user_id;
+	char	   *reason = NULL;
+	bool		isnull;
+	Datum		arg;
+	int			rc;
+
+	if (PG_ARGISNULL(0))
+		invalid_token("The token is NULL.");
+	token = PG_GETARG_TEXT_PP(0);
+	if (!token_well_formed(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
+		invalid_token("The token is not one um issued.");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (lookup_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		SPIPlanPtr	plan = SPI_prepare(lookup_sql, 1, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "um_begin: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "um_begin: SPI_keepplan failed");
+		lookup_plan = plan;
+	}
+	arg = PointerGetDatum(token);
+	rc = SPI_execute_plan(lookup_plan, &arg, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "um_begin: lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		invalid_token("No session has this token.");
+	}
+	user_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		reason = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+	SPI_finish();
+
+	if (reason != NULL)
+	{
+		if (strcmp(reason, "expired") == 0)
+			invalid_token("The session has expired.");
+		else if (strcmp(reason, "suspended") == 0)
+			invalid_token("The user is suspended.");
+		else if (strcmp(reason, "login_disabled") == 0)
+			invalid_token("The user may not log in (allow_login is false).");
+		else if (strcmp(reason, "password_login_disabled") == 0)
+			invalid_token("An organization of the user has turned password login off.");
+		else
+			invalid_token(psprintf("The session was %s.", reason));
+	}
+	um_identity_set(user_id, "um_begin()");
+	PG_RETURN_INT64(user_id);
+}
