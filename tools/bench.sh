@@ -10,7 +10,9 @@
 # warm and cold (explicit user, acting user, scope node), the companions,
 # a hand-written SQL join check of the kind SQL-only libraries use, and the
 # plain-SQL reference implementation.  Prints a table with checks per second
-# and ratios, and the backend's cache memory.  Then a reporting query over an
+# and ratios, and the backend's cache memory.  Then the identity calls
+# (um_begin and um_act_as against set_config, logins with and without the
+# audit writer).  Then a reporting query over an
 # invoices table (RLS_ROWS rows, 1,000 organizations of Zipf-like sizes) for a
 # user in one large and one small organization: a literal tenant filter
 # without RLS against the natural per-row um_has_permission policy, the
@@ -141,6 +143,54 @@ SELECT r.method, r.checks, round(r.seconds::numeric, 3) AS seconds,
 \echo '== the backend''s cache after these checks'
 SELECT pg_size_pretty(memory_bytes) AS memory, pg_size_pretty(memory_limit_bytes) AS "limit (um.cache_memory_limit)",
        users, members, organizations, scope_memos, permissions, hits, misses, queries FROM um_cache_stats();
+SQL
+
+echo
+echo "== identity: establishing who is acting, and logging in"
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+\pset footer off
+SET um.login_max_failures = 1000;       -- measure failures, not the lockout
+UPDATE um.users SET email_verified_at = now() WHERE id <= 20;
+SELECT count(um_set_password(id, 'bench-password-' || id, false)) AS n FROM um.users WHERE id <= 20 \gset
+SELECT um_login('user1@bench.example', 'bench-password-1') AS token \gset
+CREATE TEMP TABLE id_results (n int, operation text, calls int, seconds float8);
+-- each a loop of static statements (no EXECUTE, whose parsing would dominate)
+CREATE FUNCTION pg_temp.t_set_config(n int) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP PERFORM set_config('app.user_id', '42', true); END LOOP; END $$;
+CREATE FUNCTION pg_temp.t_act_as(n int) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP PERFORM um_act_as(42); END LOOP; END $$;
+CREATE FUNCTION pg_temp.t_begin(n int, tok text) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP PERFORM um_begin(tok); END LOOP; END $$;
+CREATE FUNCTION pg_temp.t_login(n int) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP PERFORM um_login('user2@bench.example', 'bench-password-2'); END LOOP; END $$;
+CREATE FUNCTION pg_temp.t_refused(n int) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP
+       BEGIN PERFORM um_login('user3@bench.example', 'wrong password'); EXCEPTION WHEN sqlstate 'UM060' THEN NULL; END;
+     END LOOP; END $$;
+CREATE FUNCTION pg_temp.id_measure(n int, operation text, calls int, f text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; best float8; s float8;
+BEGIN
+  FOR r IN 1 .. 3 LOOP
+    t0 := clock_timestamp();
+    EXECUTE f USING calls;
+    s := extract(epoch FROM clock_timestamp() - t0);
+    best := least(coalesce(best, s), s);
+  END LOOP;
+  INSERT INTO id_results VALUES (n, operation, calls, best);
+END $$;
+BEGIN;
+SELECT pg_temp.id_measure(1, 'set_config(''app.user_id'', ...): what SQL-only libraries trust (forgeable)', 20000, 'SELECT pg_temp.t_set_config($1)') AS x \gset
+SELECT pg_temp.id_measure(2, 'um_act_as(user): a trusted backend names the user', 20000, 'SELECT pg_temp.t_act_as($1)') AS x \gset
+SELECT pg_temp.id_measure(3, 'um_begin(token): a session token, checked against the live state', 20000,
+                          format('SELECT pg_temp.t_begin($1, %L)', :'token')) AS x \gset
+COMMIT;
+SELECT pg_temp.id_measure(4, 'um_login(email, password): bcrypt cost ' || current_setting('um.password_hash_cost') || ', a session row', 5, 'SELECT pg_temp.t_login($1)') AS x \gset
+SELECT pg_temp.id_measure(5, 'refused um_login: the same bcrypt, plus the audit writer''s own transaction', 5, 'SELECT pg_temp.t_refused($1)') AS x \gset
+SELECT operation, calls, round((seconds * 1e6 / calls)::numeric, 1) AS "us/call",
+       to_char(calls / seconds, 'FM999,999,990') AS "calls/s",
+       round(((seconds / calls) / (SELECT seconds / calls FROM id_results WHERE n = 1))::numeric, 1) || 'x' AS "vs set_config"
+  FROM id_results ORDER BY n;
 SQL
 
 echo

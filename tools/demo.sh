@@ -26,6 +26,7 @@ CREATE EXTENSION um CASCADE;
 SELECT um_create_user('ada@acme.example',    'Ada Lovelace', timezone => 'Europe/London') AS ada \gset
 SELECT um_create_user('carol@acme.example',  'Carol Shaw',   timezone => 'America/Los_Angeles') AS carol \gset
 SELECT um_create_user('dave@acme.example',   'Dave Cutler',  locale => 'en-US') AS dave \gset
+SELECT um_create_user('erin@acme.example',   'Erin Catto') AS erin \gset
 SELECT um_create_user('alerts@acme.example', 'Pager Robot',  allow_login => false) AS robot \gset
 SELECT um_create_user('bob@globex.example',  'Bob Page',     mobile => '+14155550123') AS bob \gset
 
@@ -34,6 +35,7 @@ SELECT um_create_organization('acme',   'Acme Inc',    :ada) AS acme \gset
 SELECT um_create_organization('globex', 'Globex Corp', :bob) AS globex \gset
 SELECT um_add_member(:acme, :carol, 'Admin') \gset
 SELECT um_add_member(:acme, :dave, 'Service Editor') \gset
+SELECT um_add_member(:acme, :erin) \gset
 SELECT um_add_member(:acme, :robot) \gset
 SELECT um_add_member(:globex, :dave, 'Service Reader') \gset
 
@@ -100,14 +102,27 @@ SELECT u.email,
   FROM um.users u ORDER BY u.id;
 \echo '== Why may dave approve invoices on project Apollo? (um_explain_permission)'
 SELECT * FROM um_explain_permission(:dave, 'invoice:approve', :acme, :apollo);
-\echo '== A backend acting as dave, one transaction long (um_act_as)'
+\echo '== Dave logs in; his session token makes him the acting user for one transaction'
+SET um.password_hash_cost = 6;        -- quick hashes for the demo (the default is 10)
+SELECT um_set_password(:dave, 'correct horse battery', must_change => false) \gset
+UPDATE um.users SET email_verified_at = now() WHERE id = :dave;
+SELECT um_login('dave@acme.example', 'correct horse battery') AS token \gset
+SELECT left(:'token', 12) || '...' AS "token from um_login (only its SHA-256 is stored)";
 BEGIN;
-SELECT um_act_as(:dave) \gset
+SELECT um_begin(:'token') \gset
 SELECT um_current_user_id() AS acting, um_permitted_orgs('instance:read') AS "orgs where dave reads instances";
 COMMIT;
 SELECT um_current_user_id() AS "acting after COMMIT";
+\echo '== Carol (Admin of Acme) impersonates erin (a Member): checks answer as erin'
+BEGIN;
+SELECT um_act_as(:carol) \gset
+SELECT um_impersonate(:erin) AS "impersonation applies to";
+SELECT um_current_user_id() AS acting, um_real_user_id() AS "really", um_has_permission('member:invite', :acme) AS "may invite?",
+       um_has_permission('org:read', :acme) AS "may read the organization?";
+COMMIT;
+SELECT um_logout(:'token') AS "logged out";
 
-\echo '== The database itself keeps the rules.  Three mistakes, three clear refusals:'
+\echo '== The database itself keeps the rules.  Five mistakes, five clear refusals:'
 \set ON_ERROR_STOP 0
 \set VERBOSITY default
 \set SHOW_CONTEXT never
@@ -118,11 +133,19 @@ SELECT um_create_user('ADA@ACME.EXAMPLE');
 \echo '-- make the Finance role include itself through Service Reader'
 INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
   SELECT :acme, id, :finance FROM um.roles WHERE org_id = :acme AND builtin = 'service_reader';
+\echo '-- carol impersonates dave, who holds invoice:* on Apollo, which she lacks (impersonation never escalates)'
+BEGIN;
+SELECT um_act_as(:carol) \gset
+SELECT um_impersonate(:dave);
+ROLLBACK;
+\echo '-- log in with a wrong password (the refusal is audited, and counted towards a lockout)'
+SELECT um_login('dave@acme.example', 'tr0ub4dor');
 \set ON_ERROR_STOP 1
 
 \echo
 \echo '== The audit trail (um.audit_events)'
-SELECT id, action, org_id, target_type, target_id, db_role, details FROM um.audit_events ORDER BY id;
+SELECT id, action, outcome, org_id, target_type, target_id, actor_user_id AS actor, impersonator_user_id AS impersonator, details
+  FROM um.audit_events ORDER BY id;
 SQL
 
 echo
