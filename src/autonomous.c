@@ -1,24 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * src/autonomous.c
- *	  Writes that must survive the caller's rollback: the failed-login
- *	  counter and the audit events of refused calls.
+ *	  Writes that must survive the caller's rollback: the login counter and
+ *	  the audit events of logins and refused calls.
  *
  * A refused login raises an error, and an error rolls back everything the
  * transaction wrote, so a failure counted in the caller's own transaction
  * would be forgotten and the lockout never reached (an attacker could also
- * wrap each guess in BEGIN ... ROLLBACK).  um.audit_autonomous() therefore
- * hands the write to a short-lived background worker, which commits it in
- * a transaction of its own while the caller waits, before the caller
- * raises its error.  The worker connects to the same database as the role
- * that called (the owner of the SECURITY DEFINER function that called) and
- * runs fixed, schema-qualified statements with the arguments as parameters.
+ * wrap each guess in BEGIN ... ROLLBACK).  These writes are therefore handed
+ * to a short-lived background worker, which commits them in a transaction of
+ * its own while the caller waits, before the caller answers.
  *
- * A worker costs a process start (a few milliseconds), paid only on the
- * refusal path.  If no worker can be started (max_worker_processes in
- * use), or its write fails (a lock held longer than lock_timeout, a hot
- * standby), the caller gets error UM069 instead of the refusal: the
- * attempt is refused either way, and never silently uncounted.
+ * Logins fail closed.  um.record_login() is called for every attempt, after
+ * the password was checked but before anything is revealed, right or wrong;
+ * the worker decides under a row lock whether the account was locked at that
+ * moment (then the attempt fails whatever the password), counts a wrong
+ * password (the Nth in a row locks the account), and resets the count after
+ * a right one.  If the worker cannot run (no free max_worker_processes slot,
+ * a lock held past lock_timeout, a role that may not connect) the caller gets
+ * UM069 for a right password as for a wrong one, so a guess is never
+ * answered without being counted.  The job lives in a pinned dynamic shared
+ * memory segment, so a caller cancelled while it waits (statement_timeout,
+ * pg_cancel_backend) cannot stop the count: the worker still does it.
+ *
+ * The worker connects to the caller's database as the role that called
+ * (inside um's SECURITY DEFINER functions: their owner, the extension's
+ * owner), with search_path pinned and every name schema-qualified, and runs
+ * fixed statements with the job's values as parameters.  A worker costs a
+ * process start, a few milliseconds, on every login and every audited
+ * refusal.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,6 +38,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -36,88 +47,83 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "um.h"
 
 PG_FUNCTION_INFO_V1(um_audit_autonomous);
+PG_FUNCTION_INFO_V1(um_record_login);
 
 PGDLLEXPORT void um_autonomous_main(Datum main_arg);
 
 #define JOB_TEXT_MAX	1024
 
+typedef enum JobKind
+{
+	JOB_AUDIT,					/* write one audit event */
+	JOB_LOGIN					/* a login attempt: counter, and audit if refused */
+} JobKind;
+
+typedef enum LoginResult
+{
+	LOGIN_UNKNOWN_EMAIL,		/* no such user: audit only */
+	LOGIN_WRONG,				/* wrong password: count it */
+	LOGIN_REFUSED,				/* right password, refused for another reason */
+	LOGIN_SUCCESS				/* right password, logged in */
+} LoginResult;
+
 /* The job, in a dynamic shared memory segment both processes map. */
 typedef struct AutonomousJob
 {
 	/* filled in by the caller */
+	JobKind		kind;
 	Oid			database_id;
 	Oid			role_id;		/* the worker connects as this role */
 	Oid			audit_role_id;	/* the role recorded as db_role */
-	bool		has_user;
-	int64		user_id;		/* the user whose login counter to change */
-	int			counter_op;		/* 0 none, 1 count a failure, 2 reset */
-	int			max_failures;
-	int			lockout_seconds;
 	bool		has_actor;
-	int64		actor_user_id;	/* the acting user, recorded as the caller had it */
+	int64		actor_user_id;	/* the acting user, as the caller had it */
 	int64		impersonator_user_id;	/* 0: not impersonating */
 	bool		has_org;
 	int64		org_id;
 	bool		has_target;
-	int64		target_id;
+	int64		target_id;		/* JOB_LOGIN: the user, when known */
+	LoginResult login_result;
+	int			max_failures;
+	int			lockout_seconds;
 	char		action[NAMEDATALEN];
 	char		outcome[NAMEDATALEN];
 	char		target_type[NAMEDATALEN];
 	char		details[JOB_TEXT_MAX];	/* a JSON object */
 	/* filled in by the worker */
+	bool		connected;
 	bool		done;
+	bool		was_locked;		/* JOB_LOGIN: locked when the attempt was made */
+	bool		locked;			/* JOB_LOGIN: locked after it */
 	int			failed_count;
-	bool		locked;
 	char		error[JOB_TEXT_MAX];
 } AutonomousJob;
 
 static void
-copy_text_arg(FunctionCallInfo fcinfo, int argno, char *dst, size_t size, const char *dflt)
+copy_text(const char *s, char *dst, size_t size, const char *what)
 {
-	const char *s = PG_ARGISNULL(argno) ? dflt : text_to_cstring(PG_GETARG_TEXT_PP(argno));
-
 	if (strlen(s) >= size)
-		elog(ERROR, "um.audit_autonomous: argument %d is too long", argno + 1);
+		elog(ERROR, "um audit writer: %s is too long", what);
 	strlcpy(dst, s, size);
 }
 
 /*
- * um.audit_autonomous(action text, outcome text, org_id bigint,
- *     target_type text, target_id bigint, details jsonb,
- *     login_counter text)  returns int
- *
- * Internal (EXECUTE revoked from PUBLIC).  Commits one audit event, and
- * with login_counter 'fail' or 'reset' also counts a failed login of user
- * target_id or resets the count, in a transaction of its own.  Returns the
- * failed-login count after the change (0 without a counter operation).
+ * new_job: a zeroed job in a pinned segment, with the caller's identity.
  */
-Datum
-um_audit_autonomous(PG_FUNCTION_ARGS)
+static AutonomousJob *
+new_job(dsm_segment **segp, JobKind kind)
 {
-	dsm_segment *seg;
-	AutonomousJob *job;
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	BgwHandleStatus status;
-	pid_t		pid;
-	int			result;
-	const char *op = PG_ARGISNULL(6) ? "none" : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	dsm_segment *seg = dsm_create(sizeof(AutonomousJob), 0);
+	AutonomousJob *job = dsm_segment_address(seg);
 
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot record an audit event on a hot standby"),
-				 errhint("Log in and change users on the primary server.")));
-
-	seg = dsm_create(sizeof(AutonomousJob), 0);
-	job = dsm_segment_address(seg);
 	memset(job, 0, sizeof(AutonomousJob));
+	job->kind = kind;
 	job->database_id = MyDatabaseId;
 	job->role_id = GetUserId();
 	job->audit_role_id = GetOuterUserId();
@@ -129,39 +135,31 @@ um_audit_autonomous(PG_FUNCTION_ARGS)
 		(void) um_identity_real(&real_id);
 		job->impersonator_user_id = (real_id != job->actor_user_id) ? real_id : 0;
 	}
-	copy_text_arg(fcinfo, 0, job->action, sizeof(job->action), "");
-	copy_text_arg(fcinfo, 1, job->outcome, sizeof(job->outcome), "denied");
-	job->has_org = !PG_ARGISNULL(2);
-	job->org_id = job->has_org ? PG_GETARG_INT64(2) : 0;
-	copy_text_arg(fcinfo, 3, job->target_type, sizeof(job->target_type), "");
-	job->has_target = !PG_ARGISNULL(4);
-	job->target_id = job->has_target ? PG_GETARG_INT64(4) : 0;
-	if (PG_ARGISNULL(5))
-		strlcpy(job->details, "{}", sizeof(job->details));
-	else
-	{
-		char	   *d = DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(5)));
+	*segp = seg;
+	return job;
+}
 
-		if (strlen(d) >= sizeof(job->details))
-			elog(ERROR, "um.audit_autonomous: details are too long");
-		strlcpy(job->details, d, sizeof(job->details));
-	}
-	if (strcmp(op, "fail") == 0 || strcmp(op, "reset") == 0)
-	{
-		if (!job->has_target)
-			elog(ERROR, "um.audit_autonomous: a login counter operation needs target_id");
-		job->has_user = true;
-		job->user_id = job->target_id;
-		job->counter_op = (strcmp(op, "fail") == 0) ? 1 : 2;
-		job->max_failures = um_login_max_failures;
-		job->lockout_seconds = um_login_lockout_seconds;
-	}
-	else if (strcmp(op, "none") != 0)
-		elog(ERROR, "um.audit_autonomous: unknown login counter operation \"%s\"", op);
+/*
+ * run_job: start the worker and wait for it.  The segment is pinned until the
+ * worker has mapped it, so the job survives this backend's error or cancel.
+ */
+static void
+run_job(dsm_segment *seg, AutonomousJob *job)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	pid_t		pid;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot record %s on a hot standby", job->action),
+				 errhint("Log in and change users on the primary server.")));
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "um");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "um_autonomous_main");
@@ -170,125 +168,274 @@ um_audit_autonomous(PG_FUNCTION_ARGS)
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
+	dsm_pin_segment(seg);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		dsm_unpin_segment(dsm_segment_handle(seg));
 		ereport(ERROR,
 				(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
-				 errmsg("could not record the refused %s", job->action),
-				 errdetail("No background worker could be started to write the audit event."),
-				 errhint("Raise max_worker_processes, or retry when fewer parallel queries run.")));
+				 errmsg("could not record %s", job->action),
+				 errdetail("No background worker could be started to write it."),
+				 errhint("Retry; if it persists, raise max_worker_processes (um needs a free slot for a few milliseconds per login).")));
+	}
 	status = WaitForBackgroundWorkerStartup(handle, &pid);
 	if (status == BGWH_STARTED)
 		status = WaitForBackgroundWorkerShutdown(handle);
 	if (status == BGWH_POSTMASTER_DIED)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("postmaster exited while um wrote an audit event")));
+				 errmsg("postmaster exited while um recorded %s", job->action)));
 	if (!job->done)
+	{
+		char	   *role = GetUserNameFromId(job->role_id, true);
+
 		ereport(ERROR,
 				(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
-				 errmsg("could not record the refused %s", job->action),
-				 errdetail("%s", job->error[0] ? job->error : "The audit writer did not finish."),
+				 errmsg("could not record %s", job->action),
+				 job->error[0] ? errdetail("%s", job->error)
+				 : job->connected ? errdetail("The audit writer stopped before it finished.")
+				 : errdetail("The audit writer could not connect as role \"%s\".", role ? role : "?"),
 				 errhint("Retry; if it persists, see the server log.")));
-	result = job->failed_count;
-	dsm_detach(seg);
-	PG_RETURN_INT32(result);
+	}
 }
 
-static const char *const counter_sql[] = {
-	NULL,
-	/* count a failure; the Nth in a row locks the account and starts over */
-	"UPDATE um.users SET"
-	"   failed_login_count = CASE WHEN failed_login_count OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $2"
-	"                             THEN 0 ELSE failed_login_count OPERATOR(pg_catalog.+) 1 END,"
-	"   locked_until = CASE WHEN failed_login_count OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $2"
-	"                       THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $3)"
-	"                       ELSE locked_until END"
-	" WHERE id OPERATOR(pg_catalog.=) $1"
-	" RETURNING failed_login_count, locked_until IS NOT NULL AND locked_until OPERATOR(pg_catalog.>) pg_catalog.now()",
-	/* a correct password: start counting afresh */
-	"UPDATE um.users SET failed_login_count = 0"
-	" WHERE id OPERATOR(pg_catalog.=) $1 AND failed_login_count OPERATOR(pg_catalog.<>) 0"
-	" RETURNING 0, false"
-};
+/*
+ * um.audit_autonomous(action text, outcome text, org_id bigint,
+ *     target_type text, target_id bigint, details jsonb)  returns void
+ *
+ * Internal (EXECUTE revoked from PUBLIC).  Commits one audit event in a
+ * transaction of its own, with the caller's acting user and impersonator.
+ */
+Datum
+um_audit_autonomous(PG_FUNCTION_ARGS)
+{
+	dsm_segment *seg;
+	AutonomousJob *job = new_job(&seg, JOB_AUDIT);
+
+	copy_text(PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0)),
+			  job->action, sizeof(job->action), "the action");
+	copy_text(PG_ARGISNULL(1) ? "denied" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+			  job->outcome, sizeof(job->outcome), "the outcome");
+	job->has_org = !PG_ARGISNULL(2);
+	job->org_id = job->has_org ? PG_GETARG_INT64(2) : 0;
+	copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+			  job->target_type, sizeof(job->target_type), "the target type");
+	job->has_target = !PG_ARGISNULL(4);
+	job->target_id = job->has_target ? PG_GETARG_INT64(4) : 0;
+	copy_text(PG_ARGISNULL(5) ? "{}" : DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(5))),
+			  job->details, sizeof(job->details), "the details");
+	run_job(seg, job);
+	dsm_detach(seg);
+	PG_RETURN_VOID();
+}
+
+/*
+ * um.record_login(user_id bigint, action text, result text, reason text,
+ *     OUT was_locked boolean, OUT failed_logins integer, OUT locked boolean)
+ *
+ * Internal.  result is 'unknown_email', 'wrong', 'refused' or 'success';
+ * reason is the audit's words for a refusal.  Returns whether the account
+ * was locked when the attempt was made (then the caller must refuse it
+ * whatever the password), and the counter after it.
+ */
+Datum
+um_record_login(PG_FUNCTION_ARGS)
+{
+	dsm_segment *seg;
+	AutonomousJob *job;
+	const char *result;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		elog(ERROR, "um.record_login: action and result are required");
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	job = new_job(&seg, JOB_LOGIN);
+	job->has_target = !PG_ARGISNULL(0);
+	job->target_id = job->has_target ? PG_GETARG_INT64(0) : 0;
+	copy_text(text_to_cstring(PG_GETARG_TEXT_PP(1)), job->action, sizeof(job->action), "the action");
+	copy_text("user", job->target_type, sizeof(job->target_type), "the target type");
+	result = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (strcmp(result, "unknown_email") == 0)
+		job->login_result = LOGIN_UNKNOWN_EMAIL;
+	else if (strcmp(result, "wrong") == 0)
+		job->login_result = LOGIN_WRONG;
+	else if (strcmp(result, "refused") == 0)
+		job->login_result = LOGIN_REFUSED;
+	else if (strcmp(result, "success") == 0)
+		job->login_result = LOGIN_SUCCESS;
+	else
+		elog(ERROR, "um.record_login: unknown result \"%s\"", result);
+	if (!job->has_target && job->login_result != LOGIN_UNKNOWN_EMAIL)
+		elog(ERROR, "um.record_login: a known user's attempt needs the user id");
+	copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+			  job->details, sizeof(job->details), "the reason");	/* the reason, for now */
+	job->max_failures = um_login_max_failures;
+	job->lockout_seconds = um_login_lockout_seconds;
+	run_job(seg, job);
+
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = BoolGetDatum(job->was_locked);
+	values[1] = Int32GetDatum(job->failed_count);
+	values[2] = BoolGetDatum(job->locked);
+	dsm_detach(seg);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* ---- the worker */
+
+static const char *const lock_sql =
+"SELECT failed_login_count,"
+"       COALESCE(locked_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)"
+"  FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+
+static const char *const count_sql =
+"UPDATE um.users SET failed_login_count = $2,"
+"       locked_until = CASE WHEN $3 THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $4)"
+"                           WHEN $2 OPERATOR(pg_catalog.=) 0 THEN NULL ELSE locked_until END"
+" WHERE id OPERATOR(pg_catalog.=) $1";
 
 static const char *const audit_sql =
 "INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id, details, db_role,"
 "                             actor_user_id, impersonator_user_id)"
-" VALUES ($1, $2, $3, NULLIF($4, ''), $5,"
-"         $6::pg_catalog.jsonb OPERATOR(pg_catalog.||) pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-"             'failed_logins', $7, 'locked', $8)),"
-"         $9, $10, $11)";
+" VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::pg_catalog.jsonb, $7, $8, $9)";
 
 static void
-run_job(AutonomousJob *job)
+write_audit(AutonomousJob *job, const char *outcome, const char *details)
 {
-	bool		locked = false;
-	bool		has_count = false;
-	int			count = 0;
+	Oid			types[9] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID,
+	NAMEOID, INT8OID, INT8OID};
+	Datum		vals[9];
+	char		nulls[9];
+	NameData	role;
+	char	   *rolename = GetUserNameFromId(job->audit_role_id, true);
 	int			rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (job->counter_op != 0)
-	{
-		Oid			types[3] = {INT8OID, INT4OID, FLOAT8OID};
-		Datum		vals[3];
+	memset(nulls, ' ', sizeof(nulls));
+	namestrcpy(&role, rolename ? rolename : "?");
+	vals[0] = CStringGetTextDatum(job->action);
+	vals[1] = CStringGetTextDatum(outcome);
+	vals[2] = Int64GetDatum(job->org_id);
+	nulls[2] = job->has_org ? ' ' : 'n';
+	vals[3] = CStringGetTextDatum(job->target_type);
+	vals[4] = Int64GetDatum(job->target_id);
+	nulls[4] = job->has_target ? ' ' : 'n';
+	vals[5] = CStringGetTextDatum(details);
+	vals[6] = NameGetDatum(&role);
+	vals[7] = Int64GetDatum(job->actor_user_id);
+	nulls[7] = job->has_actor ? ' ' : 'n';
+	vals[8] = Int64GetDatum(job->impersonator_user_id);
+	nulls[8] = job->impersonator_user_id != 0 ? ' ' : 'n';
+	rc = SPI_execute_with_args(audit_sql, 9, types, vals, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "um audit writer: insert failed: %s", SPI_result_code_string(rc));
+}
 
-		vals[0] = Int64GetDatum(job->user_id);
-		vals[1] = Int32GetDatum(job->max_failures);
-		vals[2] = Float8GetDatum((double) job->lockout_seconds);
-		rc = SPI_execute_with_args(counter_sql[job->counter_op], job->counter_op == 1 ? 3 : 1,
-								   types, vals, NULL, false, 0);
-		if (rc != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "um audit writer: counter update failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed > 0 && job->counter_op == 1)
-		{
-			bool		isnull;
+static char *
+json_reason(const char *reason, int failed, bool locked, bool with_count)
+{
+	StringInfoData buf;
 
-			count = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-			has_count = true;
-		}
-	}
-	{
-		Oid			types[11] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID,
-		INT4OID, BOOLOID, NAMEOID, INT8OID, INT8OID};
-		Datum		vals[11];
-		char		nulls[11];
-		NameData	role;
-		char	   *rolename = GetUserNameFromId(job->audit_role_id, true);
-
-		memset(nulls, ' ', sizeof(nulls));
-		namestrcpy(&role, rolename ? rolename : "?");
-		vals[0] = CStringGetTextDatum(job->action);
-		vals[1] = CStringGetTextDatum(job->outcome);
-		vals[2] = Int64GetDatum(job->org_id);
-		nulls[2] = job->has_org ? ' ' : 'n';
-		vals[3] = CStringGetTextDatum(job->target_type);
-		vals[4] = Int64GetDatum(job->target_id);
-		nulls[4] = job->has_target ? ' ' : 'n';
-		vals[5] = CStringGetTextDatum(job->details);
-		vals[6] = Int32GetDatum(count);
-		nulls[6] = has_count ? ' ' : 'n';
-		vals[7] = BoolGetDatum(locked);
-		nulls[7] = has_count ? ' ' : 'n';
-		vals[8] = NameGetDatum(&role);
-		vals[9] = Int64GetDatum(job->actor_user_id);
-		nulls[9] = job->has_actor ? ' ' : 'n';
-		vals[10] = Int64GetDatum(job->impersonator_user_id);
-		nulls[10] = job->impersonator_user_id != 0 ? ' ' : 'n';
-		rc = SPI_execute_with_args(audit_sql, 11, types, vals, nulls, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "um audit writer: insert failed: %s", SPI_result_code_string(rc));
-	}
-	SPI_finish();
-	job->failed_count = count;
-	job->locked = locked;
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"reason\": ");
+	escape_json(&buf, reason);
+	if (with_count)
+		appendStringInfo(&buf, ", \"failed_logins\": %d, \"locked\": %s", failed, locked ? "true" : "false");
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
 }
 
 /*
- * um_autonomous_main: the background worker.  Attaches to the job, connects,
- * runs it in one transaction, and says whether it committed.
+ * do_login: the login attempt, under a lock on the user's row, so that
+ * concurrent guesses are counted one after another.
+ * (FOR NO KEY UPDATE: the caller's own foreign-key checks, e.g. of a
+ * session row inserted earlier in its transaction, take KEY SHARE locks,
+ * which must not block the worker its caller waits for.)
+ */
+static void
+do_login(AutonomousJob *job)
+{
+	int			failed = 0;
+	bool		was_locked = false;
+	bool		lock_now = false;
+	bool		isnull;
+	int			rc;
+
+	if (job->login_result == LOGIN_UNKNOWN_EMAIL)
+	{
+		write_audit(job, "denied", json_reason("unknown email", 0, false, false));
+		return;
+	}
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		vals[1] = {Int64GetDatum(job->target_id)};
+
+		rc = SPI_execute_with_args(lock_sql, 1, types, vals, NULL, false, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "um audit writer: user lookup failed: %s", SPI_result_code_string(rc));
+		if (SPI_processed == 0)
+		{
+			/* deleted meanwhile: nothing to count */
+			write_audit(job, "denied", json_reason("unknown user", 0, false, false));
+			return;
+		}
+		failed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		was_locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	job->was_locked = was_locked;
+	if (was_locked)
+	{
+		/* refused whatever the password; not counted again */
+		job->locked = true;
+		job->failed_count = failed;
+		write_audit(job, "denied", json_reason("locked", failed, true, true));
+		return;
+	}
+	if (job->login_result == LOGIN_WRONG)
+	{
+		failed++;
+		if (failed >= job->max_failures)
+		{
+			lock_now = true;
+			failed = 0;			/* the lock starts a new count */
+		}
+	}
+	else if (failed == 0)
+	{
+		/* right password, nothing to reset */
+		if (job->login_result == LOGIN_REFUSED)
+			write_audit(job, "denied", json_reason(job->details, 0, false, false));
+		return;
+	}
+	else
+		failed = 0;
+	{
+		Oid			types[4] = {INT8OID, INT4OID, BOOLOID, FLOAT8OID};
+		Datum		vals[4];
+
+		vals[0] = Int64GetDatum(job->target_id);
+		vals[1] = Int32GetDatum(failed);
+		vals[2] = BoolGetDatum(lock_now);
+		vals[3] = Float8GetDatum((double) job->lockout_seconds);
+		rc = SPI_execute_with_args(count_sql, 4, types, vals, NULL, false, 0);
+		if (rc != SPI_OK_UPDATE)
+			elog(ERROR, "um audit writer: counter update failed: %s", SPI_result_code_string(rc));
+	}
+	job->failed_count = failed;
+	job->locked = lock_now;
+	if (job->login_result == LOGIN_WRONG)
+		write_audit(job, "denied", json_reason(job->details, lock_now ? job->max_failures : failed,
+											   lock_now, true));
+	else if (job->login_result == LOGIN_REFUSED)
+		write_audit(job, "denied", json_reason(job->details, 0, false, false));
+}
+
+/*
+ * um_autonomous_main: the background worker.  Maps the job (and releases the
+ * pin that kept it alive for it), connects, runs it in one transaction, and
+ * says whether it committed.
  */
 void
 um_autonomous_main(Datum main_arg)
@@ -302,10 +449,17 @@ um_autonomous_main(Datum main_arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("um audit writer: could not map its job")));
+	dsm_unpin_segment(dsm_segment_handle(seg));
 	job = dsm_segment_address(seg);
+#if PG_VERSION_NUM >= 170000
+	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id,
+											  BGWORKER_BYPASS_ROLELOGINCHECK);
+#else
 	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id, 0);
+#endif
+	job->connected = true;
 
-	/* never wait long for a lock the waiting caller might hold */
+	/* never wait long for a lock: the waiting caller might hold it */
 	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
@@ -315,7 +469,13 @@ um_autonomous_main(Datum main_arg)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "um audit writer");
-		run_job(job);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (job->kind == JOB_LOGIN)
+			do_login(job);
+		else
+			write_audit(job, job->outcome, job->details);
+		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		pgstat_report_activity(STATE_IDLE, NULL);
@@ -327,7 +487,8 @@ um_autonomous_main(Datum main_arg)
 
 		MemoryContextSwitchTo(TopMemoryContext);
 		e = CopyErrorData();
-		strlcpy(job->error, e->message ? e->message : "unknown error", sizeof(job->error));
+		snprintf(job->error, sizeof(job->error), "%s (SQLSTATE %s)",
+				 e->message ? e->message : "unknown error", unpack_sql_state(e->sqlerrcode));
 		PG_RE_THROW();
 	}
 	PG_END_TRY();

@@ -38,6 +38,7 @@
 
 PG_FUNCTION_INFO_V1(um_act_as);
 PG_FUNCTION_INFO_V1(um_current_user_id);
+PG_FUNCTION_INFO_V1(um_current_user_id_in);
 PG_FUNCTION_INFO_V1(um_real_user_id);
 PG_FUNCTION_INFO_V1(um_start_impersonation);
 PG_FUNCTION_INFO_V1(um_end_impersonation);
@@ -246,6 +247,20 @@ Datum
 um_current_user_id(PG_FUNCTION_ARGS)
 {
 	if (!cur.set)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(cur.user_id);
+}
+
+/*
+ * um_current_user_id(org_id bigint): the acting user, if checks for them
+ * reach this organization: while impersonating, NULL outside the
+ * organizations the impersonation is for.  For policies that compare an
+ * owner column with the acting user.
+ */
+Datum
+um_current_user_id_in(PG_FUNCTION_ARGS)
+{
+	if (!cur.set || PG_ARGISNULL(0) || !um_identity_org_allowed(PG_GETARG_INT64(0)))
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(cur.user_id);
 }

@@ -132,7 +132,7 @@ um_generate_token(PG_FUNCTION_ARGS)
 		out[o++] = b64url[(v >> 6) & 63];
 		out[o++] = b64url[v & 63];
 	}
-	/* 32 bytes make 42 full characters and 2 bits in the 43rd; drop the rest */
+	/* 32 bytes make 42 full characters and 4 bits in the 43rd; drop the padding's */
 	o = TOKEN_LEN;
 	out[o] = '\0';
 	explicit_bzero(raw, sizeof(raw));
@@ -203,6 +203,7 @@ um_begin(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		arg;
 	int			rc;
+	MemoryContext caller_cxt;
 
 	if (PG_ARGISNULL(0))
 		invalid_token("The token is NULL.");
@@ -210,6 +211,7 @@ um_begin(PG_FUNCTION_ARGS)
 	if (!token_well_formed(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 		invalid_token("The token is not one um issued.");
 
+	caller_cxt = CurrentMemoryContext;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (lookup_plan == NULL)
@@ -235,7 +237,8 @@ um_begin(PG_FUNCTION_ARGS)
 	user_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 	if (!isnull)
-		reason = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
+		reason = MemoryContextStrdup(caller_cxt,	/* SPI_finish frees SPI's memory */
+									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
 	SPI_finish();
 
 	if (reason != NULL)

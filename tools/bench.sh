@@ -185,8 +185,8 @@ SELECT pg_temp.id_measure(2, 'um_act_as(user): a trusted backend names the user'
 SELECT pg_temp.id_measure(3, 'um_begin(token): a session token, checked against the live state', 20000,
                           format('SELECT pg_temp.t_begin($1, %L)', :'token')) AS x \gset
 COMMIT;
-SELECT pg_temp.id_measure(4, 'um_login(email, password): bcrypt cost ' || current_setting('um.password_hash_cost') || ', a session row', 5, 'SELECT pg_temp.t_login($1)') AS x \gset
-SELECT pg_temp.id_measure(5, 'refused um_login: the same bcrypt, plus the audit writer''s own transaction', 5, 'SELECT pg_temp.t_refused($1)') AS x \gset
+SELECT pg_temp.id_measure(4, 'um_login(email, password): bcrypt cost ' || current_setting('um.password_hash_cost') || ', the audit writer, a session row', 5, 'SELECT pg_temp.t_login($1)') AS x \gset
+SELECT pg_temp.id_measure(5, 'refused um_login: the same bcrypt and audit writer (fail closed)', 5, 'SELECT pg_temp.t_refused($1)') AS x \gset
 SELECT operation, calls, round((seconds * 1e6 / calls)::numeric, 1) AS "us/call",
        to_char(calls / seconds, 'FM999,999,990') AS "calls/s",
        round(((seconds / calls) / (SELECT seconds / calls FROM id_results WHERE n = 1))::numeric, 1) || 'x' AS "vs set_config"

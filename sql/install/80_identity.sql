@@ -28,13 +28,20 @@ RETURN pg_catalog.sha256(pg_catalog.convert_to(p_token, 'UTF8'));
 COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a token (um_begin computes the same in C''s lookup query)';
 
 CREATE FUNCTION um.audit_autonomous(p_action text, p_outcome text, p_org_id bigint,
-                                    p_target_type text, p_target_id bigint,
-                                    p_details jsonb, p_login_counter text DEFAULT NULL)
-RETURNS integer
+                                    p_target_type text, p_target_id bigint, p_details jsonb)
+RETURNS void
 AS 'MODULE_PATHNAME', 'um_audit_autonomous'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION um.audit_autonomous(text, text, bigint, text, bigint, jsonb, text) IS
-  'commit an audit event (and count a failed login: p_login_counter => ''fail'' or ''reset'') in a transaction of its own, which survives the caller''s error';
+COMMENT ON FUNCTION um.audit_autonomous(text, text, bigint, text, bigint, jsonb) IS
+  'commit an audit event in a transaction of its own (a background worker), which survives the caller''s error';
+
+CREATE FUNCTION um.record_login(p_user_id bigint, p_action text, p_result text, p_reason text,
+                                OUT was_locked boolean, OUT failed_logins integer, OUT locked boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'um_record_login'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION um.record_login(bigint, text, text, text) IS
+  'commit a login attempt (result unknown_email, wrong, refused or success) in a transaction of its own: count, lock, reset, audit; says whether the account was locked at the attempt';
 
 CREATE FUNCTION um.login_settings(OUT max_failures integer, OUT lockout_seconds integer,
                                   OUT session_lifetime_seconds integer, OUT password_hash_cost integer)
@@ -62,6 +69,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION @extschema@.um_begin(text) IS
   'make the session token''s user the acting user until the end of the current transaction; returns the user id';
+
+CREATE FUNCTION @extschema@.um_current_user_id(org_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'um_current_user_id_in'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.um_current_user_id(bigint) IS
+  'the acting user for rows of this organization: NULL while impersonating someone outside the organizations the impersonation is for; for owner_id = um_current_user_id(org_id) policies';
 
 CREATE FUNCTION @extschema@.um_real_user_id()
 RETURNS bigint
@@ -240,29 +254,16 @@ BEGIN
 END
 $$;
 
--- um.refuse_login: commit an audit event for a refused login (counting a
--- wrong password, or resetting the count when the password was right but
--- the login is refused for another reason), then raise the refusal.
-CREATE FUNCTION um.refuse_login(p_action text, p_user_id bigint, p_reason text,
-                                p_counter text, p_sqlstate text, p_message text,
-                                p_detail text, p_hint text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  PERFORM um.audit_autonomous(p_action, 'denied', NULL, 'user', p_user_id,
-                              jsonb_build_object('reason', p_reason), p_counter);
-  PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
-END
-$$;
-
 -- um.authenticate: the checks of um_login and um_change_password, in an
--- order that tells a stranger nothing: an unknown email and a wrong password
--- get the same error (UM060) after the same work; a locked account is
--- refused without looking at the password (UM066); only a correct password
--- learns why else the login is refused.  p_changing_password accepts a
--- temporary password that must be changed.
+-- order that tells a stranger nothing.  Every attempt costs one bcrypt
+-- (an unknown email hashes against nothing) and is recorded by the audit
+-- writer before anything is revealed (src/autonomous.c): it counts a wrong
+-- password under a row lock, says whether the account was locked at that
+-- moment, and fails closed, so that a right and a wrong password are told
+-- apart only once the attempt is counted.  An unknown email, a wrong
+-- password and a locked account get the same error (UM060); only a right
+-- password on an unlocked account learns why else the login is refused.
+-- p_changing_password accepts a temporary password that must be changed.
 CREATE FUNCTION um.authenticate(p_email text, p_password text, p_changing_password boolean)
 RETURNS um.users
 LANGUAGE plpgsql VOLATILE
@@ -271,14 +272,11 @@ AS $$
 DECLARE
   v um.users;
   v_action text := CASE WHEN p_changing_password THEN 'user.change_password' ELSE 'user.login' END;
-  v_bad_message constant text := 'invalid email or password';
   v_settings record := um.login_settings();
-  v_bad_hint constant text := format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
-                                     v_settings.max_failures,
-                                     CASE WHEN v_settings.lockout_seconds % 60 = 0
-                                          THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                                          ELSE v_settings.lockout_seconds || ' seconds' END);
+  v_ok boolean;
   v_org text;
+  v_reason text;
+  v_rec record;
 BEGIN
   IF pg_is_in_recovery() THEN
     RAISE EXCEPTION 'cannot log in on a hot standby'
@@ -289,47 +287,54 @@ BEGIN
    WHERE lower(u.email) = lower(btrim(coalesce(p_email, ''), E' \t\r\n'));
   IF NOT FOUND THEN
     PERFORM um.password_matches(p_password, NULL);
-    PERFORM um.refuse_login(v_action, NULL, 'unknown email', NULL, 'UM060', v_bad_message, NULL, v_bad_hint);
-  END IF;
-  IF v.locked_until > now() THEN
-    PERFORM um.refuse_login(v_action, v.id, 'locked', NULL, 'UM066',
-      'the account is locked after too many failed logins',
-      format('It is locked until %s.', v.locked_until), 'Wait, or ask an administrator to reset the password.');
-  END IF;
-  IF NOT um.password_matches(p_password, v.password_hash) THEN
-    IF v.password_hash IS NULL THEN
-      PERFORM um.refuse_login(v_action, v.id, 'no password', NULL, 'UM060', v_bad_message, NULL, v_bad_hint);
+    PERFORM um.record_login(NULL, v_action, 'unknown_email', 'unknown email');
+    v_ok := false;
+  ELSE
+    v_ok := um.password_matches(p_password, v.password_hash);
+    IF v_ok THEN
+      SELECT o.slug INTO v_org
+        FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+       WHERE m.user_id = v.id AND o.password_login_disabled
+       ORDER BY o.id LIMIT 1;
+      v_reason := CASE WHEN v.status <> 'active' THEN 'suspended'
+                       WHEN NOT v.allow_login THEN 'login not allowed'
+                       WHEN v.email_verified_at IS NULL THEN 'email not verified'
+                       WHEN v_org IS NOT NULL THEN 'password login disabled'
+                       WHEN v.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
     END IF;
-    PERFORM um.refuse_login(v_action, v.id, 'wrong password', 'fail', 'UM060', v_bad_message, NULL, v_bad_hint);
+    v_rec := um.record_login(v.id, v_action,
+                             CASE WHEN NOT v_ok THEN 'wrong' WHEN v_reason IS NOT NULL THEN 'refused' ELSE 'success' END,
+                             CASE WHEN NOT v_ok THEN (CASE WHEN v.password_hash IS NULL THEN 'no password' ELSE 'wrong password' END)
+                                  ELSE v_reason END);
+    IF v_rec.was_locked THEN
+      v_ok := false;
+    END IF;
   END IF;
-
-  -- the password is right: say why else the login is refused
-  IF v.status <> 'active' THEN
-    PERFORM um.refuse_login(v_action, v.id, 'suspended', 'reset', 'UM061', 'the user is suspended',
-      NULL, 'Ask an administrator of your organization to reactivate you.');
+  IF NOT v_ok THEN
+    PERFORM um.raise('UM060', 'invalid email or password', NULL,
+      format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
+             v_settings.max_failures,
+             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
+                  ELSE v_settings.lockout_seconds || ' seconds' END));
   END IF;
-  IF NOT v.allow_login THEN
-    PERFORM um.refuse_login(v_action, v.id, 'login not allowed', 'reset', 'UM062', 'this user may not log in',
-      'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
-  END IF;
-  IF v.email_verified_at IS NULL THEN
-    PERFORM um.refuse_login(v_action, v.id, 'email not verified', 'reset', 'UM063', 'the email address is not verified',
-      NULL, 'Follow the link in the verification email, or ask an administrator to mark the address verified.');
-  END IF;
-  SELECT o.slug INTO v_org
-    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
-   WHERE m.user_id = v.id AND o.password_login_disabled
-   ORDER BY o.id LIMIT 1;
-  IF v_org IS NOT NULL THEN
-    PERFORM um.refuse_login(v_action, v.id, 'password login disabled', 'reset', 'UM065',
-      'password login is turned off for this user''s organization',
-      format('Organization "%s" requires single sign-on.', v_org), 'Sign in through the organization''s identity provider.');
-  END IF;
-  IF v.must_change_password AND NOT p_changing_password THEN
-    PERFORM um.refuse_login(v_action, v.id, 'password must be changed', 'reset', 'UM064',
-      'the password must be changed before logging in',
-      'It is a temporary password.', 'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
-  END IF;
+  CASE v_reason
+    WHEN 'suspended' THEN
+      PERFORM um.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
+    WHEN 'login not allowed' THEN
+      PERFORM um.raise('UM062', 'this user may not log in',
+        'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
+    WHEN 'email not verified' THEN
+      PERFORM um.raise('UM063', 'the email address is not verified', NULL,
+        'Follow the link in the verification email, or ask an administrator to mark the address verified.');
+    WHEN 'password login disabled' THEN
+      PERFORM um.raise('UM065', 'password login is turned off for this user''s organization',
+        format('Organization "%s" requires single sign-on.', v_org), 'Sign in through the organization''s identity provider.');
+    WHEN 'password must be changed' THEN
+      PERFORM um.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
+        'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
+    ELSE
+      NULL;
+  END CASE;
   RETURN v;
 END
 $$;
@@ -344,9 +349,6 @@ DECLARE
   v_token text := um.generate_token();
   v_session bigint;
 BEGIN
-  IF p_user.failed_login_count <> 0 OR p_user.locked_until IS NOT NULL THEN
-    UPDATE um.users SET failed_login_count = 0, locked_until = NULL WHERE id = p_user.id;
-  END IF;
   DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();   -- housekeeping
   INSERT INTO um.sessions (user_id, token_hash, expires_at)
   VALUES (p_user.id, um.token_hash(v_token), now() + make_interval(secs => (um.login_settings()).session_lifetime_seconds))
@@ -366,7 +368,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.um_login(text, text) IS
-  'check an email and password and return a new session token for um_begin(); refusals raise UM060-UM066 and are audited';
+  'check an email and password and return a new session token for um_begin(); refusals raise UM060-UM065 (UM069 when the attempt cannot be recorded) and are audited';
 
 CREATE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
 RETURNS text
@@ -434,8 +436,11 @@ $$;
 COMMENT ON FUNCTION @extschema@.um_logout(text) IS
   'end the session of this token; returns false when it was not live';
 
--- um.deny: audit a refused call (committed whatever happens next) and raise
--- the permission error.
+-- um.deny: audit a refused call and raise the permission error.  With an
+-- acting user the audit event is committed by the audit writer, whatever
+-- happens next; without one (nobody logged in) the refusal goes to the
+-- server log instead, so that unauthenticated callers cannot occupy
+-- background workers or grow the audit trail.
 CREATE FUNCTION um.deny(p_action text, p_org_id bigint, p_target_type text, p_target_id bigint,
                         p_sqlstate text, p_message text, p_detail text, p_hint text)
 RETURNS void
@@ -443,8 +448,13 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
-                              jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
+  IF @extschema@.um_current_user_id() IS NULL THEN
+    RAISE LOG 'um: refused % of % % by database role %: %',
+      p_action, p_target_type, p_target_id, um.invoker_role()::regrole, p_message;
+  ELSE
+    PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
+                                jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
+  END IF;
   PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
 END
 $$;
@@ -459,7 +469,6 @@ DECLARE
   v_real bigint := @extschema@.um_real_user_id();
   v_n integer;
 BEGIN
-  PERFORM um.require_user(um_logout_all.user_id);
   IF v_actor IS NULL THEN
     IF NOT um.invoker_administers_um() THEN
       PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
@@ -467,6 +476,7 @@ BEGIN
         'Nobody is acting in this transaction, and the database role does not administer um.',
         'Call um_begin(token) first, or ask a um administrator.');
     END IF;
+    PERFORM um.require_user(um_logout_all.user_id);
   ELSIF v_actor <> v_real THEN
     PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
       'permission denied to end sessions while impersonating',
@@ -529,16 +539,16 @@ BEGIN
     PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  v_target := um.require_user(target_user_id);
-  IF v_target.id = v_actor THEN
+  IF target_user_id = v_actor THEN
     PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
       'cannot impersonate oneself', NULL, 'Pass the id of another user.');
   END IF;
   -- first: may the actor impersonate anybody in an organization of the
-  -- target's?  (Until then, say nothing about the target.)
+  -- target's?  (Until then, say nothing about the target, not even whether
+  -- it exists.)
   SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
     FROM um.memberships m
-   WHERE m.user_id = v_target.id AND m.status = 'active'
+   WHERE m.user_id = target_user_id AND m.status = 'active'
      AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
   IF v_orgs IS NULL THEN
     PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
@@ -546,6 +556,7 @@ BEGIN
       'Impersonation needs user:impersonate in an organization the target is an active member of.',
       'Ask an Admin of the target''s organization.');
   END IF;
+  v_target := um.require_user(target_user_id);
   IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
               WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
     PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
@@ -568,7 +579,10 @@ BEGIN
       'Ask someone who holds every permission of the target''s.');
   END IF;
   PERFORM um.start_impersonation(v_target.id, v_orgs);
-  PERFORM um.audit('user.impersonate', v_orgs[1], 'user', v_target.id, jsonb_build_object('orgs', to_jsonb(v_orgs)));
+  -- committed at once: a transaction that reads as the target and then
+  -- rolls back still leaves the impersonation on record
+  PERFORM um.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
+                              jsonb_build_object('orgs', to_jsonb(v_orgs)));
   RETURN v_orgs;
 END
 $$;
@@ -578,7 +592,8 @@ COMMENT ON FUNCTION @extschema@.um_impersonate(bigint) IS
 REVOKE EXECUTE ON FUNCTION
   um.generate_token(),
   um.token_hash(text),
-  um.audit_autonomous(text, text, bigint, text, bigint, jsonb, text),
+  um.audit_autonomous(text, text, bigint, text, bigint, jsonb),
+  um.record_login(bigint, text, text, text),
   um.invoker_role(),
   um.login_settings(),
   um.start_impersonation(bigint, bigint[]),
@@ -587,7 +602,6 @@ REVOKE EXECUTE ON FUNCTION
   um.hash_password(text),
   um.password_matches(text, text),
   um.raise(text, text, text, text),
-  um.refuse_login(text, bigint, text, text, text, text, text, text),
   um.authenticate(text, text, boolean),
   um.new_session(um.users, text),
   um.deny(text, bigint, text, bigint, text, text, text, text),

@@ -5,7 +5,7 @@
 -- in a database of its own and drops its role at the end.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(97);
+SELECT plan(101);
 
 SET um.password_hash_cost = 4;        -- fast hashes for the test (superuser only)
 SET um.login_max_failures = 3;
@@ -63,8 +63,8 @@ RESET ROLE;
 SELECT is(pg_temp.failures(:dave), 3 - 3, 'three failures reached the limit of 3 ...');
 SELECT ok((SELECT locked_until > now() FROM um.users WHERE id = :dave), '... and locked the account');
 SET ROLE regress_um_identity_app;
-SELECT throws_ok($$ SELECT um_login('dave@example.com', 'password-of-dave') $$, 'UM066', NULL,
-                 'a locked account is refused even with the right password (UM066)');
+SELECT throws_ok($$ SELECT um_login('dave@example.com', 'password-of-dave') $$, 'UM060', 'invalid email or password',
+                 'a locked account refuses even the right password, with the very error of a wrong one (no enumeration)');
 RESET ROLE;
 SELECT is(pg_temp.audits('user.login', 'denied'), 5::bigint,
           'every refused login is in the audit trail, although each call failed');
@@ -75,12 +75,18 @@ SELECT is((SELECT details->>'reason' FROM um.audit_events WHERE action = 'user.l
 UPDATE um.users SET locked_until = NULL, failed_login_count = 0 WHERE id = :dave;
 SET ROLE regress_um_identity_app;
 BEGIN;
-SELECT throws_ok($$ SELECT um_login('dave@example.com', 'guess 1') $$, 'UM060', NULL, 'a guess inside a transaction ...');
+\set ON_ERROR_STOP 0
+SELECT um_login('dave@example.com', 'guess 1');      -- fails with UM060
+\set ON_ERROR_STOP 1
 ROLLBACK;
 RESET ROLE;
-SELECT is(pg_temp.failures(:dave), 1, '... is still counted after ROLLBACK');
+SELECT is(pg_temp.failures(:dave), 1, 'a guess inside a transaction is still counted after ROLLBACK');
 SET ROLE regress_um_identity_app;
 SELECT lives_ok($$ SELECT um_login('dave@example.com', 'password-of-dave') $$, 'the right password before the limit logs in');
+BEGIN;
+SELECT lives_ok($$ SELECT um_login('ada@example.com', 'password-of-ada'), um_login('ada@example.com', 'password-of-ada') $$,
+                'two logins in one transaction (the audit writer does not wait for its caller''s locks)');
+COMMIT;
 RESET ROLE;
 SELECT is(pg_temp.failures(:dave), 0, 'and a successful login resets the count');
 SELECT cmp_ok(pg_temp.audits('user.login', 'ok'), '>=', 4::bigint, 'successful logins are audited too');
@@ -254,7 +260,8 @@ COMMIT;
 SELECT throws_ok(format('SELECT um_begin(%L)', :'carol_token2'), 'UM067', NULL, 'on every device');
 SELECT um_login('carol@example.com', 'password-of-carol') AS carol_token \gset
 RESET ROLE;
-SELECT is(pg_temp.audits('user.logout_all', 'denied'), 2::bigint, 'refused calls are audited although they fail');
+SELECT is(pg_temp.audits('user.logout_all', 'denied'), 1::bigint,
+          'a refused call of an acting user is audited although it fails (nobody acting: the server log)');
 -- deletion
 SELECT um_create_user('erin@example.com', 'Erin') AS erin \gset
 UPDATE um.users SET email_verified_at = now() WHERE id = :erin;
@@ -287,6 +294,8 @@ SELECT is(um_real_user_id(), :carol::bigint, 'and um_real_user_id() the imperson
 SELECT ok(um_has_permission('org:read', :acme), 'checks answer as the target ...');
 SELECT ok(NOT um_has_permission('member:invite', :acme), '... with the target''s rights, never the impersonator''s');
 SELECT ok(NOT um_has_permission('instance:read', :globex), 'and only in the organization the impersonation is for (dave reads instances in globex)');
+SELECT is(ARRAY[um_current_user_id(:acme), um_current_user_id(:globex)], ARRAY[:dave, NULL]::bigint[],
+          'um_current_user_id(org_id), for owner policies, names the target only there too');
 SELECT is(um_permitted_orgs('instance:read'), '{}'::bigint[], 'the RLS companion agrees');
 SELECT throws_ok(format('SELECT um_impersonate(%s)', :ada), 'UM071', NULL, 'no impersonating while impersonating');
 SELECT is(um_end_impersonation(), true, 'um_end_impersonation() ...');
@@ -340,6 +349,22 @@ SELECT is((SELECT ARRAY[actor_user_id, impersonator_user_id] FROM um.audit_event
           ARRAY[:dave, :carol]::bigint[], 'so does the impersonation''s own event');
 COMMIT;
 SELECT cmp_ok(pg_temp.audits('user.impersonate', 'denied'), '>=', 5::bigint, 'refused impersonations are audited');
+SELECT pg_temp.audits('user.impersonate', 'ok') AS before_rollback \gset
+BEGIN;
+SELECT um_act_as(:carol) AS a \gset
+SELECT um_impersonate(:dave) IS NOT NULL AS impersonating \gset
+ROLLBACK;
+SELECT is(pg_temp.audits('user.impersonate', 'ok'), :before_rollback + 1::bigint,
+          'an impersonation stays on record even when its transaction rolls back');
+
+-- fail closed: when the attempt cannot be counted, right and wrong passwords get the same error
+BEGIN;                                               -- (committed: pgTAP's results must stay)
+SELECT id AS locked_row FROM um.users WHERE id = :dave FOR UPDATE \gset
+SELECT throws_ok($$ SELECT um_login('dave@example.com', 'new-password-of-dave') $$, 'UM069', NULL,
+                 'while the attempt cannot be recorded (here: the user row is locked) the right password is refused ...');
+SELECT throws_ok($$ SELECT um_login('dave@example.com', 'a wrong password') $$, 'UM069', NULL,
+                 '... exactly like a wrong one, so no guess is answered uncounted');
+COMMIT;
 
 -- clean up what this suite committed outside its database
 DROP OWNED BY regress_um_identity_app, regress_um_identity_backend;
