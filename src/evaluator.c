@@ -20,12 +20,13 @@
  *	  IMMUTABLE: answers change when the tables do.
  *	- not STRICT: a NULL user or organization is a deny (false), not NULL,
  *	  so that NOT um_has_permission(...) can never turn a NULL into access.
+ *	- PARALLEL SAFE: every process (a parallel worker too) keeps its own
+ *	  cache, loaded with the query's snapshot in parallel mode, and the
+ *	  acting user reaches workers through um.acting_identity (identity.c).
+ *	- not LEAKPROOF: the error for an invalid permission quotes the name.
+ *
  * While impersonating, the acting-user forms answer as the target but
  * deny in every organization the impersonation was not allowed for.
- *
- *	- PARALLEL RESTRICTED: the acting user and the cache live in this
- *	  backend's memory, which parallel workers do not share.
- *	- not LEAKPROOF: the error for an invalid permission quotes the name.
  *
  * A per-call-site memo (fn_extra) keeps the last permission id and member
  * entry, valid for one cache generation, so a warm check is a generation

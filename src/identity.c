@@ -23,15 +23,28 @@
  * organizations the impersonation was allowed for; um_real_user_id() names
  * the impersonator, and audit events record both.
  *
+ * Parallel workers: the identity also travels, as text, in the setting
+ * um.acting_identity, which PostgreSQL copies into every parallel worker of
+ * a query; that is what lets the checks be PARALLEL SAFE.  The C variable
+ * stays the source of truth in the backend; the setting is written only by
+ * this module (SET LOCAL-like, so it is undone with the transaction or a
+ * rolled-back subtransaction, exactly as the variable is), its check hook
+ * refuses every other attempt to set it (SET, set_config(), ALTER ROLE,
+ * a function's SET clause, the configuration files), and only a parallel
+ * worker, while it restores its leader's settings, reads it back.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 
 #include "um.h"
@@ -70,6 +83,10 @@ typedef struct SavedIdentity
 } SavedIdentity;
 
 static SavedIdentity *saved = NULL;
+
+/* um.acting_identity: the identity for parallel workers (see above) */
+static char *identity_setting = NULL;
+static bool writing_setting = false;
 
 static void
 identity_clear(void)
@@ -161,6 +178,121 @@ warn_outside_block(const char *fname)
 }
 
 /*
+ * check_identity_setting: only this module, and a parallel worker restoring
+ * its leader's settings, may set um.acting_identity.
+ */
+static bool
+check_identity_setting(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	if (writing_setting || InitializingParallelWorker || source == PGC_S_DEFAULT)
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("um.acting_identity cannot be set");
+	GUC_check_errdetail("It carries the acting user to parallel workers and is written only by um.");
+	GUC_check_errhint("Use um_begin(token), or um_act_as(user_id) where the DBA allows it.");
+	(void) newval;
+	return false;
+}
+
+/*
+ * In a parallel worker the identity is read from um.acting_identity, parsed
+ * once per value.  (Not in an assign hook: a worker restores its settings
+ * inside a transaction of its own, whose commit would clear the variable.)
+ * Format: "" (nobody), "<user>", or "<user>/<real user>/<org>,<org>,..."
+ * while impersonating.
+ */
+static Identity worker_identity;
+static const char *worker_parsed_from = NULL;
+
+static void
+parse_identity_setting(const char *p, Identity *id)
+{
+	char	   *end;
+
+	if (id->orgs != NULL)
+		pfree(id->orgs);
+	memset(id, 0, sizeof(Identity));
+	if (p == NULL || *p == '\0')
+		return;
+	id->user_id = strtoi64(p, &end, 10);
+	id->set = true;
+	if (*end != '/')
+		return;
+	id->impersonating = true;
+	id->real_user_id = strtoi64(end + 1, &end, 10);
+	if (*end != '/')
+		return;
+	p = end + 1;
+	{
+		int			n = 1;
+		const char *q;
+
+		for (q = p; *q; q++)
+			if (*q == ',')
+				n++;
+		id->orgs = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * n);
+		while (*p)
+		{
+			id->orgs[id->norgs++] = strtoi64(p, &end, 10);
+			if (*end != ',')
+				break;
+			p = end + 1;
+		}
+	}
+}
+
+/* the identity checks answer for: the backend's own, or a worker's leader's */
+static inline const Identity *
+current(void)
+{
+	if (likely(!IsParallelWorker()))
+		return &cur;
+	if (identity_setting != worker_parsed_from)
+	{
+		parse_identity_setting(identity_setting, &worker_identity);
+		worker_parsed_from = identity_setting;
+	}
+	return &worker_identity;
+}
+
+/*
+ * publish_identity: write the current identity into um.acting_identity,
+ * for the rest of the transaction (or until a rolled-back subtransaction).
+ */
+static void
+publish_identity(void)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (cur.set)
+	{
+		appendStringInfo(&buf, INT64_FORMAT, cur.user_id);
+		if (cur.impersonating)
+		{
+			int			i;
+
+			appendStringInfo(&buf, "/" INT64_FORMAT "/", cur.real_user_id);
+			for (i = 0; i < cur.norgs; i++)
+				appendStringInfo(&buf, "%s" INT64_FORMAT, i ? "," : "", cur.orgs[i]);
+		}
+	}
+	writing_setting = true;
+	PG_TRY();
+	{
+		(void) set_config_option("um.acting_identity", buf.data, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	}
+	PG_FINALLY();
+	{
+		writing_setting = false;
+	}
+	PG_END_TRY();
+	pfree(buf.data);
+}
+
+/*
  * um_identity_init: called from _PG_init.
  */
 void
@@ -168,43 +300,57 @@ um_identity_init(void)
 {
 	RegisterXactCallback(identity_xact_callback, NULL);
 	RegisterSubXactCallback(identity_subxact_callback, NULL);
+	DefineCustomStringVariable("um.acting_identity",
+							   "The acting user, as carried to parallel workers (set only by um).",
+							   NULL,
+							   &identity_setting,
+							   "",
+							   PGC_SUSET,
+							   GUC_NO_SHOW_ALL | GUC_NO_RESET_ALL | GUC_NOT_IN_SAMPLE |
+							   GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE | GUC_SUPERUSER_ONLY,
+							   check_identity_setting, NULL, NULL);
 }
 
 bool
 um_identity_get(int64 *user_id)
 {
-	if (!cur.set)
+	const Identity *id = current();
+
+	if (!id->set)
 		return false;
-	*user_id = cur.user_id;
+	*user_id = id->user_id;
 	return true;
 }
 
 bool
 um_identity_real(int64 *user_id)
 {
-	if (!cur.set)
+	const Identity *id = current();
+
+	if (!id->set)
 		return false;
-	*user_id = cur.impersonating ? cur.real_user_id : cur.user_id;
+	*user_id = id->impersonating ? id->real_user_id : id->user_id;
 	return true;
 }
 
 bool
 um_identity_org_allowed(int64 org_id)
 {
+	const Identity *id = current();
 	int			lo,
 				hi;
 
-	if (!cur.impersonating)
+	if (!id->impersonating)
 		return true;
 	lo = 0;
-	hi = cur.norgs - 1;
+	hi = id->norgs - 1;
 	while (lo <= hi)
 	{
 		int			mid = lo + (hi - lo) / 2;
 
-		if (cur.orgs[mid] == org_id)
+		if (id->orgs[mid] == org_id)
 			return true;
-		if (cur.orgs[mid] < org_id)
+		if (id->orgs[mid] < org_id)
 			lo = mid + 1;
 		else
 			hi = mid - 1;
@@ -220,6 +366,7 @@ um_identity_set(int64 user_id, const char *fname)
 	memset(&cur, 0, sizeof(cur));
 	cur.set = true;
 	cur.user_id = user_id;
+	publish_identity();
 }
 
 /*
@@ -246,9 +393,11 @@ um_act_as(PG_FUNCTION_ARGS)
 Datum
 um_current_user_id(PG_FUNCTION_ARGS)
 {
-	if (!cur.set)
+	int64		user_id;
+
+	if (!um_identity_get(&user_id))
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(cur.user_id);
+	PG_RETURN_INT64(user_id);
 }
 
 /*
@@ -260,9 +409,11 @@ um_current_user_id(PG_FUNCTION_ARGS)
 Datum
 um_current_user_id_in(PG_FUNCTION_ARGS)
 {
-	if (!cur.set || PG_ARGISNULL(0) || !um_identity_org_allowed(PG_GETARG_INT64(0)))
+	int64		user_id;
+
+	if (!um_identity_get(&user_id) || PG_ARGISNULL(0) || !um_identity_org_allowed(PG_GETARG_INT64(0)))
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(cur.user_id);
+	PG_RETURN_INT64(user_id);
 }
 
 /*
@@ -272,9 +423,11 @@ um_current_user_id_in(PG_FUNCTION_ARGS)
 Datum
 um_real_user_id(PG_FUNCTION_ARGS)
 {
-	if (!cur.set)
+	int64		user_id;
+
+	if (!um_identity_real(&user_id))
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(cur.impersonating ? cur.real_user_id : cur.user_id);
+	PG_RETURN_INT64(user_id);
 }
 
 static int
@@ -322,6 +475,7 @@ um_start_impersonation(PG_FUNCTION_ARGS)
 	cur.impersonating = true;
 	cur.norgs = k;
 	cur.orgs = orgs;
+	publish_identity();
 	PG_RETURN_VOID();
 }
 
@@ -340,6 +494,7 @@ um_end_impersonation(PG_FUNCTION_ARGS)
 	cur.impersonating = false;
 	cur.norgs = 0;
 	cur.orgs = NULL;
+	publish_identity();
 	PG_RETURN_BOOL(true);
 }
 
@@ -350,15 +505,16 @@ um_end_impersonation(PG_FUNCTION_ARGS)
 Datum
 um_impersonated_orgs(PG_FUNCTION_ARGS)
 {
+	const Identity *id = current();
 	Datum	   *d;
 	int			i;
 
-	if (!cur.impersonating)
+	if (!id->impersonating)
 		PG_RETURN_NULL();
-	d = palloc(sizeof(Datum) * Max(cur.norgs, 1));
-	for (i = 0; i < cur.norgs; i++)
-		d[i] = Int64GetDatum(cur.orgs[i]);
-	PG_RETURN_ARRAYTYPE_P(construct_array(d, cur.norgs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	d = palloc(sizeof(Datum) * Max(id->norgs, 1));
+	for (i = 0; i < id->norgs; i++)
+		d[i] = Int64GetDatum(id->orgs[i]);
+	PG_RETURN_ARRAYTYPE_P(construct_array(d, id->norgs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*

@@ -101,38 +101,40 @@ REVOKE EXECUTE ON FUNCTION @extschema@.um_act_as(bigint) FROM PUBLIC;
 CREATE FUNCTION @extschema@.um_current_user_id()
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'um_current_user_id'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_current_user_id() IS 'the acting user of this transaction, or NULL';
 
 -- The checks.  STABLE (reads, never writes; like has_table_privilege()),
 -- not STRICT (a NULL user, organization or scope is a deny: false, never
--- NULL), PARALLEL RESTRICTED (the acting user and the cache live in this
--- backend), not LEAKPROOF (an invalid name is an error that quotes it).
+-- NULL), PARALLEL SAFE (each process keeps its own cache, and the acting
+-- user reaches parallel workers in the setting um.acting_identity, which
+-- only um can write: src/identity.c), not LEAKPROOF (an invalid name is an
+-- error that quotes it).
 CREATE FUNCTION @extschema@.um_has_permission(permission text, org_id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'um_has_permission_acting'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_has_permission(text, bigint) IS
   'may the acting user do permission in the organization?  e.g. USING (um_has_permission(''invoice:read'', org_id))';
 
 CREATE FUNCTION @extschema@.um_has_permission(permission text, org_id bigint, scope_id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'um_has_permission_acting'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_has_permission(text, bigint, bigint) IS
   'may the acting user do permission on a scope node of the organization?';
 
 CREATE FUNCTION @extschema@.um_has_permission(user_id bigint, permission text, org_id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'um_has_permission_user'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_has_permission(bigint, text, bigint) IS
   'may user_id do permission in the organization?  (for administrators and reports)';
 
 CREATE FUNCTION @extschema@.um_has_permission(user_id bigint, permission text, org_id bigint, scope_id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'um_has_permission_user'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) IS
   'may user_id do permission on a scope node of the organization?  (for administrators and reports)';
 
@@ -152,28 +154,28 @@ ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) SUPPO
 CREATE FUNCTION @extschema@.um_permitted_orgs(permission text)
 RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'um_permitted_orgs_acting'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_permitted_orgs(text) IS
   'the organizations where the acting user holds permission organization-wide, sorted; for org_id = ANY (...)';
 
 CREATE FUNCTION @extschema@.um_permitted_orgs(user_id bigint, permission text)
 RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'um_permitted_orgs_user'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_permitted_orgs(bigint, text) IS
   'the organizations where user_id holds permission organization-wide, sorted';
 
 CREATE FUNCTION @extschema@.um_permitted_scopes(permission text, org_id bigint)
 RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'um_permitted_scopes_acting'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_permitted_scopes(text, bigint) IS
   'the scope nodes of the organization where the acting user holds permission, sorted; for scope_id = ANY (...)';
 
 CREATE FUNCTION @extschema@.um_permitted_scopes(user_id bigint, permission text, org_id bigint)
 RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'um_permitted_scopes_user'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_permitted_scopes(bigint, text, bigint) IS
   'the scope nodes of the organization where user_id holds permission, sorted';
 

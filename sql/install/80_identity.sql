@@ -73,14 +73,14 @@ COMMENT ON FUNCTION @extschema@.um_begin(text) IS
 CREATE FUNCTION @extschema@.um_current_user_id(org_id bigint)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'um_current_user_id_in'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_current_user_id(bigint) IS
   'the acting user for rows of this organization: NULL while impersonating someone outside the organizations the impersonation is for; for owner_id = um_current_user_id(org_id) policies';
 
 CREATE FUNCTION @extschema@.um_real_user_id()
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'um_real_user_id'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_real_user_id() IS
   'the person really acting: the impersonator while impersonating, else the acting user; NULL when nobody is acting';
 
@@ -94,7 +94,7 @@ COMMENT ON FUNCTION @extschema@.um_end_impersonation() IS
 CREATE FUNCTION @extschema@.um_impersonated_orgs()
 RETURNS bigint[]
 AS 'MODULE_PATHNAME', 'um_impersonated_orgs'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
+LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_impersonated_orgs() IS
   'the organizations the current impersonation applies to; NULL when not impersonating';
 

@@ -15,7 +15,8 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_act_as', 'um_current_user_id', 'um_cache_stats', 'um_cache_reset',
                                      'um_begin', 'um_login', 'um_logout', 'um_logout_all', 'um_change_password',
                                      'um_set_password', 'um_impersonate', 'um_end_impersonation',
-                                     'um_impersonated_orgs', 'um_real_user_id']
+                                     'um_impersonated_orgs', 'um_real_user_id', 'um_protect_table', 'um_unprotect_table',
+                                     'um_lint']
                      || ARRAY(SELECT p.proname::text FROM pg_proc p
                                WHERE p.pronamespace = 'public'::regnamespace
                                  AND NOT p.proname LIKE 'um\_%'),
@@ -70,8 +71,8 @@ SELECT set_eq($$ SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.o
               'cache invalidation triggers, enabled ALWAYS');
 
 SELECT is((SELECT string_agg(DISTINCT format('%s %s %s', provolatile, proisstrict, proparallel), ',')
-             FROM pg_proc WHERE proname = 'um_has_permission'), 's f r',
-          'um_has_permission: STABLE, not STRICT (NULL is a deny, never NULL), PARALLEL RESTRICTED');
+             FROM pg_proc WHERE proname = 'um_has_permission'), 's f s',
+          'um_has_permission: STABLE, not STRICT (NULL is a deny, never NULL), PARALLEL SAFE (the acting user reaches workers)');
 -- the permission-name functions are pure: immutable, strict, parallel safe
 SELECT volatility_is('public', 'um_permission_matches', ARRAY['text', 'text'], 'immutable');
 SELECT is_strict('public', 'um_permission_matches', ARRAY['text', 'text']);

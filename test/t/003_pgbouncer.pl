@@ -158,6 +158,17 @@ IPC::Run::run([ 'psql', '-XAtq', '-h', $socket_dir, '-p', $pg_port, '-d', 'postg
 	'>', \$out, '2>', \$err);
 like($out, qr/^t$/m, 'after DISCARD ALL nobody is acting');
 
+# the setting that carries the identity to parallel workers cannot be forged,
+# not even as a placeholder set before um is loaded in a fresh session
+$node->safe_psql('postgres', q{CREATE TABLE big AS SELECT g FROM generate_series(1, 100000) g; ANALYZE big; GRANT SELECT ON big TO app;});
+($out, $err) = ('', '');
+IPC::Run::run([ 'psql', '-XAtq', '-h', $socket_dir, '-p', $pg_port, '-U', 'app', '-d', 'postgres',
+		'-c', "SET um.acting_identity = '1'", '-c', 'SET parallel_setup_cost = 0', '-c', 'SET parallel_tuple_cost = 0',
+		'-c', 'SET min_parallel_table_scan_size = 0',
+		'-c', 'SELECT count(*) FILTER (WHERE um_current_user_id() IS NOT NULL) FROM big' ],
+	'>', \$out, '2>', \$err);
+like($out, qr/^0$/m, 'a placeholder um.acting_identity set before um loads reaches no parallel worker');
+
 $bouncer->kill_kill;
 undef $bouncer;
 $node->stop;
