@@ -446,6 +446,20 @@ load_begin(LoadState *ls)
 	{
 		Snapshot	snap;
 
+		/*
+		 * A parallel query can only load with the query's snapshot.  Under
+		 * READ COMMITTED that is taken at the statement's start, which is
+		 * what a check may rely on; under REPEATABLE READ it is the
+		 * transaction's, older than revocations committed since, which the
+		 * same check in a serial plan would honour.  Refuse rather than
+		 * answer from the past.
+		 */
+		if (IsolationUsesXactSnapshot())
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("um cannot check permissions in a parallel query of a REPEATABLE READ or SERIALIZABLE transaction"),
+					 errdetail("Parallel workers would see grants as of the transaction's snapshot, also those revoked since."),
+					 errhint("Run reports in READ COMMITTED, or SET LOCAL max_parallel_workers_per_gather = 0 in the transaction.")));
 		if (!ActiveSnapshotSet())
 			elog(ERROR, "um: no active snapshot in parallel mode");
 		snap = GetActiveSnapshot();

@@ -4,13 +4,19 @@
  *	  Who is acting: the acting user of the current transaction, and the
  *	  impersonator behind them, if any.
  *
- * The acting user lives in this backend's memory, never in a setting that
- * SQL could SET, and is forgotten when the transaction ends (COMMIT,
- * ROLLBACK, PREPARE TRANSACTION), so a pooled connection never hands one
- * client's identity to the next (DISCARD ALL, which runs outside any
- * transaction block, therefore always finds none).  It is transactional
- * within the transaction too: a change made in a subtransaction that rolls
- * back is undone, like any other change made there.
+ * The acting user is held in the setting um.acting_identity, which only
+ * this module can write: its check hook refuses SET, SET LOCAL,
+ * set_config(), ALTER ROLE/DATABASE ... SET, a function's SET clause, the
+ * configuration files and a placeholder set before the module is loaded.
+ * The module writes it as SET LOCAL would, so PostgreSQL itself forgets it
+ * when the transaction ends (COMMIT, ROLLBACK, PREPARE TRANSACTION), undoes
+ * it with a rolled-back subtransaction, and with any other command that
+ * rolls its settings back; a pooled connection never hands one client's
+ * identity to the next (DISCARD ALL, outside any transaction block, always
+ * finds none).  Being a setting, it is also copied into every parallel
+ * worker of a query, which is what lets the checks be PARALLEL SAFE; and
+ * since the setting is the only record, a backend and its workers can never
+ * disagree about who is acting.  (A superuser's RESET only clears it.)
  *
  * Three ways in, each a function whose EXECUTE privilege says who may use it:
  *	- um_begin(token) (session.c), for everyone: a valid session token;
@@ -22,16 +28,6 @@
  * While impersonating, checks answer as the target, and only in the
  * organizations the impersonation was allowed for; um_real_user_id() names
  * the impersonator, and audit events record both.
- *
- * Parallel workers: the identity also travels, as text, in the setting
- * um.acting_identity, which PostgreSQL copies into every parallel worker of
- * a query; that is what lets the checks be PARALLEL SAFE.  The C variable
- * stays the source of truth in the backend; the setting is written only by
- * this module (SET LOCAL-like, so it is undone with the transaction or a
- * rolled-back subtransaction, exactly as the variable is), its check hook
- * refuses every other attempt to set it (SET, set_config(), ALTER ROLE,
- * a function's SET clause, the configuration files), and only a parallel
- * worker, while it restores its leader's settings, reads it back.
  *
  *-------------------------------------------------------------------------
  */
@@ -65,117 +61,21 @@ typedef struct Identity
 	bool		impersonating;
 	int64		real_user_id;	/* the impersonator, when impersonating */
 	int			norgs;			/* impersonation: where it applies, sorted */
-	int64	   *orgs;			/* in TopTransactionContext */
+	int64	   *orgs;			/* in TopMemoryContext */
 } Identity;
 
-static Identity cur;
-
-/*
- * What to restore if a subtransaction that changed the identity aborts:
- * one entry per nesting level that changed it, innermost first, in
- * TopTransactionContext (gone with the transaction).
- */
-typedef struct SavedIdentity
-{
-	int			nest_level;
-	Identity	prev;
-	struct SavedIdentity *next;
-} SavedIdentity;
-
-static SavedIdentity *saved = NULL;
-
-/* um.acting_identity: the identity for parallel workers (see above) */
+/* um.acting_identity, and whether this module is the one writing it */
 static char *identity_setting = NULL;
 static bool writing_setting = false;
 
-static void
-identity_clear(void)
-{
-	memset(&cur, 0, sizeof(cur));
-	saved = NULL;				/* its memory goes with the transaction */
-}
-
 /*
- * identity_xact_callback: forget the acting user when the transaction ends,
- * however it ends.
+ * The setting parsed: redone whenever the setting changes (the assign hook
+ * counts changes, so a reverted value is parsed again even if its string
+ * happens to sit where an earlier one did).
  */
-static void
-identity_xact_callback(XactEvent event, void *arg)
-{
-	(void) arg;
-
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_PREPARE:
-			identity_clear();
-			break;
-		default:
-			break;
-	}
-}
-
-/*
- * identity_subxact_callback: undo a change of an aborted subtransaction;
- * hand a committed one's undo record to its parent.
- */
-static void
-identity_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-						  SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	(void) mySubid;
-	(void) parentSubid;
-	(void) arg;
-	if (saved == NULL || saved->nest_level < level)
-		return;
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
-		cur = saved->prev;
-		saved = saved->next;
-	}
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-	{
-		if (saved->next != NULL && saved->next->nest_level == level - 1)
-			saved = saved->next;	/* the parent already knows what to restore */
-		else
-			saved->nest_level = level - 1;
-	}
-}
-
-/*
- * identity_will_change: remember the current identity so that an abort of
- * the current subtransaction restores it.  Call before every change.
- */
-static void
-identity_will_change(void)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (level > 1 && (saved == NULL || saved->nest_level < level))
-	{
-		SavedIdentity *s = MemoryContextAlloc(TopTransactionContext, sizeof(SavedIdentity));
-
-		s->nest_level = level;
-		s->prev = cur;
-		s->next = saved;
-		saved = s;
-	}
-}
-
-static void
-warn_outside_block(const char *fname)
-{
-	if (!IsTransactionBlock())
-		ereport(WARNING,
-				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
-				 errmsg("%s outside a transaction block lasts only for this statement", fname),
-				 errhint("Call it after BEGIN; the acting user is forgotten at COMMIT or ROLLBACK.")));
-}
+static uint64 setting_changes = 1;
+static uint64 parsed_changes = 0;
+static Identity parsed;
 
 /*
  * check_identity_setting: only this module, and a parallel worker restoring
@@ -185,26 +85,28 @@ static bool
 check_identity_setting(char **newval, void **extra, GucSource source)
 {
 	(void) extra;
+	(void) newval;
 	if (writing_setting || InitializingParallelWorker || source == PGC_S_DEFAULT)
 		return true;
 	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
 	GUC_check_errmsg("um.acting_identity cannot be set");
-	GUC_check_errdetail("It carries the acting user to parallel workers and is written only by um.");
+	GUC_check_errdetail("It holds the acting user and is written only by um.");
 	GUC_check_errhint("Use um_begin(token), or um_act_as(user_id) where the DBA allows it.");
-	(void) newval;
 	return false;
 }
 
-/*
- * In a parallel worker the identity is read from um.acting_identity, parsed
- * once per value.  (Not in an assign hook: a worker restores its settings
- * inside a transaction of its own, whose commit would clear the variable.)
- * Format: "" (nobody), "<user>", or "<user>/<real user>/<org>,<org>,..."
- * while impersonating.
- */
-static Identity worker_identity;
-static const char *worker_parsed_from = NULL;
+static void
+assign_identity_setting(const char *newval, void *extra)
+{
+	(void) newval;
+	(void) extra;
+	setting_changes++;
+}
 
+/*
+ * parse: "" (nobody), "<user>", or "<user>/<real user>/<org>,<org>,..."
+ * while impersonating (orgs sorted).
+ */
 static void
 parse_identity_setting(const char *p, Identity *id)
 {
@@ -242,40 +144,43 @@ parse_identity_setting(const char *p, Identity *id)
 	}
 }
 
-/* the identity checks answer for: the backend's own, or a worker's leader's */
+/* the identity checks answer for */
 static inline const Identity *
 current(void)
 {
-	if (likely(!IsParallelWorker()))
-		return &cur;
-	if (identity_setting != worker_parsed_from)
+	if (unlikely(parsed_changes != setting_changes))
 	{
-		parse_identity_setting(identity_setting, &worker_identity);
-		worker_parsed_from = identity_setting;
+		parse_identity_setting(identity_setting, &parsed);
+		parsed_changes = setting_changes;
 	}
-	return &worker_identity;
+	return &parsed;
 }
 
 /*
- * publish_identity: write the current identity into um.acting_identity,
- * for the rest of the transaction (or until a rolled-back subtransaction).
+ * publish: write a new identity into um.acting_identity, until the end of
+ * the transaction (or of the subtransaction or command that rolls it back).
  */
 static void
-publish_identity(void)
+publish(const Identity *id, const char *fname)
 {
 	StringInfoData buf;
 
+	if (!IsTransactionBlock())
+		ereport(WARNING,
+				(errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s outside a transaction block lasts only for this statement", fname),
+				 errhint("Call it after BEGIN; the acting user is forgotten at COMMIT or ROLLBACK.")));
 	initStringInfo(&buf);
-	if (cur.set)
+	if (id->set)
 	{
-		appendStringInfo(&buf, INT64_FORMAT, cur.user_id);
-		if (cur.impersonating)
+		appendStringInfo(&buf, INT64_FORMAT, id->user_id);
+		if (id->impersonating)
 		{
 			int			i;
 
-			appendStringInfo(&buf, "/" INT64_FORMAT "/", cur.real_user_id);
-			for (i = 0; i < cur.norgs; i++)
-				appendStringInfo(&buf, "%s" INT64_FORMAT, i ? "," : "", cur.orgs[i]);
+			appendStringInfo(&buf, "/" INT64_FORMAT "/", id->real_user_id);
+			for (i = 0; i < id->norgs; i++)
+				appendStringInfo(&buf, "%s" INT64_FORMAT, i ? "," : "", id->orgs[i]);
 		}
 	}
 	writing_setting = true;
@@ -298,17 +203,19 @@ publish_identity(void)
 void
 um_identity_init(void)
 {
-	RegisterXactCallback(identity_xact_callback, NULL);
-	RegisterSubXactCallback(identity_subxact_callback, NULL);
 	DefineCustomStringVariable("um.acting_identity",
-							   "The acting user, as carried to parallel workers (set only by um).",
+							   "The acting user of the transaction (written only by um).",
 							   NULL,
 							   &identity_setting,
 							   "",
 							   PGC_SUSET,
 							   GUC_NO_SHOW_ALL | GUC_NO_RESET_ALL | GUC_NOT_IN_SAMPLE |
-							   GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE | GUC_SUPERUSER_ONLY,
-							   check_identity_setting, NULL, NULL);
+							   GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE | GUC_SUPERUSER_ONLY
+#ifdef GUC_NO_RESET
+							   | GUC_NO_RESET
+#endif
+							   ,
+							   check_identity_setting, assign_identity_setting, NULL);
 }
 
 bool
@@ -361,12 +268,12 @@ um_identity_org_allowed(int64 org_id)
 void
 um_identity_set(int64 user_id, const char *fname)
 {
-	warn_outside_block(fname);
-	identity_will_change();
-	memset(&cur, 0, sizeof(cur));
-	cur.set = true;
-	cur.user_id = user_id;
-	publish_identity();
+	Identity	id;
+
+	memset(&id, 0, sizeof(id));
+	id.set = true;
+	id.user_id = user_id;
+	publish(&id, fname);
 }
 
 /*
@@ -448,34 +355,31 @@ cmp_int64(const void *a, const void *b)
 Datum
 um_start_impersonation(PG_FUNCTION_ARGS)
 {
+	const Identity *now = current();
+	Identity	id;
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *nulls;
 	int			n,
-				i,
-				k;
-	int64	   *orgs;
+				i;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "um.start_impersonation: NULL argument");
-	if (!cur.set || cur.impersonating)
+	if (!now->set || now->impersonating)
 		elog(ERROR, "um.start_impersonation: needs an acting user who is not impersonating");
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
-	orgs = MemoryContextAlloc(TopTransactionContext, sizeof(int64) * Max(n, 1));
-	for (i = 0, k = 0; i < n; i++)
+	memset(&id, 0, sizeof(id));
+	id.orgs = palloc(sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
 		if (!nulls[i])
-			orgs[k++] = DatumGetInt64(elems[i]);
-	qsort(orgs, k, sizeof(int64), cmp_int64);
-
-	warn_outside_block("um_impersonate()");
-	identity_will_change();
-	cur.real_user_id = cur.user_id;
-	cur.user_id = PG_GETARG_INT64(0);
-	cur.impersonating = true;
-	cur.norgs = k;
-	cur.orgs = orgs;
-	publish_identity();
+			id.orgs[id.norgs++] = DatumGetInt64(elems[i]);
+	qsort(id.orgs, id.norgs, sizeof(int64), cmp_int64);
+	id.set = true;
+	id.impersonating = true;
+	id.real_user_id = now->user_id;
+	id.user_id = PG_GETARG_INT64(0);
+	publish(&id, "um_impersonate()");
 	PG_RETURN_VOID();
 }
 
@@ -486,15 +390,15 @@ um_start_impersonation(PG_FUNCTION_ARGS)
 Datum
 um_end_impersonation(PG_FUNCTION_ARGS)
 {
-	if (!cur.impersonating)
+	const Identity *now = current();
+	Identity	id;
+
+	if (!now->impersonating)
 		PG_RETURN_BOOL(false);
-	identity_will_change();
-	cur.user_id = cur.real_user_id;
-	cur.real_user_id = 0;
-	cur.impersonating = false;
-	cur.norgs = 0;
-	cur.orgs = NULL;
-	publish_identity();
+	memset(&id, 0, sizeof(id));
+	id.set = true;
+	id.user_id = now->real_user_id;
+	publish(&id, "um_end_impersonation()");
 	PG_RETURN_BOOL(true);
 }
 
@@ -520,10 +424,18 @@ um_impersonated_orgs(PG_FUNCTION_ARGS)
 /*
  * um.invoker_role(): the role that called in, seen from inside a SECURITY
  * DEFINER function (current_user there is the function's owner; this is
- * the current_user outside it, after any SET ROLE).
+ * the current_user outside it, after any SET ROLE).  Refused inside a
+ * security-restricted operation (an index expression or materialized view
+ * run by VACUUM, ANALYZE, REFRESH ...): there the outer role is whoever
+ * started the maintenance, not the code that is running.
  */
 Datum
 um_invoker_role(PG_FUNCTION_ARGS)
 {
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("um administration cannot run inside a security-restricted operation"),
+				 errhint("Call it directly, not from an index expression, a materialized view or similar maintenance code.")));
 	PG_RETURN_OID(GetOuterUserId());
 }

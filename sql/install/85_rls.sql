@@ -14,17 +14,26 @@
 -- would otherwise skip the parent's).  The policies themselves are the
 -- record of what is protected (pg_dump keeps them with the table).
 
--- um.invoker_owns: may the caller (outside um's SECURITY DEFINER
--- functions) change this relation?  Its owner, members of the owning role,
--- and superusers may.
-CREATE FUNCTION um.invoker_owns(p_rel regclass)
-RETURNS boolean
+-- um.protection_note (src/protect.c): the privileged part, done as the
+-- owner of um's tables once the current role is found to own the table.
+CREATE FUNCTION um.protection_note(p_table regclass, p_action text, p_resource text, p_details jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'um_protection_note'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- um.protection_tree: the table and every table that inherits from it
+-- (partitions, sub-partitions and INHERITS children alike).
+CREATE FUNCTION um.protection_tree(p_table regclass)
+RETURNS SETOF regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = um.invoker_role()), false)
-      OR coalesce((SELECT pg_catalog.pg_has_role(um.invoker_role(), c.relowner, 'USAGE')
-                     FROM pg_catalog.pg_class c WHERE c.oid = p_rel), false);
+  WITH RECURSIVE t(relid, depth) AS (
+    SELECT p_table::oid, 0
+    UNION ALL
+    SELECT i.inhrelid, t.depth + 1 FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent = t.relid WHERE t.depth < 100)
+  SELECT t.relid::pg_catalog.regclass FROM t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+   WHERE c.relkind IN ('r', 'p') ORDER BY t.depth, t.relid;
 $$;
 
 -- um.check_column: the column exists and is a bigint, or raise UM080.
@@ -72,7 +81,7 @@ $$;
 CREATE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
                                              scope_column name DEFAULT NULL)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -91,7 +100,7 @@ BEGIN
     RAISE EXCEPTION '% is not a table', tbl
       USING ERRCODE = 'UM080', HINT = 'Protect the tables a view reads; make the view security_invoker.';
   END IF;
-  IF NOT um.invoker_owns(tbl) THEN
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
     RAISE EXCEPTION 'must be the owner of table % to protect it', tbl
       USING ERRCODE = 'insufficient_privilege', HINT = 'Run it as the table''s owner (or a member of the owning role).';
   END IF;
@@ -99,19 +108,16 @@ BEGIN
   IF scope_column IS NOT NULL THEN
     PERFORM um.check_column(tbl, scope_column, 'scope node');
   END IF;
-  -- the four permissions must be valid names; unknown ones are registered
+  -- the four permissions must be valid names (unknown ones are registered below)
   FOREACH v_action IN ARRAY ARRAY['read', 'create', 'update', 'delete'] LOOP
     PERFORM um.assert_permission_name(resource || ':' || v_action, false);
-    INSERT INTO um.permissions (name, description)
-    VALUES (resource || ':' || v_action, format('%s %s rows (um_protect_table)', initcap(v_action), resource))
-    ON CONFLICT (name) DO NOTHING;
   END LOOP;
 
   v_args := format('%I', org_column) || CASE WHEN scope_column IS NULL THEN '' ELSE format(', %I', scope_column) END;
-  SELECT array_agg(t.relid ORDER BY t.level) INTO v_parts
-    FROM pg_catalog.pg_partition_tree(tbl) t
-   WHERE (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) IN ('r', 'p');
-  FOREACH v_rel IN ARRAY coalesce(v_parts, ARRAY[tbl]) LOOP
+  -- PostgreSQL checks that the caller owns each relation (this function
+  -- runs with the caller's rights)
+  SELECT array_agg(t) INTO v_parts FROM um.protection_tree(tbl) t;
+  FOREACH v_rel IN ARRAY v_parts LOOP
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_rel);
     PERFORM um.drop_um_policies(v_rel);
     EXECUTE format('CREATE POLICY um_read ON %s FOR SELECT USING (%I.um_has_permission(%L, %s))',
@@ -123,17 +129,17 @@ BEGIN
     EXECUTE format('CREATE POLICY um_delete ON %s FOR DELETE USING (%I.um_has_permission(%L, %s))',
                    v_rel, '@extschema@', resource || ':delete', v_args);
   END LOOP;
-  PERFORM um.audit('table.protect', NULL, 'table', NULL,
-                   jsonb_build_object('table', tbl::text, 'org_column', org_column, 'resource', resource,
-                                      'scope_column', scope_column, 'relations', cardinality(coalesce(v_parts, ARRAY[tbl]))));
+  PERFORM um.protection_note(tbl, 'table.protect', resource,
+                             jsonb_build_object('table', tbl::text, 'org_column', org_column, 'resource', resource,
+                                                'scope_column', scope_column, 'relations', cardinality(v_parts)));
 END
 $$;
 COMMENT ON FUNCTION @extschema@.um_protect_table(regclass, name, text, name) IS
-  'enable and force RLS on a table (and its partitions) with um policies mapping SELECT/INSERT/UPDATE/DELETE to <resource>:read/create/update/delete; idempotent';
+  'enable and force RLS on a table (and the tables inheriting from it) with um policies mapping SELECT/INSERT/UPDATE/DELETE to <resource>:read/create/update/delete; idempotent';
 
-CREATE FUNCTION @extschema@.um_unprotect_table(tbl regclass)
+CREATE FUNCTION @extschema@.um_unprotect_table(tbl regclass, disable_rls boolean DEFAULT false)
 RETURNS boolean
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -143,35 +149,35 @@ BEGIN
   IF tbl IS NULL THEN
     RETURN false;
   END IF;
-  IF NOT um.invoker_owns(tbl) THEN
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
     RAISE EXCEPTION 'must be the owner of table % to unprotect it', tbl
       USING ERRCODE = 'insufficient_privilege', HINT = 'Run it as the table''s owner (or a member of the owning role).';
   END IF;
-  FOR v_rel IN SELECT t.relid FROM pg_catalog.pg_partition_tree(tbl) t
+  FOR v_rel IN SELECT t FROM um.protection_tree(tbl) t
                 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
-                               WHERE p.polrelid = t.relid AND p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete'))
-                ORDER BY t.level DESC LOOP
+                               WHERE p.polrelid = t AND p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete')) LOOP
     v_found := true;
     PERFORM um.drop_um_policies(v_rel);
-    -- RLS stays on while other policies remain: they were somebody's decision
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = v_rel) THEN
+    -- Row-level security stays on (with no policy it denies everything)
+    -- unless asked otherwise, and then only where no other policy remains.
+    IF disable_rls AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = v_rel) THEN
       EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY', v_rel);
     END IF;
   END LOOP;
   IF v_found THEN
-    PERFORM um.audit('table.unprotect', NULL, 'table', NULL, jsonb_build_object('table', tbl::text));
+    PERFORM um.protection_note(tbl, 'table.unprotect', NULL,
+                               jsonb_build_object('table', tbl::text, 'disable_rls', disable_rls));
   END IF;
   RETURN v_found;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.um_unprotect_table(regclass) IS
-  'remove um''s policies from a table (and its partitions) and turn RLS off where no other policy remains; returns whether it was protected';
+COMMENT ON FUNCTION @extschema@.um_unprotect_table(regclass, boolean) IS
+  'drop um''s policies from a table and the tables inheriting from it; row-level security stays on (denying all) unless disable_rls, where no other policy remains; returns whether it was protected';
 
-REVOKE EXECUTE ON FUNCTION
-  um.drop_um_policies(regclass),
-  um.invoker_owns(regclass),
-  um.check_column(regclass, name, text)
-FROM PUBLIC;
+-- um_protect_table and um_unprotect_table run with their caller's rights and
+-- call these; each is harmless alone (um.protection_note checks ownership).
+-- (88_own_rls.sql revokes EXECUTE on every function in um; these get it back
+-- there.)
 
 -- um_lint(): what weakens tenant isolation in this database, each finding
 -- with what to do about it.  Reads only the catalogs.
@@ -221,6 +227,16 @@ AS $$
      AND EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(t.oid) a JOIN policies p ON p.polrelid = a.relid
                   WHERE a.relid <> t.oid)
   UNION ALL
+  -- 2b. another permissive policy beside um's: permissive policies are OR'ed,
+  -- so it widens what um's policy allows
+  SELECT 'critical', t.oid::pg_catalog.regclass::text,
+         format('has permissive policy %I beside um''s policies: permissive policies add up, so it lets through whatever it allows', p.polname),
+         format('Make it restrictive (CREATE POLICY ... AS RESTRICTIVE) to narrow um''s policies, or drop it: DROP POLICY %I ON %s;',
+                p.polname, t.oid::pg_catalog.regclass)
+    FROM app_tables t JOIN pg_catalog.pg_policy p ON p.polrelid = t.oid
+   WHERE p.polpermissive AND p.polname NOT IN ('um_read', 'um_create', 'um_update', 'um_delete')
+     AND EXISTS (SELECT 1 FROM policies q WHERE q.polrelid = t.oid AND q.um > 0)
+  UNION ALL
   -- 3. policies that are not enforced
   SELECT 'critical', t.oid::pg_catalog.regclass::text,
          'has policies but row-level security is not enabled: they are ignored',
@@ -252,8 +268,10 @@ AS $$
     JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
     JOIN pg_catalog.pg_roles r ON r.oid = v.relowner
    WHERE v.relkind IN ('v', 'm') AND t.oid <> v.oid AND t.relrowsecurity
-     AND (v.relkind = 'm' OR NOT coalesce(v.reloptions @> ARRAY['security_invoker=true'], false)
-                          AND NOT coalesce(v.reloptions @> ARRAY['security_invoker=on'], false))
+     AND (v.relkind = 'm'
+          OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(v.reloptions) o
+                          WHERE o.option_name = 'security_invoker'
+                            AND lower(o.option_value) IN ('true', 'on', 'yes', '1', 't', 'y')))
    GROUP BY v.oid, v.relkind, t.oid, r.rolsuper, r.rolbypassrls, r.rolname
   UNION ALL
   -- 5. roles that log in and bypass row-level security

@@ -41,11 +41,15 @@ SELECT is((SELECT extcondition[array_position(extconfig, 'um.permissions'::regcl
              FROM pg_extension WHERE extname = 'um'),
           'WHERE NOT builtin', 'only application permissions are dumped; built-in ones come with the script');
 
--- nobody but the owner may touch um's tables or call its API
+-- PUBLIC may read (under RLS) but never write um's tables, nor call its internal functions
 SELECT is((SELECT count(*) FROM information_schema.role_table_grants
-            WHERE table_schema = 'um' AND grantee = 'PUBLIC'), 0::bigint,
-          'no table of um is granted to PUBLIC');
-SELECT ok(NOT has_schema_privilege('public', 'um', 'USAGE'), 'PUBLIC has no USAGE on schema um');
+            WHERE table_schema = 'um' AND grantee = 'PUBLIC' AND privilege_type <> 'SELECT'), 0::bigint,
+          'PUBLIC holds no privilege on um''s tables but SELECT');
+SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
+            WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r' AND has_table_privilege('public', c.oid, 'SELECT')
+              AND NOT c.relrowsecurity),
+          ARRAY['builtin_role_permissions', 'builtin_roles', 'permissions'],
+          'the tables PUBLIC reads without row-level security are the catalogs, which hold no tenant data');
 SELECT ok(NOT has_function_privilege('public', 'um_create_user(text,text,boolean,text,text,text,jsonb)', 'EXECUTE'),
           'PUBLIC cannot execute um_create_user');
 SELECT ok(NOT has_function_privilege('public', 'um_create_organization(text,text,bigint)', 'EXECUTE'),

@@ -15,7 +15,7 @@ SELECT throws_ok($$ SELECT um_act_as(1) $$, '42501', NULL, 'an application role 
 SELECT throws_ok(format($$ SELECT um_has_permission(%s, 'org:read', %s) $$, :dave, :acme), '42501', NULL,
                  'nor ask what another user may do');
 SELECT throws_ok($$ SET um.acting_user = '1' $$, '42602', NULL, 'nor forge an identity through a setting in um''s namespace');
-SELECT throws_ok($$ SELECT * FROM um.memberships $$, '42501', NULL, 'nor read um''s tables');
+SELECT is((SELECT count(*) FROM um.memberships), 0::bigint, 'nor read any row of um''s tables with nobody acting');
 SELECT ok(NOT um_has_permission('org:read', :acme), 'with nobody acting, nothing is permitted');
 RESET ROLE;
 

@@ -6,7 +6,7 @@
 -- the roles it made are dropped.
 \ir fixture.psql
 BEGIN;
-SELECT plan(68);
+SELECT plan(77);
 CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
   $$ DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP; END $$;
 
@@ -177,6 +177,13 @@ SELECT is((SELECT count(*) FROM "Billing Dept".big), 25000::bigint, 'then frank'
 SELECT um_act_as(:carol) AS a \gset
 SELECT um_impersonate(:dave) AS i \gset
 SELECT is((SELECT count(*) FROM "Billing Dept".big), 75000::bigint, 'an impersonation reaches the workers too');
+SELECT um_end_impersonation() AS e \gset
+SELECT um_act_as(:erin) AS a \gset
+SAVEPOINT s;
+SELECT um_act_as(:frank) AS a \gset
+ROLLBACK TO SAVEPOINT s;
+SELECT is((SELECT count(*) FROM "Billing Dept".big), 75000::bigint,
+          'a change of identity rolled back with a savepoint is rolled back in the workers too');
 SELECT throws_ok($$ SET um.acting_identity = '1' $$, '42501', NULL,
                  'the setting that carries the identity to workers cannot be SET ...');
 SELECT throws_ok($$ SELECT set_config('um.acting_identity', '1', true) $$, '42501', NULL, '... nor set_config()');
@@ -190,13 +197,44 @@ SELECT throws_ok($$ ALTER ROLE regress_um_app SET um.acting_identity = '1' $$, '
 SET ROLE regress_um_owner;
 SELECT is(um_unprotect_table('"Billing Dept".events'), true, 'um_unprotect_table removes the protection');
 SELECT is(um_unprotect_table('"Billing Dept".events'), false, 'and says when there was none');
+SELECT is(um_unprotect_table('"Billing Dept".big', disable_rls => true), true, 'a plain table too');
 RESET ROLE;
 SELECT is((SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relname LIKE 'events%'), 0::bigint,
           'from the partitions too');
-SELECT is((SELECT bool_or(relrowsecurity) FROM pg_class WHERE relname LIKE 'events%' AND relnamespace = '"Billing Dept"'::regnamespace),
-          false, 'and RLS is off again where no other policy remains');
-SELECT is((SELECT count(*) FROM um.audit_events WHERE action IN ('table.protect', 'table.unprotect')), 6::bigint,
+SELECT is((SELECT bool_and(relrowsecurity) FROM pg_class WHERE relname LIKE 'events%' AND relnamespace = '"Billing Dept"'::regnamespace),
+          true, 'row-level security stays on, denying everything, unless asked otherwise ...');
+SELECT is((SELECT relrowsecurity FROM pg_class WHERE oid = '"Billing Dept".big'::regclass), false,
+          '... with disable_rls => true');
+SELECT is((SELECT count(*) FROM um.audit_events WHERE action IN ('table.protect', 'table.unprotect')), 7::bigint,
           'protecting and unprotecting are audited');
+
+-- inheritance children are protected with their parent
+SET ROLE regress_um_owner;
+CREATE TABLE "Billing Dept".notes (org_id bigint NOT NULL, body text);
+CREATE TABLE "Billing Dept".notes_archive () INHERITS ("Billing Dept".notes);
+SELECT um_protect_table('"Billing Dept".notes', 'org_id', 'invoice') AS p \gset
+RESET ROLE;
+SELECT is((SELECT count(*) FROM pg_policy WHERE polrelid = '"Billing Dept".notes_archive'::regclass), 4::bigint,
+          'an INHERITS child gets the policies too (a query naming it would skip its parent''s)');
+
+-- maintenance code cannot borrow a superuser's identity: mallory's index
+-- expression runs as mallory when a superuser ANALYZEs her table
+CREATE ROLE regress_um_mallory NOLOGIN;
+GRANT USAGE, CREATE ON SCHEMA "Billing Dept" TO regress_um_mallory;
+SET ROLE regress_um_mallory;
+CREATE TABLE "Billing Dept".trap (x int);
+INSERT INTO "Billing Dept".trap VALUES (1);
+CREATE FUNCTION "Billing Dept".sneaky(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN $1; END $$;
+CREATE INDEX ON "Billing Dept".trap ("Billing Dept".sneaky(x));
+CREATE OR REPLACE FUNCTION "Billing Dept".sneaky(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+  $$ BEGIN PERFORM public.um_unprotect_table('"Billing Dept"."Invoices 2026"', disable_rls => true); RETURN $1; END $$;
+RESET ROLE;
+SELECT throws_ok($$ ANALYZE "Billing Dept".trap $$, '42501', NULL,
+                 'a superuser''s ANALYZE runs mallory''s index expression as mallory, who may not unprotect others'' tables');
+SELECT is((SELECT count(*) FROM pg_policy WHERE polrelid = '"Billing Dept"."Invoices 2026"'::regclass), 4::bigint,
+          'the invoices keep their policies');
+DROP TABLE "Billing Dept".trap;
+DROP FUNCTION "Billing Dept".sneaky(int);
 
 
 -- 6. um_lint
@@ -212,6 +250,8 @@ CREATE TABLE "Billing Dept".events_2027 (org_id bigint NOT NULL, at date NOT NUL
 ALTER TABLE "Billing Dept".events ATTACH PARTITION "Billing Dept".events_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
 CREATE ROLE regress_um_bypass LOGIN BYPASSRLS;
 CREATE FUNCTION "Billing Dept".unsafe() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+CREATE VIEW "Billing Dept".careful_too WITH (security_invoker = 1) AS SELECT * FROM "Billing Dept"."Invoices 2026";
+CREATE POLICY open_read ON "Billing Dept".lines FOR SELECT USING (true);
 CREATE TABLE "Billing Dept".unindexed (org_id bigint NOT NULL);
 SELECT um_protect_table('"Billing Dept".unindexed', 'org_id', 'invoice') AS p \gset
 CREATE TEMP TABLE lint AS SELECT * FROM um_lint();
@@ -222,7 +262,10 @@ SELECT ok((SELECT hint FROM lint WHERE object = '"Billing Dept".open_data') LIKE
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".half'), 'warning', 'RLS enabled but not forced');
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".everything'), 'critical',
           'a view over a protected table, owned by a superuser, without security_invoker');
-SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".careful'), 0::bigint, 'not a security_invoker view');
+SELECT is((SELECT count(*) FROM lint WHERE object IN ('"Billing Dept".careful', '"Billing Dept".careful_too')), 0::bigint,
+          'not a security_invoker view, however the option is spelt');
+SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".lines' AND finding LIKE '%open_read%'), 'critical',
+          'another permissive policy beside um''s, which widens it');
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".snapshot'), 'critical', 'a materialized view over a protected table');
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".events_2027'), 'critical',
           'a partition attached after protection, without policies');
@@ -235,9 +278,25 @@ SELECT is((SELECT count(*) FROM lint WHERE object IN ('"Billing Dept"."Invoices 
 SELECT is((SELECT count(*) FROM lint WHERE object LIKE 'function %um%' OR object LIKE 'um.%'), 0::bigint,
           'nor does um itself');
 DROP ROLE regress_um_bypass;
-SELECT * FROM finish();
 COMMIT;
+
+-- REPEATABLE READ: a parallel plan would check with the transaction's
+-- snapshot, older than revocations since; um refuses rather than answer from the past
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL enable_indexscan = off;
+SET LOCAL enable_bitmapscan = off;
+SET LOCAL ROLE regress_um_app;
+SELECT um_act_as(:erin) AS a \gset
+SELECT throws_ok($$ SELECT count(*) FROM "Billing Dept"."Invoices 2026" $$, '0A000', NULL,
+                 'a parallel query under REPEATABLE READ is refused, not answered from the transaction''s snapshot');
+SET LOCAL max_parallel_workers_per_gather = 0;
+SELECT is((SELECT count(*) FROM "Billing Dept"."Invoices 2026"), 201::bigint, 'the same query without workers answers');
+COMMIT;
+SELECT * FROM finish();
 SET client_min_messages = warning;
 DROP SCHEMA "Billing Dept" CASCADE;
-DROP OWNED BY regress_um_owner, regress_um_app;
-DROP ROLE regress_um_owner, regress_um_app;
+DROP OWNED BY regress_um_owner, regress_um_app, regress_um_mallory;
+DROP ROLE regress_um_owner, regress_um_app, regress_um_mallory;

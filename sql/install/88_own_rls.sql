@@ -1,0 +1,80 @@
+-- um's own tables under row-level security.
+--
+-- Application roles may read um's tables, but only the rows of the
+-- organizations where the acting user holds the matching permission (and
+-- their own user row and memberships); with nobody acting they read nothing.
+-- They cannot write any of them: changes go through the um_* functions.
+-- Secrets are not readable at all: password hashes and login counters
+-- (column privileges), sessions, identity-provider links.
+--
+-- Who bypasses: superusers (and so um's SECURITY DEFINER functions, owned by
+-- the superuser who created the extension, and the permission cache's
+-- loader); um administrators, the roles with the privileges of the
+-- extension's owner, through the um_administrators policy.
+
+-- um.administers_um: does the current role administer um?  (EXECUTE stays
+-- granted to PUBLIC: every policy below calls it for whoever reads.)
+CREATE FUNCTION um.administers_um()
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, e.extowner, 'USAGE')
+                     FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
+$$;
+
+DO $$
+DECLARE
+  -- table => who may read a row, as a policy expression
+  v_rules constant text[][] := ARRAY[
+    ['organizations',     format('%I.um_has_permission(''org:read'', id)', '@extschema@')],
+    ['users',             format('id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))', '@extschema@')],
+    ['memberships',       format('%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', '@extschema@')],
+    ['roles',             format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
+    ['role_inclusions',   format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
+    ['role_permissions',  format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
+    ['grants',            format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
+    ['scopes',            format('%I.um_has_permission(''scope:read'', org_id)', '@extschema@')],
+    ['teams',             format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
+    ['team_members',      format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
+    ['team_member_roles', format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
+    ['invitations',       format('%I.um_has_permission(''member:invite'', org_id)', '@extschema@')],
+    ['audit_events',      format('%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND target_id = %1$I.um_current_user_id())', '@extschema@')]];
+  v_secret constant text[] := ARRAY['sessions', 'identity_providers', 'user_identities', 'cache_sentinel'];
+  i int;
+BEGIN
+  FOR i IN 1 .. array_length(v_rules, 1) LOOP
+    EXECUTE format('ALTER TABLE um.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_rules[i][1]);
+    EXECUTE format('CREATE POLICY um_read ON um.%I FOR SELECT USING (%s)', v_rules[i][1], v_rules[i][2]);
+    EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um.administers_um()) WITH CHECK (um.administers_um())', v_rules[i][1]);
+    IF v_rules[i][1] <> 'users' THEN
+      EXECUTE format('GRANT SELECT ON um.%I TO PUBLIC', v_rules[i][1]);
+    END IF;
+  END LOOP;
+  FOR i IN 1 .. array_length(v_secret, 1) LOOP
+    EXECUTE format('ALTER TABLE um.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_secret[i]);
+    EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um.administers_um()) WITH CHECK (um.administers_um())', v_secret[i]);
+  END LOOP;
+END
+$$;
+
+-- users: everything but the password hash and the login counters
+GRANT SELECT (id, email, name, timezone, locale, mobile, allow_login, status, suspended_at,
+              email_verified_at, attributes, created_at, updated_at) ON um.users TO PUBLIC;
+-- the catalogs hold no tenant data
+GRANT SELECT ON um.permissions, um.builtin_roles, um.builtin_role_permissions TO PUBLIC;
+-- the views read as their caller, so they show what the caller may see
+ALTER VIEW um.member_list SET (security_invoker = true);
+ALTER VIEW um.role_permission_list SET (security_invoker = true);
+ALTER VIEW um.organization_list SET (security_invoker = true);
+GRANT SELECT ON um.member_list, um.role_permission_list, um.organization_list TO PUBLIC;
+GRANT USAGE ON SCHEMA um TO PUBLIC;
+
+-- With the schema usable, no internal function may be: EXECUTE on every
+-- function in um is revoked from PUBLIC, except the one the policies call.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA um FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION um.administers_um() TO PUBLIC;
+-- and the ones um_protect_table / um_unprotect_table call with their caller's rights
+GRANT EXECUTE ON FUNCTION um.protection_note(regclass, text, text, jsonb), um.protection_tree(regclass),
+  um.drop_um_policies(regclass), um.check_column(regclass, name, text), um.assert_permission_name(text, boolean)
+  TO PUBLIC;

@@ -1,0 +1,53 @@
+-- um's own tables under row-level security, read by an application role.
+BEGIN;
+\ir fixture.psql
+SELECT plan(24);
+SELECT pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex, pg_temp.usr('ada') AS ada, pg_temp.usr('bob') AS bob,
+       pg_temp.usr('carol') AS carol, pg_temp.usr('dave') AS dave, pg_temp.role('globex', 'root') AS globex_root \gset
+SELECT um_create_user('erin@example.com', 'Erin') AS erin \gset
+CREATE ROLE regress_um_app NOLOGIN;
+GRANT EXECUTE ON FUNCTION um_act_as(bigint) TO regress_um_app;
+CREATE ROLE regress_um_admin NOLOGIN;
+DO $$ BEGIN EXECUTE format('GRANT %I TO regress_um_admin', (SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'um')); END $$;
+
+SET ROLE regress_um_app;
+SELECT is((SELECT count(*) FROM um.organizations) + (SELECT count(*) FROM um.memberships) + (SELECT count(*) FROM um.users)
+          + (SELECT count(*) FROM um.roles) + (SELECT count(*) FROM um.audit_events), 0::bigint,
+          'nobody acting: an application role reads no row of um''s tables');
+SELECT cmp_ok((SELECT count(*) FROM um.permissions), '>', 0::bigint, 'the permission catalog holds no tenant data and is readable');
+SELECT um_act_as(:carol) AS a \gset
+SELECT is((SELECT array_agg(slug::text ORDER BY slug) FROM um.organizations), ARRAY['acme'], 'carol (Admin of acme) reads acme only');
+SELECT is((SELECT count(*) FROM um.memberships WHERE org_id = :globex), 0::bigint, 'no globex memberships');
+SELECT is((SELECT array_agg(email ORDER BY email) FROM um.users), ARRAY['ada@example.com', 'carol@example.com', 'dave@example.com'],
+          'and the users of acme only (not bob of globex, not erin of no organization)');
+SELECT is((SELECT count(DISTINCT org_id) FROM um.roles), 1::bigint, 'acme''s roles');
+SELECT is((SELECT count(*) FROM um.audit_events WHERE org_id = :globex), 0::bigint, 'acme''s audit events, none of globex''s');
+SELECT cmp_ok((SELECT count(*) FROM um.audit_events WHERE org_id = :acme), '>', 0::bigint, '(she holds audit:read in acme)');
+SELECT is((SELECT array_agg(DISTINCT org ORDER BY org) FROM um.member_list), ARRAY['acme'], 'the views show the same (security_invoker)');
+SELECT throws_ok($$ SELECT password_hash FROM um.users $$, '42501', NULL, 'password hashes are not readable');
+SELECT throws_ok($$ SELECT failed_login_count FROM um.users $$, '42501', NULL, 'nor login counters');
+SELECT throws_ok($$ SELECT * FROM um.sessions $$, '42501', NULL, 'nor sessions');
+SELECT throws_ok($$ SELECT * FROM um.user_identities $$, '42501', NULL, 'nor identity links');
+SELECT throws_ok(format('INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (%s, %s, %s)', :globex, :carol, :globex_root),
+                 '42501', NULL, 'an application role cannot write um''s tables: no joining globex as Root');
+SELECT throws_ok(format('UPDATE um.users SET status = ''active'' WHERE id = %s', :dave), '42501', NULL, 'nor updating users');
+SELECT throws_ok('DELETE FROM um.audit_events', '42501', NULL, 'nor deleting the audit trail');
+SELECT throws_ok('SELECT um.lock_organization(1)', '42501', NULL, 'nor calling um''s internal functions');
+SELECT um_act_as(:dave) AS a \gset
+SELECT is((SELECT array_agg(slug::text ORDER BY slug) FROM um.organizations), ARRAY['acme', 'globex'],
+          'dave (a member of both) reads both');
+SELECT is((SELECT count(*) FROM um.invitations), 0::bigint, 'but no invitations (he lacks member:invite)');
+SELECT is((SELECT count(*) FROM um.audit_events WHERE target_type IS DISTINCT FROM 'user' OR target_id <> :dave), 0::bigint,
+          'and of the audit trail only the events about himself (no audit:read)');
+SELECT um_act_as(:erin) AS a \gset
+SELECT is((SELECT array_agg(email) FROM um.users), ARRAY['erin@example.com'], 'a user of no organization reads their own row only');
+SELECT is((SELECT count(*) FROM um.memberships), 0::bigint, 'and no memberships');
+RESET ROLE;
+
+SET ROLE regress_um_admin;
+SELECT is((SELECT count(*) FROM um.users), 5::bigint, 'a um administrator (a member of the extension''s owner) reads everything in psql');
+SELECT lives_ok(format('UPDATE um.users SET name = ''Erin E.'' WHERE id = %s', :erin), 'and may change it');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
