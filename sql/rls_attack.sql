@@ -38,7 +38,7 @@ SELECT um_act_as(:erin);
 CREATE FUNCTION pg_temp.leak(bigint, bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
   $$ BEGIN IF $2 <> 1 THEN RAISE NOTICE 'leaked invoice % of organization %', $1, $2; END IF; RETURN true; END $$;
 SELECT count(*) FROM invoices WHERE pg_temp.leak(id, org_id);
--- EXPLAIN ANALYZE: the policy became an index condition; only acme's rows are ever fetched
+-- EXPLAIN ANALYZE: the policy became an exact index condition; only acme's rows are ever fetched
 EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT sum(amount) FROM invoices;
 -- forcing a sequential scan shows how many rows the policy removed: a count,
 -- never their contents, and the same figure the statistics give anyone

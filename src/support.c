@@ -13,8 +13,9 @@
  *		org_id = ANY (um_permitted_orgs('invoice:read'))
  * whose right side is STABLE: the executor evaluates it once per scan (a
  * runtime key), so a cached or prepared plan stays right for whichever user
- * is acting when it runs.  The condition is marked lossy, so the original
- * call still runs on each row the index returns (a warm check, cheap).  The
+ * is acting when it runs.  For an organization-level check the condition is
+ * exact and replaces the per-row call; a scope check's condition is lossy,
+ * so the original call still runs on each row the index returns.  The
  * same holds for um_has_permission(user, permission, org) with
  * um_permitted_orgs(user, permission), and for the scope variants when the
  * organization does not depend on the row: scope_id = ANY
@@ -154,6 +155,15 @@ um_has_permission_support(PG_FUNCTION_ARGS)
 												   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL));
 	if (clause == NULL)
 		PG_RETURN_POINTER(NULL);
-	req->lossy = true;			/* the check itself runs on each row the index returns */
+	/*
+	 * For an organization-level check the condition is exact: the check is
+	 * true for a row exactly when its organization is one where the user
+	 * holds the permission organization-wide, which is what the companion
+	 * lists (both answer from the same cache, NULL and an absent user
+	 * alike), so the per-row call can go.  The list is taken once, at the
+	 * start of the scan, like the statement's snapshot.  A scope check
+	 * stays lossy: the per-row call rechecks what the index returns.
+	 */
+	req->lossy = (scope_arg >= 0);
 	PG_RETURN_POINTER(list_make1(clause));
 }
