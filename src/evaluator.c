@@ -66,6 +66,14 @@ typedef struct CallMemo
 	int64		user_id;
 	int64		org_id;
 	const UmMember *member;		/* NULL: denied (user or membership not active) */
+	/* um_permitted_orgs: the last answer, for a policy that calls it per row */
+	bool		have_orgs;
+	uint64		orgs_generation;
+	uint64		orgs_identity;
+	bool		orgs_has_user;
+	int64		orgs_user_id;
+	int			orgs_perm_id;
+	ArrayType  *orgs;			/* in fn_mcxt */
 } CallMemo;
 
 static CallMemo *
@@ -276,6 +284,13 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 		int			perm_id = memo_perm(memo, perm);
 		int64	   *ids = NULL;
 		int			n = 0;
+		Datum		result;
+
+		/* the same question as last time at this call site: the same answer */
+		if (memo->have_orgs && memo->orgs_generation == gen && memo->orgs_perm_id == perm_id &&
+			memo->orgs_has_user == has_user && memo->orgs_user_id == user_id &&
+			memo->orgs_identity == (acting ? um_identity_version() : 0))
+			return PointerGetDatum(DatumGetArrayTypePCopy(PointerGetDatum(memo->orgs)));
 
 		if (has_user)
 		{
@@ -297,7 +312,23 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 			}
 		}
 		if (attempt_end(gen, attempt))
-			return int8_array(ids, n);
+		{
+			MemoryContext old;
+
+			result = int8_array(ids, n);
+			old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+			if (memo->orgs != NULL)
+				pfree(memo->orgs);
+			memo->orgs = DatumGetArrayTypePCopy(result);
+			MemoryContextSwitchTo(old);
+			memo->have_orgs = true;
+			memo->orgs_generation = gen;
+			memo->orgs_perm_id = perm_id;
+			memo->orgs_has_user = has_user;
+			memo->orgs_user_id = user_id;
+			memo->orgs_identity = acting ? um_identity_version() : 0;
+			return result;
+		}
 	}
 }
 

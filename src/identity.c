@@ -218,6 +218,12 @@ um_identity_init(void)
 							   check_identity_setting, assign_identity_setting, NULL);
 }
 
+uint64
+um_identity_version(void)
+{
+	return setting_changes;
+}
+
 bool
 um_identity_get(int64 *user_id)
 {

@@ -72,6 +72,9 @@ extern void um_identity_init(void);
 /* the acting user (the target while impersonating); false when none */
 extern bool um_identity_get(int64 *user_id);
 
+/* changes whenever who is acting changes (for answers remembered per call site) */
+extern uint64 um_identity_version(void);
+
 /* the person really acting: the impersonator, else the acting user */
 extern bool um_identity_real(int64 *user_id);
 

@@ -2,12 +2,11 @@
 -- um_unprotect_table().
 --
 -- One call enables and forces RLS on a table and gives it four policies,
--- one per command, each the natural per-row check that the planner support
--- function turns into an index condition on the organization column:
---   um_read    FOR SELECT  USING      (um_has_permission('<resource>:read',   org[, scope]))
---   um_create  FOR INSERT  WITH CHECK (um_has_permission('<resource>:create', org[, scope]))
---   um_update  FOR UPDATE  USING and WITH CHECK (... '<resource>:update' ...)
---   um_delete  FOR DELETE  USING      (um_has_permission('<resource>:delete', org[, scope]))
+-- one per command (see um.policy_check for their expressions):
+--   um_read    FOR SELECT  USING      <resource>:read
+--   um_create  FOR INSERT  WITH CHECK <resource>:create
+--   um_update  FOR UPDATE  USING and WITH CHECK <resource>:update
+--   um_delete  FOR DELETE  USING      <resource>:delete
 -- WITH CHECK on UPDATE means a row can neither be changed where the user may
 -- not update nor be moved into such an organization.  A partitioned table's
 -- partitions get the same policies (queries that name a partition directly
@@ -62,6 +61,24 @@ BEGIN
 END
 $$;
 
+-- um.policy_check: the expression of one um policy.  Organization-level:
+--   org_id = ANY (um_permitted_orgs('invoice:read'))
+-- the organizations where the acting user holds the permission: exactly
+-- what um_has_permission('invoice:read', org_id) says for each row.  As an
+-- index condition it is computed once per scan and leaves nothing to run
+-- per row (the per-row form keeps a recheck in bitmap scans); in a filter
+-- each call site remembers its last answer.  With a scope column, the
+-- per-row um_has_permission(permission, org, scope).
+CREATE FUNCTION um.policy_check(p_permission text, p_org_column name, p_scope_column name)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE WHEN p_scope_column IS NULL
+              THEN format('%I = ANY (%I.um_permitted_orgs(%L))', p_org_column, '@extschema@', p_permission)
+              ELSE format('%I.um_has_permission(%L, %I, %I)', '@extschema@', p_permission, p_org_column, p_scope_column) END;
+$$;
+
 -- um.drop_um_policies: drop the um_* policies a relation has.
 CREATE FUNCTION um.drop_um_policies(p_rel regclass)
 RETURNS void
@@ -86,7 +103,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_kind "char";
-  v_args text;
   v_rel regclass;
   v_action text;
   v_parts regclass[];
@@ -113,21 +129,16 @@ BEGIN
     PERFORM um.assert_permission_name(resource || ':' || v_action, false);
   END LOOP;
 
-  v_args := format('%I', org_column) || CASE WHEN scope_column IS NULL THEN '' ELSE format(', %I', scope_column) END;
   -- PostgreSQL checks that the caller owns each relation (this function
   -- runs with the caller's rights)
   SELECT array_agg(t) INTO v_parts FROM um.protection_tree(tbl) t;
   FOREACH v_rel IN ARRAY v_parts LOOP
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_rel);
     PERFORM um.drop_um_policies(v_rel);
-    EXECUTE format('CREATE POLICY um_read ON %s FOR SELECT USING (%I.um_has_permission(%L, %s))',
-                   v_rel, '@extschema@', resource || ':read', v_args);
-    EXECUTE format('CREATE POLICY um_create ON %s FOR INSERT WITH CHECK (%I.um_has_permission(%L, %s))',
-                   v_rel, '@extschema@', resource || ':create', v_args);
-    EXECUTE format('CREATE POLICY um_update ON %s FOR UPDATE USING (%2$I.um_has_permission(%3$L, %4$s)) WITH CHECK (%2$I.um_has_permission(%3$L, %4$s))',
-                   v_rel, '@extschema@', resource || ':update', v_args);
-    EXECUTE format('CREATE POLICY um_delete ON %s FOR DELETE USING (%I.um_has_permission(%L, %s))',
-                   v_rel, '@extschema@', resource || ':delete', v_args);
+    EXECUTE format('CREATE POLICY um_read ON %s FOR SELECT USING (%s)', v_rel, um.policy_check(resource || ':read', org_column, scope_column));
+    EXECUTE format('CREATE POLICY um_create ON %s FOR INSERT WITH CHECK (%s)', v_rel, um.policy_check(resource || ':create', org_column, scope_column));
+    EXECUTE format('CREATE POLICY um_update ON %1$s FOR UPDATE USING (%2$s) WITH CHECK (%2$s)', v_rel, um.policy_check(resource || ':update', org_column, scope_column));
+    EXECUTE format('CREATE POLICY um_delete ON %s FOR DELETE USING (%s)', v_rel, um.policy_check(resource || ':delete', org_column, scope_column));
   END LOOP;
   PERFORM um.protection_note(tbl, 'table.protect', resource,
                              jsonb_build_object('table', tbl::text, 'org_column', org_column, 'resource', resource,

@@ -76,5 +76,6 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA um FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION um.administers_um() TO PUBLIC;
 -- and the ones um_protect_table / um_unprotect_table call with their caller's rights
 GRANT EXECUTE ON FUNCTION um.protection_note(regclass, text, text, jsonb), um.protection_tree(regclass),
+  um.policy_check(text, name, name),
   um.drop_um_policies(regclass), um.check_column(regclass, name, text), um.assert_permission_name(text, boolean)
   TO PUBLIC;
