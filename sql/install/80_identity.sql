@@ -8,8 +8,8 @@
 --       against the acting user's permissions
 --   um_act_as, um_set_password                            only roles the DBA
 --       grants them (EXECUTE revoked from PUBLIC)
---   um.*                                                  internal; schema um
---       grants nothing to PUBLIC, and EXECUTE is revoked besides
+--   um.*                                                  internal: EXECUTE is
+--       revoked from PUBLIC (88_own_rls.sql)
 
 -- ---------------------------------------------------------------------------
 -- C primitives
