@@ -16,7 +16,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_begin', 'um_login', 'um_logout', 'um_logout_all', 'um_change_password',
                                      'um_set_password', 'um_impersonate', 'um_end_impersonation',
                                      'um_impersonated_orgs', 'um_real_user_id', 'um_protect_table', 'um_unprotect_table',
-                                     'um_lint']
+                                     'um_lint', 'um_check_integrity']
                      || ARRAY(SELECT p.proname::text FROM pg_proc p
                                WHERE p.pronamespace = 'public'::regnamespace
                                  AND NOT p.proname LIKE 'um\_%'),

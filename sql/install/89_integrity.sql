@@ -1,0 +1,106 @@
+-- um_check_integrity(): every invariant um keeps, checked against the
+-- tables as they are, for after a crash, a restore, a bulk load with
+-- triggers disabled or replication trouble.  Returns one row per violation
+-- (none when all is well).  The constraints and triggers keep these true
+-- for every change made through SQL; this looks at the result instead.
+
+CREATE FUNCTION @extschema@.um_check_integrity()
+RETURNS TABLE (invariant text, object text, detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  -- an organization with members keeps a Root
+  SELECT 'organization has a Root', format('organization %s (%s)', o.id, o.slug),
+         format('%s members, none of them Root', (SELECT count(*) FROM um.memberships m WHERE m.org_id = o.id))
+    FROM um.organizations o
+   WHERE EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = o.id)
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                      WHERE m.org_id = o.id AND r.builtin = 'root')
+  UNION ALL
+  -- every organization has each built-in role
+  SELECT 'organization has its built-in roles', format('organization %s (%s)', o.id, o.slug),
+         'missing: ' || string_agg(b.key, ', ' ORDER BY b.position)
+    FROM um.organizations o CROSS JOIN um.builtin_roles b
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.org_id = o.id AND r.builtin = b.key)
+   GROUP BY o.id, o.slug
+  UNION ALL
+  -- assignments point at roles, scopes, teams and members of their own organization
+  SELECT 'membership role in the same organization', format('membership %s', m.id),
+         format('role %s belongs to %s, the membership to organization %s', m.role_id,
+                coalesce((SELECT 'organization ' || r.org_id FROM um.roles r WHERE r.id = m.role_id), 'no organization (missing)'), m.org_id)
+    FROM um.memberships m
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = m.role_id AND r.org_id = m.org_id)
+  UNION ALL
+  SELECT 'grant targets in the same organization', format('grant %s', g.id),
+         concat_ws('; ',
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = g.role_id AND r.org_id = g.org_id)
+                THEN format('role %s is missing or of another organization', g.role_id) END,
+           CASE WHEN g.scope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = g.scope_id AND s.org_id = g.org_id)
+                THEN format('scope node %s is missing or of another organization', g.scope_id) END,
+           CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = g.user_id AND m.org_id = g.org_id)
+                THEN format('user %s is not a member', g.user_id) END,
+           CASE WHEN g.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = g.team_id AND t.org_id = g.org_id)
+                THEN format('team %s is missing or of another organization', g.team_id) END)
+    FROM um.grants g
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = g.role_id AND r.org_id = g.org_id)
+      OR (g.scope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = g.scope_id AND s.org_id = g.org_id))
+      OR (g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = g.user_id AND m.org_id = g.org_id))
+      OR (g.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = g.team_id AND t.org_id = g.org_id))
+  UNION ALL
+  SELECT 'team role in the same organization', format('team %s, user %s', tr.team_id, tr.user_id),
+         format('role %s is missing or of another organization', tr.role_id)
+    FROM um.team_member_roles tr
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = tr.role_id AND r.org_id = tr.org_id)
+  UNION ALL
+  -- teams: members are members of the organization; a team with members has one owner
+  SELECT 'team members belong to the organization', format('team %s', tm.team_id),
+         format('user %s is not a member of organization %s', tm.user_id, tm.org_id)
+    FROM um.team_members tm
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = tm.org_id AND m.user_id = tm.user_id)
+  UNION ALL
+  SELECT 'team has an owner', format('team %s (%s)', t.id, t.name),
+         format('%s members, %s owners', count(tm.user_id), count(tm.user_id) FILTER (WHERE tm.is_owner))
+    FROM um.teams t JOIN um.team_members tm ON tm.team_id = t.id
+   GROUP BY t.id, t.name
+  HAVING count(tm.user_id) FILTER (WHERE tm.is_owner) <> 1
+  UNION ALL
+  -- scope trees and role inclusions have no cycles, and stay in their organization
+  SELECT 'scope tree has no cycle', format('scope node %s', c.id), 'it is its own ancestor'
+    FROM (WITH RECURSIVE walk(start, node, depth) AS (
+            SELECT s.id, s.parent_id, 1 FROM um.scopes s WHERE s.parent_id IS NOT NULL
+            UNION ALL
+            SELECT w.start, s.parent_id, w.depth + 1 FROM walk w JOIN um.scopes s ON s.id = w.node
+             WHERE s.parent_id IS NOT NULL AND w.node <> w.start AND w.depth < 10000)
+          SELECT DISTINCT start AS id FROM walk WHERE node = start) c
+  UNION ALL
+  SELECT 'scope parent in the same organization', format('scope node %s', s.id),
+         format('parent %s is missing or of another organization', s.parent_id)
+    FROM um.scopes s
+   WHERE s.parent_id IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM um.scopes p WHERE p.id = s.parent_id AND p.org_id = s.org_id)
+  UNION ALL
+  SELECT 'role inclusions have no cycle', format('role %s', c.id), 'it includes itself'
+    FROM (WITH RECURSIVE walk(start, node, depth) AS (
+            SELECT ri.role_id, ri.included_role_id, 1 FROM um.role_inclusions ri
+            UNION ALL
+            SELECT w.start, ri.included_role_id, w.depth + 1 FROM walk w JOIN um.role_inclusions ri ON ri.role_id = w.node
+             WHERE w.node <> w.start AND w.depth < 10000)
+          SELECT DISTINCT start AS id FROM walk WHERE node = start) c
+  UNION ALL
+  -- users: a suspension has its time; a locked account has failures or a lock time
+  SELECT 'suspension is recorded', format('user %s', u.id), 'status and suspended_at disagree'
+    FROM um.users u
+   WHERE (u.status = 'suspended') <> (u.suspended_at IS NOT NULL)
+  UNION ALL
+  -- sessions belong to users who may log in (um_begin refuses the others; they should be ended)
+  SELECT 'sessions of blocked users are ended', format('session %s', s.id),
+         format('user %s is %s, and the session is still open', s.user_id,
+                CASE WHEN u.id IS NULL THEN 'missing' WHEN u.status <> 'active' THEN 'suspended' ELSE 'not allowed to log in' END)
+    FROM um.sessions s LEFT JOIN um.users u ON u.id = s.user_id
+   WHERE s.revoked_at IS NULL AND s.expires_at > now()
+     AND (u.id IS NULL OR u.status <> 'active' OR NOT u.allow_login)
+  ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION @extschema@.um_check_integrity() IS
+  'every invariant um keeps (Roots, built-in roles, same-organization references, team owners, no cycles, suspensions, sessions), checked on the tables as they are; one row per violation';
+REVOKE EXECUTE ON FUNCTION @extschema@.um_check_integrity() FROM PUBLIC;
