@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# test/shell/dump_restore.sh: um's user data survives pg_dump / pg_restore.
+# test/shell/dump_restore.sh: um's user data survives pg_dump / pg_restore:
+# every row, 10,000 permission checks, and the protection of an application
+# table.
 # Runs against the cluster test/run.sh started (PGHOST/PGPORT/PGUSER set);
 # prints TAP.
 set -uo pipefail
 work=$(mktemp -d /tmp/um-dump.XXXXXX)
-trap 'rm -rf "$work"; dropdb --if-exists um_dump_src >/dev/null 2>&1; dropdb --if-exists um_dump_dst >/dev/null 2>&1' EXIT
+trap 'rm -rf "$work"; dropdb --if-exists um_dump_src >/dev/null 2>&1; dropdb --if-exists um_dump_dst >/dev/null 2>&1; psql -X -q -d postgres -c "DROP ROLE IF EXISTS regress_um_dump_reader" >/dev/null 2>&1' EXIT
 n=0
 ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 # check DESCRIPTION SHELL-CONDITION [FILE-TO-SHOW-ON-FAILURE]
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3"; fi; return 0; }
-echo "1..8"
+echo "1..11"
 
 createdb um_dump_src
 psql -X -q -v ON_ERROR_STOP=1 -d um_dump_src >"$work/setup.log" 2>&1 <<'SQL'
@@ -43,6 +45,30 @@ INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:acme
   RETURNING id AS idp \gset
 INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :idp, 'sub-123', :bob);
 UPDATE um.organizations SET password_login_disabled = true WHERE id = :acme;
+-- more of everything, at random, for 10,000 checks: 200 users in 30 organizations
+SELECT setseed(0.42);
+SELECT count(um_create_user(format('u%s@example.com', g))) FROM generate_series(1, 200) g;
+SELECT count(um_create_organization(format('org-%s', g), format('Org %s', g), :ada)) FROM generate_series(1, 30) g;
+INSERT INTO um.roles (org_id, name) SELECT id, 'Clerk' FROM um.organizations WHERE slug LIKE 'org-%';
+INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT org_id, id, (ARRAY['invoice:read', 'invoice:*', '*:read', 'service:create'])[1 + (id % 4)::int] FROM um.roles WHERE name = 'Clerk';
+INSERT INTO um.memberships (org_id, user_id, role_id)
+  SELECT DISTINCT ON (o.id, u.id) o.id, u.id,
+         (SELECT r.id FROM um.roles r WHERE r.org_id = o.id AND r.name IN ('Clerk', 'Member', 'Service Reader', 'Admin')
+           ORDER BY md5(r.id::text || u.id::text) LIMIT 1)
+    FROM um.organizations o, um.users u
+   WHERE o.slug LIKE 'org-%' AND u.email LIKE 'u%@example.com' AND random() < 0.2;
+INSERT INTO um.scopes (org_id, kind, name) SELECT id, 'project', 'P' FROM um.organizations WHERE slug LIKE 'org-%';
+INSERT INTO um.grants (org_id, role_id, user_id, scope_id)
+  SELECT m.org_id, r.id, m.user_id, s.id FROM um.memberships m
+    JOIN um.roles r ON r.org_id = m.org_id AND r.name = 'Clerk' JOIN um.scopes s ON s.org_id = m.org_id
+   WHERE m.user_id % 3 = 0 AND r.id <> m.role_id;
+UPDATE um.users SET status = 'suspended' WHERE email LIKE 'u1_@example.com';
+-- an application table, protected
+CREATE TABLE invoices (id bigint PRIMARY KEY, org_id bigint NOT NULL, amount numeric);
+CREATE INDEX ON invoices (org_id);
+INSERT INTO invoices SELECT g, (SELECT id FROM um.organizations ORDER BY id OFFSET g % 31 LIMIT 1), g FROM generate_series(1, 3000) g;
+SELECT um_protect_table('invoices', 'org_id', 'invoice');
 SQL
 check "the source database is populated" '[ $? -eq 0 ]' "$work/setup.log"
 
@@ -73,5 +99,46 @@ check "built-in permissions are not doubled" \
   '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT count(*) FROM um.permissions")" = "$(psql -X -A -t -d um_dump_src -c "SELECT count(*) FROM um.permissions")" ]'
 check "id sequences continue after the restored rows" \
   '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT um_create_user('"'"'later@example.com'"'"') > (SELECT max(id) FROM um.users WHERE email <> '"'"'later@example.com'"'"')")" = t ]'
+# 10,000 checks, the same on both: (user, permission, organization[, scope node]) drawn with a fixed seed
+checks() {
+  psql -X -A -t -d "$1" <<'SQL'
+SELECT setseed(0.7);
+SELECT md5(string_agg(CASE WHEN um_has_permission(u, p, o) THEN '1' ELSE '0' END
+                   || CASE WHEN um_has_permission(u, p, o, s) THEN '1' ELSE '0' END, '' ORDER BY i))
+       || ' ' || count(*) || ' ' || count(*) FILTER (WHERE um_has_permission(u, p, o))
+  FROM (SELECT i, (SELECT id FROM um.users ORDER BY id OFFSET floor(random() * 203) LIMIT 1) AS u,
+               (ARRAY['invoice:read', 'invoice:update', 'service:create', 'member:invite', 'org:read'])[1 + floor(random() * 5)::int] AS p,
+               (SELECT id FROM um.organizations ORDER BY id OFFSET floor(random() * 31) LIMIT 1) AS o,
+               (SELECT id FROM um.scopes ORDER BY id OFFSET floor(random() * 32) LIMIT 1) AS s
+          FROM generate_series(1, 10000) i) x;
+SQL
+}
+checks um_dump_src | tail -1 >"$work/checks-src.txt"
+checks um_dump_dst | tail -1 >"$work/checks-dst.txt"
+check "10,000 checks answer the same after the restore ($(cut -d' ' -f3 "$work/checks-src.txt") of them granted)" \
+  '[ "$(cut -d" " -f2 "$work/checks-src.txt")" = 10000 ] && [ "$(cut -d" " -f3 "$work/checks-src.txt")" -gt 0 ] && diff -q "$work/checks-src.txt" "$work/checks-dst.txt" >/dev/null' "$work/checks-dst.txt"
+protection() {
+  psql -X -A -t -d "$1" -c "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'invoices'" \
+       -c "SELECT polname, polcmd, pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) FROM pg_policy WHERE polrelid = 'invoices'::regclass ORDER BY 1"
+}
+protection um_dump_src >"$work/prot-src.txt"; protection um_dump_dst >"$work/prot-dst.txt"
+check "the application table is protected the same way (RLS forced, the same four policies)" \
+  '[ "$(grep -c "^um_" "$work/prot-src.txt")" = 4 ] && diff -u "$work/prot-src.txt" "$work/prot-dst.txt" >"$work/prot.diff"' "$work/prot.diff"
+visible() {
+  psql -X -q -A -t -d "$1" <<'SQL'
+SELECT id AS reader FROM um.users WHERE email = 'u3@example.com' \gset
+SET ROLE regress_um_dump_reader;
+BEGIN;
+SELECT um_act_as(:reader) \gset
+SELECT count(*) FROM invoices;
+COMMIT;
+SQL
+}
+psql -X -q -d postgres -c "DROP ROLE IF EXISTS regress_um_dump_reader" -c "CREATE ROLE regress_um_dump_reader" >/dev/null 2>&1
+for db in um_dump_src um_dump_dst; do
+  psql -X -q -d $db -c "GRANT SELECT ON invoices TO regress_um_dump_reader" -c "GRANT EXECUTE ON FUNCTION um_act_as(bigint) TO regress_um_dump_reader" >/dev/null
+done
+check "an application role sees the same rows through the policies ($(visible um_dump_src | tail -1) invoices)" \
+  '[ "$(visible um_dump_src | tail -1)" = "$(visible um_dump_dst | tail -1)" ] && [ "$(visible um_dump_src | tail -1)" -gt 0 ]'
 check "the restored rules still hold (the last Root cannot leave)" \
   '! psql -X -q -d um_dump_dst -c "DELETE FROM um.memberships m USING um.roles r WHERE r.id = m.role_id AND r.builtin = '"'"'root'"'"'" 2>/dev/null'
