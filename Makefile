@@ -43,6 +43,11 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 bench:
 	USERS=$(or $(USERS),100000) ORGS=$(or $(ORGS),10000) bash tools/bench.sh
 
+# Load from a real client on a throwaway cluster: make load [DURATION=30 CLIENTS=8]
+.PHONY: load
+load:
+	DURATION=$(or $(DURATION),30) CLIENTS=$(or $(CLIENTS),8) bash tools/load.sh
+
 # libFuzzer on the permission-name parser (clang, as PGXS found it, with its
 # fuzzer runtime); FUZZ_SECONDS=60 by default
 FUZZ_SECONDS ?= 60
