@@ -77,6 +77,22 @@ $primary->wait_for_catchup($standby);
 ($rc, $out, $err) = $standby->psql('postgres', qq{SELECT um_begin('$token')});
 like($err, qr/session token is not valid/, 'a logout on the primary ends the session on the standby');
 
+# a protected table on the standby: the application role acting as a user sees its rows only
+$primary->safe_psql('postgres', q{
+  CREATE TABLE invoices (id bigint PRIMARY KEY, org_id bigint NOT NULL, amount numeric NOT NULL);
+  INSERT INTO invoices SELECT g, CASE WHEN g % 2 = 0 THEN 1 ELSE 2 END, g FROM generate_series(1, 100) g;
+  SELECT um_create_organization('other', 'Other', 1);
+  SELECT um_protect_table('invoices', 'org_id', 'invoice');
+  INSERT INTO um.role_permissions (org_id, role_id, permission) SELECT org_id, id, 'invoice:read' FROM um.roles WHERE builtin = 'root' AND org_id = 1;
+  CREATE ROLE app;
+  GRANT SELECT ON invoices TO app;
+  GRANT EXECUTE ON FUNCTION um_act_as(bigint) TO app;
+});
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', q{SET ROLE app; BEGIN; SELECT um_act_as(1) \\g /dev/null
+SELECT count(*) FROM invoices; COMMIT;}), '50', 'a protected table on the standby shows the acting user\'s rows only');
+is($standby->safe_psql('postgres', q{SET ROLE app; SELECT count(*) FROM invoices;}), '0', 'and nothing with nobody acting');
+
 my $stats = $session->query_safe(q{SELECT invalidations > 0 FROM um_cache_stats()});
 is($stats, 't', 'the standby backend received the invalidations');
 $session->quit;
