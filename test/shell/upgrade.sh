@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# test/shell/upgrade.sh: installing the oldest released version and walking
+# ALTER EXTENSION um UPDATE to the current one gives exactly what a fresh
+# install of the current version gives: functions (with their bodies,
+# markings, settings and privileges), tables, columns, constraints, indexes,
+# triggers, policies, views, privileges, the pg_dump configuration and the
+# built-in catalog rows.  Runs against the cluster test/run.sh started;
+# prints TAP.
+set -uo pipefail
+work=$(mktemp -d /tmp/um-upgrade.XXXXXX)
+trap 'rm -rf "$work"; dropdb --if-exists um_upgraded >/dev/null 2>&1; dropdb --if-exists um_fresh >/dev/null 2>&1' EXIT
+n=0
+ok()     { n=$((n+1)); echo "ok $n - $1"; }
+not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
+check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3" | head -40; fi; return 0; }
+echo "1..4"
+
+current=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
+oldest=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | head -1)
+
+createdb um_upgraded
+createdb um_fresh
+psql -X -q -v ON_ERROR_STOP=1 -d um_upgraded >"$work/up.log" 2>&1 <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION um VERSION '$oldest' CASCADE;
+ALTER EXTENSION um UPDATE;
+SQL
+check "version $oldest installs and updates to $current" \
+  '[ $? -eq 0 ] && [ "$(psql -X -A -t -d um_upgraded -c "SELECT extversion FROM pg_extension WHERE extname = '"'"'um'"'"'")" = "$current" ]' "$work/up.log"
+psql -X -q -v ON_ERROR_STOP=1 -d um_fresh -c "SET client_min_messages = warning" -c "CREATE EXTENSION um CASCADE" >"$work/fresh.log" 2>&1
+check "version $current installs fresh" '[ $? -eq 0 ]' "$work/fresh.log"
+
+# everything the extension made, described without OIDs
+describe() {
+  psql -X -A -t -d "$1" <<'SQL'
+WITH ext AS (SELECT oid, extnamespace FROM pg_extension WHERE extname = 'um'),
+nsp AS (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'um' OR n.oid = (SELECT extnamespace FROM ext))
+SELECT 'function ' || p.oid::regprocedure || ' ' || p.prokind::text || p.provolatile::text || p.proisstrict::text || p.proparallel::text
+       || p.prosecdef::text || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || coalesce(p.proacl::text, '')
+       || ' ' || md5(p.prosrc) || ' ' || coalesce(p.probin, '') || ' ' || p.prorettype::regtype
+  FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM nsp)
+UNION ALL
+SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || c.relrowsecurity::text || c.relforcerowsecurity::text
+       || ' ' || coalesce(c.relacl::text, '') || ' ' || coalesce(array_to_string(c.reloptions, ','), '')
+  FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
+UNION ALL
+SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || ' ' || a.attnotnull::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || a.attidentity::text
+       || ' ' || coalesce(a.attacl::text, '')
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'v', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint ' || r.conrelid::regclass || ' ' || r.conname || ' ' || pg_get_constraintdef(r.oid)
+  FROM pg_constraint r WHERE r.connamespace IN (SELECT oid FROM nsp)
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace IN (SELECT oid FROM nsp)
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace IN (SELECT oid FROM nsp) AND NOT t.tgisinternal
+UNION ALL
+SELECT 'policy ' || p.polrelid::regclass || ' ' || p.polname || ' ' || p.polcmd::text || p.polpermissive::text || ' '
+       || p.polroles::text || ' ' || coalesce(pg_get_expr(p.polqual, p.polrelid), '') || ' '
+       || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
+  FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace IN (SELECT oid FROM nsp)
+UNION ALL
+SELECT 'view ' || c.oid::regclass || ' ' || md5(pg_get_viewdef(c.oid))
+  FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('v', 'm')
+UNION ALL
+SELECT 'schema um ' || coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.nspname = 'um'
+UNION ALL
+SELECT 'dumped ' || x.oid::regclass || ' ' || coalesce(e.extcondition[x.ord], '')
+  FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS x(oid, ord) WHERE e.extname = 'um'
+UNION ALL
+SELECT 'requires ' || array_to_string(r.requires, ',') FROM pg_available_extension_versions r
+ WHERE r.name = 'um' AND r.version = (SELECT extversion FROM pg_extension WHERE extname = 'um')
+UNION ALL
+SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+  FROM pg_depend d WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = (SELECT oid FROM ext) AND d.deptype = 'e'
+UNION ALL
+SELECT 'permission ' || p.name || ' ' || p.builtin::text || ' ' || coalesce(p.description, '') FROM um.permissions p
+UNION ALL
+SELECT 'builtin role ' || b::text FROM um.builtin_roles b
+UNION ALL
+SELECT 'builtin permission ' || b::text FROM um.builtin_role_permissions b
+ORDER BY 1
+SQL
+}
+describe um_upgraded >"$work/upgraded.txt" 2>&1
+describe um_fresh >"$work/fresh.txt" 2>&1
+check "the description covers functions, tables, policies and grants ($(wc -l <"$work/fresh.txt") lines)" \
+  '[ "$(grep -c "^function " "$work/fresh.txt")" -gt 50 ] && grep -q "^policy " "$work/fresh.txt" && grep -q "^relation .*=r/" "$work/fresh.txt"' "$work/fresh.txt"
+diff -u "$work/fresh.txt" "$work/upgraded.txt" >"$work/diff.txt"
+check "the updated database matches a fresh install of $current" '[ ! -s "$work/diff.txt" ]' "$work/diff.txt"
