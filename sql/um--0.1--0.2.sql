@@ -6,3 +6,5 @@
 -- CREATE EXTENSION um gives (test/shell/upgrade.sh compares the two).
 
 \echo Use "ALTER EXTENSION um UPDATE TO '0.2'" to load this file. \quit
+
+COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a token (um_begin''s lookup uses it too)';

@@ -209,9 +209,7 @@ um_has_permission_acting(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
-	has_user = um_identity_get(&user_id);
-	if (has_user && !PG_ARGISNULL(1) && !um_identity_org_allowed(PG_GETARG_INT64(1)))
-		has_user = false;		/* impersonation does not reach this organization */
+	has_user = um_identity_get_in(!PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1), &user_id);
 	if (PG_NARGS() > 2 && PG_ARGISNULL(2))
 	{
 		/* a NULL scope node is a deny, after the name is validated */
@@ -402,12 +400,10 @@ Datum
 um_permitted_scopes_acting(PG_FUNCTION_ARGS)
 {
 	int64		user_id = 0;
-	bool		has_user = um_identity_get(&user_id);
+	bool		has_user = um_identity_get_in(!PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1), &user_id);
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_DATUM(int8_array(NULL, 0));
-	if (has_user && !PG_ARGISNULL(1) && !um_identity_org_allowed(PG_GETARG_INT64(1)))
-		has_user = false;		/* impersonation does not reach this organization */
 	PG_RETURN_DATUM(permitted_scopes(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0),
 									 !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1)));
 }

@@ -271,6 +271,15 @@ um_identity_org_allowed(int64 org_id)
 	return false;
 }
 
+bool
+um_identity_get_in(bool has_org, int64 org_id, int64 *user_id)
+{
+	if (!um_identity_get(user_id))
+		return false;
+	/* NULL organization: the caller denies anyway; no impersonation check needed */
+	return !has_org || um_identity_org_allowed(org_id);
+}
+
 void
 um_identity_set(int64 user_id, const char *fname)
 {
@@ -324,7 +333,7 @@ um_current_user_id_in(PG_FUNCTION_ARGS)
 {
 	int64		user_id;
 
-	if (!um_identity_get(&user_id) || PG_ARGISNULL(0) || !um_identity_org_allowed(PG_GETARG_INT64(0)))
+	if (PG_ARGISNULL(0) || !um_identity_get_in(true, PG_GETARG_INT64(0), &user_id))
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(user_id);
 }

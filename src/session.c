@@ -186,7 +186,7 @@ static const char *const lookup_sql =
 "              THEN 'password_login_disabled'"
 "       END"
 "  FROM um.sessions s JOIN um.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
-" WHERE s.token_hash OPERATOR(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to($1, 'UTF8'))";
+" WHERE s.token_hash OPERATOR(pg_catalog.=) um.token_hash($1)";
 
 static SPIPlanPtr lookup_plan = NULL;
 

@@ -82,6 +82,10 @@ extern bool um_identity_real(int64 *user_id);
  * while impersonating, outside the organizations it was allowed for) */
 extern bool um_identity_org_allowed(int64 org_id);
 
+/* the acting user for an organization's rows: false when nobody is acting,
+ * or when an impersonation does not reach the organization */
+extern bool um_identity_get_in(bool has_org, int64 org_id, int64 *user_id);
+
 /* make user_id the acting user until the transaction ends; fname names
  * the SQL function for the warning given outside a transaction block */
 extern void um_identity_set(int64 user_id, const char *fname);

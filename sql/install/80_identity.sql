@@ -25,7 +25,7 @@ RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN pg_catalog.sha256(pg_catalog.convert_to(p_token, 'UTF8'));
-COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a token (um_begin computes the same in C''s lookup query)';
+COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a token (um_begin''s lookup uses it too)';
 
 CREATE FUNCTION um.audit_autonomous(p_action text, p_outcome text, p_org_id bigint,
                                     p_target_type text, p_target_id bigint, p_details jsonb)
