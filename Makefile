@@ -13,9 +13,9 @@ EXTENSION   = um
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 
 MODULE_big  = um
-OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/autonomous.o src/protect.o
+OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/autonomous.o src/protect.o src/lifecycle.o
 
-DATA_built  = sql/um--$(EXTVERSION).sql
+DATA_built  = sql/um--$(EXTVERSION).sql sql/um--0.1--0.2.sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 
 # pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out;
@@ -37,6 +37,10 @@ include $(PGXS)
 
 sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@
+
+# assembled until 0.2 is released (see its head)
+sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/86_lifecycle.sql sql/upgrade/0.1--0.2-tail.sql
+	cat $^ > $@
 
 # Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000]
 .PHONY: bench

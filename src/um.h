@@ -9,7 +9,9 @@
  * (identity.c) says who is acting, beside the evaluator; sessions
  * (session.c) turn a login token into the acting user; the audit writer
  * (autonomous.c) commits what a refused call must leave behind; the planner
- * support function (support.c) rewrites checks into index conditions.
+ * support function (support.c) rewrites checks into index conditions; the
+ * lifecycle entry point (lifecycle.c) hands every lifecycle function's body
+ * the role that really called it.
  * um.c registers settings and callbacks and nothing else.
  *
  *-------------------------------------------------------------------------

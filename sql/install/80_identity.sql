@@ -99,20 +99,6 @@ COMMENT ON FUNCTION @extschema@.um_impersonated_orgs() IS
   'the organizations the current impersonation applies to; NULL when not impersonating';
 
 -- ---------------------------------------------------------------------------
--- Who administers um from psql: superusers and roles with the privileges of
--- the extension's owner.  (Inside SECURITY DEFINER functions current_user
--- is the owner; um.invoker_role() is the caller.)
-CREATE FUNCTION um.invoker_administers_um()
-RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-  SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = um.invoker_role()), false)
-      OR coalesce((SELECT pg_catalog.pg_has_role(um.invoker_role(), e.extowner, 'USAGE')
-                     FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
-$$;
-
--- ---------------------------------------------------------------------------
 -- Passwords: bcrypt from pgcrypto (a required extension).  bcrypt is salted
 -- and slow by design, with a cost that can grow with hardware
 -- (um.password_hash_cost); pgcrypto ships with PostgreSQL, so nothing
@@ -198,6 +184,8 @@ AS $$
 DECLARE
   v_actor bigint := @extschema@.um_current_user_id();
 BEGIN
+  -- inside a lifecycle function the database role is its caller's, not um's owner's
+  NEW.db_role := coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = um.caller_role()), NEW.db_role);
   IF v_actor IS NOT NULL THEN
     NEW.actor_user_id := v_actor;
     NEW.impersonator_user_id := nullif(@extschema@.um_real_user_id(), v_actor);
@@ -450,7 +438,7 @@ AS $$
 BEGIN
   IF @extschema@.um_current_user_id() IS NULL THEN
     RAISE LOG 'um: refused % of % % by database role %: %',
-      p_action, p_target_type, p_target_id, um.invoker_role()::regrole, p_message;
+      p_action, p_target_type, p_target_id, coalesce(um.caller_role(), um.invoker_role())::regrole, p_message;
   ELSE
     PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
                                 jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
@@ -458,49 +446,6 @@ BEGIN
   PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
 END
 $$;
-
-CREATE FUNCTION @extschema@.um_logout_all(user_id bigint)
-RETURNS integer
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_actor bigint := @extschema@.um_current_user_id();
-  v_real bigint := @extschema@.um_real_user_id();
-  v_n integer;
-BEGIN
-  IF v_actor IS NULL THEN
-    IF NOT um.invoker_administers_um() THEN
-      PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
-        'permission denied to end the sessions of user ' || um_logout_all.user_id,
-        'Nobody is acting in this transaction, and the database role does not administer um.',
-        'Call um_begin(token) first, or ask a um administrator.');
-    END IF;
-    PERFORM um.require_user(um_logout_all.user_id);
-  ELSIF v_actor <> v_real THEN
-    PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
-      'permission denied to end sessions while impersonating',
-      NULL, 'Call um_end_impersonation() first.');
-  ELSIF v_actor <> um_logout_all.user_id AND NOT EXISTS (
-          SELECT 1 FROM um.memberships m
-           WHERE m.user_id = um_logout_all.user_id
-             AND @extschema@.um_has_permission('user:suspend', m.org_id)
-             AND (NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = m.role_id AND r.builtin = 'root')
-                  OR @extschema@.um_has_permission('org:delete', m.org_id))) THEN
-    PERFORM um.deny('user.logout_all', NULL, 'user', um_logout_all.user_id, 'UM070',
-      'permission denied to end the sessions of user ' || um_logout_all.user_id,
-      'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by another Root), may.',
-      'Ask an Admin of the user''s organization.');
-  END IF;
-  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout of all sessions'
-   WHERE s.user_id = um_logout_all.user_id AND s.revoked_at IS NULL AND s.expires_at > now();
-  GET DIAGNOSTICS v_n = ROW_COUNT;
-  PERFORM um.audit('user.logout_all', NULL, 'user', um_logout_all.user_id, jsonb_build_object('sessions', v_n));
-  RETURN v_n;
-END
-$$;
-COMMENT ON FUNCTION @extschema@.um_logout_all(bigint) IS
-  'end every session of a user (the user themself, a holder of user:suspend in an organization of theirs, or a um administrator); returns how many';
 
 -- ---------------------------------------------------------------------------
 -- Impersonation
@@ -597,7 +542,6 @@ REVOKE EXECUTE ON FUNCTION
   um.invoker_role(),
   um.login_settings(),
   um.start_impersonation(bigint, bigint[]),
-  um.invoker_administers_um(),
   um.pgcrypto_schema(),
   um.hash_password(text),
   um.password_matches(text, text),

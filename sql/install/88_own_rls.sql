@@ -40,7 +40,7 @@ DECLARE
     ['team_member_roles', format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
     ['invitations',       format('%I.um_has_permission(''member:invite'', org_id)', '@extschema@')],
     ['audit_events',      format('%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND target_id = %1$I.um_current_user_id())', '@extschema@')]];
-  v_secret constant text[] := ARRAY['sessions', 'identity_providers', 'user_identities', 'cache_sentinel'];
+  v_secret constant text[] := ARRAY['sessions', 'identity_providers', 'user_identities', 'cache_sentinel', 'verification_tokens'];
   i int;
 BEGIN
   FOR i IN 1 .. array_length(v_rules, 1) LOOP

@@ -18,6 +18,7 @@ SELECT pg_catalog.pg_extension_config_dump('um.sessions', '');
 SELECT pg_catalog.pg_extension_config_dump('um.identity_providers', '');
 SELECT pg_catalog.pg_extension_config_dump('um.user_identities', '');
 SELECT pg_catalog.pg_extension_config_dump('um.audit_events', '');
+SELECT pg_catalog.pg_extension_config_dump('um.verification_tokens', '');
 
 -- and their id sequences (one call per statement: each call updates pg_extension)
 SELECT pg_catalog.pg_extension_config_dump('um.organizations_id_seq', '');

@@ -7,7 +7,7 @@ SELECT tables_are('um', ARRAY[
   'organizations', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel']);
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens']);
 SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list']);
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
                                      'um_register_permission', 'um_permission_matches', 'um_has_permission',
@@ -16,7 +16,19 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_begin', 'um_login', 'um_logout', 'um_logout_all', 'um_change_password',
                                      'um_set_password', 'um_impersonate', 'um_end_impersonation',
                                      'um_impersonated_orgs', 'um_real_user_id', 'um_protect_table', 'um_unprotect_table',
-                                     'um_lint', 'um_check_integrity']
+                                     'um_lint', 'um_check_integrity',
+                                     'um_sign_up', 'um_resend_verification', 'um_verify_email', 'um_mark_verified',
+                                     'um_disable_login', 'um_enable_login', 'um_suspend_user', 'um_reactivate_user',
+                                     'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
+                                     'um_set_org_setting', 'um_add_identity_provider', 'um_link_identity',
+                                     'um_create_team', 'um_rename_team', 'um_delete_team', 'um_add_team_member',
+                                     'um_remove_team_member', 'um_grant_team_role', 'um_revoke_team_role',
+                                     'um_transfer_team_ownership', 'um_create_role', 'um_delete_role',
+                                     'um_grant_permission', 'um_revoke_permission', 'um_grant_scope_role',
+                                     'um_revoke_scope_role', 'um_invite', 'um_request_invitation',
+                                     'um_accept_invitation', 'um_revoke_invitation', 'um_expire_invitations',
+                                     'um_delete_user', 'um_delete_my_account', 'um_export_users',
+                                     'um_export_users_json', 'um_export_my_data']
                      || ARRAY(SELECT p.proname::text FROM pg_proc p
                                WHERE p.pronamespace = 'public'::regnamespace
                                  AND NOT p.proname LIKE 'um\_%'),
@@ -28,7 +40,7 @@ SELECT set_eq(
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,
   ARRAY['organizations', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
-        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events'],
+        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens'],
   'pg_extension_config_dump covers every user-data table');
 SELECT set_eq(
   $$ SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS x(oid)
@@ -50,12 +62,15 @@ SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
               AND NOT c.relrowsecurity),
           ARRAY['builtin_role_permissions', 'builtin_roles', 'permissions'],
           'the tables PUBLIC reads without row-level security are the catalogs, which hold no tenant data');
-SELECT ok(NOT has_function_privilege('public', 'um_create_user(text,text,boolean,text,text,text,jsonb)', 'EXECUTE'),
-          'PUBLIC cannot execute um_create_user');
-SELECT ok(NOT has_function_privilege('public', 'um_create_organization(text,text,bigint)', 'EXECUTE'),
-          'PUBLIC cannot execute um_create_organization');
-SELECT ok(NOT has_function_privilege('public', 'um_add_member(bigint,bigint,text)', 'EXECUTE'),
-          'PUBLIC cannot execute um_add_member');
+CREATE ROLE regress_um_schema_app;
+SET ROLE regress_um_schema_app;
+SELECT throws_ok($$ SELECT um_create_user('eve@example.com') $$, 'UM070', 'permission denied to create a user',
+                 'a role that does not administer um cannot create users with nobody acting');
+SELECT throws_ok($$ SELECT um_create_organization('evil', 'Evil', 1) $$, 'UM070', 'permission denied to create an organization',
+                 'nor organizations');
+SELECT throws_ok($$ SELECT um_add_member(1, 2) $$, 'UM070', 'permission denied to add members to organization 1',
+                 'nor add members');
+RESET ROLE;
 SELECT ok(NOT has_function_privilege('public', 'um_act_as(bigint)', 'EXECUTE'),
           'PUBLIC cannot choose who is acting');
 SELECT ok(NOT bool_or(has_function_privilege('public', f, 'EXECUTE')),

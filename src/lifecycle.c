@@ -1,0 +1,147 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/lifecycle.c
+ *	  The entry point of every lifecycle function: who is calling.
+ *
+ * A lifecycle function (um_invite, um_suspend_user, ...) must write um's
+ * tables, which nobody but um's owner may write, so its body runs as that
+ * owner (SECURITY DEFINER).  Yet with nobody acting it must decide by the
+ * database role that called it: is that role a um administrator?  Inside a
+ * SECURITY DEFINER function the current user is the owner, and the session
+ * user (GetOuterUserId) is not the caller either when the call comes from
+ * another role's SECURITY DEFINER function: a um administrator running
+ * mallory's function would lend mallory their rights.
+ *
+ * So each public function is this C function, running with the caller's
+ * rights (SECURITY INVOKER).  It notes the current user, the role really
+ * calling, and calls the body, um.do_<name>(the same arguments..., caller
+ * oid), a SECURITY DEFINER function whose EXECUTE nobody holds: fmgr calls
+ * it directly, with the caller's role as its last argument.  The body
+ * decides with that argument, never with anything the caller could set.
+ *
+ * While a body runs, um.caller_role() says who called it, for the audit
+ * trail's database role column.
+ *
+ * Set-returning bodies return their rows in materialize mode through the
+ * caller's ReturnSetInfo, which is handed on unchanged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+
+#include "um.h"
+
+PG_FUNCTION_INFO_V1(um_lifecycle_entry);
+PG_FUNCTION_INFO_V1(um_caller_role);
+
+/* what a public function's call site remembers: its body */
+typedef struct LifecycleBody
+{
+	FmgrInfo	flinfo;
+	int			nargs;			/* of the public function */
+} LifecycleBody;
+
+/* the caller of the innermost body running, InvalidOid outside bodies */
+static Oid	current_caller = InvalidOid;
+
+static LifecycleBody *
+lookup_body(FunctionCallInfo fcinfo)
+{
+	Oid			public_oid = fcinfo->flinfo->fn_oid;
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	const char *public_name;
+	char	   *body_name;
+	Oid			argtypes[FUNC_MAX_ARGS];
+	int			nargs;
+	Oid			body_oid;
+	LifecycleBody *body;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(public_oid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", public_oid);
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	public_name = NameStr(proc->proname);
+	nargs = proc->pronargs;
+	if (strncmp(public_name, "um_", 3) != 0 || nargs + 1 > FUNC_MAX_ARGS)
+		elog(ERROR, "function \"%s\" is not a um lifecycle function", public_name);
+	memcpy(argtypes, proc->proargtypes.values, nargs * sizeof(Oid));
+	argtypes[nargs] = OIDOID;
+	body_name = psprintf("do_%s", public_name + 3);
+	ReleaseSysCache(tup);
+
+	body_oid = LookupFuncName(list_make2(makeString("um"), makeString(body_name)),
+							  nargs + 1, argtypes, false);
+
+	body = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(LifecycleBody));
+	fmgr_info_cxt(body_oid, &body->flinfo, fcinfo->flinfo->fn_mcxt);
+	body->flinfo.fn_expr = fcinfo->flinfo->fn_expr;
+	body->nargs = nargs;
+	return body;
+}
+
+Datum
+um_lifecycle_entry(PG_FUNCTION_ARGS)
+{
+	LifecycleBody *body = (LifecycleBody *) fcinfo->flinfo->fn_extra;
+	LOCAL_FCINFO(inner, FUNC_MAX_ARGS);
+	Oid			save_caller = current_caller;
+	Datum		result;
+	int			i;
+
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot change users or organizations within a security-restricted operation"),
+				 errdetail("Maintenance commands (ANALYZE, CREATE INDEX, REFRESH MATERIALIZED VIEW, ...) run table owners' code with restricted rights."),
+				 errhint("Call um's lifecycle functions from a plain statement.")));
+
+	if (body == NULL)
+	{
+		body = lookup_body(fcinfo);
+		fcinfo->flinfo->fn_extra = body;
+	}
+
+	InitFunctionCallInfoData(*inner, &body->flinfo, body->nargs + 1,
+							 fcinfo->fncollation, fcinfo->context, fcinfo->resultinfo);
+	for (i = 0; i < body->nargs; i++)
+		inner->args[i] = fcinfo->args[i];
+	inner->args[body->nargs].value = ObjectIdGetDatum(GetUserId());
+	inner->args[body->nargs].isnull = false;
+
+	current_caller = GetUserId();
+	PG_TRY();
+	{
+		result = FunctionCallInvoke(inner);
+	}
+	PG_FINALLY();
+	{
+		current_caller = save_caller;
+	}
+	PG_END_TRY();
+
+	fcinfo->isnull = inner->isnull;
+	return result;
+}
+
+/*
+ * um.caller_role(): the role that called the innermost lifecycle function
+ * running, NULL outside them.
+ */
+Datum
+um_caller_role(PG_FUNCTION_ARGS)
+{
+	if (!OidIsValid(current_caller))
+		PG_RETURN_NULL();
+	PG_RETURN_OID(current_caller);
+}
