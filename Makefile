@@ -21,7 +21,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 # pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out;
 # pg_isolation_regress reads ./specs/<test>.spec.  `make installcheck` runs
 # both against a running server; `bash test/run.sh` runs every suite.
-REGRESS        = install errors rls_plan rls_attack
+REGRESS        = install errors rls_plan rls_attack lifecycle_export
 REGRESS_OPTS   = --inputdir=.
 ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))
 ISOLATION_OPTS = --inputdir=.

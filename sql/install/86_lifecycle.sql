@@ -1825,8 +1825,10 @@ BEGIN
                                   FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
                                  WHERE tm.org_id = m.org_id AND tm.user_id = u.id),
                       'grants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
-                                   'role', gr.name, 'scope_id', g.scope_id, 'scope_kind', g.scope_kind) ORDER BY g.id), '[]')
-                                   FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id
+                                   'role', gr.name, 'scope_id', g.scope_id,
+                                   'scope', coalesce(s.kind || ' ' || s.name, 'every ' || g.scope_kind, 'the organization'))
+                                   ORDER BY g.id), '[]')
+                                   FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id LEFT JOIN um.scopes s ON s.id = g.scope_id
                                   WHERE g.org_id = m.org_id AND g.user_id = u.id))
                     ORDER BY u.id)
                FROM um.memberships m JOIN um.users u ON u.id = m.user_id JOIN um.roles r ON r.id = m.role_id
