@@ -65,8 +65,9 @@ cat >"$work/write.sql" <<'SQL'
 BEGIN;
 SELECT um_create_user('load-' || :client_id || '-' || :k || '@example.com') AS new_user \gset
 SELECT um_add_member(:o, :new_user, 'Clerk');
-DELETE FROM um.memberships WHERE id = (SELECT m.id FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
-                                         WHERE m.org_id = :o AND r.name = 'Clerk' ORDER BY m.id LIMIT 1);
+SELECT m.user_id AS leaving FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+ WHERE m.org_id = :o AND r.name = 'Clerk' ORDER BY m.id LIMIT 1 FOR UPDATE OF m SKIP LOCKED \gset
+SELECT um_remove_member(:o, :leaving);
 COMMIT;
 SQL
 pgbench -n -c "$CLIENTS" -j 2 -T "$DURATION" -d um_load \
