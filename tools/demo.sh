@@ -122,7 +122,22 @@ SELECT um_current_user_id() AS acting, um_real_user_id() AS "really", um_has_per
 COMMIT;
 SELECT um_logout(:'token') AS "logged out";
 
-\echo '== The database itself keeps the rules.  Five mistakes, five clear refusals:'
+\echo '== Lifecycle: carol (Admin) invites a batch; one invitee accepts with the emailed token'
+BEGIN;
+SELECT um_act_as(:carol) \gset
+CREATE TEMP TABLE invited AS
+  SELECT * FROM um_invite(:acme, E'ivy@acme.example; jack@acme.example\n ivy@ACME.example, dave@acme.example', 'Service Reader');
+SELECT email, status, invitation_id, left(token, 12) || '...' AS token FROM invited;
+COMMIT;
+SELECT um_accept_invitation((SELECT token FROM invited WHERE email = 'ivy@acme.example'), 'ivy''s own password', 'Ivy') AS ivy \gset
+SELECT email, role, membership, email_verified FROM um.member_list WHERE user_id = :ivy;
+\echo '-- and exports the members (CSV, as COPY writes it)'
+BEGIN;
+SELECT um_act_as(:ada) \gset
+COPY (SELECT user_id, email, org_role, teams FROM um_export_users(:acme)) TO STDOUT (FORMAT csv, HEADER);
+COMMIT;
+
+\echo '== The database itself keeps the rules.  Seven mistakes, seven clear refusals:'
 \set ON_ERROR_STOP 0
 \set VERBOSITY default
 \set SHOW_CONTEXT never
@@ -138,6 +153,13 @@ BEGIN;
 SELECT um_act_as(:carol) \gset
 SELECT um_impersonate(:dave);
 ROLLBACK;
+\echo '-- carol (Admin) makes herself Root (nobody hands out permissions they lack)'
+BEGIN;
+SELECT um_act_as(:carol) \gset
+SELECT um_set_org_role(:acme, :carol, 'Root');
+ROLLBACK;
+\echo '-- the administrator deletes ada, the only Root of an organization with members (GDPR erasure waits for a new Root)'
+SELECT um_delete_user(:ada);
 \echo '-- log in with a wrong password (the refusal is audited, and counted towards a lockout)'
 SELECT um_login('dave@acme.example', 'tr0ub4dor');
 \set ON_ERROR_STOP 1
