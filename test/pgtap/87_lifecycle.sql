@@ -7,7 +7,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(209);
+SELECT plan(226);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;     -- um_act_as outside BEGIN warns that it lasts one statement: here, on purpose
@@ -578,6 +578,40 @@ SELECT um_mark_verified(:nina2) AS ignored \gset
 SELECT is(pg_temp.try_as(:nina2, 'SELECT um_delete_my_account()'), 'ok', 'um_delete_my_account');
 SELECT is((SELECT count(*) FROM um.users WHERE id = :nina2), 0::bigint, 'erases the acting user');
 SELECT is(pg_temp.try_as(NULL, 'SELECT um_delete_my_account()'), 'UM072', 'it needs an acting user');
+
+-- ---------------------------------------------------------------------------
+-- The remaining refusals
+
+SELECT is(pg_temp.try_as(:gina, format('SELECT um_delete_team(%s)', :nina_team)), 'UM070', 'deleting a team needs team:delete');
+SELECT is(pg_temp.try_as(:gina, format('SELECT um_revoke_team_role(%s, %s, %L)', :nina_team, :dave, 'Member')), 'UM070',
+          'team roles are taken away only with team:manage or by the owner');
+SELECT is(pg_temp.try_as(:gina, format('SELECT um_transfer_team_ownership(%s, %s)', :nina_team, :gina)), 'UM070',
+          'nobody else takes a team''s ownership');
+SELECT is(pg_temp.try_as(:dave, format('SELECT um_revoke_scope_role(%s, %L, user_id => %s)', :apollo, 'Member', :frank)), 'UM070',
+          'taking back scope roles needs role:grant');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_add_identity_provider(%s, %L, %L, %L)', :acme, 'Evil', 'oidc', 'https://evil.example')),
+          'UM070', 'adding an identity provider needs org:update');
+SELECT is(pg_temp.try_as(:ada, format('SELECT um_add_identity_provider(%s, %L, %L, %L)', :acme, 'OKTA', 'oidc', 'https://x.example')),
+          'UM027', 'provider names are unique in the organization (UM027)');
+SELECT is(pg_temp.try_as(:ada, format('SELECT um_add_identity_provider(%s, %L, %L, %L)', :acme, 'Dir', 'ldap', 'https://x.example')),
+          'UM009', 'only oidc and saml (UM009)');
+SELECT is(pg_temp.try_as(:carol, 'SELECT um_expire_invitations()'), 'UM070', 'housekeeping is for um administrators');
+SELECT is(pg_temp.try_as(:carol, 'SELECT um_register_permission(''invoice:void'')'), 'UM070',
+          'an acting user never changes the permission catalog every organization shares');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_organization(%L, %L, %s)', 'carolco', 'CarolCo', :dave)), 'UM070',
+          'an acting user creates organizations only with themself as Root');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_organization(%L, %L, %s)', 'carolco', 'CarolCo', :carol)), 'ok',
+          'and may found their own');
+SELECT is(pg_temp.role_of(pg_temp.org('carolco'), :carol), 'Root', 'as its Root');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_add_member(%s, %s)', :globex, :gina)), 'UM070',
+          'adding a member needs member:create in that organization');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_add_member(%s, %s, %L)', :acme, :bob, 'Root')), 'UM073',
+          'and an Admin never adds a Root');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_add_member(%s, %s)', :acme, :gina)), 'UM022', 'nor a member twice (UM022)');
+SELECT um_create_team(:acme, 'Blue', owner_user_id => :carol) AS blue \gset
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_rename_team(%s, %L)', :blue, 'NINA team')), 'UM025',
+          'a rename cannot take another team''s name (UM025)');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_rename_team(%s, %L)', :blue, ' Blue ')), 'UM003', 'nor an untrimmed one (UM003)');
 
 -- ---------------------------------------------------------------------------
 -- The audit trail
