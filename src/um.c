@@ -5,10 +5,12 @@
  *
  * um keeps its state per backend and needs no shared memory, so it works
  * when loaded on first use by CREATE EXTENSION or any um function, without
- * shared_preload_libraries.  _PG_init defines the settings, registers the
- * cache's invalidation and transaction callbacks and the identity's
- * transaction callback, and reserves the "um." prefix so that a misspelt um
- * setting is an error rather than a silent placeholder.
+ * shared_preload_libraries.  Loaded at server start, it also reserves the
+ * shared memory in which every backend publishes its cache statistics
+ * (monitor.c).  _PG_init defines the settings, registers the cache's
+ * invalidation and transaction callbacks and the identity's transaction
+ * callback, and reserves the "um." prefix so that a misspelt um setting is
+ * an error rather than a silent placeholder.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +34,7 @@ _PG_init(void)
 	um_cache_init();
 	um_identity_init();
 	um_session_init();
+	um_monitor_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("um");
 #else

@@ -11,7 +11,8 @@
  * (autonomous.c) commits what a refused call must leave behind; the planner
  * support function (support.c) rewrites checks into index conditions; the
  * lifecycle entry point (lifecycle.c) hands every lifecycle function's body
- * the role that really called it.
+ * the role that really called it; the monitor (monitor.c) publishes each
+ * backend's cache statistics in shared memory when um is preloaded.
  * um.c registers settings and callbacks and nothing else.
  *
  *-------------------------------------------------------------------------
@@ -198,5 +199,10 @@ um_bit(const uint64 *bits, int id)
 {
 	return (bits[id / 64] >> (id % 64)) & 1;
 }
+
+/* ---- monitor.c: every backend's cache statistics */
+
+/* from _PG_init: reserve shared memory when preloaded; publish at transaction end */
+extern void um_monitor_init(void);
 
 #endif							/* UM_H */

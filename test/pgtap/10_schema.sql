@@ -8,7 +8,7 @@ SELECT tables_are('um', ARRAY[
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
   'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens']);
-SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list']);
+SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list', 'cache_activity']);
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
                                      'um_register_permission', 'um_permission_matches', 'um_has_permission',
                                      'um_permitted_orgs', 'um_permitted_scopes', 'um_explain_permission',
@@ -28,7 +28,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_revoke_scope_role', 'um_invite', 'um_request_invitation',
                                      'um_accept_invitation', 'um_revoke_invitation', 'um_expire_invitations',
                                      'um_delete_user', 'um_delete_my_account', 'um_export_users',
-                                     'um_export_users_json', 'um_export_my_data']
+                                     'um_export_users_json', 'um_export_my_data', 'um_cache_stats_all']
                      || ARRAY(SELECT p.proname::text FROM pg_proc p
                                WHERE p.pronamespace = 'public'::regnamespace
                                  AND NOT p.proname LIKE 'um\_%'),
