@@ -337,7 +337,13 @@ DECLARE
   v_token text := um.generate_token();
   v_session bigint;
 BEGIN
-  DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();   -- housekeeping
+  -- housekeeping, unless an application table references sessions (um
+  -- never changes application rows: see um.assert_no_app_cascades)
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+                  WHERE c.contype = 'f' AND c.confrelid = 'um.sessions'::regclass
+                    AND r.relnamespace <> 'um'::regnamespace) THEN
+    DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
+  END IF;
   INSERT INTO um.sessions (user_id, token_hash, expires_at)
   VALUES (p_user.id, um.token_hash(v_token), now() + make_interval(secs => (um.login_settings()).session_lifetime_seconds))
   RETURNING id INTO v_session;

@@ -144,6 +144,39 @@ AS $$
    WHERE @extschema@.um_permission_matches(p_pattern, p.name) ORDER BY 1;
 $$;
 
+
+-- um never changes application rows.  A foreign key from an application
+-- table into um's tables with a cascading action (CASCADE, SET NULL, SET
+-- DEFAULT) would make a lifecycle function's DELETE change that table, and
+-- PostgreSQL fires the table's AFTER triggers at the end of the function's
+-- statement, with the function's rights (um's owner): the table's owner
+-- could run code as um's owner.  So every lifecycle function that may delete
+-- refuses while such a foreign key exists; with RESTRICT or NO ACTION the
+-- application removes its own rows first (and deletion names the table).
+CREATE FUNCTION um.assert_no_app_cascades()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v record;
+BEGIN
+  SELECT c.conname, c.conrelid::regclass AS tbl, c.confrelid::regclass AS target INTO v
+    FROM pg_catalog.pg_constraint c
+    JOIN pg_catalog.pg_class t ON t.oid = c.confrelid
+    JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+   WHERE c.contype = 'f' AND t.relnamespace = 'um'::regnamespace AND r.relnamespace <> 'um'::regnamespace
+     AND (c.confdeltype NOT IN ('a', 'r') OR c.confupdtype NOT IN ('a', 'r'))
+   ORDER BY 2, 1 LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'foreign key "%" of table % would let um change application rows', v.conname, v.tbl
+      USING ERRCODE = 'UM057',
+            DETAIL = format('It references %s with a cascading action (CASCADE, SET NULL or SET DEFAULT).', v.target),
+            HINT = 'Declare it ON DELETE RESTRICT (or NO ACTION) and ON UPDATE RESTRICT; the application removes its own rows first.';
+  END IF;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Authorization
 
@@ -159,6 +192,7 @@ AS $$
 DECLARE
   v_actor bigint := @extschema@.um_current_user_id();
 BEGIN
+  PERFORM um.assert_no_app_cascades();
   IF v_actor IS NULL THEN
     IF NOT um.role_administers_um(p_caller) THEN
       PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
@@ -168,9 +202,18 @@ BEGIN
     END IF;
   ELSIF p_permission IS NOT NULL
         AND (p_org_id IS NULL OR NOT @extschema@.um_has_permission(p_permission, p_org_id)) THEN
+    IF p_org_id IS NULL OR @extschema@.um_current_user_id(p_org_id) IS NULL
+       OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = v_actor) THEN
+      -- not one of the actor's organizations: say nothing about it, and keep
+      -- the refusal out of its audit trail
+      PERFORM um.deny(p_action, NULL, p_target_type, p_target_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('It needs %s in an organization you belong to.', p_permission),
+        'Ask an Admin of the organization for that permission.');
+    END IF;
     PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
       'permission denied to ' || p_what,
-      format('It needs %s in organization %s.', p_permission, coalesce(p_org_id::text, 'NULL')),
+      format('It needs %s in organization %s.', p_permission, p_org_id),
       'Ask an Admin of the organization for that permission.');
   END IF;
   IF p_org_id IS NOT NULL THEN
@@ -326,6 +369,7 @@ AS $$
 DECLARE
   v_token text := um.generate_token();
 BEGIN
+  PERFORM um.assert_no_app_cascades();
   DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;   -- one live token per user
   INSERT INTO um.verification_tokens (token_hash, user_id, expires_at)
   VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours');
@@ -474,6 +518,7 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  PERFORM um.assert_no_app_cascades();
   DELETE FROM um.verification_tokens t
    WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
   RETURNING t.user_id INTO v_id;
@@ -556,7 +601,7 @@ $$;
 
 -- Suspension: of the account (every organization), or of one membership.
 -- It keeps everything and blocks all access; reactivation undoes exactly it.
-CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint, p_reason text, p_caller oid)
+CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -590,8 +635,7 @@ BEGIN
                     CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
       USING ERRCODE = 'UM051', HINT = 'Reactivate the user with um_reactivate_user().';
   END IF;
-  PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id,
-                   jsonb_strip_nulls(jsonb_build_object('reason', p_reason)));
+  PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
 
@@ -681,10 +725,20 @@ AS $$
 DECLARE
   v_actor bigint := um.authorize(p_caller, 'member.add', format('add members to organization %s', p_org_id),
                                  'member:create', p_org_id, 'user', p_user_id);
-  v_org um.organizations := um.require_organization(p_org_id);
+  v_org um.organizations;
   v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
   v_id bigint;
 BEGIN
+  -- An acting user never pulls an existing account into their organization
+  -- (it would show them its data and put it under their control): people
+  -- join through an invitation they accept.
+  IF v_actor IS NOT NULL THEN
+    PERFORM um.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
+      'permission denied to add an existing user directly',
+      'People join an organization by accepting an invitation; only a um administrator adds them directly.',
+      'Invite the address with um_invite(), or create a new user with um_create_user(org_id, email, ...).');
+  END IF;
+  v_org := um.require_organization(p_org_id);
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
   PERFORM um.require_user(p_user_id);
@@ -910,6 +964,11 @@ BEGIN
   END IF;
   PERFORM um.require_member(p_org_id, v_user);
   PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
+  IF v_actor IS NOT NULL AND v_actor <> v_user THEN
+    -- a sign-in method is the whole account's, in every organization of the user
+    PERFORM um.authorize_user(p_caller, 'user.link_identity', format('link an identity to user %s', v_user),
+                              'user:update', v_user);
+  END IF;
   SELECT p.id INTO v_provider FROM um.identity_providers p
    WHERE p.org_id = p_org_id AND lower(p.name) = lower(p_provider);
   IF NOT FOUND THEN
@@ -944,6 +1003,7 @@ DECLARE
   v_org bigint;
   v_actor bigint;
 BEGIN
+  PERFORM um.assert_no_app_cascades();
   SELECT t.org_id INTO v_org FROM um.teams t WHERE t.id = p_team_id;
   v_actor := @extschema@.um_current_user_id(v_org);
   IF v_actor IS NOT NULL AND EXISTS (
@@ -956,6 +1016,28 @@ BEGIN
   v_actor := um.authorize(p_caller, p_action, p_what, 'team:manage', v_org, 'user', p_target_id);
   v_team := um.require_team(p_team_id);
   RETURN v_actor;
+END
+$$;
+
+-- Joining a team gives the roles the team holds (its grants); nobody adds a
+-- member to a team whose grants hold permissions they lack there.
+CREATE FUNCTION um.guard_team_grants(p_actor bigint, p_team_id bigint, p_action text, p_target_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  g record;
+BEGIN
+  IF p_actor IS NULL THEN
+    RETURN;
+  END IF;
+  FOR g IN SELECT gr.org_id, gr.role_id, gr.scope_id, r.name
+             FROM um.grants gr JOIN um.roles r ON r.id = gr.role_id
+            WHERE gr.team_id = p_team_id ORDER BY gr.id LOOP
+    PERFORM um.guard_escalation(p_actor, g.org_id, g.scope_id, ARRAY(SELECT um.role_grants(g.role_id)),
+                                p_action, format('add a member to a team that holds role "%s"', g.name), 'user', p_target_id);
+  END LOOP;
 END
 $$;
 
@@ -1053,6 +1135,7 @@ BEGIN
     RAISE EXCEPTION 'user % is already a member of team "%"', p_user_id, v_team.name
       USING ERRCODE = 'UM024', HINT = 'Give them team roles with um_grant_team_role().';
   END IF;
+  PERFORM um.guard_team_grants(v_actor, p_team_id, 'team.add_member', p_user_id);
   INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (v_team.org_id, p_team_id, p_user_id);
   FOREACH v_name IN ARRAY coalesce(p_roles, '{}') LOOP
     v_role := um.require_role(v_team.org_id, v_name);
@@ -1199,8 +1282,15 @@ BEGIN
     RAISE EXCEPTION 'organization % already has a role named "%"', p_org_id, p_name
       USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
   END;
+  -- an acting user's patterns become the permissions they stand for today:
+  -- a pattern would also cover permissions registered later, which the
+  -- grantor does not hold (a um administrator may store patterns)
   INSERT INTO um.role_permissions (org_id, role_id, permission)
-  SELECT DISTINCT p_org_id, v_id, p FROM unnest(coalesce(p_permissions, '{}')) AS p;   -- unknown names: UM011
+  SELECT DISTINCT p_org_id, v_id, x
+    FROM unnest(coalesce(p_permissions, '{}')) AS p,
+         LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
+                  UNION ALL
+                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
   PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
   RETURN v_id;
 END
@@ -1270,8 +1360,14 @@ BEGIN
                               ARRAY(SELECT um.pattern_grants(p_permission)),
                               'role.grant_permission', format('add %s to role "%s"', p_permission, v_role.name),
                               'role', p_role_id);
+  -- as in um_create_role, an acting user's pattern is stored as the permissions it stands for today
   INSERT INTO um.role_permissions (org_id, role_id, permission)
-  VALUES (v_role.org_id, p_role_id, p_permission) ON CONFLICT DO NOTHING;       -- unknown names: UM011
+  SELECT v_role.org_id, p_role_id, x
+    FROM (SELECT p_permission WHERE @extschema@.um_current_user_id() IS NULL OR strpos(p_permission, '*') = 0
+          UNION ALL
+          SELECT g FROM um.pattern_grants(p_permission) AS g
+           WHERE @extschema@.um_current_user_id() IS NOT NULL AND strpos(p_permission, '*') > 0) AS e(x)
+  ON CONFLICT DO NOTHING;                                                          -- unknown names: UM011
   IF NOT FOUND THEN
     RETURN false;
   END IF;
@@ -1451,6 +1547,12 @@ BEGIN
     RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
       USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
   END IF;
+  IF p_team_id IS NOT NULL THEN
+    -- inviting into a team is adding a team member: team:manage or its owner,
+    -- and no team whose grants hold more than the inviter
+    PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
+    PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
+  END IF;
   IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
     PERFORM um.invalid_argument(format('invalid validity "%s"', p_valid_for), 'Pass an interval between 1 second and 90 days.');
   END IF;
@@ -1552,32 +1654,46 @@ DECLARE
   v_user um.users;
   v_user_id bigint;
 BEGIN
+  PERFORM um.assert_no_app_cascades();
   SELECT * INTO v_inv FROM um.invitations i WHERE i.token_hash = um.token_hash(coalesce(p_token, '')) FOR UPDATE;
   IF NOT FOUND OR v_inv.state <> 'pending' OR v_inv.expires_at <= now() THEN
-    RAISE EXCEPTION 'the invitation is not valid'
-      USING ERRCODE = 'UM053',
-            DETAIL = CASE WHEN v_inv.id IS NULL THEN 'The token is unknown.'
-                          WHEN v_inv.state = 'accepted' THEN 'It was already accepted.'
-                          WHEN v_inv.state = 'revoked' THEN 'It was revoked.'
-                          ELSE 'It has expired.' END,
-            HINT = 'Ask the organization for a new invitation.';
+    PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM053',
+      'the invitation is not valid',
+      CASE WHEN v_inv.id IS NULL THEN 'The token is unknown.'
+           WHEN v_inv.state = 'accepted' THEN 'It was already accepted.'
+           WHEN v_inv.state = 'revoked' THEN 'It was revoked.'
+           ELSE 'It has expired.' END,
+      'Ask the organization for a new invitation.');
   END IF;
   SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_inv.email) FOR UPDATE;
-  IF FOUND THEN
-    IF (v_actor IS NOT NULL AND v_actor <> v_user.id) OR p_password IS NOT NULL THEN
-      RAISE EXCEPTION 'the invitation is for another account'
-        USING ERRCODE = 'UM056',
-              DETAIL = CASE WHEN p_password IS NOT NULL THEN 'The invited address already has an account.'
-                            ELSE 'It was sent to the address of another user.' END,
-              HINT = 'Log in as the invited address and accept without a password.';
+  IF FOUND AND v_actor IS NOT NULL THEN
+    IF v_actor <> v_user.id OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+      PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM056',
+        'the invitation is for another account', 'It was sent to the address of another user.',
+        'Log in as the invited address to accept it.');
     END IF;
+    v_user_id := v_user.id;                         -- the invited user, logged in
+  ELSIF FOUND AND v_user.email_verified_at IS NOT NULL THEN
+    PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM056',
+      'the invited address already has an account',
+      'An existing account accepts its invitations only while logged in.',
+      'Log in as the invited address, then accept.');
+  ELSIF FOUND THEN
+    -- an unverified account with this address: whoever registered it never
+    -- proved they own the address (nor could log in), and the invitee just
+    -- did (the token came by email): the account is theirs, with the
+    -- password they choose now, and the registrant's password stops working
     v_user_id := v_user.id;
-    UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_user_id;
+    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now(),
+                          must_change_password = false, email_verified_at = now(), name = coalesce(p_name, u.name),
+                          failed_login_count = 0, locked_until = NULL
+     WHERE u.id = v_user_id;                         -- ends the registrant's sessions
+    DELETE FROM um.verification_tokens t WHERE t.user_id = v_user_id;
   ELSE
     IF v_actor IS NOT NULL THEN
-      RAISE EXCEPTION 'the invitation is for another account'
-        USING ERRCODE = 'UM056', DETAIL = 'It was sent to an address that is not yours.',
-              HINT = 'Accept it logged out, as the invited address, choosing a password.';
+      PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM056',
+        'the invitation is for another account', 'It was sent to an address that is not yours.',
+        'Accept it logged out, as the invited address, choosing a password.');
     END IF;
     v_user_id := um.insert_user(v_inv.email, p_name, true, NULL, NULL, NULL, NULL);
     UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now(),
@@ -1640,7 +1756,8 @@ BEGIN
       'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
   END IF;
   UPDATE um.invitations i SET state = 'expired', decided_at = now(), token_hash = NULL
-   WHERE i.state = 'pending' AND i.expires_at <= now();
+   WHERE (i.state = 'pending' AND i.expires_at <= now())
+      OR (i.state = 'requested' AND i.created_at <= now() - interval '30 days');   -- unanswered requests
   GET DIAGNOSTICS v_n = ROW_COUNT;
   IF v_n > 0 THEN
     PERFORM um.audit('invitation.expire', NULL, 'invitation', NULL, jsonb_build_object('count', v_n));
@@ -1691,7 +1808,7 @@ BEGIN
       JOIN pg_catalog.pg_namespace n ON n.oid = rel.relnamespace
       JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
      WHERE c.contype = 'f' AND c.confrelid = 'um.users'::regclass AND n.nspname <> 'um'
-       AND cardinality(c.conkey) = 1 AND c.confdeltype IN ('a', 'r')
+       AND cardinality(c.conkey) = 1
      ORDER BY 1, 2
   LOOP
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1)', v_fk.tbl, v_fk.col) INTO v_found USING p_user_id;
@@ -1714,6 +1831,7 @@ DECLARE
   v_email text;
   v_orgs bigint[];
 BEGIN
+  PERFORM um.assert_no_app_cascades();
   SELECT u.email INTO v_email FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
   v_block := um.deletion_blocker(p_user_id);
   IF v_block.kind IS NOT NULL THEN
@@ -1997,9 +2115,9 @@ RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARA
 COMMENT ON FUNCTION @extschema@.um_enable_login(bigint) IS
   'let a notification-only user log in; returns a temporary password when they had no way to sign in';
 
-CREATE FUNCTION @extschema@.um_suspend_user(user_id bigint, org_id bigint DEFAULT NULL, reason text DEFAULT NULL)
+CREATE FUNCTION @extschema@.um_suspend_user(user_id bigint, org_id bigint DEFAULT NULL)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION @extschema@.um_suspend_user(bigint, bigint, text) IS
+COMMENT ON FUNCTION @extschema@.um_suspend_user(bigint, bigint) IS
   'suspend a user everywhere (org_id NULL) or in one organization: everything is kept, all access blocked';
 
 CREATE FUNCTION @extschema@.um_reactivate_user(user_id bigint, org_id bigint DEFAULT NULL)
@@ -2149,7 +2267,7 @@ COMMENT ON FUNCTION @extschema@.um_revoke_invitation(bigint) IS 'withdraw an ope
 CREATE FUNCTION @extschema@.um_expire_invitations()
 RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_expire_invitations() IS
-  'um administrators'' housekeeping: mark pending invitations past their expiry expired; returns how many';
+  'um administrators'' housekeeping: mark pending invitations past their expiry, and requests unanswered for 30 days, expired; returns how many';
 
 CREATE FUNCTION @extschema@.um_delete_user(user_id bigint)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -2180,3 +2298,10 @@ CREATE FUNCTION @extschema@.um_logout_all(user_id bigint)
 RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_logout_all(bigint) IS
   'end every session of a user (the user themself, a holder of user:suspend in an organization of theirs, or a um administrator); returns how many';
+
+-- Self-registration returns the verification token to its caller, which
+-- must be the application backend that emails it (whoever holds the token
+-- can verify the address): EXECUTE is granted to that role by the DBA.
+REVOKE EXECUTE ON FUNCTION @extschema@.um_sign_up(text, text, text, text, text),
+                           @extschema@.um_resend_verification(text)
+  FROM PUBLIC;
