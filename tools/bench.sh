@@ -194,6 +194,74 @@ SELECT operation, calls, round((seconds * 1e6 / calls)::numeric, 1) AS "us/call"
 SQL
 
 echo
+echo "== lifecycle: a Root acting through um's functions, against the same change by hand (um's triggers only)"
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+SET client_min_messages = warning;
+\pset footer off
+SELECT m.org_id AS o, m.user_id AS root FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+ WHERE r.builtin = 'root' AND (SELECT count(*) FROM um.memberships x WHERE x.org_id = m.org_id) >= 3
+ ORDER BY m.org_id LIMIT 1 \gset
+SELECT m.user_id AS member FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+ WHERE m.org_id = :o AND r.builtin IS DISTINCT FROM 'root' ORDER BY m.user_id LIMIT 1 \gset
+SELECT id AS editor FROM um.roles WHERE org_id = :o AND builtin = 'service_editor' \gset
+SELECT id AS reader FROM um.roles WHERE org_id = :o AND builtin = 'service_reader' \gset
+SELECT um_create_team(:o, 'Bench team', owner_user_id => :root) AS team \gset
+CREATE TEMP TABLE lc_results (n int, operation text, calls int, seconds float8);
+CREATE FUNCTION pg_temp.lc_measure(n int, operation text, calls int, f text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; best float8; s float8;
+BEGIN
+  FOR r IN 1 .. 3 LOOP
+    t0 := clock_timestamp();
+    EXECUTE f USING calls;
+    s := extract(epoch FROM clock_timestamp() - t0);
+    best := least(coalesce(best, s), s);
+  END LOOP;
+  INSERT INTO lc_results VALUES (n, operation, calls, best);
+END $$;
+CREATE FUNCTION pg_temp.raw_role(n int, o bigint, u bigint, a bigint, b bigint) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP
+       UPDATE um.memberships SET role_id = CASE WHEN i % 2 = 0 THEN a ELSE b END WHERE org_id = o AND user_id = u;
+     END LOOP; END $$;
+CREATE FUNCTION pg_temp.um_role(n int, o bigint, u bigint) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP
+       PERFORM um_set_org_role(o, u, CASE WHEN i % 2 = 0 THEN 'Service Editor' ELSE 'Service Reader' END);
+     END LOOP; END $$;
+CREATE FUNCTION pg_temp.raw_team(n int, o bigint, t bigint, u bigint) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP
+       INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (o, t, u);
+       DELETE FROM um.team_members WHERE team_id = t AND user_id = u;
+     END LOOP; END $$;
+CREATE FUNCTION pg_temp.um_team(n int, t bigint, u bigint) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP
+       PERFORM um_add_team_member(t, u);
+       PERFORM um_remove_team_member(t, u);
+     END LOOP; END $$;
+CREATE FUNCTION pg_temp.um_invite100(n int, o bigint) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP
+       PERFORM count(*) FROM um_invite(o, (SELECT string_agg(format('bench-%s-%s@invite.example', i, g), ', ') FROM generate_series(1, 100) g));
+       UPDATE um.invitations SET state = 'revoked', token_hash = NULL WHERE org_id = o AND state = 'pending';
+     END LOOP; END $$;
+BEGIN;
+SELECT um_act_as(:root) AS a \gset
+SELECT pg_temp.lc_measure(1, 'change a member''s role by hand (UPDATE um.memberships)', 2000,
+                          format('SELECT pg_temp.raw_role($1, %s, %s, %s, %s)', :o, :member, :editor, :reader)) AS x \gset
+SELECT pg_temp.lc_measure(2, 'um_set_org_role: permission, Root guard, escalation guard, audit', 2000,
+                          format('SELECT pg_temp.um_role($1, %s, %s)', :o, :member)) AS x \gset
+SELECT pg_temp.lc_measure(3, 'add and remove a team member by hand', 1000,
+                          format('SELECT pg_temp.raw_team($1, %s, %s, %s)', :o, :team, :member)) AS x \gset
+SELECT pg_temp.lc_measure(4, 'um_add_team_member + um_remove_team_member', 1000,
+                          format('SELECT pg_temp.um_team($1, %s, %s)', :team, :member)) AS x \gset
+SELECT pg_temp.lc_measure(5, 'um_invite of 100 addresses (per address)', 5,
+                          format('SELECT pg_temp.um_invite100($1, %s)', :o)) AS x \gset
+COMMIT;
+UPDATE lc_results SET calls = calls * 100 WHERE n = 5;
+SELECT operation, calls, round((seconds * 1e6 / calls)::numeric, 1) AS "us/call",
+       to_char(calls / seconds, 'FM999,999,990') AS "calls/s",
+       CASE WHEN n IN (2, 4) THEN round(((seconds / calls) / (SELECT seconds / calls FROM lc_results b WHERE b.n = lc_results.n - 1))::numeric, 1) || 'x' END AS "vs by hand"
+  FROM lc_results ORDER BY n;
+SQL
+
+echo
 echo "== reporting under RLS: $RLS_ROWS invoices over 1,000 organizations of Zipf-like sizes"
 psql -X -q -v ON_ERROR_STOP=1 -v rows="$RLS_ROWS" <<'SQL'
 SET client_min_messages = warning;

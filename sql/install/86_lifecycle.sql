@@ -118,32 +118,43 @@ AS $$
                   WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND r.builtin = 'root');
 $$;
 
--- The catalog permissions a role grants, its included roles' too.
+-- The catalog permissions a role grants, its included roles' too.  (PL/pgSQL
+-- so that its plan is kept between calls; exact names join by equality and
+-- only patterns are matched one by one.)
 CREATE FUNCTION um.role_grants(p_role_id bigint)
 RETURNS SETOF text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+  RETURN QUERY
   WITH RECURSIVE r(id) AS (
     SELECT p_role_id
     UNION
-    SELECT ri.included_role_id FROM um.role_inclusions ri JOIN r ON ri.role_id = r.id)
-  SELECT DISTINCT p.name
-    FROM r JOIN um.role_permissions rp ON rp.role_id = r.id
-    JOIN um.permissions p ON @extschema@.um_permission_matches(rp.permission, p.name)
-   ORDER BY 1;
+    SELECT ri.included_role_id FROM um.role_inclusions ri JOIN r ON ri.role_id = r.id),
+  granted AS (SELECT DISTINCT rp.permission FROM r JOIN um.role_permissions rp ON rp.role_id = r.id)
+  SELECT p.name FROM granted g JOIN um.permissions p ON p.name = g.permission
+  UNION
+  SELECT p.name FROM granted g JOIN um.permissions p
+      ON strpos(g.permission, '*') > 0 AND @extschema@.um_permission_matches(g.permission, p.name);
+END
 $$;
 
 -- The catalog permissions a name or pattern stands for.
 CREATE FUNCTION um.pattern_grants(p_pattern text)
 RETURNS SETOF text
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT p.name FROM um.permissions p
-   WHERE @extschema@.um_permission_matches(p_pattern, p.name) ORDER BY 1;
+BEGIN
+  IF strpos(p_pattern, '*') = 0 THEN
+    RETURN QUERY SELECT p.name FROM um.permissions p WHERE p.name = p_pattern;
+  ELSE
+    RETURN QUERY SELECT p.name FROM um.permissions p
+                  WHERE @extschema@.um_permission_matches(p_pattern, p.name) ORDER BY 1;
+  END IF;
+END
 $$;
-
 
 -- um never changes application rows.  A foreign key from an application
 -- table into um's tables with a cascading action (CASCADE, SET NULL, SET
