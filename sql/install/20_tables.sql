@@ -1,6 +1,9 @@
 -- The data model.  Organization-scoped tables carry org_id and reference
 -- each other through (org_id, id) pairs, so a row can never point at a role,
 -- team, scope or member of another organization: the foreign keys say so.
+-- Their primary keys and unique constraints all lead with org_id, so they can
+-- be sharded by organization (users, permissions and the built-in role
+-- template are global: reference tables); plain indexes serve lookups by id.
 
 CREATE TABLE um.organizations (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -67,15 +70,16 @@ CREATE TABLE um.builtin_roles (
 COMMENT ON TABLE um.builtin_roles IS 'the built-in organization roles seeded in every organization (installed by um, not user data)';
 
 CREATE TABLE um.roles (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   name text NOT NULL CONSTRAINT roles_name_check CHECK (um.display_name_is_valid(name, 100)),
   description text,
   builtin text REFERENCES um.builtin_roles (key),
   created_at timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT roles_org_id_id_key UNIQUE (org_id, id),
+  CONSTRAINT roles_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT roles_org_id_builtin_key UNIQUE (org_id, builtin)
 );
+CREATE INDEX roles_id_idx ON um.roles (id);
 CREATE UNIQUE INDEX roles_org_id_name_key ON um.roles (org_id, lower(name));
 COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set; not renamable or deletable, permissions editable) or custom';
 
@@ -83,11 +87,12 @@ CREATE TABLE um.role_inclusions (
   org_id bigint NOT NULL,
   role_id bigint NOT NULL,
   included_role_id bigint NOT NULL,
-  PRIMARY KEY (role_id, included_role_id),
+  PRIMARY KEY (org_id, role_id, included_role_id),
   FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
   FOREIGN KEY (org_id, included_role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
   CONSTRAINT role_inclusions_not_self CHECK (role_id <> included_role_id)
 );
+CREATE INDEX role_inclusions_role_id_idx ON um.role_inclusions (role_id);
 CREATE INDEX role_inclusions_included_role_id_idx ON um.role_inclusions (included_role_id);
 COMMENT ON TABLE um.role_inclusions IS 'composite roles: role_id also grants everything included_role_id grants; cycles are rejected';
 
@@ -106,13 +111,14 @@ CREATE TABLE um.role_permissions (
   role_id bigint NOT NULL,
   permission text NOT NULL
     CONSTRAINT role_permissions_permission_check CHECK (um.permission_name_is_valid(permission, true)),
-  PRIMARY KEY (role_id, permission),
+  PRIMARY KEY (org_id, role_id, permission),
   FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
 );
+CREATE INDEX role_permissions_role_id_idx ON um.role_permissions (role_id);
 COMMENT ON TABLE um.role_permissions IS 'what a role grants: permission names or patterns with "*" for a whole part (service:*, *:read, *)';
 
 CREATE TABLE um.scopes (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   parent_id bigint,
   kind text NOT NULL CONSTRAINT scopes_kind_check CHECK (um.identifier_is_valid(kind)),
@@ -120,10 +126,11 @@ CREATE TABLE um.scopes (
   ref text CONSTRAINT scopes_ref_check CHECK (length(ref) BETWEEN 1 AND 200),
   inherit boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT scopes_org_id_id_key UNIQUE (org_id, id),
+  CONSTRAINT scopes_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT scopes_parent_fkey FOREIGN KEY (org_id, parent_id) REFERENCES um.scopes (org_id, id) ON DELETE CASCADE,
   CONSTRAINT scopes_not_own_parent CHECK (parent_id <> id)
 );
+CREATE INDEX scopes_id_idx ON um.scopes (id);
 CREATE INDEX scopes_parent_id_idx ON um.scopes (parent_id);
 CREATE UNIQUE INDEX scopes_sibling_name_key ON um.scopes (org_id, coalesce(parent_id, 0), kind, lower(name));
 CREATE UNIQUE INDEX scopes_ref_key ON um.scopes (org_id, kind, ref) WHERE ref IS NOT NULL;
@@ -132,7 +139,7 @@ COMMENT ON COLUMN um.scopes.ref IS 'the application''s own key for the resource 
 COMMENT ON COLUMN um.scopes.inherit IS 'false: the node breaks inheritance and uses only grants made on it, instead of those of its ancestors';
 
 CREATE TABLE um.memberships (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
   role_id bigint NOT NULL,
@@ -140,25 +147,28 @@ CREATE TABLE um.memberships (
     CONSTRAINT memberships_status_check CHECK (status IN ('active', 'suspended')),
   invited_by bigint REFERENCES um.users ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT memberships_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT memberships_org_id_user_id_key UNIQUE (org_id, user_id),
   CONSTRAINT memberships_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id)
 );
+CREATE INDEX memberships_id_idx ON um.memberships (id);
 CREATE INDEX memberships_user_id_idx ON um.memberships (user_id);
 CREATE INDEX memberships_role_id_idx ON um.memberships (role_id);
 CREATE INDEX memberships_invited_by_idx ON um.memberships (invited_by) WHERE invited_by IS NOT NULL;
 COMMENT ON TABLE um.memberships IS 'a user in an organization, with exactly one organization role; removal deletes the row, so re-adding starts afresh';
 
 CREATE TABLE um.teams (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   name text NOT NULL CONSTRAINT teams_name_check CHECK (um.display_name_is_valid(name, 100)),
   description text,
   scope_id bigint NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT teams_org_id_id_key UNIQUE (org_id, id),
+  CONSTRAINT teams_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT teams_scope_fkey FOREIGN KEY (org_id, scope_id) REFERENCES um.scopes (org_id, id)
 );
 CREATE UNIQUE INDEX teams_org_id_name_key ON um.teams (org_id, lower(name));
+CREATE INDEX teams_id_idx ON um.teams (id);
 CREATE INDEX teams_scope_id_idx ON um.teams (scope_id);
 COMMENT ON TABLE um.teams IS 'teams of an organization; roles given within a team apply to the team''s scope node and below';
 COMMENT ON COLUMN um.teams.scope_id IS 'the team space; created (kind "team") when not given';
@@ -169,12 +179,12 @@ CREATE TABLE um.team_members (
   user_id bigint NOT NULL,
   is_owner boolean NOT NULL DEFAULT false,
   added_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (team_id, user_id),
-  CONSTRAINT team_members_org_team_user_key UNIQUE (org_id, team_id, user_id),
+  PRIMARY KEY (org_id, team_id, user_id),
   CONSTRAINT team_members_team_fkey FOREIGN KEY (org_id, team_id) REFERENCES um.teams (org_id, id) ON DELETE CASCADE,
   CONSTRAINT team_members_membership_fkey FOREIGN KEY (org_id, user_id) REFERENCES um.memberships (org_id, user_id) ON DELETE CASCADE,
-  CONSTRAINT team_members_one_owner EXCLUDE USING btree (team_id WITH =) WHERE (is_owner) DEFERRABLE INITIALLY IMMEDIATE
+  CONSTRAINT team_members_one_owner EXCLUDE USING btree (org_id WITH =, team_id WITH =) WHERE (is_owner) DEFERRABLE INITIALLY IMMEDIATE
 );
+CREATE INDEX team_members_team_id_user_id_idx ON um.team_members (team_id, user_id);
 CREATE INDEX team_members_org_id_user_id_idx ON um.team_members (org_id, user_id);
 COMMENT ON TABLE um.team_members IS 'members of a team (each must be a member of the organization); one of them is the owner, who cannot be removed';
 
@@ -183,17 +193,18 @@ CREATE TABLE um.team_member_roles (
   team_id bigint NOT NULL,
   user_id bigint NOT NULL,
   role_id bigint NOT NULL,
-  PRIMARY KEY (team_id, user_id, role_id),
+  PRIMARY KEY (org_id, team_id, user_id, role_id),
   CONSTRAINT team_member_roles_member_fkey FOREIGN KEY (org_id, team_id, user_id)
     REFERENCES um.team_members (org_id, team_id, user_id) ON DELETE CASCADE,
   CONSTRAINT team_member_roles_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
 );
+CREATE INDEX team_member_roles_team_id_user_id_idx ON um.team_member_roles (team_id, user_id);
 CREATE INDEX team_member_roles_role_id_idx ON um.team_member_roles (role_id);
 CREATE INDEX team_member_roles_org_id_user_id_idx ON um.team_member_roles (org_id, user_id);
 COMMENT ON TABLE um.team_member_roles IS 'roles a member holds within a team: they apply only to the team''s scope';
 
 CREATE TABLE um.grants (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL,
   role_id bigint NOT NULL,
   user_id bigint,
@@ -202,6 +213,7 @@ CREATE TABLE um.grants (
   scope_kind text CONSTRAINT grants_scope_kind_check CHECK (um.identifier_is_valid(scope_kind)),
   granted_by bigint REFERENCES um.users ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT grants_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT grants_one_grantee CHECK (num_nonnulls(user_id, team_id) = 1),
   CONSTRAINT grants_one_target CHECK (scope_id IS NULL OR scope_kind IS NULL),
   CONSTRAINT grants_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
@@ -218,24 +230,28 @@ CREATE INDEX grants_role_id_idx ON um.grants (role_id);
 COMMENT ON TABLE um.grants IS 'a role given to a member or a team on one scope node (scope_id), on every node of a kind (scope_kind), or organization-wide (neither)';
 
 CREATE TABLE um.invitations (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   email text NOT NULL CONSTRAINT invitations_email_check CHECK (um.email_is_valid(email)),
   role_id bigint NOT NULL,
   team_id bigint,
   state text NOT NULL DEFAULT 'pending'
     CONSTRAINT invitations_state_check CHECK (state IN ('requested', 'pending', 'accepted', 'revoked', 'expired')),
-  token_hash bytea CONSTRAINT invitations_token_hash_key UNIQUE,
+  token_hash bytea,
   invited_by bigint REFERENCES um.users ON DELETE SET NULL,
   accepted_by bigint REFERENCES um.users ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz,
   decided_at timestamptz,
+  CONSTRAINT invitations_pkey PRIMARY KEY (org_id, id),
+  CONSTRAINT invitations_org_id_token_hash_key UNIQUE (org_id, token_hash),
   CONSTRAINT invitations_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
   CONSTRAINT invitations_team_fkey FOREIGN KEY (org_id, team_id) REFERENCES um.teams (org_id, id) ON DELETE CASCADE,
   CONSTRAINT invitations_pending_has_token CHECK (state <> 'pending' OR (token_hash IS NOT NULL AND expires_at IS NOT NULL))
 );
 CREATE UNIQUE INDEX invitations_open_key ON um.invitations (org_id, lower(email)) WHERE state IN ('requested', 'pending');
+CREATE INDEX invitations_id_idx ON um.invitations (id);
+CREATE INDEX invitations_token_hash_idx ON um.invitations (token_hash);
 CREATE INDEX invitations_lower_email_idx ON um.invitations (lower(email));
 COMMENT ON TABLE um.invitations IS 'invitations to join an organization with a preset role (and team); tokens are stored only as hashes';
 
@@ -256,14 +272,15 @@ COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never store
 COMMENT ON COLUMN um.sessions.revoked_reason IS 'why the session ended early: logout, logout of all sessions, password change, suspension, loss of login';
 
 CREATE TABLE um.identity_providers (
-  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   name text NOT NULL CONSTRAINT identity_providers_name_check CHECK (um.display_name_is_valid(name, 100)),
   protocol text NOT NULL CONSTRAINT identity_providers_protocol_check CHECK (protocol IN ('oidc', 'saml')),
   issuer text NOT NULL CONSTRAINT identity_providers_issuer_check CHECK (issuer ~ '^https://[^[:space:]]+$'),
   created_at timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT identity_providers_org_id_id_key UNIQUE (org_id, id)
+  CONSTRAINT identity_providers_pkey PRIMARY KEY (org_id, id)
 );
+CREATE INDEX identity_providers_id_idx ON um.identity_providers (id);
 CREATE UNIQUE INDEX identity_providers_org_id_name_key ON um.identity_providers (org_id, lower(name));
 COMMENT ON TABLE um.identity_providers IS 'single sign-on providers linked to an organization';
 
@@ -273,7 +290,7 @@ CREATE TABLE um.user_identities (
   subject text NOT NULL CONSTRAINT user_identities_subject_check CHECK (length(subject) BETWEEN 1 AND 255),
   user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
   created_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (provider_id, subject),
+  PRIMARY KEY (org_id, provider_id, subject),
   CONSTRAINT user_identities_provider_fkey FOREIGN KEY (org_id, provider_id) REFERENCES um.identity_providers (org_id, id) ON DELETE CASCADE
 );
 CREATE INDEX user_identities_user_id_idx ON um.user_identities (user_id);
