@@ -3,7 +3,10 @@
 -- team, scope or member of another organization: the foreign keys say so.
 -- Their primary keys and unique constraints all lead with org_id, so they can
 -- be sharded by organization (users, permissions and the built-in role
--- template are global: reference tables); plain indexes serve lookups by id.
+-- template are global: reference tables).  Unique indexes on the ids alone
+-- (the identity values are unique anyway) tell the planner that a lookup by
+-- id finds one row, even before a bulk-loaded table is analyzed; a sharded
+-- deployment drops them (see README, Scaling out).
 
 CREATE TABLE um.organizations (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -79,7 +82,7 @@ CREATE TABLE um.roles (
   CONSTRAINT roles_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT roles_org_id_builtin_key UNIQUE (org_id, builtin)
 );
-CREATE INDEX roles_id_idx ON um.roles (id);
+CREATE UNIQUE INDEX roles_id_key ON um.roles (id);
 CREATE UNIQUE INDEX roles_org_id_name_key ON um.roles (org_id, lower(name));
 COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set; not renamable or deletable, permissions editable) or custom';
 
@@ -92,7 +95,7 @@ CREATE TABLE um.role_inclusions (
   FOREIGN KEY (org_id, included_role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE,
   CONSTRAINT role_inclusions_not_self CHECK (role_id <> included_role_id)
 );
-CREATE INDEX role_inclusions_role_id_idx ON um.role_inclusions (role_id);
+CREATE UNIQUE INDEX role_inclusions_role_id_included_role_id_key ON um.role_inclusions (role_id, included_role_id);
 CREATE INDEX role_inclusions_included_role_id_idx ON um.role_inclusions (included_role_id);
 COMMENT ON TABLE um.role_inclusions IS 'composite roles: role_id also grants everything included_role_id grants; cycles are rejected';
 
@@ -114,7 +117,7 @@ CREATE TABLE um.role_permissions (
   PRIMARY KEY (org_id, role_id, permission),
   FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
 );
-CREATE INDEX role_permissions_role_id_idx ON um.role_permissions (role_id);
+CREATE UNIQUE INDEX role_permissions_role_id_permission_key ON um.role_permissions (role_id, permission);
 COMMENT ON TABLE um.role_permissions IS 'what a role grants: permission names or patterns with "*" for a whole part (service:*, *:read, *)';
 
 CREATE TABLE um.scopes (
@@ -130,7 +133,7 @@ CREATE TABLE um.scopes (
   CONSTRAINT scopes_parent_fkey FOREIGN KEY (org_id, parent_id) REFERENCES um.scopes (org_id, id) ON DELETE CASCADE,
   CONSTRAINT scopes_not_own_parent CHECK (parent_id <> id)
 );
-CREATE INDEX scopes_id_idx ON um.scopes (id);
+CREATE UNIQUE INDEX scopes_id_key ON um.scopes (id);
 CREATE INDEX scopes_parent_id_idx ON um.scopes (parent_id);
 CREATE UNIQUE INDEX scopes_sibling_name_key ON um.scopes (org_id, coalesce(parent_id, 0), kind, lower(name));
 CREATE UNIQUE INDEX scopes_ref_key ON um.scopes (org_id, kind, ref) WHERE ref IS NOT NULL;
@@ -151,7 +154,7 @@ CREATE TABLE um.memberships (
   CONSTRAINT memberships_org_id_user_id_key UNIQUE (org_id, user_id),
   CONSTRAINT memberships_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id)
 );
-CREATE INDEX memberships_id_idx ON um.memberships (id);
+CREATE UNIQUE INDEX memberships_id_key ON um.memberships (id);
 CREATE INDEX memberships_user_id_idx ON um.memberships (user_id);
 CREATE INDEX memberships_role_id_idx ON um.memberships (role_id);
 CREATE INDEX memberships_invited_by_idx ON um.memberships (invited_by) WHERE invited_by IS NOT NULL;
@@ -168,7 +171,7 @@ CREATE TABLE um.teams (
   CONSTRAINT teams_scope_fkey FOREIGN KEY (org_id, scope_id) REFERENCES um.scopes (org_id, id)
 );
 CREATE UNIQUE INDEX teams_org_id_name_key ON um.teams (org_id, lower(name));
-CREATE INDEX teams_id_idx ON um.teams (id);
+CREATE UNIQUE INDEX teams_id_key ON um.teams (id);
 CREATE INDEX teams_scope_id_idx ON um.teams (scope_id);
 COMMENT ON TABLE um.teams IS 'teams of an organization; roles given within a team apply to the team''s scope node and below';
 COMMENT ON COLUMN um.teams.scope_id IS 'the team space; created (kind "team") when not given';
@@ -184,7 +187,7 @@ CREATE TABLE um.team_members (
   CONSTRAINT team_members_membership_fkey FOREIGN KEY (org_id, user_id) REFERENCES um.memberships (org_id, user_id) ON DELETE CASCADE,
   CONSTRAINT team_members_one_owner EXCLUDE USING btree (org_id WITH =, team_id WITH =) WHERE (is_owner) DEFERRABLE INITIALLY IMMEDIATE
 );
-CREATE INDEX team_members_team_id_user_id_idx ON um.team_members (team_id, user_id);
+CREATE UNIQUE INDEX team_members_team_id_user_id_key ON um.team_members (team_id, user_id);
 CREATE INDEX team_members_org_id_user_id_idx ON um.team_members (org_id, user_id);
 COMMENT ON TABLE um.team_members IS 'members of a team (each must be a member of the organization); one of them is the owner, who cannot be removed';
 
@@ -198,7 +201,7 @@ CREATE TABLE um.team_member_roles (
     REFERENCES um.team_members (org_id, team_id, user_id) ON DELETE CASCADE,
   CONSTRAINT team_member_roles_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
 );
-CREATE INDEX team_member_roles_team_id_user_id_idx ON um.team_member_roles (team_id, user_id);
+CREATE UNIQUE INDEX team_member_roles_team_id_user_id_role_id_key ON um.team_member_roles (team_id, user_id, role_id);
 CREATE INDEX team_member_roles_role_id_idx ON um.team_member_roles (role_id);
 CREATE INDEX team_member_roles_org_id_user_id_idx ON um.team_member_roles (org_id, user_id);
 COMMENT ON TABLE um.team_member_roles IS 'roles a member holds within a team: they apply only to the team''s scope';
@@ -223,6 +226,7 @@ CREATE TABLE um.grants (
 );
 CREATE UNIQUE INDEX grants_unique_key ON um.grants
   (org_id, role_id, coalesce(user_id, 0), coalesce(team_id, 0), coalesce(scope_id, 0), coalesce(scope_kind, ''));
+CREATE UNIQUE INDEX grants_id_key ON um.grants (id);
 CREATE INDEX grants_org_id_user_id_idx ON um.grants (org_id, user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX grants_team_id_idx ON um.grants (team_id) WHERE team_id IS NOT NULL;
 CREATE INDEX grants_scope_id_idx ON um.grants (scope_id) WHERE scope_id IS NOT NULL;
@@ -250,8 +254,8 @@ CREATE TABLE um.invitations (
   CONSTRAINT invitations_pending_has_token CHECK (state <> 'pending' OR (token_hash IS NOT NULL AND expires_at IS NOT NULL))
 );
 CREATE UNIQUE INDEX invitations_open_key ON um.invitations (org_id, lower(email)) WHERE state IN ('requested', 'pending');
-CREATE INDEX invitations_id_idx ON um.invitations (id);
-CREATE INDEX invitations_token_hash_idx ON um.invitations (token_hash);
+CREATE UNIQUE INDEX invitations_id_key ON um.invitations (id);
+CREATE UNIQUE INDEX invitations_token_hash_key ON um.invitations (token_hash);
 CREATE INDEX invitations_lower_email_idx ON um.invitations (lower(email));
 COMMENT ON TABLE um.invitations IS 'invitations to join an organization with a preset role (and team); tokens are stored only as hashes';
 
@@ -280,7 +284,7 @@ CREATE TABLE um.identity_providers (
   created_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT identity_providers_pkey PRIMARY KEY (org_id, id)
 );
-CREATE INDEX identity_providers_id_idx ON um.identity_providers (id);
+CREATE UNIQUE INDEX identity_providers_id_key ON um.identity_providers (id);
 CREATE UNIQUE INDEX identity_providers_org_id_name_key ON um.identity_providers (org_id, lower(name));
 COMMENT ON TABLE um.identity_providers IS 'single sign-on providers linked to an organization';
 
@@ -293,6 +297,7 @@ CREATE TABLE um.user_identities (
   PRIMARY KEY (org_id, provider_id, subject),
   CONSTRAINT user_identities_provider_fkey FOREIGN KEY (org_id, provider_id) REFERENCES um.identity_providers (org_id, id) ON DELETE CASCADE
 );
+CREATE UNIQUE INDEX user_identities_provider_id_subject_key ON um.user_identities (provider_id, subject);
 CREATE INDEX user_identities_user_id_idx ON um.user_identities (user_id);
 COMMENT ON TABLE um.user_identities IS 'which user an identity provider''s subject is';
 

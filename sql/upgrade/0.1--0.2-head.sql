@@ -89,7 +89,7 @@ $$;
 
 -- Organization-first keys, so that um's organization-scoped tables can be
 -- sharded by organization: every primary key and unique constraint leads
--- with org_id; plain indexes keep lookups by id fast.  The foreign keys that
+-- with org_id; unique indexes on the ids keep lookups by id fast.  The foreign keys that
 -- rest on the replaced unique constraints (um's own, and any application
 -- table's) are dropped and re-created exactly as they were.
 DO $$
@@ -117,44 +117,46 @@ BEGIN
 
   ALTER TABLE um.roles DROP CONSTRAINT roles_pkey, DROP CONSTRAINT roles_org_id_id_key,
     ADD CONSTRAINT roles_pkey PRIMARY KEY (org_id, id);
-  CREATE INDEX roles_id_idx ON um.roles (id);
+  CREATE UNIQUE INDEX roles_id_key ON um.roles (id);
   ALTER TABLE um.role_inclusions DROP CONSTRAINT role_inclusions_pkey,
     ADD PRIMARY KEY (org_id, role_id, included_role_id);
-  CREATE INDEX role_inclusions_role_id_idx ON um.role_inclusions (role_id);
+  CREATE UNIQUE INDEX role_inclusions_role_id_included_role_id_key ON um.role_inclusions (role_id, included_role_id);
   ALTER TABLE um.role_permissions DROP CONSTRAINT role_permissions_pkey,
     ADD PRIMARY KEY (org_id, role_id, permission);
-  CREATE INDEX role_permissions_role_id_idx ON um.role_permissions (role_id);
+  CREATE UNIQUE INDEX role_permissions_role_id_permission_key ON um.role_permissions (role_id, permission);
   ALTER TABLE um.scopes DROP CONSTRAINT scopes_pkey, DROP CONSTRAINT scopes_org_id_id_key,
     ADD CONSTRAINT scopes_pkey PRIMARY KEY (org_id, id);
-  CREATE INDEX scopes_id_idx ON um.scopes (id);
+  CREATE UNIQUE INDEX scopes_id_key ON um.scopes (id);
   ALTER TABLE um.memberships DROP CONSTRAINT memberships_pkey,
     ADD CONSTRAINT memberships_pkey PRIMARY KEY (org_id, id);
-  CREATE INDEX memberships_id_idx ON um.memberships (id);
+  CREATE UNIQUE INDEX memberships_id_key ON um.memberships (id);
   ALTER TABLE um.teams DROP CONSTRAINT teams_pkey, DROP CONSTRAINT teams_org_id_id_key,
     ADD CONSTRAINT teams_pkey PRIMARY KEY (org_id, id);
-  CREATE INDEX teams_id_idx ON um.teams (id);
+  CREATE UNIQUE INDEX teams_id_key ON um.teams (id);
   ALTER TABLE um.team_members DROP CONSTRAINT team_members_pkey, DROP CONSTRAINT team_members_org_team_user_key,
     DROP CONSTRAINT team_members_one_owner,
     ADD PRIMARY KEY (org_id, team_id, user_id),
     ADD CONSTRAINT team_members_one_owner EXCLUDE USING btree (org_id WITH =, team_id WITH =) WHERE (is_owner)
       DEFERRABLE INITIALLY IMMEDIATE;
-  CREATE INDEX team_members_team_id_user_id_idx ON um.team_members (team_id, user_id);
+  CREATE UNIQUE INDEX team_members_team_id_user_id_key ON um.team_members (team_id, user_id);
   ALTER TABLE um.team_member_roles DROP CONSTRAINT team_member_roles_pkey,
     ADD PRIMARY KEY (org_id, team_id, user_id, role_id);
-  CREATE INDEX team_member_roles_team_id_user_id_idx ON um.team_member_roles (team_id, user_id);
+  CREATE UNIQUE INDEX team_member_roles_team_id_user_id_role_id_key ON um.team_member_roles (team_id, user_id, role_id);
   ALTER TABLE um.grants DROP CONSTRAINT grants_pkey,
     ADD CONSTRAINT grants_pkey PRIMARY KEY (org_id, id);
+  CREATE UNIQUE INDEX grants_id_key ON um.grants (id);
   ALTER TABLE um.invitations DROP CONSTRAINT invitations_pkey, DROP CONSTRAINT invitations_token_hash_key,
     ADD CONSTRAINT invitations_pkey PRIMARY KEY (org_id, id),
     ADD CONSTRAINT invitations_org_id_token_hash_key UNIQUE (org_id, token_hash);
-  CREATE INDEX invitations_id_idx ON um.invitations (id);
-  CREATE INDEX invitations_token_hash_idx ON um.invitations (token_hash);
+  CREATE UNIQUE INDEX invitations_id_key ON um.invitations (id);
+  CREATE UNIQUE INDEX invitations_token_hash_key ON um.invitations (token_hash);
   ALTER TABLE um.identity_providers DROP CONSTRAINT identity_providers_pkey,
     DROP CONSTRAINT identity_providers_org_id_id_key,
     ADD CONSTRAINT identity_providers_pkey PRIMARY KEY (org_id, id);
-  CREATE INDEX identity_providers_id_idx ON um.identity_providers (id);
+  CREATE UNIQUE INDEX identity_providers_id_key ON um.identity_providers (id);
   ALTER TABLE um.user_identities DROP CONSTRAINT user_identities_pkey,
     ADD PRIMARY KEY (org_id, provider_id, subject);
+  CREATE UNIQUE INDEX user_identities_provider_id_subject_key ON um.user_identities (provider_id, subject);
 
   FOR i IN 1 .. coalesce(array_length(v_tbl, 1), 0) LOOP
     EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', v_tbl[i], v_name[i], v_def[i]);
