@@ -991,6 +991,13 @@ um_cache_get_stats(UmCacheStats *out)
 	out->permissions = nperms;
 }
 
+/* a number that grows whenever the cache is used or changed (for the monitor) */
+uint64
+um_cache_activity(void)
+{
+	return (uint64) (stats.hits + stats.misses + stats.invalidations + stats.resets + stats.evictions);
+}
+
 void
 um_cache_note_retry(void)
 {

@@ -49,14 +49,10 @@ typedef struct UmMonitorSlot
 static UmMonitorSlot *slots = NULL;
 static int	nslots = 0;
 static bool exit_registered = false;
-static int64 published_hits = -1;
-static int64 published_misses = -1;
-static int64 published_invalidations = -1;
-static int64 published_resets = -1;
+static bool exiting = false;
+static uint64 published_activity = 0;	/* um_cache_activity() at the last publish */
 
-#if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static int
@@ -71,7 +67,6 @@ monitor_shmem_size(void)
 	return mul_size(slot_count(), sizeof(UmMonitorSlot));
 }
 
-#if PG_VERSION_NUM >= 150000
 static void
 monitor_shmem_request(void)
 {
@@ -79,7 +74,6 @@ monitor_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(monitor_shmem_size());
 }
-#endif
 
 static void
 monitor_shmem_startup(void)
@@ -134,6 +128,11 @@ slot_end_write(UmMonitorSlot *slot)
 	pg_atomic_fetch_add_u32(&slot->changecount, 1);
 }
 
+/*
+ * on_shmem_exit: runs after the backend's last transaction was ended
+ * (ShutdownPostgres is a before_shmem_exit callback), so nothing publishes
+ * again; shared memory and MyProc are still there.
+ */
 static void
 monitor_exit(int code, Datum arg)
 {
@@ -141,6 +140,7 @@ monitor_exit(int code, Datum arg)
 
 	(void) code;
 	(void) arg;
+	exiting = true;
 	if (slot == NULL)
 		return;
 	slot_begin_write(slot);
@@ -148,34 +148,42 @@ monitor_exit(int code, Datum arg)
 	slot_end_write(slot);
 }
 
-/* publish this backend's statistics if they changed since the last time */
+/*
+ * Publish this backend's statistics if its cache was used since the last
+ * time (a backend that never used it publishes nothing).  The counters are
+ * compared first; the figures, whose memory total walks the cache's
+ * memory contexts, are only gathered when they changed.
+ */
 static void
 monitor_publish(void)
 {
-	UmMonitorSlot *slot = my_slot();
+	UmMonitorSlot *slot;
 	UmCacheStats s;
+	uint64		activity;
+	TimestampTz now;
 
-	if (slot == NULL)
+	if (exiting || slots == NULL)
 		return;
-	um_cache_get_stats(&s);
-	if (s.hits == published_hits && s.misses == published_misses &&
-		s.invalidations == published_invalidations && s.resets == published_resets)
+	activity = um_cache_activity();
+	if (activity == published_activity)
+		return;
+	slot = my_slot();
+	if (slot == NULL)
 		return;
 	if (!exit_registered)
 	{
-		before_shmem_exit(monitor_exit, (Datum) 0);
+		on_shmem_exit(monitor_exit, (Datum) 0);
 		exit_registered = true;
 	}
+	um_cache_get_stats(&s);
+	now = GetCurrentTimestamp();
 	slot_begin_write(slot);
 	slot->pid = MyProcPid;
 	slot->dbid = MyDatabaseId;
-	slot->published_at = GetCurrentTimestamp();
+	slot->published_at = now;
 	slot->stats = s;
 	slot_end_write(slot);
-	published_hits = s.hits;
-	published_misses = s.misses;
-	published_invalidations = s.invalidations;
-	published_resets = s.resets;
+	published_activity = activity;
 }
 
 static void
@@ -193,12 +201,9 @@ um_monitor_init(void)
 {
 	if (process_shared_preload_libraries_in_progress)
 	{
-#if PG_VERSION_NUM >= 150000
+		/* PostgreSQL 15 and later (MaxBackends is known when the request runs) */
 		prev_shmem_request_hook = shmem_request_hook;
 		shmem_request_hook = monitor_shmem_request;
-#else
-		RequestAddinShmemSpace(monitor_shmem_size());
-#endif
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = monitor_shmem_startup;
 	}

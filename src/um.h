@@ -175,6 +175,9 @@ extern int	um_cache_memory_limit_kb;
 
 extern void um_cache_init(void);
 
+/* grows whenever the cache is used or changed (cheap; for monitor.c) */
+extern uint64 um_cache_activity(void);
+
 /*
  * um_cache_begin: process pending invalidations and empty the cache if it
  * is stale.  Returns the generation; a check whose generation moved before

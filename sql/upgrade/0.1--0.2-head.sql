@@ -98,11 +98,15 @@ DECLARE
   v_tbl text[] := '{}';
   v_name text[] := '{}';
   v_def text[] := '{}';
+  v_comment text[] := '{}';
   i integer;
 BEGIN
-  FOR v IN SELECT c.conrelid::regclass::text AS tbl, c.conname::text AS name, pg_catalog.pg_get_constraintdef(c.oid) AS def
+  -- (a partitioned table's foreign key is dropped and re-created on the
+  -- parent, which takes its partitions' copies along)
+  FOR v IN SELECT c.conrelid::regclass::text AS tbl, c.conname::text AS name, pg_catalog.pg_get_constraintdef(c.oid) AS def,
+                  pg_catalog.obj_description(c.oid, 'pg_constraint') AS comment
              FROM pg_catalog.pg_constraint c
-            WHERE c.contype = 'f'
+            WHERE c.contype = 'f' AND c.conparentid = 0
               AND c.confrelid IN ('um.roles'::regclass, 'um.scopes'::regclass, 'um.teams'::regclass,
                                   'um.team_members'::regclass, 'um.identity_providers'::regclass,
                                   'um.memberships'::regclass, 'um.grants'::regclass, 'um.invitations'::regclass,
@@ -112,6 +116,7 @@ BEGIN
     v_tbl := v_tbl || v.tbl;
     v_name := v_name || v.name;
     v_def := v_def || v.def;
+    v_comment := v_comment || v.comment;
     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', v.tbl, v.name);
   END LOOP;
 
@@ -160,6 +165,9 @@ BEGIN
 
   FOR i IN 1 .. coalesce(array_length(v_tbl, 1), 0) LOOP
     EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', v_tbl[i], v_name[i], v_def[i]);
+    IF v_comment[i] IS NOT NULL THEN
+      EXECUTE format('COMMENT ON CONSTRAINT %I ON %s IS %L', v_name[i], v_tbl[i], v_comment[i]);
+    END IF;
   END LOOP;
 END
 $$;

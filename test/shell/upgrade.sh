@@ -127,6 +127,22 @@ INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
   SELECT p.org_id, p.id, 'sub-' || m.user_id, m.user_id FROM um.identity_providers p JOIN um.memberships m ON m.org_id = p.org_id;
 CREATE TABLE public.app_roles_in_use (org_id bigint, role_id bigint, FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id));
 INSERT INTO public.app_roles_in_use SELECT org_id, id FROM um.roles WHERE name = 'Auditor';
+-- a quoted schema and table, a deferrable foreign key with a comment, one on the id alone, a partitioned table
+CREATE SCHEMA "App Data";
+CREATE TABLE "App Data"."Team Notes" (org_id bigint, team_id bigint,
+  CONSTRAINT notes_team_fkey FOREIGN KEY (org_id, team_id) REFERENCES um.teams (org_id, id) DEFERRABLE INITIALLY DEFERRED);
+COMMENT ON CONSTRAINT notes_team_fkey ON "App Data"."Team Notes" IS 'notes belong to a team';
+INSERT INTO "App Data"."Team Notes" SELECT org_id, id FROM um.teams;
+CREATE TABLE public.scope_tags (scope_id bigint REFERENCES um.scopes (id) ON DELETE RESTRICT, tag text);
+INSERT INTO public.scope_tags SELECT id, 'x' FROM um.scopes;
+CREATE TABLE public.role_log (org_id bigint, role_id bigint, at date, FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id))
+  PARTITION BY RANGE (at);
+CREATE TABLE public.role_log_2026 PARTITION OF public.role_log FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE public.role_log_2027 PARTITION OF public.role_log FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+INSERT INTO public.role_log SELECT org_id, id, '2026-06-01' FROM um.roles WHERE name = 'Auditor';
+CREATE TABLE public.fk_before AS
+  SELECT conrelid::regclass::text AS tbl, conname, pg_get_constraintdef(oid) AS def, obj_description(oid, 'pg_constraint') AS comment
+    FROM pg_constraint WHERE contype = 'f' AND connamespace <> 'um'::regnamespace;
 CREATE TABLE public.answers_before AS
   SELECT u.id AS u, o.id AS o, p.name AS p, um_has_permission(u.id, p.name, o.id) AS a
     FROM um.users u, um.organizations o, um.permissions p;
@@ -141,6 +157,9 @@ SELECT (SELECT count(*) FROM public.counts_before c
          WHERE c.n <> (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM um.%I', c.relname), false, true, '')))[1]::text)
     || '/' || (SELECT count(*) FROM public.answers_before b WHERE b.a IS DISTINCT FROM um_has_permission(b.u, b.p, b.o))
     || '/' || (SELECT count(*) FROM um_check_integrity())
+    || '/' || (SELECT count(*) FROM (SELECT tbl, conname, def, comment FROM public.fk_before
+                                     EXCEPT SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), obj_description(oid, 'pg_constraint')
+                                              FROM pg_constraint WHERE contype = 'f' AND connamespace <> 'um'::regnamespace) x)
     || '/' || (SELECT count(*) FROM public.answers_before WHERE a);
 DO $$ BEGIN
   INSERT INTO public.app_roles_in_use VALUES (1, 999999);
@@ -150,6 +169,6 @@ END $$;
 SQL
 )
 echo "$result" >"$work/data_check.log"
-check "after the update: the same rows, the same answers ($(echo "$result" | head -1 | cut -d/ -f4) granted), integrity clean, the application's foreign key intact" \
-  '[ "$(echo "$result" | head -1 | cut -d/ -f1-3)" = "0/0/0" ] && grep -q "fk holds" "$work/data_check.log"' "$work/data_check.log"
+check "after the update: the same rows, the same answers ($(echo "$result" | head -1 | cut -d/ -f5) granted), integrity clean, the application's foreign keys as they were (quoted names, deferrable, commented, on the id alone, partitioned) and enforced" \
+  '[ "$(echo "$result" | head -1 | cut -d/ -f1-4)" = "0/0/0/0" ] && grep -q "fk holds" "$work/data_check.log"' "$work/data_check.log"
 

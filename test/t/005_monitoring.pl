@@ -55,6 +55,13 @@ is($node->safe_psql('postgres', q{SELECT count(*) > 0 FROM um.cache_activity}, c
 my ($ret, $out, $err) = $node->psql('postgres', 'SELECT * FROM um.cache_activity', extra_params => ['-U', 'nosy']);
 like($err, qr/permission denied/, 'other roles do not');
 
+my $idle = $node->background_psql('postgres');
+my $pid_idle = $idle->query_safe('SELECT pg_backend_pid()');
+$idle->query_safe('SELECT count(*) FROM pg_class');
+is($node->safe_psql('postgres', qq{SELECT count(*) FROM um.cache_activity WHERE pid = $pid_idle}), '0',
+   'a session that never used um\'s cache is not listed');
+$idle->quit;
+
 $b->quit;
 $node->poll_query_until('postgres', qq{SELECT count(*) = 0 FROM um.cache_activity WHERE pid = $pid_b})
   or die 'the ended session is still listed';
