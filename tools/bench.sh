@@ -4,6 +4,7 @@
 #
 #   make bench                                  100k users, 10k organizations
 #   make bench USERS=1000000 ORGS=100000        larger
+#   make bench USERS=1000000 ORGS=100000 MEMBERSHIPS=10    10 memberships a user
 #
 # Builds its own data on a throwaway cluster, then times in one backend:
 # a plain scan with a built-in function call (the floor), um_has_permission
@@ -21,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-100000}
 ORGS=${ORGS:-10000}
+MEMBERSHIPS=${MEMBERSHIPS:-3}  # organizations each user joins (besides the Roots)
 PAIRS=${PAIRS:-20000}          # distinct (user, organization) pairs checked
 RLS_ROWS=${RLS_ROWS:-2000000}  # rows of the invoices table of the RLS benchmark
 REPEAT=${REPEAT:-50}           # warm passes over them
@@ -33,9 +35,9 @@ cluster_start "shared_buffers = '1GB'" "work_mem = '64MB'" "maintenance_work_mem
 createdb um_bench
 export PGDATABASE=um_bench
 
-echo "loading $USERS users, $ORGS organizations ..."
+echo "loading $USERS users, $ORGS organizations, $MEMBERSHIPS memberships a user ..."
 t0=$(date +%s)
-psql -X -q -v ON_ERROR_STOP=1 -v users="$USERS" -v orgs="$ORGS" <<'SQL'
+psql -X -q -v ON_ERROR_STOP=1 -v users="$USERS" -v orgs="$ORGS" -v per_user="$MEMBERSHIPS" <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION um CASCADE;
 SELECT um_register_permission('invoice:' || a) FROM unnest(ARRAY['read', 'create', 'approve']) a;
@@ -53,13 +55,13 @@ INSERT INTO um.role_permissions (org_id, role_id, permission)
 INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
   SELECT f.org_id, f.id, s.id FROM um.roles f JOIN um.roles s ON s.org_id = f.org_id AND s.builtin = 'service_reader' WHERE f.name = 'Finance';
 ALTER TABLE um.role_permissions ENABLE TRIGGER role_permissions_before_write;
--- a Root per organization, then every user joins three organizations with a random role
+-- a Root per organization, then every user joins :per_user organizations with a random role
 INSERT INTO um.memberships (org_id, user_id, role_id)
   SELECT o.id, 1 + (o.id * 7) % :users, r.id FROM um.organizations o JOIN um.roles r ON r.org_id = o.id AND r.builtin = 'root';
 INSERT INTO um.memberships (org_id, user_id, role_id)
   SELECT DISTINCT ON (x.org_id, x.user_id) x.org_id, x.user_id, r.id
     FROM (SELECT 1 + (u * 31 + i * 7919) % :orgs AS org_id, u AS user_id, (u + i) % 5 AS k
-            FROM generate_series(1, :users) u, generate_series(1, 3) i) x
+            FROM generate_series(1, :users) u, generate_series(1, :per_user) i) x
     JOIN um.roles r ON r.org_id = x.org_id
      AND r.name = (ARRAY['Member', 'Service Reader', 'Service Editor', 'Finance', 'Admin'])[x.k + 1]
   ON CONFLICT (org_id, user_id) DO NOTHING;
