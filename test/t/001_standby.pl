@@ -1,10 +1,12 @@
 # test/t/001_standby.pl: the evaluator on a hot standby.
 #
 # A streaming standby answers um_has_permission, the companions,
-# um_act_as and um_begin (with a token issued on the primary) read-only, and a revocation, a suspension and a membership
-# removal committed on the primary reach a standby backend that had cached
-# the old answer, once replay has passed the commit (the cache's
-# invalidation travels in the WAL with the commit record).
+# um_act_as and um_begin (with a token issued on the primary) read-only, and a
+# revocation, a suspension and a membership removal committed on the primary
+# (directly, and through the lifecycle functions for a session-token user)
+# reach a standby backend that had cached the old answer, once replay has
+# passed the commit (the cache's invalidation travels in the WAL with the
+# commit record).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -92,6 +94,31 @@ $primary->wait_for_catchup($standby);
 is($standby->safe_psql('postgres', q{SET ROLE app; BEGIN; SELECT um_act_as(1) \\g /dev/null
 SELECT count(*) FROM invoices; COMMIT;}), '50', 'a protected table on the standby shows the acting user\'s rows only');
 is($standby->safe_psql('postgres', q{SET ROLE app; SELECT count(*) FROM invoices;}), '0', 'and nothing with nobody acting');
+
+# a session-token user on the standby: a role change and then a suspension
+# made on the primary through the lifecycle functions reach the same warm
+# standby backend at its next transaction
+$primary->safe_psql('postgres', q{
+  SET um.password_hash_cost = 4;
+  SELECT um_create_user('carol@example.com');
+  SELECT um_add_member(1, 3, 'Service Reader');
+  UPDATE um.users SET email_verified_at = now() WHERE id = 3;
+  SELECT um_set_password(3, 'password-of-carol', false);
+});
+my $carol = $primary->safe_psql('postgres', q{SELECT um_login('carol@example.com', 'password-of-carol')});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(qq{BEGIN; SELECT um_begin('$carol') IS NOT NULL; SELECT um_has_permission('instance:read', 1); COMMIT;}),
+   "t
+t", 'a session user\'s permission is answered (and cached) on the standby');
+$primary->safe_psql('postgres', q{SELECT um_set_org_role(1, 3, 'Member')});
+$primary->wait_for_catchup($standby);
+is($session->query_safe(qq{BEGIN; SELECT um_begin('$carol') IS NOT NULL; SELECT um_has_permission('instance:read', 1); COMMIT;}),
+   "t
+f", 'um_set_org_role on the primary takes it away in that backend\'s next transaction');
+$primary->safe_psql('postgres', q{SELECT um_suspend_user(3)});
+$primary->wait_for_catchup($standby);
+my ($src, $sout, $serr) = $standby->psql('postgres', qq{SELECT um_begin('$carol')});
+like($serr, qr/session token is not valid|suspended/, 'um_suspend_user on the primary ends the session on the standby');
 
 my $stats = $session->query_safe(q{SELECT invalidations > 0 FROM um_cache_stats()});
 is($stats, 't', 'the standby backend received the invalidations');
