@@ -250,26 +250,8 @@ um_cache_stats_all(PG_FUNCTION_ARGS)
 
 #if PG_VERSION_NUM >= 160000
 	InitMaterializedSRF(fcinfo, 0);
-#elif PG_VERSION_NUM >= 150000
-	SetSingleFuncCall(fcinfo, 0);
 #else
-	{
-		TupleDesc	tupdesc;
-		MemoryContext oldcxt;
-
-		if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-			!(rsinfo->allowedModes & SFRM_Materialize))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("set-valued function called in context that cannot accept a set")));
-		if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-			elog(ERROR, "return type must be a row type");
-		oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-		rsinfo->returnMode = SFRM_Materialize;
-		rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-		rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-		MemoryContextSwitchTo(oldcxt);
-	}
+	SetSingleFuncCall(fcinfo, 0);
 #endif
 
 	um_cache_get_stats(&mine);
