@@ -26,6 +26,12 @@ MEMBERSHIPS=${MEMBERSHIPS:-3}  # organizations each user joins (besides the Root
 PAIRS=${PAIRS:-20000}          # distinct (user, organization) pairs checked
 RLS_ROWS=${RLS_ROWS:-2000000}  # rows of the invoices table of the RLS benchmark
 REPEAT=${REPEAT:-50}           # warm passes over them
+# um.cache_memory_limit of the measuring backend: sized above the working set,
+# so a warm figure is a warm figure (a production backend sizes its limit the
+# same way, from the memory um.cache_activity shows).  Row 9 shows the other
+# side: the companion calls with the limit at half the memory they need, the
+# cache emptying and refilling (evictions), answered near cold speed.
+CACHE_MEMORY=${CACHE_MEMORY:-1GB}
 bash tools/setup.sh
 export PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 make -s >/dev/null && make -s install >/dev/null
@@ -78,8 +84,9 @@ ANALYZE;
 SQL
 echo "loaded in $(( $(date +%s) - t0 ))s"
 
-psql -X -q -v ON_ERROR_STOP=1 -v pairs="$PAIRS" -v repeat="$REPEAT" <<'SQL'
+psql -X -q -v ON_ERROR_STOP=1 -v pairs="$PAIRS" -v repeat="$REPEAT" -v cache_memory="$CACHE_MEMORY" <<'SQL'
 SET client_min_messages = warning;
+SET um.cache_memory_limit = :'cache_memory';
 \pset footer off
 SELECT (SELECT count(*) FROM um.users) AS users, (SELECT count(*) FROM um.organizations) AS organizations,
        (SELECT count(*) FROM um.memberships) AS memberships, (SELECT count(*) FROM um.roles) AS roles,
@@ -130,6 +137,17 @@ SELECT pg_temp.measure(5, 'um_has_permission(user, perm, org), cold', 'SELECT co
 SELECT pg_temp.measure(6, 'um_permitted_orgs(user, perm), warm', 'SELECT sum(cardinality(um_permitted_orgs(u, p))) FROM rows', (SELECT count(*) FROM rows));
 SELECT pg_temp.measure(7, 'hand-written SQL join check (no inclusions, wildcards, teams, scopes)', 'SELECT count(*) FILTER (WHERE pg_temp.sql_join_check(u, p, o)) FROM pairs', (SELECT count(*) FROM pairs));
 SELECT pg_temp.measure(8, 'plain-SQL reference (um.ref_has_permission)', 'SELECT count(*) FILTER (WHERE um.ref_has_permission(u, p, o)) FROM ref_rows', (SELECT count(*) FROM ref_rows));
+-- the companion calls once more, with the limit at half the memory they need: the cache empties and refills
+SELECT um_cache_reset() AS x \gset
+SELECT sum(cardinality(um_permitted_orgs(u, p))) AS x FROM pairs \gset
+SELECT memory_bytes AS working_set, pg_size_pretty(memory_bytes) AS working_set_pretty FROM um_cache_stats() \gset
+SELECT greatest(64, :working_set / 2048) || 'kB' AS half_limit \gset
+SET um.cache_memory_limit = :'half_limit';
+SELECT evictions AS evictions_before FROM um_cache_stats() \gset
+SELECT pg_temp.measure(9, 'um_permitted_orgs(user, perm), limit at half the working set', 'SELECT sum(cardinality(um_permitted_orgs(u, p))) FROM pairs', (SELECT count(*) FROM pairs));
+SELECT evictions - :evictions_before AS half_limit_evictions FROM um_cache_stats() \gset
+SET um.cache_memory_limit = :'cache_memory';
+SELECT um_cache_reset() AS x \gset
 
 SELECT count(*) FROM rows WHERE um_has_permission(u, p, o, sc);   -- fill the cache as a long-lived backend would
 \echo
@@ -142,9 +160,12 @@ SELECT r.method, r.checks, round(r.seconds::numeric, 3) AS seconds,
        round((1e9 / r.rate)::numeric) AS "ns/check",
        CASE WHEN n BETWEEN 2 AND 4 THEN round(((1e9 / r.rate) - 1e9 / (SELECT rate FROM r WHERE n = 1))::numeric) END AS "ns above floor"
   FROM r ORDER BY n;
+\echo 'rows 2-8: um.cache_memory_limit =' :cache_memory '(CACHE_MEMORY); the 20,000 companion calls need' :working_set_pretty 'of cache;'
+\echo 'row 9: with the limit at' :half_limit 'the cache emptied itself and refilled' :half_limit_evictions 'times.'
+\echo
 \echo '== the backend''s cache after these checks'
 SELECT pg_size_pretty(memory_bytes) AS memory, pg_size_pretty(memory_limit_bytes) AS "limit (um.cache_memory_limit)",
-       users, members, organizations, scope_memos, permissions, hits, misses, queries FROM um_cache_stats();
+       evictions, users, members, organizations, scope_memos, permissions, hits, misses, queries FROM um_cache_stats();
 SQL
 
 echo
