@@ -42,7 +42,7 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/72_monitoring.sql sql/install/86_lifecycle.sql sql/upgrade/0.1--0.2-tail.sql
 	cat $^ > $@
 
-# Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000 MEMBERSHIPS=3 RLS_ROWS=2000000]
+# Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000 MEMBERSHIPS=3 RLS_ROWS=2000000 CACHE_MEMORY=1GB]
 .PHONY: bench
 bench:
 	USERS=$(or $(USERS),100000) ORGS=$(or $(ORGS),10000) bash tools/bench.sh

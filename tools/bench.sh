@@ -5,13 +5,15 @@
 #   make bench                                  100k users, 10k organizations
 #   make bench USERS=1000000 ORGS=100000        larger
 #   make bench USERS=1000000 ORGS=100000 MEMBERSHIPS=10    10 memberships a user
+#   make bench CACHE_MEMORY=64MB                the measuring backend's um.cache_memory_limit (1GB)
 #
 # Builds its own data on a throwaway cluster, then times in one backend:
 # a plain scan with a built-in function call (the floor), um_has_permission
 # warm and cold (explicit user, acting user, scope node), the companions,
 # a hand-written SQL join check of the kind SQL-only libraries use, and the
-# plain-SQL reference implementation.  Prints a table with checks per second
-# and ratios, and the backend's cache memory.  Then the identity calls
+# plain-SQL reference implementation, and the companions with the cache limit
+# at half their working set.  Prints a table with checks per second and
+# ratios, the cache memory the checks needed, and the backend's cache.  Then the identity calls
 # (um_begin and um_act_as against set_config, logins with and without the
 # audit writer).  Then a reporting query over an
 # invoices table (RLS_ROWS rows, 1,000 organizations of Zipf-like sizes) for a
