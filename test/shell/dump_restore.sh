@@ -12,7 +12,7 @@ ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 # check DESCRIPTION SHELL-CONDITION [FILE-TO-SHOW-ON-FAILURE]
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3"; fi; return 0; }
-echo "1..11"
+echo "1..12"
 
 createdb um_dump_src
 psql -X -q -v ON_ERROR_STOP=1 -d um_dump_src >"$work/setup.log" 2>&1 <<'SQL'
@@ -41,6 +41,7 @@ INSERT INTO um.grants (org_id, role_id, team_id, scope_kind) VALUES (:acme, :app
 INSERT INTO um.invitations (org_id, email, role_id, token_hash, expires_at)
   VALUES (:acme, 'new@example.com', :approver, '\xdeadbeef', now() + interval '7 days');
 INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES (:bob, '\xcafe', now() + interval '1 hour');
+INSERT INTO um.verification_tokens (user_id, token_hash, expires_at) VALUES (:cy, '\xbeef', now() + interval '1 day');
 INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:acme, 'Okta', 'oidc', 'https://acme.okta.example')
   RETURNING id AS idp \gset
 INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :idp, 'sub-123', :bob);
@@ -77,7 +78,7 @@ check "the source database is populated" '[ $? -eq 0 ]' "$work/setup.log"
 snapshot() {
   for t in organizations users roles role_inclusions permissions role_permissions scopes memberships \
            teams team_members team_member_roles grants invitations sessions identity_providers \
-           user_identities audit_events; do
+           user_identities verification_tokens audit_events; do
     echo "== $t"
     where=true; [ "$t" = permissions ] && where="NOT builtin"   # built-in ones come with CREATE EXTENSION
     psql -X -A -t -d "$1" -c "SELECT (to_jsonb(x) - 'revision')::text AS r FROM um.$t x WHERE $where ORDER BY r"
@@ -99,24 +100,49 @@ check "built-in permissions are not doubled" \
   '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT count(*) FROM um.permissions")" = "$(psql -X -A -t -d um_dump_src -c "SELECT count(*) FROM um.permissions")" ]'
 check "id sequences continue after the restored rows" \
   '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT um_create_user('"'"'later@example.com'"'"') > (SELECT max(id) FROM um.users WHERE email <> '"'"'later@example.com'"'"')")" = t ]'
-# 10,000 checks, the same on both: (user, permission, organization[, scope node]) drawn with a fixed seed
+# 10,000 checks, the same on both, drawn per row with a fixed seed from the
+# ids (which the restore keeps): half (member, one of their organizations, a
+# node of it), a quarter (any user, any organization, a node of it), a
+# quarter (any user, any organization, any node: mostly cross-organization)
 checks() {
   psql -X -A -t -d "$1" <<'SQL'
 SELECT setseed(0.7);
+CREATE TEMP TABLE draws AS
+  SELECT i, random() AS r1, random() AS r2, random() AS r3, random() AS r4 FROM generate_series(1, 10000) i;
+WITH ids AS (
+  SELECT (SELECT array_agg(id ORDER BY id) FROM um.users WHERE email <> 'later@example.com') AS us,  -- made after the restore
+         (SELECT array_agg(id ORDER BY id) FROM um.organizations) AS os,
+         (SELECT array_agg(id ORDER BY id) FROM um.scopes) AS ss,
+         (SELECT array_agg(user_id ORDER BY org_id, user_id) FROM um.memberships) AS mu,
+         (SELECT array_agg(org_id ORDER BY org_id, user_id) FROM um.memberships) AS mo),
+picked AS (
+  SELECT d.i, d.r3, d.r4,
+         CASE WHEN d.i % 2 = 0 THEN ids.mu[1 + floor(d.r1 * cardinality(ids.mu))::int]
+              ELSE ids.us[1 + floor(d.r1 * cardinality(ids.us))::int] END AS u,
+         CASE WHEN d.i % 2 = 0 THEN ids.mo[1 + floor(d.r1 * cardinality(ids.mo))::int]
+              ELSE ids.os[1 + floor(d.r2 * cardinality(ids.os))::int] END AS o,
+         ids.ss
+    FROM draws d, ids),
+x AS (
+  SELECT i, u, o,
+         (ARRAY['invoice:read', 'invoice:update', 'invoice:approve', 'service:create', 'member:invite', 'org:read'])[1 + floor(r3 * 6)::int] AS p,
+         CASE WHEN i % 4 = 3 THEN ss[1 + floor(r4 * cardinality(ss))::int]
+              ELSE (SELECT s.id FROM um.scopes s WHERE s.org_id = picked.o ORDER BY s.id
+                     OFFSET floor(r4 * (SELECT count(*) FROM um.scopes s2 WHERE s2.org_id = picked.o)) LIMIT 1) END AS s
+    FROM picked)
 SELECT md5(string_agg(CASE WHEN um_has_permission(u, p, o) THEN '1' ELSE '0' END
                    || CASE WHEN um_has_permission(u, p, o, s) THEN '1' ELSE '0' END, '' ORDER BY i))
        || ' ' || count(*) || ' ' || count(*) FILTER (WHERE um_has_permission(u, p, o))
-  FROM (SELECT i, (SELECT id FROM um.users ORDER BY id OFFSET floor(random() * 203) LIMIT 1) AS u,
-               (ARRAY['invoice:read', 'invoice:update', 'service:create', 'member:invite', 'org:read'])[1 + floor(random() * 5)::int] AS p,
-               (SELECT id FROM um.organizations ORDER BY id OFFSET floor(random() * 31) LIMIT 1) AS o,
-               (SELECT id FROM um.scopes ORDER BY id OFFSET floor(random() * 32) LIMIT 1) AS s
-          FROM generate_series(1, 10000) i) x;
+       || ' ' || count(*) FILTER (WHERE um_has_permission(u, p, o, s))
+       || ' ' || count(DISTINCT u) || ' ' || count(DISTINCT o) || ' ' || count(DISTINCT s)
+  FROM x;
 SQL
 }
 checks um_dump_src | tail -1 >"$work/checks-src.txt"
 checks um_dump_dst | tail -1 >"$work/checks-dst.txt"
-check "10,000 checks answer the same after the restore ($(cut -d' ' -f3 "$work/checks-src.txt") of them granted)" \
-  '[ "$(cut -d" " -f2 "$work/checks-src.txt")" = 10000 ] && [ "$(cut -d" " -f3 "$work/checks-src.txt")" -gt 0 ] && diff -q "$work/checks-src.txt" "$work/checks-dst.txt" >/dev/null' "$work/checks-dst.txt"
+read -r _ n_checks n_granted n_scoped n_users n_orgs n_nodes <"$work/checks-src.txt"
+check "10,000 checks answer the same after the restore ($n_granted granted, $n_scoped on a node; $n_users users, $n_orgs organizations, $n_nodes nodes)" \
+  '[ "$n_checks" = 10000 ] && [ "$n_granted" -gt 500 ] && [ "$n_scoped" -gt 100 ] && [ "$n_users" -gt 150 ] && [ "$n_orgs" -gt 25 ] && [ "$n_nodes" -gt 25 ] && diff -q "$work/checks-src.txt" "$work/checks-dst.txt" >/dev/null' "$work/checks-dst.txt"
 protection() {
   psql -X -A -t -d "$1" -c "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'invoices'" \
        -c "SELECT polname, polcmd, pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) FROM pg_policy WHERE polrelid = 'invoices'::regclass ORDER BY 1"
@@ -140,5 +166,7 @@ for db in um_dump_src um_dump_dst; do
 done
 check "an application role sees the same rows through the policies ($(visible um_dump_src | tail -1) invoices)" \
   '[ "$(visible um_dump_src | tail -1)" = "$(visible um_dump_dst | tail -1)" ] && [ "$(visible um_dump_src | tail -1)" -gt 0 ]'
+check "um_check_integrity() finds nothing wrong in the restored database" \
+  '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT count(*) FROM um_check_integrity()")" = 0 ]'
 check "the restored rules still hold (the last Root cannot leave)" \
   '! psql -X -q -d um_dump_dst -c "DELETE FROM um.memberships m USING um.roles r WHERE r.id = m.role_id AND r.builtin = '"'"'root'"'"'" 2>/dev/null'
