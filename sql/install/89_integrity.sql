@@ -4,7 +4,7 @@
 -- (none when all is well).  The constraints and triggers keep these true
 -- for every change made through SQL; this looks at the result instead.
 
-CREATE FUNCTION @extschema@.um_check_integrity()
+CREATE OR REPLACE FUNCTION @extschema@.um_check_integrity()
 RETURNS TABLE (invariant text, object text, detail text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -47,6 +47,44 @@ AS $$
       OR (g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = g.user_id AND m.org_id = g.org_id))
       OR (g.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = g.team_id AND t.org_id = g.org_id))
   UNION ALL
+  SELECT 'role permission of an existing role', format('role %s', rp.role_id),
+         format('the role is missing from organization %s; %s permission rows remain', rp.org_id, count(*))
+    FROM um.role_permissions rp
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = rp.role_id AND r.org_id = rp.org_id)
+   GROUP BY rp.org_id, rp.role_id
+  UNION ALL
+  SELECT 'role inclusion in the same organization', format('role %s', ri.role_id),
+         format('includes role %s; one of them is missing or of another organization than %s', ri.included_role_id, ri.org_id)
+    FROM um.role_inclusions ri
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = ri.role_id AND r.org_id = ri.org_id)
+      OR NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = ri.included_role_id AND r.org_id = ri.org_id)
+  UNION ALL
+  SELECT 'membership of an existing user', format('membership %s', m.id),
+         format('user %s is missing', m.user_id)
+    FROM um.memberships m
+   WHERE NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id = m.user_id)
+  UNION ALL
+  SELECT 'invitation targets in the same organization', format('invitation %s', i.id),
+         concat_ws('; ',
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = i.role_id AND r.org_id = i.org_id)
+                THEN format('role %s is missing or of another organization', i.role_id) END,
+           CASE WHEN i.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = i.team_id AND t.org_id = i.org_id)
+                THEN format('team %s is missing or of another organization', i.team_id) END)
+    FROM um.invitations i
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = i.role_id AND r.org_id = i.org_id)
+      OR (i.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = i.team_id AND t.org_id = i.org_id))
+  UNION ALL
+  SELECT 'identity link to a provider of the organization and an existing user',
+         format('provider %s, subject %s', ui.provider_id, ui.subject),
+         concat_ws('; ',
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.id = ui.provider_id AND p.org_id = ui.org_id)
+                THEN format('provider %s is missing or of another organization', ui.provider_id) END,
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id = ui.user_id)
+                THEN format('user %s is missing', ui.user_id) END)
+    FROM um.user_identities ui
+   WHERE NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.id = ui.provider_id AND p.org_id = ui.org_id)
+      OR NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id = ui.user_id)
+  UNION ALL
   SELECT 'team role in the same organization', format('team %s, user %s', tr.team_id, tr.user_id),
          format('role %s is missing or of another organization', tr.role_id)
     FROM um.team_member_roles tr
@@ -87,7 +125,7 @@ AS $$
              WHERE w.node <> w.start AND w.depth < 10000)
           SELECT DISTINCT start AS id FROM walk WHERE node = start) c
   UNION ALL
-  -- users: a suspension has its time; a locked account has failures or a lock time
+  -- users: a suspension has its time
   SELECT 'suspension is recorded', format('user %s', u.id), 'status and suspended_at disagree'
     FROM um.users u
    WHERE (u.status = 'suspended') <> (u.suspended_at IS NOT NULL)
@@ -102,5 +140,5 @@ AS $$
   ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION @extschema@.um_check_integrity() IS
-  'every invariant um keeps (Roots, built-in roles, same-organization references, team owners, no cycles, suspensions, sessions), checked on the tables as they are; one row per violation';
+  'every invariant um keeps (Roots, built-in roles, same-organization references, existing users, team owners, no cycles, suspensions, sessions), checked on the tables as they are; one row per violation';
 REVOKE EXECUTE ON FUNCTION @extschema@.um_check_integrity() FROM PUBLIC;

@@ -4,7 +4,7 @@
 -- or a faulty replication could).
 BEGIN;
 \ir fixture.psql
-SELECT plan(12);
+SELECT plan(18);
 SELECT pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex, pg_temp.usr('ada') AS ada,
        pg_temp.usr('bob') AS bob, pg_temp.usr('carol') AS carol, pg_temp.usr('dave') AS dave \gset
 INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Apollo') RETURNING id AS apollo \gset
@@ -28,6 +28,20 @@ UPDATE um.team_members SET is_owner = false WHERE team_id = :platform;
 INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (:acme, :platform, :bob);
 INSERT INTO um.grants (org_id, role_id, user_id) VALUES (:acme, pg_temp.role('acme', 'B'), :bob);
 INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES (:bob, '\x00', now() + interval '1 hour');
+-- references to rows that are gone or belong to another organization
+INSERT INTO um.roles (org_id, name) VALUES (:acme, 'C') RETURNING id AS role_c \gset
+INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Gone') RETURNING id AS gone \gset
+INSERT INTO um.grants (org_id, role_id, user_id, scope_id) VALUES (:acme, pg_temp.role('acme', 'B'), :carol, :apollo) RETURNING id AS carol_grant \gset
+INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, :role_c, 'org:read');
+INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (:acme, :role_c, pg_temp.role('globex', 'member'));
+INSERT INTO um.invitations (org_id, email, role_id, token_hash, expires_at)
+  VALUES (:acme, 'x@example.com', pg_temp.role('globex', 'admin'), '\x01', now() + interval '1 day') RETURNING id AS bad_invitation \gset
+INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:globex, 'Okta', 'oidc', 'https://globex.example') RETURNING id AS globex_idp \gset
+INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :globex_idp, 'sub-1', :carol);
+INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (:globex, 999999, pg_temp.role('globex', 'member'));
+DELETE FROM um.roles WHERE id = :role_c;
+DELETE FROM um.scopes WHERE id = :gone;
+UPDATE um.grants SET scope_id = :gone WHERE id = :carol_grant;
 UPDATE um.users SET status = 'suspended', suspended_at = now() WHERE id = :bob;
 RESET session_replication_role;
 
@@ -43,11 +57,24 @@ SELECT is((SELECT count(*) FROM found WHERE invariant = 'role inclusions have no
 SELECT is((SELECT detail FROM found WHERE invariant = 'team has an owner'), '3 members, 0 owners', 'a team without its owner');
 SELECT is((SELECT detail FROM found WHERE invariant = 'team members belong to the organization'),
           format('user %s is not a member of organization %s', :bob, :acme), 'a team member outside the organization');
-SELECT is((SELECT detail FROM found WHERE invariant = 'grant targets in the same organization'),
+SELECT is((SELECT detail FROM found WHERE invariant = 'grant targets in the same organization' AND object <> 'grant ' || :carol_grant),
           format('user %s is not a member', :bob), 'a grant to a non-member');
 SELECT ok((SELECT detail FROM found WHERE invariant = 'sessions of blocked users are ended') LIKE '%suspended%',
           'an open session of a suspended user');
-SELECT is((SELECT count(*) FROM found), 11::bigint, 'and nothing else');
+SELECT is((SELECT detail FROM found WHERE invariant = 'grant targets in the same organization' AND object = 'grant ' || :carol_grant),
+          format('scope node %s is missing or of another organization', :gone), 'a grant on a deleted scope node');
+SELECT is((SELECT array_agg(detail ORDER BY detail) FROM found WHERE invariant = 'role permission of an existing role'),
+          ARRAY[format('the role is missing from organization %s; 1 permission rows remain', :acme),
+                format('the role is missing from organization %s; 24 permission rows remain', :globex)],
+          'the permissions of deleted roles, one row per role');
+SELECT is((SELECT count(*) FROM found WHERE invariant = 'role inclusion in the same organization'), 1::bigint,
+          'an inclusion of a deleted role and of another organization''s role');
+SELECT is((SELECT detail FROM found WHERE invariant = 'invitation targets in the same organization'),
+          format('role %s is missing or of another organization', pg_temp.role('globex', 'admin')), 'an invitation with another organization''s role');
+SELECT is((SELECT detail FROM found WHERE invariant = 'identity link to a provider of the organization and an existing user'),
+          format('provider %s is missing or of another organization', :globex_idp), 'an identity link to another organization''s provider');
+SELECT is((SELECT detail FROM found WHERE invariant = 'membership of an existing user'), 'user 999999 is missing', 'a membership of a missing user');
+SELECT is((SELECT count(*) FROM found), 18::bigint, 'and nothing else');
 
 SELECT * FROM finish();
 ROLLBACK;
