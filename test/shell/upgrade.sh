@@ -38,18 +38,20 @@ nsp AS (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'um' OR n.oid = (SELE
 SELECT 'function ' || p.oid::regprocedure || ' ' || p.prokind::text || p.provolatile::text || p.proisstrict::text || p.proparallel::text
        || p.prosecdef::text || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || coalesce(p.proacl::text, '')
        || ' ' || md5(p.prosrc) || ' ' || coalesce(p.probin, '') || ' ' || p.prorettype::regtype
+       || ' (' || pg_get_function_arguments(p.oid) || ') ' || p.procost::text || ' ' || p.prorows::text
+       || ' ' || coalesce(p.prosupport::regproc::text, '')
   FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM nsp)
 UNION ALL
 SELECT 'relation ' || c.oid::regclass || ' ' || c.relkind::text || ' ' || c.relrowsecurity::text || c.relforcerowsecurity::text
        || ' ' || coalesce(c.relacl::text, '') || ' ' || coalesce(array_to_string(c.reloptions, ','), '')
-  FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
+  FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'v', 'm', 'S', 'p', 'c')
 UNION ALL
-SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+SELECT 'column ' || a.attrelid::regclass || '.' || a.attname || ' #' || a.attnum || ' ' || format_type(a.atttypid, a.atttypmod)
        || ' ' || a.attnotnull::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || a.attidentity::text
        || ' ' || coalesce(a.attacl::text, '')
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'v', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('r', 'v', 'p', 'c') AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
 SELECT 'constraint ' || r.conrelid::regclass || ' ' || r.conname || ' ' || pg_get_constraintdef(r.oid)
   FROM pg_constraint r WHERE r.connamespace IN (SELECT oid FROM nsp)
@@ -67,6 +69,23 @@ SELECT 'policy ' || p.polrelid::regclass || ' ' || p.polname || ' ' || p.polcmd:
 UNION ALL
 SELECT 'view ' || c.oid::regclass || ' ' || md5(pg_get_viewdef(c.oid))
   FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM nsp) AND c.relkind IN ('v', 'm')
+UNION ALL
+SELECT 'type ' || t.oid::regtype || ' ' || t.typtype::text || ' '
+       || coalesce((SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
+       || coalesce(format_type(nullif(t.typbasetype, 0), t.typtypmod), '') || ' ' || coalesce(t.typacl::text, '')
+  FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM nsp) AND t.typtype IN ('e', 'd')
+UNION ALL
+SELECT 'comment ' || pg_describe_object(ds.classoid, ds.objoid, ds.objsubid) || ' ' || md5(ds.description)
+  FROM pg_description ds
+ WHERE (ds.classoid = 'pg_proc'::regclass AND ds.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace IN (SELECT oid FROM nsp)))
+    OR (ds.classoid = 'pg_class'::regclass AND ds.objoid IN (SELECT oid FROM pg_class WHERE relnamespace IN (SELECT oid FROM nsp)))
+    OR (ds.classoid = 'pg_constraint'::regclass AND ds.objoid IN (SELECT oid FROM pg_constraint WHERE connamespace IN (SELECT oid FROM nsp)))
+    OR (ds.classoid = 'pg_type'::regclass AND ds.objoid IN (SELECT oid FROM pg_type WHERE typnamespace IN (SELECT oid FROM nsp)))
+    OR (ds.classoid = 'pg_trigger'::regclass AND ds.objoid IN
+          (SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace IN (SELECT oid FROM nsp)))
+    OR (ds.classoid = 'pg_policy'::regclass AND ds.objoid IN
+          (SELECT p.oid FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace IN (SELECT oid FROM nsp)))
+    OR (ds.classoid = 'pg_namespace'::regclass AND ds.objoid IN (SELECT oid FROM pg_namespace WHERE nspname = 'um'))
 UNION ALL
 SELECT 'schema um ' || coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.nspname = 'um'
 UNION ALL
@@ -89,8 +108,8 @@ SQL
 }
 describe um_upgraded >"$work/upgraded.txt" 2>&1
 describe um_fresh >"$work/fresh.txt" 2>&1
-check "the description covers functions, tables, policies and grants ($(wc -l <"$work/fresh.txt") lines)" \
-  '[ "$(grep -c "^function " "$work/fresh.txt")" -gt 50 ] && grep -q "^policy " "$work/fresh.txt" && grep -q "^relation .*=r/" "$work/fresh.txt"' "$work/fresh.txt"
+check "the description covers functions (with argument names and defaults), tables, columns in order, policies, grants and comments ($(wc -l <"$work/fresh.txt") lines)" \
+  '[ "$(grep -c "^function " "$work/fresh.txt")" -gt 50 ] && grep -q "^policy " "$work/fresh.txt" && grep -q "^relation .*=r/" "$work/fresh.txt" && [ "$(grep -c "^comment " "$work/fresh.txt")" -gt 50 ]' "$work/fresh.txt"
 diff -u "$work/fresh.txt" "$work/upgraded.txt" >"$work/diff.txt"
 check "the updated database matches a fresh install of $current" '[ ! -s "$work/diff.txt" ]' "$work/diff.txt"
 
