@@ -45,10 +45,13 @@ is($node->safe_psql('postgres', qq{SELECT database, is_mine FROM um.cache_activi
    'with the backend\'s database');
 
 # an invalidation reaches the warm backends and is counted there at their next transaction
+is($a->query_safe(q{SELECT um_has_permission(2, 'member:invite', 1)}), 'f', 'a Member may not invite');
+my $inval = $node->safe_psql('postgres', qq{SELECT invalidations FROM um.cache_activity WHERE pid = $pid_a});
+is($inval, $a->query_safe(q{SELECT invalidations FROM um_cache_stats()}), 'the view shows the backend\'s own invalidations counter');
 $node->safe_psql('postgres', q{SELECT um_set_org_role(1, 2, 'Admin')});
-$a->query_safe(q{SELECT um_has_permission(2, 'member:invite', 1)});
-ok($node->safe_psql('postgres', qq{SELECT invalidations > 0 FROM um.cache_activity WHERE pid = $pid_a}) eq 't',
-   'invalidations are counted');
+is($a->query_safe(q{SELECT um_has_permission(2, 'member:invite', 1)}), 't', 'the warm backend follows the role change');
+my $inval2 = $node->safe_psql('postgres', qq{SELECT invalidations FROM um.cache_activity WHERE pid = $pid_a});
+ok($inval2 > $inval, "invalidations are counted ($inval -> $inval2)");
 
 is($node->safe_psql('postgres', q{SELECT count(*) > 0 FROM um.cache_activity}, connstr => $node->connstr('postgres') . ' user=watcher'),
    't', 'a monitoring role (pg_monitor) reads the view');
