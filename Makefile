@@ -39,7 +39,7 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@
 
 # assembled until 0.2 is released (see its head)
-sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/72_monitoring.sql sql/install/86_lifecycle.sql sql/install/89_integrity.sql sql/upgrade/0.1--0.2-tail.sql
+sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/72_monitoring.sql sql/install/86_lifecycle.sql sql/install/85_rls_lint.sql sql/install/89_integrity.sql sql/upgrade/0.1--0.2-tail.sql
 	cat $^ > $@
 
 # Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000 MEMBERSHIPS=3 RLS_ROWS=2000000 CACHE_MEMORY=1GB]

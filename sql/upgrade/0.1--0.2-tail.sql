@@ -1,6 +1,6 @@
 
 -- ---------------------------------------------------------------------------
--- 0.1 -> 0.2, continued (after 86_lifecycle.sql and 89_integrity.sql)
+-- 0.1 -> 0.2, continued (after 86_lifecycle.sql, 85_rls_lint.sql and 89_integrity.sql)
 
 -- the new table of secrets is for um administrators only, and dumped
 ALTER TABLE um.verification_tokens ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;

@@ -1,6 +1,6 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(22);
+SELECT plan(25);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
@@ -106,5 +106,19 @@ SELECT is(lower('ABC'), 'same', 'the shadowing lower() is live for the caller');
 SELECT lives_ok($$ SELECT um_create_user('Search.Path@Example.com') $$,
                 'um functions ignore a caller''s search_path (a shadowed lower() would make every address a duplicate)');
 RESET search_path;
+-- tenant sharding: every organization-scoped table's keys lead with org_id
+CREATE TEMP VIEW org_scoped AS
+  SELECT c.oid, c.relname FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id' AND a.attnotnull
+   WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r';
+SELECT cmp_ok((SELECT count(*) FROM org_scoped), '>=', 12::bigint, 'the organization-scoped tables are found');
+SELECT is((SELECT array_agg(t.relname ORDER BY t.relname) FROM org_scoped t
+            WHERE NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.conkey[1]
+                               WHERE k.conrelid = t.oid AND k.contype = 'p' AND a.attname = 'org_id')),
+          NULL, 'every organization-scoped table''s primary key leads with org_id');
+SELECT is((SELECT array_agg(DISTINCT k.conname::text) FROM org_scoped t
+             JOIN pg_constraint k ON k.conrelid = t.oid AND k.contype IN ('f', 'u', 'x')
+             JOIN org_scoped r ON r.oid = k.confrelid OR k.contype <> 'f'
+            WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = k.conkey[1] AND a.attname = 'org_id')),
+          NULL, 'and so does every unique or exclusion constraint, and every foreign key to another organization-scoped table');
 SELECT * FROM finish();
 ROLLBACK;

@@ -6,7 +6,7 @@
 -- the roles it made are dropped.
 \ir fixture.psql
 BEGIN;
-SELECT plan(77);
+SELECT plan(80);
 CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
   $$ DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP; END $$;
 
@@ -255,6 +255,11 @@ CREATE VIEW "Billing Dept".careful_too WITH (security_invoker = 1) AS SELECT * F
 CREATE POLICY open_read ON "Billing Dept".lines FOR SELECT USING (true);
 CREATE TABLE "Billing Dept".unindexed (org_id bigint NOT NULL);
 SELECT um_protect_table('"Billing Dept".unindexed', 'org_id', 'invoice') AS p \gset
+CREATE TABLE "Billing Dept".keyed_by_id (id bigint PRIMARY KEY, org_id bigint NOT NULL, "Ref" text, UNIQUE ("Ref"));
+CREATE INDEX ON "Billing Dept".keyed_by_id (org_id);
+SELECT um_protect_table('"Billing Dept".keyed_by_id', 'org_id', 'invoice') AS p \gset
+CREATE TABLE "Billing Dept".keyed_by_org (org_id bigint NOT NULL, id bigint, PRIMARY KEY (org_id, id));
+SELECT um_protect_table('"Billing Dept".keyed_by_org', 'org_id', 'invoice') AS p \gset
 CREATE TEMP TABLE lint AS SELECT * FROM um_lint();
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".open_data'), 'critical',
           'um_lint: a table with an organization column and no policies is critical');
@@ -274,6 +279,13 @@ SELECT is((SELECT severity FROM lint WHERE object = 'role regress_um_bypass'), '
 SELECT is((SELECT severity FROM lint WHERE object = 'function "Billing Dept".unsafe()'), 'warning',
           'a SECURITY DEFINER function without a pinned search_path');
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".unindexed'), 'info', 'a protected table without an index on its organization column');
+SELECT is((SELECT array_agg(severity || ': ' || hint ORDER BY hint) FROM lint WHERE object = '"Billing Dept".keyed_by_id'),
+          ARRAY['info: Lead the key with the organization: ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT "keyed_by_id_Ref_key", ADD UNIQUE (org_id, "Ref");',
+                'info: Lead the key with the organization: ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT keyed_by_id_pkey, ADD PRIMARY KEY (org_id, id);'],
+          'a protected table whose primary key and unique constraint leave out the organization (it cannot be sharded by tenant), with the fix');
+SELECT ok((SELECT finding FROM lint WHERE object = '"Billing Dept".keyed_by_id' AND hint LIKE '%PRIMARY KEY%') LIKE '%primary key keyed_by_id_pkey does not include%',
+          '... saying which key');
+SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org'), 0::bigint, 'none when the key leads with the organization');
 SELECT is((SELECT count(*) FROM lint WHERE object IN ('"Billing Dept"."Invoices 2026"', '"Billing Dept".events')),
           0::bigint, 'protected tables with an index have no findings');
 SELECT is((SELECT count(*) FROM lint WHERE object LIKE 'function %um%' OR object LIKE 'um.%'), 0::bigint,
