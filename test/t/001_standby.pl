@@ -20,6 +20,8 @@ use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 $primary->init(allows_streaming => 1);
+# the standby inherits this: um.cache_activity shows every standby backend
+$primary->append_conf('postgresql.conf', "shared_preload_libraries = 'um'");
 $primary->start;
 $primary->safe_psql('postgres', q{
   CREATE EXTENSION um CASCADE;
@@ -230,6 +232,13 @@ invalidated($inval, 'the suspension through um_suspend_user');
 
 my $stats = $session->query_safe(q{SELECT invalidations > 0 FROM um_cache_stats()});
 is($stats, 't', 'the standby backend received the invalidations');
+
+# monitoring a standby: another standby connection sees the warm backend's figures
+my $warm_pid = $session->query_safe(q{SELECT pg_backend_pid()});
+my ($own_hits, $own_inval) = split /\|/, $session->query_safe(q{SELECT hits, invalidations FROM um_cache_stats()});
+is($standby->safe_psql('postgres', qq{SELECT hits >= $own_hits AND hits > 0, invalidations = $own_inval, is_mine
+                                         FROM um.cache_activity WHERE pid = $warm_pid}),
+   't|t|f', 'um.cache_activity on the standby shows the warm backend\'s hits and invalidations to another session');
 $session->quit;
 
 done_testing();
