@@ -22,7 +22,21 @@ AS $$
                       AND a.attnum = ANY (k.conkey))),
   policies AS (
     SELECT p.polrelid, count(*) AS n, count(*) FILTER (WHERE p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete')) AS um
-      FROM pg_catalog.pg_policy p GROUP BY p.polrelid)
+      FROM pg_catalog.pg_policy p GROUP BY p.polrelid),
+  policy_columns AS (
+    -- the columns um's read policy uses: the organization column (and a scope column)
+    SELECT t.oid, a.attnum, a.attname
+      FROM app_tables t JOIN pg_catalog.pg_policy pol ON pol.polrelid = t.oid AND pol.polname = 'um_read'
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = pol.oid
+                                 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = t.oid
+                                 AND d.refobjsubid > 0
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid),
+  protected_columns AS (
+    -- of those, the organization column: the one that looks like one, else all
+    SELECT DISTINCT c.oid, c.attnum, c.attname FROM policy_columns c
+     WHERE EXISTS (SELECT 1 FROM org_columns o WHERE o.oid = c.oid AND o.attname = c.attname)
+        OR NOT EXISTS (SELECT 1 FROM policy_columns c2 JOIN org_columns o ON o.oid = c2.oid AND o.attname = c2.attname
+                        WHERE c2.oid = c.oid))
   -- 1. an organization column and no policy at all
   SELECT 'critical' AS severity, t.oid::pg_catalog.regclass::text AS object,
          format('has an organization column (%s) but no row-level security policy: every role with SELECT sees every tenant''s rows',
@@ -115,30 +129,37 @@ AS $$
          format('is protected on column %s, which no index leads with: every query reads the whole table', o.attname),
          format('CREATE INDEX ON %s (%I);', t.oid::pg_catalog.regclass, o.attname)
     FROM app_tables t JOIN policies p ON p.polrelid = t.oid AND p.um > 0
-    JOIN org_columns o ON o.oid = t.oid
+    JOIN protected_columns o ON o.oid = t.oid
    WHERE t.relkind = 'r'
      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                       WHERE i.indrelid = t.oid
                         AND i.indkey[0] = (SELECT a.attnum FROM pg_catalog.pg_attribute a
                                             WHERE a.attrelid = t.oid AND a.attname = o.attname))
   UNION ALL
-  -- 8. protected tables whose keys leave out the organization column: a
-  -- tenant-sharded deployment (distributed by organization) needs it in each
+  -- 8. protected tables with a unique key that leaves out the organization
+  -- column: a tenant-sharded deployment (distributed by organization) needs
+  -- it in each
   SELECT 'info', t.oid::pg_catalog.regclass::text,
-         format('is protected on column %s, which its %s %I does not include: the table cannot be distributed by organization (tenant sharding) as it is',
-                o.attname, CASE k.contype WHEN 'p' THEN 'primary key' ELSE 'unique constraint' END, k.conname),
-         format('Lead the key with the organization: ALTER TABLE %s DROP CONSTRAINT %I, ADD %s (%s);',
-                t.oid::pg_catalog.regclass, k.conname, CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END,
-                (SELECT string_agg(quote_ident(x.name), ', ' ORDER BY x.ord)
-                   FROM (SELECT o.attname::text AS name, 0 AS ord
-                         UNION ALL
-                         SELECT a.attname::text, c.ord FROM unnest(k.conkey) WITH ORDINALITY AS c(attnum, ord)
-                           JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = c.attnum) x))
+         format('is protected on column %I, which its %s %I does not include: the table cannot be distributed by organization (tenant sharding) as it is',
+                o.attname, CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique constraint' ELSE 'unique index' END,
+                coalesce(k.conname, ic.relname)),
+         CASE WHEN k.oid IS NOT NULL
+              THEN format('Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE %s DROP CONSTRAINT %I, ADD %s (%s);',
+                          t.oid::pg_catalog.regclass, k.conname, CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END,
+                          (SELECT string_agg(quote_ident(x.name), ', ' ORDER BY x.ord)
+                             FROM (SELECT o.attname::text AS name, 0::bigint AS ord
+                                   UNION ALL
+                                   SELECT a.attname::text, c.ord FROM unnest(k.conkey) WITH ORDINALITY AS c(attnum, ord)
+                                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = c.attnum) x))
+              ELSE format('Re-create it with %I as its first column (it then holds within each organization): it is %s',
+                          o.attname, pg_catalog.pg_get_indexdef(i.indexrelid)) END
     FROM app_tables t JOIN policies p ON p.polrelid = t.oid AND p.um > 0
-    JOIN org_columns o ON o.oid = t.oid
-    JOIN pg_catalog.pg_constraint k ON k.conrelid = t.oid AND k.contype IN ('p', 'u')
+    JOIN protected_columns o ON o.oid = t.oid
+    JOIN pg_catalog.pg_index i ON i.indrelid = t.oid AND i.indisunique
+    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    LEFT JOIN pg_catalog.pg_constraint k ON k.conrelid = t.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u')
    WHERE NOT t.relispartition
-     AND NOT (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.oid AND a.attname = o.attname) = ANY (k.conkey)
+     AND NOT o.attnum = ANY (i.indkey::pg_catalog.int2[])
   ) f
   ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
 $$;

@@ -11,9 +11,10 @@ COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a
 --
 -- While 0.2 is in development this script is assembled by the Makefile from
 -- sql/upgrade/0.1--0.2-head.sql, sql/install/72_monitoring.sql and
--- sql/install/86_lifecycle.sql (both new in 0.2), and
--- sql/upgrade/0.1--0.2-tail.sql; when 0.2 is released the assembled file is
--- committed and never edited again.
+-- sql/install/86_lifecycle.sql (both new in 0.2), sql/install/85_rls_lint.sql
+-- and sql/install/89_integrity.sql (um_lint and um_check_integrity, replaced),
+-- and sql/upgrade/0.1--0.2-tail.sql; when 0.2 is released the assembled file
+-- is committed and never edited again.
 
 -- The first API functions become lifecycle functions (86_lifecycle.sql):
 -- C entry points whose bodies check the caller's rights.

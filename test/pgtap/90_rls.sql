@@ -6,7 +6,7 @@
 -- the roles it made are dropped.
 \ir fixture.psql
 BEGIN;
-SELECT plan(80);
+SELECT plan(82);
 CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
   $$ DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP; END $$;
 
@@ -258,8 +258,12 @@ SELECT um_protect_table('"Billing Dept".unindexed', 'org_id', 'invoice') AS p \g
 CREATE TABLE "Billing Dept".keyed_by_id (id bigint PRIMARY KEY, org_id bigint NOT NULL, "Ref" text, UNIQUE ("Ref"));
 CREATE INDEX ON "Billing Dept".keyed_by_id (org_id);
 SELECT um_protect_table('"Billing Dept".keyed_by_id', 'org_id', 'invoice') AS p \gset
-CREATE TABLE "Billing Dept".keyed_by_org (org_id bigint NOT NULL, id bigint, PRIMARY KEY (org_id, id));
+CREATE TABLE "Billing Dept".keyed_by_org (org_id bigint NOT NULL, id bigint, PRIMARY KEY (org_id, id),
+  vendor_org bigint REFERENCES um.organizations);   -- another column that looks like an organization's
 SELECT um_protect_table('"Billing Dept".keyed_by_org', 'org_id', 'invoice') AS p \gset
+CREATE TABLE "Billing Dept".unique_index (org_id bigint NOT NULL, email text, PRIMARY KEY (org_id, email));
+CREATE UNIQUE INDEX unique_index_lower_email ON "Billing Dept".unique_index (lower(email));
+SELECT um_protect_table('"Billing Dept".unique_index', 'org_id', 'invoice') AS p \gset
 CREATE TEMP TABLE lint AS SELECT * FROM um_lint();
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".open_data'), 'critical',
           'um_lint: a table with an organization column and no policies is critical');
@@ -280,14 +284,21 @@ SELECT is((SELECT severity FROM lint WHERE object = 'function "Billing Dept".uns
           'a SECURITY DEFINER function without a pinned search_path');
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".unindexed'), 'info', 'a protected table without an index on its organization column');
 SELECT is((SELECT array_agg(severity || ': ' || hint ORDER BY hint) FROM lint WHERE object = '"Billing Dept".keyed_by_id'),
-          ARRAY['info: Lead the key with the organization: ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT "keyed_by_id_Ref_key", ADD UNIQUE (org_id, "Ref");',
-                'info: Lead the key with the organization: ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT keyed_by_id_pkey, ADD PRIMARY KEY (org_id, id);'],
+          ARRAY['info: Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT "keyed_by_id_Ref_key", ADD UNIQUE (org_id, "Ref");',
+                'info: Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT keyed_by_id_pkey, ADD PRIMARY KEY (org_id, id);'],
           'a protected table whose primary key and unique constraint leave out the organization (it cannot be sharded by tenant), with the fix');
 SELECT ok((SELECT finding FROM lint WHERE object = '"Billing Dept".keyed_by_id' AND hint LIKE '%PRIMARY KEY%') LIKE '%primary key keyed_by_id_pkey does not include%',
           '... saying which key');
-SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org'), 0::bigint, 'none when the key leads with the organization');
-SELECT is((SELECT count(*) FROM lint WHERE object IN ('"Billing Dept"."Invoices 2026"', '"Billing Dept".events')),
-          0::bigint, 'protected tables with an index have no findings');
+SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org'), 0::bigint,
+          'none when the key leads with the column the table is protected on (another organization column aside)');
+SELECT is((SELECT finding FROM lint WHERE object = '"Billing Dept".unique_index'),
+          'is protected on column org_id, which its unique index unique_index_lower_email does not include: the table cannot be distributed by organization (tenant sharding) as it is',
+          'a unique index that is not a constraint (here on an expression) counts too');
+SELECT ok((SELECT hint FROM lint WHERE object = '"Billing Dept".unique_index') LIKE 'Re-create it with org_id as its first column%CREATE UNIQUE INDEX unique_index_lower_email%lower(email)%',
+          '... with its definition in the hint');
+SELECT is((SELECT array_agg(object || ': ' || finding) FROM lint WHERE object IN ('"Billing Dept"."Invoices 2026"', '"Billing Dept".events')),
+          ARRAY['"Billing Dept"."Invoices 2026": is protected on column "Org Id", which its primary key "Invoices 2026_pkey" does not include: the table cannot be distributed by organization (tenant sharding) as it is'],
+          'protected tables with an index have no other findings (the quoted organization column is found through the policy)');
 SELECT is((SELECT count(*) FROM lint WHERE object LIKE 'function %um%' OR object LIKE 'um.%'), 0::bigint,
           'nor does um itself');
 DROP ROLE regress_um_bypass;
