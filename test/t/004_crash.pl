@@ -146,8 +146,8 @@ sub interrupt_call
 	$holder->query_safe("BEGIN; $lock;");
 	my $bg = $node->background_psql('postgres', on_error_stop => 0);
 	my $pid = $bg->query_safe('SELECT pg_backend_pid()');
-	$bg->{stdin} .= "SELECT $call;\n";
-	$bg->{run}->pump_nb;
+	# returns once psql has echoed the marker; the call follows it on psql's input
+	$bg->query_until(qr/call sent/, "\\echo call sent\nSELECT $call;\n");
 	$node->poll_query_until('postgres', qq{
 	  SELECT wait_event_type = 'Lock' AND pg_blocking_pids(pid) = ARRAY[$holder_pid] AND backend_xid IS NOT NULL
 	    FROM pg_stat_activity WHERE pid = $pid})
