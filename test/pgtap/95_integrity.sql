@@ -14,6 +14,7 @@ INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (:acme
 INSERT INTO um.teams (org_id, name) VALUES (:acme, 'Platform') RETURNING id AS platform \gset
 INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (:acme, :platform, :carol, true), (:acme, :platform, :dave, false);
 INSERT INTO um.grants (org_id, role_id, user_id, scope_id) VALUES (:acme, pg_temp.role('acme', 'A'), :dave, :apollo);
+INSERT INTO um.teams (org_id, name) VALUES (:globex, 'Globex team') RETURNING id AS globex_team \gset
 
 SELECT is((SELECT count(*) FROM um_check_integrity()), 0::bigint, 'after normal use, nothing to report');
 SELECT ok(NOT has_function_privilege('public', 'um_check_integrity()', 'EXECUTE'), 'it is for administrators');
@@ -34,10 +35,10 @@ INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Gone') RET
 INSERT INTO um.grants (org_id, role_id, user_id, scope_id) VALUES (:acme, pg_temp.role('acme', 'B'), :carol, :apollo) RETURNING id AS carol_grant \gset
 INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, :role_c, 'org:read');
 INSERT INTO um.role_inclusions (org_id, role_id, included_role_id) VALUES (:acme, :role_c, pg_temp.role('globex', 'member'));
-INSERT INTO um.invitations (org_id, email, role_id, token_hash, expires_at)
-  VALUES (:acme, 'x@example.com', pg_temp.role('globex', 'admin'), '\x01', now() + interval '1 day') RETURNING id AS bad_invitation \gset
+INSERT INTO um.invitations (org_id, email, role_id, team_id, token_hash, expires_at)
+  VALUES (:acme, 'x@example.com', pg_temp.role('globex', 'admin'), :globex_team, '\x01', now() + interval '1 day') RETURNING id AS bad_invitation \gset
 INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:globex, 'Okta', 'oidc', 'https://globex.example') RETURNING id AS globex_idp \gset
-INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :globex_idp, 'sub-1', :carol);
+INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :globex_idp, 'sub-1', 999998);
 INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (:globex, 999999, pg_temp.role('globex', 'member'));
 DELETE FROM um.roles WHERE id = :role_c;
 DELETE FROM um.scopes WHERE id = :gone;
@@ -70,9 +71,11 @@ SELECT is((SELECT array_agg(detail ORDER BY detail) FROM found WHERE invariant =
 SELECT is((SELECT count(*) FROM found WHERE invariant = 'role inclusion in the same organization'), 1::bigint,
           'an inclusion of a deleted role and of another organization''s role');
 SELECT is((SELECT detail FROM found WHERE invariant = 'invitation targets in the same organization'),
-          format('role %s is missing or of another organization', pg_temp.role('globex', 'admin')), 'an invitation with another organization''s role');
+          format('role %s is missing or of another organization; team %s is missing or of another organization', pg_temp.role('globex', 'admin'), :globex_team),
+          'an invitation with another organization''s role and team');
 SELECT is((SELECT detail FROM found WHERE invariant = 'identity link to a provider of the organization and an existing user'),
-          format('provider %s is missing or of another organization', :globex_idp), 'an identity link to another organization''s provider');
+          format('provider %s is missing or of another organization; user 999998 is missing', :globex_idp),
+          'an identity link to another organization''s provider, for a missing user');
 SELECT is((SELECT detail FROM found WHERE invariant = 'membership of an existing user'), 'user 999999 is missing', 'a membership of a missing user');
 SELECT is((SELECT count(*) FROM found), 18::bigint, 'and nothing else');
 
