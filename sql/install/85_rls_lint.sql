@@ -159,7 +159,7 @@ AS $$
     JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
     LEFT JOIN pg_catalog.pg_constraint k ON k.conrelid = t.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u')
    WHERE NOT t.relispartition
-     AND NOT o.attnum = ANY (i.indkey::pg_catalog.int2[])
+     AND NOT o.attnum = ANY ((i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1])   -- key columns, not INCLUDE ones
   ) f
   ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
 $$;

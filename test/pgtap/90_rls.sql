@@ -262,7 +262,7 @@ CREATE TABLE "Billing Dept".keyed_by_org (org_id bigint NOT NULL, id bigint, PRI
   vendor_org bigint REFERENCES um.organizations);   -- another column that looks like an organization's
 SELECT um_protect_table('"Billing Dept".keyed_by_org', 'org_id', 'invoice') AS p \gset
 CREATE TABLE "Billing Dept".unique_index (org_id bigint NOT NULL, email text, PRIMARY KEY (org_id, email));
-CREATE UNIQUE INDEX unique_index_lower_email ON "Billing Dept".unique_index (lower(email));
+CREATE UNIQUE INDEX unique_index_lower_email ON "Billing Dept".unique_index (lower(email)) INCLUDE (org_id);   -- included, not a key column
 SELECT um_protect_table('"Billing Dept".unique_index', 'org_id', 'invoice') AS p \gset
 CREATE TEMP TABLE lint AS SELECT * FROM um_lint();
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".open_data'), 'critical',
@@ -294,7 +294,7 @@ SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org
 SELECT is((SELECT finding FROM lint WHERE object = '"Billing Dept".unique_index'),
           'is protected on column org_id, which its unique index unique_index_lower_email does not include: the table cannot be distributed by organization (tenant sharding) as it is',
           'a unique index that is not a constraint (here on an expression) counts too');
-SELECT ok((SELECT hint FROM lint WHERE object = '"Billing Dept".unique_index') LIKE 'Re-create it with org_id as its first column%CREATE UNIQUE INDEX unique_index_lower_email%lower(email)%',
+SELECT ok((SELECT hint FROM lint WHERE object = '"Billing Dept".unique_index') LIKE 'Re-create it with org_id as its first column%CREATE UNIQUE INDEX unique_index_lower_email%lower(email)) INCLUDE (org_id)',
           '... with its definition in the hint');
 SELECT is((SELECT array_agg(object || ': ' || finding) FROM lint WHERE object IN ('"Billing Dept"."Invoices 2026"', '"Billing Dept".events')),
           ARRAY['"Billing Dept"."Invoices 2026": is protected on column "Org Id", which its primary key "Invoices 2026_pkey" does not include: the table cannot be distributed by organization (tenant sharding) as it is'],
