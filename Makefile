@@ -13,7 +13,7 @@ EXTENSION   = um
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 
 MODULE_big  = um
-OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/autonomous.o src/protect.o src/lifecycle.o src/monitor.o
+OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/autonomous.o src/protect.o src/lifecycle.o src/monitor.o src/reference.o
 
 DATA_built  = sql/um--$(EXTVERSION).sql sql/um--0.1--0.2.sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
@@ -39,7 +39,7 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@
 
 # assembled until 0.2 is released (see its head)
-sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/72_monitoring.sql sql/install/86_lifecycle.sql sql/install/85_rls_lint.sql sql/install/89_integrity.sql sql/upgrade/0.1--0.2-tail.sql
+sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/72_monitoring.sql sql/install/86_lifecycle.sql sql/install/87_references.sql sql/install/85_rls.sql sql/install/85_rls_lint.sql sql/install/89_integrity.sql sql/upgrade/0.1--0.2-tail.sql
 	cat $^ > $@
 
 # Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000 MEMBERSHIPS=3 RLS_ROWS=2000000 CACHE_MEMORY=1GB]

@@ -48,6 +48,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -105,12 +106,51 @@ typedef struct AutonomousJob
 	char		error[JOB_TEXT_MAX];
 } AutonomousJob;
 
+/*
+ * copy_text: a short field (action, outcome, target type) into the job.  The
+ * writer never fails on a long input: whatever does not fit is cut at a
+ * character boundary, so a refusal is still recorded.
+ */
 static void
-copy_text(const char *s, char *dst, size_t size, const char *what)
+copy_text(const char *s, char *dst, size_t size)
 {
-	if (strlen(s) >= size)
-		elog(ERROR, "um audit writer: %s is too long", what);
-	strlcpy(dst, s, size);
+	int			len = strlen(s);
+
+	if (len >= (int) size)
+		len = pg_mbcliplen(s, len, size - 1);
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+}
+
+/*
+ * copy_details: the details JSON object into the job.  One too long for the
+ * job is replaced by an object that says so and keeps the start of the text
+ * (as a JSON string), so the event is still written and still valid JSON.
+ */
+static void
+copy_details(const char *s, char *dst, size_t size)
+{
+	StringInfoData buf;
+	int			len = strlen(s);
+	int			keep;
+	char	   *start;
+
+	if (len < (int) size)
+	{
+		memcpy(dst, s, len + 1);
+		return;
+	}
+	/* an escaped character takes at most 6 bytes, and the wrapper < 64 */
+	keep = pg_mbcliplen(s, len, (size - 64) / 6);
+	start = pnstrdup(s, keep);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"truncated\": true, \"bytes\": %d, \"start\": ", len);
+	escape_json(&buf, start);
+	appendStringInfoChar(&buf, '}');
+	Assert(buf.len < (int) size);
+	memcpy(dst, buf.data, buf.len + 1);
+	pfree(start);
+	pfree(buf.data);
 }
 
 /*
@@ -213,17 +253,17 @@ um_audit_autonomous(PG_FUNCTION_ARGS)
 	AutonomousJob *job = new_job(&seg, JOB_AUDIT);
 
 	copy_text(PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0)),
-			  job->action, sizeof(job->action), "the action");
+			  job->action, sizeof(job->action));
 	copy_text(PG_ARGISNULL(1) ? "denied" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
-			  job->outcome, sizeof(job->outcome), "the outcome");
+			  job->outcome, sizeof(job->outcome));
 	job->has_org = !PG_ARGISNULL(2);
 	job->org_id = job->has_org ? PG_GETARG_INT64(2) : 0;
 	copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-			  job->target_type, sizeof(job->target_type), "the target type");
+			  job->target_type, sizeof(job->target_type));
 	job->has_target = !PG_ARGISNULL(4);
 	job->target_id = job->has_target ? PG_GETARG_INT64(4) : 0;
-	copy_text(PG_ARGISNULL(5) ? "{}" : DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(5))),
-			  job->details, sizeof(job->details), "the details");
+	copy_details(PG_ARGISNULL(5) ? "{}" : DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(5))),
+				 job->details, sizeof(job->details));
 	run_job(seg, job);
 	dsm_detach(seg);
 	PG_RETURN_VOID();
@@ -255,8 +295,8 @@ um_record_login(PG_FUNCTION_ARGS)
 	job = new_job(&seg, JOB_LOGIN);
 	job->has_target = !PG_ARGISNULL(0);
 	job->target_id = job->has_target ? PG_GETARG_INT64(0) : 0;
-	copy_text(text_to_cstring(PG_GETARG_TEXT_PP(1)), job->action, sizeof(job->action), "the action");
-	copy_text("user", job->target_type, sizeof(job->target_type), "the target type");
+	copy_text(text_to_cstring(PG_GETARG_TEXT_PP(1)), job->action, sizeof(job->action));
+	copy_text("user", job->target_type, sizeof(job->target_type));
 	result = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (strcmp(result, "unknown_email") == 0)
 		job->login_result = LOGIN_UNKNOWN_EMAIL;
@@ -271,7 +311,7 @@ um_record_login(PG_FUNCTION_ARGS)
 	if (!job->has_target && job->login_result != LOGIN_UNKNOWN_EMAIL)
 		elog(ERROR, "um.record_login: a known user's attempt needs the user id");
 	copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-			  job->details, sizeof(job->details), "the reason");	/* the reason, for now */
+			  job->details, sizeof(job->details));	/* the reason, for now */
 	job->max_failures = um_login_max_failures;
 	job->lockout_seconds = um_login_lockout_seconds;
 	run_job(seg, job);

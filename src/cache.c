@@ -916,6 +916,10 @@ um_cache_scope_bits(const UmMember *m, int64 scope_id)
 	int			i,
 				j;
 
+	/* 0 is no node's id (top-level nodes have parent 0): never org-wide */
+	if (scope_id == 0)
+		return NULL;
+
 	memset(&key, 0, sizeof(key));
 	key.user_id = m->key.user_id;
 	key.org_id = m->key.org_id;

@@ -49,6 +49,7 @@ typedef struct LifecycleBody
 {
 	FmgrInfo	flinfo;
 	int			nargs;			/* of the public function */
+	bool		secret;			/* takes a password or a token */
 } LifecycleBody;
 
 /* the caller of the innermost body running, InvalidOid outside bodies */
@@ -87,6 +88,8 @@ lookup_body(FunctionCallInfo fcinfo)
 	fmgr_info_cxt(body_oid, &body->flinfo, fcinfo->flinfo->fn_mcxt);
 	body->flinfo.fn_expr = fcinfo->flinfo->fn_expr;
 	body->nargs = nargs;
+	body->secret = strcmp(body_name, "do_sign_up") == 0 || strcmp(body_name, "do_accept_invitation") == 0 ||
+		strcmp(body_name, "do_verify_email") == 0;
 	return body;
 }
 
@@ -111,6 +114,9 @@ um_lifecycle_entry(PG_FUNCTION_ARGS)
 		body = lookup_body(fcinfo);
 		fcinfo->flinfo->fn_extra = body;
 	}
+
+	if (body->secret)
+		um_session_note_secret();
 
 	InitFunctionCallInfoData(*inner, &body->flinfo, body->nargs + 1,
 							 fcinfo->fncollation, fcinfo->context, fcinfo->resultinfo);

@@ -45,46 +45,58 @@ owns_relation(Oid relid, Oid roleid)
 }
 
 /*
- * um.protection_note(tbl regclass, action text, resource text, details jsonb)
+ * um.protection_note(tbl regclass, action text, resource text)
  *
- * action is 'table.protect' or 'table.unprotect'; with a resource, its
- * read/create/update/delete permissions are added to the catalog if missing.
+ * action is 'table.protect' (with the table's resource) or
+ * 'table.unprotect'.  Writes the audit event, whose details it builds
+ * itself, and for table.protect adds the resource's read/create/update/
+ * delete permissions to the global catalog when they are missing, which
+ * only a um administrator may cause: a table owner with no um rights must
+ * not grow what every backend loads.  A temporary table is refused (it
+ * protects nothing another session could read).  Callable by anyone: it
+ * does nothing a table's owner could not already ask for.
  */
 Datum
 um_protection_note(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
-	Oid			um_owner;
+	const char *action;
 	Oid			save_userid;
 	int			save_sec_context;
 	int			save_nestlevel;
-	HeapTuple	tup;
-	Oid			catalog;
+	Oid			caller = GetUserId();
 	int			rc;
+	bool		isnull;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		elog(ERROR, "um.protection_note: table and action are required");
 	relid = PG_GETARG_OID(0);
+	action = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(action, "table.protect") != 0 && strcmp(action, "table.unprotect") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid protection action \"%s\"", action),
+				 errhint("um_protect_table and um_unprotect_table call this; call them instead.")));
+	if (strcmp(action, "table.protect") == 0 && PG_ARGISNULL(2))
+		elog(ERROR, "um.protection_note: table.protect needs the resource");
 	if (InSecurityRestrictedOperation())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot protect or unprotect a table inside a security-restricted operation"),
 				 errhint("Call it directly, not from an index expression, a materialized view or similar maintenance code.")));
-	if (!owns_relation(relid, GetUserId()))
+	if (!owns_relation(relid, caller))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be the owner of table %s", get_rel_name(relid) ? get_rel_name(relid) : "?"),
 				 errhint("Run it as the table's owner (or a member of the owning role).")));
-
-	catalog = RangeVarGetRelid(makeRangeVar("um", "permissions", -1), NoLock, false);
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(catalog));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", catalog);
-	um_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('U', 'M', '0', '8', '0')),
+				 errmsg("cannot protect temporary table %s", get_rel_name(relid)),
+				 errhint("Protect permanent tables: a temporary one is its session's alone.")));
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(um_owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(um_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
@@ -92,30 +104,55 @@ um_protection_note(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (!PG_ARGISNULL(2))
 	{
-		Oid			types[1] = {TEXTOID};
-		Datum		vals[1] = {PG_GETARG_DATUM(2)};
+		Oid			types[2] = {TEXTOID, OIDOID};
+		Datum		vals[2] = {PG_GETARG_DATUM(2), ObjectIdGetDatum(caller)};
+		int64		missing;
 
-		rc = SPI_execute_with_args(
-								   "INSERT INTO um.permissions (name, description)"
-								   " SELECT $1 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a,"
-								   "        pg_catalog.format('%s %s rows (um_protect_table)', pg_catalog.initcap(a), $1)"
-								   "   FROM pg_catalog.unnest(ARRAY['read', 'create', 'update', 'delete']) a"
-								   " ON CONFLICT (name) DO NOTHING",
-								   1, types, vals, NULL, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "um.protection_note: registering permissions failed: %s", SPI_result_code_string(rc));
+		rc = SPI_execute_with_args("SELECT pg_catalog.count(*) FROM pg_catalog.unnest(ARRAY['read', 'create', 'update', 'delete']) a"
+								   " WHERE NOT EXISTS (SELECT 1 FROM um.permissions p"
+								   "  WHERE p.name OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a))",
+								   1, types, vals, NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "um.protection_note: catalog lookup failed: %s", SPI_result_code_string(rc));
+		missing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (missing > 0)
+		{
+			rc = SPI_execute_with_args("SELECT um.role_administers_um($2)", 2, types, vals, NULL, true, 1);
+			if (rc != SPI_OK_SELECT)
+				elog(ERROR, "um.protection_note: role lookup failed: %s", SPI_result_code_string(rc));
+			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+				ereport(ERROR,
+						(errcode(ERRCODE_UM_UNKNOWN_PERMISSION),
+						 errmsg("permissions of resource \"%s\" are not in the catalog", TextDatumGetCString(vals[0])),
+						 errdetail("Protecting a table with a new resource registers its read, create, update and delete permissions for every organization, which only a um administrator may do."),
+						 errhint("Ask a um administrator to register them (um_register_permission('%s:read'), ...) or to protect the table.",
+								 TextDatumGetCString(vals[0]))));
+			rc = SPI_execute_with_args(
+									   "INSERT INTO um.permissions (name, description)"
+									   " SELECT $1 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a,"
+									   "        pg_catalog.format('%s %s rows (um_protect_table)', pg_catalog.initcap(a), $1)"
+									   "   FROM pg_catalog.unnest(ARRAY['read', 'create', 'update', 'delete']) a"
+									   "  WHERE NOT EXISTS (SELECT 1 FROM um.permissions p"
+									   "   WHERE p.name OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a))"
+									   " ON CONFLICT (name) DO NOTHING",
+									   1, types, vals, NULL, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "um.protection_note: registering permissions failed: %s", SPI_result_code_string(rc));
+		}
 	}
 	{
-		Oid			types[2] = {TEXTOID, JSONBOID};
-		Datum		vals[2];
-		char		nulls[2] = {' ', ' '};
+		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+		Datum		vals[3];
+		char		nulls[3] = {' ', ' ', ' '};
 
 		vals[0] = PG_GETARG_DATUM(1);
-		vals[1] = PG_ARGISNULL(3) ? (Datum) 0 : PG_GETARG_DATUM(3);
-		if (PG_ARGISNULL(3))
-			nulls[1] = 'n';
-		rc = SPI_execute_with_args("SELECT um.audit($1, NULL, 'table', NULL, $2)",
-								   2, types, vals, nulls, false, 0);
+		vals[1] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)));
+		vals[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+		if (PG_ARGISNULL(2))
+			nulls[2] = 'n';
+		rc = SPI_execute_with_args("SELECT um.audit($1, NULL, 'table', NULL,"
+								   " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('table', $2, 'resource', $3)))",
+								   3, types, vals, nulls, false, 0);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "um.protection_note: audit failed: %s", SPI_result_code_string(rc));
 	}

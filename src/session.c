@@ -23,7 +23,10 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
 #include "utils/guc.h"
+#include "utils/snapmgr.h"
 
 #include "um.h"
 
@@ -47,9 +50,73 @@ static int	password_hash_cost = 10;
  * an application role must not lengthen its own sessions or cheapen the
  * password hash.
  */
+/*
+ * Secrets out of the server log.  A refused login is an ERROR, and at the
+ * default log_min_error_statement (error) the server log gets the statement
+ * with it: with a simple-protocol call, the password or token as a literal.
+ * An error of a statement that passes a secret to um is therefore logged
+ * without its statement (errhidestmt): a statement that names one of the
+ * functions below, or one in which um handled a password or a token (an
+ * application's wrapper function).  The extended protocol sends values as
+ * parameters, which the log leaves out at the default
+ * log_parameter_max_length_on_error (0).
+ */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+static const char *secret_statement = NULL;	/* debug_query_string when um saw a secret */
+
+/* strcasestr for ASCII names (not every libc has strcasestr) */
+static const char *
+strcasestr_ascii(const char *hay, const char *needle)
+{
+	size_t		n = strlen(needle);
+
+	for (; *hay; hay++)
+		if (pg_strncasecmp(hay, needle, n) == 0)
+			return hay;
+	return NULL;
+}
+
+static const char *const secret_functions[] = {
+	"um_login", "um_change_password", "um_set_password", "um_sign_up", "um_begin",
+	"um_logout", "um_accept_invitation", "um_verify_email", NULL
+};
+
+/* um_session_note_secret: the statement running carries a secret */
+void
+um_session_note_secret(void)
+{
+	secret_statement = debug_query_string;
+}
+
+static bool
+names_secret_function(const char *query)
+{
+	int			i;
+
+	for (i = 0; secret_functions[i] != NULL; i++)
+	{
+		if (strcasestr_ascii(query, secret_functions[i]) != NULL)
+			return true;
+	}
+	return false;
+}
+
+static void
+um_emit_log_hook(ErrorData *edata)
+{
+	if (edata->elevel >= ERROR && debug_query_string != NULL && !edata->hide_stmt &&
+		(debug_query_string == secret_statement || names_secret_function(debug_query_string)))
+		edata->hide_stmt = true;
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
 void
 um_session_init(void)
 {
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = um_emit_log_hook;
+
 	DefineCustomIntVariable("um.login_max_failures",
 							"Consecutive failed logins that lock an account.",
 							NULL,
@@ -92,6 +159,8 @@ um_login_settings(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
+	/* every path that takes a password reads these first */
+	um_session_note_secret();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	tupdesc = BlessTupleDesc(tupdesc);
@@ -204,7 +273,9 @@ um_begin(PG_FUNCTION_ARGS)
 	Datum		arg;
 	int			rc;
 	MemoryContext caller_cxt;
+	Snapshot	snap;
 
+	um_session_note_secret();
 	if (PG_ARGISNULL(0))
 		invalid_token("The token is NULL.");
 	token = PG_GETARG_TEXT_PP(0);
@@ -226,7 +297,14 @@ um_begin(PG_FUNCTION_ARGS)
 		lookup_plan = plan;
 	}
 	arg = PointerGetDatum(token);
-	rc = SPI_execute_plan(lookup_plan, &arg, NULL, true, 1);
+	/*
+	 * With the latest snapshot, not the transaction's: a session ended (or a
+	 * user suspended) after a REPEATABLE READ transaction took its snapshot
+	 * must not come back to life inside it.
+	 */
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	rc = SPI_execute_snapshot(lookup_plan, &arg, NULL, snap, InvalidSnapshot, true, false, 1);
+	UnregisterSnapshot(snap);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "um_begin: lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)

@@ -97,6 +97,9 @@ extern void um_identity_set(int64 user_id, const char *fname);
  * survive the caller's rollback (failed logins, refused calls) */
 
 extern void um_session_init(void);
+
+/* the statement running passes a secret: its errors are logged without it */
+extern void um_session_note_secret(void);
 extern int	um_login_max_failures;
 extern int	um_login_lockout_seconds;
 
@@ -202,6 +205,11 @@ um_bit(const uint64 *bits, int id)
 {
 	return (bits[id / 64] >> (id % 64)) & 1;
 }
+
+/* ---- reference.c: application columns that hold user ids */
+
+/* the owner of um's tables, the role um's own code runs as */
+extern Oid	um_owner(void);
 
 /* ---- monitor.c: every backend's cache statistics */
 

@@ -380,7 +380,26 @@ $$;
 CREATE TRIGGER memberships_before_update BEFORE UPDATE ON um.memberships
   FOR EACH ROW EXECUTE FUNCTION um.memberships_before_update();
 
--- An organization with members always has a Root among them.
+-- um.has_usable_root: does the organization have a Root who can act (an
+-- active membership of an active user who may log in)?
+CREATE FUNCTION um.has_usable_root(p_org_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.users u ON u.id = m.user_id
+                  WHERE m.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active'
+                    AND u.status = 'active' AND u.allow_login);
+$$;
+
+-- An organization with members always has a Root among them, and no change
+-- of memberships takes away its last Root who can log in (a Root leaving,
+-- demoted, removed, suspended in it or deleted while the other Roots cannot
+-- log in).  A membership whose user is gone (an account being deleted)
+-- counts as one that could log in.  Suspending a user or taking their login
+-- is guarded by the lifecycle functions (um.guard_last_active_root); a direct
+-- UPDATE of um.users by an administrator is not, and um_check_integrity()
+-- reports what it leaves.
 CREATE FUNCTION um.memberships_keep_root()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -392,14 +411,26 @@ DECLARE
 BEGIN
   FOR v_org IN SELECT DISTINCT c.org_id FROM changed_rows c ORDER BY 1 LOOP
     CONTINUE WHEN NOT um.lock_organization(v_org);   -- organization being deleted
-    IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_org)
-       AND NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
-                        WHERE m.org_id = v_org AND r.builtin = 'root') THEN
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_org);
+    IF NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                    WHERE m.org_id = v_org AND r.builtin = 'root') THEN
       SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
       RAISE EXCEPTION 'organization "%" would be left without a Root', v_slug
         USING ERRCODE = 'UM044',
               DETAIL = 'An organization with members always has at least one member with the built-in Root role.',
               HINT = 'Make another member Root first, or transfer ownership of the organization.';
+    END IF;
+    IF TG_OP <> 'INSERT'
+       AND EXISTS (SELECT 1 FROM changed_rows c JOIN um.roles r ON r.id = c.role_id
+                     LEFT JOIN um.users u ON u.id = c.user_id
+                    WHERE c.org_id = v_org AND r.builtin = 'root' AND c.status = 'active'
+                      AND (u.id IS NULL OR (u.status = 'active' AND u.allow_login)))
+       AND NOT um.has_usable_root(v_org) THEN
+      SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
+      RAISE EXCEPTION 'organization "%" would be left without a Root who can log in', v_slug
+        USING ERRCODE = 'UM044',
+              DETAIL = 'Its other Roots are suspended or may not log in.',
+              HINT = 'Make an active member who can log in Root first, or enable the login of another Root.';
     END IF;
   END LOOP;
   RETURN NULL;
@@ -414,6 +445,7 @@ CREATE TRIGGER memberships_keep_root_upd AFTER UPDATE ON um.memberships
 CREATE TRIGGER memberships_keep_root_del AFTER DELETE ON um.memberships
   REFERENCING OLD TABLE AS changed_rows
   FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+
 
 -- teams -----------------------------------------------------------------------
 CREATE FUNCTION um.teams_before_write()

@@ -166,9 +166,23 @@ BEGIN
     RETURN false;
   END IF;
   EXECUTE format('SELECT %I.crypt($1, $2)', v_schema) INTO v USING p_password, p_hash;
+  -- a hash made at a lower cost than today's is quicker to check than an
+  -- unknown address (hashed at today's cost): spend today's cost as well,
+  -- so that the time of a refusal does not tell which addresses exist
+  IF um.hash_cost(p_hash) < (um.login_settings()).password_hash_cost THEN
+    PERFORM um.password_matches(p_password, NULL);
+  END IF;
   RETURN v = p_hash;
 END
 $$;
+
+-- um.hash_cost: the bcrypt cost a hash was made with ($2a$NN$...); 0 when
+-- it is not a bcrypt hash.
+CREATE FUNCTION um.hash_cost(p_hash text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN p_hash ~ '^\$2[abxy]?\$[0-9][0-9]\$' THEN substr(p_hash, 5, 2)::integer ELSE 0 END;
 
 -- ---------------------------------------------------------------------------
 -- Audit events name who acted: with an acting user, the actor columns are

@@ -14,15 +14,17 @@
 -- record of what is protected (pg_dump keeps them with the table).
 
 -- um.protection_note (src/protect.c): the privileged part, done as the
--- owner of um's tables once the current role is found to own the table.
-CREATE FUNCTION um.protection_note(p_table regclass, p_action text, p_resource text, p_details jsonb)
+-- owner of um's tables once the current role is found to own the table:
+-- the audit event (details of its own making) and, for a um administrator
+-- only, the resource's permissions when the catalog lacks them.
+CREATE OR REPLACE FUNCTION um.protection_note(p_table regclass, p_action text, p_resource text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'um_protection_note'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- um.protection_tree: the table and every table that inherits from it
 -- (partitions, sub-partitions and INHERITS children alike).
-CREATE FUNCTION um.protection_tree(p_table regclass)
+CREATE OR REPLACE FUNCTION um.protection_tree(p_table regclass)
 RETURNS SETOF regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -35,8 +37,23 @@ AS $$
    WHERE c.relkind IN ('r', 'p') ORDER BY t.depth, t.relid;
 $$;
 
+-- um.protection_state: um's policies and the RLS switches of these
+-- relations, as text (um_protect_table audits only what it changed).
+CREATE OR REPLACE FUNCTION um.protection_state(p_rels regclass[])
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT string_agg(format('%s %s%s %s %s %s', c.oid, c.relrowsecurity, c.relforcerowsecurity, p.polname,
+                           pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)),
+                    '; ' ORDER BY c.oid, p.polname)
+    FROM pg_catalog.pg_class c
+    LEFT JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid AND p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete')
+   WHERE c.oid = ANY (p_rels::oid[]);
+$$;
+
 -- um.check_column: the column exists and is a bigint, or raise UM080.
-CREATE FUNCTION um.check_column(p_rel regclass, p_column name, p_role text)
+CREATE OR REPLACE FUNCTION um.check_column(p_rel regclass, p_column name, p_role text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -69,7 +86,7 @@ $$;
 -- per row (the per-row form keeps a recheck in bitmap scans); in a filter
 -- each call site remembers its last answer.  With a scope column, the
 -- per-row um_has_permission(permission, org, scope).
-CREATE FUNCTION um.policy_check(p_permission text, p_org_column name, p_scope_column name)
+CREATE OR REPLACE FUNCTION um.policy_check(p_permission text, p_org_column name, p_scope_column name)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -80,7 +97,7 @@ AS $$
 $$;
 
 -- um.drop_um_policies: drop the um_* policies a relation has.
-CREATE FUNCTION um.drop_um_policies(p_rel regclass)
+CREATE OR REPLACE FUNCTION um.drop_um_policies(p_rel regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -95,7 +112,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
+CREATE OR REPLACE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
                                              scope_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -106,6 +123,7 @@ DECLARE
   v_rel regclass;
   v_action text;
   v_parts regclass[];
+  v_before text;
 BEGIN
   IF tbl IS NULL OR org_column IS NULL OR resource IS NULL THEN
     RAISE EXCEPTION 'um_protect_table needs a table, its organization column and a resource'
@@ -115,6 +133,10 @@ BEGIN
   IF v_kind NOT IN ('r', 'p') THEN
     RAISE EXCEPTION '% is not a table', tbl
       USING ERRCODE = 'UM080', HINT = 'Protect the tables a view reads; make the view security_invoker.';
+  END IF;
+  IF (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid = tbl) = 't' THEN
+    RAISE EXCEPTION 'cannot protect temporary table %', tbl
+      USING ERRCODE = 'UM080', HINT = 'Protect permanent tables: a temporary one is its session''s alone.';
   END IF;
   IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
     RAISE EXCEPTION 'must be the owner of table % to protect it', tbl
@@ -132,6 +154,7 @@ BEGIN
   -- PostgreSQL checks that the caller owns each relation (this function
   -- runs with the caller's rights)
   SELECT array_agg(t) INTO v_parts FROM um.protection_tree(tbl) t;
+  v_before := um.protection_state(v_parts);
   FOREACH v_rel IN ARRAY v_parts LOOP
     EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_rel);
     PERFORM um.drop_um_policies(v_rel);
@@ -140,15 +163,18 @@ BEGIN
     EXECUTE format('CREATE POLICY um_update ON %1$s FOR UPDATE USING (%2$s) WITH CHECK (%2$s)', v_rel, um.policy_check(resource || ':update', org_column, scope_column));
     EXECUTE format('CREATE POLICY um_delete ON %s FOR DELETE USING (%s)', v_rel, um.policy_check(resource || ':delete', org_column, scope_column));
   END LOOP;
-  PERFORM um.protection_note(tbl, 'table.protect', resource,
-                             jsonb_build_object('table', tbl::text, 'org_column', org_column, 'resource', resource,
-                                                'scope_column', scope_column, 'relations', cardinality(v_parts)));
+  -- the catalog check (and registration) always; the audit event only for a change
+  IF um.protection_state(v_parts) IS DISTINCT FROM v_before
+     OR EXISTS (SELECT 1 FROM unnest(ARRAY['read', 'create', 'update', 'delete']) a
+                 WHERE NOT EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = um_protect_table.resource || ':' || a)) THEN
+    PERFORM um.protection_note(tbl, 'table.protect', resource);
+  END IF;
 END
 $$;
 COMMENT ON FUNCTION @extschema@.um_protect_table(regclass, name, text, name) IS
   'enable and force RLS on a table (and the tables inheriting from it) with um policies mapping SELECT/INSERT/UPDATE/DELETE to <resource>:read/create/update/delete; idempotent';
 
-CREATE FUNCTION @extschema@.um_unprotect_table(tbl regclass, disable_rls boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION @extschema@.um_unprotect_table(tbl regclass, disable_rls boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -176,8 +202,7 @@ BEGIN
     END IF;
   END LOOP;
   IF v_found THEN
-    PERFORM um.protection_note(tbl, 'table.unprotect', NULL,
-                               jsonb_build_object('table', tbl::text, 'disable_rls', disable_rls));
+    PERFORM um.protection_note(tbl, 'table.unprotect', NULL);
   END IF;
   RETURN v_found;
 END

@@ -137,10 +137,13 @@ AS $$
                                             WHERE a.attrelid = t.oid AND a.attname = o.attname))
   UNION ALL
   -- 8. protected tables with a unique key that leaves out the organization
-  -- column: a tenant-sharded deployment (distributed by organization) needs
-  -- it in each
-  SELECT 'info', t.oid::pg_catalog.regclass::text,
-         format('is protected on column %I, which its %s %I does not include: the table cannot be distributed by organization (tenant sharding) as it is',
+  -- column: a unique index ignores row-level security, so a write that
+  -- collides (a unique violation, INSERT ... ON CONFLICT DO NOTHING) tells
+  -- one tenant that another tenant's row holds the value; and a
+  -- tenant-sharded deployment (distributed by organization) needs the
+  -- organization in each key
+  SELECT 'warning', t.oid::pg_catalog.regclass::text,
+         format('is protected on column %I, which its %s %I does not include: a colliding insert or update tells a tenant that another tenant''s row holds the value (unique indexes ignore row-level security), and the table cannot be distributed by organization',
                 o.attname, CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique constraint' ELSE 'unique index' END,
                 coalesce(k.conname, ic.relname)),
          CASE WHEN k.oid IS NOT NULL
@@ -160,6 +163,46 @@ AS $$
     LEFT JOIN pg_catalog.pg_constraint k ON k.conrelid = t.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u')
    WHERE NOT t.relispartition
      AND NOT o.attnum = ANY ((i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1])   -- key columns, not INCLUDE ones
+  UNION ALL
+  -- 9. foreign keys into um's tables: PostgreSQL checks each inserted row
+  -- as the owner of the referenced table, with the referencing column's
+  -- casts (code of the application's with um's rights when the types differ)
+  SELECT CASE WHEN EXISTS (SELECT 1 FROM unnest(k.conkey, k.confkey) AS x(a, b)
+                             JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k.conrelid AND fa.attnum = x.a
+                             JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = x.b
+                            WHERE fa.atttypid <> pa.atttypid)
+              THEN 'critical' ELSE 'warning' END,
+         k.conrelid::pg_catalog.regclass::text,
+         format('has foreign key %I into %s: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
+                k.conname, k.confrelid::pg_catalog.regclass),
+         CASE WHEN k.confrelid = 'um.users'::pg_catalog.regclass AND cardinality(k.conkey) = 1
+              THEN format('ALTER TABLE %s DROP CONSTRAINT %I; SELECT um_add_user_reference(%L, %L);',
+                          k.conrelid::pg_catalog.regclass, k.conname, k.conrelid::pg_catalog.regclass::text,
+                          (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))
+              ELSE format('ALTER TABLE %s DROP CONSTRAINT %I; keep the ids without a foreign key into um''s tables.',
+                          k.conrelid::pg_catalog.regclass, k.conname) END
+    FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+   WHERE k.contype = 'f' AND c.relnamespace <> 'um'::pg_catalog.regnamespace
+     AND (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = k.confrelid) = 'um'::pg_catalog.regnamespace
+     AND k.conparentid = 0
+  UNION ALL
+  -- 10. roles holding REFERENCES on um's tables: they can make such keys
+  SELECT 'critical', 'role ' || a.grantee::pg_catalog.regrole::text,
+         format('holds REFERENCES on %s: a foreign key it makes is checked with um''s rights, running its casts', c.oid::pg_catalog.regclass),
+         format('REVOKE REFERENCES ON %s FROM %s; register columns of user ids with um_add_user_reference() instead.',
+                c.oid::pg_catalog.regclass, a.grantee::pg_catalog.regrole)
+    FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+   WHERE c.relnamespace = 'um'::pg_catalog.regnamespace AND a.privilege_type = 'REFERENCES'
+     AND a.grantee <> c.relowner AND a.grantee <> 0
+  UNION ALL
+  SELECT 'critical', 'role ' || a.grantee::pg_catalog.regrole::text,
+         format('holds REFERENCES on column %I of %s: a foreign key it makes is checked with um''s rights, running its casts',
+                att.attname, c.oid::pg_catalog.regclass),
+         format('REVOKE REFERENCES (%I) ON %s FROM %s; register columns of user ids with um_add_user_reference() instead.',
+                att.attname, c.oid::pg_catalog.regclass, a.grantee::pg_catalog.regrole)
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute att ON att.attrelid = c.oid, pg_catalog.aclexplode(att.attacl) a
+   WHERE c.relnamespace = 'um'::pg_catalog.regnamespace AND a.privilege_type = 'REFERENCES'
+     AND a.grantee <> c.relowner AND a.grantee <> 0
   ) f
   ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
 $$;

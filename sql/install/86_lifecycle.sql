@@ -251,11 +251,14 @@ BEGIN
   IF v_actor IS NULL THEN
     PERFORM um.authorize(p_caller, p_action, p_what, NULL, NULL, 'user', p_user_id);
   ELSE
+    -- A refusal is recorded in an organization's audit trail, and named,
+    -- only when the actor is a member there (the identity reaching it):
+    -- the user's other organizations are none of the actor's business.
     SELECT m.org_id INTO v_org FROM um.memberships m
      WHERE m.user_id = p_user_id AND NOT @extschema@.um_has_permission(p_permission, m.org_id)
      ORDER BY m.org_id LIMIT 1;
     IF FOUND OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = p_user_id) THEN
-      PERFORM um.deny(p_action, v_org, 'user', p_user_id, 'UM070',
+      PERFORM um.deny(p_action, um.actor_org(v_org), 'user', p_user_id, 'UM070',
         'permission denied to ' || p_what,
         format('It needs %s in every organization the user belongs to.', p_permission),
         'Ask an Admin of each of the user''s organizations, or a um administrator.');
@@ -275,6 +278,20 @@ BEGIN
 END
 $$;
 
+-- um.actor_org: the organization, if the acting user may be told about it
+-- and it may carry their refusals (a member there, the identity reaching
+-- it); else NULL.
+CREATE FUNCTION um.actor_org(p_org_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT p_org_id
+   WHERE @extschema@.um_current_user_id(p_org_id) IS NOT NULL
+     AND EXISTS (SELECT 1 FROM um.memberships m
+                  WHERE m.org_id = p_org_id AND m.user_id = @extschema@.um_current_user_id(p_org_id));
+$$;
+
 -- Only a Root acts on a Root (an Admin never removes, demotes or suspends one).
 CREATE FUNCTION um.guard_root_target(p_actor bigint, p_org_id bigint, p_user_id bigint,
                                      p_action text, p_what text)
@@ -283,7 +300,8 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_actor IS NOT NULL AND p_actor <> p_user_id
+  IF p_actor IS NOT NULL
+     AND (p_actor <> p_user_id OR p_actor IS DISTINCT FROM @extschema@.um_real_user_id())
      AND um.is_root(p_org_id, p_user_id) AND NOT um.is_root(p_org_id, p_actor) THEN
     PERFORM um.deny(p_action, p_org_id, 'user', p_user_id, 'UM073',
       format('only a Root may %s a Root', p_what),
@@ -367,12 +385,18 @@ CREATE TABLE um.verification_tokens (
   token_hash bytea PRIMARY KEY,
   user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
   created_at timestamptz NOT NULL DEFAULT now(),
-  expires_at timestamptz NOT NULL
+  expires_at timestamptz NOT NULL,
+  sets_password boolean NOT NULL DEFAULT false
 );
 CREATE INDEX verification_tokens_user_id_idx ON um.verification_tokens (user_id);
 COMMENT ON TABLE um.verification_tokens IS 'email verification tokens (only their SHA-256), single use, valid 48 hours';
+COMMENT ON COLUMN um.verification_tokens.sets_password IS
+  'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, a sign-up for an unverified address, an administrator''s new user)';
 
-CREATE FUNCTION um.new_verification(p_user_id bigint)
+-- A secret proves control of a mailbox only if no tenant user could have
+-- seen it: one is returned only to a call with nobody acting (the backend,
+-- which mails it), never to a call made for a logged-in user.
+CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -381,9 +405,15 @@ DECLARE
   v_token text := um.generate_token();
 BEGIN
   PERFORM um.assert_no_app_cascades();
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    RAISE EXCEPTION 'a verification secret is only issued with nobody acting'
+      USING ERRCODE = 'UM058',
+            DETAIL = 'It proves control of the mailbox only if no logged-in user could have seen it.',
+            HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
+  END IF;
   DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;   -- one live token per user
-  INSERT INTO um.verification_tokens (token_hash, user_id, expires_at)
-  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours');
+  INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password)
+  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password);
   RETURN v_token;
 END
 $$;
@@ -477,7 +507,11 @@ BEGIN
     UPDATE um.users u SET password_hash = um.hash_password(temporary_password),
                           must_change_password = true, password_changed_at = now()
      WHERE u.id = user_id;
-    verification_token := um.new_verification(user_id);
+    -- a tenant user must not hold the mailbox's secret (the backend sends
+    -- one later with um_resend_verification, with nobody acting)
+    IF v_actor IS NULL THEN
+      verification_token := um.new_verification(user_id, true);
+    END IF;
   END IF;
   INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
   VALUES (p_org_id, user_id, v_role.id, v_actor);
@@ -496,10 +530,23 @@ DECLARE
   v_hash text := um.hash_password(p_password);     -- bad input is refused first
   v_id bigint;
 BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+  END IF;
+  -- An unverified account with this address: whoever made it never proved
+  -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
+  -- the mailbox only: redeeming it sets a new password there and then
+  -- (um_verify_email(token, password)); this password is not used.
+  SELECT u.id INTO v_id FROM um.users u
+   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
+  IF FOUND THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
+    RETURN um.new_verification(v_id, true);
+  END IF;
   v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
   UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
   PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id);
+  RETURN um.new_verification(v_id, false);
 END
 $$;
 
@@ -511,37 +558,58 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
+  END IF;
   SELECT u.id INTO v_id FROM um.users u
    WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
   IF NOT FOUND THEN
     RETURN NULL;                       -- unknown or already verified: nothing to send
   END IF;
   PERFORM um.audit('user.resend_verification', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id);
+  RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
 END
 $$;
 
-CREATE FUNCTION um.do_verify_email(p_token text, p_caller oid)
+CREATE FUNCTION um.do_verify_email(p_token text, p_password text, p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_id bigint;
+  v_tok um.verification_tokens;
+  v_hash text;
 BEGIN
   PERFORM um.assert_no_app_cascades();
-  DELETE FROM um.verification_tokens t
+  SELECT * INTO v_tok FROM um.verification_tokens t
    WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
-  RETURNING t.user_id INTO v_id;
-  IF v_id IS NULL THEN
+     FOR UPDATE;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'the verification token is not valid'
       USING ERRCODE = 'UM053',
             DETAIL = 'It is unknown, was already used, or is more than 48 hours old.',
             HINT = 'Ask for a new verification email (um_resend_verification).';
   END IF;
-  UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_id;
-  PERFORM um.audit('user.verify_email', NULL, 'user', v_id, '{}');
-  RETURN v_id;
+  IF v_tok.sets_password AND p_password IS NULL THEN
+    RAISE EXCEPTION 'choose a password to verify this address'
+      USING ERRCODE = 'UM059',
+            DETAIL = 'Whoever redeems this secret proves the mailbox and sets the account''s password; no password set before stays valid.',
+            HINT = 'Ask for a new password and call um_verify_email(token, password).';
+  END IF;
+  IF p_password IS NOT NULL THEN
+    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
+  UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
+  IF v_hash IS NOT NULL THEN
+    -- the mailbox's owner takes the account: every session ends (trigger)
+    UPDATE um.users u SET password_hash = v_hash, password_changed_at = now(), must_change_password = false,
+                          failed_login_count = 0, locked_until = NULL
+     WHERE u.id = v_tok.user_id;
+  END IF;
+  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+                   jsonb_build_object('password_set', v_hash IS NOT NULL));
+  RETURN v_tok.user_id;
 END
 $$;
 
@@ -551,6 +619,14 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  -- a tenant user vouching for an address would own it (and every
+  -- invitation later sent to it): only a um administrator does
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
+      'permission denied to mark an email address verified',
+      'Only a um administrator, with nobody acting, vouches for an address; a tenant user could claim someone else''s.',
+      'Have the backend send a verification (um_resend_verification) to the address instead.');
+  END IF;
   PERFORM um.authorize_user(p_caller, 'user.mark_verified', format('mark the email of user %s verified', p_user_id),
                             'user:update', p_user_id);
   UPDATE um.users u SET email_verified_at = now() WHERE u.id = p_user_id AND u.email_verified_at IS NULL;
@@ -970,6 +1046,12 @@ DECLARE
   v_provider bigint;
   v_user bigint := coalesce(p_user_id, v_actor);
 BEGIN
+  -- a sign-in method outlives the impersonation: never while impersonating
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
+      'permission denied to link identities while impersonating',
+      'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
+  END IF;
   IF v_user IS NULL THEN
     PERFORM um.invalid_argument('a user is required', 'Pass user_id.');
   END IF;
@@ -1169,12 +1251,14 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_actor bigint;
   v_team um.teams;
   v_tm um.team_members;
 BEGIN
-  PERFORM um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
-                            p_team_id, p_user_id);
+  v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
+                               p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
+  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
   SELECT * INTO v_tm FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, v_team.name
@@ -1224,12 +1308,14 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_actor bigint;
   v_team um.teams;
   v_role um.roles;
 BEGIN
-  PERFORM um.authorize_team(p_caller, 'team.revoke_role', format('take roles in team %s', p_team_id),
-                            p_team_id, p_user_id);
+  v_actor := um.authorize_team(p_caller, 'team.revoke_role', format('take roles in team %s', p_team_id),
+                               p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
+  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.revoke_role', 'take team roles from');
   v_role := um.require_role(v_team.org_id, p_role);
   DELETE FROM um.team_member_roles r
    WHERE r.team_id = p_team_id AND r.user_id = p_user_id AND r.role_id = v_role.id;
@@ -1248,11 +1334,18 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_actor bigint;
+  v_owner bigint;
   v_team um.teams;
 BEGIN
-  PERFORM um.authorize_team(p_caller, 'team.transfer', format('transfer team %s', p_team_id),
-                            p_team_id, p_new_owner_user_id);
+  v_actor := um.authorize_team(p_caller, 'team.transfer', format('transfer team %s', p_team_id),
+                               p_team_id, p_new_owner_user_id);
   v_team := um.require_team(p_team_id);
+  -- the owner loses the team: only a Root takes a team from a Root
+  SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
+  IF v_owner IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM um.team_members tm JOIN um.memberships m ON m.org_id = tm.org_id AND m.user_id = tm.user_id
                   WHERE tm.team_id = p_team_id AND tm.user_id = p_new_owner_user_id) THEN
     RAISE EXCEPTION 'user % is not a member of team "%"', p_new_owner_user_id, v_team.name
@@ -1280,6 +1373,13 @@ DECLARE
   v_id bigint;
   v_p text;
 BEGIN
+  -- bad input first: the refusals below quote the name
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim or shorten the name.';
+  END IF;
   FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
     PERFORM um.assert_permission_name(v_p, true);
   END LOOP;
@@ -1524,7 +1624,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT coalesce(array_agg(d.e ORDER BY d.n), '{}')
     FROM (SELECT DISTINCT ON (lower(t.e)) t.e, t.n
-            FROM (SELECT btrim(x, E' \t\r\n\v\f') AS e, n
+            FROM (SELECT btrim(x, E' \t\r\n\x0b\f') AS e, n
                     FROM regexp_split_to_table(coalesce(p_emails, ''), '[,;\r\n]+') WITH ORDINALITY AS s(x, n)) AS t
            WHERE t.e <> ''
            ORDER BY lower(t.e), t.n) AS d;
@@ -1676,39 +1776,32 @@ BEGIN
            ELSE 'It has expired.' END,
       'Ask the organization for a new invitation.');
   END IF;
+  -- Holding an invitation gives its membership and nothing else: the token
+  -- was seen by the inviter, so it proves nothing about the mailbox.  An
+  -- existing account accepts only logged in as itself (a password login
+  -- needs a verified address), never by whoever holds the token.
   SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_inv.email) FOR UPDATE;
   IF FOUND AND v_actor IS NOT NULL THEN
     IF v_actor <> v_user.id OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-      PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM056',
+      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
         'the invitation is for another account', 'It was sent to the address of another user.',
         'Log in as the invited address to accept it.');
     END IF;
     v_user_id := v_user.id;                         -- the invited user, logged in
-  ELSIF FOUND AND v_user.email_verified_at IS NOT NULL THEN
-    PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM056',
+  ELSIF FOUND THEN
+    PERFORM um.deny('invitation.accept', NULL, 'invitation', v_inv.id, 'UM056',
       'the invited address already has an account',
       'An existing account accepts its invitations only while logged in.',
-      'Log in as the invited address, then accept.');
-  ELSIF FOUND THEN
-    -- an unverified account with this address: whoever registered it never
-    -- proved they own the address (nor could log in), and the invitee just
-    -- did (the token came by email): the account is theirs, with the
-    -- password they choose now, and the registrant's password stops working
-    v_user_id := v_user.id;
-    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now(),
-                          must_change_password = false, email_verified_at = now(), name = coalesce(p_name, u.name),
-                          failed_login_count = 0, locked_until = NULL
-     WHERE u.id = v_user_id;                         -- ends the registrant's sessions
-    DELETE FROM um.verification_tokens t WHERE t.user_id = v_user_id;
+      'Log in as the invited address, then accept; if its address was never verified, the backend sends it a verification (um_resend_verification) to claim it.');
   ELSE
     IF v_actor IS NOT NULL THEN
-      PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM056',
+      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
         'the invitation is for another account', 'It was sent to an address that is not yours.',
         'Accept it logged out, as the invited address, choosing a password.');
     END IF;
+    -- a new account, unverified: it logs in once the mailbox is proven
     v_user_id := um.insert_user(v_inv.email, p_name, true, NULL, NULL, NULL, NULL);
-    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now(),
-                          email_verified_at = now()                 -- the token came by email
+    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now()
      WHERE u.id = v_user_id;
   END IF;
   IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_inv.org_id AND m.user_id = v_user_id) THEN
@@ -1787,16 +1880,15 @@ RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-  v_fk record;
-  v_found boolean;
 BEGIN
-  SELECT 'organization', o.slug, format('The user is the only Root of organization "%s", which has other members.', o.slug)
+  SELECT 'organization', o.slug, format('The user is the only Root of organization "%s" who can log in, and it has other members.', o.slug)
     INTO kind, what, detail
     FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.organizations o ON o.id = m.org_id
    WHERE m.user_id = p_user_id AND r.builtin = 'root'
      AND NOT EXISTS (SELECT 1 FROM um.memberships m2 JOIN um.roles r2 ON r2.id = m2.role_id
-                      WHERE m2.org_id = m.org_id AND r2.builtin = 'root' AND m2.user_id <> p_user_id)
+                       JOIN um.users u2 ON u2.id = m2.user_id
+                      WHERE m2.org_id = m.org_id AND r2.builtin = 'root' AND m2.user_id <> p_user_id
+                        AND m2.status = 'active' AND u2.status = 'active' AND u2.allow_login)
      AND EXISTS (SELECT 1 FROM um.memberships m3 WHERE m3.org_id = m.org_id AND m3.user_id <> p_user_id)
    ORDER BY o.id LIMIT 1;
   IF FOUND THEN
@@ -1811,24 +1903,13 @@ BEGIN
   IF FOUND THEN
     RETURN;
   END IF;
-  -- application tables whose foreign keys to um.users would refuse the deletion
-  FOR v_fk IN
-    SELECT c.conrelid::regclass AS tbl, a.attname AS col
-      FROM pg_catalog.pg_constraint c
-      JOIN pg_catalog.pg_class rel ON rel.oid = c.conrelid
-      JOIN pg_catalog.pg_namespace n ON n.oid = rel.relnamespace
-      JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
-     WHERE c.contype = 'f' AND c.confrelid = 'um.users'::regclass AND n.nspname <> 'um'
-       AND cardinality(c.conkey) = 1
-     ORDER BY 1, 2
-  LOOP
-    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I = $1)', v_fk.tbl, v_fk.col) INTO v_found USING p_user_id;
-    IF v_found THEN
-      kind := 'table'; what := v_fk.tbl::text;
-      detail := format('Rows of table %s still reference the user (column %s).', v_fk.tbl, v_fk.col);
-      RETURN;
-    END IF;
-  END LOOP;
+  -- application rows that still hold the user: registered columns
+  -- (um_add_user_reference) and foreign keys into um.users, each table read
+  -- as its own owner (src/reference.c), never with um's rights
+  SELECT 'table', r.tbl::text, format('Rows of table %s still reference the user (column %s).', r.tbl, r.col)
+    INTO kind, what, detail
+    FROM um.user_reference_probe(p_user_id) r
+   WHERE r.tbl IS NOT NULL;
 END
 $$;
 
@@ -2050,14 +2131,16 @@ BEGIN
     PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
       'permission denied to end sessions while impersonating',
       NULL, 'Call um_end_impersonation() first.');
-  ELSIF v_actor <> p_user_id AND NOT EXISTS (
-          SELECT 1 FROM um.memberships m
-           WHERE m.user_id = p_user_id
-             AND @extschema@.um_has_permission('user:suspend', m.org_id)
-             AND (NOT um.is_root(m.org_id, p_user_id) OR um.is_root(m.org_id, v_actor))) THEN
+  ELSIF v_actor <> p_user_id
+        AND (NOT EXISTS (SELECT 1 FROM um.memberships m
+                          WHERE m.user_id = p_user_id AND @extschema@.um_has_permission('user:suspend', m.org_id))
+             -- sessions are the whole account's: a Root anywhere is ended only by a Root there
+             OR EXISTS (SELECT 1 FROM um.memberships m
+                         WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id)
+                           AND NOT um.is_root(m.org_id, v_actor))) THEN
     PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
       'permission denied to end the sessions of user ' || p_user_id,
-      'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by another Root), may.',
+      'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by a Root of each organization where they are Root), may.',
       'Ask an Admin of the user''s organization.');
   END IF;
   UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout of all sessions'
@@ -2077,22 +2160,22 @@ CREATE FUNCTION @extschema@.um_sign_up(email text, password text, name text DEFA
                                        timezone text DEFAULT 'UTC', locale text DEFAULT 'en')
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_sign_up(text, text, text, text, text) IS
-  'self-registration: create an unverified user with a password; returns the email verification token (for um_verify_email)';
+  'self-registration: create an unverified user with a password; returns the email verification token (for um_verify_email); for an address with an unverified account, a claim token instead (same shape); nobody may be acting';
 
 CREATE FUNCTION @extschema@.um_resend_verification(email text)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_resend_verification(text) IS
-  'a new email verification token for an unverified user (the old one stops working); NULL when there is nothing to verify';
+  'a new email verification token for an unverified user (the old one stops working), which sets a new password when redeemed; NULL when there is nothing to verify; nobody may be acting';
 
-CREATE FUNCTION @extschema@.um_verify_email(token text)
+CREATE FUNCTION @extschema@.um_verify_email(token text, password text DEFAULT NULL)
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION @extschema@.um_verify_email(text) IS
-  'mark the token''s user verified (single use, valid 48 hours); returns the user id';
+COMMENT ON FUNCTION @extschema@.um_verify_email(text, text) IS
+  'mark the token''s user verified (single use, valid 48 hours); a claim (a token from um_resend_verification or a repeated sign-up) needs the new password, which replaces any other and ends every session; returns the user id';
 
 CREATE FUNCTION @extschema@.um_mark_verified(user_id bigint)
 RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_mark_verified(bigint) IS
-  'verification by another mechanism: an administrator marks the user''s email verified (user:update in each of their organizations)';
+  'verification by another mechanism: a um administrator (nobody acting) marks the user''s email verified';
 
 CREATE FUNCTION @extschema@.um_create_user(
   email text,

@@ -39,7 +39,10 @@ DECLARE
     ['team_members',      format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
     ['team_member_roles', format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
     ['invitations',       format('%I.um_has_permission(''member:invite'', org_id)', '@extschema@')],
-    ['audit_events',      format('%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND target_id = %1$I.um_current_user_id())', '@extschema@')]];
+    -- events about oneself: those of an organization only where the
+    -- identity reaches it (an impersonator sees the target's events in the
+    -- impersonated organizations only), those of none only as oneself
+    ['audit_events',      format('%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND (target_id = %1$I.um_current_user_id(org_id) OR (org_id IS NULL AND target_id = %1$I.um_current_user_id() AND target_id = %1$I.um_real_user_id())))', '@extschema@')]];
   v_secret constant text[] := ARRAY['sessions', 'identity_providers', 'user_identities', 'cache_sentinel', 'verification_tokens'];
   i int;
 BEGIN
@@ -75,7 +78,12 @@ GRANT USAGE ON SCHEMA um TO PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA um FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION um.administers_um() TO PUBLIC;
 -- and the ones um_protect_table / um_unprotect_table call with their caller's rights
-GRANT EXECUTE ON FUNCTION um.protection_note(regclass, text, text, jsonb), um.protection_tree(regclass),
+GRANT EXECUTE ON FUNCTION um.protection_note(regclass, text, text), um.protection_tree(regclass), um.protection_state(regclass[]),
   um.policy_check(text, name, name),
   um.drop_um_policies(regclass), um.check_column(regclass, name, text), um.assert_permission_name(text, boolean)
   TO PUBLIC;
+-- and the ones um_add_user_reference calls (each checks the table's owner)
+GRANT EXECUTE ON FUNCTION um.user_reference_check(), um.user_reference_validate(regclass, name) TO PUBLIC;
+-- No foreign keys into um's tables: PostgreSQL would check them as um's
+-- owner, running the referencing column's casts (um_add_user_reference).
+REVOKE REFERENCES ON ALL TABLES IN SCHEMA um FROM PUBLIC;

@@ -17,6 +17,14 @@ AS $$
      AND NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                       WHERE m.org_id = o.id AND r.builtin = 'root')
   UNION ALL
+  -- ... and a Root who can log in
+  SELECT 'organization has a Root who can log in', format('organization %s (%s)', o.id, o.slug),
+         'every Root is suspended (in the organization or everywhere) or may not log in'
+    FROM um.organizations o
+   WHERE EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                  WHERE m.org_id = o.id AND r.builtin = 'root')
+     AND NOT um.has_usable_root(o.id)
+  UNION ALL
   -- every organization has each built-in role
   SELECT 'organization has its built-in roles', format('organization %s (%s)', o.id, o.slug),
          'missing: ' || string_agg(b.key, ', ' ORDER BY b.position)

@@ -11,7 +11,7 @@ COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a
 --
 -- While 0.2 is in development this script is assembled by the Makefile from
 -- sql/upgrade/0.1--0.2-head.sql, sql/install/72_monitoring.sql and
--- sql/install/86_lifecycle.sql (both new in 0.2), sql/install/85_rls_lint.sql
+-- sql/install/86_lifecycle.sql and 87_references.sql (new in 0.2), sql/install/85_rls.sql, 85_rls_lint.sql
 -- and sql/install/89_integrity.sql (um_lint and um_check_integrity, replaced),
 -- and sql/upgrade/0.1--0.2-tail.sql; when 0.2 is released the assembled file
 -- is committed and never edited again.
@@ -172,3 +172,66 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- An organization keeps a Root who can log in on every path (30_rules.sql).
+-- um.has_usable_root: does the organization have a Root who can act (an
+-- active membership of an active user who may log in)?
+CREATE FUNCTION um.has_usable_root(p_org_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.users u ON u.id = m.user_id
+                  WHERE m.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active'
+                    AND u.status = 'active' AND u.allow_login);
+$$;
+
+-- An organization with members always has a Root among them, and no change
+-- of memberships takes away its last Root who can log in (a Root leaving,
+-- demoted, removed, suspended in it or deleted while the other Roots cannot
+-- log in).  A membership whose user is gone (an account being deleted)
+-- counts as one that could log in.  Suspending a user or taking their login
+-- is guarded by the lifecycle functions (um.guard_last_active_root); a direct
+-- UPDATE of um.users by an administrator is not, and um_check_integrity()
+-- reports what it leaves.
+CREATE OR REPLACE FUNCTION um.memberships_keep_root()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+  v_slug text;
+BEGIN
+  FOR v_org IN SELECT DISTINCT c.org_id FROM changed_rows c ORDER BY 1 LOOP
+    CONTINUE WHEN NOT um.lock_organization(v_org);   -- organization being deleted
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_org);
+    IF NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                    WHERE m.org_id = v_org AND r.builtin = 'root') THEN
+      SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
+      RAISE EXCEPTION 'organization "%" would be left without a Root', v_slug
+        USING ERRCODE = 'UM044',
+              DETAIL = 'An organization with members always has at least one member with the built-in Root role.',
+              HINT = 'Make another member Root first, or transfer ownership of the organization.';
+    END IF;
+    IF TG_OP <> 'INSERT'
+       AND EXISTS (SELECT 1 FROM changed_rows c JOIN um.roles r ON r.id = c.role_id
+                     LEFT JOIN um.users u ON u.id = c.user_id
+                    WHERE c.org_id = v_org AND r.builtin = 'root' AND c.status = 'active'
+                      AND (u.id IS NULL OR (u.status = 'active' AND u.allow_login)))
+       AND NOT um.has_usable_root(v_org) THEN
+      SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
+      RAISE EXCEPTION 'organization "%" would be left without a Root who can log in', v_slug
+        USING ERRCODE = 'UM044',
+              DETAIL = 'Its other Roots are suspended or may not log in.',
+              HINT = 'Make an active member who can log in Root first, or enable the login of another Root.';
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+
+-- um.protection_note builds its audit details itself and registers a new
+-- resource's permissions for um administrators only (85_rls.sql, assembled
+-- below, replaces the rest of table protection)
+DROP FUNCTION um.protection_note(regclass, text, text, jsonb);

@@ -7,7 +7,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(246);
+SELECT plan(250);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;     -- um_act_as outside BEGIN warns that it lasts one statement: here, on purpose
@@ -130,15 +130,20 @@ SELECT is((SELECT count(*) FROM um.verification_tokens WHERE token_hash = sha256
           1::bigint, 'only the token''s SHA-256 is stored');
 SELECT throws_ok($$ SELECT um_login('erin@example.com', 'erin-password') $$, 'UM063', NULL,
                  'an unverified user cannot log in (UM063)');
-SELECT is(pg_temp.try_as(NULL, 'SELECT um_sign_up(''ERIN@example.com'', ''another-password'')'), 'UM020',
-          'an address registered in another letter case is refused (UM020)');
+SELECT um_sign_up('ERIN@example.com', 'another-password') AS erin_claim \gset
+SELECT matches(:'erin_claim'::text, '^um_[A-Za-z0-9_-]{43}$',
+               'a sign-up for an unverified address (in any letter case) answers like a sign-up: a secret for the mailbox');
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_verify_email(%L)', :'erin_token')), 'UM053',
+          'the earlier token stops working');
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_verify_email(%L)', :'erin_claim')), 'UM059',
+          'and the claim needs a new password (UM059): the mailbox''s owner chooses it');
 SELECT is(pg_temp.try_as(NULL, 'SELECT um_sign_up(''frank@example.com'', ''short'')'), 'UM068',
           'a short password is refused (UM068) and nothing is created');
 SELECT is(pg_temp.try_as(NULL, 'SELECT um_sign_up(''not an address'', ''long enough password'')'), 'UM001',
           'an invalid address is refused (UM001)');
-SELECT is(um_verify_email(:'erin_token'), :erin::bigint, 'um_verify_email returns the user');
+SELECT is(um_verify_email(:'erin_claim', 'erin-password'), :erin::bigint, 'um_verify_email returns the user');
 SELECT isnt((SELECT email_verified_at FROM um.users WHERE id = :erin), NULL, 'and marks them verified');
-SELECT is(pg_temp.try_as(NULL, format('SELECT um_verify_email(%L)', :'erin_token')), 'UM053',
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_verify_email(%L, %L)', :'erin_claim', 'erin-password')), 'UM053',
           'a verification token works once (UM053)');
 SELECT is(pg_temp.try_as(NULL, 'SELECT um_verify_email(''um_forged'')'), 'UM053', 'a forged token is refused');
 SELECT um_sign_up('frank@example.com', 'frank-password', 'Frank') AS frank_token \gset
@@ -154,12 +159,14 @@ SELECT ok(um_resend_verification('erin@example.com') IS NULL, 'nothing to resend
 SELECT um_add_member(:acme, :frank) AS m \gset
 SELECT is(pg_temp.try_as(:dave, format('SELECT um_mark_verified(%s)', :frank)), 'UM070',
           'a Member cannot mark users verified');
-SELECT is(pg_temp.as_(:carol, format('SELECT um_mark_verified(%s)', :frank)), 'true',
-          'an Admin of every organization of the user marks them verified (another mechanism)');
-SELECT is(pg_temp.as_(:carol, format('SELECT um_mark_verified(%s)', :frank)), 'false', 'once');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_mark_verified(%s)', :frank)), 'UM070',
+          'nor an Admin of every organization of the user: vouching for an address is a um administrator''s');
+SELECT is(pg_temp.as_(NULL, format('SELECT um_mark_verified(%s)', :frank)), 'true',
+          'a um administrator marks them verified (another mechanism)');
+SELECT is(pg_temp.as_(NULL, format('SELECT um_mark_verified(%s)', :frank)), 'false', 'once');
 UPDATE um.users SET email_verified_at = NULL WHERE id = :dave;
 SELECT is(pg_temp.try_as(:carol, format('SELECT um_mark_verified(%s)', :dave)), 'UM070',
-          'but not a user who also belongs to an organization where they lack user:update');
+          'and no tenant user does it for a user who also belongs to another organization');
 UPDATE um.users SET email_verified_at = now() WHERE id = :dave;
 
 -- ---------------------------------------------------------------------------
@@ -174,7 +181,9 @@ SELECT ok((SELECT must_change_password AND password_hash IS NOT NULL FROM um.use
 SELECT is(length((:'gina_row'::json)->>'temporary_password'), 20, 'returned once (20 characters, 120 random bits)');
 SELECT throws_ok(format('SELECT um_login(%L, %L)', 'gina@example.com', (:'gina_row'::json)->>'temporary_password'),
                  'UM063', NULL, 'email verification is still required');
-SELECT is(um_verify_email((:'gina_row'::json)->>'verification_token'), :gina::bigint, 'with the returned verification token');
+SELECT is((:'gina_row'::json)->>'verification_token', NULL,
+          'an acting Admin gets no verification secret: it would let them verify an address they do not own');
+UPDATE um.users SET email_verified_at = now() WHERE id = :gina;   -- (verified by the mailbox, as below)
 SELECT throws_ok(format('SELECT um_login(%L, %L)', 'gina@example.com', (:'gina_row'::json)->>'temporary_password'),
                  'UM064', NULL, 'then the temporary password must be changed first (UM064)');
 SELECT matches(um_change_password('gina@example.com', (:'gina_row'::json)->>'temporary_password', 'gina-own-password'),
@@ -444,8 +453,11 @@ SELECT is(pg_temp.try_as(NULL, format('SELECT um_accept_invitation(%L)', :'kate_
           'a new user must choose a password (UM068)');
 SELECT um_accept_invitation(:'kate_token', 'kate-password', 'Kate') AS kate \gset
 SELECT is(pg_temp.role_of(:acme, :kate), 'Member', 'accepting makes the new user a member with the preset role');
-SELECT isnt((SELECT email_verified_at FROM um.users WHERE id = :kate), NULL, 'with a verified email (the token came by email)');
-SELECT matches(um_login('kate@example.com', 'kate-password'), '^um_', 'who can log in');
+SELECT is((SELECT email_verified_at FROM um.users WHERE id = :kate), NULL,
+          'unverified: the inviter saw the token, so it proves nothing about the mailbox');
+SELECT um_resend_verification('kate@example.com') AS kate_verify \gset
+SELECT is(um_verify_email(:'kate_verify', 'kate-password'), :kate::bigint, 'the mailbox''s secret verifies it');
+SELECT matches(um_login('kate@example.com', 'kate-password'), '^um_', 'and then kate can log in');
 SELECT is(pg_temp.try_as(NULL, format('SELECT um_accept_invitation(%L, %L)', :'kate_token', 'kate-password')), 'UM053',
           'an invitation is accepted once (UM053)');
 SELECT is(pg_temp.try_as(NULL, format('SELECT um_accept_invitation(%L, %L)', (SELECT token FROM inv WHERE email = 'jack@example.com'),
@@ -653,16 +665,19 @@ SELECT is(pg_temp.as_(NULL, format($q$SELECT pg_temp.err_detail('SELECT um_act_a
 SELECT is((SELECT org_id FROM um.audit_events WHERE action = 'role.delete' AND outcome = 'denied' ORDER BY id DESC LIMIT 1), NULL,
           '... and the refusal stays out of that organization''s audit trail');
 
--- an address registered by someone else, then invited: the invitee gets the account
+-- an address registered by someone else, then invited: the invitation never
+-- hands the account over; the mailbox's secret does
 SELECT um_sign_up('newhire@example.com', 'squatter-password') AS squat \gset
 SELECT (um_invite(:acme, 'newhire@example.com', 'Admin')).token AS newhire_token \gset
-SELECT is(pg_temp.try_as(NULL, format('SELECT um_accept_invitation(%L)', :'newhire_token')), 'UM068',
-          'accepting for an unverified account needs a new password ...');
-SELECT is(um_accept_invitation(:'newhire_token', 'newhire-own-password'), pg_temp.usr('newhire'),
-          '... which the invitee chooses');
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_accept_invitation(%L, %L)', :'newhire_token', 'newhire-own-password')), 'UM056',
+          'accepting logged out never takes over an existing (unverified) account ...');
+SELECT um_sign_up('newhire@example.com', 'whatever-password') AS newhire_claim \gset
+SELECT is(um_verify_email(:'newhire_claim', 'newhire-own-password'), pg_temp.usr('newhire'),
+          '... the secret sent to the mailbox claims it, with a password its owner chooses');
 SELECT throws_ok($$ SELECT um_login('newhire@example.com', 'squatter-password') $$, 'UM060', NULL,
                  'the registrant''s password no longer works');
-SELECT matches(um_login('newhire@example.com', 'newhire-own-password'), '^um_', 'the invitee''s does');
+SELECT is(pg_temp.as_(pg_temp.usr('newhire'), format('SELECT um_accept_invitation(%L)', :'newhire_token'))::bigint,
+          pg_temp.usr('newhire'), 'and, logged in, the owner accepts the invitation');
 SELECT (um_invite(:globex, 'erin@example.com')).token AS erin_globex \gset
 SELECT is(pg_temp.try_as(NULL, format('SELECT um_accept_invitation(%L)', :'erin_globex')), 'UM056',
           'a verified account accepts only while logged in');

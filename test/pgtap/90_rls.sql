@@ -6,7 +6,7 @@
 -- the roles it made are dropped.
 \ir fixture.psql
 BEGIN;
-SELECT plan(82);
+SELECT plan(86);
 CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
   $$ DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP; END $$;
 
@@ -70,14 +70,20 @@ SELECT throws_ok($$ SELECT um_protect_table('"Billing Dept".totals', 'Org Id', '
 SELECT throws_ok($$ SELECT um_protect_table('"Billing Dept".lines', 'org_id', 'Line Items') $$, 'UM010', NULL,
                  'an invalid resource name (UM010)');
 SELECT lives_ok($$ SELECT um_protect_table('"Billing Dept".lines', 'org_id', 'invoice') $$, 'lines are protected as invoices');
-SELECT lives_ok($$ SELECT um_protect_table('"Billing Dept".events', 'org_id', 'event') $$, 'a partitioned table');
+SELECT throws_ok($$ SELECT um_protect_table('"Billing Dept".events', 'org_id', 'event') $$, 'UM011', NULL,
+                 'a table owner who is no um administrator cannot grow the global catalog with a new resource (UM011)');
+SELECT is((SELECT count(*) FROM pg_policy WHERE polrelid = '"Billing Dept".events'::regclass), 0::bigint, 'and nothing changed');
 RESET ROLE;
+SELECT lives_ok($$ SELECT um_protect_table('"Billing Dept".events', 'org_id', 'event') $$,
+                'a partitioned table, protected with a new resource by a um administrator');
 SELECT is((SELECT ARRAY[relrowsecurity, relforcerowsecurity] FROM pg_class WHERE oid = '"Billing Dept"."Invoices 2026"'::regclass),
           ARRAY[true, true], 'RLS is enabled and forced (the owner is filtered too)');
 SELECT is((SELECT array_agg(polname::text || ':' || polcmd::text ORDER BY polname) FROM pg_policy WHERE polrelid = '"Billing Dept"."Invoices 2026"'::regclass),
           ARRAY['um_create:a', 'um_delete:d', 'um_read:r', 'um_update:w'], 'four policies, one per command, after two calls');
 SELECT is((SELECT count(*) FROM pg_policy WHERE polrelid IN ('"Billing Dept".events_2025'::regclass, '"Billing Dept".events_2026'::regclass)),
           8::bigint, 'the partitions get the policies too');
+SELECT is((SELECT count(*) FROM um.audit_events WHERE action = 'table.protect' AND details->>'resource' = 'invoice'), 2::bigint,
+          'each table''s protection is audited once: the idempotent second call changed nothing and wrote nothing');
 SELECT is((SELECT count(*) FROM um.permissions WHERE name LIKE 'event:%'), 4::bigint, 'and the resource''s permissions are registered');
 INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, pg_temp.role('acme', 'Invoice Clerk'), 'event:read');
 -- the owner is filtered too (FORCE), and a superuser is not
@@ -206,8 +212,8 @@ SELECT is((SELECT bool_and(relrowsecurity) FROM pg_class WHERE relname LIKE 'eve
           true, 'row-level security stays on, denying everything, unless asked otherwise ...');
 SELECT is((SELECT relrowsecurity FROM pg_class WHERE oid = '"Billing Dept".big'::regclass), false,
           '... with disable_rls => true');
-SELECT is((SELECT count(*) FROM um.audit_events WHERE action IN ('table.protect', 'table.unprotect')), 7::bigint,
-          'protecting and unprotecting are audited');
+SELECT is((SELECT count(*) FROM um.audit_events WHERE action IN ('table.protect', 'table.unprotect')), 6::bigint,
+          'protecting and unprotecting are audited (each change once; a repeated call that changes nothing is not)');
 
 -- inheritance children are protected with their parent
 SET ROLE regress_um_owner;
@@ -284,20 +290,23 @@ SELECT is((SELECT severity FROM lint WHERE object = 'function "Billing Dept".uns
           'a SECURITY DEFINER function without a pinned search_path');
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".unindexed'), 'info', 'a protected table without an index on its organization column');
 SELECT is((SELECT array_agg(severity || ': ' || hint ORDER BY hint) FROM lint WHERE object = '"Billing Dept".keyed_by_id'),
-          ARRAY['info: Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT "keyed_by_id_Ref_key", ADD UNIQUE (org_id, "Ref");',
-                'info: Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT keyed_by_id_pkey, ADD PRIMARY KEY (org_id, id);'],
+          ARRAY['warning: Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT "keyed_by_id_Ref_key", ADD UNIQUE (org_id, "Ref");',
+                'warning: Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE "Billing Dept".keyed_by_id DROP CONSTRAINT keyed_by_id_pkey, ADD PRIMARY KEY (org_id, id);'],
           'a protected table whose primary key and unique constraint leave out the organization (it cannot be sharded by tenant), with the fix');
 SELECT ok((SELECT finding FROM lint WHERE object = '"Billing Dept".keyed_by_id' AND hint LIKE '%PRIMARY KEY%') LIKE '%primary key keyed_by_id_pkey does not include%',
           '... saying which key');
-SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org'), 0::bigint,
+SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org' AND finding NOT LIKE 'has foreign key %'), 0::bigint,
           'none when the key leads with the column the table is protected on (another organization column aside)');
+SELECT is((SELECT severity || ': ' || finding FROM lint WHERE object = '"Billing Dept".keyed_by_org' AND finding LIKE 'has foreign key %'),
+          'warning: has foreign key keyed_by_org_vendor_org_fkey into um.organizations: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
+          'but its foreign key into um''s tables is a security finding');
 SELECT is((SELECT finding FROM lint WHERE object = '"Billing Dept".unique_index'),
-          'is protected on column org_id, which its unique index unique_index_lower_email does not include: the table cannot be distributed by organization (tenant sharding) as it is',
+          'is protected on column org_id, which its unique index unique_index_lower_email does not include: a colliding insert or update tells a tenant that another tenant''s row holds the value (unique indexes ignore row-level security), and the table cannot be distributed by organization',
           'a unique index that is not a constraint (here on an expression) counts too');
 SELECT ok((SELECT hint FROM lint WHERE object = '"Billing Dept".unique_index') LIKE 'Re-create it with org_id as its first column%CREATE UNIQUE INDEX unique_index_lower_email%lower(email)) INCLUDE (org_id)',
           '... with its definition in the hint');
 SELECT is((SELECT array_agg(object || ': ' || finding) FROM lint WHERE object IN ('"Billing Dept"."Invoices 2026"', '"Billing Dept".events')),
-          ARRAY['"Billing Dept"."Invoices 2026": is protected on column "Org Id", which its primary key "Invoices 2026_pkey" does not include: the table cannot be distributed by organization (tenant sharding) as it is'],
+          ARRAY['"Billing Dept"."Invoices 2026": is protected on column "Org Id", which its primary key "Invoices 2026_pkey" does not include: a colliding insert or update tells a tenant that another tenant''s row holds the value (unique indexes ignore row-level security), and the table cannot be distributed by organization'],
           'protected tables with an index have no other findings (the quoted organization column is found through the policy)');
 SELECT is((SELECT count(*) FROM lint WHERE object LIKE 'function %um%' OR object LIKE 'um.%'), 0::bigint,
           'nor does um itself');

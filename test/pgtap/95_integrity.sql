@@ -4,7 +4,7 @@
 -- or a faulty replication could).
 BEGIN;
 \ir fixture.psql
-SELECT plan(18);
+SELECT plan(19);
 SELECT pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex, pg_temp.usr('ada') AS ada,
        pg_temp.usr('bob') AS bob, pg_temp.usr('carol') AS carol, pg_temp.usr('dave') AS dave \gset
 INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Apollo') RETURNING id AS apollo \gset
@@ -77,7 +77,10 @@ SELECT is((SELECT detail FROM found WHERE invariant = 'identity link to a provid
           format('provider %s is missing or of another organization; user 999998 is missing', :globex_idp),
           'an identity link to another organization''s provider, for a missing user');
 SELECT is((SELECT detail FROM found WHERE invariant = 'membership of an existing user'), 'user 999999 is missing', 'a membership of a missing user');
-SELECT is((SELECT count(*) FROM found), 18::bigint, 'and nothing else');
+SELECT is((SELECT string_agg(object, ', ') FROM found WHERE invariant = 'organization has a Root who can log in'),
+          format('organization %s (globex)', :globex),
+          'an organization whose only Root was suspended by a direct write (no Root who can log in)');
+SELECT is((SELECT count(*) FROM found), 19::bigint, 'and nothing else');
 
 SELECT * FROM finish();
 ROLLBACK;

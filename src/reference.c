@@ -1,0 +1,408 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/reference.c
+ *	  Application columns that reference um's users, without a foreign key.
+ *
+ * A foreign key into um's tables would make PostgreSQL run its check of
+ * every inserted row, and the validation of existing rows, as the owner of
+ * um's tables, with whatever cast the referencing column's type brings:
+ * the application's code with um's owner's rights.  So nobody but um's
+ * owner holds REFERENCES on um's tables, and an application registers a
+ * column that holds user ids with um_add_user_reference() instead, which
+ * gives it this trigger:
+ *
+ * um.user_reference_check(column) is an AFTER INSERT OR UPDATE trigger on
+ * the application table.  It reads the column straight from the new tuple
+ * (it must be bigint: no cast, no operator of the application's is ever
+ * called) and looks the user up as um's owner with a fixed query that
+ * locks the user's row FOR KEY SHARE, exactly as a foreign-key check does:
+ * a concurrent deletion of the user waits for the inserting transaction,
+ * then finds the row (below), and an insert waiting for a deletion finds
+ * the user gone.
+ *
+ * um.user_reference_probe(user_id) says which registered column (or legacy
+ * foreign key) still holds the user: for account deletion, which must name
+ * the table.  It reads each table as the table's own owner, inside a
+ * security-restricted operation (as VACUUM and REFRESH run table owners'
+ * code) that also ignores the table's forced row-level security: whatever
+ * code of the application's the scan runs (a cast, an operator, a foreign
+ * table's handler) runs with the application's rights, never um's.
+ *
+ * The triggers themselves are the registry: pg_dump keeps them with the
+ * table.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "parser/parse_relation.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "um.h"
+
+PG_FUNCTION_INFO_V1(um_user_reference_check);
+PG_FUNCTION_INFO_V1(um_user_reference_probe);
+PG_FUNCTION_INFO_V1(um_user_reference_validate);
+
+/* um_owner: the owner of um's tables (the role um's own code runs as). */
+Oid
+um_owner(void)
+{
+	Oid			relid = RangeVarGetRelid(makeRangeVar("um", "users", -1), NoLock, true);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"um\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION um.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* the bigint column named colname of rel, or an error naming what is wrong */
+static AttrNumber
+user_column(Relation rel, const char *colname)
+{
+	AttrNumber	attno = attnameAttNum(rel, colname, false);
+
+	if (attno == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table %s has no column \"%s\" for um's user reference",
+						RelationGetRelationName(rel), colname),
+				 errhint("Register the column again with um_add_user_reference().")));
+	if (TupleDescAttr(RelationGetDescr(rel), attno - 1)->atttypid != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of table %s must be bigint to reference um's users",
+						colname, RelationGetRelationName(rel)),
+				 errhint("ALTER TABLE %s ALTER COLUMN %s TYPE bigint;",
+						 RelationGetRelationName(rel), quote_identifier(colname))));
+	return attno;
+}
+
+static const char *const user_lock_sql =
+"SELECT 1 FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE";
+
+/*
+ * um.user_reference_check(): the trigger.  Its one argument names the
+ * column; a NULL is no reference.
+ */
+Datum
+um_user_reference_check(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tuple;
+	AttrNumber	attno;
+	bool		isnull;
+	Datum		value;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	uint64		found;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "um.user_reference_check must be an AFTER ROW trigger with the column's name as argument");
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	attno = user_column(trigdata->tg_relation, trigdata->tg_trigger->tgargs[0]);
+	value = heap_getattr(tuple, attno, RelationGetDescr(trigdata->tg_relation), &isnull);
+	if (isnull)
+		return PointerGetDatum(NULL);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(um_owner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		vals[1] = {value};
+
+		if (SPI_execute_with_args(user_lock_sql, 1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "um.user_reference_check: lookup failed");
+		found = SPI_processed;
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	if (found == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("user " INT64_FORMAT " does not exist", DatumGetInt64(value)),
+				 errdetail("Column \"%s\" of table %s references um's users.",
+						   trigdata->tg_trigger->tgargs[0], RelationGetRelationName(trigdata->tg_relation)),
+				 errhint("Store the id of an existing user (um.users), or NULL.")));
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * probe_as_owner: does table relid hold user_id in column colname?  Read as
+ * the table's owner, in a security-restricted operation that ignores its
+ * forced row-level security.
+ */
+static bool
+probe_as_owner(Oid relid, const char *colname, int64 user_id)
+{
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	char	   *sql;
+	bool		found;
+	HeapTuple	tup;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return false;			/* dropped meanwhile */
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	sql = psprintf("SELECT 1 FROM ONLY %s WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1",
+				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											  get_rel_name(relid)),
+				   quote_identifier(colname));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION |
+						   SECURITY_NOFORCE_RLS);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		vals[1] = {Int64GetDatum(user_id)};
+
+		if (SPI_execute_with_args(sql, 1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "um.user_reference_probe: probe failed");
+		found = SPI_processed > 0;
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return found;
+}
+
+/*
+ * um.user_reference_probe(user_id bigint, OUT tbl regclass, OUT col name)
+ *
+ * The first table found whose registered column, or whose single-column
+ * foreign key to um.users (made before 0.2), still holds the user; no row
+ * when none does.  Internal: account deletion calls it.
+ */
+Datum
+um_user_reference_probe(PG_FUNCTION_ARGS)
+{
+	int64		user_id = PG_GETARG_INT64(0);
+	Oid			check_fn;
+	Oid			users_relid;
+	List	   *tables = NIL;
+	List	   *columns = NIL;
+	Relation	catalog;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	ListCell   *lt,
+			   *lc;
+	TupleDesc	tupdesc;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	check_fn = LookupFuncName(list_make2(makeString("um"), makeString("user_reference_check")),
+							  0, NULL, false);
+	users_relid = RangeVarGetRelid(makeRangeVar("um", "users", -1), NoLock, false);
+
+	/* registered columns: um's triggers on tables (not partitioned parents) */
+	catalog = table_open(TriggerRelationId, AccessShareLock);
+	scan = systable_beginscan(catalog, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger trg = (Form_pg_trigger) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		args;
+		bytea	   *raw;
+
+		if (trg->tgfoid != check_fn || trg->tgnargs != 1 ||
+			get_rel_relkind(trg->tgrelid) != RELKIND_RELATION)
+			continue;
+		args = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(catalog), &isnull);
+		if (isnull)
+			continue;
+		raw = DatumGetByteaPP(args);
+		tables = lappend_oid(tables, trg->tgrelid);
+		columns = lappend(columns, pnstrdup(VARDATA_ANY(raw), VARSIZE_ANY_EXHDR(raw)));
+	}
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+
+	/* foreign keys of other schemas' tables into um.users, one column */
+	catalog = table_open(ConstraintRelationId, AccessShareLock);
+	scan = systable_beginscan(catalog, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_constraint con = (Form_pg_constraint) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		keys;
+		ArrayType  *arr;
+
+		if (con->contype != CONSTRAINT_FOREIGN || con->confrelid != users_relid ||
+			get_rel_relkind(con->conrelid) != RELKIND_RELATION ||
+			get_rel_namespace(con->conrelid) == get_rel_namespace(users_relid))
+			continue;
+		keys = heap_getattr(tup, Anum_pg_constraint_conkey, RelationGetDescr(catalog), &isnull);
+		if (isnull)
+			continue;
+		arr = DatumGetArrayTypeP(keys);
+		if (ARR_NDIM(arr) != 1 || ARR_DIMS(arr)[0] != 1)
+			continue;
+		tables = lappend_oid(tables, con->conrelid);
+		columns = lappend(columns, get_attname(con->conrelid, ((int16 *) ARR_DATA_PTR(arr))[0], false));
+	}
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+
+	forboth(lt, tables, lc, columns)
+	{
+		Oid			relid = lfirst_oid(lt);
+		const char *col = lfirst(lc);
+
+		if (probe_as_owner(relid, col, user_id))
+		{
+			Datum		values[2];
+			bool		nulls[2] = {false, false};
+			NameData	colname;
+
+			namestrcpy(&colname, col);
+			values[0] = ObjectIdGetDatum(relid);
+			values[1] = NameGetDatum(&colname);
+			tupdesc = BlessTupleDesc(tupdesc);
+			PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+		}
+	}
+	PG_RETURN_NULL();
+}
+
+/*
+ * um.user_reference_validate(tbl regclass, col name): every value already
+ * in the column is a user's id, or an error naming one that is not.  For
+ * um_add_user_reference(), run by the table's owner: the values are read
+ * as that owner (restricted, as in probe_as_owner), then looked up as um's
+ * owner, so neither learns what the other may not see.
+ */
+Datum
+um_user_reference_validate(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *colname = NameStr(*PG_GETARG_NAME(1));
+	Relation	rel;
+	Oid			owner;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	Datum		ids;
+	bool		ids_null;
+	bool		missing = false;
+	int64		missing_id = 0;
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *sql;
+
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be the owner of table %s", get_rel_name(relid) ? get_rel_name(relid) : "?"),
+				 errhint("Run it as the table's owner (or a member of the owning role).")));
+	rel = table_open(relid, AccessShareLock);
+	(void) user_column(rel, colname);
+	owner = rel->rd_rel->relowner;
+	sql = psprintf("SELECT pg_catalog.array_agg(DISTINCT %s) FROM ONLY %s WHERE %s IS NOT NULL",
+				   quote_identifier(colname),
+				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel)),
+				   quote_identifier(colname));
+	table_close(rel, NoLock);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SetUserIdAndSecContext(owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION |
+						   SECURITY_NOFORCE_RLS);
+	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "um.user_reference_validate: reading the column failed");
+	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &ids_null);
+	SetUserIdAndSecContext(um_owner(), save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	if (!ids_null)
+	{
+		Oid			types[1] = {INT8ARRAYOID};
+		Datum		vals[1] = {ids};
+
+		if (SPI_execute_with_args("SELECT x FROM pg_catalog.unnest($1) x"
+								  " WHERE NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id OPERATOR(pg_catalog.=) x)"
+								  " ORDER BY x LIMIT 1",
+								  1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "um.user_reference_validate: lookup failed");
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			missing = true;
+			missing_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	MemoryContextSwitchTo(caller_cxt);
+	if (missing)
+		ereport(ERROR,
+				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+				 errmsg("column \"%s\" of table %s holds " INT64_FORMAT ", which is no user's id",
+						colname, get_rel_name(relid), missing_id),
+				 errhint("Set such values to NULL or to an existing user's id first.")));
+	PG_RETURN_VOID();
+}
