@@ -61,9 +61,7 @@ um_protection_note(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	const char *action;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	UmRunAs		ra;
 	Oid			caller = GetUserId();
 	int			rc;
 	bool		isnull;
@@ -95,13 +93,7 @@ um_protection_note(PG_FUNCTION_ARGS)
 				 errmsg("cannot protect temporary table %s", get_rel_name(relid)),
 				 errhint("Protect permanent tables: a temporary one is its session's alone.")));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(um_owner(), save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	um_run_as_begin(&ra, um_owner(), false);
 	if (!PG_ARGISNULL(2))
 	{
 		Oid			types[2] = {TEXTOID, OIDOID};
@@ -156,8 +148,6 @@ um_protection_note(PG_FUNCTION_ARGS)
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "um.protection_note: audit failed: %s", SPI_result_code_string(rc));
 	}
-	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	um_run_as_end(&ra);
 	PG_RETURN_VOID();
 }

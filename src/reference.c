@@ -68,27 +68,6 @@ PG_FUNCTION_INFO_V1(um_user_reference_check);
 PG_FUNCTION_INFO_V1(um_user_reference_probe);
 PG_FUNCTION_INFO_V1(um_user_reference_validate);
 
-/* um_owner: the owner of um's tables (the role um's own code runs as). */
-Oid
-um_owner(void)
-{
-	Oid			relid = RangeVarGetRelid(makeRangeVar("um", "users", -1), NoLock, true);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"um\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION um.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /* the bigint column named colname of rel, or an error naming what is wrong */
 static AttrNumber
 user_column(Relation rel, const char *colname)
@@ -126,9 +105,7 @@ um_user_reference_check(PG_FUNCTION_ARGS)
 	AttrNumber	attno;
 	bool		isnull;
 	Datum		value;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	UmRunAs		ra;
 	uint64		found;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
@@ -140,14 +117,7 @@ um_user_reference_check(PG_FUNCTION_ARGS)
 	if (isnull)
 		return PointerGetDatum(NULL);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(um_owner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	um_run_as_begin(&ra, um_owner(), false);
 	{
 		Oid			types[1] = {INT8OID};
 		Datum		vals[1] = {value};
@@ -156,9 +126,7 @@ um_user_reference_check(PG_FUNCTION_ARGS)
 			elog(ERROR, "um.user_reference_check: lookup failed");
 		found = SPI_processed;
 	}
-	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	um_run_as_end(&ra);
 
 	if (found == 0)
 		ereport(ERROR,
@@ -179,9 +147,7 @@ static bool
 probe_as_owner(Oid relid, const char *colname, int64 user_id)
 {
 	Oid			owner;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	UmRunAs		ra;
 	char	   *sql;
 	bool		found;
 	HeapTuple	tup;
@@ -197,15 +163,7 @@ probe_as_owner(Oid relid, const char *colname, int64 user_id)
 											  get_rel_name(relid)),
 				   quote_identifier(colname));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION |
-						   SECURITY_NOFORCE_RLS);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	um_run_as_begin(&ra, owner, true);
 	{
 		Oid			types[1] = {INT8OID};
 		Datum		vals[1] = {Int64GetDatum(user_id)};
@@ -214,9 +172,7 @@ probe_as_owner(Oid relid, const char *colname, int64 user_id)
 			elog(ERROR, "um.user_reference_probe: probe failed");
 		found = SPI_processed > 0;
 	}
-	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	um_run_as_end(&ra);
 	return found;
 }
 
@@ -333,9 +289,7 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 	char	   *colname = NameStr(*PG_GETARG_NAME(1));
 	Relation	rel;
 	Oid			owner;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	UmRunAs		ra;
 	Datum		ids;
 	bool		ids_null;
 	bool		missing = false;
@@ -362,20 +316,11 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 				   quote_identifier(colname));
 	table_close(rel, NoLock);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	SetUserIdAndSecContext(owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION |
-						   SECURITY_NOFORCE_RLS);
+	um_run_as_begin(&ra, owner, true);
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "um.user_reference_validate: reading the column failed");
 	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &ids_null);
-	SetUserIdAndSecContext(um_owner(), save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
+	um_run_as_switch(&ra, um_owner(), false);
 	if (!ids_null)
 	{
 		Oid			types[1] = {INT8ARRAYOID};
@@ -394,9 +339,7 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 			missing_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		}
 	}
-	SPI_finish();
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	um_run_as_end(&ra);
 	MemoryContextSwitchTo(caller_cxt);
 	if (missing)
 		ereport(ERROR,

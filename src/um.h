@@ -206,10 +206,25 @@ um_bit(const uint64 *bits, int id)
 	return (bits[id / 64] >> (id % 64)) & 1;
 }
 
-/* ---- reference.c: application columns that hold user ids */
+/* ---- owner.c: um's owner, and SPI as a chosen role */
 
 /* the owner of um's tables, the role um's own code runs as */
 extern Oid	um_owner(void);
+
+/* the caller's state, restored by um_run_as_end (kept on the caller's stack) */
+typedef struct UmRunAs
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} UmRunAs;
+
+/* connect to SPI as role with a pinned search_path and forced RLS ignored;
+ * restricted: inside a security-restricted operation (an application
+ * table's owner) */
+extern void um_run_as_begin(UmRunAs *ra, Oid role, bool restricted);
+extern void um_run_as_switch(UmRunAs *ra, Oid role, bool restricted);
+extern void um_run_as_end(UmRunAs *ra);
 
 /* ---- monitor.c: every backend's cache statistics */
 

@@ -1,0 +1,87 @@
+/*-------------------------------------------------------------------------
+ *
+ * src/owner.c
+ *	  Who um's owner is, and running SPI as a chosen role.
+ *
+ * um's own privileged work (table protection, user references) runs as
+ * the owner of um's tables; reading an application table runs as that
+ * table's owner, inside a security-restricted operation, so the
+ * application's code (casts, operators, policies) never gets um's rights.
+ * Both go through um_run_as_begin/end: the role, a search_path pinned to
+ * pg_catalog, forced row-level security ignored (um decides what is read),
+ * and an SPI connection.  An error unwinds all of it with the transaction.
+ * (The cache loader, cache.c, keeps its own variant for its snapshot
+ * handling.)
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "utils/guc.h"
+#include "utils/syscache.h"
+
+#include "um.h"
+
+/* um_owner: the owner of um's tables (the role um's own code runs as). */
+Oid
+um_owner(void)
+{
+	Oid			relid = RangeVarGetRelid(makeRangeVar("um", "users", -1), NoLock, true);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"um\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION um.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* become role: restricted for an application table's owner */
+static void
+set_role(UmRunAs *ra, Oid role, bool restricted)
+{
+	SetUserIdAndSecContext(role, ra->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS | (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
+}
+
+/* um_run_as_begin: SPI as role, with search_path = pg_catalog, pg_temp */
+void
+um_run_as_begin(UmRunAs *ra, Oid role, bool restricted)
+{
+	GetUserIdAndSecContext(&ra->save_userid, &ra->save_sec_context);
+	set_role(ra, role, restricted);
+	ra->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/* um_run_as_switch: go on in the same SPI connection as another role */
+void
+um_run_as_switch(UmRunAs *ra, Oid role, bool restricted)
+{
+	set_role(ra, role, restricted);
+}
+
+/* um_run_as_end: close SPI, restore the settings and the caller's role */
+void
+um_run_as_end(UmRunAs *ra)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, ra->save_nestlevel);
+	SetUserIdAndSecContext(ra->save_userid, ra->save_sec_context);
+}
