@@ -29,7 +29,7 @@ st()     {
   if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
-echo "1..46"
+echo "1..47"
 
 createdb $db
 psql -X -q -d postgres -c "CREATE ROLE regress_atk_app LOGIN" -c "CREATE ROLE regress_atk_mallory LOGIN" \
@@ -121,8 +121,9 @@ is "2: accepting logged out never takes over the existing account (UM056)" \
    "$(st regress_atk_app "SELECT um_accept_invitation('$tok', 'eves-password-123')")" "UM056"
 is "2: gina's password, verification and memberships are untouched" \
    "$(su "SELECT password_hash = '$gina_hash' AND email_verified_at IS NULL AND (SELECT array_agg(org_id) FROM um.memberships WHERE user_id = $gina) = ARRAY[$acme]::bigint[] FROM um.users WHERE id = $gina")" "t"
-is "2: nor can the Admin vouch for the address (UM070)" \
-   "$(app $carol "SELECT um_mark_verified($gina)")" "UM070"
+hal=$(appq $carol "SELECT user_id FROM um_create_user($acme, 'hal@example.com', 'Member', 'Hal')")
+is "2: nor can an Admin of all of an account's organizations vouch for its address (UM070)" \
+   "$(app $carol "SELECT um_mark_verified($hal)")" "UM070"
 is "2: mailbox secrets are never returned to a call with someone acting (UM058)" \
    "$(app $eve "SELECT um_resend_verification('gina@example.com')")" "UM058"
 # the squatter case: eve registers an address she does not own; its owner claims it
@@ -168,9 +169,15 @@ is "4: protecting a table with a known resource leaves every cache warm" "$(echo
 
 # ---- 6. impersonation does not widen the impersonator's rights --------------
 su "SELECT um_add_identity_provider($acme, 'Okta', 'oidc', 'https://acme.okta.example')" >/dev/null
-is "6: an impersonating Admin cannot link an identity to the target (UM070)" \
+# dave, also in globex, holds user:update in acme through a custom role (no Admin, so impersonable)
+su "SELECT um_create_role($acme, 'Linker', '{user:update,member:read}')" >/dev/null
+su "SELECT um_set_org_role($acme, $dave, 'Linker')" >/dev/null
+is "6: an impersonating Admin cannot link their subject to the target's account (UM070)" \
    "$(app $carol "SELECT um_impersonate($dave); SELECT um_link_identity($acme, 'Okta', 'carols-subject')")" "UM070"
 is "6: nothing was linked" "$(su "SELECT count(*) FROM um.user_identities")" "0"
+is "6: dave himself still may (the rule is about the real person)" \
+   "$(app $dave "SELECT um_link_identity($acme, 'Okta', 'daves-subject')")" "ok"
+su "DELETE FROM um.user_identities; SELECT um_set_org_role($acme, $dave, 'Member')" >/dev/null
 
 # ---- 7. the audit trail neither leaks nor takes foreign refusals -------------
 su "INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id) VALUES ('probe', 'ok', $globex, 'user', $dave), ('probe', 'ok', NULL, 'user', $dave)" >/dev/null
