@@ -26,9 +26,22 @@
  * The worker connects to the caller's database as the role that called
  * (inside um's SECURITY DEFINER functions: their owner, the extension's
  * owner), with search_path pinned and every name schema-qualified, and runs
- * fixed statements with the job's values as parameters.  A worker costs a
- * process start, a few milliseconds, on every login and every audited
- * refusal.
+ * fixed statements with the job's values as parameters.
+ *
+ * Where the workers come from.  Dynamic background workers share the
+ * max_worker_processes slots with parallel queries, so one report with a
+ * high max_parallel_workers_per_gather could take every slot and, with it,
+ * every login (they fail closed).  With um in shared_preload_libraries,
+ * um.audit_writers static workers (default 2) are registered at server
+ * start: their slots are reserved for um and nothing else can take them.
+ * Each waits for a job, connects to the job's database on its first one and
+ * keeps serving jobs of that database and role (no process start, no
+ * connection per login); asked for another database while idle, or idle
+ * for 2 seconds, it exits and the postmaster starts it afresh, unconnected.  When every pooled
+ * writer is busy the job goes to a dynamic worker as without preloading,
+ * and failing that the caller waits for a pooled one, up to 5 seconds.
+ * Without preloading only dynamic workers exist: when none can be started
+ * the login (or refusal) fails with UM069, closed.
  *
  *-------------------------------------------------------------------------
  */
@@ -44,6 +57,11 @@
 #include "postmaster/bgworker.h"
 #include "storage/dsm.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -58,6 +76,37 @@ PG_FUNCTION_INFO_V1(um_audit_autonomous);
 PG_FUNCTION_INFO_V1(um_record_login);
 
 PGDLLEXPORT void um_autonomous_main(Datum main_arg);
+PGDLLEXPORT void um_writer_main(Datum main_arg);
+
+/* um.audit_writers: static audit writers registered at server start */
+static int	audit_writers = 2;
+
+#define MAX_AUDIT_WRITERS	64
+#define POOL_WAIT_MS		5000
+#define WRITER_IDLE_MS		2000
+
+/* One pooled writer, in shared memory; protected by the pool's mutex. */
+typedef struct WriterSlot
+{
+	pid_t		pid;			/* 0: not running (starting, restarting) */
+	Latch	   *latch;
+	Oid			dbid;			/* connected to (InvalidOid: not yet) */
+	Oid			roleid;
+	bool		busy;			/* a job is assigned */
+	bool		recycle;		/* asked to exit (for another database) */
+	dsm_handle	job;
+} WriterSlot;
+
+typedef struct WriterPool
+{
+	slock_t		mutex;
+	int			n;
+	WriterSlot	slot[FLEXIBLE_ARRAY_MEMBER];
+} WriterPool;
+
+static WriterPool *pool = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 #define JOB_TEXT_MAX	1024
 
@@ -97,6 +146,7 @@ typedef struct AutonomousJob
 	char		outcome[NAMEDATALEN];
 	char		target_type[NAMEDATALEN];
 	char		details[JOB_TEXT_MAX];	/* a JSON object */
+	int			caller_procno;	/* whose latch to set when done */
 	/* filled in by the worker */
 	bool		connected;
 	bool		done;
@@ -167,6 +217,11 @@ new_job(dsm_segment **segp, JobKind kind)
 	job->database_id = MyDatabaseId;
 	job->role_id = GetUserId();
 	job->audit_role_id = GetOuterUserId();
+#if PG_VERSION_NUM >= 170000
+	job->caller_procno = MyProcNumber;
+#else
+	job->caller_procno = MyProc->pgprocno;
+#endif
 	job->has_actor = um_identity_get(&job->actor_user_id);
 	if (job->has_actor)
 	{
@@ -179,23 +234,171 @@ new_job(dsm_segment **segp, JobKind kind)
 	return job;
 }
 
+/* the job did not finish: say why (UM069) */
+static void
+job_failed(AutonomousJob *job)
+{
+	char	   *role = GetUserNameFromId(job->role_id, true);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
+			 errmsg("could not record %s", job->action),
+			 job->error[0] ? errdetail("%s", job->error)
+			 : job->connected ? errdetail("The audit writer stopped before it finished.")
+			 : errdetail("The audit writer could not connect as role \"%s\".", role ? role : "?"),
+			 errhint("Retry; if it persists, see the server log.")));
+}
+
 /*
- * run_job: start the worker and wait for it.  The segment is pinned until the
- * worker has mapped it, so the job survives this backend's error or cancel.
+ * pool_claim: hand the job to an idle pooled writer (one connected to the
+ * job's database as its role, else an unconnected one); returns its index,
+ * or -1.  An idle writer connected elsewhere is asked to make way.
+ */
+static int
+pool_claim(dsm_segment *seg, AutonomousJob *job, pid_t *pid)
+{
+	int			i,
+				pick = -1;
+	Latch	   *wake = NULL;
+
+	SpinLockAcquire(&pool->mutex);
+	for (i = 0; i < pool->n && pick < 0; i++)
+	{
+		WriterSlot *w = &pool->slot[i];
+
+		if (w->pid != 0 && !w->busy && !w->recycle &&
+			w->dbid == job->database_id && w->roleid == job->role_id)
+			pick = i;
+	}
+	for (i = 0; i < pool->n && pick < 0; i++)
+	{
+		WriterSlot *w = &pool->slot[i];
+
+		if (w->pid != 0 && !w->busy && !w->recycle && !OidIsValid(w->dbid))
+			pick = i;
+	}
+	if (pick >= 0)
+	{
+		pool->slot[pick].busy = true;
+		pool->slot[pick].job = dsm_segment_handle(seg);
+		*pid = pool->slot[pick].pid;
+		wake = pool->slot[pick].latch;
+	}
+	else
+	{
+		for (i = 0; i < pool->n; i++)
+		{
+			WriterSlot *w = &pool->slot[i];
+
+			if (w->pid != 0 && !w->busy && !w->recycle)
+			{
+				w->recycle = true;
+				wake = w->latch;
+				break;
+			}
+		}
+	}
+	SpinLockRelease(&pool->mutex);
+	if (wake)
+		SetLatch(wake);
+	return pick;
+}
+
+/* wait_pooled: until the pooled writer i (process pid) has done the job */
+static void
+wait_pooled(dsm_segment *seg, AutonomousJob *job, int i, pid_t pid)
+{
+	for (;;)
+	{
+		bool		alive;
+
+		if (job->done)
+			return;
+		SpinLockAcquire(&pool->mutex);
+		alive = pool->slot[i].pid == pid && pool->slot[i].job == dsm_segment_handle(seg);
+		SpinLockRelease(&pool->mutex);
+		if (!alive)
+		{
+			pg_read_barrier();
+			if (job->done)
+				return;
+			job_failed(job);
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static bool run_dynamic(dsm_segment *seg, AutonomousJob *job);
+
+/*
+ * run_job: have the job done by a pooled writer or a dynamic worker, and
+ * wait for it.  The segment is pinned until the worker has mapped it, so
+ * the job survives this backend's error or cancel.
  */
 static void
 run_job(dsm_segment *seg, AutonomousJob *job)
 {
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-	BgwHandleStatus status;
-	pid_t		pid;
+	TimestampTz start = GetCurrentTimestamp();
 
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot record %s on a hot standby", job->action),
 				 errhint("Log in and change users on the primary server.")));
+	if (pool == NULL || pool->n == 0)
+	{
+		if (!run_dynamic(seg, job))
+			ereport(ERROR,
+					(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
+					 errmsg("could not record %s", job->action),
+					 errdetail("No background worker could be started to write it."),
+					 errhint("Retry; to make it impossible for other work to take um's workers, preload um (shared_preload_libraries), which reserves um.audit_writers of them.")));
+		return;
+	}
+	dsm_pin_segment(seg);
+	for (;;)
+	{
+		pid_t		pid;
+		int			i = pool_claim(seg, job, &pid);
+
+		if (i >= 0)
+		{
+			wait_pooled(seg, job, i, pid);
+			return;
+		}
+		/* every pooled writer busy: a dynamic worker, if one can be had */
+		dsm_unpin_segment(dsm_segment_handle(seg));
+		if (run_dynamic(seg, job))
+			return;
+		dsm_pin_segment(seg);
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), POOL_WAIT_MS))
+		{
+			dsm_unpin_segment(dsm_segment_handle(seg));
+			ereport(ERROR,
+					(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
+					 errmsg("could not record %s", job->action),
+					 errdetail("Every audit writer stayed busy for %d seconds.", POOL_WAIT_MS / 1000),
+					 errhint("Retry; if it persists, raise um.audit_writers.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * run_dynamic: a dynamic background worker does the job; false when none
+ * could be started (the job was not touched).
+ */
+static bool
+run_dynamic(dsm_segment *seg, AutonomousJob *job)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	pid_t		pid;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -212,11 +415,7 @@ run_job(dsm_segment *seg, AutonomousJob *job)
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
 		dsm_unpin_segment(dsm_segment_handle(seg));
-		ereport(ERROR,
-				(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
-				 errmsg("could not record %s", job->action),
-				 errdetail("No background worker could be started to write it."),
-				 errhint("Retry; if it persists, raise max_worker_processes (um needs a free slot for a few milliseconds per login).")));
+		return false;
 	}
 	status = WaitForBackgroundWorkerStartup(handle, &pid);
 	if (status == BGWH_STARTED)
@@ -226,17 +425,8 @@ run_job(dsm_segment *seg, AutonomousJob *job)
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("postmaster exited while um recorded %s", job->action)));
 	if (!job->done)
-	{
-		char	   *role = GetUserNameFromId(job->role_id, true);
-
-		ereport(ERROR,
-				(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
-				 errmsg("could not record %s", job->action),
-				 job->error[0] ? errdetail("%s", job->error)
-				 : job->connected ? errdetail("The audit writer stopped before it finished.")
-				 : errdetail("The audit writer could not connect as role \"%s\".", role ? role : "?"),
-				 errhint("Retry; if it persists, see the server log.")));
-	}
+		job_failed(job);
+	return true;
 }
 
 /*
@@ -473,36 +663,13 @@ do_login(AutonomousJob *job)
 }
 
 /*
- * um_autonomous_main: the background worker.  Maps the job (and releases the
- * pin that kept it alive for it), connects, runs it in one transaction, and
- * says whether it committed.
+ * execute_job: run a mapped job in one transaction of this (connected)
+ * worker, say whether it committed, and wake the caller.  An error is
+ * copied into the job and ends the worker.
  */
-void
-um_autonomous_main(Datum main_arg)
+static void
+execute_job(AutonomousJob *job)
 {
-	dsm_segment *seg;
-	AutonomousJob *job;
-
-	BackgroundWorkerUnblockSignals();
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("um audit writer: could not map its job")));
-	dsm_unpin_segment(dsm_segment_handle(seg));
-	job = dsm_segment_address(seg);
-#if PG_VERSION_NUM >= 170000
-	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id,
-											  BGWORKER_BYPASS_ROLELOGINCHECK);
-#else
-	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id, 0);
-#endif
-	job->connected = true;
-
-	/* never wait long for a lock: the waiting caller might hold it */
-	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();
@@ -519,6 +686,7 @@ um_autonomous_main(Datum main_arg)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		pgstat_report_activity(STATE_IDLE, NULL);
+		pg_write_barrier();
 		job->done = true;
 	}
 	PG_CATCH();
@@ -532,6 +700,222 @@ um_autonomous_main(Datum main_arg)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	SetLatch(&GetPGProcByNumber(job->caller_procno)->procLatch);
+}
+
+/* map a job (and release the pin that kept it alive for us) */
+static dsm_segment *
+attach_job(dsm_handle h)
+{
+	dsm_segment *seg = dsm_attach(h);
+
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("um audit writer: could not map its job")));
+	dsm_unpin_segment(h);
+	return seg;
+}
+
+static void
+connect_for(AutonomousJob *job)
+{
+#if PG_VERSION_NUM >= 170000
+	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id,
+											  BGWORKER_BYPASS_ROLELOGINCHECK);
+#else
+	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id, 0);
+#endif
+	job->connected = true;
+
+	/* never wait long for a lock: the waiting caller might hold it */
+	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * um_autonomous_main: a dynamic background worker for one job.
+ */
+void
+um_autonomous_main(Datum main_arg)
+{
+	dsm_segment *seg;
+	AutonomousJob *job;
+
+	BackgroundWorkerUnblockSignals();
+	seg = attach_job(DatumGetUInt32(main_arg));
+	job = dsm_segment_address(seg);
+	connect_for(job);
+	execute_job(job);
 	dsm_detach(seg);
 	proc_exit(0);
+}
+
+/* ---- the pool of writers reserved at server start */
+
+static void
+writer_exit(int code, Datum arg)
+{
+	WriterSlot *w = &pool->slot[DatumGetInt32(arg)];
+
+	(void) code;
+	SpinLockAcquire(&pool->mutex);
+	if (w->pid == MyProcPid)
+	{
+		w->pid = 0;
+		w->busy = false;
+		w->recycle = false;
+		w->dbid = InvalidOid;
+		w->roleid = InvalidOid;
+		w->job = DSM_HANDLE_INVALID;
+	}
+	SpinLockRelease(&pool->mutex);
+}
+
+/*
+ * um_writer_main: a pooled writer.  Serves jobs of the database and role it
+ * connected to for its first one, until asked to make way (it exits, and
+ * the postmaster starts it again, unconnected) or an error ends it.
+ */
+void
+um_writer_main(Datum main_arg)
+{
+	int			i = DatumGetInt32(main_arg);
+	WriterSlot *w;
+
+	BackgroundWorkerUnblockSignals();
+	if (pool == NULL || i >= pool->n)
+		proc_exit(0);
+	w = &pool->slot[i];
+	on_shmem_exit(writer_exit, Int32GetDatum(i));
+	SpinLockAcquire(&pool->mutex);
+	w->pid = MyProcPid;
+	w->latch = MyLatch;
+	w->busy = false;
+	w->recycle = false;
+	w->dbid = InvalidOid;
+	w->roleid = InvalidOid;
+	w->job = DSM_HANDLE_INVALID;
+	SpinLockRelease(&pool->mutex);
+
+	for (;;)
+	{
+		dsm_handle	h = DSM_HANDLE_INVALID;
+		bool		recycle;
+
+		int			rc;
+
+		/*
+		 * Connected, a writer that stays idle for WRITER_IDLE_MS leaves its
+		 * database, so that DROP DATABASE (which waits 5 seconds for other
+		 * sessions) is never kept from it by um.
+		 */
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (OidIsValid(w->dbid) ? WL_TIMEOUT : 0),
+					   WRITER_IDLE_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		SpinLockAcquire(&pool->mutex);
+		if (rc & WL_TIMEOUT)
+			w->recycle = true;
+		recycle = w->recycle && !w->busy;
+		if (w->busy)
+			h = w->job;
+		SpinLockRelease(&pool->mutex);
+		if (recycle)
+			proc_exit(1);		/* restarted unconnected */
+		if (h != DSM_HANDLE_INVALID)
+		{
+			dsm_segment *seg = attach_job(h);
+			AutonomousJob *job = dsm_segment_address(seg);
+
+			if (!OidIsValid(w->dbid))
+			{
+				connect_for(job);
+				SpinLockAcquire(&pool->mutex);
+				w->dbid = job->database_id;
+				w->roleid = job->role_id;
+				SpinLockRelease(&pool->mutex);
+			}
+			else
+				job->connected = true;
+			execute_job(job);
+			dsm_detach(seg);
+			SpinLockAcquire(&pool->mutex);
+			w->busy = false;
+			w->job = DSM_HANDLE_INVALID;
+			SpinLockRelease(&pool->mutex);
+		}
+	}
+}
+
+static Size
+pool_size(void)
+{
+	return add_size(offsetof(WriterPool, slot), mul_size(audit_writers, sizeof(WriterSlot)));
+}
+
+static void
+pool_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(pool_size());
+}
+
+static void
+pool_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	pool = ShmemInitStruct("um audit writers", pool_size(), &found);
+	if (!found)
+	{
+		memset(pool, 0, pool_size());
+		SpinLockInit(&pool->mutex);
+		pool->n = audit_writers;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * um_autonomous_init: from _PG_init.  Preloaded, reserve the pool: its
+ * shared memory and its static workers.
+ */
+void
+um_autonomous_init(void)
+{
+	int			i;
+
+	/* a server-start setting, defined only while preloading (as pg_stat_statements does) */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	DefineCustomIntVariable("um.audit_writers",
+							"Audit writers reserved at server start (with um in shared_preload_libraries).",
+							"Their background worker slots are um's alone: parallel queries cannot take the capacity logins need.",
+							&audit_writers,
+							2, 0, MAX_AUDIT_WRITERS,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = pool_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = pool_shmem_startup;
+	for (i = 0; i < audit_writers; i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 0;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "um");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "um_writer_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "um audit writer %d", i + 1);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "um audit writer");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
 }

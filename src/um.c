@@ -34,6 +34,7 @@ _PG_init(void)
 	um_cache_init();
 	um_identity_init();
 	um_session_init();
+	um_autonomous_init();
 	um_monitor_init();
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("um");

@@ -98,6 +98,9 @@ extern void um_identity_set(int64 user_id, const char *fname);
 
 extern void um_session_init(void);
 
+/* from _PG_init: um.audit_writers, and the reserved writers when preloaded */
+extern void um_autonomous_init(void);
+
 /* the statement running passes a secret: its errors are logged without it */
 extern void um_session_note_secret(void);
 extern int	um_login_max_failures;
