@@ -227,9 +227,13 @@ BEGIN
   RETURN NULL;
 END
 $$;
+-- (A login that re-hashes the same password at today's higher cost, leaving
+-- password_changed_at as it was, is no password change.)
 CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_login ON um.users
   FOR EACH ROW
-  WHEN (OLD.password_hash IS DISTINCT FROM NEW.password_hash
+  WHEN ((OLD.password_hash IS DISTINCT FROM NEW.password_hash
+         AND NOT (OLD.password_changed_at IS NOT DISTINCT FROM NEW.password_changed_at
+                  AND um.hash_cost(NEW.password_hash) > um.hash_cost(OLD.password_hash)))
         OR (OLD.status = 'active' AND NEW.status <> 'active')
         OR (OLD.allow_login AND NOT NEW.allow_login))
   EXECUTE FUNCTION um.users_end_sessions();
@@ -337,6 +341,14 @@ BEGIN
     ELSE
       NULL;
   END CASE;
+  -- a hash made at a lower cost than today's is made again, now that the
+  -- password is known to be right (after the attempt was recorded, whose
+  -- writer locks the row); sessions go on
+  IF um.hash_cost(v.password_hash) < v_settings.password_hash_cost AND NOT p_changing_password
+     AND char_length(p_password) >= 8 AND octet_length(p_password) <= 72 THEN
+    UPDATE um.users u SET password_hash = um.hash_password(p_password) WHERE u.id = v.id
+    RETURNING * INTO v;
+  END IF;
   RETURN v;
 END
 $$;

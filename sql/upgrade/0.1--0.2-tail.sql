@@ -90,3 +90,100 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN p_hash ~ '^\$2[abxy]?\$[0-9][0-9]\$' THEN substr(p_hash, 5, 2)::integer ELSE 0 END;
 REVOKE EXECUTE ON FUNCTION um.hash_cost(text) FROM PUBLIC;
+
+-- a successful login re-hashes a password hashed at a lower cost than
+-- today's, and that re-hash ends no session (80_identity.sql)
+CREATE OR REPLACE FUNCTION um.authenticate(p_email text, p_password text, p_changing_password boolean)
+RETURNS um.users
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_action text := CASE WHEN p_changing_password THEN 'user.change_password' ELSE 'user.login' END;
+  v_settings record := um.login_settings();
+  v_ok boolean;
+  v_org text;
+  v_reason text;
+  v_rec record;
+BEGIN
+  IF pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'cannot log in on a hot standby'
+      USING ERRCODE = 'read_only_sql_transaction',
+            HINT = 'Log in on the primary server; um_begin() with the session token works on standbys.';
+  END IF;
+  SELECT * INTO v FROM um.users u
+   WHERE lower(u.email) = lower(btrim(coalesce(p_email, ''), E' \t\r\n'));
+  IF NOT FOUND THEN
+    PERFORM um.password_matches(p_password, NULL);
+    PERFORM um.record_login(NULL, v_action, 'unknown_email', 'unknown email');
+    v_ok := false;
+  ELSE
+    v_ok := um.password_matches(p_password, v.password_hash);
+    IF v_ok THEN
+      SELECT o.slug INTO v_org
+        FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+       WHERE m.user_id = v.id AND o.password_login_disabled
+       ORDER BY o.id LIMIT 1;
+      v_reason := CASE WHEN v.status <> 'active' THEN 'suspended'
+                       WHEN NOT v.allow_login THEN 'login not allowed'
+                       WHEN v.email_verified_at IS NULL THEN 'email not verified'
+                       WHEN v_org IS NOT NULL THEN 'password login disabled'
+                       WHEN v.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
+    END IF;
+    v_rec := um.record_login(v.id, v_action,
+                             CASE WHEN NOT v_ok THEN 'wrong' WHEN v_reason IS NOT NULL THEN 'refused' ELSE 'success' END,
+                             CASE WHEN NOT v_ok THEN (CASE WHEN v.password_hash IS NULL THEN 'no password' ELSE 'wrong password' END)
+                                  ELSE v_reason END);
+    IF v_rec.was_locked THEN
+      v_ok := false;
+    END IF;
+  END IF;
+  IF NOT v_ok THEN
+    PERFORM um.raise('UM060', 'invalid email or password', NULL,
+      format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
+             v_settings.max_failures,
+             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
+                  ELSE v_settings.lockout_seconds || ' seconds' END));
+  END IF;
+  CASE v_reason
+    WHEN 'suspended' THEN
+      PERFORM um.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
+    WHEN 'login not allowed' THEN
+      PERFORM um.raise('UM062', 'this user may not log in',
+        'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
+    WHEN 'email not verified' THEN
+      PERFORM um.raise('UM063', 'the email address is not verified', NULL,
+        'Follow the link in the verification email, or ask an administrator to mark the address verified.');
+    WHEN 'password login disabled' THEN
+      PERFORM um.raise('UM065', 'password login is turned off for this user''s organization',
+        format('Organization "%s" requires single sign-on.', v_org), 'Sign in through the organization''s identity provider.');
+    WHEN 'password must be changed' THEN
+      PERFORM um.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
+        'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
+    ELSE
+      NULL;
+  END CASE;
+  -- a hash made at a lower cost than today's is made again, now that the
+  -- password is known to be right (after the attempt was recorded, whose
+  -- writer locks the row); sessions go on
+  IF um.hash_cost(v.password_hash) < v_settings.password_hash_cost AND NOT p_changing_password
+     AND char_length(p_password) >= 8 AND octet_length(p_password) <= 72 THEN
+    UPDATE um.users u SET password_hash = um.hash_password(p_password) WHERE u.id = v.id
+    RETURNING * INTO v;
+  END IF;
+  RETURN v;
+END
+$$;
+
+DROP TRIGGER users_end_sessions ON um.users;
+-- (A login that re-hashes the same password at today's higher cost, leaving
+-- password_changed_at as it was, is no password change.)
+CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_login ON um.users
+  FOR EACH ROW
+  WHEN ((OLD.password_hash IS DISTINCT FROM NEW.password_hash
+         AND NOT (OLD.password_changed_at IS NOT DISTINCT FROM NEW.password_changed_at
+                  AND um.hash_cost(NEW.password_hash) > um.hash_cost(OLD.password_hash)))
+        OR (OLD.status = 'active' AND NEW.status <> 'active')
+        OR (OLD.allow_login AND NOT NEW.allow_login))
+  EXECUTE FUNCTION um.users_end_sessions();

@@ -29,7 +29,7 @@ st()     {
   if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
-echo "1..47"
+echo "1..48"
 
 createdb $db
 psql -X -q -d postgres -c "CREATE ROLE regress_atk_app LOGIN" -c "CREATE ROLE regress_atk_mallory LOGIN" \
@@ -223,6 +223,12 @@ is "10: the audit writer keeps an overlong refusal, cut to valid JSON" \
 # ---- 11. oracles ----------------------------------------------------------------
 is "11: a login for an account hashed at a lower cost spends today's cost as well" \
    "$(q postgres "UPDATE um.users SET password_hash = crypt('old-pass', gen_salt('bf', 4)) WHERE id = $ada" >/dev/null; psql -X -A -t -q -d $db -c "SET track_functions = 'pl'" -c "BEGIN" -c "SELECT um_login('ada@example.com', 'wrong-pass') IS NULL" -c "ROLLBACK" >/dev/null 2>&1; psql -X -A -t -q -d $db -c "SET track_functions = 'pl'" -c "DO \$\$ BEGIN PERFORM um.password_matches('wrong-pass', (SELECT password_hash FROM um.users WHERE id = $ada)); END \$\$" -c "SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = 'password_matches'" 2>&1 | tail -1)" "2"
+
+s0=$(su "SELECT um.generate_token()")
+su "INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES ($ada, um.token_hash('$s0'), now() + interval '1 hour')" >/dev/null
+su "SELECT um_login('ada@example.com', 'old-pass')" >/dev/null
+is "11: a right password hashed at a lower cost is hashed again at today's cost, and the user's sessions go on" \
+   "$(su "SELECT um.hash_cost(password_hash) FROM um.users WHERE id = $ada")/$(su "BEGIN; SELECT um_begin('$s0') = $ada; COMMIT;")" "10/t"
 
 # ---- 12. a logged-out token is dead inside an older snapshot too ------------------
 token=$(su "SELECT um_login('carol@example.com', 'x')" 2>/dev/null | grep '^um_'; true)
