@@ -249,10 +249,14 @@ is "12: um_begin refuses a token logged out after a REPEATABLE READ snapshot (UM
 psql -X -q -d $db -c "SELECT um_login('carol@example.com', 'Wrong-Secret-Attack-13')" >/dev/null 2>&1
 psql -X -q -d $db -c "CREATE FUNCTION public.app_login(e text, p text) RETURNS text LANGUAGE sql AS \$\$ SELECT um_login(e, p) \$\$" >/dev/null 2>&1
 psql -X -q -d $db -c "SELECT app_login('carol@example.com', 'Wrapped-Secret-Attack-13')" >/dev/null 2>&1
+# the extended protocol: pgbench sends :pw as a bound parameter
+echo "SELECT um_login('carol@example.com', :pw);" > "${TMPDIR:-/tmp}/um_atk_login.sql"
+pgbench -n -M extended -t 1 -D pw=Bound-Secret-Attack-13 -f "${TMPDIR:-/tmp}/um_atk_login.sql" $db >/dev/null 2>&1
+rm -f "${TMPDIR:-/tmp}/um_atk_login.sql"
 sleep 0.5
-is "13: the refused logins were logged ..." "$(grep -c 'invalid email or password' "${UM_CLUSTER_LOG:-/dev/null}" | awk '{print ($1 >= 2)}')" "1"
-is "13: ... without their passwords, called directly or from a wrapper" \
-   "$(grep -c -e 'Wrong-Secret-Attack-13' -e 'Wrapped-Secret-Attack-13' "${UM_CLUSTER_LOG:-/dev/null}")" "0"
+is "13: the refused logins were logged ..." "$(grep -c 'invalid email or password' "${UM_CLUSTER_LOG:-/dev/null}" | awk '{print ($1 >= 3)}')" "1"
+is "13: ... without their passwords: called directly, from a wrapper, or bound as a parameter" \
+   "$(grep -c -e 'Wrong-Secret-Attack-13' -e 'Wrapped-Secret-Attack-13' -e 'Bound-Secret-Attack-13' "${UM_CLUSTER_LOG:-/dev/null}")" "0"
 
 # ---- 14. the evaluator and the reference agree on scope node 0 --------------------
 is "14: um_has_permission with scope node 0 denies, as the reference does" \
