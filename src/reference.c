@@ -42,6 +42,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -56,6 +57,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "mb/pg_wchar.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -66,7 +68,8 @@
 
 PG_FUNCTION_INFO_V1(um_user_reference_check);
 PG_FUNCTION_INFO_V1(um_user_reference_probe);
-PG_FUNCTION_INFO_V1(um_user_reference_validate);
+PG_FUNCTION_INFO_V1(um_add_user_reference);
+PG_FUNCTION_INFO_V1(um_drop_user_reference);
 
 /* the bigint column named colname of rel, or an error naming what is wrong */
 static AttrNumber
@@ -152,11 +155,18 @@ probe_as_owner(Oid relid, const char *colname, int64 user_id)
 	bool		found;
 	HeapTuple	tup;
 
+	AttrNumber	attno;
+
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		return false;			/* dropped meanwhile */
 	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
+	/* a renamed, dropped or retyped column holds no user id um can compare
+	 * without the table's code: skip it (its trigger refuses new rows) */
+	attno = get_attnum(relid, colname);
+	if (attno == InvalidAttrNumber || get_atttype(relid, attno) != INT8OID)
+		return false;
 
 	sql = psprintf("SELECT 1 FROM ONLY %s WHERE %s OPERATOR(pg_catalog.=) $1 LIMIT 1",
 				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
@@ -164,6 +174,8 @@ probe_as_owner(Oid relid, const char *colname, int64 user_id)
 				   quote_identifier(colname));
 
 	um_run_as_begin(&ra, owner, true);
+	/* a table held locked does not hang deletions for long */
+	(void) set_config_option("lock_timeout", "5s", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	{
 		Oid			types[1] = {INT8OID};
 		Datum		vals[1] = {Int64GetDatum(user_id)};
@@ -176,12 +188,30 @@ probe_as_owner(Oid relid, const char *colname, int64 user_id)
 	return found;
 }
 
+static Datum
+probe_row(TupleDesc tupdesc, Oid relid, const char *col, bool unsafe)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	NameData	colname;
+
+	namestrcpy(&colname, col);
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = NameGetDatum(&colname);
+	values[2] = BoolGetDatum(unsafe);
+	tupdesc = BlessTupleDesc(tupdesc);
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
+}
+
 /*
- * um.user_reference_probe(user_id bigint, OUT tbl regclass, OUT col name)
+ * um.user_reference_probe(user_id bigint, OUT tbl regclass, OUT col name,
+ *     OUT unsafe boolean)
  *
  * The first table found whose registered column, or whose single-column
  * foreign key to um.users (made before 0.2), still holds the user; no row
- * when none does.  Internal: account deletion calls it.
+ * when none does.  unsafe: a foreign key into um.users whose column is not
+ * bigint, which refuses every deletion.  Internal: account deletion calls
+ * it.
  */
 Datum
 um_user_reference_probe(PG_FUNCTION_ARGS)
@@ -197,6 +227,8 @@ um_user_reference_probe(PG_FUNCTION_ARGS)
 	ListCell   *lt,
 			   *lc;
 	TupleDesc	tupdesc;
+	Oid			unsafe_rel = InvalidOid;
+	char	   *unsafe_col = NULL;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -248,55 +280,40 @@ um_user_reference_probe(PG_FUNCTION_ARGS)
 		arr = DatumGetArrayTypeP(keys);
 		if (ARR_NDIM(arr) != 1 || ARR_DIMS(arr)[0] != 1)
 			continue;
+		if (get_atttype(con->conrelid, ((int16 *) ARR_DATA_PTR(arr))[0]) != INT8OID)
+		{
+			/*
+			 * Not bigint: PostgreSQL's own check of the deletion would run
+			 * the column's cast, the table's code, in the deleting user's
+			 * transaction.  Refuse the deletion instead (um_lint: critical).
+			 */
+			unsafe_rel = con->conrelid;
+			unsafe_col = get_attname(con->conrelid, ((int16 *) ARR_DATA_PTR(arr))[0], false);
+			break;
+		}
 		tables = lappend_oid(tables, con->conrelid);
 		columns = lappend(columns, get_attname(con->conrelid, ((int16 *) ARR_DATA_PTR(arr))[0], false));
 	}
 	systable_endscan(scan);
 	table_close(catalog, AccessShareLock);
 
+	if (OidIsValid(unsafe_rel))
+		PG_RETURN_DATUM(probe_row(tupdesc, unsafe_rel, unsafe_col, true));
 	forboth(lt, tables, lc, columns)
 	{
 		Oid			relid = lfirst_oid(lt);
 		const char *col = lfirst(lc);
 
 		if (probe_as_owner(relid, col, user_id))
-		{
-			Datum		values[2];
-			bool		nulls[2] = {false, false};
-			NameData	colname;
-
-			namestrcpy(&colname, col);
-			values[0] = ObjectIdGetDatum(relid);
-			values[1] = NameGetDatum(&colname);
-			tupdesc = BlessTupleDesc(tupdesc);
-			PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-		}
+			PG_RETURN_DATUM(probe_row(tupdesc, relid, col, false));
 	}
 	PG_RETURN_NULL();
 }
 
-/*
- * um.user_reference_validate(tbl regclass, col name): every value already
- * in the column is a user's id, or an error naming one that is not.  For
- * um_add_user_reference(), run by the table's owner: the values are read
- * as that owner (restricted, as in probe_as_owner), then looked up as um's
- * owner, so neither learns what the other may not see.
- */
-Datum
-um_user_reference_validate(PG_FUNCTION_ARGS)
+/* must the caller own relid (or be a member of its owner)? */
+static void
+require_owner(Oid relid)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *colname = NameStr(*PG_GETARG_NAME(1));
-	Relation	rel;
-	Oid			owner;
-	UmRunAs		ra;
-	Datum		ids;
-	bool		ids_null;
-	bool		missing = false;
-	int64		missing_id = 0;
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	char	   *sql;
-
 #if PG_VERSION_NUM >= 160000
 	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
 #else
@@ -304,8 +321,39 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 #endif
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be the owner of table %s", get_rel_name(relid) ? get_rel_name(relid) : "?"),
+				 errmsg("must be the owner of table %s to register its references",
+						get_rel_name(relid) ? get_rel_name(relid) : "?"),
 				 errhint("Run it as the table's owner (or a member of the owning role).")));
+}
+
+static char *
+trigger_name(const char *colname)
+{
+	char	   *name = psprintf("um_user_ref_%s", colname);
+
+	if (strlen(name) >= NAMEDATALEN)
+		name[pg_mbcliplen(name, strlen(name), NAMEDATALEN - 1)] = '\0';
+	return name;
+}
+
+/*
+ * validate_existing: every value already in the column of table relid (a
+ * leaf) is a user's id, or an error naming one that is not.  The values are
+ * read as the table's owner (restricted, as in probe_as_owner), then looked
+ * up as um's owner, so neither learns what the other may not see.
+ */
+static void
+validate_existing(Oid relid, const char *colname)
+{
+	Relation	rel;
+	Oid			owner;
+	UmRunAs		ra;
+	Datum		ids;
+	bool		ids_null;
+	bool		missing = false;
+	int64		missing_id = 0;
+	char	   *sql;
+
 	rel = table_open(relid, AccessShareLock);
 	(void) user_column(rel, colname);
 	owner = rel->rd_rel->relowner;
@@ -318,7 +366,7 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 
 	um_run_as_begin(&ra, owner, true);
 	if (SPI_execute(sql, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "um.user_reference_validate: reading the column failed");
+		elog(ERROR, "um_add_user_reference: reading the column failed");
 	ids = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &ids_null);
 	um_run_as_switch(&ra, um_owner(), false);
 	if (!ids_null)
@@ -330,7 +378,7 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 								  " WHERE NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id OPERATOR(pg_catalog.=) x)"
 								  " ORDER BY x LIMIT 1",
 								  1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "um.user_reference_validate: lookup failed");
+			elog(ERROR, "um_add_user_reference: lookup failed");
 		if (SPI_processed > 0)
 		{
 			bool		isnull;
@@ -340,12 +388,136 @@ um_user_reference_validate(PG_FUNCTION_ARGS)
 		}
 	}
 	um_run_as_end(&ra);
-	MemoryContextSwitchTo(caller_cxt);
 	if (missing)
 		ereport(ERROR,
 				(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
 				 errmsg("column \"%s\" of table %s holds " INT64_FORMAT ", which is no user's id",
 						colname, get_rel_name(relid), missing_id),
 				 errhint("Set such values to NULL or to an existing user's id first.")));
+}
+
+/* run one DDL statement as um's owner (who may create triggers on any table) */
+static void
+ddl_as_um_owner(const char *sql)
+{
+	UmRunAs		ra;
+
+	um_run_as_begin(&ra, um_owner(), false);
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "um: \"%s\" failed", sql);
+	um_run_as_end(&ra);
+}
+
+static bool
+has_reference_trigger(Oid relid, const char *tgname)
+{
+	Oid			check_fn = LookupFuncName(list_make2(makeString("um"), makeString("user_reference_check")),
+										  0, NULL, false);
+	Relation	catalog = table_open(TriggerRelationId, AccessShareLock);
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	scan = systable_beginscan(catalog, InvalidOid, false, NULL, 0, NULL);
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger trg = (Form_pg_trigger) GETSTRUCT(tup);
+
+		found = trg->tgrelid == relid && trg->tgfoid == check_fn && strcmp(NameStr(trg->tgname), tgname) == 0;
+	}
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+	return found;
+}
+
+/*
+ * um_add_user_reference(tbl regclass, user_column name): register a bigint
+ * column of user ids (and the same column of every table inheriting from
+ * tbl, partitions included).  Run by the table's owner, and only by roles
+ * granted EXECUTE: a registered table takes part in every account deletion.
+ * The rows already there are checked; the trigger is created by um's owner,
+ * since nobody else may use um.user_reference_check.  Idempotent.
+ */
+Datum
+um_add_user_reference(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *colname;
+	Relation	rel;
+	char		relkind;
+	char	   *qualified;
+	char	   *tgname;
+	List	   *tree;
+	ListCell   *lc;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('U', 'M', '0', '8', '0')),
+				 errmsg("um_add_user_reference needs a table and its column of user ids"),
+				 errhint("For example: SELECT um_add_user_reference('invoices', 'created_by');")));
+	relid = PG_GETARG_OID(0);
+	colname = NameStr(*PG_GETARG_NAME(1));
+	if (InSecurityRestrictedOperation())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot register a user reference inside a security-restricted operation"),
+				 errhint("Call it directly.")));
+	require_owner(relid);
+	rel = table_open(relid, ShareRowExclusiveLock);
+	relkind = rel->rd_rel->relkind;
+	if ((relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE) ||
+		rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('U', 'M', '0', '8', '0')),
+				 errmsg("%s is not a permanent table", RelationGetRelationName(rel)),
+				 errhint("Register the column of a regular or partitioned table.")));
+	if (attnameAttNum(rel, colname, false) == InvalidAttrNumber ||
+		TupleDescAttr(RelationGetDescr(rel), attnameAttNum(rel, colname, false) - 1)->atttypid != INT8OID)
+		ereport(ERROR,
+				(errcode(MAKE_SQLSTATE('U', 'M', '0', '8', '0')),
+				 errmsg("table %s has no bigint column \"%s\"", RelationGetRelationName(rel), colname),
+				 errhint("User ids are bigint: pass the name of such a column (names are case-sensitive, as in the catalog).")));
+	qualified = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										   RelationGetRelationName(rel));
+	table_close(rel, NoLock);
+
+	tree = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+	foreach(lc, tree)
+	{
+		Oid			child = lfirst_oid(lc);
+
+		if (get_rel_relkind(child) == RELKIND_RELATION)
+			validate_existing(child, colname);
+	}
+	tgname = trigger_name(colname);
+	if (has_reference_trigger(relid, tgname))
+		PG_RETURN_VOID();
+	ddl_as_um_owner(psprintf("CREATE TRIGGER %s AFTER INSERT OR UPDATE OF %s ON %s FOR EACH ROW"
+							 " EXECUTE FUNCTION um.user_reference_check(%s)",
+							 quote_identifier(tgname), quote_identifier(colname), qualified,
+							 quote_literal_cstr(colname)));
 	PG_RETURN_VOID();
+}
+
+/*
+ * um_drop_user_reference(tbl regclass, user_column name): stop treating the
+ * column as one of user ids; returns whether it was registered.
+ */
+Datum
+um_drop_user_reference(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *tgname;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_BOOL(false);
+	relid = PG_GETARG_OID(0);
+	require_owner(relid);
+	tgname = trigger_name(NameStr(*PG_GETARG_NAME(1)));
+	if (!has_reference_trigger(relid, tgname))
+		PG_RETURN_BOOL(false);
+	ddl_as_um_owner(psprintf("DROP TRIGGER %s ON %s", quote_identifier(tgname),
+							 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+														get_rel_name(relid))));
+	PG_RETURN_BOOL(true);
 }

@@ -1906,7 +1906,10 @@ BEGIN
   -- application rows that still hold the user: registered columns
   -- (um_add_user_reference) and foreign keys into um.users, each table read
   -- as its own owner (src/reference.c), never with um's rights
-  SELECT 'table', r.tbl::text, format('Rows of table %s still reference the user (column %s).', r.tbl, r.col)
+  SELECT CASE WHEN r.unsafe THEN 'foreign key' ELSE 'table' END, r.tbl::text,
+         CASE WHEN r.unsafe
+              THEN format('Table %s has a foreign key into um.users on column %s, which is not bigint: PostgreSQL would run its cast while deleting.', r.tbl, r.col)
+              ELSE format('Rows of table %s still reference the user (column %s).', r.tbl, r.col) END
     INTO kind, what, detail
     FROM um.user_reference_probe(p_user_id) r
    WHERE r.tbl IS NOT NULL;
@@ -1932,6 +1935,7 @@ BEGIN
             HINT = CASE v_block.kind
                      WHEN 'organization' THEN 'Make another member Root (um_transfer_org_ownership) first.'
                      WHEN 'team' THEN 'Transfer ownership of the team (um_transfer_team_ownership) first.'
+                     WHEN 'foreign key' THEN format('Drop that foreign key of %s and register the column with um_add_user_reference() (um_lint() gives the statements).', v_block.what)
                      ELSE format('Delete or reassign the user''s rows in %s first.', v_block.what) END;
   END IF;
   SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs FROM um.memberships m WHERE m.user_id = p_user_id;

@@ -82,8 +82,6 @@ GRANT EXECUTE ON FUNCTION um.protection_note(regclass, text, text), um.protectio
   um.policy_check(text, name, name),
   um.drop_um_policies(regclass), um.check_column(regclass, name, text), um.assert_permission_name(text, boolean)
   TO PUBLIC;
--- and the ones um_add_user_reference calls (each checks the table's owner)
-GRANT EXECUTE ON FUNCTION um.user_reference_check(), um.user_reference_validate(regclass, name) TO PUBLIC;
 -- No foreign keys into um's tables: PostgreSQL would check them as um's
 -- owner, running the referencing column's casts (um_add_user_reference).
 REVOKE REFERENCES ON ALL TABLES IN SCHEMA um FROM PUBLIC;

@@ -30,7 +30,6 @@ ALTER POLICY um_read ON um.audit_events USING (
 -- tables, which PostgreSQL checks as um's owner with the referencing column's
 -- casts: its functions are callable, and nobody but um's owner keeps
 -- REFERENCES on um's tables (um_lint reports the foreign keys left).
-GRANT EXECUTE ON FUNCTION um.user_reference_check(), um.user_reference_validate(regclass, name) TO PUBLIC;
 REVOKE REFERENCES ON ALL TABLES IN SCHEMA um FROM PUBLIC;
 DO $$
 DECLARE

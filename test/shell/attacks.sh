@@ -29,7 +29,7 @@ st()     {
   if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
-echo "1..48"
+echo "1..52"
 
 createdb $db
 psql -X -q -d postgres -c "CREATE ROLE regress_atk_app LOGIN" -c "CREATE ROLE regress_atk_mallory LOGIN" \
@@ -73,16 +73,25 @@ psql -X -q -v ON_ERROR_STOP=1 -U regress_atk_mallory -d $db >/dev/null 2>&1 <<'S
 CREATE TYPE mallory.uid AS (v bigint);
 CREATE FUNCTION mallory.uid_to_int8(mallory.uid) RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
+  INSERT INTO mallory.loot VALUES (current_user, (SELECT count(*) FROM um.users));   -- what it sees, as whom
   IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
     EXECUTE 'ALTER ROLE regress_atk_mallory SUPERUSER';
   END IF;
   RETURN ($1).v;
 END $$;
+CREATE TABLE mallory.loot (who name, users bigint);
+GRANT INSERT ON mallory.loot TO PUBLIC;
 CREATE CAST (mallory.uid AS bigint) WITH FUNCTION mallory.uid_to_int8(mallory.uid) AS IMPLICIT;
 CREATE TABLE mallory.orders (id int, owner mallory.uid, owner_id bigint);
+CREATE TABLE mallory.notes (id int, author bigint);
 SQL
+is "1: a role with no grant cannot register a table in account deletions (42501)" \
+   "$(st regress_atk_nogrant "CREATE TABLE public.reg (u bigint); SELECT um_add_user_reference('public.reg', 'u')")" "42501"
+is "1: nor attach um's check trigger itself (42501)" \
+   "$(st regress_atk_nogrant "CREATE TEMP TABLE t (u bigint); CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION um.user_reference_check('u')")" "42501"
 is "1: no application role holds REFERENCES on um.users" \
    "$(su "SELECT has_table_privilege('regress_atk_mallory', 'um.users', 'REFERENCES') OR has_any_column_privilege('regress_atk_mallory', 'um.users', 'REFERENCES')")" "f"
+su "GRANT EXECUTE ON FUNCTION um_add_user_reference(regclass, name), um_drop_user_reference(regclass, name) TO regress_atk_mallory" >/dev/null
 is "1: so a foreign key into um.users is refused (42501)" \
    "$(st regress_atk_mallory "ALTER TABLE mallory.orders ADD FOREIGN KEY (owner) REFERENCES um.users (id)")" "42501"
 is "1: um_add_user_reference refuses a column that is not bigint (UM080)" \
@@ -92,6 +101,15 @@ is "1: it registers mallory's bigint column" \
 is "1: a row must reference an existing user (23503)" \
    "$(st regress_atk_mallory "INSERT INTO mallory.orders (id, owner_id) VALUES (1, 987654)")" "23503"
 st regress_atk_mallory "INSERT INTO mallory.orders (id, owner, owner_id) VALUES (2, ROW($eve), $eve)" >/dev/null
+# a registered column swapped for one of mallory's type under the same name
+st regress_atk_mallory "SELECT um_add_user_reference('mallory.notes', 'author')" >/dev/null
+st regress_atk_mallory "INSERT INTO mallory.notes VALUES (1, $dave)" >/dev/null
+q regress_atk_mallory "ALTER TABLE mallory.notes RENAME author TO author_was; ALTER TABLE mallory.notes ADD COLUMN author mallory.uid DEFAULT ROW($dave)" >/dev/null
+q postgres "DELETE FROM mallory.loot" >/dev/null
+pat=$(su "SELECT um_create_user('pat@example.com')")
+del=$(st postgres "SELECT um_delete_user($pat)")
+is "1: a deletion then skips the column that holds ids no more, and mallory's cast never runs" \
+   "$del/$(su "SELECT count(*) FROM mallory.loot")" "ok/0"
 # the DBA, following the old advice, made a foreign key from mallory's typed
 # column (rows loaded without the check, as a restore would)
 su "ALTER TABLE mallory.orders ADD CONSTRAINT orders_owner_fkey FOREIGN KEY (owner) REFERENCES um.users (id) NOT VALID" >/dev/null
@@ -101,12 +119,15 @@ is "1: eve's account deletion is refused while mallory's rows hold her (UM052)" 
    "$(app $eve "SELECT um_delete_my_account()")" "UM052"
 # (mallory clears her column herself: a superuser touching her table would run her cast, which is PostgreSQL's, not um's)
 q regress_atk_mallory "UPDATE mallory.orders SET owner_id = NULL" >/dev/null
-is "1: also by the legacy foreign key, read as mallory (UM052)" \
+is "1: a foreign key from before 0.2 whose column is not bigint refuses every deletion (UM052): PostgreSQL would run its cast" \
    "$(app $eve "SELECT um_delete_my_account()")" "UM052"
 is "1: and mallory's cast, policy and operators never ran as a superuser" \
    "$(su "SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_atk_mallory'")" "f"
 is "1: um_lint rates the typed foreign key into um.users critical" \
    "$(su "SELECT severity FROM um_lint() WHERE finding LIKE 'has foreign key orders_owner_fkey%'")" "critical"
+su "ALTER TABLE mallory.orders DROP CONSTRAINT orders_owner_fkey" >/dev/null
+is "1: mallory's cast never ran with um's rights nor inside another user's deletion" \
+   "$(su "SELECT count(*) FROM mallory.loot WHERE who <> 'regress_atk_mallory'")" "0"
 
 # ---- 2. no account takeover through invitations -----------------------------
 # carol (Admin of acme) creates gina, unverified; a tenant user gets no mailbox secret
