@@ -357,25 +357,28 @@ run_job(dsm_segment *seg, AutonomousJob *job)
 					 errhint("Retry; to make it impossible for other work to take um's workers, preload um (shared_preload_libraries), which reserves um.audit_writers of them.")));
 		return;
 	}
-	dsm_pin_segment(seg);
 	for (;;)
 	{
 		pid_t		pid;
-		int			i = pool_claim(seg, job, &pid);
+		int			i;
 
+		/*
+		 * Pinned only while a writer owns the job (it unpins when it maps
+		 * it), so a cancel anywhere below leaks nothing.
+		 */
+		dsm_pin_segment(seg);
+		i = pool_claim(seg, job, &pid);
 		if (i >= 0)
 		{
 			wait_pooled(seg, job, i, pid);
 			return;
 		}
-		/* every pooled writer busy: a dynamic worker, if one can be had */
 		dsm_unpin_segment(dsm_segment_handle(seg));
+		/* every pooled writer busy: a dynamic worker, if one can be had */
 		if (run_dynamic(seg, job))
 			return;
-		dsm_pin_segment(seg);
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), POOL_WAIT_MS))
 		{
-			dsm_unpin_segment(dsm_segment_handle(seg));
 			ereport(ERROR,
 					(errcode(ERRCODE_UM_AUDIT_UNAVAILABLE),
 					 errmsg("could not record %s", job->action),

@@ -17,7 +17,12 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_policy.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -28,11 +33,84 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "um.h"
 
 PG_FUNCTION_INFO_V1(um_protection_note);
+
+/*
+ * The notes written in this transaction, as "relid action" strings in
+ * TopTransactionContext: a table's protection is audited once per
+ * transaction however often the note is called.
+ */
+static List *noted = NIL;
+static bool callback_registered = false;
+
+static void
+noted_xact_callback(XactEvent event, void *arg)
+{
+	(void) arg;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		noted = NIL;
+}
+
+/* already noted in this transaction?  (and remember it) */
+static bool
+noted_before(Oid relid, const char *action)
+{
+	char	   *key = psprintf("%u %s", relid, action);
+	ListCell   *lc;
+	MemoryContext old;
+
+	foreach(lc, noted)
+		if (strcmp((char *) lfirst(lc), key) == 0)
+			return true;
+	if (!callback_registered)
+	{
+		RegisterXactCallback(noted_xact_callback, NULL);
+		callback_registered = true;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	noted = lappend(noted, pstrdup(key));
+	MemoryContextSwitchTo(old);
+	return false;
+}
+
+/*
+ * um_policies_state: does relid have um's policies, and was one of them
+ * made in this transaction?
+ */
+static void
+um_policies_state(Oid relid, bool *has, bool *made_now)
+{
+	Relation	catalog = table_open(PolicyRelationId, AccessShareLock);
+	SysScanDesc scan;
+	HeapTuple	tup;
+	TransactionId xid = GetCurrentTransactionIdIfAny();
+
+	*has = false;
+	*made_now = false;
+	scan = systable_beginscan(catalog, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_policy pol = (Form_pg_policy) GETSTRUCT(tup);
+		const char *name = NameStr(pol->polname);
+
+		if (pol->polrelid != relid ||
+			(strcmp(name, "um_read") != 0 && strcmp(name, "um_create") != 0 &&
+			 strcmp(name, "um_update") != 0 && strcmp(name, "um_delete") != 0))
+			continue;
+		*has = true;
+		if (TransactionIdIsValid(xid) && TransactionIdEquals(HeapTupleHeaderGetXmin(tup->t_data), xid))
+			*made_now = true;
+	}
+	systable_endscan(scan);
+	table_close(catalog, AccessShareLock);
+}
 
 static bool
 owns_relation(Oid relid, Oid roleid)
@@ -92,6 +170,23 @@ um_protection_note(PG_FUNCTION_ARGS)
 				(errcode(MAKE_SQLSTATE('U', 'M', '0', '8', '0')),
 				 errmsg("cannot protect temporary table %s", get_rel_name(relid)),
 				 errhint("Protect permanent tables: a temporary one is its session's alone.")));
+	{
+		bool		has,
+					made_now;
+
+		/*
+		 * The note must describe what this transaction did: protecting made
+		 * the policies now, unprotecting left none.  Anything else (a call
+		 * of its own, a repeat) writes nothing.
+		 */
+		um_policies_state(relid, &has, &made_now);
+		if (strcmp(action, "table.protect") == 0 ? !made_now : has)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table %s was not just %s", get_rel_name(relid),
+							strcmp(action, "table.protect") == 0 ? "protected" : "unprotected"),
+					 errhint("um_protect_table and um_unprotect_table call this; call them instead.")));
+	}
 
 	um_run_as_begin(&ra, um_owner(), false);
 	if (!PG_ARGISNULL(2))
@@ -132,20 +227,27 @@ um_protection_note(PG_FUNCTION_ARGS)
 				elog(ERROR, "um.protection_note: registering permissions failed: %s", SPI_result_code_string(rc));
 		}
 	}
+	if (!noted_before(relid, action))
 	{
-		Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-		Datum		vals[3];
-		char		nulls[3] = {' ', ' ', ' '};
+		Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, NAMEOID};
+		Datum		vals[4];
+		char		nulls[4] = {' ', ' ', ' ', ' '};
+		NameData	role;
+		char	   *rolename = GetUserNameFromId(caller, true);
 
+		namestrcpy(&role, rolename ? rolename : "?");
+		vals[3] = NameGetDatum(&role);
 		vals[0] = PG_GETARG_DATUM(1);
 		vals[1] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid)));
 		vals[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 		if (PG_ARGISNULL(2))
 			nulls[2] = 'n';
-		rc = SPI_execute_with_args("SELECT um.audit($1, NULL, 'table', NULL,"
-								   " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('table', $2, 'resource', $3)))",
-								   3, types, vals, nulls, false, 0);
-		if (rc != SPI_OK_SELECT)
+		/* recorded under the role that called, not um's owner */
+		rc = SPI_execute_with_args("INSERT INTO um.audit_events (action, outcome, target_type, details, db_role)"
+								   " VALUES ($1, 'ok', 'table',"
+								   " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('table', $2, 'resource', $3)), $4)",
+								   4, types, vals, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "um.protection_note: audit failed: %s", SPI_result_code_string(rc));
 	}
 	um_run_as_end(&ra);

@@ -132,6 +132,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_cost integer := (um.login_settings()).password_hash_cost;   -- first: keeps the statement out of the log
   v text;
 BEGIN
   IF p_password IS NULL OR char_length(p_password) < 8 OR octet_length(p_password) > 72 THEN
@@ -143,7 +144,7 @@ BEGIN
             HINT = 'Choose a password of 8 characters to 72 bytes.';
   END IF;
   EXECUTE format('SELECT %1$I.crypt($1, %1$I.gen_salt(''bf'', $2))', um.pgcrypto_schema())
-     INTO v USING p_password, (um.login_settings()).password_hash_cost;
+     INTO v USING p_password, v_cost;
   RETURN v;
 END
 $$;
@@ -399,6 +400,7 @@ DECLARE
   v um.users;
   v_hash text;
 BEGIN
+  PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
   IF new_password IS NOT DISTINCT FROM old_password THEN
     RAISE EXCEPTION 'the new password is not acceptable'
       USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';

@@ -350,6 +350,12 @@ AS $$
 DECLARE
   v_org bigint;
 BEGIN
+  -- serialize with every other change to these organizations' Roots
+  -- (two Roots disabling each other at once)
+  PERFORM um.lock_organization(m.org_id)
+     FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+    WHERE m.user_id = p_user_id AND r.builtin = 'root' AND (p_org_id IS NULL OR m.org_id = p_org_id)
+    ORDER BY m.org_id;
   SELECT m.org_id INTO v_org
     FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
    WHERE m.user_id = p_user_id AND r.builtin = 'root' AND (p_org_id IS NULL OR m.org_id = p_org_id)
@@ -1048,7 +1054,7 @@ DECLARE
 BEGIN
   -- a sign-in method outlives the impersonation: never while impersonating
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
+    PERFORM um.deny('user.link_identity', um.actor_org(p_org_id), 'user', v_user, 'UM070',
       'permission denied to link identities while impersonating',
       'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
   END IF;
@@ -1197,11 +1203,18 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_team um.teams;
+  v_actor bigint;
+  v_owner bigint;
 BEGIN
   SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
-  PERFORM um.authorize(p_caller, 'team.delete', format('delete team %s', p_team_id), 'team:delete',
-                       v_team.org_id, 'team', p_team_id);
+  v_actor := um.authorize(p_caller, 'team.delete', format('delete team %s', p_team_id), 'team:delete',
+                          v_team.org_id, 'team', p_team_id);
   v_team := um.require_team(p_team_id);
+  -- a Root's team is deleted only by a Root
+  SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
+  IF v_owner IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.delete', 'delete the team of');
+  END IF;
   DELETE FROM um.teams t WHERE t.id = p_team_id;      -- its members, their team roles, its space and grants
   PERFORM um.audit('team.delete', v_team.org_id, 'team', p_team_id, '{}');
 END

@@ -186,3 +186,51 @@ CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_l
         OR (OLD.status = 'active' AND NEW.status <> 'active')
         OR (OLD.allow_login AND NOT NEW.allow_login))
   EXECUTE FUNCTION um.users_end_sessions();
+
+-- every path that takes a password reaches um's C code (and its log hook) first
+CREATE OR REPLACE FUNCTION um.hash_password(p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_cost integer := (um.login_settings()).password_hash_cost;   -- first: keeps the statement out of the log
+  v text;
+BEGIN
+  IF p_password IS NULL OR char_length(p_password) < 8 OR octet_length(p_password) > 72 THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068',
+            DETAIL = CASE WHEN p_password IS NULL THEN 'No password was given.'
+                          WHEN char_length(p_password) < 8 THEN 'It has fewer than 8 characters.'
+                          ELSE 'It is longer than 72 bytes, the most bcrypt reads.' END,
+            HINT = 'Choose a password of 8 characters to 72 bytes.';
+  END IF;
+  EXECUTE format('SELECT %1$I.crypt($1, %1$I.gen_salt(''bf'', $2))', um.pgcrypto_schema())
+     INTO v USING p_password, v_cost;
+  RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_hash text;
+BEGIN
+  PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
+  IF new_password IS NOT DISTINCT FROM old_password THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
+  END IF;
+  v_hash := um.hash_password(new_password);       -- bad input is refused before anything else
+  v := um.authenticate(email, old_password, true);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
+   WHERE u.id = v.id
+  RETURNING * INTO v;                               -- ends the user's other sessions
+  RETURN um.new_session(v, 'user.change_password');
+END
+$$;

@@ -29,7 +29,7 @@ st()     {
   if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
-echo "1..52"
+echo "1..55"
 
 createdb $db
 psql -X -q -d postgres -c "CREATE ROLE regress_atk_app LOGIN" -c "CREATE ROLE regress_atk_mallory LOGIN" \
@@ -175,7 +175,12 @@ is "4: protection_note refuses a TEMP table" \
 is "4: and an action of the caller's choosing" \
    "$(st regress_atk_nogrant "CREATE TABLE public.mine (org_id bigint)" >/dev/null; st regress_atk_nogrant "SELECT um.protection_note('public.mine', 'user.delete', NULL)")" "22023"
 is "4: a new resource from a role with no um rights is refused (UM011)" \
-   "$(st regress_atk_nogrant "SELECT um.protection_note('public.mine', 'table.protect', 'spam')")" "UM011"
+   "$(st regress_atk_nogrant "SELECT um_protect_table('public.mine', 'org_id', 'spam')")" "UM011"
+is "4: a note of a protection this transaction did not make is refused" \
+   "$(st regress_atk_nogrant "SELECT um.protection_note('public.mine', 'table.protect', 'member')")" "55000"
+is "4: a flood of notes in one transaction writes one event at most" \
+   "$(st regress_atk_nogrant "SELECT count(um.protection_note('public.mine', 'table.unprotect', NULL)) FROM generate_series(1, 1000)")/$(su "SELECT count(*) - $events FROM um.audit_events")" "ok/1"
+events=$((events + 1))   # (that one event stays: the trail is append-only)
 is "4: nothing global grew" "$(su "SELECT count(*) FROM um.permissions")/$(su "SELECT count(*) FROM um.audit_events")" "$perms/$events"
 # a warm reader's cache is not reset by repeated protection of an existing resource
 out=$(psql -X -A -t -q -d $db <<SQL
@@ -222,6 +227,10 @@ is "8: nor take a team from its Root owner (UM073)" "$(app $carol "SELECT um_tra
 su "UPDATE um.memberships SET role_id = (SELECT id FROM um.roles WHERE org_id = $acme AND builtin = 'member') WHERE org_id = $acme AND user_id = $bob" >/dev/null
 is "8: nor end the sessions of another organization's Root who is a plain member here (UM070)" \
    "$(app $carol "SELECT um_logout_all($bob)")" "UM070"
+su "UPDATE um.memberships SET role_id = (SELECT id FROM um.roles WHERE org_id = $acme AND builtin = 'root') WHERE org_id = $acme AND user_id = $bob" >/dev/null
+team2=$(appq $bob "SELECT um_create_team($acme, 'Bobs', owner_user_id => $bob)")
+is "8: nor delete a Root's team (UM073)" "$(app $carol "SELECT um_delete_team($team2)")" "UM073"
+su "UPDATE um.memberships SET role_id = (SELECT id FROM um.roles WHERE org_id = $acme AND builtin = 'member') WHERE org_id = $acme AND user_id = $bob" >/dev/null
 
 # ---- 9. an organization keeps a Root who can log in ---------------------------
 appq $bob "SELECT um_create_organization('duo', 'Duo', $bob)" >/dev/null
