@@ -95,6 +95,8 @@ typedef struct WriterSlot
 	bool		busy;			/* a job is assigned */
 	bool		recycle;		/* asked to exit (for another database) */
 	dsm_handle	job;
+	Oid			job_db;			/* the job's database and user (0: none) */
+	int64		job_user;
 } WriterSlot;
 
 typedef struct WriterPool
@@ -252,7 +254,8 @@ job_failed(AutonomousJob *job)
 /*
  * pool_claim: hand the job to an idle pooled writer (one connected to the
  * job's database as its role, else an unconnected one); returns its index,
- * or -1.  An idle writer connected elsewhere is asked to make way.
+ * or -1 (-2: a pooled writer already works for the job's user).  An idle
+ * writer connected elsewhere is asked to make way.
  */
 static int
 pool_claim(dsm_segment *seg, AutonomousJob *job, pid_t *pid)
@@ -262,6 +265,19 @@ pool_claim(dsm_segment *seg, AutonomousJob *job, pid_t *pid)
 	Latch	   *wake = NULL;
 
 	SpinLockAcquire(&pool->mutex);
+	/*
+	 * One pooled writer per user at a time: attempts for one account whose
+	 * row is held locked (each waits up to lock_timeout) cannot occupy the
+	 * whole pool; the rest go to dynamic workers.
+	 */
+	if (job->has_target)
+		for (i = 0; i < pool->n; i++)
+			if (pool->slot[i].busy && pool->slot[i].job_db == job->database_id &&
+				pool->slot[i].job_user == job->target_id)
+			{
+				SpinLockRelease(&pool->mutex);
+				return -2;
+			}
 	for (i = 0; i < pool->n && pick < 0; i++)
 	{
 		WriterSlot *w = &pool->slot[i];
@@ -281,6 +297,8 @@ pool_claim(dsm_segment *seg, AutonomousJob *job, pid_t *pid)
 	{
 		pool->slot[pick].busy = true;
 		pool->slot[pick].job = dsm_segment_handle(seg);
+		pool->slot[pick].job_db = job->database_id;
+		pool->slot[pick].job_user = job->has_target ? job->target_id : 0;
 		*pid = pool->slot[pick].pid;
 		wake = pool->slot[pick].latch;
 	}
@@ -359,7 +377,7 @@ run_job(dsm_segment *seg, AutonomousJob *job)
 	}
 	for (;;)
 	{
-		pid_t		pid;
+		pid_t		pid = 0;
 		int			i;
 
 		/*
@@ -771,6 +789,8 @@ writer_exit(int code, Datum arg)
 		w->dbid = InvalidOid;
 		w->roleid = InvalidOid;
 		w->job = DSM_HANDLE_INVALID;
+		w->job_db = InvalidOid;
+		w->job_user = 0;
 	}
 	SpinLockRelease(&pool->mutex);
 }
@@ -846,6 +866,8 @@ um_writer_main(Datum main_arg)
 			SpinLockAcquire(&pool->mutex);
 			w->busy = false;
 			w->job = DSM_HANDLE_INVALID;
+			w->job_db = InvalidOid;
+			w->job_user = 0;
 			SpinLockRelease(&pool->mutex);
 		}
 	}

@@ -74,6 +74,25 @@ is($node->safe_psql('postgres', q{SELECT failed_login_count FROM um.users WHERE 
    'and counted');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM um.audit_events WHERE action = 'user.login' AND outcome = 'denied'}), '1',
    'and audited');
+
+# attempts for one account whose row is held locked take one writer at most
+$node->safe_psql('postgres', q{SELECT um_sign_up('cy@example.com', 'cy-password'); UPDATE um.users SET email_verified_at = now()});
+my $locker = $node->background_psql('postgres');
+$locker->query_safe(q{BEGIN; SELECT 1 FROM um.users WHERE email = 'cy@example.com' FOR UPDATE});
+my @tries;
+for my $k (1 .. 2)
+{
+	my $t = $node->background_psql('postgres', on_error_stop => 0);
+	$t->query_until(qr/trying/, qq{\\echo trying\nSELECT um_login('cy\@example.com', 'wrong-password');\n});
+	push @tries, $t;
+}
+$node->poll_query_until('postgres', q{SELECT count(*) >= 1 FROM pg_stat_activity WHERE backend_type = 'um audit writer' AND wait_event_type = 'Lock'})
+  or die 'no writer waits for the lock';
+($ret, $out, $err) = $node->psql('postgres', q{SELECT um_login('ada@example.com', 'ada-password') LIKE 'um\_%'});
+is($out, 't', 'another user logs in while two attempts for a locked account wait');
+$locker->query_safe('COMMIT');
+$locker->quit;
+$_->quit for @tries;
 unhog($node, $bg, $hogpid);
 
 # writers serve several databases, and never keep one from being dropped
@@ -95,12 +114,13 @@ max_worker_processes = 2
 });
 $node->restart;
 is(writers(), 0, 'without preloading no writer is reserved');
+my $events = $node->safe_psql('postgres', q{SELECT count(*) FROM um.audit_events WHERE action = 'user.login'});
 ($bg, $hogpid) = hog($node);
 ($ret, $out, $err) = $node->psql('postgres', q{SELECT um_login('ada@example.com', 'ada-password')});
 like($err, qr/could not record user\.login/, 'a login then fails closed (UM069), even with the right password');
 like($err, qr/preload um/, 'and the hint says how to reserve the writers');
 unhog($node, $bg, $hogpid);
-is($node->safe_psql('postgres', q{SELECT count(*) FROM um.audit_events WHERE action = 'user.login'}), '3',
+is($node->safe_psql('postgres', q{SELECT count(*) FROM um.audit_events WHERE action = 'user.login'}), $events,
    'nothing was recorded for it (documented: the attempt was refused, not counted)');
 
 $node->stop;
