@@ -96,6 +96,9 @@ user_column(Relation rel, const char *colname)
 static const char *const user_lock_sql =
 "SELECT 1 FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR KEY SHARE";
 
+/* the lookup, planned once per backend (it names um's table by schema) */
+static SPIPlanPtr user_lock_plan = NULL;
+
 /*
  * um.user_reference_check(): the trigger.  Its one argument names the
  * column; a NULL is no reference.
@@ -122,10 +125,18 @@ um_user_reference_check(PG_FUNCTION_ARGS)
 
 	um_run_as_begin(&ra, um_owner(), false);
 	{
-		Oid			types[1] = {INT8OID};
 		Datum		vals[1] = {value};
 
-		if (SPI_execute_with_args(user_lock_sql, 1, types, vals, NULL, false, 1) != SPI_OK_SELECT)
+		if (user_lock_plan == NULL)
+		{
+			Oid			types[1] = {INT8OID};
+			SPIPlanPtr	plan = SPI_prepare(user_lock_sql, 1, types);
+
+			if (plan == NULL || SPI_keepplan(plan) != 0)
+				elog(ERROR, "um.user_reference_check: could not prepare the lookup");
+			user_lock_plan = plan;
+		}
+		if (SPI_execute_plan(user_lock_plan, vals, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "um.user_reference_check: lookup failed");
 		found = SPI_processed;
 	}
