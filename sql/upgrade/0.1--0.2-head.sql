@@ -16,6 +16,32 @@ COMMENT ON FUNCTION um.token_hash(text) IS 'what um.sessions stores instead of a
 -- and sql/upgrade/0.1--0.2-tail.sql; when 0.2 is released the assembled file
 -- is committed and never edited again.
 
+-- A foreign key into um's tables whose column type differs from um's makes
+-- PostgreSQL run that column's cast as um's owner (a superuser) on every
+-- insert: code of the application's with a superuser's rights.  0.2 will
+-- not install over one (0.2 replaces such keys with um_add_user_reference);
+-- keys of the same type run no application code and are kept.
+DO $$
+DECLARE
+  v text;
+BEGIN
+  SELECT string_agg(format('ALTER TABLE %s DROP CONSTRAINT %I;', k.conrelid::regclass, k.conname), ' ' ORDER BY k.conrelid::regclass::text, k.conname)
+    INTO v
+    FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+   WHERE k.contype = 'f' AND r.relnamespace = 'um'::regnamespace AND k.connamespace <> 'um'::regnamespace
+     AND EXISTS (SELECT 1 FROM unnest(k.conkey, k.confkey) AS x(a, b)
+                   JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k.conrelid AND fa.attnum = x.a
+                   JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = x.b
+                  WHERE fa.atttypid <> pa.atttypid);
+  IF v IS NOT NULL THEN
+    RAISE EXCEPTION 'foreign keys into um''s tables run their column''s cast as um''s owner'
+      USING ERRCODE = 'UM057',
+            DETAIL = 'Their columns are not of the type of the um column they reference, so every insert runs application code with a superuser''s rights.',
+            HINT = 'Drop them, make the columns bigint, then update (and register columns of user ids with um_add_user_reference): ' || v;
+  END IF;
+END
+$$;
+
 -- The first API functions become lifecycle functions (86_lifecycle.sql):
 -- C entry points whose bodies check the caller's rights.
 DROP FUNCTION @extschema@.um_create_user(text, text, boolean, text, text, text, jsonb);

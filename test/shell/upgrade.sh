@@ -8,12 +8,12 @@
 # prints TAP.
 set -uo pipefail
 work=$(mktemp -d /tmp/um-upgrade.XXXXXX)
-trap 'rm -rf "$work"; for d in um_upgraded um_fresh um_with_data; do dropdb --if-exists $d >/dev/null 2>&1; done' EXIT
+trap 'rm -rf "$work"; for d in um_upgraded um_fresh um_with_data um_typed_fk; do dropdb --if-exists $d >/dev/null 2>&1; done' EXIT
 n=0
 ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3" | head -40; fi; return 0; }
-echo "1..6"
+echo "1..8"
 
 current=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 oldest=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | head -1)
@@ -191,3 +191,20 @@ echo "$result" >"$work/data_check.log"
 check "after the update: the same rows, the same answers ($(echo "$result" | head -1 | cut -d/ -f5) granted), integrity clean, the application's foreign keys as they were (quoted names, deferrable, commented, on the id alone, partitioned) and enforced" \
   '[ "$(echo "$result" | head -1 | cut -d/ -f1-4)" = "0/0/0/0" ] && grep -q "fk holds" "$work/data_check.log"' "$work/data_check.log"
 
+
+# a foreign key whose column type differs from um's (its cast would run as
+# um's owner): the update refuses, and goes through once it is dropped
+createdb um_typed_fk
+psql -X -q -v ON_ERROR_STOP=1 -d um_typed_fk >"$work/typed.log" 2>&1 <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION um VERSION '$oldest' CASCADE;
+CREATE TYPE public.uid AS (v bigint);
+CREATE FUNCTION public.uid_to_int8(public.uid) RETURNS bigint LANGUAGE sql AS 'SELECT (\$1).v';
+CREATE CAST (public.uid AS bigint) WITH FUNCTION public.uid_to_int8(public.uid) AS IMPLICIT;
+CREATE TABLE public.orders (owner public.uid REFERENCES um.users (id));
+SQL
+out=$(psql -X -q -d um_typed_fk -c "ALTER EXTENSION um UPDATE" 2>&1)
+check "the update refuses a foreign key into um whose column type differs, naming the fix" \
+  'echo "$out" | grep -q "run their column.s cast as um.s owner" && echo "$out" | grep -q "DROP CONSTRAINT orders_owner_fkey"' "$work/typed.log"
+out2=$(psql -X -q -d um_typed_fk -c "ALTER TABLE public.orders DROP CONSTRAINT orders_owner_fkey" -c "ALTER EXTENSION um UPDATE" 2>&1)
+check "and updates once it is dropped" '[ "$(psql -X -A -t -d um_typed_fk -c "SELECT extversion FROM pg_extension WHERE extname = '"'"'um'"'"'")" = "$current" ]' "$work/typed.log"
