@@ -1063,6 +1063,15 @@ BEGIN
   END IF;
   PERFORM um.require_member(p_org_id, v_user);
   PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
+  -- a sign-in method on an account whose mailbox nobody proved would be
+  -- waiting for its owner, who may not be who created it
+  IF v_actor IS NOT NULL AND v_actor <> v_user
+     AND (SELECT u.email_verified_at IS NULL FROM um.users u WHERE u.id = v_user) THEN
+    PERFORM um.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
+      'permission denied to link an identity to an unverified account',
+      'The address of the account was never proven; whoever claims it later must not find a sign-in method of someone else''s.',
+      'Have the backend send a verification (um_resend_verification) first.');
+  END IF;
   IF v_actor IS NOT NULL AND v_actor <> v_user THEN
     -- a sign-in method is the whole account's, in every organization of the user
     PERFORM um.authorize_user(p_caller, 'user.link_identity', format('link an identity to user %s', v_user),

@@ -29,7 +29,7 @@ st()     {
   if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
-echo "1..55"
+echo "1..56"
 
 createdb $db
 psql -X -q -d postgres -c "CREATE ROLE regress_atk_app LOGIN" -c "CREATE ROLE regress_atk_mallory LOGIN" \
@@ -145,6 +145,9 @@ is "2: gina's password, verification and memberships are untouched" \
 hal=$(appq $carol "SELECT user_id FROM um_create_user($acme, 'hal@example.com', 'Member', 'Hal')")
 is "2: nor can an Admin of all of an account's organizations vouch for its address (UM070)" \
    "$(app $carol "SELECT um_mark_verified($hal)")" "UM070"
+su "SELECT um_add_identity_provider($acme, 'Okta', 'oidc', 'https://acme.okta.example')" >/dev/null
+is "2: nor link a sign-in method of theirs to an account whose address nobody proved (UM070)" \
+   "$(app $carol "SELECT um_link_identity($acme, 'Okta', 'carols-subject', $hal)")" "UM070"
 is "2: mailbox secrets are never returned to a call with someone acting (UM058)" \
    "$(app $eve "SELECT um_resend_verification('gina@example.com')")" "UM058"
 # the squatter case: eve registers an address she does not own; its owner claims it
@@ -194,7 +197,6 @@ SQL
 is "4: protecting a table with a known resource leaves every cache warm" "$(echo "$out" | sort -u | wc -l)" "1"
 
 # ---- 6. impersonation does not widen the impersonator's rights --------------
-su "SELECT um_add_identity_provider($acme, 'Okta', 'oidc', 'https://acme.okta.example')" >/dev/null
 # dave, also in globex, holds user:update in acme through a custom role (no Admin, so impersonable)
 su "SELECT um_create_role($acme, 'Linker', '{user:update,member:read}')" >/dev/null
 su "SELECT um_set_org_role($acme, $dave, 'Linker')" >/dev/null
