@@ -90,7 +90,6 @@ um_policies_state(Oid relid, bool *has, bool *made_now)
 	Relation	catalog = table_open(PolicyRelationId, AccessShareLock);
 	SysScanDesc scan;
 	HeapTuple	tup;
-	TransactionId xid = GetCurrentTransactionIdIfAny();
 
 	*has = false;
 	*made_now = false;
@@ -105,7 +104,7 @@ um_policies_state(Oid relid, bool *has, bool *made_now)
 			 strcmp(name, "um_update") != 0 && strcmp(name, "um_delete") != 0))
 			continue;
 		*has = true;
-		if (TransactionIdIsValid(xid) && TransactionIdEquals(HeapTupleHeaderGetXmin(tup->t_data), xid))
+		if (TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)))
 			*made_now = true;
 	}
 	systable_endscan(scan);
