@@ -5,9 +5,12 @@
 #   make PG_CONFIG=/usr/lib/postgresql/16/bin/pg_config   another server
 #
 # The install script of the version in development, sql/um--$(EXTVERSION).sql,
-# is assembled from sql/install/*.sql.  When a version is released its script
-# is committed as it is and never edited again; later changes go into
-# sql/um--A--B.sql upgrade scripts.
+# is assembled from sql/install/*.sql; it is the only generated script.  When a
+# version is released its install script is committed as it is and never
+# edited again.  Each change of the version in development is written twice:
+# in its part under sql/install/ and, by hand, in the committed delta
+# sql/um--A--B.sql from the last release (test/shell/upgrade.sh checks that
+# the two give the same database).
 
 EXTENSION   = um
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
@@ -15,7 +18,7 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 MODULE_big  = um
 OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/autonomous.o src/protect.o src/lifecycle.o src/monitor.o src/owner.o src/reference.o
 
-DATA_built  = sql/um--$(EXTVERSION).sql sql/um--0.1--0.2.sql
+DATA_built  = sql/um--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 
 # pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out;
@@ -37,10 +40,6 @@ include $(PGXS)
 
 sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@
-
-# assembled until 0.2 is released (see its head)
-sql/um--0.1--0.2.sql: sql/upgrade/0.1--0.2-head.sql sql/install/72_monitoring.sql sql/install/86_lifecycle.sql sql/install/87_references.sql sql/install/85_rls.sql sql/install/85_rls_lint.sql sql/install/89_integrity.sql sql/upgrade/0.1--0.2-tail.sql
-	cat $^ > $@
 
 # Benchmarks on a throwaway cluster: make bench [USERS=100000 ORGS=10000 MEMBERSHIPS=3 RLS_ROWS=2000000 CACHE_MEMORY=1GB]
 .PHONY: bench

@@ -13,7 +13,7 @@ n=0
 ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3" | head -40; fi; return 0; }
-echo "1..8"
+echo "1..9"
 
 current=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 oldest=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | head -1)
@@ -112,6 +112,23 @@ check "the description covers functions (with argument names and defaults), tabl
   '[ "$(grep -c "^function " "$work/fresh.txt")" -gt 50 ] && grep -q "^policy " "$work/fresh.txt" && grep -q "^relation .*=r/" "$work/fresh.txt" && [ "$(grep -c "^comment " "$work/fresh.txt")" -gt 50 ]' "$work/fresh.txt"
 diff -u "$work/fresh.txt" "$work/upgraded.txt" >"$work/diff.txt"
 check "the updated database matches a fresh install of $current" '[ ! -s "$work/diff.txt" ]' "$work/diff.txt"
+
+# every release on the way: $oldest updated to it matches a fresh install of it
+releases=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | grep -vx "$oldest" | grep -vx "$current")
+: >"$work/steps.txt"
+for r in $releases; do
+  for d in um_step_up um_step_fresh; do dropdb --if-exists $d >/dev/null 2>&1; createdb $d; done
+  psql -X -q -v ON_ERROR_STOP=1 -d um_step_up -c "SET client_min_messages = warning" \
+       -c "CREATE EXTENSION um VERSION '$oldest' CASCADE" -c "ALTER EXTENSION um UPDATE TO '$r'" >>"$work/steps.txt" 2>&1
+  psql -X -q -v ON_ERROR_STOP=1 -d um_step_fresh -c "SET client_min_messages = warning" \
+       -c "CREATE EXTENSION um VERSION '$r' CASCADE" >>"$work/steps.txt" 2>&1
+  describe um_step_up >"$work/step_up.txt" 2>&1
+  describe um_step_fresh >"$work/step_fresh.txt" 2>&1
+  diff -u "$work/step_fresh.txt" "$work/step_up.txt" >>"$work/steps.txt" || echo "differs at $r" >>"$work/steps.txt"
+  for d in um_step_up um_step_fresh; do dropdb --if-exists $d >/dev/null 2>&1; done
+done
+check "each release on the way ($(echo $releases)) updated from $oldest matches its fresh install" \
+  '[ -n "$releases" ] && ! grep -q "differs at" "$work/steps.txt" && ! grep -q "ERROR" "$work/steps.txt"' "$work/steps.txt"
 
 # An installation with data: organizations, members, custom roles, teams,
 # grants, invitations, identity links and an application table whose foreign
