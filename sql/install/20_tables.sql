@@ -317,3 +317,16 @@ CREATE TABLE um.audit_events (
 CREATE INDEX audit_events_org_id_at_idx ON um.audit_events (org_id, at);
 CREATE INDEX audit_events_actor_user_id_idx ON um.audit_events (actor_user_id) WHERE actor_user_id IS NOT NULL;
 COMMENT ON TABLE um.audit_events IS 'append-only trail of every lifecycle change and denied call; holds ids, never personal data';
+
+-- Email verification tokens: random, stored hashed, single use, expiring.
+CREATE TABLE um.verification_tokens (
+  token_hash bytea PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  sets_password boolean NOT NULL DEFAULT false
+);
+CREATE INDEX verification_tokens_user_id_idx ON um.verification_tokens (user_id);
+COMMENT ON TABLE um.verification_tokens IS 'email verification tokens (only their SHA-256), single use, valid 48 hours';
+COMMENT ON COLUMN um.verification_tokens.sets_password IS
+  'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, a sign-up for an unverified address, an administrator''s new user)';

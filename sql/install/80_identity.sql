@@ -9,7 +9,7 @@
 --   um_act_as, um_set_password                            only roles the DBA
 --       grants them (EXECUTE revoked from PUBLIC)
 --   um.*                                                  internal: EXECUTE is
---       revoked from PUBLIC (88_own_rls.sql)
+--       revoked from PUBLIC (94_own_rls.sql)
 
 -- ---------------------------------------------------------------------------
 -- C primitives

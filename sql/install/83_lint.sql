@@ -1,6 +1,6 @@
 -- um_lint(): what weakens tenant isolation in this database, each finding
 -- with what to do about it.  Reads only the catalogs.
-CREATE OR REPLACE FUNCTION @extschema@.um_lint()
+CREATE FUNCTION @extschema@.um_lint()
 RETURNS TABLE (severity text, object text, finding text, hint text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp

@@ -4,7 +4,7 @@
 -- (none when all is well).  The constraints and triggers keep these true
 -- for every change made through SQL; this looks at the result instead.
 
-CREATE OR REPLACE FUNCTION @extschema@.um_check_integrity()
+CREATE FUNCTION @extschema@.um_check_integrity()
 RETURNS TABLE (invariant text, object text, detail text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp

@@ -17,14 +17,14 @@
 -- owner of um's tables once the current role is found to own the table:
 -- the audit event (details of its own making) and, for a um administrator
 -- only, the resource's permissions when the catalog lacks them.
-CREATE OR REPLACE FUNCTION um.protection_note(p_table regclass, p_action text, p_resource text)
+CREATE FUNCTION um.protection_note(p_table regclass, p_action text, p_resource text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'um_protection_note'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- um.protection_tree: the table and every table that inherits from it
 -- (partitions, sub-partitions and INHERITS children alike).
-CREATE OR REPLACE FUNCTION um.protection_tree(p_table regclass)
+CREATE FUNCTION um.protection_tree(p_table regclass)
 RETURNS SETOF regclass
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -39,7 +39,7 @@ $$;
 
 -- um.protection_state: um's policies and the RLS switches of these
 -- relations, as text (um_protect_table audits only what it changed).
-CREATE OR REPLACE FUNCTION um.protection_state(p_rels regclass[])
+CREATE FUNCTION um.protection_state(p_rels regclass[])
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -53,7 +53,7 @@ AS $$
 $$;
 
 -- um.check_column: the column exists and is a bigint, or raise UM080.
-CREATE OR REPLACE FUNCTION um.check_column(p_rel regclass, p_column name, p_role text)
+CREATE FUNCTION um.check_column(p_rel regclass, p_column name, p_role text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -86,7 +86,7 @@ $$;
 -- per row (the per-row form keeps a recheck in bitmap scans); in a filter
 -- each call site remembers its last answer.  With a scope column, the
 -- per-row um_has_permission(permission, org, scope).
-CREATE OR REPLACE FUNCTION um.policy_check(p_permission text, p_org_column name, p_scope_column name)
+CREATE FUNCTION um.policy_check(p_permission text, p_org_column name, p_scope_column name)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -97,7 +97,7 @@ AS $$
 $$;
 
 -- um.drop_um_policies: drop the um_* policies a relation has.
-CREATE OR REPLACE FUNCTION um.drop_um_policies(p_rel regclass)
+CREATE FUNCTION um.drop_um_policies(p_rel regclass)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -112,7 +112,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
+CREATE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
                                              scope_column name DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
@@ -174,7 +174,7 @@ $$;
 COMMENT ON FUNCTION @extschema@.um_protect_table(regclass, name, text, name) IS
   'enable and force RLS on a table (and the tables inheriting from it) with um policies mapping SELECT/INSERT/UPDATE/DELETE to <resource>:read/create/update/delete; idempotent';
 
-CREATE OR REPLACE FUNCTION @extschema@.um_unprotect_table(tbl regclass, disable_rls boolean DEFAULT false)
+CREATE FUNCTION @extschema@.um_unprotect_table(tbl regclass, disable_rls boolean DEFAULT false)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
@@ -212,5 +212,5 @@ COMMENT ON FUNCTION @extschema@.um_unprotect_table(regclass, boolean) IS
 
 -- um_protect_table and um_unprotect_table run with their caller's rights and
 -- call these; each is harmless alone (um.protection_note checks ownership).
--- (88_own_rls.sql revokes EXECUTE on every function in um; these get it back
+-- (94_own_rls.sql revokes EXECUTE on every function in um; these get it back
 -- there.)

@@ -1,4 +1,4 @@
--- Helpers of the lifecycle functions (86_lifecycle.sql): the audit trail
+-- Helpers of the lifecycle functions (85_authorization.sql onwards): the audit trail
 -- and lookups that name what is missing.
 
 -- um.audit: append one audit event.  The actor columns are filled in by the

@@ -1,0 +1,384 @@
+-- Lifecycle functions: every change to users, organizations, teams, roles,
+-- grants and invitations.
+--
+-- Each public function um_<name>(...) is the C entry point of
+-- src/lifecycle.c, running with its caller's rights; it calls the body
+-- um.do_<name>(the same arguments..., caller oid), which runs as um's owner
+-- (SECURITY DEFINER, EXECUTE held by nobody) and receives the database role
+-- that really called.  Every body:
+--   1. authorizes first, before it says anything about its target: the
+--      acting user needs the permission in the organization; with nobody
+--      acting, the calling role must administer um (superuser, or member of
+--      the extension's owner);
+--   2. applies the escalation guards: nobody grants a role holding a
+--      permission they lack; only a Root acts on a Root;
+--   3. changes everything or nothing (one statement's transaction), with the
+--      invariants of 30_rules.sql as the last line of defence;
+--   4. writes an audit event (ids only, never personal data).
+-- A refusal is audited by um.deny (committed even though the call fails).
+
+-- ---------------------------------------------------------------------------
+-- Who is calling
+
+CREATE FUNCTION um.caller_role()
+RETURNS oid
+AS 'MODULE_PATHNAME', 'um_caller_role'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION um.caller_role() IS 'the database role that called the lifecycle function now running; NULL outside them';
+
+CREATE FUNCTION um.role_administers_um(p_role oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.oid = p_role), false)
+      OR coalesce((SELECT pg_catalog.pg_has_role(p_role, e.extowner, 'USAGE')
+                     FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
+$$;
+COMMENT ON FUNCTION um.role_administers_um(oid) IS 'is this database role a um administrator (superuser, or with the privileges of the extension''s owner)?';
+
+-- ---------------------------------------------------------------------------
+-- Lookups that name what is missing
+
+CREATE FUNCTION um.require_member(p_org_id bigint, p_user_id bigint)
+RETURNS um.memberships
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.memberships;
+BEGIN
+  SELECT * INTO v FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not a member of organization %', coalesce(p_user_id::text, 'NULL'), p_org_id
+      USING ERRCODE = 'UM035',
+            HINT = 'Invite the user (um_invite) or add them (um_add_member) first.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE FUNCTION um.require_team(p_team_id bigint)
+RETURNS um.teams
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.teams;
+BEGIN
+  SELECT * INTO v FROM um.teams t WHERE t.id = p_team_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'team % does not exist', coalesce(p_team_id::text, 'NULL')
+      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE FUNCTION um.require_role_id(p_role_id bigint)
+RETURNS um.roles
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.roles;
+BEGIN
+  SELECT * INTO v FROM um.roles r WHERE r.id = p_role_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'role % does not exist', coalesce(p_role_id::text, 'NULL')
+      USING ERRCODE = 'UM032', HINT = 'Look the role up in um.roles.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE FUNCTION um.require_scope(p_scope_id bigint)
+RETURNS um.scopes
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes;
+BEGIN
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'scope node % does not exist', coalesce(p_scope_id::text, 'NULL')
+      USING ERRCODE = 'UM036', HINT = 'Look the node up in um.scopes.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                  WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND r.builtin = 'root');
+$$;
+
+-- The catalog permissions a role grants, its included roles' too.  (PL/pgSQL
+-- so that its plan is kept between calls; exact names join by equality and
+-- only patterns are matched one by one.)
+CREATE FUNCTION um.role_grants(p_role_id bigint)
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN QUERY
+  WITH RECURSIVE r(id) AS (
+    SELECT p_role_id
+    UNION
+    SELECT ri.included_role_id FROM um.role_inclusions ri JOIN r ON ri.role_id = r.id),
+  granted AS (SELECT DISTINCT rp.permission FROM r JOIN um.role_permissions rp ON rp.role_id = r.id)
+  SELECT p.name FROM granted g JOIN um.permissions p ON p.name = g.permission
+  UNION
+  SELECT p.name FROM granted g JOIN um.permissions p
+      ON strpos(g.permission, '*') > 0 AND @extschema@.um_permission_matches(g.permission, p.name);
+END
+$$;
+
+-- The catalog permissions a name or pattern stands for.
+CREATE FUNCTION um.pattern_grants(p_pattern text)
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF strpos(p_pattern, '*') = 0 THEN
+    RETURN QUERY SELECT p.name FROM um.permissions p WHERE p.name = p_pattern;
+  ELSE
+    RETURN QUERY SELECT p.name FROM um.permissions p
+                  WHERE @extschema@.um_permission_matches(p_pattern, p.name) ORDER BY 1;
+  END IF;
+END
+$$;
+
+-- um never changes application rows.  A foreign key from an application
+-- table into um's tables with a cascading action (CASCADE, SET NULL, SET
+-- DEFAULT) would make a lifecycle function's DELETE change that table, and
+-- PostgreSQL fires the table's AFTER triggers at the end of the function's
+-- statement, with the function's rights (um's owner): the table's owner
+-- could run code as um's owner.  So every lifecycle function that may delete
+-- refuses while such a foreign key exists; with RESTRICT or NO ACTION the
+-- application removes its own rows first (and deletion names the table).
+CREATE FUNCTION um.assert_no_app_cascades()
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v record;
+BEGIN
+  SELECT c.conname, c.conrelid::regclass AS tbl, c.confrelid::regclass AS target INTO v
+    FROM pg_catalog.pg_constraint c
+    JOIN pg_catalog.pg_class t ON t.oid = c.confrelid
+    JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+   WHERE c.contype = 'f' AND t.relnamespace = 'um'::regnamespace AND r.relnamespace <> 'um'::regnamespace
+     AND (c.confdeltype NOT IN ('a', 'r') OR c.confupdtype NOT IN ('a', 'r'))
+   ORDER BY 2, 1 LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'foreign key "%" of table % would let um change application rows', v.conname, v.tbl
+      USING ERRCODE = 'UM057',
+            DETAIL = format('It references %s with a cascading action (CASCADE, SET NULL or SET DEFAULT).', v.target),
+            HINT = 'Declare it ON DELETE RESTRICT (or NO ACTION) and ON UPDATE RESTRICT; the application removes its own rows first.';
+  END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Authorization
+
+-- um.authorize: may this call go ahead?  Returns the acting user (NULL for
+-- a um administrator with nobody acting); refuses (UM070, audited) otherwise.
+-- p_what completes "permission denied to ...".
+CREATE FUNCTION um.authorize(p_caller oid, p_action text, p_what text, p_permission text,
+                             p_org_id bigint, p_target_type text, p_target_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  IF v_actor IS NULL THEN
+    IF NOT um.role_administers_um(p_caller) THEN
+      PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('Nobody is acting in this transaction, and database role %s does not administer um.', p_caller::regrole),
+        'Call um_begin(token) first to act as a logged-in user, or ask a um administrator.');
+    END IF;
+  ELSIF p_permission IS NOT NULL
+        AND (p_org_id IS NULL OR NOT @extschema@.um_has_permission(p_permission, p_org_id)) THEN
+    IF p_org_id IS NULL OR @extschema@.um_current_user_id(p_org_id) IS NULL
+       OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = v_actor) THEN
+      -- not one of the actor's organizations: say nothing about it, and keep
+      -- the refusal out of its audit trail
+      PERFORM um.deny(p_action, NULL, p_target_type, p_target_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('It needs %s in an organization you belong to.', p_permission),
+        'Ask an Admin of the organization for that permission.');
+    END IF;
+    PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
+      'permission denied to ' || p_what,
+      format('It needs %s in organization %s.', p_permission, p_org_id),
+      'Ask an Admin of the organization for that permission.');
+  END IF;
+  IF p_org_id IS NOT NULL THEN
+    PERFORM um.require_organization(p_org_id);
+  END IF;
+  RETURN v_actor;
+END
+$$;
+
+-- um.authorize_user: for changes to a user account itself (which every
+-- organization of the user shares): the permission is needed in every
+-- organization the user belongs to, and only a Root acts on a Root there.
+-- A user in no organization is only a um administrator's.
+CREATE FUNCTION um.authorize_user(p_caller oid, p_action text, p_what text, p_permission text,
+                                  p_user_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_org bigint;
+BEGIN
+  IF v_actor IS NULL THEN
+    PERFORM um.authorize(p_caller, p_action, p_what, NULL, NULL, 'user', p_user_id);
+  ELSE
+    -- A refusal is recorded in an organization's audit trail, and named,
+    -- only when the actor is a member there (the identity reaching it):
+    -- the user's other organizations are none of the actor's business.
+    SELECT m.org_id INTO v_org FROM um.memberships m
+     WHERE m.user_id = p_user_id AND NOT @extschema@.um_has_permission(p_permission, m.org_id)
+     ORDER BY m.org_id LIMIT 1;
+    IF FOUND OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = p_user_id) THEN
+      PERFORM um.deny(p_action, um.actor_org(v_org), 'user', p_user_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('It needs %s in every organization the user belongs to.', p_permission),
+        'Ask an Admin of each of the user''s organizations, or a um administrator.');
+    END IF;
+    SELECT m.org_id INTO v_org FROM um.memberships m
+     WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id) AND NOT um.is_root(m.org_id, v_actor)
+     ORDER BY m.org_id LIMIT 1;
+    IF FOUND THEN
+      PERFORM um.deny(p_action, v_org, 'user', p_user_id, 'UM073',
+        format('only a Root may %s a Root', p_what),
+        format('User %s is a Root of organization %s.', p_user_id, v_org),
+        'Ask another Root of that organization.');
+    END IF;
+  END IF;
+  PERFORM um.require_user(p_user_id);
+  RETURN v_actor;
+END
+$$;
+
+-- um.actor_org: the organization, if the acting user may be told about it
+-- and it may carry their refusals (a member there, the identity reaching
+-- it); else NULL.
+CREATE FUNCTION um.actor_org(p_org_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT p_org_id
+   WHERE @extschema@.um_current_user_id(p_org_id) IS NOT NULL
+     AND EXISTS (SELECT 1 FROM um.memberships m
+                  WHERE m.org_id = p_org_id AND m.user_id = @extschema@.um_current_user_id(p_org_id));
+$$;
+
+-- Only a Root acts on a Root (an Admin never removes, demotes or suspends one).
+CREATE FUNCTION um.guard_root_target(p_actor bigint, p_org_id bigint, p_user_id bigint,
+                                     p_action text, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_actor IS NOT NULL
+     AND (p_actor <> p_user_id OR p_actor IS DISTINCT FROM @extschema@.um_real_user_id())
+     AND um.is_root(p_org_id, p_user_id) AND NOT um.is_root(p_org_id, p_actor) THEN
+    PERFORM um.deny(p_action, p_org_id, 'user', p_user_id, 'UM073',
+      format('only a Root may %s a Root', p_what),
+      format('User %s is a Root of organization %s.', p_user_id, p_org_id),
+      'Ask a Root of the organization.');
+  END IF;
+END
+$$;
+
+-- Nobody hands out a permission they do not hold (on the scope node, when
+-- the grant is for one).  p_permissions are catalog names.
+CREATE FUNCTION um.guard_escalation(p_actor bigint, p_org_id bigint, p_scope_id bigint,
+                                    p_permissions text[], p_action text, p_what text,
+                                    p_target_type text, p_target_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_missing text[];
+BEGIN
+  IF p_actor IS NULL THEN
+    RETURN;                                         -- a um administrator
+  END IF;
+  SELECT array_agg(p ORDER BY p) INTO v_missing
+    FROM unnest(p_permissions) AS p
+   WHERE NOT CASE WHEN p_scope_id IS NULL THEN @extschema@.um_has_permission(p_actor, p, p_org_id)
+                  ELSE @extschema@.um_has_permission(p_actor, p, p_org_id, p_scope_id) END;
+  IF v_missing IS NOT NULL THEN
+    PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM073',
+      format('cannot %s: it would hand out permissions you do not hold', p_what),
+      format('You lack %s%s.', array_to_string(v_missing[1:8], ', '),
+             CASE WHEN cardinality(v_missing) > 8 THEN format(' and %s more', cardinality(v_missing) - 8) ELSE '' END),
+      'Ask someone who holds every permission of the role.');
+  END IF;
+END
+$$;
+
+-- An organization keeps an active Root who can log in: refuse to suspend,
+-- or take login from, the last one.
+CREATE FUNCTION um.guard_last_active_root(p_user_id bigint, p_org_id bigint, p_action text, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+BEGIN
+  -- serialize with every other change to these organizations' Roots
+  -- (two Roots disabling each other at once)
+  PERFORM um.lock_organization(m.org_id)
+     FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+    WHERE m.user_id = p_user_id AND r.builtin = 'root' AND (p_org_id IS NULL OR m.org_id = p_org_id)
+    ORDER BY m.org_id;
+  SELECT m.org_id INTO v_org
+    FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+   WHERE m.user_id = p_user_id AND r.builtin = 'root' AND (p_org_id IS NULL OR m.org_id = p_org_id)
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m2 JOIN um.roles r2 ON r2.id = m2.role_id
+                       JOIN um.users u2 ON u2.id = m2.user_id
+                      WHERE m2.org_id = m.org_id AND r2.builtin = 'root' AND m2.user_id <> p_user_id
+                        AND m2.status = 'active' AND u2.status = 'active' AND u2.allow_login)
+   ORDER BY m.org_id LIMIT 1;
+  IF FOUND THEN
+    PERFORM um.deny(p_action, v_org, 'user', p_user_id, 'UM044',
+      format('cannot %s the last active Root of organization %s', p_what, v_org),
+      'An organization always keeps a Root who can log in.',
+      'Make another member Root first (um_set_org_role or um_transfer_org_ownership).');
+  END IF;
+END
+$$;
+
+CREATE FUNCTION um.invalid_argument(p_message text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = 'UM009', HINT = p_hint;
+END
+$$;

@@ -1,0 +1,445 @@
+-- Lifecycle of users: creation, sign-up and email verification, login
+-- switches, suspension; then, from "The public functions", their
+-- declarations (see 85_authorization.sql for how every lifecycle call runs).
+
+-- ---------------------------------------------------------------------------
+-- Users
+
+
+-- A secret proves control of a mailbox only if no tenant user could have
+-- seen it: one is returned only to a call with nobody acting (the backend,
+-- which mails it), never to a call made for a logged-in user.
+CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um.generate_token();
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    RAISE EXCEPTION 'a verification secret is only issued with nobody acting'
+      USING ERRCODE = 'UM058',
+            DETAIL = 'It proves control of the mailbox only if no logged-in user could have seen it.',
+            HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;   -- one live token per user
+  INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password)
+  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password);
+  RETURN v_token;
+END
+$$;
+
+-- A temporary password: 120 random bits, which the user must change.
+CREATE FUNCTION um.temporary_password()
+RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+RETURN substr(um.generate_token(), 4, 20);
+
+-- Insert a user, or say why not.
+CREATE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+                               p_locale text, p_mobile text, p_attributes jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_id bigint;
+BEGIN
+  IF p_email IS NULL THEN
+    RAISE EXCEPTION 'an email address is required'
+      USING ERRCODE = 'UM001', HINT = 'Pass the user''s email address.';
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.users u WHERE lower(u.email) = lower(v_email)) THEN
+    RAISE EXCEPTION 'email address "%" is already registered', v_email
+      USING ERRCODE = 'UM020',
+            DETAIL = 'Email addresses are unique regardless of letter case.',
+            HINT = 'Use the existing user (um.users), or choose another address.';
+  END IF;
+  BEGIN
+    INSERT INTO um.users (email, name, allow_login, timezone, locale, mobile, attributes)
+    VALUES (v_email, p_name, coalesce(p_allow_login, true), coalesce(p_timezone, 'UTC'),
+            coalesce(p_locale, 'en'), p_mobile, coalesce(p_attributes, '{}'))
+    RETURNING id INTO v_id;
+  EXCEPTION WHEN unique_violation THEN          -- lost a race for the address
+    RAISE EXCEPTION 'email address "%" is already registered', v_email
+      USING ERRCODE = 'UM020',
+            DETAIL = 'Email addresses are unique regardless of letter case.',
+            HINT = 'Use the existing user (um.users), or choose another address.';
+  END;
+  RETURN v_id;
+END
+$$;
+
+-- psql administration: a user in no organization yet.
+CREATE FUNCTION um.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+                                  p_locale text, p_mobile text, p_attributes jsonb, p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('user.create', NULL, 'user', NULL, 'UM070',
+      'permission denied to create a user outside an organization',
+      'Only a um administrator, with nobody acting, creates users who belong to no organization.',
+      'Create the user in your organization: um_create_user(org_id, email, ...).');
+  END IF;
+  PERFORM um.authorize(p_caller, 'user.create', 'create a user', NULL, NULL, 'user', NULL);
+  v_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
+  PERFORM um.audit('user.create', NULL, 'user', v_id,
+                   jsonb_build_object('allow_login', coalesce(p_allow_login, true)));
+  RETURN v_id;
+END
+$$;
+
+-- An Admin creates a user in their organization.
+CREATE FUNCTION um.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
+                                  p_allow_login boolean, p_timezone text, p_locale text, p_mobile text,
+                                  p_caller oid,
+                                  OUT user_id bigint, OUT temporary_password text, OUT verification_token text)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize(p_caller, 'user.create', format('create users in organization %s', p_org_id),
+                                 'user:create', p_org_id, 'user', NULL);
+  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+BEGIN
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'user.create', format('create a user with role "%s"', v_role.name), 'user', NULL);
+  user_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
+  IF coalesce(p_allow_login, true) THEN
+    temporary_password := um.temporary_password();
+    UPDATE um.users u SET password_hash = um.hash_password(temporary_password),
+                          must_change_password = true, password_changed_at = now()
+     WHERE u.id = user_id;
+    -- a tenant user must not hold the mailbox's secret (the backend sends
+    -- one later with um_resend_verification, with nobody acting)
+    IF v_actor IS NULL THEN
+      verification_token := um.new_verification(user_id, true);
+    END IF;
+  END IF;
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  VALUES (p_org_id, user_id, v_role.id, v_actor);
+  PERFORM um.audit('user.create', p_org_id, 'user', user_id,
+                   jsonb_build_object('allow_login', coalesce(p_allow_login, true), 'role_id', v_role.id));
+END
+$$;
+
+CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text,
+                              p_caller oid)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash text := um.hash_password(p_password);     -- bad input is refused first
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+  END IF;
+  -- An unverified account with this address: whoever made it never proved
+  -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
+  -- the mailbox only: redeeming it sets a new password there and then
+  -- (um_verify_email(token, password)); this password is not used.
+  SELECT u.id INTO v_id FROM um.users u
+   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
+  IF FOUND THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
+    RETURN um.new_verification(v_id, true);
+  END IF;
+  v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+  UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
+  PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
+  RETURN um.new_verification(v_id, false);
+END
+$$;
+
+CREATE FUNCTION um.do_resend_verification(p_email text, p_caller oid)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
+  END IF;
+  SELECT u.id INTO v_id FROM um.users u
+   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
+  IF NOT FOUND THEN
+    RETURN NULL;                       -- unknown or already verified: nothing to send
+  END IF;
+  PERFORM um.audit('user.resend_verification', NULL, 'user', v_id, '{}');
+  RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
+END
+$$;
+
+CREATE FUNCTION um.do_verify_email(p_token text, p_password text, p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_tok um.verification_tokens;
+  v_hash text;
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  SELECT * INTO v_tok FROM um.verification_tokens t
+   WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the verification token is not valid'
+      USING ERRCODE = 'UM053',
+            DETAIL = 'It is unknown, was already used, or is more than 48 hours old.',
+            HINT = 'Ask for a new verification email (um_resend_verification).';
+  END IF;
+  IF v_tok.sets_password AND p_password IS NULL THEN
+    RAISE EXCEPTION 'choose a password to verify this address'
+      USING ERRCODE = 'UM059',
+            DETAIL = 'Whoever redeems this secret proves the mailbox and sets the account''s password; no password set before stays valid.',
+            HINT = 'Ask for a new password and call um_verify_email(token, password).';
+  END IF;
+  IF p_password IS NOT NULL THEN
+    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
+  UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
+  IF v_hash IS NOT NULL THEN
+    -- the mailbox's owner takes the account: every session ends (trigger)
+    UPDATE um.users u SET password_hash = v_hash, password_changed_at = now(), must_change_password = false,
+                          failed_login_count = 0, locked_until = NULL
+     WHERE u.id = v_tok.user_id;
+  END IF;
+  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+                   jsonb_build_object('password_set', v_hash IS NOT NULL));
+  RETURN v_tok.user_id;
+END
+$$;
+
+CREATE FUNCTION um.do_mark_verified(p_user_id bigint, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- a tenant user vouching for an address would own it (and every
+  -- invitation later sent to it): only a um administrator does
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
+      'permission denied to mark an email address verified',
+      'Only a um administrator, with nobody acting, vouches for an address; a tenant user could claim someone else''s.',
+      'Have the backend send a verification (um_resend_verification) to the address instead.');
+  END IF;
+  PERFORM um.authorize_user(p_caller, 'user.mark_verified', format('mark the email of user %s verified', p_user_id),
+                            'user:update', p_user_id);
+  UPDATE um.users u SET email_verified_at = now() WHERE u.id = p_user_id AND u.email_verified_at IS NULL;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;
+  PERFORM um.audit('user.mark_verified', NULL, 'user', p_user_id, '{}');
+  RETURN true;
+END
+$$;
+
+CREATE FUNCTION um.do_disable_login(p_user_id bigint, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.authorize_user(p_caller, 'user.disable_login', format('disable the login of user %s', p_user_id),
+                            'user:update', p_user_id);
+  PERFORM um.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
+  UPDATE um.users u SET allow_login = false, updated_at = now() WHERE u.id = p_user_id AND u.allow_login;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('user.disable_login', NULL, 'user', p_user_id, '{}');
+  RETURN true;
+END
+$$;
+
+-- Returns a temporary password when the user had none (and no identity link).
+CREATE FUNCTION um.do_enable_login(p_user_id bigint, p_caller oid)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_password text;
+BEGIN
+  PERFORM um.authorize_user(p_caller, 'user.enable_login', format('enable the login of user %s', p_user_id),
+                            'user:update', p_user_id);
+  SELECT * INTO v FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
+  IF v.allow_login THEN
+    RETURN NULL;
+  END IF;
+  IF v.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM um.user_identities i WHERE i.user_id = p_user_id) THEN
+    v_password := um.temporary_password();
+    UPDATE um.users u SET password_hash = um.hash_password(v_password), must_change_password = true,
+                          password_changed_at = now()
+     WHERE u.id = p_user_id;
+  END IF;
+  UPDATE um.users u SET allow_login = true, updated_at = now() WHERE u.id = p_user_id;
+  PERFORM um.audit('user.enable_login', NULL, 'user', p_user_id,
+                   jsonb_build_object('temporary_password', v_password IS NOT NULL));
+  RETURN v_password;
+END
+$$;
+
+-- Suspension: of the account (every organization), or of one membership.
+-- It keeps everything and blocks all access; reactivation undoes exactly it.
+CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+BEGIN
+  IF p_org_id IS NULL THEN
+    v_actor := um.authorize_user(p_caller, 'user.suspend', format('suspend user %s', p_user_id),
+                                 'user:suspend', p_user_id);
+  ELSE
+    v_actor := um.authorize(p_caller, 'user.suspend', format('suspend members of organization %s', p_org_id),
+                            'user:suspend', p_org_id, 'user', p_user_id);
+    PERFORM um.require_member(p_org_id, p_user_id);
+    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
+  END IF;
+  IF p_user_id = v_actor THEN
+    PERFORM um.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
+      NULL, 'Ask another administrator.');
+  END IF;
+  PERFORM um.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
+  IF p_org_id IS NULL THEN
+    UPDATE um.users u SET status = 'suspended', suspended_at = now(), updated_at = now()
+     WHERE u.id = p_user_id AND u.status = 'active';
+  ELSE
+    UPDATE um.memberships m SET status = 'suspended'
+     WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'active';
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is already suspended%', p_user_id,
+                    CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
+      USING ERRCODE = 'UM051', HINT = 'Reactivate the user with um_reactivate_user().';
+  END IF;
+  PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
+END
+$$;
+
+CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+BEGIN
+  IF p_org_id IS NULL THEN
+    v_actor := um.authorize_user(p_caller, 'user.reactivate', format('reactivate user %s', p_user_id),
+                                 'user:suspend', p_user_id);
+    UPDATE um.users u SET status = 'active', suspended_at = NULL, updated_at = now()
+     WHERE u.id = p_user_id AND u.status = 'suspended';
+  ELSE
+    v_actor := um.authorize(p_caller, 'user.reactivate', format('reactivate members of organization %s', p_org_id),
+                            'user:suspend', p_org_id, 'user', p_user_id);
+    PERFORM um.require_member(p_org_id, p_user_id);
+    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
+    UPDATE um.memberships m SET status = 'active'
+     WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'suspended';
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not suspended%', p_user_id,
+                    CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
+      USING ERRCODE = 'UM051', HINT = 'Nothing to do; um.users.status and um.memberships.status show suspensions.';
+  END IF;
+  PERFORM um.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The public functions: each is src/lifecycle.c's entry point, which calls
+-- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- the error that names it.
+
+CREATE FUNCTION @extschema@.um_sign_up(email text, password text, name text DEFAULT NULL,
+                                       timezone text DEFAULT 'UTC', locale text DEFAULT 'en')
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_sign_up(text, text, text, text, text) IS
+  'self-registration: create an unverified user with a password; returns the email verification token (for um_verify_email); for an address with an unverified account, a claim token instead (same shape); nobody may be acting';
+
+CREATE FUNCTION @extschema@.um_resend_verification(email text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_resend_verification(text) IS
+  'a new email verification token for an unverified user (the old one stops working), which sets a new password when redeemed; NULL when there is nothing to verify; nobody may be acting';
+
+CREATE FUNCTION @extschema@.um_verify_email(token text, password text DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_verify_email(text, text) IS
+  'mark the token''s user verified (single use, valid 48 hours); a claim (a token from um_resend_verification or a repeated sign-up) needs the new password, which replaces any other and ends every session; returns the user id';
+
+CREATE FUNCTION @extschema@.um_mark_verified(user_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_mark_verified(bigint) IS
+  'verification by another mechanism: a um administrator (nobody acting) marks the user''s email verified';
+
+CREATE FUNCTION @extschema@.um_create_user(
+  email text,
+  name text DEFAULT NULL,
+  allow_login boolean DEFAULT true,
+  timezone text DEFAULT 'UTC',
+  locale text DEFAULT 'en',
+  mobile text DEFAULT NULL,
+  attributes jsonb DEFAULT '{}')
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_create_user(text, text, boolean, text, text, text, jsonb) IS
+  'um administrators: create a user in no organization and return its id; allow_login => false makes a notification-only user';
+
+CREATE FUNCTION @extschema@.um_create_user(org_id bigint, email text, role text DEFAULT 'Member',
+                                           name text DEFAULT NULL, allow_login boolean DEFAULT true,
+                                           timezone text DEFAULT 'UTC', locale text DEFAULT 'en',
+                                           mobile text DEFAULT NULL,
+                                           OUT user_id bigint, OUT temporary_password text,
+                                           OUT verification_token text)
+RETURNS record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_create_user(bigint, text, text, text, boolean, text, text, text) IS
+  'create a user as a member of the organization (user:create); returns a temporary password to change at first login and an email verification token';
+
+CREATE FUNCTION @extschema@.um_disable_login(user_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_disable_login(bigint) IS
+  'make the user notification-only (ends their sessions); returns false when it already was';
+
+CREATE FUNCTION @extschema@.um_enable_login(user_id bigint)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_enable_login(bigint) IS
+  'let a notification-only user log in; returns a temporary password when they had no way to sign in';
+
+CREATE FUNCTION @extschema@.um_suspend_user(user_id bigint, org_id bigint DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_suspend_user(bigint, bigint) IS
+  'suspend a user everywhere (org_id NULL) or in one organization: everything is kept, all access blocked';
+
+CREATE FUNCTION @extschema@.um_reactivate_user(user_id bigint, org_id bigint DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_reactivate_user(bigint, bigint) IS
+  'undo a suspension (everywhere, or in one organization): exactly the previous access returns';
+
+-- Self-registration returns the verification token to its caller, which
+-- must be the application backend that emails it (whoever holds the token
+-- can verify the address): EXECUTE is granted to that role by the DBA.
+REVOKE EXECUTE ON FUNCTION @extschema@.um_sign_up(text, text, text, text, text),
+                           @extschema@.um_resend_verification(text)
+  FROM PUBLIC;

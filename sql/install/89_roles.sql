@@ -1,0 +1,299 @@
+-- Lifecycle of roles, their permissions, scope grants and the permission
+-- catalog; then their public declarations.
+
+-- ---------------------------------------------------------------------------
+-- Roles and grants
+
+CREATE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text,
+                                  p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize(p_caller, 'role.create', format('create roles in organization %s', p_org_id),
+                                 'role:create', p_org_id, 'role', NULL);
+  v_id bigint;
+  v_p text;
+BEGIN
+  -- bad input first: the refusals below quote the name
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim or shorten the name.';
+  END IF;
+  FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
+    PERFORM um.assert_permission_name(v_p, true);
+  END LOOP;
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
+                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
+                              'role.create', format('create role "%s"', p_name), 'role', NULL);
+  BEGIN
+    INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+    RETURNING id INTO v_id;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'organization % already has a role named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
+  END;
+  -- an acting user's patterns become the permissions they stand for today:
+  -- a pattern would also cover permissions registered later, which the
+  -- grantor does not hold (a um administrator may store patterns)
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT DISTINCT p_org_id, v_id, x
+    FROM unnest(coalesce(p_permissions, '{}')) AS p,
+         LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
+                  UNION ALL
+                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
+  PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
+  RETURN v_id;
+END
+$$;
+
+CREATE FUNCTION um.do_delete_role(p_role_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles;
+  v_n bigint;
+BEGIN
+  SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
+  PERFORM um.authorize(p_caller, 'role.delete', format('delete role %s', p_role_id), 'role:delete',
+                       v_role.org_id, 'role', p_role_id);
+  v_role := um.require_role_id(p_role_id);
+  IF v_role.builtin IS NOT NULL THEN
+    RAISE EXCEPTION 'built-in role "%" cannot be deleted', v_role.name
+      USING ERRCODE = 'UM042', HINT = 'Edit its permissions instead (um_grant_permission, um_revoke_permission).';
+  END IF;
+  SELECT count(*) INTO v_n FROM um.memberships m WHERE m.role_id = p_role_id;
+  IF v_n > 0 THEN
+    RAISE EXCEPTION 'role "%" is still the organization role of % member(s)', v_role.name, v_n
+      USING ERRCODE = 'UM049', HINT = 'Give them another role first (um_set_org_role).';
+  END IF;
+  DELETE FROM um.roles r WHERE r.id = p_role_id;      -- its grants, team roles and open invitations go too
+  PERFORM um.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
+END
+$$;
+
+CREATE FUNCTION um.authorize_role_edit(p_caller oid, p_action text, p_role_id bigint, p_permission text)
+RETURNS um.roles
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles;
+  v_actor bigint;
+BEGIN
+  SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
+  v_actor := um.authorize(p_caller, p_action, format('edit role %s', p_role_id), 'role:update',
+                          v_role.org_id, 'role', p_role_id);
+  v_role := um.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+      'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
+  END IF;
+  IF p_permission IS NULL THEN
+    PERFORM um.invalid_argument('a permission is required', 'Pass "resource:action", or a pattern with *.');
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, true);
+  RETURN v_role;
+END
+$$;
+
+CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit(p_caller, 'role.grant_permission', p_role_id, p_permission);
+BEGIN
+  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um.pattern_grants(p_permission)),
+                              'role.grant_permission', format('add %s to role "%s"', p_permission, v_role.name),
+                              'role', p_role_id);
+  -- as in um_create_role, an acting user's pattern is stored as the permissions it stands for today
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT v_role.org_id, p_role_id, x
+    FROM (SELECT p_permission WHERE @extschema@.um_current_user_id() IS NULL OR strpos(p_permission, '*') = 0
+          UNION ALL
+          SELECT g FROM um.pattern_grants(p_permission) AS g
+           WHERE @extschema@.um_current_user_id() IS NOT NULL AND strpos(p_permission, '*') > 0) AS e(x)
+  ON CONFLICT DO NOTHING;                                                          -- unknown names: UM011
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.grant_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  RETURN true;
+END
+$$;
+
+CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit(p_caller, 'role.revoke_permission', p_role_id, p_permission);
+BEGIN
+  DELETE FROM um.role_permissions rp WHERE rp.role_id = p_role_id AND rp.permission = p_permission;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.revoke_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  RETURN true;
+END
+$$;
+
+-- A role on one scope node (and what inherits from it), for a member or a team.
+CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
+                                       p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_scope um.scopes;
+  v_actor bigint;
+  v_role um.roles;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
+  v_actor := um.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
+                          v_scope.org_id, 'scope', p_scope_id);
+  v_scope := um.require_scope(p_scope_id);
+  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
+    PERFORM um.invalid_argument('name exactly one grantee', 'Pass user_id or team_id, not both.');
+  END IF;
+  v_role := um.require_role(v_scope.org_id, p_role);
+  IF p_user_id IS NOT NULL THEN
+    PERFORM um.require_member(v_scope.org_id, p_user_id);
+  ELSIF NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = v_scope.org_id) THEN
+    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, v_scope.org_id
+      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  END IF;
+  PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
+  INSERT INTO um.grants (org_id, role_id, user_id, team_id, scope_id, granted_by)
+  VALUES (v_scope.org_id, v_role.id, p_user_id, p_team_id, p_scope_id, v_actor)
+  ON CONFLICT DO NOTHING
+  RETURNING id INTO v_id;
+  IF v_id IS NULL THEN
+    SELECT g.id INTO v_id FROM um.grants g
+     WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
+       AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id;
+    RETURN v_id;
+  END IF;
+  PERFORM um.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
+                   jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
+  RETURN v_id;
+END
+$$;
+
+CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
+                                        p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_scope um.scopes;
+  v_actor bigint;
+  v_role um.roles;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
+  v_actor := um.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
+                          v_scope.org_id, 'scope', p_scope_id);
+  v_scope := um.require_scope(p_scope_id);
+  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
+    PERFORM um.invalid_argument('name exactly one grantee', 'Pass user_id or team_id, not both.');
+  END IF;
+  v_role := um.require_role(v_scope.org_id, p_role);
+  IF p_user_id IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
+  END IF;
+  DELETE FROM um.grants g
+   WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
+     AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id
+  RETURNING g.id INTO v_id;
+  IF v_id IS NULL THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
+                   jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
+  RETURN true;
+END
+$$;
+
+CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
+      'permission denied to change the permission catalog',
+      'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
+      'Register the application''s permissions from its migrations, as a um administrator.');
+  END IF;
+  PERFORM um.authorize(p_caller, 'permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  IF p_permission IS NULL THEN
+    RAISE EXCEPTION 'a permission name is required'
+      USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, false);
+  INSERT INTO um.permissions AS p (name, description)
+  VALUES (p_permission, p_description)
+  ON CONFLICT (name) DO UPDATE
+     SET description = coalesce(excluded.description, p.description)
+   WHERE NOT p.builtin;
+  PERFORM um.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The public functions: each is src/lifecycle.c's entry point, which calls
+-- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- the error that names it.
+
+CREATE FUNCTION @extschema@.um_create_role(org_id bigint, name text, permissions text[] DEFAULT '{}',
+                                           description text DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_create_role(bigint, text, text[], text) IS
+  'create a custom role with permissions or patterns you hold yourself (role:create)';
+
+CREATE FUNCTION @extschema@.um_delete_role(role_id bigint)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_delete_role(bigint) IS
+  'delete a custom role no member holds as organization role (role:delete)';
+
+CREATE FUNCTION @extschema@.um_grant_permission(role_id bigint, permission text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_grant_permission(bigint, text) IS
+  'add a permission or pattern you hold to a role, built-in roles too (role:update; the Root role only by a Root)';
+
+CREATE FUNCTION @extschema@.um_revoke_permission(role_id bigint, permission text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_revoke_permission(bigint, text) IS
+  'take a permission or pattern from a role (role:update; the Root role only by a Root)';
+
+CREATE FUNCTION @extschema@.um_grant_scope_role(scope_id bigint, role text, user_id bigint DEFAULT NULL,
+                                                team_id bigint DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_grant_scope_role(bigint, text, bigint, bigint) IS
+  'give a member or a team a role on a scope node and what inherits from it (role:grant; only permissions you hold there); returns the grant id';
+
+CREATE FUNCTION @extschema@.um_revoke_scope_role(scope_id bigint, role text, user_id bigint DEFAULT NULL,
+                                                 team_id bigint DEFAULT NULL)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_revoke_scope_role(bigint, text, bigint, bigint) IS
+  'take back a role given on a scope node; false when there was no such grant';
+
+CREATE FUNCTION @extschema@.um_register_permission(permission text, description text DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_register_permission(text, text) IS
+  'um administrators: add an application permission ("resource:action") to the catalog; idempotent';

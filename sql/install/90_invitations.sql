@@ -1,0 +1,291 @@
+-- Invitations: invite, request, accept, revoke, expire; then their public
+-- declarations.
+
+-- ---------------------------------------------------------------------------
+-- Invitations
+
+-- A batch of addresses: split on commas, semicolons and line breaks,
+-- trimmed, empty entries dropped, duplicates (in any letter case) dropped.
+CREATE FUNCTION um.parse_email_batch(p_emails text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT coalesce(array_agg(d.e ORDER BY d.n), '{}')
+    FROM (SELECT DISTINCT ON (lower(t.e)) t.e, t.n
+            FROM (SELECT btrim(x, E' \t\r\n\x0b\f') AS e, n
+                    FROM regexp_split_to_table(coalesce(p_emails, ''), '[,;\r\n]+') WITH ORDINALITY AS s(x, n)) AS t
+           WHERE t.e <> ''
+           ORDER BY lower(t.e), t.n) AS d;
+$$;
+
+CREATE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval,
+                             p_caller oid)
+RETURNS TABLE (email text, status text, invitation_id bigint, token text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_actor bigint := um.authorize(p_caller, 'invitation.create', format('invite people to organization %s', p_org_id),
+                                 'member:invite', p_org_id, 'invitation', NULL);
+  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_emails text[] := um.parse_email_batch(p_emails);
+  v_bad text[];
+  v_email text;
+  v_token text;
+  v_id bigint;
+  v_expires timestamptz;
+BEGIN
+  IF v_role.builtin = 'root' AND v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
+    PERFORM um.deny('invitation.create', p_org_id, 'invitation', NULL, 'UM073',
+      'only a Root may invite a Root', NULL, 'Invite with another role; a Root can promote the member later.');
+  END IF;
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
+  IF p_team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id) THEN
+    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
+      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  END IF;
+  IF p_team_id IS NOT NULL THEN
+    -- inviting into a team is adding a team member: team:manage or its owner,
+    -- and no team whose grants hold more than the inviter
+    PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
+    PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
+  END IF;
+  IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
+    PERFORM um.invalid_argument(format('invalid validity "%s"', p_valid_for), 'Pass an interval between 1 second and 90 days.');
+  END IF;
+  IF cardinality(v_emails) = 0 THEN
+    RAISE EXCEPTION 'no email addresses given'
+      USING ERRCODE = 'UM054', HINT = 'Pass addresses separated by commas, semicolons or new lines.';
+  END IF;
+  SELECT array_agg(e ORDER BY n) INTO v_bad FROM unnest(v_emails) WITH ORDINALITY AS x(e, n) WHERE NOT um.email_is_valid(e);
+  IF v_bad IS NOT NULL THEN
+    RAISE EXCEPTION '% of % email addresses are invalid; nobody was invited', cardinality(v_bad), cardinality(v_emails)
+      USING ERRCODE = 'UM054',
+            DETAIL = 'Invalid: ' || array_to_string(v_bad, ', ') || '.',
+            HINT = 'Correct or remove them and send the whole batch again.';
+  END IF;
+  v_expires := now() + p_valid_for;
+  FOREACH v_email IN ARRAY v_emails LOOP
+    email := v_email; invitation_id := NULL; token := NULL;
+    IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                WHERE m.org_id = p_org_id AND lower(u.email) = lower(v_email)) THEN
+      status := 'already_member';
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    v_token := um.generate_token();
+    -- an open invitation (or request) for the address is renewed
+    UPDATE um.invitations i
+       SET state = 'pending', token_hash = um.token_hash(v_token), expires_at = v_expires, role_id = v_role.id,
+           team_id = p_team_id, invited_by = v_actor, created_at = now()
+     WHERE i.org_id = p_org_id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')
+    RETURNING i.id INTO v_id;
+    IF FOUND THEN
+      status := 'renewed';
+    ELSE
+      BEGIN
+        INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
+        VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+        RETURNING id INTO v_id;
+        status := 'invited';
+      EXCEPTION WHEN unique_violation THEN          -- invited at this very moment by someone else
+        status := 'already_invited';
+        RETURN NEXT;
+        CONTINUE;
+      END;
+    END IF;
+    invitation_id := v_id; token := v_token;
+    PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
+                     jsonb_build_object('role_id', v_role.id, 'team_id', p_team_id, 'renewed', status = 'renewed'));
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION um.do_request_invitation(p_org_slug text, p_email text, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org um.organizations;
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_member_role bigint;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_org FROM um.organizations o WHERE o.slug = p_org_slug;
+  IF NOT FOUND OR NOT v_org.allow_invite_requests THEN
+    RAISE EXCEPTION 'organization "%" does not take invitation requests', p_org_slug
+      USING ERRCODE = 'UM055', HINT = 'Ask a member of the organization to invite you.';
+  END IF;
+  IF v_email IS NULL OR NOT um.email_is_valid(v_email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', p_email
+      USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
+  END IF;
+  -- members and open invitations: nothing to do, and nothing said about it
+  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+              WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
+     OR EXISTS (SELECT 1 FROM um.invitations i
+                 WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')) THEN
+    RETURN;
+  END IF;
+  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
+  BEGIN
+    INSERT INTO um.invitations (org_id, email, role_id, state)
+    VALUES (v_org.id, v_email, v_member_role, 'requested') RETURNING id INTO v_id;
+  EXCEPTION WHEN unique_violation THEN
+    RETURN;
+  END;
+  PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
+END
+$$;
+
+CREATE FUNCTION um.do_accept_invitation(p_token text, p_password text, p_name text, p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_inv um.invitations;
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_user um.users;
+  v_user_id bigint;
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.token_hash = um.token_hash(coalesce(p_token, '')) FOR UPDATE;
+  IF NOT FOUND OR v_inv.state <> 'pending' OR v_inv.expires_at <= now() THEN
+    PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM053',
+      'the invitation is not valid',
+      CASE WHEN v_inv.id IS NULL THEN 'The token is unknown.'
+           WHEN v_inv.state = 'accepted' THEN 'It was already accepted.'
+           WHEN v_inv.state = 'revoked' THEN 'It was revoked.'
+           ELSE 'It has expired.' END,
+      'Ask the organization for a new invitation.');
+  END IF;
+  -- Holding an invitation gives its membership and nothing else: the token
+  -- was seen by the inviter, so it proves nothing about the mailbox.  An
+  -- existing account accepts only logged in as itself (a password login
+  -- needs a verified address), never by whoever holds the token.
+  SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_inv.email) FOR UPDATE;
+  IF FOUND AND v_actor IS NOT NULL THEN
+    IF v_actor <> v_user.id OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
+        'the invitation is for another account', 'It was sent to the address of another user.',
+        'Log in as the invited address to accept it.');
+    END IF;
+    v_user_id := v_user.id;                         -- the invited user, logged in
+  ELSIF FOUND THEN
+    PERFORM um.deny('invitation.accept', NULL, 'invitation', v_inv.id, 'UM056',
+      'the invited address already has an account',
+      'An existing account accepts its invitations only while logged in.',
+      'Log in as the invited address, then accept; if its address was never verified, the backend sends it a verification (um_resend_verification) to claim it.');
+  ELSE
+    IF v_actor IS NOT NULL THEN
+      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
+        'the invitation is for another account', 'It was sent to an address that is not yours.',
+        'Accept it logged out, as the invited address, choosing a password.');
+    END IF;
+    -- a new account, unverified: it logs in once the mailbox is proven
+    v_user_id := um.insert_user(v_inv.email, p_name, true, NULL, NULL, NULL, NULL);
+    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now()
+     WHERE u.id = v_user_id;
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_inv.org_id AND m.user_id = v_user_id) THEN
+    RAISE EXCEPTION 'user % is already a member of organization %', v_user_id, v_inv.org_id
+      USING ERRCODE = 'UM022', HINT = 'Nothing to accept; the invitation stays open until it expires or is revoked.';
+  END IF;
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  VALUES (v_inv.org_id, v_user_id, v_inv.role_id, v_inv.invited_by);
+  IF v_inv.team_id IS NOT NULL THEN
+    INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (v_inv.org_id, v_inv.team_id, v_user_id);
+  END IF;
+  UPDATE um.invitations i SET state = 'accepted', accepted_by = v_user_id, decided_at = now(), token_hash = NULL
+   WHERE i.id = v_inv.id;
+  PERFORM um.audit('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, jsonb_build_object('user_id', v_user_id));
+  RETURN v_user_id;
+END
+$$;
+
+CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_inv um.invitations;
+BEGIN
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id;
+  PERFORM um.authorize(p_caller, 'invitation.revoke', format('revoke invitation %s', p_invitation_id),
+                       'member:invite', v_inv.org_id, 'invitation', p_invitation_id);
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'invitation % does not exist', p_invitation_id
+      USING ERRCODE = 'UM034', HINT = 'See the open invitations in um.invitations.';
+  END IF;
+  IF v_inv.state NOT IN ('pending', 'requested') THEN
+    RAISE EXCEPTION 'invitation % is no longer open', p_invitation_id
+      USING ERRCODE = 'UM053', DETAIL = format('It is %s.', v_inv.state), HINT = 'Nothing to revoke.';
+  END IF;
+  UPDATE um.invitations i SET state = 'revoked', decided_at = now(), token_hash = NULL WHERE i.id = p_invitation_id;
+  PERFORM um.audit('invitation.revoke', v_inv.org_id, 'invitation', p_invitation_id, '{}');
+END
+$$;
+
+-- Housekeeping: pending invitations past their expiry become 'expired'.
+CREATE FUNCTION um.do_expire_invitations(p_caller oid)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_n integer;
+BEGIN
+  PERFORM um.authorize(p_caller, 'invitation.expire', 'expire invitations', NULL, NULL, 'invitation', NULL);
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('invitation.expire', NULL, 'invitation', NULL, 'UM070', 'permission denied to expire invitations',
+      'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
+  END IF;
+  UPDATE um.invitations i SET state = 'expired', decided_at = now(), token_hash = NULL
+   WHERE (i.state = 'pending' AND i.expires_at <= now())
+      OR (i.state = 'requested' AND i.created_at <= now() - interval '30 days');   -- unanswered requests
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  IF v_n > 0 THEN
+    PERFORM um.audit('invitation.expire', NULL, 'invitation', NULL, jsonb_build_object('count', v_n));
+  END IF;
+  RETURN v_n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The public functions: each is src/lifecycle.c's entry point, which calls
+-- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- the error that names it.
+
+CREATE FUNCTION @extschema@.um_invite(org_id bigint, emails text, role text DEFAULT 'Member',
+                                      team_id bigint DEFAULT NULL, valid_for interval DEFAULT '7 days')
+RETURNS TABLE (email text, status text, invitation_id bigint, token text)
+AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_invite(bigint, text, text, bigint, interval) IS
+  'invite a batch of addresses (commas, semicolons, new lines) with a preset role and team (member:invite); one row per address: invited, renewed, already_member or already_invited, with the token to send';
+
+CREATE FUNCTION @extschema@.um_request_invitation(org_slug text, email text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_request_invitation(text, text) IS
+  'ask to join an organization that takes requests (an Admin approves with um_invite)';
+
+CREATE FUNCTION @extschema@.um_accept_invitation(token text, password text DEFAULT NULL, name text DEFAULT NULL)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_accept_invitation(text, text, text) IS
+  'join with an invitation token: a new address chooses a password, an existing user accepts logged in or without one; returns the user id';
+
+CREATE FUNCTION @extschema@.um_revoke_invitation(invitation_id bigint)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_revoke_invitation(bigint) IS 'withdraw an open invitation or refuse a request (member:invite)';
+
+CREATE FUNCTION @extschema@.um_expire_invitations()
+RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_expire_invitations() IS
+  'um administrators'' housekeeping: mark pending invitations past their expiry, and requests unanswered for 30 days, expired; returns how many';
