@@ -3,14 +3,19 @@
  * src/um.c
  *	  Entry point of the um extension: module magic and _PG_init.
  *
- * um keeps its state per backend and needs no shared memory, so it works
- * when loaded on first use by CREATE EXTENSION or any um function, without
- * shared_preload_libraries.  Loaded at server start, it also reserves the
- * shared memory in which every backend publishes its cache statistics
- * (monitor.c).  _PG_init defines the settings, registers the cache's
- * invalidation and transaction callbacks and the identity's transaction
- * callback, and reserves the "um." prefix so that a misspelt um setting is
- * an error rather than a silent placeholder.
+ * um keeps its state per backend, so it works when loaded on first use by
+ * CREATE EXTENSION or any um function.  Loaded through
+ * shared_preload_libraries it also reserves shared memory: the cache
+ * statistics every backend publishes (monitor.c) and the pool of audit
+ * writers (autonomous.c); and only then is the log hook in place for every
+ * backend from its start (session.c).  _PG_init asks each module to define
+ * its settings and install its callbacks and hooks, then reserves the "um."
+ * prefix so that a misspelt um setting is an error rather than a silent
+ * placeholder.
+ *
+ * um needs PostgreSQL 15 or later (shmem_request_hook,
+ * MarkGUCPrefixReserved); newer versions are handled where their APIs
+ * differ (PG_VERSION_NUM tests in the modules).
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +25,10 @@
 #include "utils/guc.h"
 
 #include "um.h"
+
+#if PG_VERSION_NUM < 150000
+#error "um needs PostgreSQL 15 or later"
+#endif
 
 PG_MODULE_MAGIC;
 
@@ -36,9 +45,5 @@ _PG_init(void)
 	um_session_init();
 	um_autonomous_init();
 	um_monitor_init();
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("um");
-#else
-	EmitWarningsOnPlaceholders("um");
-#endif
 }

@@ -1,6 +1,8 @@
 -- The built-in permission catalog and built-in roles.
 --
--- Resources of seeds/001 (the organization role matrix):
+-- Resources of the organization role matrix that um was specified from (a
+-- product document kept outside this repository; the matrix is restated
+-- below, so this file is the reference):
 --   service   build side: pipelines, service definitions, product tiers
 --   fleet     operate/fleet side
 --   account   account configuration (cloud accounts)
@@ -69,7 +71,7 @@ SELECT v.name, v.description, true
     ('user:suspend',      'Suspend and reactivate users'),
     ('user:impersonate',  'Act as another (non-admin) member')) AS v(name, description);
 
--- The matrix of seeds/001, one row per role and resource, plus um's own
+-- That role matrix, one row per role and resource, plus um's own
 -- resources.  'Invite/Uninvite except root' is member:invite + member:remove;
 -- the "except root" part is enforced by the lifecycle functions.
 INSERT INTO um.builtin_role_permissions (role_key, permission)

@@ -1,7 +1,7 @@
 -- The rules of the evaluator in plain SQL: the oracle the tests compare the
 -- C evaluator with, and the basis of um_explain_permission().  Keep the two
 -- in step: a change of rules changes both, and the randomized differential
--- test (test/pgtap/80_differential.sql) catches any disagreement.
+-- tests (test/pgtap/80_differential_seed_a.sql, 81_..._seed_b.sql, 82_..._random.sql) catch any disagreement.
 --
 -- Rules:
 --  1. The permission name must be valid (UM010) and in the catalog (UM011).

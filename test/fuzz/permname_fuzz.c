@@ -4,7 +4,7 @@
  *	  Fuzz the permission-name parser (src/permname.c).
  *
  * Two ways to run it:
- *	- a deterministic loop (the default build, run by test/shell/fuzz.sh):
+ *	- a deterministic loop (the default build, run by test/shell/fuzz_permname.sh):
  *	  random byte strings, mutations of valid names and a list of edge
  *	  cases, from a seeded generator, built with AddressSanitizer and
  *	  UndefinedBehaviorSanitizer;

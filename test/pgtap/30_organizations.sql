@@ -13,7 +13,7 @@ SELECT results_eq($$ SELECT r.name::text, r.builtin FROM um.roles r WHERE r.org_
 SELECT is((SELECT count(DISTINCT org_id) FROM um.roles WHERE builtin = 'root'), 2::bigint,
           'each organization has roles of its own');
 
--- the matrix of seeds/001, role by role (C R U D L over the resource categories)
+-- the organization role matrix (40_catalog.sql), role by role (C R U D L over the resource categories)
 CREATE FUNCTION pg_temp.perms(p_role text, p_resource text) RETURNS text LANGUAGE sql AS $$
   SELECT coalesce(string_agg(upper(left(split_part(rp.permission, ':', 2), 1)), ''
            ORDER BY position(upper(left(split_part(rp.permission, ':', 2), 1)) IN 'CRUDL')), '-')
