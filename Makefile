@@ -21,13 +21,18 @@ OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o
 DATA_built  = sql/um--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 
-# pg_regress reads ./sql/<test>.sql and compares with ./expected/<test>.out;
-# pg_isolation_regress reads ./specs/<test>.spec.  `make installcheck` runs
-# both against a running server; `bash test/run.sh` runs every suite.
+# Tests live under test/ where PGXS looks with --inputdir=test: pg_regress
+# reads test/sql/<t>.sql and compares with test/expected/<t>.out;
+# pg_isolation_regress reads test/specs/<t>.spec (expected output also in
+# test/expected).  Against a running server where um is installed (libpq's
+# PGHOST/PGPORT/PGUSER say which):
+#   make installcheck          regress, isolation and pgTAP
+#   make prove_installcheck    the TAP tests (they start clusters of their own)
+# `bash test/run.sh` builds, installs and runs every suite on a throwaway cluster.
 REGRESS        = install errors rls_plan rls_attack lifecycle_export
-REGRESS_OPTS   = --inputdir=.
-ISOLATION      = $(basename $(notdir $(wildcard specs/*.spec)))
-ISOLATION_OPTS = --inputdir=.
+REGRESS_OPTS   = --inputdir=test
+ISOLATION      = $(basename $(notdir $(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test
 
 EXTRA_CLEAN  = test/fuzz/permname_fuzz
 
@@ -37,6 +42,15 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
 PG_CFLAGS   = -Wall -Wextra
 include $(PGXS)
+
+# pgTAP (test/pgtap/*.sql, one database each) after PGXS's own suites
+installcheck: installcheck-pgtap
+.PHONY: installcheck-pgtap prove_installcheck
+installcheck-pgtap:
+	bash test/pgtap.sh
+
+prove_installcheck:
+	bash test/prove.sh
 
 sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 	cat $(sort $(wildcard sql/install/*.sql)) > $@

@@ -6,15 +6,19 @@
 #   bash test/run.sh            everything
 #   UM_TEST_ONLY=pgtap bash test/run.sh    one suite: lint, regress, pgtap, isolation, shell, tap
 #   UM_TEST_SEED=0.123 bash test/run.sh    replay the random differential test with that seed
+#   UM_PORT=5499 bash test/run.sh          the throwaway cluster listens on that port
+#
+# Against a server of your own where um is installed, run the suites with
+# make installcheck (regress, isolation, pgTAP) and make prove_installcheck (TAP).
 #
 # Suites:
 #   lint       C compiles with -Wall -Wextra -Werror; cppcheck finds nothing
-#   regress    pg_regress: sql/<t>.sql against expected/<t>.out (REGRESS in Makefile)
-#   pgtap      test/pgtap/*.sql through pg_prove, one database per run
-#   isolation  pg_isolation_regress: specs/<t>.spec against expected/<t>.out
+#   regress    pg_regress: test/sql/<t>.sql against test/expected/<t>.out (REGRESS in Makefile)
+#   pgtap      test/pgtap/*.sql through pg_prove, one database per file (test/pgtap.sh)
+#   isolation  pg_isolation_regress: test/specs/<t>.spec against test/expected/<t>.out
 #   shell      test/shell/*.sh: TAP-printing scripts (dump/restore, fuzzing)
-#   tap        test/t/*.pl: PostgreSQL::Test::Cluster tests (hot standby), which
-#              start clusters of their own, as the postgres OS user
+#   tap        test/t/*.pl: PostgreSQL::Test::Cluster tests (replicas, crashes,
+#              pgbouncer), which start clusters of their own (test/prove.sh)
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,21 +37,7 @@ only() { [ -z "${UM_TEST_ONLY:-}" ] || [[ ",$UM_TEST_ONLY," == *",$1,"* ]]; }
 note() { printf '\n== %s\n' "$*"; }
 tally() { PASSED=$((PASSED + $1)); FAILED=$((FAILED + $2)); printf -- '-- %s: %d passed, %d failed\n' "$3" "$1" "$2"; }
 
-# count_tap FILE: print "passed failed" for one TAP stream (ok / not ok lines,
-# and tests planned but never run count as failed).
-count_tap() {
-  awk '
-    /^[[:space:]]*1\.\.[0-9]+/ { sub(/^[[:space:]]*1\.\./, ""); plan = $0 + 0; has_plan = 1; next }
-    /^[[:space:]]*ok [0-9]+/ { ok++; next }
-    /^[[:space:]]*not ok [0-9]+/ { if ($0 ~ /# TODO/) ok++; else bad++; next }
-    END {
-      ran = ok + bad
-      if (!has_plan) bad++
-      else if (plan > ran) bad += plan - ran
-      else if (plan < ran) bad++                 # ran more than planned: the plan is wrong
-      printf "%d %d\n", ok, bad
-    }' "$1"
-}
+count_tap() { bash test/count_tap.sh "$1"; }
 
 # count_regress FILE: "passed failed" from pg_regress / pg_isolation_regress output.
 count_regress() {
@@ -88,13 +78,12 @@ source tools/cluster.sh
 UM_KEEP_CLUSTER_LOG=$OUT/server.log
 UM_CLEANUP_DIRS=$OUT
 cluster_start || { tally 0 1 "cluster start"; echo "$PASSED passed, $FAILED failed"; exit 1; }
-psql -X -q -c "CREATE ROLE regress_app LOGIN" >/dev/null
 
 if only regress; then
   note "regress (pg_regress)"
   tests=$(sed -n "s/^REGRESS *= *//p" Makefile)
   rm -rf results regression.diffs regression.out
-  "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. \
+  "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=test \
       --bindir="$BINDIR" --dbname=contrib_regression $tests 2>&1 | tee "$OUT/regress.log"
   [ -f regression.diffs ] && cat regression.diffs
   read -r p f < <(count_regress "$OUT/regress.log")
@@ -104,31 +93,17 @@ fi
 
 if only pgtap; then
   note "pgtap (pg_prove)"
-  p=0; f=0
-  for t in test/pgtap/*.sql; do
-    [ -e "$t" ] || continue
-    db=um_tap_$(basename "$t" .sql)
-    createdb "$db"
-    psql -X -q -d "$db" -c "CREATE EXTENSION pgtap" >/dev/null
-    PGOPTIONS="${UM_TEST_SEED:+-c regress.seed=$UM_TEST_SEED}" \
-      pg_prove --verbose --ext .sql -d "$db" "$t" >"$OUT/tap.log" 2>&1
-    read -r tp tf < <(count_tap "$OUT/tap.log")
-    if [ "$tf" -gt 0 ]; then
-      grep -v '^ok ' "$OUT/tap.log"
-    fi
-    printf '%-40s %d passed, %d failed\n' "$t" "$tp" "$tf"
-    grep -h '^ok .*seed [0-9.]*:' "$OUT/tap.log" | head -1 | sed 's/^/    /'   # the seed a randomized test used
-    p=$((p + tp)); f=$((f + tf))
-    dropdb "$db"
-  done
+  bash test/pgtap.sh | tee "$OUT/pgtap.log"
+  read -r p f < <(tail -1 "$OUT/pgtap.log" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+  [ -n "${p:-}" ] || { p=0; f=1; }
   tally $p $f "pgtap"
 fi
 
-if only isolation && compgen -G "specs/*.spec" >/dev/null; then
+if only isolation && compgen -G "test/specs/*.spec" >/dev/null; then
   note "isolation (pg_isolation_regress)"
-  specs=$(ls specs/*.spec | xargs -n1 basename | sed 's/\.spec$//' | tr '\n' ' ')
+  specs=$(ls test/specs/*.spec | xargs -n1 basename | sed 's/\.spec$//' | tr '\n' ' ')
   rm -rf output_iso
-  "$PGXS_DIR/src/test/isolation/pg_isolation_regress" --inputdir=. \
+  "$PGXS_DIR/src/test/isolation/pg_isolation_regress" --inputdir=test \
       --outputdir=output_iso --bindir="$BINDIR" --dbname=isolation_regression $specs 2>&1 | tee "$OUT/iso.log"
   [ -f output_iso/regression.diffs ] && cat output_iso/regression.diffs
   read -r p f < <(count_regress "$OUT/iso.log")
@@ -154,25 +129,17 @@ cluster_stop
 
 if only tap && compgen -G "test/t/*.pl" >/dev/null; then
   note "tap (PostgreSQL::Test::Cluster)"
-  # initdb refuses root and the clone may be unreadable to postgres: run a copy
-  tapdir=$(mktemp -d /tmp/um-tap.XXXXXX)
-  UM_CLEANUP_DIRS="$OUT $tapdir"
-  cp -r test/t "$tapdir/"
-  chmod 755 "$tapdir"
-  [ "$(id -u)" -eq 0 ] && chown -R postgres: "$tapdir"
   p=0; f=0
   for t in test/t/*.pl; do
-    (cd "$tapdir" && as_postgres env PATH="$BINDIR:$PATH" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
-       prove -v -I "$PGXS_DIR/src/test/perl" "t/$(basename "$t")") >"$OUT/tap-perl.log" 2>&1
+    bash test/prove.sh "$t" >"$OUT/tap-perl.log" 2>&1
     read -r tp tf < <(count_tap "$OUT/tap-perl.log")
     if [ "$tf" -gt 0 ]; then
       grep -E '^(not ok|#   Failed|Bailout)' "$OUT/tap-perl.log" | head -20
-      cat "$tapdir"/tmp_check/log/*.log 2>/dev/null | tail -30
+      tail -30 "$OUT/tap-perl.log"
     fi
     printf '%-40s %d passed, %d failed\n' "$t" "$tp" "$tf"
     p=$((p + tp)); f=$((f + tf))
   done
-  rm -rf "$tapdir"
   tally $p $f "tap"
 fi
 

@@ -3,7 +3,8 @@
 # Source this file, then call cluster_start.  It runs initdb as the "postgres"
 # OS user (initdb and postgres refuse root) in a fresh temporary directory,
 # starts the server on a unix socket in that directory (no TCP unless
-# UM_CLUSTER_TCP=1, then 127.0.0.1 only) on a free port, and exports
+# UM_CLUSTER_TCP=1, then 127.0.0.1 only) on a free port (or on UM_PORT when
+# that is set: it must be free), and exports
 # PGHOST/PGPORT/PGUSER/PGDATABASE so psql, pg_regress and pg_prove reach it.
 # An EXIT/INT/TERM trap stops exactly that server and removes its directory,
 # also when the caller fails or is interrupted.  No other cluster is touched.
@@ -62,7 +63,17 @@ _cluster_trap() {
 # cluster_start [postgresql.conf lines...]
 cluster_start() {
   local port d
-  port=$(free_port)
+  if [ -n "${UM_PORT:-}" ]; then
+    port=$UM_PORT
+    if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; then
+      echo "cluster: UM_PORT must be a port number from 1024 to 65535, not \"$port\"" >&2; return 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "cluster: port $port (UM_PORT) is in use; name a free one or unset UM_PORT" >&2; return 1
+    fi
+  else
+    port=$(free_port) || return 1
+  fi
   d=$(mktemp -d /tmp/um-cluster.XXXXXX)
   chmod 755 "$d"
   [ "$(id -u)" -eq 0 ] && chown postgres: "$d"

@@ -5,6 +5,7 @@
 # starts a private cluster, creates two organizations with users, roles, a
 # team and a scope tree, and shows them.  In a terminal it then keeps the
 # cluster up so you can look around with psql; it is removed when you leave.
+# UM_PORT=<port> makes the cluster listen on that port (default: a free one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
