@@ -404,43 +404,21 @@ um_cache_generation(void)
 
 typedef struct LoadState
 {
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	UmRunAs		run_as;
 	Snapshot	snapshot;
 } LoadState;
 
 /*
- * load_begin: connect to SPI as the owner of um's tables, with a pinned
+ * load_begin: connect to SPI as um's owner (owner.c), with a pinned
  * search_path, and pick the snapshot the entries will be read with.
  */
 static void
 load_begin(LoadState *ls)
 {
-	Oid			owner;
-	HeapTuple	tup;
-
+	/* entries loaded from now on are dropped by the sentinel's invalidation */
 	if (!OidIsValid(sentinel_relid))
 		sentinel_relid = lookup_sentinel();
-	if (!OidIsValid(sentinel_relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"um\" is not installed in this database"),
-				 errhint("Run CREATE EXTENSION um.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(sentinel_relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", sentinel_relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-
-	GetUserIdAndSecContext(&ls->save_userid, &ls->save_sec_context);
-	SetUserIdAndSecContext(owner, ls->save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
-	ls->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	um_run_as_begin(&ls->run_as, um_owner(), false);
 
 	if (IsInParallelMode())
 	{
@@ -482,10 +460,7 @@ load_end(LoadState *ls)
 {
 	load_in_progress = false;
 	UnregisterSnapshot(ls->snapshot);
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
-	AtEOXact_GUC(true, ls->save_nestlevel);
-	SetUserIdAndSecContext(ls->save_userid, ls->save_sec_context);
+	um_run_as_end(&ls->run_as);
 }
 
 /*

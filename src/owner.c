@@ -3,49 +3,66 @@
  * src/owner.c
  *	  Who um's owner is, and running SPI as a chosen role.
  *
- * um's own privileged work (table protection, user references) runs as
- * the owner of um's tables; reading an application table runs as that
+ * um's own privileged work (the cache loader, table protection, user
+ * references) runs as the extension's owner; reading an application table runs as that
  * table's owner, inside a security-restricted operation, so the
  * application's code (casts, operators, policies) never gets um's rights.
  * Both go through um_run_as_begin/end: the role, a search_path pinned to
  * pg_catalog, forced row-level security ignored (um decides what is read),
  * and an SPI connection.  An error unwinds all of it with the transaction.
- * (The cache loader, cache.c, keeps its own variant for its snapshot
- * handling.)
+ * Every change of user id in um's C is made here.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
-#include "catalog/pg_class.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "nodes/makefuncs.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/syscache.h"
 
 #include "um.h"
 
-/* um_owner: the owner of um's tables (the role um's own code runs as). */
+/*
+ * um_owner: the extension's owner, the role um's own code runs as.  It is
+ * the role that ran CREATE EXTENSION (a superuser: um is not trusted) and
+ * owns every object of um; REASSIGN OWNED moves both together.  The SQL
+ * side asks the same question of pg_extension.extowner
+ * (um.role_administers_um, the policies of um's own tables).
+ */
 Oid
 um_owner(void)
 {
-	Oid			relid = RangeVarGetRelid(makeRangeVar("um", "users", -1), NoLock, true);
+	Oid			extoid = get_extension_oid("um", true);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
 	HeapTuple	tup;
-	Oid			owner;
+	Oid			owner = InvalidOid;
 
-	if (!OidIsValid(relid))
+	if (OidIsValid(extoid))
+	{
+		rel = table_open(ExtensionRelationId, AccessShareLock);
+		ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(extoid));
+		scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+			owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
+	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"um\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION um.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
 	return owner;
 }
 

@@ -24,7 +24,7 @@
 
 /*
  * um's own SQLSTATEs (class "UM").  Every code is listed, with its meaning,
- * in README.md; the SQL scripts raise the same codes by their literal value.
+ * in doc/errors.md; the SQL scripts raise the same codes by their literal value.
  */
 #define ERRCODE_UM_INVALID_PERMISSION_NAME	MAKE_SQLSTATE('U','M','0','1','0')
 #define ERRCODE_UM_UNKNOWN_PERMISSION		MAKE_SQLSTATE('U','M','0','1','1')
@@ -211,7 +211,7 @@ um_bit(const uint64 *bits, int id)
 
 /* ---- owner.c: um's owner, and SPI as a chosen role */
 
-/* the owner of um's tables, the role um's own code runs as */
+/* the extension's owner, the role um's own code runs as */
 extern Oid	um_owner(void);
 
 /* the caller's state, restored by um_run_as_end (kept on the caller's stack) */
