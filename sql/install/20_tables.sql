@@ -6,7 +6,7 @@
 -- template are global: reference tables).  Unique indexes on the ids alone
 -- (the identity values are unique anyway) tell the planner that a lookup by
 -- id finds one row, even before a bulk-loaded table is analyzed; a sharded
--- deployment drops them (see README, Scaling out).
+-- deployment drops them (see doc/operations.md, Scaling out).
 
 CREATE TABLE um.organizations (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

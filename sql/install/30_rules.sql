@@ -1,7 +1,7 @@
 -- Rules the foreign keys and CHECK constraints cannot say: validation with
 -- explanations, cycles, protected built-in roles, the Root an organization
 -- must keep, the owner a team must keep, the append-only audit trail.
--- Each raises a um SQLSTATE (class UM, listed in README.md) with a hint.
+-- Each raises a um SQLSTATE (class UM, listed in doc/errors.md) with a hint.
 -- Row-level rules that only validate are BEFORE triggers; rules over a whole
 -- organization are AFTER ... FOR EACH STATEMENT triggers over the transition
 -- table, so a bulk change is checked once per organization, after all its

@@ -279,7 +279,7 @@ COMMENT ON FUNCTION @extschema@.um_request_invitation(text, text) IS
 CREATE FUNCTION @extschema@.um_accept_invitation(token text, password text DEFAULT NULL, name text DEFAULT NULL)
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_accept_invitation(text, text, text) IS
-  'join with an invitation token: a new address chooses a password, an existing user accepts logged in or without one; returns the user id';
+  'join with an invitation token: logged out, a new address gets an account with the password given (unverified until its mailbox is proven); an existing account accepts only logged in as itself; returns the user id';
 
 CREATE FUNCTION @extschema@.um_revoke_invitation(invitation_id bigint)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -7,7 +7,7 @@
 # leaves logins working, counted and audited.  Without preloading the
 # writers are dynamic workers, sharing the slots with parallel queries: when
 # the query holds them all, a login fails closed (UM069), the right password
-# as the wrong one, and nothing is recorded.  Both are documented in README.
+# as the wrong one, and nothing is recorded.  Both are documented in doc/operations.md.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
