@@ -330,3 +330,58 @@ CREATE INDEX verification_tokens_user_id_idx ON um.verification_tokens (user_id)
 COMMENT ON TABLE um.verification_tokens IS 'email verification tokens (only their SHA-256), single use, valid 48 hours';
 COMMENT ON COLUMN um.verification_tokens.sets_password IS
   'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, a sign-up for an unverified address, an administrator''s new user)';
+
+-- The registry of um's tables: what each holds for the rest of um.  The
+-- cache's invalidation triggers (70_evaluator.sql), the row-level security
+-- of um's own tables (94_own_rls.sql), pg_dump's configuration
+-- (99_dump.sql), um_check_integrity() and the tests read it; a table added
+-- to um gets its row here and nothing else to remember.
+CREATE TABLE um.state_tables (
+  relname name PRIMARY KEY,
+  access text NOT NULL CONSTRAINT state_tables_access_check CHECK (access IN ('tenant', 'secret', 'catalog')),
+  read_rule text,
+  readable_columns name[],
+  evaluator_input boolean NOT NULL DEFAULT false,
+  invalidating_columns name[],
+  dump_filter text,
+  CONSTRAINT state_tables_rule_check CHECK ((access = 'tenant') = (read_rule IS NOT NULL)),
+  CONSTRAINT state_tables_invalidating_check CHECK (invalidating_columns IS NULL OR evaluator_input)
+);
+COMMENT ON TABLE um.state_tables IS 'the registry of um''s tables, which invalidation triggers, um''s own row-level security, pg_dump''s configuration and the integrity checks are made from (installed by um, not user data)';
+COMMENT ON COLUMN um.state_tables.relname IS 'a table in schema um';
+COMMENT ON COLUMN um.state_tables.access IS 'tenant: application roles read the rows read_rule allows; secret: um administrators only; catalog: everybody reads it, nobody but um writes it';
+COMMENT ON COLUMN um.state_tables.read_rule IS 'for tenant tables, the policy expression of the rows an application role may read; %1$I stands for the extension''s schema';
+COMMENT ON COLUMN um.state_tables.readable_columns IS 'the columns application roles may read, when not all (the rest hold secrets)';
+COMMENT ON COLUMN um.state_tables.evaluator_input IS 'um_has_permission''s answers depend on its rows: a change empties every backend''s permission cache';
+COMMENT ON COLUMN um.state_tables.invalidating_columns IS 'the columns whose update invalidates, when not all';
+COMMENT ON COLUMN um.state_tables.dump_filter IS 'pg_dump keeps the rows this condition selects ('''' for all), with the table''s id sequence; NULL: made by um''s script, not dumped';
+
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, dump_filter) VALUES
+  ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, ''),
+  ('users',             'tenant', 'id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))',
+                        '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
+                        true, '{id,status,allow_login}', ''),
+  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL),
+  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
+  ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
+  ('permissions',       'catalog', NULL, NULL, true, NULL, 'WHERE NOT builtin'),
+  ('role_permissions',  'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
+  ('scopes',            'tenant', '%1$I.um_has_permission(''scope:read'', org_id)', NULL, true, NULL, ''),
+  ('memberships',       'tenant', '%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', NULL, true, NULL, ''),
+  ('teams',             'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
+  ('team_members',      'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
+  ('team_member_roles', 'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
+  ('grants',            'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
+  ('invitations',       'tenant', '%1$I.um_has_permission(''member:invite'', org_id)', NULL, false, NULL, ''),
+  ('sessions',          'secret', NULL, NULL, false, NULL, ''),
+  ('identity_providers', 'secret', NULL, NULL, false, NULL, ''),
+  ('user_identities',   'secret', NULL, NULL, false, NULL, ''),
+  -- events about oneself: those of an organization only where the identity
+  -- reaches it (an impersonator sees the target's events in the impersonated
+  -- organizations only), those of none only as oneself
+  ('audit_events',      'tenant', '%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND (target_id = %1$I.um_current_user_id(org_id) OR (org_id IS NULL AND target_id = %1$I.um_current_user_id() AND target_id = %1$I.um_real_user_id())))',
+                        NULL, false, NULL, ''),
+  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL),
+  ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL),
+  ('verification_tokens', 'secret', NULL, NULL, false, NULL, ''),
+  ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL);

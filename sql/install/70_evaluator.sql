@@ -19,74 +19,26 @@ COMMENT ON FUNCTION um.cache_invalidate() IS 'statement trigger: every backend e
 -- fires only row triggers, so row triggers enabled for replica mode only
 -- cover changes that arrive on a subscriber.  (Invalidations of one
 -- relation within a command are merged, so a row trigger costs little.)
--- um.users: only the columns an answer depends on, so that logins (which
--- count failures and reset the count) never empty anybody's cache.
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OF id, status, allow_login OR DELETE OR TRUNCATE ON um.users
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.users
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.memberships
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.memberships
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.roles
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.roles
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.role_inclusions
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.role_inclusions
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.role_permissions
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.role_permissions
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.permissions
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.permissions
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.scopes
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.scopes
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.teams
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.teams
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.team_members
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.team_members
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.team_member_roles
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.team_member_roles
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON um.grants
-  FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate();
-CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.grants
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate();
-ALTER TABLE um.users ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.memberships ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.roles ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.role_inclusions ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.role_permissions ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.permissions ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.scopes ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.teams ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.team_members ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.team_member_roles ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.grants ENABLE ALWAYS TRIGGER cache_invalidate;
-ALTER TABLE um.users ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.memberships ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.roles ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.role_inclusions ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.role_permissions ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.permissions ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.scopes ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.teams ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.team_members ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.team_member_roles ENABLE REPLICA TRIGGER cache_invalidate_replica;
-ALTER TABLE um.grants ENABLE REPLICA TRIGGER cache_invalidate_replica;
+-- The tables are those um.state_tables marks evaluator_input; for um.users
+-- only the columns an answer depends on, so that logins (which count
+-- failures and reset the count) never empty anybody's cache.
+DO $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT s.relname, s.invalidating_columns FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
+    EXECUTE format('CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE OR TRUNCATE ON um.%I '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate()',
+                   CASE WHEN t.invalidating_columns IS NOT NULL
+                        THEN ' OF ' || (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.invalidating_columns) c) END,
+                   t.relname);
+    EXECUTE format('CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.%I '
+                   'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate()', t.relname);
+    EXECUTE format('ALTER TABLE um.%I ENABLE ALWAYS TRIGGER cache_invalidate', t.relname);
+    EXECUTE format('ALTER TABLE um.%I ENABLE REPLICA TRIGGER cache_invalidate_replica', t.relname);
+  END LOOP;
+END
+$$;
 
 -- The acting user (src/identity.c).  um_act_as is for backends that
 -- authenticate users themselves: only roles the DBA grants it may call it.

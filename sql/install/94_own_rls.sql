@@ -23,49 +23,29 @@ AS $$
                      FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
 $$;
 
+-- Each table as um.state_tables says: tenant tables show application roles
+-- the rows of read_rule (and only readable_columns, when given); secret ones
+-- only um administrators; catalogs hold no tenant data and everybody reads them.
 DO $$
 DECLARE
-  -- table => who may read a row, as a policy expression
-  v_rules constant text[][] := ARRAY[
-    ['organizations',     format('%I.um_has_permission(''org:read'', id)', '@extschema@')],
-    ['users',             format('id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))', '@extschema@')],
-    ['memberships',       format('%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', '@extschema@')],
-    ['roles',             format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
-    ['role_inclusions',   format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
-    ['role_permissions',  format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
-    ['grants',            format('%I.um_has_permission(''role:read'', org_id)', '@extschema@')],
-    ['scopes',            format('%I.um_has_permission(''scope:read'', org_id)', '@extschema@')],
-    ['teams',             format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
-    ['team_members',      format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
-    ['team_member_roles', format('%I.um_has_permission(''team:read'', org_id)', '@extschema@')],
-    ['invitations',       format('%I.um_has_permission(''member:invite'', org_id)', '@extschema@')],
-    -- events about oneself: those of an organization only where the
-    -- identity reaches it (an impersonator sees the target's events in the
-    -- impersonated organizations only), those of none only as oneself
-    ['audit_events',      format('%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND (target_id = %1$I.um_current_user_id(org_id) OR (org_id IS NULL AND target_id = %1$I.um_current_user_id() AND target_id = %1$I.um_real_user_id())))', '@extschema@')]];
-  v_secret constant text[] := ARRAY['sessions', 'identity_providers', 'user_identities', 'cache_sentinel', 'verification_tokens'];
-  i int;
+  t record;
 BEGIN
-  FOR i IN 1 .. array_length(v_rules, 1) LOOP
-    EXECUTE format('ALTER TABLE um.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_rules[i][1]);
-    EXECUTE format('CREATE POLICY um_read ON um.%I FOR SELECT USING (%s)', v_rules[i][1], v_rules[i][2]);
-    EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um.administers_um()) WITH CHECK (um.administers_um())', v_rules[i][1]);
-    IF v_rules[i][1] <> 'users' THEN
-      EXECUTE format('GRANT SELECT ON um.%I TO PUBLIC', v_rules[i][1]);
+  FOR t IN SELECT * FROM um.state_tables s ORDER BY s.relname LOOP
+    IF t.access IN ('tenant', 'secret') THEN
+      EXECUTE format('ALTER TABLE um.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', t.relname);
+      EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um.administers_um()) WITH CHECK (um.administers_um())', t.relname);
     END IF;
-  END LOOP;
-  FOR i IN 1 .. array_length(v_secret, 1) LOOP
-    EXECUTE format('ALTER TABLE um.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_secret[i]);
-    EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um.administers_um()) WITH CHECK (um.administers_um())', v_secret[i]);
+    IF t.access = 'tenant' THEN
+      EXECUTE format('CREATE POLICY um_read ON um.%I FOR SELECT USING (%s)', t.relname, format(t.read_rule, '@extschema@'));
+    END IF;
+    IF t.access IN ('tenant', 'catalog') THEN
+      EXECUTE format('GRANT SELECT %s ON um.%I TO PUBLIC',
+                     (SELECT '(' || string_agg(quote_ident(c), ', ') || ')' FROM unnest(t.readable_columns) c), t.relname);
+    END IF;
   END LOOP;
 END
 $$;
 
--- users: everything but the password hash and the login counters
-GRANT SELECT (id, email, name, timezone, locale, mobile, allow_login, status, suspended_at,
-              email_verified_at, attributes, created_at, updated_at) ON um.users TO PUBLIC;
--- the catalogs hold no tenant data
-GRANT SELECT ON um.permissions, um.builtin_roles, um.builtin_role_permissions TO PUBLIC;
 -- the views read as their caller, so they show what the caller may see
 ALTER VIEW um.member_list SET (security_invoker = true);
 ALTER VIEW um.role_permission_list SET (security_invoker = true);

@@ -145,8 +145,31 @@ AS $$
     FROM um.sessions s LEFT JOIN um.users u ON u.id = s.user_id
    WHERE s.revoked_at IS NULL AND s.expires_at > now()
      AND (u.id IS NULL OR u.status <> 'active' OR NOT u.allow_login)
+  UNION ALL
+  -- um's tables have what um.state_tables says: every one registered, row
+  -- level security forced on those holding tenant data or secrets, the
+  -- permission cache told of every change to what its answers depend on
+  SELECT 'um table is registered', format('table um.%s', c.relname), 'not in um.state_tables: nothing protects or dumps it'
+    FROM pg_catalog.pg_class c
+   WHERE c.relnamespace = 'um'::regnamespace AND c.relkind IN ('r', 'p')
+     AND NOT EXISTS (SELECT 1 FROM um.state_tables s WHERE s.relname = c.relname)
+  UNION ALL
+  SELECT 'um table keeps forced row-level security', format('table um.%s', s.relname),
+         CASE WHEN c.oid IS NULL THEN 'the table is missing' ELSE 'row-level security is off or not forced' END
+    FROM um.state_tables s
+    LEFT JOIN pg_catalog.pg_class c ON c.relname = s.relname AND c.relnamespace = 'um'::regnamespace
+   WHERE s.access <> 'catalog' AND NOT coalesce(c.relrowsecurity AND c.relforcerowsecurity, false)
+  UNION ALL
+  SELECT 'permission cache learns of every change', format('table um.%s', s.relname),
+         format('trigger %s is missing or not enabled %s', x.tgname, x.how)
+    FROM um.state_tables s
+   CROSS JOIN (VALUES ('cache_invalidate', 'A', 'ALWAYS'), ('cache_invalidate_replica', 'R', 'REPLICA')) AS x(tgname, mode, how)
+   WHERE s.evaluator_input
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                      WHERE c.relnamespace = 'um'::regnamespace AND c.relname = s.relname
+                        AND t.tgname = x.tgname AND t.tgenabled = x.mode)
   ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION @extschema@.um_check_integrity() IS
-  'every invariant um keeps (Roots, built-in roles, same-organization references, existing users, team owners, no cycles, suspensions, sessions), checked on the tables as they are; one row per violation';
+  'every invariant um keeps (Roots, built-in roles, same-organization references, existing users, team owners, no cycles, suspensions, sessions, the protection and cache triggers of um''s own tables), checked on the tables as they are; one row per violation';
 REVOKE EXECUTE ON FUNCTION @extschema@.um_check_integrity() FROM PUBLIC;

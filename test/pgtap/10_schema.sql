@@ -1,13 +1,16 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(25);
+SELECT plan(29);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
   'organizations', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens']);
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'state_tables']);
+SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
+              $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
+              'um.state_tables registers every table of um, and only those');
 SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list', 'cache_activity']);
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
                                      'um_register_permission', 'um_permission_matches', 'um_has_permission',
@@ -44,6 +47,11 @@ SELECT set_eq(
         'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens'],
   'pg_extension_config_dump covers every user-data table');
 SELECT set_eq(
+  $$ SELECT c.relname::text || ' ' || coalesce(e.extcondition[x.n], '') FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS x(oid, n)
+       JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,
+  $$ SELECT relname::text || ' ' || dump_filter FROM um.state_tables WHERE dump_filter IS NOT NULL $$,
+  'and exactly the tables um.state_tables dumps, with their filters');
+SELECT set_eq(
   $$ SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS x(oid)
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'S' $$,
   $$ SELECT s.relname::text FROM pg_class s JOIN pg_depend d ON d.objid = s.oid
@@ -61,8 +69,8 @@ SELECT is((SELECT count(*) FROM information_schema.role_table_grants
 SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
             WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r' AND has_table_privilege('public', c.oid, 'SELECT')
               AND NOT c.relrowsecurity),
-          ARRAY['builtin_role_permissions', 'builtin_roles', 'permissions'],
-          'the tables PUBLIC reads without row-level security are the catalogs, which hold no tenant data');
+          ARRAY['builtin_role_permissions', 'builtin_roles', 'permissions', 'state_tables'],
+          'the tables PUBLIC reads without row-level security are the catalogs, which hold no tenant data (and the registry of um''s tables)');
 CREATE ROLE regress_um_schema_app;
 SET ROLE regress_um_schema_app;
 SELECT throws_ok($$ SELECT um_create_user('eve@example.com') $$, 'UM070', 'permission denied to create a user',
@@ -89,6 +97,15 @@ SELECT set_eq($$ SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.o
               ARRAY['users', 'memberships', 'roles', 'role_inclusions', 'role_permissions', 'permissions',
                     'scopes', 'teams', 'team_members', 'team_member_roles', 'grants'],
               'cache invalidation triggers, enabled ALWAYS');
+SELECT set_eq($$ SELECT c.relname::text || ' ' || t.tgname || ' ' || t.tgenabled::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                  WHERE c.relnamespace = 'um'::regnamespace AND t.tgname IN ('cache_invalidate', 'cache_invalidate_replica') $$,
+              $$ SELECT s.relname::text || ' ' || x.n FROM um.state_tables s,
+                        (VALUES ('cache_invalidate A'), ('cache_invalidate_replica R')) AS x(n) WHERE s.evaluator_input $$,
+              'exactly the tables um.state_tables marks as evaluator inputs have both triggers (ALWAYS, REPLICA)');
+SELECT set_eq($$ SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r'
+                    AND c.relrowsecurity AND c.relforcerowsecurity $$,
+              $$ SELECT relname::text FROM um.state_tables WHERE access <> 'catalog' $$,
+              'forced row-level security on exactly the tenant and secret tables of um.state_tables');
 
 SELECT is((SELECT string_agg(DISTINCT format('%s %s %s', provolatile, proisstrict, proparallel), ',')
              FROM pg_proc WHERE proname = 'um_has_permission'), 's f s',

@@ -22,10 +22,9 @@ DECLARE
   r text := '';
   h text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['organizations', 'users', 'roles', 'role_inclusions', 'role_permissions', 'permissions',
-                           'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
-                           'invitations', 'sessions', 'identity_providers', 'user_identities',
-                           'verification_tokens'] LOOP
+  -- the tables of um.state_tables that hold data (dumped), but the audit trail
+  FOR t IN SELECT s.relname FROM um.state_tables s WHERE s.dump_filter IS NOT NULL AND s.relname <> 'audit_events'
+            ORDER BY s.relname LOOP
     EXECUTE format('SELECT md5(coalesce(string_agg(x::text, '','' ORDER BY x::text), '''')) FROM um.%I x', t) INTO h;
     r := r || h;
   END LOOP;

@@ -4,7 +4,7 @@
 -- or a faulty replication could).
 BEGIN;
 \ir fixture.psql
-SELECT plan(19);
+SELECT plan(23);
 SELECT pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex, pg_temp.usr('ada') AS ada,
        pg_temp.usr('bob') AS bob, pg_temp.usr('carol') AS carol, pg_temp.usr('dave') AS dave \gset
 INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Apollo') RETURNING id AS apollo \gset
@@ -81,6 +81,24 @@ SELECT is((SELECT string_agg(object, ', ') FROM found WHERE invariant = 'organiz
           format('organization %s (globex)', :globex),
           'an organization whose only Root was suspended by a direct write (no Root who can log in)');
 SELECT is((SELECT count(*) FROM found), 19::bigint, 'and nothing else');
+
+-- um's own tables as um.state_tables describes them: a superuser who turns
+-- off a table's protection or a cache trigger, or adds a table to um
+-- without registering it, is told
+SET LOCAL session_replication_role = origin;
+ALTER TABLE um.memberships NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE um.grants DISABLE TRIGGER cache_invalidate;
+ALTER TABLE um.roles ENABLE TRIGGER cache_invalidate_replica;   -- ORIGIN instead of REPLICA
+CREATE TABLE um.stray (id int);
+CREATE TEMP TABLE found2 AS SELECT * FROM um_check_integrity() WHERE object LIKE 'table um.%';
+SELECT is((SELECT detail FROM found2 WHERE invariant = 'um table keeps forced row-level security'),
+          'row-level security is off or not forced', 'a um table whose row-level security is no longer forced');
+SELECT is((SELECT array_agg(object || ': ' || detail ORDER BY object, detail) FROM found2 WHERE invariant = 'permission cache learns of every change'),
+          ARRAY['table um.grants: trigger cache_invalidate is missing or not enabled ALWAYS',
+                'table um.roles: trigger cache_invalidate_replica is missing or not enabled REPLICA'],
+          'a cache trigger disabled, and one enabled in the wrong mode');
+SELECT is((SELECT object FROM found2 WHERE invariant = 'um table is registered'), 'table um.stray', 'a table in um that is not registered');
+SELECT is((SELECT count(*) FROM found2), 4::bigint, 'and nothing else about um''s tables');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -76,12 +76,11 @@ check "the source database is populated" '[ $? -eq 0 ]' "$work/setup.log"
 # every row of every um table, as JSON, in a stable order (revision is a
 # concurrency counter that restoring bumps, not data)
 snapshot() {
-  for t in organizations users roles role_inclusions permissions role_permissions scopes memberships \
-           teams team_members team_member_roles grants invitations sessions identity_providers \
-           user_identities verification_tokens audit_events; do
+  # the tables um.state_tables says pg_dump keeps, with the rows it keeps
+  psql -X -A -t -F '|' -d "$1" -c "SELECT relname, coalesce(nullif(dump_filter, ''), 'WHERE true') FROM um.state_tables WHERE dump_filter IS NOT NULL ORDER BY relname" |
+  while IFS='|' read -r t where; do
     echo "== $t"
-    where=true; [ "$t" = permissions ] && where="NOT builtin"   # built-in ones come with CREATE EXTENSION
-    psql -X -A -t -d "$1" -c "SELECT (to_jsonb(x) - 'revision')::text AS r FROM um.$t x WHERE $where ORDER BY r"
+    psql -X -A -t -d "$1" -c "SELECT (to_jsonb(x) - 'revision')::text AS r FROM um.$t x $where ORDER BY r"
   done
 }
 snapshot um_dump_src >"$work/src.txt"
