@@ -1,0 +1,144 @@
+-- Every public function of um, paired with how it gets its rights and who
+-- may call it.  A function added without a line here fails the first test:
+-- deciding its mechanism and its privilege rule is part of adding it.
+--
+-- Mechanisms:
+--   lifecycle  C entry point (src/lifecycle.c) with the caller's rights, whose
+--              body um.do_<name>(same arguments, caller oid) runs as um's
+--              owner: SECURITY DEFINER, pinned search_path, EXECUTE held by
+--              nobody else
+--   definer    SECURITY DEFINER itself, with a pinned search_path (login,
+--              sessions, passwords, impersonation)
+--   invoker    the caller's rights (checks, companions, protect, lint)
+-- execute: whether PUBLIC may call it (false: the DBA grants it to the
+-- backend role, or only um administrators call it).
+BEGIN;
+\ir fixture.psql
+SELECT plan(9);
+
+CREATE TEMP TABLE entry (fn text PRIMARY KEY, mechanism text NOT NULL, execute boolean NOT NULL, rule text NOT NULL);
+INSERT INTO entry VALUES
+  ('um_begin(text)', 'definer', true, 'anyone with a session token'),
+  ('um_login(text,text)', 'definer', true, 'anyone with an email and password'),
+  ('um_change_password(text,text,text)', 'definer', true, 'anyone with the current password'),
+  ('um_set_password(bigint,text,boolean)', 'definer', false, 'um administrators'),
+  ('um_logout(text)', 'definer', true, 'anyone with a session token'),
+  ('um_impersonate(bigint)', 'definer', true, 'acting user holding user:impersonate'),
+  ('um_permission_matches(text,text)', 'invoker', true, 'anyone: pure function'),
+  ('um_act_as(bigint)', 'invoker', false, 'backend roles the DBA grants it'),
+  ('um_current_user_id()', 'invoker', true, 'anyone'),
+  ('um_has_permission(text,bigint)', 'invoker', true, 'anyone: about the acting user'),
+  ('um_has_permission(text,bigint,bigint)', 'invoker', true, 'anyone: about the acting user'),
+  ('um_has_permission(bigint,text,bigint)', 'invoker', false, 'backend roles the DBA grants it: about any user'),
+  ('um_has_permission(bigint,text,bigint,bigint)', 'invoker', false, 'backend roles the DBA grants it: about any user'),
+  ('um_permitted_orgs(text)', 'invoker', true, 'anyone: about the acting user'),
+  ('um_permitted_orgs(bigint,text)', 'invoker', false, 'backend roles the DBA grants it: about any user'),
+  ('um_permitted_scopes(text,bigint)', 'invoker', true, 'anyone: about the acting user'),
+  ('um_permitted_scopes(bigint,text,bigint)', 'invoker', false, 'backend roles the DBA grants it: about any user'),
+  ('um_cache_stats()', 'invoker', true, 'anyone: this backend''s cache'),
+  ('um_cache_reset()', 'invoker', true, 'anyone: this backend''s cache'),
+  ('um_cache_stats_all()', 'invoker', false, 'um administrators'),
+  ('um_explain_permission(bigint,text,bigint,bigint)', 'invoker', false, 'um administrators'),
+  ('um_current_user_id(bigint)', 'invoker', true, 'anyone'),
+  ('um_real_user_id()', 'invoker', true, 'anyone'),
+  ('um_end_impersonation()', 'invoker', true, 'anyone'),
+  ('um_impersonated_orgs()', 'invoker', true, 'anyone'),
+  ('um_protect_table(regclass,name,text,name)', 'invoker', true, 'the table''s owner'),
+  ('um_unprotect_table(regclass,boolean)', 'invoker', true, 'the table''s owner'),
+  ('um_lint()', 'invoker', true, 'anyone: about what they may see'),
+  ('um_add_user_reference(regclass,name)', 'invoker', false, 'the table''s owner, granted by the DBA'),
+  ('um_drop_user_reference(regclass,name)', 'invoker', false, 'the table''s owner, granted by the DBA'),
+  ('um_check_integrity()', 'invoker', false, 'um administrators'),
+  ('um_sign_up(text,text,text,text,text)', 'lifecycle', false, 'the backend role the DBA grants it, nobody acting'),
+  ('um_resend_verification(text)', 'lifecycle', false, 'the backend role the DBA grants it, nobody acting'),
+  ('um_verify_email(text,text)', 'lifecycle', true, 'whoever holds the token'),
+  ('um_mark_verified(bigint)', 'lifecycle', true, 'um administrators, nobody acting'),
+  ('um_create_user(text,text,boolean,text,text,text,jsonb)', 'lifecycle', true, 'um administrators'),
+  ('um_create_user(bigint,text,text,text,boolean,text,text,text)', 'lifecycle', true, 'user:create'),
+  ('um_disable_login(bigint)', 'lifecycle', true, 'user:suspend'),
+  ('um_enable_login(bigint)', 'lifecycle', true, 'user:suspend'),
+  ('um_suspend_user(bigint,bigint)', 'lifecycle', true, 'user:suspend'),
+  ('um_reactivate_user(bigint,bigint)', 'lifecycle', true, 'user:suspend'),
+  ('um_create_organization(text,text,bigint)', 'lifecycle', true, 'um administrators, or the acting user for themself'),
+  ('um_add_member(bigint,bigint,text)', 'lifecycle', true, 'member:invite'),
+  ('um_set_org_role(bigint,bigint,text)', 'lifecycle', true, 'member:update'),
+  ('um_transfer_org_ownership(bigint,bigint,text)', 'lifecycle', true, 'a Root'),
+  ('um_remove_member(bigint,bigint)', 'lifecycle', true, 'member:remove'),
+  ('um_set_org_setting(bigint,text,jsonb)', 'lifecycle', true, 'org:update'),
+  ('um_add_identity_provider(bigint,text,text,text)', 'lifecycle', true, 'org:update'),
+  ('um_link_identity(bigint,text,text,bigint)', 'lifecycle', true, 'org:update'),
+  ('um_create_team(bigint,text,text,bigint)', 'lifecycle', true, 'team:create'),
+  ('um_rename_team(bigint,text)', 'lifecycle', true, 'team:update'),
+  ('um_delete_team(bigint)', 'lifecycle', true, 'team:delete'),
+  ('um_add_team_member(bigint,bigint,text[])', 'lifecycle', true, 'team:update or the team''s owner'),
+  ('um_remove_team_member(bigint,bigint)', 'lifecycle', true, 'team:update or the team''s owner'),
+  ('um_grant_team_role(bigint,bigint,text)', 'lifecycle', true, 'team:update or the team''s owner'),
+  ('um_revoke_team_role(bigint,bigint,text)', 'lifecycle', true, 'team:update or the team''s owner'),
+  ('um_transfer_team_ownership(bigint,bigint)', 'lifecycle', true, 'team:update or the team''s owner'),
+  ('um_create_role(bigint,text,text[],text)', 'lifecycle', true, 'role:create'),
+  ('um_delete_role(bigint)', 'lifecycle', true, 'role:delete'),
+  ('um_grant_permission(bigint,text)', 'lifecycle', true, 'role:update'),
+  ('um_revoke_permission(bigint,text)', 'lifecycle', true, 'role:update'),
+  ('um_grant_scope_role(bigint,text,bigint,bigint)', 'lifecycle', true, 'role:update'),
+  ('um_revoke_scope_role(bigint,text,bigint,bigint)', 'lifecycle', true, 'role:update'),
+  ('um_register_permission(text,text)', 'lifecycle', true, 'um administrators'),
+  ('um_invite(bigint,text,text,bigint,interval)', 'lifecycle', true, 'member:invite'),
+  ('um_request_invitation(text,text)', 'lifecycle', true, 'the acting user, for themself'),
+  ('um_accept_invitation(text,text,text)', 'lifecycle', true, 'whoever holds the token'),
+  ('um_revoke_invitation(bigint)', 'lifecycle', true, 'member:invite'),
+  ('um_expire_invitations()', 'lifecycle', true, 'um administrators'),
+  ('um_delete_user(bigint)', 'lifecycle', true, 'user:delete'),
+  ('um_delete_my_account()', 'lifecycle', true, 'the acting user'),
+  ('um_logout_all(bigint)', 'lifecycle', true, 'the user themself, user:suspend, or um administrators'),
+  ('um_export_users(bigint)', 'lifecycle', true, 'member:read'),
+  ('um_export_users_json(bigint)', 'lifecycle', true, 'member:read'),
+  ('um_export_my_data()', 'lifecycle', true, 'the acting user');
+
+CREATE TEMP VIEW public_fn AS
+  SELECT p.oid, p.oid::regprocedure::text AS fn, p.prosecdef, p.proconfig, p.prosrc, p.prolang,
+         has_function_privilege('public', p.oid, 'EXECUTE') AS public_execute
+    FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'um\_%';
+
+SELECT set_eq($$ SELECT fn FROM public_fn $$, $$ SELECT fn FROM entry $$,
+              'every public function of um has its line here (mechanism and privilege rule), and every line a function');
+SELECT is((SELECT string_agg(e.fn, ', ' ORDER BY e.fn) FROM entry e JOIN public_fn f USING (fn)
+            WHERE (e.mechanism = 'lifecycle') <> (f.prosrc = 'um_lifecycle_entry' AND f.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c'))
+               OR (e.mechanism = 'definer') <> f.prosecdef),
+          NULL, 'each function uses the mechanism its line names');
+SELECT is((SELECT string_agg(e.fn || CASE WHEN e.execute THEN ' should' ELSE ' should not' END || ' be PUBLIC''s', ', ' ORDER BY e.fn)
+             FROM entry e JOIN public_fn f USING (fn) WHERE e.execute <> f.public_execute),
+          NULL, 'PUBLIC may call exactly the functions whose line says so');
+
+-- the body of every lifecycle entry: um.do_<name>(the same arguments..., oid)
+CREATE TEMP VIEW body AS
+  SELECT f.fn, b.oid AS body_oid, b.prosecdef, b.proconfig, b.proowner
+    FROM public_fn f
+    LEFT JOIN pg_proc pf ON pf.oid = f.oid
+    LEFT JOIN pg_proc b ON b.pronamespace = 'um'::regnamespace AND b.proname = 'do_' || substr(pf.proname, 4)
+                       AND b.proargtypes::oid[] = pf.proargtypes::oid[] || 'oid'::regtype::oid
+   WHERE f.prosrc = 'um_lifecycle_entry';
+SELECT is((SELECT string_agg(fn, ', ') FROM body WHERE body_oid IS NULL), NULL,
+          'every lifecycle entry has its body um.do_<name>(same arguments, caller oid)');
+SELECT is((SELECT string_agg(fn, ', ') FROM body
+            WHERE NOT prosecdef OR proconfig IS DISTINCT FROM '{"search_path=pg_catalog, pg_temp"}'
+               OR proowner <> (SELECT extowner FROM pg_extension WHERE extname = 'um')), NULL,
+          'every body runs as the extension''s owner (SECURITY DEFINER, owned by it) with search_path pinned to pg_catalog, pg_temp');
+SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
+            WHERE p.pronamespace = 'um'::regnamespace AND p.proname LIKE 'do\_%'
+              AND (has_function_privilege('public', p.oid, 'EXECUTE')
+                   OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner))), NULL,
+          'nobody but the owner may call a body directly');
+SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
+            WHERE p.pronamespace = 'um'::regnamespace AND p.proname LIKE 'do\_%'
+              AND p.oid NOT IN (SELECT body_oid FROM body WHERE body_oid IS NOT NULL)), NULL,
+          'and every body has its entry (no body is reachable some other way)');
+SELECT is((SELECT string_agg(f.fn, ', ') FROM public_fn f
+            WHERE f.prosecdef AND f.proconfig IS DISTINCT FROM '{"search_path=pg_catalog, pg_temp"}'), NULL,
+          'every SECURITY DEFINER entry pins search_path to pg_catalog, pg_temp');
+SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
+            WHERE p.pronamespace IN ('um'::regnamespace, 'public'::regnamespace) AND p.prosecdef
+              AND p.proname NOT LIKE 'do\_%' AND p.oid NOT IN (SELECT oid FROM public_fn)), NULL,
+          'no other function of um runs with its owner''s rights');
+
+SELECT * FROM finish();
+ROLLBACK;
