@@ -7,8 +7,10 @@
  * the cache (cache.c) loads and keeps what the tables say, using permname;
  * the evaluator (evaluator.c) answers checks from the cache; identity
  * (identity.c) says who is acting, beside the evaluator; sessions
- * (session.c) turn a login token into the acting user; the audit writer
- * (autonomous.c) commits what a refused call must leave behind; the planner
+ * (session.c) turn a session token into the acting user; the audit writer
+ * (audit_writer.c) carries a job to a background worker that commits what
+ * a refused call must leave behind; the login policy (login.c) decides in
+ * that worker what a login attempt counts and locks; the planner
  * support function (support.c) rewrites checks into index conditions; the
  * lifecycle entry point (lifecycle.c) hands every lifecycle function's body
  * the role that really called it; the monitor (monitor.c) publishes each
@@ -93,18 +95,55 @@ extern bool um_identity_get_in(bool has_org, int64 org_id, int64 *user_id);
  * the SQL function for the warning given outside a transaction block */
 extern void um_identity_set(int64 user_id, const char *fname);
 
-/* ---- session.c: session tokens and um_begin(); autonomous.c: writes that
- * survive the caller's rollback (failed logins, refused calls) */
+/* ---- session.c: session tokens, um_begin(), secrets out of the log */
 
+/* from _PG_init: the log hook */
 extern void um_session_init(void);
-
-/* from _PG_init: um.audit_writers, and the reserved writers when preloaded */
-extern void um_autonomous_init(void);
 
 /* the statement running passes a secret: its errors are logged without it */
 extern void um_session_note_secret(void);
-extern int	um_login_max_failures;
-extern int	um_login_lockout_seconds;
+
+/* ---- audit_writer.c: jobs committed by a background worker in a
+ * transaction of their own (they survive the caller's rollback) */
+
+/* a job, in dynamic shared memory; its fields are audit_writer.c's */
+typedef struct UmJob UmJob;
+
+typedef enum UmJobKind
+{
+	UM_JOB_AUDIT,				/* write one audit event */
+	UM_JOB_LOGIN				/* a login attempt (login.c) */
+} UmJobKind;
+
+/* a job's longest text field, and room for a kind's own data, in bytes */
+#define UM_JOB_TEXT_MAX			1024
+#define UM_JOB_DATA_SIZE		(UM_JOB_TEXT_MAX + 64)	/* a multiple of 8 */
+
+/* from _PG_init: um.audit_writers, and the reserved writers when preloaded */
+extern void um_audit_writer_init(void);
+
+/* the caller's side: make a job (with the caller's identity), fill its
+ * data, have it done (waits; UM069 when it cannot be), read, free */
+extern UmJob *um_job_new(UmJobKind kind, const char *action, const char *target_type,
+						 bool has_target, int64 target_id);
+extern void *um_job_data(UmJob *job);
+extern void um_job_run(UmJob *job);
+extern void um_job_free(UmJob *job);
+
+/* copy s into a field of size bytes, cut at a character boundary */
+extern void um_job_copy_text(const char *s, char *dst, size_t size);
+
+/* the worker's side, inside the job's transaction */
+extern int64 um_job_target(const UmJob *job);
+extern void um_job_write_audit(UmJob *job, const char *outcome, const char *details);
+
+/* ---- login.c: the login settings and the lockout policy */
+
+/* from _PG_init: the login settings */
+extern void um_login_init(void);
+
+/* in the audit writer: decide a UM_JOB_LOGIN job (count, lock, audit) */
+extern void um_login_execute(UmJob *job);
 
 /* ---- cache.c: the backend-local grant cache */
 
