@@ -87,7 +87,7 @@
 PG_FUNCTION_INFO_V1(um_cache_invalidate_trigger);
 
 /* Settings */
-int			um_cache_memory_limit_kb = 65536;
+static int	cache_memory_limit_kb = 65536;
 
 /* ---- state ---------------------------------------------------------- */
 
@@ -307,7 +307,7 @@ um_cache_init(void)
 	DefineCustomIntVariable("um.cache_memory_limit",
 							"Memory a backend may use for um's permission cache.",
 							"When the cache grows past this, it is emptied and refilled on demand.",
-							&um_cache_memory_limit_kb,
+							&cache_memory_limit_kb,
 							65536, 64, MAX_KILOBYTES,
 							PGC_SUSET,
 							GUC_UNIT_KB,
@@ -382,7 +382,7 @@ um_cache_begin(void)
 	if (loads_since_size_check > 0 && !cache_stale && cache_cxt != NULL)
 	{
 		loads_since_size_check = 0;
-		if (MemoryContextMemAllocated(cache_cxt, true) > (Size) um_cache_memory_limit_kb * 1024)
+		if (MemoryContextMemAllocated(cache_cxt, true) > (Size) cache_memory_limit_kb * 1024)
 		{
 			cache_stale = true;
 			cache_generation++;
@@ -968,6 +968,13 @@ um_cache_get_stats(UmCacheStats *out)
 	out->organizations = org_hash ? hash_get_num_entries(org_hash) : 0;
 	out->scope_memos = memo_hash ? hash_get_num_entries(memo_hash) : 0;
 	out->permissions = nperms;
+}
+
+/* the memory bound of this backend's cache (um.cache_memory_limit), in bytes */
+int64
+um_cache_memory_limit(void)
+{
+	return (int64) cache_memory_limit_kb * 1024;
 }
 
 /* a number that grows whenever the cache is used or changed (for the monitor) */

@@ -38,7 +38,6 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -50,8 +49,6 @@ PG_FUNCTION_INFO_V1(um_permitted_orgs_acting);
 PG_FUNCTION_INFO_V1(um_permitted_orgs_user);
 PG_FUNCTION_INFO_V1(um_permitted_scopes_acting);
 PG_FUNCTION_INFO_V1(um_permitted_scopes_user);
-PG_FUNCTION_INFO_V1(um_cache_stats);
-PG_FUNCTION_INFO_V1(um_cache_reset);
 
 /* a check whose cache generation keeps moving gives up after this many tries */
 #define MAX_ATTEMPTS 100
@@ -418,49 +415,4 @@ um_permitted_scopes_user(PG_FUNCTION_ARGS)
 									 PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
 									 PG_GETARG_TEXT_PP(1),
 									 !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2)));
-}
-
-/*
- * um_cache_stats(): this backend's cache: hits, misses, loader queries,
- * invalidations received, resets, evictions at the memory bound, retried
- * checks, memory, and entries.
- */
-Datum
-um_cache_stats(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	UmCacheStats s;
-	Datum		values[14];
-	bool		nulls[14];
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	if (tupdesc->natts != 14)
-		elog(ERROR, "um_cache_stats: expected 14 columns");
-	um_cache_get_stats(&s);
-	memset(nulls, 0, sizeof(nulls));
-	values[0] = Int64GetDatum(s.hits);
-	values[1] = Int64GetDatum(s.misses);
-	values[2] = Int64GetDatum(s.queries);
-	values[3] = Int64GetDatum(s.invalidations);
-	values[4] = Int64GetDatum(s.resets);
-	values[5] = Int64GetDatum(s.evictions);
-	values[6] = Int64GetDatum(s.retries);
-	values[7] = Int64GetDatum(s.memory_bytes);
-	values[8] = Int64GetDatum((int64) um_cache_memory_limit_kb * 1024);
-	values[9] = Int64GetDatum(s.users);
-	values[10] = Int64GetDatum(s.members);
-	values[11] = Int64GetDatum(s.organizations);
-	values[12] = Int64GetDatum(s.scope_memos);
-	values[13] = Int64GetDatum(s.permissions);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-/* um_cache_reset(): empty this backend's cache (for measurements) */
-Datum
-um_cache_reset(PG_FUNCTION_ARGS)
-{
-	um_cache_reset_all();
-	PG_RETURN_VOID();
 }

@@ -13,8 +13,9 @@
  * that worker what a login attempt counts and locks; the planner
  * support function (support.c) rewrites checks into index conditions; the
  * lifecycle entry point (lifecycle.c) hands every lifecycle function's body
- * the role that really called it; the monitor (monitor.c) publishes each
- * backend's cache statistics in shared memory when um is preloaded.
+ * the role that really called it; the monitor (monitor.c) shows the cache's
+ * statistics, and publishes each backend's in shared memory when um is
+ * preloaded.
  * um.c registers settings and callbacks and nothing else.
  *
  *-------------------------------------------------------------------------
@@ -216,8 +217,6 @@ typedef struct UmCacheStats
 	int64		permissions;
 } UmCacheStats;
 
-extern int	um_cache_memory_limit_kb;
-
 extern void um_cache_init(void);
 
 /* grows whenever the cache is used or changed (cheap; for monitor.c) */
@@ -241,6 +240,9 @@ extern const UmMember *um_cache_member(int64 user_id, int64 org_id);
 extern const uint64 *um_cache_scope_bits(const UmMember *m, int64 scope_id);
 extern const UmOrg *um_cache_org_scopes(int64 org_id);
 extern void um_cache_get_stats(UmCacheStats *out);
+
+/* um.cache_memory_limit of this backend, in bytes */
+extern int64 um_cache_memory_limit(void);
 
 static inline bool
 um_bit(const uint64 *bits, int id)
@@ -268,7 +270,8 @@ extern void um_run_as_begin(UmRunAs *ra, Oid role, bool restricted);
 extern void um_run_as_switch(UmRunAs *ra, Oid role, bool restricted);
 extern void um_run_as_end(UmRunAs *ra);
 
-/* ---- monitor.c: every backend's cache statistics */
+/* ---- monitor.c: the cache's statistics (um_cache_stats, um_cache_stats_all,
+ * um_cache_reset), and every backend's published in shared memory */
 
 /* from _PG_init: reserve shared memory when preloaded; publish at transaction end */
 extern void um_monitor_init(void);
