@@ -29,8 +29,10 @@
  * deny in every organization the impersonation was not allowed for.
  *
  * A per-call-site memo (fn_extra) keeps the last permission id and member
- * entry, valid for one cache generation, so a warm check is a generation
- * compare and a bit test.
+ * entry (with its organization-wide bitmap), valid for one cache
+ * generation, so a warm check is a generation compare and a bit test.  The
+ * entries themselves are cache.c's; this file reaches them only through
+ * the functions um.h declares.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,6 +65,7 @@ typedef struct CallMemo
 	int64		user_id;
 	int64		org_id;
 	const UmMember *member;		/* NULL: denied (user or membership not active) */
+	const uint64 *baseline;		/* the member's organization-wide permissions */
 	/* um_permitted_orgs: the last answer, for a policy that calls it per row */
 	bool		have_orgs;
 	uint64		orgs_generation;
@@ -133,26 +136,23 @@ memo_perm(CallMemo *memo, text *perm)
 	return id;
 }
 
-/* the member entry, or NULL when the user may not act in the organization */
+/*
+ * the member entry, or NULL when the user may not act in the organization;
+ * memo->baseline is then its organization-wide bitmap
+ */
 static const UmMember *
 memo_member(CallMemo *memo, int64 user_id, int64 org_id)
 {
-	const UmUser *u;
-	const UmMember *m = NULL;
+	const UmMember *m;
 
 	if (memo->have_member && memo->user_id == user_id && memo->org_id == org_id)
 		return memo->member;
-	u = um_cache_user(user_id);
-	if (u->active)
-	{
-		m = um_cache_member(user_id, org_id);
-		if (!m->active)
-			m = NULL;
-	}
+	m = um_cache_active_member(user_id, org_id);
 	memo->have_member = true;
 	memo->user_id = user_id;
 	memo->org_id = org_id;
 	memo->member = m;
+	memo->baseline = m != NULL ? um_cache_member_baseline(m) : NULL;
 	return m;
 }
 
@@ -185,7 +185,7 @@ check(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm,
 					result = bits != NULL && um_bit(bits, perm_id);
 				}
 				else
-					result = um_bit(m->baseline, perm_id);
+					result = um_bit(memo->baseline, perm_id);
 			}
 		}
 		if (attempt_end(gen, attempt))
@@ -289,21 +289,19 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 
 		if (has_user)
 		{
-			const UmUser *u = um_cache_user(user_id);
+			const int64 *orgs;
+			int			norgs = um_cache_user_orgs(user_id, &orgs);
+			int			i;
 
-			if (u->active && u->norgs > 0)
+			if (norgs > 0)
+				ids = palloc(sizeof(int64) * norgs);
+			for (i = 0; i < norgs; i++)
 			{
-				int			i;
+				const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
 
-				ids = palloc(sizeof(int64) * u->norgs);
-				for (i = 0; i < u->norgs; i++)
-				{
-					const UmMember *m = um_cache_member(user_id, u->orgs[i]);
-
-					if (m->active && um_bit(m->baseline, perm_id) &&
-						(!acting || um_identity_org_allowed(u->orgs[i])))
-						ids[n++] = u->orgs[i];
-				}
+				if (bits != NULL && um_bit(bits, perm_id) &&
+					(!acting || um_identity_org_allowed(orgs[i])))
+					ids[n++] = orgs[i];
 			}
 		}
 		if (attempt_end(gen, attempt))
@@ -351,16 +349,17 @@ permitted_scopes(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *pe
 
 			if (m != NULL)
 			{
-				const UmOrg *o = um_cache_org_scopes(org_id);
+				const int64 *scope_ids;
+				int			nscopes = um_cache_org_scope_ids(org_id, &scope_ids);
 				int			i;
 
-				ids = palloc(sizeof(int64) * Max(o->nscopes, 1));
-				for (i = 0; i < o->nscopes; i++)
+				ids = palloc(sizeof(int64) * Max(nscopes, 1));
+				for (i = 0; i < nscopes; i++)
 				{
-					const uint64 *bits = um_cache_scope_bits(m, o->scope_ids[i]);
+					const uint64 *bits = um_cache_scope_bits(m, scope_ids[i]);
 
 					if (bits != NULL && um_bit(bits, perm_id))
-						ids[n++] = o->scope_ids[i];
+						ids[n++] = scope_ids[i];
 				}
 			}
 		}

@@ -146,60 +146,59 @@ extern void um_login_init(void);
 /* in the audit writer: decide a UM_JOB_LOGIN job (count, lock, audit) */
 extern void um_login_execute(UmJob *job);
 
-/* ---- cache.c: the backend-local grant cache */
+/* ---- cache.c: the backend-local grant cache
+ *
+ * Reached through functions only: its entries and their layout are
+ * cache.c's.  Permission sets are bitmaps indexed by permission id
+ * (um_bit); every pointer returned stays valid until the cache generation
+ * moves (um_cache_begin / um_cache_generation).
+ */
 
-/* deepest scope tree a check walks up */
-#define UM_MAX_SCOPE_DEPTH		64
+/* a member's cache entry: a user in an organization (opaque) */
+typedef struct UmMember UmMember;
 
-typedef struct UmUser
+extern void um_cache_init(void);
+
+/*
+ * um_cache_begin: process pending invalidations and empty the cache if it
+ * is stale.  Returns the generation; a check whose generation moved before
+ * it finished must start over (its entries may predate a change).
+ */
+extern uint64 um_cache_begin(void);
+extern uint64 um_cache_generation(void);
+extern void um_cache_note_retry(void);
+
+/* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
+extern int	um_cache_perm_id(const char *name, size_t len);
+
+/* the member, or NULL when the user may not act or is not an active member */
+extern const UmMember *um_cache_active_member(int64 user_id, int64 org_id);
+
+/* an active member's organization-wide permissions */
+extern const uint64 *um_cache_member_baseline(const UmMember *m);
+
+/* an active member's permissions at a scope node; NULL when the node is
+ * not in the member's organization */
+extern const uint64 *um_cache_scope_bits(const UmMember *m, int64 scope_id);
+
+/* the organizations where the user is an active member (0 when the user
+ * may not act); *orgs is set when the count is > 0 */
+extern int	um_cache_user_orgs(int64 user_id, const int64 **orgs);
+
+/* the user's organization-wide permissions in an organization of theirs,
+ * or NULL when that membership is not active */
+extern const uint64 *um_cache_member_bits(int64 user_id, int64 org_id);
+
+/* every scope node of an organization; *ids is always set */
+extern int	um_cache_org_scope_ids(int64 org_id, const int64 **ids);
+
+static inline bool
+um_bit(const uint64 *bits, int id)
 {
-	int64		user_id;		/* key */
-	bool		exists;
-	bool		active;			/* status active and allow_login */
-	int			norgs;			/* organizations with an active membership */
-	int64	   *orgs;
-} UmUser;
+	return (bits[id / 64] >> (id % 64)) & 1;
+}
 
-typedef struct UmOrg
-{
-	int64		org_id;			/* key */
-	bool		scopes_loaded;
-	int			nscopes;
-	int64	   *scope_ids;		/* every scope node of the organization */
-} UmOrg;
-
-typedef struct UmScope
-{
-	int64		scope_id;		/* key */
-	int64		org_id;
-	int64		parent_id;		/* 0 for a top-level node */
-	int			kind;			/* interned kind */
-	bool		inherit;
-} UmScope;
-
-typedef struct UmMemberKey
-{
-	int64		user_id;
-	int64		org_id;
-} UmMemberKey;
-
-typedef struct UmGrant
-{
-	int64		role_id;
-	int64		scope_id;		/* 0 when granted on a kind */
-	char	   *kind;			/* NULL when granted on a node */
-} UmGrant;
-
-typedef struct UmMember
-{
-	UmMemberKey key;
-	bool		active;			/* an active membership */
-	int64		role_id;		/* the organization role */
-	uint64	   *baseline;		/* organization-wide permission bitmap */
-	int			ngrants;		/* grants on scope nodes or kinds */
-	UmGrant    *grants;
-} UmMember;
-
+/* for the monitor: the cache's figures, copied out */
 typedef struct UmCacheStats
 {
 	int64		hits;
@@ -217,38 +216,16 @@ typedef struct UmCacheStats
 	int64		permissions;
 } UmCacheStats;
 
-extern void um_cache_init(void);
+extern void um_cache_get_stats(UmCacheStats *out);
 
 /* grows whenever the cache is used or changed (cheap; for monitor.c) */
 extern uint64 um_cache_activity(void);
 
-/*
- * um_cache_begin: process pending invalidations and empty the cache if it
- * is stale.  Returns the generation; a check whose generation moved before
- * it finished must start over (its entries may predate a change).
- */
-extern uint64 um_cache_begin(void);
-extern uint64 um_cache_generation(void);
-extern void um_cache_reset_all(void);
-extern void um_cache_note_retry(void);
-
-/* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
-extern int	um_cache_perm_id(const char *name, size_t len);
-
-extern const UmUser *um_cache_user(int64 user_id);
-extern const UmMember *um_cache_member(int64 user_id, int64 org_id);
-extern const uint64 *um_cache_scope_bits(const UmMember *m, int64 scope_id);
-extern const UmOrg *um_cache_org_scopes(int64 org_id);
-extern void um_cache_get_stats(UmCacheStats *out);
-
 /* um.cache_memory_limit of this backend, in bytes */
 extern int64 um_cache_memory_limit(void);
 
-static inline bool
-um_bit(const uint64 *bits, int id)
-{
-	return (bits[id / 64] >> (id % 64)) & 1;
-}
+/* empty the cache now (um_cache_reset()) */
+extern void um_cache_reset_all(void);
 
 /* ---- owner.c: um's owner, and SPI as a chosen role */
 
