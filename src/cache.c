@@ -87,7 +87,7 @@
 PG_FUNCTION_INFO_V1(um_cache_invalidate_trigger);
 
 /* Settings */
-int			um_cache_memory_limit_kb = 65536;
+static int	cache_memory_limit_kb = 65536;
 
 /* ---- state ---------------------------------------------------------- */
 
@@ -110,10 +110,64 @@ static uint64 loads_since_size_check = 0;
 static Oid	sentinel_relid = InvalidOid;
 static UmCacheStats stats;
 
+/* deepest scope tree a check walks up */
+#define UM_MAX_SCOPE_DEPTH		64
+
 /*
  * The entries.  Every table is one flat dynahash in cache_cxt (a dynahash
- * per organization or member would cost a memory context each).
+ * per organization or member would cost a memory context each).  None of
+ * them leaves this file: the evaluator reaches them through the functions
+ * of um.h (UmMember only as an opaque pointer).
  */
+typedef struct UmUser
+{
+	int64		user_id;		/* key */
+	bool		exists;
+	bool		active;			/* status active and allow_login */
+	int			norgs;			/* organizations with an active membership */
+	int64	   *orgs;
+} UmUser;
+
+typedef struct UmOrg
+{
+	int64		org_id;			/* key */
+	bool		scopes_loaded;
+	int			nscopes;
+	int64	   *scope_ids;		/* every scope node of the organization */
+} UmOrg;
+
+typedef struct UmScope
+{
+	int64		scope_id;		/* key */
+	int64		org_id;
+	int64		parent_id;		/* 0 for a top-level node */
+	int			kind;			/* interned kind */
+	bool		inherit;
+} UmScope;
+
+typedef struct UmMemberKey
+{
+	int64		user_id;
+	int64		org_id;
+} UmMemberKey;
+
+typedef struct UmGrant
+{
+	int64		role_id;
+	int64		scope_id;		/* 0 when granted on a kind */
+	char	   *kind;			/* NULL when granted on a node */
+} UmGrant;
+
+struct UmMember
+{
+	UmMemberKey key;
+	bool		active;			/* an active membership */
+	int64		role_id;		/* the organization role */
+	uint64	   *baseline;		/* organization-wide permission bitmap */
+	int			ngrants;		/* grants on scope nodes or kinds */
+	UmGrant    *grants;
+};
+
 typedef struct PermEntry
 {
 	char		name[UM_PERMNAME_MAX + 1];	/* key */
@@ -307,7 +361,7 @@ um_cache_init(void)
 	DefineCustomIntVariable("um.cache_memory_limit",
 							"Memory a backend may use for um's permission cache.",
 							"When the cache grows past this, it is emptied and refilled on demand.",
-							&um_cache_memory_limit_kb,
+							&cache_memory_limit_kb,
 							65536, 64, MAX_KILOBYTES,
 							PGC_SUSET,
 							GUC_UNIT_KB,
@@ -382,7 +436,7 @@ um_cache_begin(void)
 	if (loads_since_size_check > 0 && !cache_stale && cache_cxt != NULL)
 	{
 		loads_since_size_check = 0;
-		if (MemoryContextMemAllocated(cache_cxt, true) > (Size) um_cache_memory_limit_kb * 1024)
+		if (MemoryContextMemAllocated(cache_cxt, true) > (Size) cache_memory_limit_kb * 1024)
 		{
 			cache_stale = true;
 			cache_generation++;
@@ -589,8 +643,8 @@ add_pattern(uint64 *bits, const char *pattern)
 
 /* ---- users -------------------------------------------------------------------- */
 
-const UmUser *
-um_cache_user(int64 user_id)
+static const UmUser *
+cache_user(int64 user_id)
 {
 	UmUser	   *u;
 	bool		found;
@@ -787,19 +841,21 @@ ensure_scopes(UmOrg *o)
 	load_end(&ls);
 }
 
-const UmOrg *
-um_cache_org_scopes(int64 org_id)
+/* um_cache_org_scope_ids: every scope node of the organization */
+int
+um_cache_org_scope_ids(int64 org_id, const int64 **ids)
 {
 	UmOrg	   *o = cache_org(org_id);
 
 	ensure_scopes(o);
-	return o;
+	*ids = o->scope_ids;
+	return o->nscopes;
 }
 
 /* ---- members ------------------------------------------------------------------ */
 
-const UmMember *
-um_cache_member(int64 user_id, int64 org_id)
+static const UmMember *
+cache_member(int64 user_id, int64 org_id)
 {
 	UmMemberKey key;
 	UmMember   *m;
@@ -867,6 +923,58 @@ um_cache_member(int64 user_id, int64 org_id)
 	m->ngrants = n;
 	load_end(&ls);
 	return m;
+}
+
+/*
+ * um_cache_active_member: the member entry for a check, or NULL when the
+ * user may not act (unknown, not active, not allowed to log in) or their
+ * membership of the organization is not active.
+ */
+const UmMember *
+um_cache_active_member(int64 user_id, int64 org_id)
+{
+	const UmMember *m;
+
+	if (!cache_user(user_id)->active)
+		return NULL;
+	m = cache_member(user_id, org_id);
+	return m->active ? m : NULL;
+}
+
+/* um_cache_member_baseline: an active member's organization-wide bitmap */
+const uint64 *
+um_cache_member_baseline(const UmMember *m)
+{
+	return m->baseline;
+}
+
+/*
+ * um_cache_user_orgs: the organizations where the user is an active member,
+ * sorted; 0 when the user may not act.
+ */
+int
+um_cache_user_orgs(int64 user_id, const int64 **orgs)
+{
+	const UmUser *u = cache_user(user_id);
+
+	if (!u->active || u->norgs <= 0)
+		return 0;
+	*orgs = u->orgs;
+	return u->norgs;
+}
+
+/*
+ * um_cache_member_bits: the organization-wide bitmap of the user's
+ * membership of one of the organizations um_cache_user_orgs() listed;
+ * NULL when the membership is not active.  (The user is not looked up
+ * again: the caller has done so.)
+ */
+const uint64 *
+um_cache_member_bits(int64 user_id, int64 org_id)
+{
+	const UmMember *m = cache_member(user_id, org_id);
+
+	return m->active ? m->baseline : NULL;
 }
 
 /*
@@ -968,6 +1076,13 @@ um_cache_get_stats(UmCacheStats *out)
 	out->organizations = org_hash ? hash_get_num_entries(org_hash) : 0;
 	out->scope_memos = memo_hash ? hash_get_num_entries(memo_hash) : 0;
 	out->permissions = nperms;
+}
+
+/* the memory bound of this backend's cache (um.cache_memory_limit), in bytes */
+int64
+um_cache_memory_limit(void)
+{
+	return (int64) cache_memory_limit_kb * 1024;
 }
 
 /* a number that grows whenever the cache is used or changed (for the monitor) */

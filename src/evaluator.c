@@ -29,8 +29,10 @@
  * deny in every organization the impersonation was not allowed for.
  *
  * A per-call-site memo (fn_extra) keeps the last permission id and member
- * entry, valid for one cache generation, so a warm check is a generation
- * compare and a bit test.
+ * entry (with its organization-wide bitmap), valid for one cache
+ * generation, so a warm check is a generation compare and a bit test.  The
+ * entries themselves are cache.c's; this file reaches them only through
+ * the functions um.h declares.
  *
  *-------------------------------------------------------------------------
  */
@@ -38,7 +40,6 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -50,8 +51,6 @@ PG_FUNCTION_INFO_V1(um_permitted_orgs_acting);
 PG_FUNCTION_INFO_V1(um_permitted_orgs_user);
 PG_FUNCTION_INFO_V1(um_permitted_scopes_acting);
 PG_FUNCTION_INFO_V1(um_permitted_scopes_user);
-PG_FUNCTION_INFO_V1(um_cache_stats);
-PG_FUNCTION_INFO_V1(um_cache_reset);
 
 /* a check whose cache generation keeps moving gives up after this many tries */
 #define MAX_ATTEMPTS 100
@@ -66,6 +65,7 @@ typedef struct CallMemo
 	int64		user_id;
 	int64		org_id;
 	const UmMember *member;		/* NULL: denied (user or membership not active) */
+	const uint64 *baseline;		/* the member's organization-wide permissions */
 	/* um_permitted_orgs: the last answer, for a policy that calls it per row */
 	bool		have_orgs;
 	uint64		orgs_generation;
@@ -136,26 +136,23 @@ memo_perm(CallMemo *memo, text *perm)
 	return id;
 }
 
-/* the member entry, or NULL when the user may not act in the organization */
+/*
+ * the member entry, or NULL when the user may not act in the organization;
+ * memo->baseline is then its organization-wide bitmap
+ */
 static const UmMember *
 memo_member(CallMemo *memo, int64 user_id, int64 org_id)
 {
-	const UmUser *u;
-	const UmMember *m = NULL;
+	const UmMember *m;
 
 	if (memo->have_member && memo->user_id == user_id && memo->org_id == org_id)
 		return memo->member;
-	u = um_cache_user(user_id);
-	if (u->active)
-	{
-		m = um_cache_member(user_id, org_id);
-		if (!m->active)
-			m = NULL;
-	}
+	m = um_cache_active_member(user_id, org_id);
 	memo->have_member = true;
 	memo->user_id = user_id;
 	memo->org_id = org_id;
 	memo->member = m;
+	memo->baseline = m != NULL ? um_cache_member_baseline(m) : NULL;
 	return m;
 }
 
@@ -188,7 +185,7 @@ check(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm,
 					result = bits != NULL && um_bit(bits, perm_id);
 				}
 				else
-					result = um_bit(m->baseline, perm_id);
+					result = um_bit(memo->baseline, perm_id);
 			}
 		}
 		if (attempt_end(gen, attempt))
@@ -292,21 +289,19 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 
 		if (has_user)
 		{
-			const UmUser *u = um_cache_user(user_id);
+			const int64 *orgs;
+			int			norgs = um_cache_user_orgs(user_id, &orgs);
+			int			i;
 
-			if (u->active && u->norgs > 0)
+			if (norgs > 0)
+				ids = palloc(sizeof(int64) * norgs);
+			for (i = 0; i < norgs; i++)
 			{
-				int			i;
+				const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
 
-				ids = palloc(sizeof(int64) * u->norgs);
-				for (i = 0; i < u->norgs; i++)
-				{
-					const UmMember *m = um_cache_member(user_id, u->orgs[i]);
-
-					if (m->active && um_bit(m->baseline, perm_id) &&
-						(!acting || um_identity_org_allowed(u->orgs[i])))
-						ids[n++] = u->orgs[i];
-				}
+				if (bits != NULL && um_bit(bits, perm_id) &&
+					(!acting || um_identity_org_allowed(orgs[i])))
+					ids[n++] = orgs[i];
 			}
 		}
 		if (attempt_end(gen, attempt))
@@ -354,16 +349,17 @@ permitted_scopes(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *pe
 
 			if (m != NULL)
 			{
-				const UmOrg *o = um_cache_org_scopes(org_id);
+				const int64 *scope_ids;
+				int			nscopes = um_cache_org_scope_ids(org_id, &scope_ids);
 				int			i;
 
-				ids = palloc(sizeof(int64) * Max(o->nscopes, 1));
-				for (i = 0; i < o->nscopes; i++)
+				ids = palloc(sizeof(int64) * Max(nscopes, 1));
+				for (i = 0; i < nscopes; i++)
 				{
-					const uint64 *bits = um_cache_scope_bits(m, o->scope_ids[i]);
+					const uint64 *bits = um_cache_scope_bits(m, scope_ids[i]);
 
 					if (bits != NULL && um_bit(bits, perm_id))
-						ids[n++] = o->scope_ids[i];
+						ids[n++] = scope_ids[i];
 				}
 			}
 		}
@@ -418,49 +414,4 @@ um_permitted_scopes_user(PG_FUNCTION_ARGS)
 									 PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0),
 									 PG_GETARG_TEXT_PP(1),
 									 !PG_ARGISNULL(2), PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2)));
-}
-
-/*
- * um_cache_stats(): this backend's cache: hits, misses, loader queries,
- * invalidations received, resets, evictions at the memory bound, retried
- * checks, memory, and entries.
- */
-Datum
-um_cache_stats(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	UmCacheStats s;
-	Datum		values[14];
-	bool		nulls[14];
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	if (tupdesc->natts != 14)
-		elog(ERROR, "um_cache_stats: expected 14 columns");
-	um_cache_get_stats(&s);
-	memset(nulls, 0, sizeof(nulls));
-	values[0] = Int64GetDatum(s.hits);
-	values[1] = Int64GetDatum(s.misses);
-	values[2] = Int64GetDatum(s.queries);
-	values[3] = Int64GetDatum(s.invalidations);
-	values[4] = Int64GetDatum(s.resets);
-	values[5] = Int64GetDatum(s.evictions);
-	values[6] = Int64GetDatum(s.retries);
-	values[7] = Int64GetDatum(s.memory_bytes);
-	values[8] = Int64GetDatum((int64) um_cache_memory_limit_kb * 1024);
-	values[9] = Int64GetDatum(s.users);
-	values[10] = Int64GetDatum(s.members);
-	values[11] = Int64GetDatum(s.organizations);
-	values[12] = Int64GetDatum(s.scope_memos);
-	values[13] = Int64GetDatum(s.permissions);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-/* um_cache_reset(): empty this backend's cache (for measurements) */
-Datum
-um_cache_reset(PG_FUNCTION_ARGS)
-{
-	um_cache_reset_all();
-	PG_RETURN_VOID();
 }

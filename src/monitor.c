@@ -1,7 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * src/monitor.c
- *	  Every backend's permission-cache statistics, for monitoring.
+ *	  The permission cache's statistics, for monitoring: this backend's
+ *	  (um_cache_stats), every backend's (um_cache_stats_all), and
+ *	  um_cache_reset() to empty this backend's cache.
+ *
+ * The figures are the cache's (cache.c keeps its counters and hands out a
+ * copy through um_cache_get_stats); everything that shows or publishes
+ * them is here.
  *
  * um_cache_stats() shows the calling backend's cache.  To see every
  * backend's, the figures must be in shared memory, which an extension can
@@ -35,7 +41,9 @@
 
 #include "um.h"
 
+PG_FUNCTION_INFO_V1(um_cache_stats);
 PG_FUNCTION_INFO_V1(um_cache_stats_all);
+PG_FUNCTION_INFO_V1(um_cache_reset);
 
 typedef struct UmMonitorSlot
 {
@@ -210,6 +218,53 @@ um_monitor_init(void)
 	RegisterXactCallback(monitor_xact_callback, NULL);
 }
 
+/* ---- the SQL functions */
+
+/*
+ * um_cache_stats(): this backend's cache: hits, misses, loader queries,
+ * invalidations received, resets, evictions at the memory bound, retried
+ * checks, memory, and entries.
+ */
+Datum
+um_cache_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	UmCacheStats s;
+	Datum		values[14];
+	bool		nulls[14];
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	if (tupdesc->natts != 14)
+		elog(ERROR, "um_cache_stats: expected 14 columns");
+	um_cache_get_stats(&s);
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = Int64GetDatum(s.hits);
+	values[1] = Int64GetDatum(s.misses);
+	values[2] = Int64GetDatum(s.queries);
+	values[3] = Int64GetDatum(s.invalidations);
+	values[4] = Int64GetDatum(s.resets);
+	values[5] = Int64GetDatum(s.evictions);
+	values[6] = Int64GetDatum(s.retries);
+	values[7] = Int64GetDatum(s.memory_bytes);
+	values[8] = Int64GetDatum(um_cache_memory_limit());
+	values[9] = Int64GetDatum(s.users);
+	values[10] = Int64GetDatum(s.members);
+	values[11] = Int64GetDatum(s.organizations);
+	values[12] = Int64GetDatum(s.scope_memos);
+	values[13] = Int64GetDatum(s.permissions);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* um_cache_reset(): empty this backend's cache (for measurements) */
+Datum
+um_cache_reset(PG_FUNCTION_ARGS)
+{
+	um_cache_reset_all();
+	PG_RETURN_VOID();
+}
+
 static void
 emit_row(ReturnSetInfo *rsinfo, int pid, Oid dbid, TimestampTz at, bool at_null,
 		 const UmCacheStats *s, bool mine)
@@ -231,7 +286,7 @@ emit_row(ReturnSetInfo *rsinfo, int pid, Oid dbid, TimestampTz at, bool at_null,
 	values[9] = Int64GetDatum(s->evictions);
 	values[10] = Int64GetDatum(s->memory_bytes);
 	values[11] = Int64GetDatum(s->users + s->members + s->organizations + s->scope_memos);
-	values[12] = Int64GetDatum((int64) um_cache_memory_limit_kb * 1024);
+	values[12] = Int64GetDatum(um_cache_memory_limit());
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 

@@ -2,7 +2,8 @@
  *
  * src/session.c
  *	  Session tokens: making them, and um_begin(token), which turns a valid
- *	  one into the acting user of the current transaction.
+ *	  one into the acting user of the current transaction; and keeping the
+ *	  secrets um handles (passwords, tokens) out of the server log.
  *
  * A token is "um_" followed by 43 characters of base64url: 256 bits from
  * pg_strong_random().  The database stores only its SHA-256 (um.sessions),
@@ -12,7 +13,8 @@
  * expired or ended (logout, password change, suspension, ...), and its user
  * must be active, allowed to log in and not in an organization that has
  * turned password login off.  um_begin only reads, so it works on a hot
- * standby.
+ * standby.  Logging in (the password, the failure count, the lockout) is
+ * login.c's.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,18 +23,15 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "utils/builtins.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
-#include "utils/guc.h"
 #include "utils/snapmgr.h"
 
 #include "um.h"
 
 PG_FUNCTION_INFO_V1(um_generate_token);
 PG_FUNCTION_INFO_V1(um_begin);
-PG_FUNCTION_INFO_V1(um_login_settings);
 
 #define TOKEN_PREFIX		"um_"
 #define TOKEN_PREFIX_LEN	3
@@ -40,16 +39,6 @@ PG_FUNCTION_INFO_V1(um_login_settings);
 #define TOKEN_BODY_LEN		43	/* base64url of 32 bytes, unpadded */
 #define TOKEN_LEN			(TOKEN_PREFIX_LEN + TOKEN_BODY_LEN)
 
-int			um_login_max_failures = 5;
-int			um_login_lockout_seconds = 900;
-static int	session_lifetime_seconds = 12 * 3600;
-static int	password_hash_cost = 10;
-
-/*
- * um_session_init: the login settings, from _PG_init.  All are PGC_SUSET:
- * an application role must not lengthen its own sessions or cheapen the
- * password hash.
- */
 /*
  * Secrets out of the server log.  A refused login is an ERROR, and at the
  * default log_min_error_statement (error) the server log gets the statement
@@ -111,64 +100,14 @@ um_emit_log_hook(ErrorData *edata)
 		prev_emit_log_hook(edata);
 }
 
+/*
+ * um_session_init: from _PG_init, the log hook.
+ */
 void
 um_session_init(void)
 {
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = um_emit_log_hook;
-
-	DefineCustomIntVariable("um.login_max_failures",
-							"Consecutive failed logins that lock an account.",
-							NULL,
-							&um_login_max_failures,
-							5, 1, 1000,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("um.login_lockout",
-							"How long an account stays locked after too many failed logins.",
-							NULL,
-							&um_login_lockout_seconds,
-							900, 1, 365 * 86400,
-							PGC_SUSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("um.session_lifetime",
-							"How long a session token from um_login() stays valid.",
-							NULL,
-							&session_lifetime_seconds,
-							12 * 3600, 60, 365 * 86400,
-							PGC_SUSET, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("um.password_hash_cost",
-							"bcrypt cost (log2 of the rounds) for new password hashes.",
-							"Each step doubles the time a hash, and a guess, takes.",
-							&password_hash_cost,
-							10, 4, 15,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-}
-
-/*
- * um.login_settings(): the login settings, for the SQL functions.  (Asking
- * for them through a C function also loads the module, which defines them:
- * current_setting() in a fresh session would not know them yet.)
- */
-Datum
-um_login_settings(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
-
-	/* every path that takes a password reads these first */
-	um_session_note_secret();
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	values[0] = Int32GetDatum(um_login_max_failures);
-	values[1] = Int32GetDatum(um_login_lockout_seconds);
-	values[2] = Int32GetDatum(session_lifetime_seconds);
-	values[3] = Int32GetDatum(password_hash_cost);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
 static const char b64url[] =

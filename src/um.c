@@ -7,7 +7,7 @@
  * CREATE EXTENSION or any um function.  Loaded through
  * shared_preload_libraries it also reserves shared memory: the cache
  * statistics every backend publishes (monitor.c) and the pool of audit
- * writers (autonomous.c); and only then is the log hook in place for every
+ * writers (audit_writer.c); and only then is the log hook in place for every
  * backend from its start (session.c).  _PG_init asks each module to define
  * its settings and install its callbacks and hooks, then reserves the "um."
  * prefix so that a misspelt um setting is an error rather than a silent
@@ -43,7 +43,8 @@ _PG_init(void)
 	um_cache_init();
 	um_identity_init();
 	um_session_init();
-	um_autonomous_init();
+	um_login_init();
+	um_audit_writer_init();
 	um_monitor_init();
 	MarkGUCPrefixReserved("um");
 }

@@ -7,12 +7,15 @@
  * the cache (cache.c) loads and keeps what the tables say, using permname;
  * the evaluator (evaluator.c) answers checks from the cache; identity
  * (identity.c) says who is acting, beside the evaluator; sessions
- * (session.c) turn a login token into the acting user; the audit writer
- * (autonomous.c) commits what a refused call must leave behind; the planner
+ * (session.c) turn a session token into the acting user; the audit writer
+ * (audit_writer.c) carries a job to a background worker that commits what
+ * a refused call must leave behind; the login policy (login.c) decides in
+ * that worker what a login attempt counts and locks; the planner
  * support function (support.c) rewrites checks into index conditions; the
  * lifecycle entry point (lifecycle.c) hands every lifecycle function's body
- * the role that really called it; the monitor (monitor.c) publishes each
- * backend's cache statistics in shared memory when um is preloaded.
+ * the role that really called it; the monitor (monitor.c) shows the cache's
+ * statistics, and publishes each backend's in shared memory when um is
+ * preloaded.
  * um.c registers settings and callbacks and nothing else.
  *
  *-------------------------------------------------------------------------
@@ -93,73 +96,109 @@ extern bool um_identity_get_in(bool has_org, int64 org_id, int64 *user_id);
  * the SQL function for the warning given outside a transaction block */
 extern void um_identity_set(int64 user_id, const char *fname);
 
-/* ---- session.c: session tokens and um_begin(); autonomous.c: writes that
- * survive the caller's rollback (failed logins, refused calls) */
+/* ---- session.c: session tokens, um_begin(), secrets out of the log */
 
+/* from _PG_init: the log hook */
 extern void um_session_init(void);
-
-/* from _PG_init: um.audit_writers, and the reserved writers when preloaded */
-extern void um_autonomous_init(void);
 
 /* the statement running passes a secret: its errors are logged without it */
 extern void um_session_note_secret(void);
-extern int	um_login_max_failures;
-extern int	um_login_lockout_seconds;
 
-/* ---- cache.c: the backend-local grant cache */
+/* ---- audit_writer.c: jobs committed by a background worker in a
+ * transaction of their own (they survive the caller's rollback) */
 
-/* deepest scope tree a check walks up */
-#define UM_MAX_SCOPE_DEPTH		64
+/* a job, in dynamic shared memory; its fields are audit_writer.c's */
+typedef struct UmJob UmJob;
 
-typedef struct UmUser
+typedef enum UmJobKind
 {
-	int64		user_id;		/* key */
-	bool		exists;
-	bool		active;			/* status active and allow_login */
-	int			norgs;			/* organizations with an active membership */
-	int64	   *orgs;
-} UmUser;
+	UM_JOB_AUDIT,				/* write one audit event */
+	UM_JOB_LOGIN				/* a login attempt (login.c) */
+} UmJobKind;
 
-typedef struct UmOrg
+/* a job's longest text field, and room for a kind's own data, in bytes */
+#define UM_JOB_TEXT_MAX			1024
+#define UM_JOB_DATA_SIZE		(UM_JOB_TEXT_MAX + 64)	/* a multiple of 8 */
+
+/* from _PG_init: um.audit_writers, and the reserved writers when preloaded */
+extern void um_audit_writer_init(void);
+
+/* the caller's side: make a job (with the caller's identity), fill its
+ * data, have it done (waits; UM069 when it cannot be), read, free */
+extern UmJob *um_job_new(UmJobKind kind, const char *action, const char *target_type,
+						 bool has_target, int64 target_id);
+extern void *um_job_data(UmJob *job);
+extern void um_job_run(UmJob *job);
+extern void um_job_free(UmJob *job);
+
+/* copy s into a field of size bytes, cut at a character boundary */
+extern void um_job_copy_text(const char *s, char *dst, size_t size);
+
+/* the worker's side, inside the job's transaction */
+extern int64 um_job_target(const UmJob *job);
+extern void um_job_write_audit(UmJob *job, const char *outcome, const char *details);
+
+/* ---- login.c: the login settings and the lockout policy */
+
+/* from _PG_init: the login settings */
+extern void um_login_init(void);
+
+/* in the audit writer: decide a UM_JOB_LOGIN job (count, lock, audit) */
+extern void um_login_execute(UmJob *job);
+
+/* ---- cache.c: the backend-local grant cache
+ *
+ * Reached through functions only: its entries and their layout are
+ * cache.c's.  Permission sets are bitmaps indexed by permission id
+ * (um_bit); every pointer returned stays valid until the cache generation
+ * moves (um_cache_begin / um_cache_generation).
+ */
+
+/* a member's cache entry: a user in an organization (opaque) */
+typedef struct UmMember UmMember;
+
+extern void um_cache_init(void);
+
+/*
+ * um_cache_begin: process pending invalidations and empty the cache if it
+ * is stale.  Returns the generation; a check whose generation moved before
+ * it finished must start over (its entries may predate a change).
+ */
+extern uint64 um_cache_begin(void);
+extern uint64 um_cache_generation(void);
+extern void um_cache_note_retry(void);
+
+/* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
+extern int	um_cache_perm_id(const char *name, size_t len);
+
+/* the member, or NULL when the user may not act or is not an active member */
+extern const UmMember *um_cache_active_member(int64 user_id, int64 org_id);
+
+/* an active member's organization-wide permissions */
+extern const uint64 *um_cache_member_baseline(const UmMember *m);
+
+/* an active member's permissions at a scope node; NULL when the node is
+ * not in the member's organization */
+extern const uint64 *um_cache_scope_bits(const UmMember *m, int64 scope_id);
+
+/* the organizations where the user is an active member (0 when the user
+ * may not act); *orgs is set when the count is > 0 */
+extern int	um_cache_user_orgs(int64 user_id, const int64 **orgs);
+
+/* the user's organization-wide permissions in an organization of theirs,
+ * or NULL when that membership is not active */
+extern const uint64 *um_cache_member_bits(int64 user_id, int64 org_id);
+
+/* every scope node of an organization; *ids is always set */
+extern int	um_cache_org_scope_ids(int64 org_id, const int64 **ids);
+
+static inline bool
+um_bit(const uint64 *bits, int id)
 {
-	int64		org_id;			/* key */
-	bool		scopes_loaded;
-	int			nscopes;
-	int64	   *scope_ids;		/* every scope node of the organization */
-} UmOrg;
+	return (bits[id / 64] >> (id % 64)) & 1;
+}
 
-typedef struct UmScope
-{
-	int64		scope_id;		/* key */
-	int64		org_id;
-	int64		parent_id;		/* 0 for a top-level node */
-	int			kind;			/* interned kind */
-	bool		inherit;
-} UmScope;
-
-typedef struct UmMemberKey
-{
-	int64		user_id;
-	int64		org_id;
-} UmMemberKey;
-
-typedef struct UmGrant
-{
-	int64		role_id;
-	int64		scope_id;		/* 0 when granted on a kind */
-	char	   *kind;			/* NULL when granted on a node */
-} UmGrant;
-
-typedef struct UmMember
-{
-	UmMemberKey key;
-	bool		active;			/* an active membership */
-	int64		role_id;		/* the organization role */
-	uint64	   *baseline;		/* organization-wide permission bitmap */
-	int			ngrants;		/* grants on scope nodes or kinds */
-	UmGrant    *grants;
-} UmMember;
-
+/* for the monitor: the cache's figures, copied out */
 typedef struct UmCacheStats
 {
 	int64		hits;
@@ -177,37 +216,16 @@ typedef struct UmCacheStats
 	int64		permissions;
 } UmCacheStats;
 
-extern int	um_cache_memory_limit_kb;
-
-extern void um_cache_init(void);
+extern void um_cache_get_stats(UmCacheStats *out);
 
 /* grows whenever the cache is used or changed (cheap; for monitor.c) */
 extern uint64 um_cache_activity(void);
 
-/*
- * um_cache_begin: process pending invalidations and empty the cache if it
- * is stale.  Returns the generation; a check whose generation moved before
- * it finished must start over (its entries may predate a change).
- */
-extern uint64 um_cache_begin(void);
-extern uint64 um_cache_generation(void);
+/* um.cache_memory_limit of this backend, in bytes */
+extern int64 um_cache_memory_limit(void);
+
+/* empty the cache now (um_cache_reset()) */
 extern void um_cache_reset_all(void);
-extern void um_cache_note_retry(void);
-
-/* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
-extern int	um_cache_perm_id(const char *name, size_t len);
-
-extern const UmUser *um_cache_user(int64 user_id);
-extern const UmMember *um_cache_member(int64 user_id, int64 org_id);
-extern const uint64 *um_cache_scope_bits(const UmMember *m, int64 scope_id);
-extern const UmOrg *um_cache_org_scopes(int64 org_id);
-extern void um_cache_get_stats(UmCacheStats *out);
-
-static inline bool
-um_bit(const uint64 *bits, int id)
-{
-	return (bits[id / 64] >> (id % 64)) & 1;
-}
 
 /* ---- owner.c: um's owner, and SPI as a chosen role */
 
@@ -229,7 +247,8 @@ extern void um_run_as_begin(UmRunAs *ra, Oid role, bool restricted);
 extern void um_run_as_switch(UmRunAs *ra, Oid role, bool restricted);
 extern void um_run_as_end(UmRunAs *ra);
 
-/* ---- monitor.c: every backend's cache statistics */
+/* ---- monitor.c: the cache's statistics (um_cache_stats, um_cache_stats_all,
+ * um_cache_reset), and every backend's published in shared memory */
 
 /* from _PG_init: reserve shared memory when preloaded; publish at transaction end */
 extern void um_monitor_init(void);

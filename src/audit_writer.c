@@ -1,27 +1,24 @@
 /*-------------------------------------------------------------------------
  *
- * src/autonomous.c
- *	  Writes that must survive the caller's rollback: the login counter and
- *	  the audit events of logins and refused calls.
+ * src/audit_writer.c
+ *	  The audit writers: background workers that carry a job out of the
+ *	  caller's transaction and commit it in one of their own.
  *
- * A refused login raises an error, and an error rolls back everything the
- * transaction wrote, so a failure counted in the caller's own transaction
- * would be forgotten and the lockout never reached (an attacker could also
- * wrap each guess in BEGIN ... ROLLBACK).  These writes are therefore handed
- * to a short-lived background worker, which commits them in a transaction of
- * its own while the caller waits, before the caller answers.
+ * A refused call raises an error, and an error rolls back everything the
+ * transaction wrote, so what a refusal must leave behind (its audit event,
+ * a failed login's count) cannot be written by the caller.  It is handed to
+ * a background worker instead, which commits it in a transaction of its
+ * own while the caller waits, before the caller answers.  A job is one of
+ * two kinds: an audit event (um.audit_autonomous(), here), or a login
+ * attempt, whose rules (counting, lockout) are login.c's; the worker runs
+ * those through um_login_execute().
  *
- * Logins fail closed.  um.record_login() is called for every attempt, after
- * the password was checked but before anything is revealed, right or wrong;
- * the worker decides under a row lock whether the account was locked at that
- * moment (then the attempt fails whatever the password), counts a wrong
- * password (the Nth in a row locks the account), and resets the count after
- * a right one.  If the worker cannot run (no free max_worker_processes slot,
- * a lock held past lock_timeout, a role that may not connect) the caller gets
- * UM069 for a right password as for a wrong one, so a guess is never
- * answered without being counted.  The job lives in a pinned dynamic shared
- * memory segment, so a caller cancelled while it waits (statement_timeout,
- * pg_cancel_backend) cannot stop the count: the worker still does it.
+ * Jobs fail closed.  If the worker cannot run (no free max_worker_processes
+ * slot, a lock held past lock_timeout, a role that may not connect) the
+ * caller gets UM069, so a refusal is never answered unrecorded (and a login
+ * guess never uncounted).  The job lives in a pinned dynamic shared memory
+ * segment, so a caller cancelled while it waits (statement_timeout,
+ * pg_cancel_backend) cannot stop it: the worker still does it.
  *
  * The worker connects to the caller's database as the role that called
  * (inside um's SECURITY DEFINER functions: their owner, the extension's
@@ -51,7 +48,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -73,7 +69,6 @@
 #include "um.h"
 
 PG_FUNCTION_INFO_V1(um_audit_autonomous);
-PG_FUNCTION_INFO_V1(um_record_login);
 
 PGDLLEXPORT void um_autonomous_main(Datum main_arg);
 PGDLLEXPORT void um_writer_main(Datum main_arg);
@@ -110,27 +105,16 @@ static WriterPool *pool = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-#define JOB_TEXT_MAX	1024
-
-typedef enum JobKind
-{
-	JOB_AUDIT,					/* write one audit event */
-	JOB_LOGIN					/* a login attempt: counter, and audit if refused */
-} JobKind;
-
-typedef enum LoginResult
-{
-	LOGIN_UNKNOWN_EMAIL,		/* no such user: audit only */
-	LOGIN_WRONG,				/* wrong password: count it */
-	LOGIN_REFUSED,				/* right password, refused for another reason */
-	LOGIN_SUCCESS				/* right password, logged in */
-} LoginResult;
-
-/* The job, in a dynamic shared memory segment both processes map. */
-typedef struct AutonomousJob
+/*
+ * The job, in a dynamic shared memory segment both processes map.  What a
+ * kind needs beyond an audit event's fields lives in data (for a login
+ * attempt: login.c's LoginAttempt).
+ */
+struct UmJob
 {
 	/* filled in by the caller */
-	JobKind		kind;
+	UmJobKind	kind;
+	dsm_handle	handle;			/* of the segment the job lives in */
 	Oid			database_id;
 	Oid			role_id;		/* the worker connects as this role */
 	Oid			audit_role_id;	/* the role recorded as db_role */
@@ -140,31 +124,27 @@ typedef struct AutonomousJob
 	bool		has_org;
 	int64		org_id;
 	bool		has_target;
-	int64		target_id;		/* JOB_LOGIN: the user, when known */
-	LoginResult login_result;
-	int			max_failures;
-	int			lockout_seconds;
+	int64		target_id;		/* UM_JOB_LOGIN: the user, when known */
 	char		action[NAMEDATALEN];
 	char		outcome[NAMEDATALEN];
 	char		target_type[NAMEDATALEN];
-	char		details[JOB_TEXT_MAX];	/* a JSON object */
+	char		details[UM_JOB_TEXT_MAX];	/* a JSON object */
 	int			caller_procno;	/* whose latch to set when done */
 	/* filled in by the worker */
 	bool		connected;
 	bool		done;
-	bool		was_locked;		/* JOB_LOGIN: locked when the attempt was made */
-	bool		locked;			/* JOB_LOGIN: locked after it */
-	int			failed_count;
-	char		error[JOB_TEXT_MAX];
-} AutonomousJob;
+	char		error[UM_JOB_TEXT_MAX];
+	/* the kind's own data, read and written by both (uint64: aligned for any field) */
+	uint64		data[UM_JOB_DATA_SIZE / sizeof(uint64)];
+};
 
 /*
- * copy_text: a short field (action, outcome, target type) into the job.  The
- * writer never fails on a long input: whatever does not fit is cut at a
- * character boundary, so a refusal is still recorded.
+ * um_job_copy_text: a short field (action, outcome, target type, a reason)
+ * into a job.  The writer never fails on a long input: whatever does not fit
+ * is cut at a character boundary, so a refusal is still recorded.
  */
-static void
-copy_text(const char *s, char *dst, size_t size)
+void
+um_job_copy_text(const char *s, char *dst, size_t size)
 {
 	int			len = strlen(s);
 
@@ -206,16 +186,17 @@ copy_details(const char *s, char *dst, size_t size)
 }
 
 /*
- * new_job: a zeroed job in a pinned segment, with the caller's identity.
+ * new_job: a zeroed job in a new segment, with the caller's identity.
  */
-static AutonomousJob *
-new_job(dsm_segment **segp, JobKind kind)
+static UmJob *
+new_job(dsm_segment **segp, UmJobKind kind)
 {
-	dsm_segment *seg = dsm_create(sizeof(AutonomousJob), 0);
-	AutonomousJob *job = dsm_segment_address(seg);
+	dsm_segment *seg = dsm_create(sizeof(UmJob), 0);
+	UmJob	   *job = dsm_segment_address(seg);
 
-	memset(job, 0, sizeof(AutonomousJob));
+	memset(job, 0, sizeof(UmJob));
 	job->kind = kind;
+	job->handle = dsm_segment_handle(seg);
 	job->database_id = MyDatabaseId;
 	job->role_id = GetUserId();
 	job->audit_role_id = GetOuterUserId();
@@ -238,7 +219,7 @@ new_job(dsm_segment **segp, JobKind kind)
 
 /* the job did not finish: say why (UM069) */
 static void
-job_failed(AutonomousJob *job)
+job_failed(UmJob *job)
 {
 	char	   *role = GetUserNameFromId(job->role_id, true);
 
@@ -258,7 +239,7 @@ job_failed(AutonomousJob *job)
  * writer connected elsewhere is asked to make way.
  */
 static int
-pool_claim(dsm_segment *seg, AutonomousJob *job, pid_t *pid)
+pool_claim(dsm_segment *seg, UmJob *job, pid_t *pid)
 {
 	int			i,
 				pick = -1;
@@ -324,7 +305,7 @@ pool_claim(dsm_segment *seg, AutonomousJob *job, pid_t *pid)
 
 /* wait_pooled: until the pooled writer i (process pid) has done the job */
 static void
-wait_pooled(dsm_segment *seg, AutonomousJob *job, int i, pid_t pid)
+wait_pooled(dsm_segment *seg, UmJob *job, int i, pid_t pid)
 {
 	for (;;)
 	{
@@ -348,7 +329,7 @@ wait_pooled(dsm_segment *seg, AutonomousJob *job, int i, pid_t pid)
 	}
 }
 
-static bool run_dynamic(dsm_segment *seg, AutonomousJob *job);
+static bool run_dynamic(dsm_segment *seg, UmJob *job);
 
 /*
  * run_job: have the job done by a pooled writer or a dynamic worker, and
@@ -356,7 +337,7 @@ static bool run_dynamic(dsm_segment *seg, AutonomousJob *job);
  * the job survives this backend's error or cancel.
  */
 static void
-run_job(dsm_segment *seg, AutonomousJob *job)
+run_job(dsm_segment *seg, UmJob *job)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
@@ -414,7 +395,7 @@ run_job(dsm_segment *seg, AutonomousJob *job)
  * could be started (the job was not touched).
  */
 static bool
-run_dynamic(dsm_segment *seg, AutonomousJob *job)
+run_dynamic(dsm_segment *seg, UmJob *job)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -450,6 +431,68 @@ run_dynamic(dsm_segment *seg, AutonomousJob *job)
 	return true;
 }
 
+/* ---- jobs, for the module whose kind they are (login.c) */
+
+/*
+ * um_job_new: a job of the given kind, with the caller's identity, its
+ * action and its target (a row of target_type, or none); its data zeroed.
+ */
+UmJob *
+um_job_new(UmJobKind kind, const char *action, const char *target_type,
+		   bool has_target, int64 target_id)
+{
+	dsm_segment *seg;
+	UmJob	   *job = new_job(&seg, kind);
+
+	job->has_target = has_target;
+	job->target_id = has_target ? target_id : 0;
+	um_job_copy_text(action, job->action, sizeof(job->action));
+	um_job_copy_text(target_type, job->target_type, sizeof(job->target_type));
+	return job;
+}
+
+/* um_job_data: the kind's own data, UM_JOB_DATA_SIZE bytes (the caller's and the worker's) */
+void *
+um_job_data(UmJob *job)
+{
+	return job->data;
+}
+
+/* um_job_target: the job's target id (0 when it has none) */
+int64
+um_job_target(const UmJob *job)
+{
+	return job->target_id;
+}
+
+/* the segment of a job this backend made */
+static dsm_segment *
+job_segment(UmJob *job)
+{
+	dsm_segment *seg = dsm_find_mapping(job->handle);
+
+	if (seg == NULL)
+		elog(ERROR, "um audit writer: the job's segment is not mapped");
+	return seg;
+}
+
+/*
+ * um_job_run: have the job done and committed by an audit writer, and wait
+ * for it (UM069 when it could not be done).
+ */
+void
+um_job_run(UmJob *job)
+{
+	run_job(job_segment(job), job);
+}
+
+/* um_job_free: done with the job (after reading what the worker wrote) */
+void
+um_job_free(UmJob *job)
+{
+	dsm_detach(job_segment(job));
+}
+
 /*
  * um.audit_autonomous(action text, outcome text, org_id bigint,
  *     target_type text, target_id bigint, details jsonb)  returns void
@@ -461,15 +504,15 @@ Datum
 um_audit_autonomous(PG_FUNCTION_ARGS)
 {
 	dsm_segment *seg;
-	AutonomousJob *job = new_job(&seg, JOB_AUDIT);
+	UmJob	   *job = new_job(&seg, UM_JOB_AUDIT);
 
-	copy_text(PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0)),
+	um_job_copy_text(PG_ARGISNULL(0) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(0)),
 			  job->action, sizeof(job->action));
-	copy_text(PG_ARGISNULL(1) ? "denied" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
+	um_job_copy_text(PG_ARGISNULL(1) ? "denied" : text_to_cstring(PG_GETARG_TEXT_PP(1)),
 			  job->outcome, sizeof(job->outcome));
 	job->has_org = !PG_ARGISNULL(2);
 	job->org_id = job->has_org ? PG_GETARG_INT64(2) : 0;
-	copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+	um_job_copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
 			  job->target_type, sizeof(job->target_type));
 	job->has_target = !PG_ARGISNULL(4);
 	job->target_id = job->has_target ? PG_GETARG_INT64(4) : 0;
@@ -480,81 +523,19 @@ um_audit_autonomous(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/*
- * um.record_login(user_id bigint, action text, result text, reason text,
- *     OUT was_locked boolean, OUT failed_logins integer, OUT locked boolean)
- *
- * Internal.  result is 'unknown_email', 'wrong', 'refused' or 'success';
- * reason is the audit's words for a refusal.  Returns whether the account
- * was locked when the attempt was made (then the caller must refuse it
- * whatever the password), and the counter after it.
- */
-Datum
-um_record_login(PG_FUNCTION_ARGS)
-{
-	dsm_segment *seg;
-	AutonomousJob *job;
-	const char *result;
-	TupleDesc	tupdesc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-
-	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		elog(ERROR, "um.record_login: action and result are required");
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	job = new_job(&seg, JOB_LOGIN);
-	job->has_target = !PG_ARGISNULL(0);
-	job->target_id = job->has_target ? PG_GETARG_INT64(0) : 0;
-	copy_text(text_to_cstring(PG_GETARG_TEXT_PP(1)), job->action, sizeof(job->action));
-	copy_text("user", job->target_type, sizeof(job->target_type));
-	result = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (strcmp(result, "unknown_email") == 0)
-		job->login_result = LOGIN_UNKNOWN_EMAIL;
-	else if (strcmp(result, "wrong") == 0)
-		job->login_result = LOGIN_WRONG;
-	else if (strcmp(result, "refused") == 0)
-		job->login_result = LOGIN_REFUSED;
-	else if (strcmp(result, "success") == 0)
-		job->login_result = LOGIN_SUCCESS;
-	else
-		elog(ERROR, "um.record_login: unknown result \"%s\"", result);
-	if (!job->has_target && job->login_result != LOGIN_UNKNOWN_EMAIL)
-		elog(ERROR, "um.record_login: a known user's attempt needs the user id");
-	copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
-			  job->details, sizeof(job->details));	/* the reason, for now */
-	job->max_failures = um_login_max_failures;
-	job->lockout_seconds = um_login_lockout_seconds;
-	run_job(seg, job);
-
-	tupdesc = BlessTupleDesc(tupdesc);
-	values[0] = BoolGetDatum(job->was_locked);
-	values[1] = Int32GetDatum(job->failed_count);
-	values[2] = BoolGetDatum(job->locked);
-	dsm_detach(seg);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
 /* ---- the worker */
-
-static const char *const lock_sql =
-"SELECT failed_login_count,"
-"       COALESCE(locked_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)"
-"  FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
-
-static const char *const count_sql =
-"UPDATE um.users SET failed_login_count = $2,"
-"       locked_until = CASE WHEN $3 THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $4)"
-"                           WHEN $2 OPERATOR(pg_catalog.=) 0 THEN NULL ELSE locked_until END"
-" WHERE id OPERATOR(pg_catalog.=) $1";
 
 static const char *const audit_sql =
 "INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id, details, db_role,"
 "                             actor_user_id, impersonator_user_id)"
 " VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::pg_catalog.jsonb, $7, $8, $9)";
 
-static void
-write_audit(AutonomousJob *job, const char *outcome, const char *details)
+/*
+ * um_job_write_audit: in the worker, insert the job's audit event with this
+ * outcome and details (a JSON object), in the job's transaction.
+ */
+void
+um_job_write_audit(UmJob *job, const char *outcome, const char *details)
 {
 	Oid			types[9] = {TEXTOID, TEXTOID, INT8OID, TEXTOID, INT8OID, TEXTOID,
 	NAMEOID, INT8OID, INT8OID};
@@ -584,112 +565,13 @@ write_audit(AutonomousJob *job, const char *outcome, const char *details)
 		elog(ERROR, "um audit writer: insert failed: %s", SPI_result_code_string(rc));
 }
 
-static char *
-json_reason(const char *reason, int failed, bool locked, bool with_count)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"reason\": ");
-	escape_json(&buf, reason);
-	if (with_count)
-		appendStringInfo(&buf, ", \"failed_logins\": %d, \"locked\": %s", failed, locked ? "true" : "false");
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
-}
-
-/*
- * do_login: the login attempt, under a lock on the user's row, so that
- * concurrent guesses are counted one after another.
- * (FOR NO KEY UPDATE: the caller's own foreign-key checks, e.g. of a
- * session row inserted earlier in its transaction, take KEY SHARE locks,
- * which must not block the worker its caller waits for.)
- */
-static void
-do_login(AutonomousJob *job)
-{
-	int			failed = 0;
-	bool		was_locked = false;
-	bool		lock_now = false;
-	bool		isnull;
-	int			rc;
-
-	if (job->login_result == LOGIN_UNKNOWN_EMAIL)
-	{
-		write_audit(job, "denied", json_reason("unknown email", 0, false, false));
-		return;
-	}
-	{
-		Oid			types[1] = {INT8OID};
-		Datum		vals[1] = {Int64GetDatum(job->target_id)};
-
-		rc = SPI_execute_with_args(lock_sql, 1, types, vals, NULL, false, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "um audit writer: user lookup failed: %s", SPI_result_code_string(rc));
-		if (SPI_processed == 0)
-		{
-			/* deleted meanwhile: nothing to count */
-			write_audit(job, "denied", json_reason("unknown user", 0, false, false));
-			return;
-		}
-		failed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		was_locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	}
-	job->was_locked = was_locked;
-	if (was_locked)
-	{
-		/* refused whatever the password; not counted again */
-		job->locked = true;
-		job->failed_count = failed;
-		write_audit(job, "denied", json_reason("locked", failed, true, true));
-		return;
-	}
-	if (job->login_result == LOGIN_WRONG)
-	{
-		failed++;
-		if (failed >= job->max_failures)
-		{
-			lock_now = true;
-			failed = 0;			/* the lock starts a new count */
-		}
-	}
-	else if (failed == 0)
-	{
-		/* right password, nothing to reset */
-		if (job->login_result == LOGIN_REFUSED)
-			write_audit(job, "denied", json_reason(job->details, 0, false, false));
-		return;
-	}
-	else
-		failed = 0;
-	{
-		Oid			types[4] = {INT8OID, INT4OID, BOOLOID, FLOAT8OID};
-		Datum		vals[4];
-
-		vals[0] = Int64GetDatum(job->target_id);
-		vals[1] = Int32GetDatum(failed);
-		vals[2] = BoolGetDatum(lock_now);
-		vals[3] = Float8GetDatum((double) job->lockout_seconds);
-		rc = SPI_execute_with_args(count_sql, 4, types, vals, NULL, false, 0);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "um audit writer: counter update failed: %s", SPI_result_code_string(rc));
-	}
-	job->failed_count = failed;
-	job->locked = lock_now;
-	if (job->login_result == LOGIN_WRONG)
-		write_audit(job, "denied", json_reason(job->details, lock_now ? job->max_failures : failed,
-											   lock_now, true));
-	else if (job->login_result == LOGIN_REFUSED)
-		write_audit(job, "denied", json_reason(job->details, 0, false, false));
-}
-
 /*
  * execute_job: run a mapped job in one transaction of this (connected)
  * worker, say whether it committed, and wake the caller.  An error is
  * copied into the job and ends the worker.
  */
 static void
-execute_job(AutonomousJob *job)
+execute_job(UmJob *job)
 {
 	PG_TRY();
 	{
@@ -699,10 +581,10 @@ execute_job(AutonomousJob *job)
 		pgstat_report_activity(STATE_RUNNING, "um audit writer");
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (job->kind == JOB_LOGIN)
-			do_login(job);
+		if (job->kind == UM_JOB_LOGIN)
+			um_login_execute(job);
 		else
-			write_audit(job, job->outcome, job->details);
+			um_job_write_audit(job, job->outcome, job->details);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -739,7 +621,7 @@ attach_job(dsm_handle h)
 }
 
 static void
-connect_for(AutonomousJob *job)
+connect_for(UmJob *job)
 {
 #if PG_VERSION_NUM >= 170000
 	BackgroundWorkerInitializeConnectionByOid(job->database_id, job->role_id,
@@ -761,7 +643,7 @@ void
 um_autonomous_main(Datum main_arg)
 {
 	dsm_segment *seg;
-	AutonomousJob *job;
+	UmJob	   *job;
 
 	BackgroundWorkerUnblockSignals();
 	seg = attach_job(DatumGetUInt32(main_arg));
@@ -849,7 +731,7 @@ um_writer_main(Datum main_arg)
 		if (h != DSM_HANDLE_INVALID)
 		{
 			dsm_segment *seg = attach_job(h);
-			AutonomousJob *job = dsm_segment_address(seg);
+			UmJob	   *job = dsm_segment_address(seg);
 
 			if (!OidIsValid(w->dbid))
 			{
@@ -906,11 +788,11 @@ pool_shmem_startup(void)
 }
 
 /*
- * um_autonomous_init: from _PG_init.  Preloaded, reserve the pool: its
+ * um_audit_writer_init: from _PG_init.  Preloaded, reserve the pool: its
  * shared memory and its static workers.
  */
 void
-um_autonomous_init(void)
+um_audit_writer_init(void)
 {
 	int			i;
 
