@@ -87,6 +87,50 @@ ALTER TABLE um.teams ENABLE REPLICA TRIGGER cache_invalidate_replica;
 ALTER TABLE um.team_members ENABLE REPLICA TRIGGER cache_invalidate_replica;
 ALTER TABLE um.team_member_roles ENABLE REPLICA TRIGGER cache_invalidate_replica;
 ALTER TABLE um.grants ENABLE REPLICA TRIGGER cache_invalidate_replica;
+COMMENT ON TRIGGER cache_invalidate ON um.users IS
+  'every backend empties its permission cache once a change of id, status or allow_login is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.memberships IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.roles IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.role_inclusions IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.role_permissions IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.permissions IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.scopes IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.teams IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.team_members IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.team_member_roles IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.grants IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.users IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.memberships IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.roles IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.role_inclusions IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.role_permissions IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.permissions IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.scopes IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.teams IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.team_members IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.team_member_roles IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.grants IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
 
 -- The acting user (src/identity.c).  um_act_as is for backends that
 -- authenticate users themselves: only roles the DBA grants it may call it.
@@ -145,6 +189,8 @@ CREATE FUNCTION um.has_permission_support(internal)
 RETURNS internal
 AS 'MODULE_PATHNAME', 'um_has_permission_support'
 LANGUAGE C STRICT;
+COMMENT ON FUNCTION um.has_permission_support(internal) IS
+  'planner support function of um_has_permission: turns a check on an indexed organization (or scope) column into an index condition over um_permitted_orgs (or um_permitted_scopes)';
 ALTER FUNCTION @extschema@.um_has_permission(text, bigint) SUPPORT um.has_permission_support;
 ALTER FUNCTION @extschema@.um_has_permission(text, bigint, bigint) SUPPORT um.has_permission_support;
 ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint) SUPPORT um.has_permission_support;
