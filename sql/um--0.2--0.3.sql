@@ -237,3 +237,451 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.um_check_integrity() IS
   'every invariant um keeps (Roots, built-in roles, same-organization references, existing users, team owners, no cycles, suspensions, sessions, the protection and cache triggers of um''s own tables), checked on the tables as they are; one row per violation';
+-- Every table, column, view and function of um has a comment (issue 14);
+-- the policies and the cache triggers too.  The same statements as in sql/install/.
+
+COMMENT ON COLUMN um.organizations.id IS 'the organization''s id; every organization-scoped row carries it as org_id';
+COMMENT ON COLUMN um.organizations.name IS 'display name';
+COMMENT ON COLUMN um.organizations.revision IS
+  'bumped by every check of an organization-wide invariant (Root kept, no cycles), so concurrent changes to one organization serialize on this row; internal';
+COMMENT ON COLUMN um.organizations.created_at IS 'when the organization was created';
+COMMENT ON COLUMN um.users.id IS 'the user''s id: what um_act_as takes and um_current_user_id returns';
+COMMENT ON COLUMN um.users.name IS 'display name, optional';
+COMMENT ON COLUMN um.users.timezone IS 'IANA time zone name, e.g. Europe/Paris';
+COMMENT ON COLUMN um.users.locale IS 'language tag, e.g. en or pt-BR';
+COMMENT ON COLUMN um.users.mobile IS 'mobile number in E.164 form (+ and digits), optional';
+COMMENT ON COLUMN um.users.suspended_at IS 'when the user was suspended; set exactly while status is suspended';
+COMMENT ON COLUMN um.users.email_verified_at IS
+  'when the user proved control of the address (um_verify_email, um_mark_verified); cleared when the address changes';
+COMMENT ON COLUMN um.users.must_change_password IS 'the password is temporary: login is refused until um_change_password sets a new one';
+COMMENT ON COLUMN um.users.password_changed_at IS 'when the password was last set; not readable by application roles';
+COMMENT ON COLUMN um.users.failed_login_count IS
+  'wrong passwords since the last successful login; um.login_max_failures of them lock the account; not readable by application roles';
+COMMENT ON COLUMN um.users.locked_until IS 'logins are refused until then after too many wrong passwords (um.login_lockout); not readable by application roles';
+COMMENT ON COLUMN um.users.created_at IS 'when the user was created';
+COMMENT ON COLUMN um.users.updated_at IS 'when the row last changed (set by its trigger)';
+COMMENT ON COLUMN um.builtin_roles.key IS
+  'stable identifier of the built-in role (root, admin, service_editor, service_operator, service_reader, member); um.roles.builtin refers to it';
+COMMENT ON COLUMN um.builtin_roles.name IS 'the name the role gets in every organization';
+COMMENT ON COLUMN um.builtin_roles.description IS 'what the role is for';
+COMMENT ON COLUMN um.builtin_roles.position IS 'display order, Root first';
+COMMENT ON COLUMN um.roles.id IS 'the role''s id, unique across organizations';
+COMMENT ON COLUMN um.roles.org_id IS 'the organization the role belongs to';
+COMMENT ON COLUMN um.roles.name IS 'name, unique in the organization regardless of letter case';
+COMMENT ON COLUMN um.roles.description IS 'free text, optional';
+COMMENT ON COLUMN um.roles.builtin IS 'key of the built-in role this is (um.builtin_roles); NULL for a custom role';
+COMMENT ON COLUMN um.roles.created_at IS 'when the role was created';
+COMMENT ON COLUMN um.role_inclusions.org_id IS 'the organization of both roles';
+COMMENT ON COLUMN um.role_inclusions.role_id IS 'the including role';
+COMMENT ON COLUMN um.role_inclusions.included_role_id IS 'the role whose permissions role_id also grants';
+COMMENT ON COLUMN um.permissions.name IS 'resource:action, lowercase identifiers, e.g. billing:read';
+COMMENT ON COLUMN um.permissions.resource IS 'the part before the colon (generated)';
+COMMENT ON COLUMN um.permissions.action IS 'the part after the colon (generated)';
+COMMENT ON COLUMN um.permissions.description IS 'what the permission allows, optional';
+COMMENT ON COLUMN um.permissions.builtin IS
+  'installed by um (not dumped, cannot be changed or deleted); false for the application''s own, registered with um_register_permission';
+COMMENT ON COLUMN um.permissions.created_at IS 'when the permission was registered';
+COMMENT ON COLUMN um.role_permissions.org_id IS 'the organization of the role';
+COMMENT ON COLUMN um.role_permissions.role_id IS 'the role that grants it';
+COMMENT ON COLUMN um.role_permissions.permission IS 'a catalog permission, or a pattern with * for a whole part (service:*, *:read, *)';
+COMMENT ON COLUMN um.scopes.id IS 'the node''s id, unique across organizations';
+COMMENT ON COLUMN um.scopes.org_id IS 'the organization the node belongs to';
+COMMENT ON COLUMN um.scopes.parent_id IS 'the parent node; NULL for a top-level node';
+COMMENT ON COLUMN um.scopes.kind IS 'the application''s type of resource (project, environment, team, ...), a lowercase identifier';
+COMMENT ON COLUMN um.scopes.name IS 'display name, unique among siblings of the same kind regardless of letter case';
+COMMENT ON COLUMN um.scopes.created_at IS 'when the node was created';
+COMMENT ON COLUMN um.memberships.id IS 'the membership''s id';
+COMMENT ON COLUMN um.memberships.org_id IS 'the organization';
+COMMENT ON COLUMN um.memberships.user_id IS 'the member';
+COMMENT ON COLUMN um.memberships.role_id IS 'the member''s one organization role; changed in place by um_set_org_role';
+COMMENT ON COLUMN um.memberships.status IS
+  'active or suspended (in this organization only: um_suspend_user with an organization); a suspended member holds no permissions there';
+COMMENT ON COLUMN um.memberships.invited_by IS 'the user who invited or added the member, if known';
+COMMENT ON COLUMN um.memberships.created_at IS 'when the user joined';
+COMMENT ON COLUMN um.teams.id IS 'the team''s id, unique across organizations';
+COMMENT ON COLUMN um.teams.org_id IS 'the organization the team belongs to';
+COMMENT ON COLUMN um.teams.name IS 'name, unique in the organization regardless of letter case';
+COMMENT ON COLUMN um.teams.description IS 'free text, optional';
+COMMENT ON COLUMN um.teams.created_at IS 'when the team was created';
+COMMENT ON COLUMN um.team_members.org_id IS 'the organization of the team';
+COMMENT ON COLUMN um.team_members.team_id IS 'the team';
+COMMENT ON COLUMN um.team_members.user_id IS 'the member (a member of the organization)';
+COMMENT ON COLUMN um.team_members.is_owner IS 'the team''s owner: exactly one per team, who cannot be removed (um_transfer_team_ownership moves it)';
+COMMENT ON COLUMN um.team_members.added_at IS 'when the user joined the team';
+COMMENT ON COLUMN um.team_member_roles.org_id IS 'the organization of the team';
+COMMENT ON COLUMN um.team_member_roles.team_id IS 'the team';
+COMMENT ON COLUMN um.team_member_roles.user_id IS 'the team member';
+COMMENT ON COLUMN um.team_member_roles.role_id IS 'the role held within the team';
+COMMENT ON COLUMN um.grants.id IS 'the grant''s id';
+COMMENT ON COLUMN um.grants.org_id IS 'the organization';
+COMMENT ON COLUMN um.grants.role_id IS 'the role given';
+COMMENT ON COLUMN um.grants.user_id IS 'the member it is given to; NULL when given to a team';
+COMMENT ON COLUMN um.grants.team_id IS 'the team it is given to (all its members); NULL when given to a member';
+COMMENT ON COLUMN um.grants.scope_id IS 'the node it applies to, with its descendants unless one breaks inheritance; NULL: not one node';
+COMMENT ON COLUMN um.grants.scope_kind IS 'every node of this kind; NULL: not a kind';
+COMMENT ON COLUMN um.grants.granted_by IS 'the user who made the grant, if known';
+COMMENT ON COLUMN um.grants.created_at IS 'when the grant was made';
+COMMENT ON COLUMN um.invitations.id IS 'the invitation''s id';
+COMMENT ON COLUMN um.invitations.org_id IS 'the organization invited to';
+COMMENT ON COLUMN um.invitations.email IS 'the address invited; at most one open (requested or pending) invitation per address and organization';
+COMMENT ON COLUMN um.invitations.role_id IS 'the organization role the invitee gets on accepting';
+COMMENT ON COLUMN um.invitations.team_id IS 'a team the invitee joins on accepting, optional';
+COMMENT ON COLUMN um.invitations.state IS
+  'requested (asked for from the login page, awaiting an invitation), pending (sent, awaiting acceptance), accepted, revoked or expired';
+COMMENT ON COLUMN um.invitations.token_hash IS 'SHA-256 of the token mailed to the invitee; set while pending, cleared once decided';
+COMMENT ON COLUMN um.invitations.invited_by IS 'the user who sent the invitation, if known';
+COMMENT ON COLUMN um.invitations.accepted_by IS 'the user who accepted it';
+COMMENT ON COLUMN um.invitations.created_at IS 'when it was sent (or last renewed) or requested';
+COMMENT ON COLUMN um.invitations.expires_at IS 'a pending invitation can be accepted until then';
+COMMENT ON COLUMN um.invitations.decided_at IS 'when it was accepted, revoked or expired';
+COMMENT ON COLUMN um.sessions.id IS 'the session''s id';
+COMMENT ON COLUMN um.sessions.user_id IS 'whose session it is';
+COMMENT ON COLUMN um.sessions.token_hash IS 'SHA-256 of the session token um_login returned; um_begin looks it up';
+COMMENT ON COLUMN um.sessions.created_at IS 'when the user logged in';
+COMMENT ON COLUMN um.sessions.expires_at IS 'the session ends then (um.session_lifetime after login)';
+COMMENT ON COLUMN um.sessions.method IS 'how the user signed in: password (um_login) or sso (an identity provider; no um function starts such a session yet)';
+COMMENT ON COLUMN um.sessions.revoked_at IS 'when the session was ended early; NULL while it lasts';
+COMMENT ON COLUMN um.identity_providers.id IS 'the provider''s id, unique across organizations';
+COMMENT ON COLUMN um.identity_providers.org_id IS 'the organization whose members sign in through it';
+COMMENT ON COLUMN um.identity_providers.name IS 'display name, unique in the organization regardless of letter case';
+COMMENT ON COLUMN um.identity_providers.protocol IS 'oidc or saml';
+COMMENT ON COLUMN um.identity_providers.issuer IS 'the provider''s issuer (OIDC) or entity id (SAML), an https URL';
+COMMENT ON COLUMN um.identity_providers.created_at IS 'when the provider was added';
+COMMENT ON COLUMN um.user_identities.org_id IS 'the organization of the provider';
+COMMENT ON COLUMN um.user_identities.provider_id IS 'the identity provider';
+COMMENT ON COLUMN um.user_identities.subject IS 'the provider''s identifier of the person (OIDC sub, SAML NameID)';
+COMMENT ON COLUMN um.user_identities.user_id IS 'the um user that subject is';
+COMMENT ON COLUMN um.user_identities.created_at IS 'when the link was made';
+COMMENT ON COLUMN um.audit_events.id IS 'the event''s id, increasing in the order events were written';
+COMMENT ON COLUMN um.audit_events.at IS 'when it happened (clock time, not transaction start)';
+COMMENT ON COLUMN um.audit_events.actor_user_id IS 'the acting user (the impersonated user while impersonating); NULL with nobody acting';
+COMMENT ON COLUMN um.audit_events.impersonator_user_id IS 'the real user when actor_user_id was being impersonated; else NULL';
+COMMENT ON COLUMN um.audit_events.db_role IS 'the database role that made the call (a lifecycle function''s caller, not um''s owner)';
+COMMENT ON COLUMN um.audit_events.action IS 'what was done or attempted, dotted lowercase words, e.g. member.add, user.login';
+COMMENT ON COLUMN um.audit_events.outcome IS
+  'ok (done) or denied (refused: a missing permission, a guard, a failed login); failed is allowed but um writes none';
+COMMENT ON COLUMN um.audit_events.org_id IS 'the organization concerned; NULL for account-wide events';
+COMMENT ON COLUMN um.audit_events.target_type IS
+  'the kind of thing acted on: user, organization, role, team, scope, invitation, permission, identity_provider, table';
+COMMENT ON COLUMN um.audit_events.target_id IS 'the id of the thing acted on, in the table target_type names';
+COMMENT ON COLUMN um.audit_events.details IS 'further facts of the event as a JSON object: ids and names of um objects, never personal data';
+COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
+COMMENT ON COLUMN um.verification_tokens.user_id IS 'whose address the token proves';
+COMMENT ON COLUMN um.verification_tokens.created_at IS 'when it was issued';
+COMMENT ON COLUMN um.verification_tokens.expires_at IS 'it can be redeemed until then (48 hours after issue)';
+COMMENT ON COLUMN um.builtin_role_permissions.role_key IS 'the built-in role (um.builtin_roles.key)';
+COMMENT ON COLUMN um.builtin_role_permissions.permission IS 'a built-in permission it starts with';
+COMMENT ON COLUMN um.member_list.org IS 'the organization''s slug';
+COMMENT ON COLUMN um.member_list.user_id IS 'the member''s user id';
+COMMENT ON COLUMN um.member_list.email IS 'the member''s address';
+COMMENT ON COLUMN um.member_list.name IS 'the member''s display name';
+COMMENT ON COLUMN um.member_list.role IS 'name of the member''s organization role';
+COMMENT ON COLUMN um.member_list.membership IS 'status of the membership in this organization: active or suspended';
+COMMENT ON COLUMN um.member_list.user_status IS 'status of the user account: active or suspended';
+COMMENT ON COLUMN um.member_list.allow_login IS 'false for a notification-only user';
+COMMENT ON COLUMN um.member_list.email_verified IS 'the user has proved control of the address';
+COMMENT ON COLUMN um.member_list.member_since IS 'when the user joined the organization';
+COMMENT ON COLUMN um.role_permission_list.org IS 'the organization''s slug';
+COMMENT ON COLUMN um.role_permission_list.role IS 'the role''s name';
+COMMENT ON COLUMN um.role_permission_list.builtin IS 'a built-in role';
+COMMENT ON COLUMN um.role_permission_list.includes IS 'names of the roles it includes directly, comma-separated';
+COMMENT ON COLUMN um.role_permission_list.permissions IS 'the permissions and patterns it grants directly, space-separated';
+COMMENT ON COLUMN um.organization_list.id IS 'the organization''s id';
+COMMENT ON COLUMN um.organization_list.slug IS 'unique short name';
+COMMENT ON COLUMN um.organization_list.name IS 'display name';
+COMMENT ON COLUMN um.organization_list.members IS 'number of memberships, suspended ones included';
+COMMENT ON COLUMN um.organization_list.roots IS 'addresses of the members holding the Root role, comma-separated';
+COMMENT ON COLUMN um.organization_list.teams IS 'number of teams';
+COMMENT ON COLUMN um.organization_list.custom_roles IS 'number of roles that are not built-in';
+COMMENT ON COLUMN um.organization_list.password_login_disabled IS 'members must sign in through an identity provider';
+COMMENT ON COLUMN um.organization_list.created_at IS 'when the organization was created';
+COMMENT ON COLUMN um.cache_activity.pid IS 'the backend''s process id';
+COMMENT ON COLUMN um.cache_activity.database IS 'the backend''s database';
+COMMENT ON COLUMN um.cache_activity.role IS 'the database role the backend logged in as';
+COMMENT ON COLUMN um.cache_activity.application_name IS 'the backend''s application_name';
+COMMENT ON COLUMN um.cache_activity.is_mine IS 'the backend running this query (its figures are live)';
+COMMENT ON COLUMN um.cache_activity.published_at IS 'when the backend last published its figures (the end of a transaction that changed them)';
+COMMENT ON COLUMN um.cache_activity.hits IS 'permission checks answered from the cache';
+COMMENT ON COLUMN um.cache_activity.misses IS 'permission checks that had to load from the tables first';
+COMMENT ON COLUMN um.cache_activity.hit_ratio IS 'hits / (hits + misses), rounded to 4 places; NULL before the first check';
+COMMENT ON COLUMN um.cache_activity.queries IS 'queries the cache''s loader ran against um''s tables';
+COMMENT ON COLUMN um.cache_activity.invalidations IS 'invalidations received: a committed change to a table the answers depend on';
+COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied and started afresh (after an invalidation, an eviction or um_cache_reset)';
+COMMENT ON COLUMN um.cache_activity.evictions IS 'times the cache was emptied for growing past um.cache_memory_limit';
+COMMENT ON COLUMN um.cache_activity.entries IS 'users, memberships, organizations and scope answers held now';
+COMMENT ON COLUMN um.cache_activity.memory_bytes IS 'memory the cache uses now';
+COMMENT ON COLUMN um.cache_activity.memory_limit_bytes IS 'the most it may use (um.cache_memory_limit)';
+
+COMMENT ON FUNCTION um.actor_org(bigint) IS
+  'internal: the organization, if the acting user may be told about it and it may carry their refusals (a member there, the identity reaching it); else NULL';
+COMMENT ON FUNCTION um.administers_um() IS
+  'does the current role administer um (with the privileges of the extension''s owner)? Called by the um_administrators policies; EXECUTE granted to PUBLIC';
+COMMENT ON FUNCTION um.assert_no_app_cascades() IS
+  'internal: refuses (before a lifecycle function may delete) while an application table has a cascading foreign key into um''s tables, whose triggers would run as um''s owner';
+COMMENT ON FUNCTION um.audit(text, bigint, text, bigint, jsonb, text) IS
+  'internal: appends one event to um.audit_events in the current transaction (actor columns are stamped by its trigger)';
+COMMENT ON FUNCTION um.audit_events_append_only() IS 'trigger on um.audit_events: refuses UPDATE, DELETE and TRUNCATE (UM047); a superuser disables it for one transaction to prune old events';
+COMMENT ON FUNCTION um.audit_events_stamp() IS 'trigger on um.audit_events: fills in the acting user, the impersonator and the calling database role, whatever the insert said, when someone is acting';
+COMMENT ON FUNCTION um.authenticate(text, text, boolean) IS 'internal: the checks of um_login and um_change_password (bcrypt, lockout, state), in an order that tells a stranger nothing; returns the user or raises (UM060 for an unknown email, a wrong password or a locked account)';
+COMMENT ON FUNCTION um.authorize(oid, text, text, text, bigint, text, bigint) IS
+  'internal: may this lifecycle call go ahead? The acting user needs the permission in the organization, or with nobody acting the calling role must administer um; returns the acting user (NULL for an administrator), else refuses (UM070, audited)';
+COMMENT ON FUNCTION um.authorize_role_edit(oid, text, bigint, text) IS
+  'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
+COMMENT ON FUNCTION um.authorize_team(oid, text, text, bigint, bigint) IS
+  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um.authorize)';
+COMMENT ON FUNCTION um.authorize_user(oid, text, text, text, bigint) IS
+  'internal: authorization for changes to a user account: the permission in every organization of the user, and only a Root acts on a Root; a user in no organization is only a um administrator''s';
+COMMENT ON FUNCTION um.check_column(regclass, name, text) IS 'part of um_protect_table: raises UM080 unless the column exists and is a bigint';
+COMMENT ON FUNCTION um.crudl_actions(text) IS
+  'internal: the actions CRUDL letters stand for (C create, R read, U update, D delete, L list), as in the built-in role matrix';
+COMMENT ON FUNCTION um.deletion_blocker(bigint) IS
+  'internal: what stops the user''s deletion (the only Root who can log in of an organization with other members, the owner of a team with other members) as (kind, what, detail); NULLs when nothing does';
+COMMENT ON FUNCTION um.deny(text, bigint, text, bigint, text, text, text, text) IS 'internal: audits a refused call (committed even though the call fails; the server log when nobody is acting) and raises the error';
+COMMENT ON FUNCTION um.do_accept_invitation(text, text, text, oid) IS
+  'body of um_accept_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_accept_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text, oid) IS
+  'body of um_add_identity_provider: runs as um''s owner with the calling role passed as p_caller; called only through um_add_identity_provider (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text, oid) IS
+  'body of um_add_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[], oid) IS
+  'body of um_add_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_team_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_organization(text, text, bigint, oid) IS
+  'body of um_create_organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_organization (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text, oid) IS
+  'body of um_create_role: runs as um''s owner with the calling role passed as p_caller; called only through um_create_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint, oid) IS
+  'body of um_create_team: runs as um''s owner with the calling role passed as p_caller; called only through um_create_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text, oid) IS
+  'body of um_create_user for a user in an organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb, oid) IS
+  'body of um_create_user for a user in no organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_my_account(oid) IS
+  'body of um_delete_my_account: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_my_account (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_role(bigint, oid) IS
+  'body of um_delete_role: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_team(bigint, oid) IS
+  'body of um_delete_team: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_user(bigint, oid) IS
+  'body of um_delete_user: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_disable_login(bigint, oid) IS
+  'body of um_disable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_disable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_enable_login(bigint, oid) IS
+  'body of um_enable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_enable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_expire_invitations(oid) IS
+  'body of um_expire_invitations: runs as um''s owner with the calling role passed as p_caller; called only through um_expire_invitations (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_export_my_data(oid) IS
+  'body of um_export_my_data: runs as um''s owner with the calling role passed as p_caller; called only through um_export_my_data (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_export_users(bigint, oid) IS
+  'body of um_export_users: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_export_users_json(bigint, oid) IS
+  'body of um_export_users_json: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users_json (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_grant_permission(bigint, text, oid) IS
+  'body of um_grant_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint, oid) IS
+  'body of um_grant_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text, oid) IS
+  'body of um_grant_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_team_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval, oid) IS
+  'body of um_invite: runs as um''s owner with the calling role passed as p_caller; called only through um_invite (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint, oid) IS
+  'body of um_link_identity: runs as um''s owner with the calling role passed as p_caller; called only through um_link_identity (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_logout_all(bigint, oid) IS
+  'body of um_logout_all: runs as um''s owner with the calling role passed as p_caller; called only through um_logout_all (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_mark_verified(bigint, oid) IS
+  'body of um_mark_verified: runs as um''s owner with the calling role passed as p_caller; called only through um_mark_verified (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint, oid) IS
+  'body of um_reactivate_user: runs as um''s owner with the calling role passed as p_caller; called only through um_reactivate_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_register_permission(text, text, oid) IS
+  'body of um_register_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_register_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_remove_member(bigint, bigint, oid) IS
+  'body of um_remove_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint, oid) IS
+  'body of um_remove_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_team_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_rename_team(bigint, text, oid) IS
+  'body of um_rename_team: runs as um''s owner with the calling role passed as p_caller; called only through um_rename_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_request_invitation(text, text, oid) IS
+  'body of um_request_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_request_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_resend_verification(text, oid) IS
+  'body of um_resend_verification: runs as um''s owner with the calling role passed as p_caller; called only through um_resend_verification (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_invitation(bigint, oid) IS
+  'body of um_revoke_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_permission(bigint, text, oid) IS
+  'body of um_revoke_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint, oid) IS
+  'body of um_revoke_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text, oid) IS
+  'body of um_revoke_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_team_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text, oid) IS
+  'body of um_set_org_role: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb, oid) IS
+  'body of um_set_org_setting: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_setting (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text, oid) IS
+  'body of um_sign_up: runs as um''s owner with the calling role passed as p_caller; called only through um_sign_up (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint, oid) IS
+  'body of um_suspend_user: runs as um''s owner with the calling role passed as p_caller; called only through um_suspend_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text, oid) IS
+  'body of um_transfer_org_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_org_ownership (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint, oid) IS
+  'body of um_transfer_team_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_team_ownership (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_verify_email(text, text, oid) IS
+  'body of um_verify_email: runs as um''s owner with the calling role passed as p_caller; called only through um_verify_email (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.drop_um_policies(regclass) IS 'part of um_protect_table and um_unprotect_table: drops the um_* policies of a relation';
+COMMENT ON FUNCTION um.erase_user(bigint, text) IS
+  'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um.deletion_blocker names something';
+COMMENT ON FUNCTION um.guard_escalation(bigint, bigint, bigint, text[], text, text, text, bigint) IS
+  'internal: nobody hands out a permission they do not hold (on the scope node, when the grant is for one); refuses, audited, naming what is missing';
+COMMENT ON FUNCTION um.guard_last_active_root(bigint, bigint, text, text) IS
+  'internal: refuses to suspend, or take login from, the last active Root who can log in of an organization (UM044)';
+COMMENT ON FUNCTION um.guard_root_target(bigint, bigint, bigint, text, text) IS
+  'internal: only a Root acts on a Root (an Admin never removes, demotes or suspends one); refuses, audited, otherwise';
+COMMENT ON FUNCTION um.guard_team_grants(bigint, bigint, text, bigint) IS
+  'internal: nobody adds a member to a team whose grants hold permissions they lack there (joining gives the team''s roles)';
+COMMENT ON FUNCTION um.has_permission_support(internal) IS
+  'planner support function of um_has_permission: turns a check on an indexed organization (or scope) column into an index condition over um_permitted_orgs (or um_permitted_scopes)';
+COMMENT ON FUNCTION um.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
+COMMENT ON FUNCTION um.hash_cost(text) IS 'internal: the bcrypt cost a hash was made with; 0 when it is not a bcrypt hash';
+COMMENT ON FUNCTION um.hash_password(text) IS 'internal: a bcrypt hash of an acceptable password (8 characters to 72 bytes, else UM068) at cost um.password_hash_cost';
+COMMENT ON FUNCTION um.identity_providers_before_delete() IS 'trigger on um.identity_providers: refuses to remove the last provider of an organization whose password login is disabled (UM045)';
+COMMENT ON FUNCTION um.impersonation_escalates(bigint, bigint, bigint) IS 'internal: does the target hold anything in the organization that the impersonator lacks? Then impersonating would be an escalation';
+COMMENT ON FUNCTION um.insert_user(text, text, boolean, text, text, text, jsonb) IS
+  'internal: inserts a user and returns the id, or says why not (UM001 no address, UM020 address registered)';
+COMMENT ON FUNCTION um.invalid_argument(text, text) IS 'internal: raises UM009 (invalid argument) with this message and hint';
+COMMENT ON FUNCTION um.invitations_before_write() IS 'trigger on um.invitations: validates the address with an explanation (UM001)';
+COMMENT ON FUNCTION um.is_root(bigint, bigint) IS 'internal: does the user hold the Root role of the organization (in any state)?';
+COMMENT ON FUNCTION um.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
+COMMENT ON FUNCTION um.memberships_before_update() IS 'trigger on um.memberships: a membership never moves to another organization or user (UM046)';
+COMMENT ON FUNCTION um.memberships_keep_root() IS 'statement trigger on um.memberships: an organization with members keeps a Root, and a Root who can log in (UM044)';
+COMMENT ON FUNCTION um.new_session(um.users, text) IS 'internal: starts a session (um.session_lifetime) for a user who just proved who they are, audits it, and returns its token';
+COMMENT ON FUNCTION um.new_verification(bigint, boolean) IS
+  'internal: issues a verification token for the user (replacing any earlier one) and returns it; only with nobody acting (UM058), so no tenant user sees it';
+COMMENT ON FUNCTION um.organizations_before_write() IS 'trigger on um.organizations: validates slug and name; refuses password_login_disabled without an identity provider (UM045)';
+COMMENT ON FUNCTION um.parse_email_batch(text) IS
+  'internal: the addresses of a batch, split on commas, semicolons and line breaks, trimmed, without empty entries or duplicates (any letter case)';
+COMMENT ON FUNCTION um.password_matches(text, text) IS 'internal: does the password match the bcrypt hash? Without a hash it still spends a hash''s time, so timing does not tell which emails exist';
+COMMENT ON FUNCTION um.pattern_grants(text) IS 'internal: the catalog permissions a permission name or pattern stands for';
+COMMENT ON FUNCTION um.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
+COMMENT ON FUNCTION um.pgcrypto_schema() IS 'internal: the schema pgcrypto is installed in (um hashes passwords with it), or UM069';
+COMMENT ON FUNCTION um.policy_check(text, name, name) IS
+  'part of um_protect_table: the expression of one um policy (org_id = ANY (um_permitted_orgs(...)), or per row with a scope column)';
+COMMENT ON FUNCTION um.protection_note(regclass, text, text) IS
+  'part of um_protect_table and um_unprotect_table (src/protect.c): once the caller is found to own the table, audits the change and, for a um administrator, registers the resource''s permissions';
+COMMENT ON FUNCTION um.protection_state(regclass[]) IS
+  'part of um_protect_table: um''s policies and the RLS switches of these relations as text, to audit only what changed';
+COMMENT ON FUNCTION um.protection_tree(regclass) IS
+  'part of um_protect_table: the table and every table that inherits from it (partitions, sub-partitions, INHERITS children)';
+COMMENT ON FUNCTION um.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
+COMMENT ON FUNCTION um.ref_applicable_roles(bigint, bigint, bigint) IS
+  'reference evaluator: the roles that apply directly to the user in the organization (and scope node), before inclusions, with where each comes from';
+COMMENT ON FUNCTION um.ref_check_permission_name(text) IS 'reference evaluator: raises unless the name is a valid catalog permission (UM010, UM011)';
+COMMENT ON FUNCTION um.ref_denial(bigint, bigint, bigint, boolean) IS
+  'reference evaluator: why the user cannot act in the organization (or on the node) at all, or NULL when they can';
+COMMENT ON FUNCTION um.ref_pattern_covers(text, text) IS
+  'reference evaluator: does a permission pattern ("*" for a whole part) cover the permission? Written independently of the C, for the differential tests';
+COMMENT ON FUNCTION um.require_member(bigint, bigint) IS
+  'internal: the user''s membership in the organization, or the error that says it does not exist (UM035)';
+COMMENT ON FUNCTION um.require_organization(bigint) IS 'internal: the organization, or the error that names it (UM030)';
+COMMENT ON FUNCTION um.require_role(bigint, text) IS
+  'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';
+COMMENT ON FUNCTION um.require_role_id(bigint) IS 'internal: the role by id, or the error that names it (UM032)';
+COMMENT ON FUNCTION um.require_scope(bigint) IS 'internal: the scope node, or the error that names it (UM036)';
+COMMENT ON FUNCTION um.require_team(bigint) IS 'internal: the team, or the error that names it (UM033)';
+COMMENT ON FUNCTION um.require_user(bigint) IS 'internal: the user, or the error that names them (UM031)';
+COMMENT ON FUNCTION um.role_grants(bigint) IS 'internal: the catalog permissions a role grants, with those of the roles it includes';
+COMMENT ON FUNCTION um.role_inclusions_check_cycle() IS 'statement trigger on um.role_inclusions: refuses an inclusion that would make a cycle of roles (UM040)';
+COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
+COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, renamed or made from custom ones (UM042); no role moves to another organization; validates the name';
+COMMENT ON FUNCTION um.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
+COMMENT ON FUNCTION um.scopes_check_cycle() IS 'statement trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree (UM041)';
+COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
+  'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';
+COMMENT ON FUNCTION um.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
+COMMENT ON FUNCTION um.team_members_keep_owner() IS 'statement trigger on um.team_members: a team''s owner cannot be removed or lose ownership without a successor (UM043); not when the team or organization goes';
+COMMENT ON FUNCTION um.teams_after_delete() IS 'statement trigger on um.teams: a deleted team takes its team space (and the grants on it) along, unless another team uses that node';
+COMMENT ON FUNCTION um.teams_before_write() IS 'trigger on um.teams: validates the name, keeps the team in its organization, and creates its team space (a scope node of kind "team") when none is given';
+COMMENT ON FUNCTION um.temporary_password() IS 'internal: a random temporary password (120 bits), which the user must change';
+COMMENT ON FUNCTION um.users_before_write() IS 'trigger on um.users: validates email, name, time zone, locale, mobile and attributes with explanations; keeps updated_at, suspended_at, and unverifies a changed address';
+COMMENT ON FUNCTION um.users_end_sessions() IS 'trigger on um.users: a password change, a suspension or the loss of login revokes the user''s open sessions';
+
+COMMENT ON TRIGGER cache_invalidate ON um.users IS
+  'every backend empties its permission cache once a change of id, status or allow_login is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.memberships IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.roles IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.role_inclusions IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.role_permissions IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.permissions IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.scopes IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.teams IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.team_members IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.team_member_roles IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate ON um.grants IS
+  'every backend empties its permission cache once this statement''s change is visible to it (statement trigger, enabled always)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.users IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.memberships IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.roles IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.role_inclusions IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.role_permissions IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.permissions IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.scopes IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.teams IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.team_members IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.team_member_roles IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+COMMENT ON TRIGGER cache_invalidate_replica ON um.grants IS
+  'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)';
+
+COMMENT ON POLICY um_read ON um.organizations IS 'application roles read the organizations where the acting user holds org:read';
+COMMENT ON POLICY um_read ON um.users IS
+  'application roles read the acting user''s own row and the members of organizations where the acting user holds member:read (never the password hash or login counters)';
+COMMENT ON POLICY um_read ON um.memberships IS
+  'application roles read the memberships of organizations where the acting user holds member:read, and the acting user''s own';
+COMMENT ON POLICY um_read ON um.roles IS 'application roles read the roles of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.role_inclusions IS 'application roles read the role inclusions of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.role_permissions IS 'application roles read the role permissions of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.grants IS 'application roles read the grants of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.scopes IS 'application roles read the scope nodes of organizations where the acting user holds scope:read';
+COMMENT ON POLICY um_read ON um.teams IS 'application roles read the teams of organizations where the acting user holds team:read';
+COMMENT ON POLICY um_read ON um.team_members IS 'application roles read the team members of organizations where the acting user holds team:read';
+COMMENT ON POLICY um_read ON um.team_member_roles IS 'application roles read the team roles of organizations where the acting user holds team:read';
+COMMENT ON POLICY um_read ON um.invitations IS 'application roles read the invitations of organizations where the acting user holds member:invite';
+COMMENT ON POLICY um_read ON um.audit_events IS
+  'application roles read the events of organizations where the acting user holds audit:read, and the events about the acting user (in an organization only where their identity reaches it)';
+COMMENT ON POLICY um_administrators ON um.organizations IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.users IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.memberships IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.roles IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.role_inclusions IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.role_permissions IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.grants IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.scopes IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.teams IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.team_members IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.team_member_roles IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.invitations IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.audit_events IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.sessions IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.identity_providers IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.user_identities IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.cache_sentinel IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.verification_tokens IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';

@@ -29,6 +29,11 @@ COMMENT ON COLUMN um.organizations.slug IS 'unique short name for URLs: lowercas
 COMMENT ON COLUMN um.organizations.allow_invite_requests IS 'people may request an invitation from the login page';
 COMMENT ON COLUMN um.organizations.password_login_disabled IS 'members must sign in through an identity provider; needs one in um.identity_providers';
 COMMENT ON COLUMN um.organizations.settings IS 'further settings of the application, a JSON object';
+COMMENT ON COLUMN um.organizations.id IS 'the organization''s id; every organization-scoped row carries it as org_id';
+COMMENT ON COLUMN um.organizations.name IS 'display name';
+COMMENT ON COLUMN um.organizations.revision IS
+  'bumped by every check of an organization-wide invariant (Root kept, no cycles), so concurrent changes to one organization serialize on this row; internal';
+COMMENT ON COLUMN um.organizations.created_at IS 'when the organization was created';
 
 CREATE TABLE um.users (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -62,6 +67,21 @@ COMMENT ON COLUMN um.users.allow_login IS 'false: a notification-only user, who 
 COMMENT ON COLUMN um.users.status IS 'active or suspended; suspension keeps everything and blocks all access';
 COMMENT ON COLUMN um.users.password_hash IS 'bcrypt hash; NULL for users who sign in only through an identity provider';
 COMMENT ON COLUMN um.users.attributes IS 'key/value attributes of the user for the application, a JSON object';
+COMMENT ON COLUMN um.users.id IS 'the user''s id: what um_act_as takes and um_current_user_id returns';
+COMMENT ON COLUMN um.users.name IS 'display name, optional';
+COMMENT ON COLUMN um.users.timezone IS 'IANA time zone name, e.g. Europe/Paris';
+COMMENT ON COLUMN um.users.locale IS 'language tag, e.g. en or pt-BR';
+COMMENT ON COLUMN um.users.mobile IS 'mobile number in E.164 form (+ and digits), optional';
+COMMENT ON COLUMN um.users.suspended_at IS 'when the user was suspended; set exactly while status is suspended';
+COMMENT ON COLUMN um.users.email_verified_at IS
+  'when the user proved control of the address (um_verify_email, um_mark_verified); cleared when the address changes';
+COMMENT ON COLUMN um.users.must_change_password IS 'the password is temporary: login is refused until um_change_password sets a new one';
+COMMENT ON COLUMN um.users.password_changed_at IS 'when the password was last set; not readable by application roles';
+COMMENT ON COLUMN um.users.failed_login_count IS
+  'wrong passwords since the last successful login; um.login_max_failures of them lock the account; not readable by application roles';
+COMMENT ON COLUMN um.users.locked_until IS 'logins are refused until then after too many wrong passwords (um.login_lockout); not readable by application roles';
+COMMENT ON COLUMN um.users.created_at IS 'when the user was created';
+COMMENT ON COLUMN um.users.updated_at IS 'when the row last changed (set by its trigger)';
 
 -- Built-in roles: the template every new organization is seeded from.
 CREATE TABLE um.builtin_roles (
@@ -71,6 +91,11 @@ CREATE TABLE um.builtin_roles (
   position integer NOT NULL UNIQUE
 );
 COMMENT ON TABLE um.builtin_roles IS 'the built-in organization roles seeded in every organization (installed by um, not user data)';
+COMMENT ON COLUMN um.builtin_roles.key IS
+  'stable identifier of the built-in role (root, admin, service_editor, service_operator, service_reader, member); um.roles.builtin refers to it';
+COMMENT ON COLUMN um.builtin_roles.name IS 'the name the role gets in every organization';
+COMMENT ON COLUMN um.builtin_roles.description IS 'what the role is for';
+COMMENT ON COLUMN um.builtin_roles.position IS 'display order, Root first';
 
 CREATE TABLE um.roles (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -85,6 +110,12 @@ CREATE TABLE um.roles (
 CREATE UNIQUE INDEX roles_id_key ON um.roles (id);
 CREATE UNIQUE INDEX roles_org_id_name_key ON um.roles (org_id, lower(name));
 COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set; not renamable or deletable, permissions editable) or custom';
+COMMENT ON COLUMN um.roles.id IS 'the role''s id, unique across organizations';
+COMMENT ON COLUMN um.roles.org_id IS 'the organization the role belongs to';
+COMMENT ON COLUMN um.roles.name IS 'name, unique in the organization regardless of letter case';
+COMMENT ON COLUMN um.roles.description IS 'free text, optional';
+COMMENT ON COLUMN um.roles.builtin IS 'key of the built-in role this is (um.builtin_roles); NULL for a custom role';
+COMMENT ON COLUMN um.roles.created_at IS 'when the role was created';
 
 CREATE TABLE um.role_inclusions (
   org_id bigint NOT NULL,
@@ -98,6 +129,9 @@ CREATE TABLE um.role_inclusions (
 CREATE UNIQUE INDEX role_inclusions_role_id_included_role_id_key ON um.role_inclusions (role_id, included_role_id);
 CREATE INDEX role_inclusions_included_role_id_idx ON um.role_inclusions (included_role_id);
 COMMENT ON TABLE um.role_inclusions IS 'composite roles: role_id also grants everything included_role_id grants; cycles are rejected';
+COMMENT ON COLUMN um.role_inclusions.org_id IS 'the organization of both roles';
+COMMENT ON COLUMN um.role_inclusions.role_id IS 'the including role';
+COMMENT ON COLUMN um.role_inclusions.included_role_id IS 'the role whose permissions role_id also grants';
 
 CREATE TABLE um.permissions (
   name text PRIMARY KEY CONSTRAINT permissions_name_check CHECK (um.permission_name_is_valid(name, false)),
@@ -108,6 +142,13 @@ CREATE TABLE um.permissions (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE um.permissions IS 'the permission catalog: every "resource:action" um or the application knows; checks of other names are errors';
+COMMENT ON COLUMN um.permissions.name IS 'resource:action, lowercase identifiers, e.g. billing:read';
+COMMENT ON COLUMN um.permissions.resource IS 'the part before the colon (generated)';
+COMMENT ON COLUMN um.permissions.action IS 'the part after the colon (generated)';
+COMMENT ON COLUMN um.permissions.description IS 'what the permission allows, optional';
+COMMENT ON COLUMN um.permissions.builtin IS
+  'installed by um (not dumped, cannot be changed or deleted); false for the application''s own, registered with um_register_permission';
+COMMENT ON COLUMN um.permissions.created_at IS 'when the permission was registered';
 
 CREATE TABLE um.role_permissions (
   org_id bigint NOT NULL,
@@ -119,6 +160,9 @@ CREATE TABLE um.role_permissions (
 );
 CREATE UNIQUE INDEX role_permissions_role_id_permission_key ON um.role_permissions (role_id, permission);
 COMMENT ON TABLE um.role_permissions IS 'what a role grants: permission names or patterns with "*" for a whole part (service:*, *:read, *)';
+COMMENT ON COLUMN um.role_permissions.org_id IS 'the organization of the role';
+COMMENT ON COLUMN um.role_permissions.role_id IS 'the role that grants it';
+COMMENT ON COLUMN um.role_permissions.permission IS 'a catalog permission, or a pattern with * for a whole part (service:*, *:read, *)';
 
 CREATE TABLE um.scopes (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -140,6 +184,12 @@ CREATE UNIQUE INDEX scopes_ref_key ON um.scopes (org_id, kind, ref) WHERE ref IS
 COMMENT ON TABLE um.scopes IS 'the tree of resources of an organization (project, environment, application, dashboard group, team space, ...)';
 COMMENT ON COLUMN um.scopes.ref IS 'the application''s own key for the resource this node stands for';
 COMMENT ON COLUMN um.scopes.inherit IS 'false: the node breaks inheritance and uses only grants made on it, instead of those of its ancestors';
+COMMENT ON COLUMN um.scopes.id IS 'the node''s id, unique across organizations';
+COMMENT ON COLUMN um.scopes.org_id IS 'the organization the node belongs to';
+COMMENT ON COLUMN um.scopes.parent_id IS 'the parent node; NULL for a top-level node';
+COMMENT ON COLUMN um.scopes.kind IS 'the application''s type of resource (project, environment, team, ...), a lowercase identifier';
+COMMENT ON COLUMN um.scopes.name IS 'display name, unique among siblings of the same kind regardless of letter case';
+COMMENT ON COLUMN um.scopes.created_at IS 'when the node was created';
 
 CREATE TABLE um.memberships (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -159,6 +209,14 @@ CREATE INDEX memberships_user_id_idx ON um.memberships (user_id);
 CREATE INDEX memberships_role_id_idx ON um.memberships (role_id);
 CREATE INDEX memberships_invited_by_idx ON um.memberships (invited_by) WHERE invited_by IS NOT NULL;
 COMMENT ON TABLE um.memberships IS 'a user in an organization, with exactly one organization role; removal deletes the row, so re-adding starts afresh';
+COMMENT ON COLUMN um.memberships.id IS 'the membership''s id';
+COMMENT ON COLUMN um.memberships.org_id IS 'the organization';
+COMMENT ON COLUMN um.memberships.user_id IS 'the member';
+COMMENT ON COLUMN um.memberships.role_id IS 'the member''s one organization role; changed in place by um_set_org_role';
+COMMENT ON COLUMN um.memberships.status IS
+  'active or suspended (in this organization only: um_suspend_user with an organization); a suspended member holds no permissions there';
+COMMENT ON COLUMN um.memberships.invited_by IS 'the user who invited or added the member, if known';
+COMMENT ON COLUMN um.memberships.created_at IS 'when the user joined';
 
 CREATE TABLE um.teams (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -175,6 +233,11 @@ CREATE UNIQUE INDEX teams_id_key ON um.teams (id);
 CREATE INDEX teams_scope_id_idx ON um.teams (scope_id);
 COMMENT ON TABLE um.teams IS 'teams of an organization; roles given within a team apply to the team''s scope node and below';
 COMMENT ON COLUMN um.teams.scope_id IS 'the team space; created (kind "team") when not given';
+COMMENT ON COLUMN um.teams.id IS 'the team''s id, unique across organizations';
+COMMENT ON COLUMN um.teams.org_id IS 'the organization the team belongs to';
+COMMENT ON COLUMN um.teams.name IS 'name, unique in the organization regardless of letter case';
+COMMENT ON COLUMN um.teams.description IS 'free text, optional';
+COMMENT ON COLUMN um.teams.created_at IS 'when the team was created';
 
 CREATE TABLE um.team_members (
   org_id bigint NOT NULL,
@@ -190,6 +253,11 @@ CREATE TABLE um.team_members (
 CREATE UNIQUE INDEX team_members_team_id_user_id_key ON um.team_members (team_id, user_id);
 CREATE INDEX team_members_org_id_user_id_idx ON um.team_members (org_id, user_id);
 COMMENT ON TABLE um.team_members IS 'members of a team (each must be a member of the organization); one of them is the owner, who cannot be removed';
+COMMENT ON COLUMN um.team_members.org_id IS 'the organization of the team';
+COMMENT ON COLUMN um.team_members.team_id IS 'the team';
+COMMENT ON COLUMN um.team_members.user_id IS 'the member (a member of the organization)';
+COMMENT ON COLUMN um.team_members.is_owner IS 'the team''s owner: exactly one per team, who cannot be removed (um_transfer_team_ownership moves it)';
+COMMENT ON COLUMN um.team_members.added_at IS 'when the user joined the team';
 
 CREATE TABLE um.team_member_roles (
   org_id bigint NOT NULL,
@@ -205,6 +273,10 @@ CREATE UNIQUE INDEX team_member_roles_team_id_user_id_role_id_key ON um.team_mem
 CREATE INDEX team_member_roles_role_id_idx ON um.team_member_roles (role_id);
 CREATE INDEX team_member_roles_org_id_user_id_idx ON um.team_member_roles (org_id, user_id);
 COMMENT ON TABLE um.team_member_roles IS 'roles a member holds within a team: they apply only to the team''s scope';
+COMMENT ON COLUMN um.team_member_roles.org_id IS 'the organization of the team';
+COMMENT ON COLUMN um.team_member_roles.team_id IS 'the team';
+COMMENT ON COLUMN um.team_member_roles.user_id IS 'the team member';
+COMMENT ON COLUMN um.team_member_roles.role_id IS 'the role held within the team';
 
 CREATE TABLE um.grants (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -232,6 +304,15 @@ CREATE INDEX grants_team_id_idx ON um.grants (team_id) WHERE team_id IS NOT NULL
 CREATE INDEX grants_scope_id_idx ON um.grants (scope_id) WHERE scope_id IS NOT NULL;
 CREATE INDEX grants_role_id_idx ON um.grants (role_id);
 COMMENT ON TABLE um.grants IS 'a role given to a member or a team on one scope node (scope_id), on every node of a kind (scope_kind), or organization-wide (neither)';
+COMMENT ON COLUMN um.grants.id IS 'the grant''s id';
+COMMENT ON COLUMN um.grants.org_id IS 'the organization';
+COMMENT ON COLUMN um.grants.role_id IS 'the role given';
+COMMENT ON COLUMN um.grants.user_id IS 'the member it is given to; NULL when given to a team';
+COMMENT ON COLUMN um.grants.team_id IS 'the team it is given to (all its members); NULL when given to a member';
+COMMENT ON COLUMN um.grants.scope_id IS 'the node it applies to, with its descendants unless one breaks inheritance; NULL: not one node';
+COMMENT ON COLUMN um.grants.scope_kind IS 'every node of this kind; NULL: not a kind';
+COMMENT ON COLUMN um.grants.granted_by IS 'the user who made the grant, if known';
+COMMENT ON COLUMN um.grants.created_at IS 'when the grant was made';
 
 CREATE TABLE um.invitations (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -258,6 +339,19 @@ CREATE UNIQUE INDEX invitations_id_key ON um.invitations (id);
 CREATE UNIQUE INDEX invitations_token_hash_key ON um.invitations (token_hash);
 CREATE INDEX invitations_lower_email_idx ON um.invitations (lower(email));
 COMMENT ON TABLE um.invitations IS 'invitations to join an organization with a preset role (and team); tokens are stored only as hashes';
+COMMENT ON COLUMN um.invitations.id IS 'the invitation''s id';
+COMMENT ON COLUMN um.invitations.org_id IS 'the organization invited to';
+COMMENT ON COLUMN um.invitations.email IS 'the address invited; at most one open (requested or pending) invitation per address and organization';
+COMMENT ON COLUMN um.invitations.role_id IS 'the organization role the invitee gets on accepting';
+COMMENT ON COLUMN um.invitations.team_id IS 'a team the invitee joins on accepting, optional';
+COMMENT ON COLUMN um.invitations.state IS
+  'requested (asked for from the login page, awaiting an invitation), pending (sent, awaiting acceptance), accepted, revoked or expired';
+COMMENT ON COLUMN um.invitations.token_hash IS 'SHA-256 of the token mailed to the invitee; set while pending, cleared once decided';
+COMMENT ON COLUMN um.invitations.invited_by IS 'the user who sent the invitation, if known';
+COMMENT ON COLUMN um.invitations.accepted_by IS 'the user who accepted it';
+COMMENT ON COLUMN um.invitations.created_at IS 'when it was sent (or last renewed) or requested';
+COMMENT ON COLUMN um.invitations.expires_at IS 'a pending invitation can be accepted until then';
+COMMENT ON COLUMN um.invitations.decided_at IS 'when it was accepted, revoked or expired';
 
 CREATE TABLE um.sessions (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -274,6 +368,13 @@ CREATE TABLE um.sessions (
 CREATE INDEX sessions_user_id_idx ON um.sessions (user_id);
 COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never stored, only its SHA-256';
 COMMENT ON COLUMN um.sessions.revoked_reason IS 'why the session ended early: logout, logout of all sessions, password change, suspension, loss of login';
+COMMENT ON COLUMN um.sessions.id IS 'the session''s id';
+COMMENT ON COLUMN um.sessions.user_id IS 'whose session it is';
+COMMENT ON COLUMN um.sessions.token_hash IS 'SHA-256 of the session token um_login returned; um_begin looks it up';
+COMMENT ON COLUMN um.sessions.created_at IS 'when the user logged in';
+COMMENT ON COLUMN um.sessions.expires_at IS 'the session ends then (um.session_lifetime after login)';
+COMMENT ON COLUMN um.sessions.method IS 'how the user signed in: password (um_login) or sso (an identity provider; no um function starts such a session yet)';
+COMMENT ON COLUMN um.sessions.revoked_at IS 'when the session was ended early; NULL while it lasts';
 
 CREATE TABLE um.identity_providers (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -287,6 +388,12 @@ CREATE TABLE um.identity_providers (
 CREATE UNIQUE INDEX identity_providers_id_key ON um.identity_providers (id);
 CREATE UNIQUE INDEX identity_providers_org_id_name_key ON um.identity_providers (org_id, lower(name));
 COMMENT ON TABLE um.identity_providers IS 'single sign-on providers linked to an organization';
+COMMENT ON COLUMN um.identity_providers.id IS 'the provider''s id, unique across organizations';
+COMMENT ON COLUMN um.identity_providers.org_id IS 'the organization whose members sign in through it';
+COMMENT ON COLUMN um.identity_providers.name IS 'display name, unique in the organization regardless of letter case';
+COMMENT ON COLUMN um.identity_providers.protocol IS 'oidc or saml';
+COMMENT ON COLUMN um.identity_providers.issuer IS 'the provider''s issuer (OIDC) or entity id (SAML), an https URL';
+COMMENT ON COLUMN um.identity_providers.created_at IS 'when the provider was added';
 
 CREATE TABLE um.user_identities (
   org_id bigint NOT NULL,
@@ -300,6 +407,11 @@ CREATE TABLE um.user_identities (
 CREATE UNIQUE INDEX user_identities_provider_id_subject_key ON um.user_identities (provider_id, subject);
 CREATE INDEX user_identities_user_id_idx ON um.user_identities (user_id);
 COMMENT ON TABLE um.user_identities IS 'which user an identity provider''s subject is';
+COMMENT ON COLUMN um.user_identities.org_id IS 'the organization of the provider';
+COMMENT ON COLUMN um.user_identities.provider_id IS 'the identity provider';
+COMMENT ON COLUMN um.user_identities.subject IS 'the provider''s identifier of the person (OIDC sub, SAML NameID)';
+COMMENT ON COLUMN um.user_identities.user_id IS 'the um user that subject is';
+COMMENT ON COLUMN um.user_identities.created_at IS 'when the link was made';
 
 CREATE TABLE um.audit_events (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -317,6 +429,19 @@ CREATE TABLE um.audit_events (
 CREATE INDEX audit_events_org_id_at_idx ON um.audit_events (org_id, at);
 CREATE INDEX audit_events_actor_user_id_idx ON um.audit_events (actor_user_id) WHERE actor_user_id IS NOT NULL;
 COMMENT ON TABLE um.audit_events IS 'append-only trail of every lifecycle change and denied call; holds ids, never personal data';
+COMMENT ON COLUMN um.audit_events.id IS 'the event''s id, increasing in the order events were written';
+COMMENT ON COLUMN um.audit_events.at IS 'when it happened (clock time, not transaction start)';
+COMMENT ON COLUMN um.audit_events.actor_user_id IS 'the acting user (the impersonated user while impersonating); NULL with nobody acting';
+COMMENT ON COLUMN um.audit_events.impersonator_user_id IS 'the real user when actor_user_id was being impersonated; else NULL';
+COMMENT ON COLUMN um.audit_events.db_role IS 'the database role that made the call (a lifecycle function''s caller, not um''s owner)';
+COMMENT ON COLUMN um.audit_events.action IS 'what was done or attempted, dotted lowercase words, e.g. member.add, user.login';
+COMMENT ON COLUMN um.audit_events.outcome IS
+  'ok (done) or denied (refused: a missing permission, a guard, a failed login); failed is allowed but um writes none';
+COMMENT ON COLUMN um.audit_events.org_id IS 'the organization concerned; NULL for account-wide events';
+COMMENT ON COLUMN um.audit_events.target_type IS
+  'the kind of thing acted on: user, organization, role, team, scope, invitation, permission, identity_provider, table';
+COMMENT ON COLUMN um.audit_events.target_id IS 'the id of the thing acted on, in the table target_type names';
+COMMENT ON COLUMN um.audit_events.details IS 'further facts of the event as a JSON object: ids and names of um objects, never personal data';
 
 -- Email verification tokens: random, stored hashed, single use, expiring.
 CREATE TABLE um.verification_tokens (
@@ -385,3 +510,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL),
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL);
+COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
+COMMENT ON COLUMN um.verification_tokens.user_id IS 'whose address the token proves';
+COMMENT ON COLUMN um.verification_tokens.created_at IS 'when it was issued';
+COMMENT ON COLUMN um.verification_tokens.expires_at IS 'it can be redeemed until then (48 hours after issue)';

@@ -23,6 +23,7 @@ BEGIN
   RETURN FOUND;
 END
 $$;
+COMMENT ON FUNCTION um.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
 
 -- users ---------------------------------------------------------------------
 CREATE FUNCTION um.users_before_write()
@@ -79,6 +80,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.users_before_write() IS 'trigger on um.users: validates email, name, time zone, locale, mobile and attributes with explanations; keeps updated_at, suspended_at, and unverifies a changed address';
 CREATE TRIGGER users_before_write BEFORE INSERT OR UPDATE ON um.users
   FOR EACH ROW EXECUTE FUNCTION um.users_before_write();
 
@@ -118,6 +120,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.organizations_before_write() IS 'trigger on um.organizations: validates slug and name; refuses password_login_disabled without an identity provider (UM045)';
 CREATE TRIGGER organizations_before_write BEFORE INSERT OR UPDATE ON um.organizations
   FOR EACH ROW EXECUTE FUNCTION um.organizations_before_write();
 
@@ -141,6 +144,7 @@ BEGIN
   RETURN OLD;
 END
 $$;
+COMMENT ON FUNCTION um.identity_providers_before_delete() IS 'trigger on um.identity_providers: refuses to remove the last provider of an organization whose password login is disabled (UM045)';
 CREATE TRIGGER identity_providers_before_delete BEFORE DELETE ON um.identity_providers
   FOR EACH ROW EXECUTE FUNCTION um.identity_providers_before_delete();
 
@@ -188,6 +192,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, renamed or made from custom ones (UM042); no role moves to another organization; validates the name';
 CREATE TRIGGER roles_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.roles
   FOR EACH ROW EXECUTE FUNCTION um.roles_before_write();
 
@@ -218,6 +223,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION um.role_inclusions_check_cycle() IS 'statement trigger on um.role_inclusions: refuses an inclusion that would make a cycle of roles (UM040)';
 CREATE TRIGGER role_inclusions_check_cycle AFTER INSERT OR UPDATE ON um.role_inclusions
   FOR EACH ROW EXECUTE FUNCTION um.role_inclusions_check_cycle();
 
@@ -239,6 +245,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
 CREATE TRIGGER role_permissions_before_write BEFORE INSERT OR UPDATE ON um.role_permissions
   FOR EACH ROW EXECUTE FUNCTION um.role_permissions_before_write();
 
@@ -277,6 +284,7 @@ BEGIN
   RETURN OLD;
 END
 $$;
+COMMENT ON FUNCTION um.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
 CREATE TRIGGER permissions_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.permissions
   FOR EACH ROW EXECUTE FUNCTION um.permissions_before_write();
 
@@ -326,6 +334,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
 CREATE TRIGGER scopes_before_write BEFORE INSERT OR UPDATE ON um.scopes
   FOR EACH ROW EXECUTE FUNCTION um.scopes_before_write();
 
@@ -359,6 +368,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION um.scopes_check_cycle() IS 'statement trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree (UM041)';
 CREATE TRIGGER scopes_check_cycle AFTER INSERT OR UPDATE OF parent_id ON um.scopes
   FOR EACH ROW EXECUTE FUNCTION um.scopes_check_cycle();
 
@@ -377,6 +387,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.memberships_before_update() IS 'trigger on um.memberships: a membership never moves to another organization or user (UM046)';
 CREATE TRIGGER memberships_before_update BEFORE UPDATE ON um.memberships
   FOR EACH ROW EXECUTE FUNCTION um.memberships_before_update();
 
@@ -391,6 +402,7 @@ AS $$
                   WHERE m.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active'
                     AND u.status = 'active' AND u.allow_login);
 $$;
+COMMENT ON FUNCTION um.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
 
 -- An organization with members always has a Root among them, and no change
 -- of memberships takes away its last Root who can log in (a Root leaving,
@@ -436,6 +448,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION um.memberships_keep_root() IS 'statement trigger on um.memberships: an organization with members keeps a Root, and a Root who can log in (UM044)';
 CREATE TRIGGER memberships_keep_root_ins AFTER INSERT ON um.memberships
   REFERENCING NEW TABLE AS changed_rows
   FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
@@ -473,6 +486,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.teams_before_write() IS 'trigger on um.teams: validates the name, keeps the team in its organization, and creates its team space (a scope node of kind "team") when none is given';
 CREATE TRIGGER teams_before_write BEFORE INSERT OR UPDATE ON um.teams
   FOR EACH ROW EXECUTE FUNCTION um.teams_before_write();
 
@@ -490,6 +504,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION um.teams_after_delete() IS 'statement trigger on um.teams: a deleted team takes its team space (and the grants on it) along, unless another team uses that node';
 CREATE TRIGGER teams_after_delete AFTER DELETE ON um.teams
   FOR EACH ROW EXECUTE FUNCTION um.teams_after_delete();
 
@@ -517,6 +532,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION um.team_members_keep_owner() IS 'statement trigger on um.team_members: a team''s owner cannot be removed or lose ownership without a successor (UM043); not when the team or organization goes';
 CREATE TRIGGER team_members_keep_owner_upd AFTER UPDATE ON um.team_members
   REFERENCING OLD TABLE AS changed_rows
   FOR EACH STATEMENT EXECUTE FUNCTION um.team_members_keep_owner();
@@ -538,6 +554,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
 CREATE TRIGGER team_members_before_update BEFORE UPDATE ON um.team_members
   FOR EACH ROW EXECUTE FUNCTION um.team_members_before_update();
 
@@ -557,6 +574,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.invitations_before_write() IS 'trigger on um.invitations: validates the address with an explanation (UM001)';
 CREATE TRIGGER invitations_before_write BEFORE INSERT OR UPDATE ON um.invitations
   FOR EACH ROW EXECUTE FUNCTION um.invitations_before_write();
 
@@ -573,6 +591,7 @@ BEGIN
           HINT = 'Audit events are never changed; to prune old events, a superuser disables trigger audit_events_append_only for that one transaction.';
 END
 $$;
+COMMENT ON FUNCTION um.audit_events_append_only() IS 'trigger on um.audit_events: refuses UPDATE, DELETE and TRUNCATE (UM047); a superuser disables it for one transaction to prune old events';
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON um.audit_events
   FOR EACH ROW EXECUTE FUNCTION um.audit_events_append_only();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON um.audit_events

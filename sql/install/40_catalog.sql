@@ -19,6 +19,8 @@ CREATE TABLE um.builtin_role_permissions (
   PRIMARY KEY (role_key, permission)
 );
 COMMENT ON TABLE um.builtin_role_permissions IS 'the permissions each built-in role starts with in a new organization (installed by um, not user data)';
+COMMENT ON COLUMN um.builtin_role_permissions.role_key IS 'the built-in role (um.builtin_roles.key)';
+COMMENT ON COLUMN um.builtin_role_permissions.permission IS 'a built-in permission it starts with';
 
 INSERT INTO um.builtin_roles (key, name, description, position) VALUES
   ('root',             'Root',             'Owns the organization: everything, including account configuration and billing.', 1),
@@ -40,6 +42,8 @@ AS $$
    WHERE strpos(letters, a.letter) > 0
    ORDER BY a.n
 $$;
+COMMENT ON FUNCTION um.crudl_actions(text) IS
+  'internal: the actions CRUDL letters stand for (C create, R read, U update, D delete, L list), as in the built-in role matrix';
 
 INSERT INTO um.permissions (name, description, builtin)
 SELECT r.resource || ':' || a.action,
@@ -134,3 +138,5 @@ BEGIN
   RETURN v_root;
 END
 $$;
+COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
+  'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';

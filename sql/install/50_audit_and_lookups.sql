@@ -13,6 +13,8 @@ AS $$
   INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id, details)
   VALUES (p_action, p_outcome, p_org_id, p_target_type, p_target_id, coalesce(p_details, '{}'));
 $$;
+COMMENT ON FUNCTION um.audit(text, bigint, text, bigint, jsonb, text) IS
+  'internal: appends one event to um.audit_events in the current transaction (actor columns are stamped by its trigger)';
 
 -- um.require_*: look a thing up or raise the error that names it.
 CREATE FUNCTION um.require_organization(p_org_id bigint)
@@ -32,6 +34,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_organization(bigint) IS 'internal: the organization, or the error that names it (UM030)';
 
 CREATE FUNCTION um.require_user(p_user_id bigint)
 RETURNS um.users
@@ -50,6 +53,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_user(bigint) IS 'internal: the user, or the error that names them (UM031)';
 
 -- A role of an organization by name (any letter case) or built-in key.
 CREATE FUNCTION um.require_role(p_org_id bigint, p_role text)
@@ -70,3 +74,5 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_role(bigint, text) IS
+  'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';

@@ -34,6 +34,13 @@ BEGIN
                    t.relname);
     EXECUTE format('CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.%I '
                    'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate()', t.relname);
+    EXECUTE format('COMMENT ON TRIGGER cache_invalidate ON um.%I IS %L', t.relname,
+                   format('every backend empties its permission cache once %s is visible to it (statement trigger, enabled always)',
+                          CASE WHEN t.invalidating_columns IS NULL THEN 'this statement''s change'
+                               ELSE 'a change of ' || array_to_string(t.invalidating_columns[1:cardinality(t.invalidating_columns) - 1], ', ')
+                                    || ' or ' || t.invalidating_columns[cardinality(t.invalidating_columns)] END));
+    EXECUTE format('COMMENT ON TRIGGER cache_invalidate_replica ON um.%I IS %L', t.relname,
+                   'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)');
     EXECUTE format('ALTER TABLE um.%I ENABLE ALWAYS TRIGGER cache_invalidate', t.relname);
     EXECUTE format('ALTER TABLE um.%I ENABLE REPLICA TRIGGER cache_invalidate_replica', t.relname);
   END LOOP;
@@ -97,6 +104,8 @@ CREATE FUNCTION um.has_permission_support(internal)
 RETURNS internal
 AS 'MODULE_PATHNAME', 'um_has_permission_support'
 LANGUAGE C STRICT;
+COMMENT ON FUNCTION um.has_permission_support(internal) IS
+  'planner support function of um_has_permission: turns a check on an indexed organization (or scope) column into an index condition over um_permitted_orgs (or um_permitted_scopes)';
 ALTER FUNCTION @extschema@.um_has_permission(text, bigint) SUPPORT um.has_permission_support;
 ALTER FUNCTION @extschema@.um_has_permission(text, bigint, bigint) SUPPORT um.has_permission_support;
 ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint) SUPPORT um.has_permission_support;

@@ -29,4 +29,20 @@ SELECT s.pid, d.datname AS database, a.usename AS role, a.application_name, s.is
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = s.pid;
 COMMENT ON VIEW um.cache_activity IS
   'each backend''s um permission cache: hits, misses, loader queries, invalidations, memory (all backends when um is preloaded)';
+COMMENT ON COLUMN um.cache_activity.pid IS 'the backend''s process id';
+COMMENT ON COLUMN um.cache_activity.database IS 'the backend''s database';
+COMMENT ON COLUMN um.cache_activity.role IS 'the database role the backend logged in as';
+COMMENT ON COLUMN um.cache_activity.application_name IS 'the backend''s application_name';
+COMMENT ON COLUMN um.cache_activity.is_mine IS 'the backend running this query (its figures are live)';
+COMMENT ON COLUMN um.cache_activity.published_at IS 'when the backend last published its figures (the end of a transaction that changed them)';
+COMMENT ON COLUMN um.cache_activity.hits IS 'permission checks answered from the cache';
+COMMENT ON COLUMN um.cache_activity.misses IS 'permission checks that had to load from the tables first';
+COMMENT ON COLUMN um.cache_activity.hit_ratio IS 'hits / (hits + misses), rounded to 4 places; NULL before the first check';
+COMMENT ON COLUMN um.cache_activity.queries IS 'queries the cache''s loader ran against um''s tables';
+COMMENT ON COLUMN um.cache_activity.invalidations IS 'invalidations received: a committed change to a table the answers depend on';
+COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied and started afresh (after an invalidation, an eviction or um_cache_reset)';
+COMMENT ON COLUMN um.cache_activity.evictions IS 'times the cache was emptied for growing past um.cache_memory_limit';
+COMMENT ON COLUMN um.cache_activity.entries IS 'users, memberships, organizations and scope answers held now';
+COMMENT ON COLUMN um.cache_activity.memory_bytes IS 'memory the cache uses now';
+COMMENT ON COLUMN um.cache_activity.memory_limit_bytes IS 'the most it may use (um.cache_memory_limit)';
 GRANT SELECT ON um.cache_activity TO pg_read_all_stats;

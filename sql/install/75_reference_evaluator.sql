@@ -29,6 +29,8 @@ SET search_path = pg_catalog, pg_temp
 RETURN pattern = '*'
     OR (split_part(pattern, ':', 1) IN ('*', split_part(permission, ':', 1))
         AND split_part(pattern, ':', 2) IN ('*', split_part(permission, ':', 2)));
+COMMENT ON FUNCTION um.ref_pattern_covers(text, text) IS
+  'reference evaluator: does a permission pattern ("*" for a whole part) cover the permission? Written independently of the C, for the differential tests';
 
 -- um.ref_applicable_roles: the roles that apply directly (before inclusions), with where they come from.
 CREATE FUNCTION um.ref_applicable_roles(p_user_id bigint, p_org_id bigint, p_scope_id bigint)
@@ -68,6 +70,8 @@ AS $$
     FROM um.team_member_roles r JOIN my_teams t ON t.id = r.team_id JOIN chain c ON c.id = t.scope_id
    WHERE r.user_id = p_user_id
 $$;
+COMMENT ON FUNCTION um.ref_applicable_roles(bigint, bigint, bigint) IS
+  'reference evaluator: the roles that apply directly to the user in the organization (and scope node), before inclusions, with where each comes from';
 
 -- um.ref_denial: why the user cannot act here at all, or NULL when they can.
 CREATE FUNCTION um.ref_denial(p_user_id bigint, p_org_id bigint, p_scope_id bigint, p_has_scope boolean)
@@ -91,6 +95,8 @@ AS $$
     LEFT JOIN um.users u ON u.id = p_user_id
     LEFT JOIN um.memberships m ON m.org_id = p_org_id AND m.user_id = p_user_id
 $$;
+COMMENT ON FUNCTION um.ref_denial(bigint, bigint, bigint, boolean) IS
+  'reference evaluator: why the user cannot act in the organization (or on the node) at all, or NULL when they can';
 
 CREATE FUNCTION um.ref_check_permission_name(p_permission text)
 RETURNS void
@@ -107,6 +113,7 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.ref_check_permission_name(text) IS 'reference evaluator: raises unless the name is a valid catalog permission (UM010, UM011)';
 
 -- um.ref_has_permission: the plain-SQL reference for um_has_permission(user_id, ...).
 CREATE FUNCTION um.ref_has_permission(p_user_id bigint, p_permission text, p_org_id bigint,

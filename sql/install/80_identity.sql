@@ -125,6 +125,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.pgcrypto_schema() IS 'internal: the schema pgcrypto is installed in (um hashes passwords with it), or UM069';
 
 CREATE FUNCTION um.hash_password(p_password text)
 RETURNS text
@@ -148,6 +149,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.hash_password(text) IS 'internal: a bcrypt hash of an acceptable password (8 characters to 72 bytes, else UM068) at cost um.password_hash_cost';
 
 -- Does the password match the hash?  With no hash (an unknown user, or one
 -- who signs in only through an identity provider) it still spends the time
@@ -176,6 +178,7 @@ BEGIN
   RETURN v = p_hash;
 END
 $$;
+COMMENT ON FUNCTION um.password_matches(text, text) IS 'internal: does the password match the bcrypt hash? Without a hash it still spends a hash''s time, so timing does not tell which emails exist';
 
 -- um.hash_cost: the bcrypt cost a hash was made with ($2a$NN$...); 0 when
 -- it is not a bcrypt hash.
@@ -184,6 +187,7 @@ RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN p_hash ~ '^\$2[abxy]?\$[0-9][0-9]\$' THEN substr(p_hash, 5, 2)::integer ELSE 0 END;
+COMMENT ON FUNCTION um.hash_cost(text) IS 'internal: the bcrypt cost a hash was made with; 0 when it is not a bcrypt hash';
 
 -- ---------------------------------------------------------------------------
 -- Audit events name who acted: with an acting user, the actor columns are
@@ -208,6 +212,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
+COMMENT ON FUNCTION um.audit_events_stamp() IS 'trigger on um.audit_events: fills in the acting user, the impersonator and the calling database role, whatever the insert said, when someone is acting';
 CREATE TRIGGER audit_events_stamp BEFORE INSERT ON um.audit_events
   FOR EACH ROW EXECUTE FUNCTION um.audit_events_stamp();
 
@@ -228,6 +233,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+COMMENT ON FUNCTION um.users_end_sessions() IS 'trigger on um.users: a password change, a suspension or the loss of login revokes the user''s open sessions';
 -- (A login that re-hashes the same password at today's higher cost, leaving
 -- password_changed_at as it was, is no password change.)
 CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_login ON um.users
@@ -260,6 +266,7 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
 
 -- um.authenticate: the checks of um_login and um_change_password, in an
 -- order that tells a stranger nothing.  Every attempt costs one bcrypt
@@ -353,6 +360,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.authenticate(text, text, boolean) IS 'internal: the checks of um_login and um_change_password (bcrypt, lockout, state), in an order that tells a stranger nothing; returns the user or raises (UM060 for an unknown email, a wrong password or a locked account)';
 
 -- um.new_session: start a session for a user who just proved who they are.
 CREATE FUNCTION um.new_session(p_user um.users, p_action text)
@@ -378,6 +386,7 @@ BEGIN
   RETURN v_token;
 END
 $$;
+COMMENT ON FUNCTION um.new_session(um.users, text) IS 'internal: starts a session (um.session_lifetime) for a user who just proved who they are, audits it, and returns its token';
 
 CREATE FUNCTION @extschema@.um_login(email text, password text)
 RETURNS text
@@ -480,6 +489,7 @@ BEGIN
   PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
 END
 $$;
+COMMENT ON FUNCTION um.deny(text, bigint, text, bigint, text, text, text, text) IS 'internal: audits a refused call (committed even though the call fails; the server log when nobody is acting) and raises the error';
 
 -- ---------------------------------------------------------------------------
 -- Impersonation
@@ -499,6 +509,7 @@ AS $$
         OR NOT (@extschema@.um_permitted_scopes(p_target, p.name, p_org_id)
                 <@ @extschema@.um_permitted_scopes(p_impersonator, p.name, p_org_id)));
 $$;
+COMMENT ON FUNCTION um.impersonation_escalates(bigint, bigint, bigint) IS 'internal: does the target hold anything in the organization that the impersonator lacks? Then impersonating would be an escalation';
 
 CREATE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
 RETURNS bigint[]

@@ -21,6 +21,8 @@ CREATE FUNCTION um.protection_note(p_table regclass, p_action text, p_resource t
 RETURNS void
 AS 'MODULE_PATHNAME', 'um_protection_note'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION um.protection_note(regclass, text, text) IS
+  'part of um_protect_table and um_unprotect_table (src/protect.c): once the caller is found to own the table, audits the change and, for a um administrator, registers the resource''s permissions';
 
 -- um.protection_tree: the table and every table that inherits from it
 -- (partitions, sub-partitions and INHERITS children alike).
@@ -36,6 +38,8 @@ AS $$
   SELECT t.relid::pg_catalog.regclass FROM t JOIN pg_catalog.pg_class c ON c.oid = t.relid
    WHERE c.relkind IN ('r', 'p') ORDER BY t.depth, t.relid;
 $$;
+COMMENT ON FUNCTION um.protection_tree(regclass) IS
+  'part of um_protect_table: the table and every table that inherits from it (partitions, sub-partitions, INHERITS children)';
 
 -- um.protection_state: um's policies and the RLS switches of these
 -- relations, as text (um_protect_table audits only what it changed).
@@ -51,6 +55,8 @@ AS $$
     LEFT JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid AND p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete')
    WHERE c.oid = ANY (p_rels::oid[]);
 $$;
+COMMENT ON FUNCTION um.protection_state(regclass[]) IS
+  'part of um_protect_table: um''s policies and the RLS switches of these relations as text, to audit only what changed';
 
 -- um.check_column: the column exists and is a bigint, or raise UM080.
 CREATE FUNCTION um.check_column(p_rel regclass, p_column name, p_role text)
@@ -77,6 +83,7 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.check_column(regclass, name, text) IS 'part of um_protect_table: raises UM080 unless the column exists and is a bigint';
 
 -- um.policy_check: the expression of one um policy.  Organization-level:
 --   org_id = ANY (um_permitted_orgs('invoice:read'))
@@ -95,6 +102,8 @@ AS $$
               THEN format('%I = ANY (%I.um_permitted_orgs(%L))', p_org_column, '@extschema@', p_permission)
               ELSE format('%I.um_has_permission(%L, %I, %I)', '@extschema@', p_permission, p_org_column, p_scope_column) END;
 $$;
+COMMENT ON FUNCTION um.policy_check(text, name, name) IS
+  'part of um_protect_table: the expression of one um policy (org_id = ANY (um_permitted_orgs(...)), or per row with a scope column)';
 
 -- um.drop_um_policies: drop the um_* policies a relation has.
 CREATE FUNCTION um.drop_um_policies(p_rel regclass)
@@ -111,6 +120,7 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION um.drop_um_policies(regclass) IS 'part of um_protect_table and um_unprotect_table: drops the um_* policies of a relation';
 
 CREATE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
                                              scope_column name DEFAULT NULL)

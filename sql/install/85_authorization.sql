@@ -57,6 +57,8 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_member(bigint, bigint) IS
+  'internal: the user''s membership in the organization, or the error that says it does not exist (UM035)';
 
 CREATE FUNCTION um.require_team(p_team_id bigint)
 RETURNS um.teams
@@ -74,6 +76,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_team(bigint) IS 'internal: the team, or the error that names it (UM033)';
 
 CREATE FUNCTION um.require_role_id(p_role_id bigint)
 RETURNS um.roles
@@ -91,6 +94,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_role_id(bigint) IS 'internal: the role by id, or the error that names it (UM032)';
 
 CREATE FUNCTION um.require_scope(p_scope_id bigint)
 RETURNS um.scopes
@@ -108,6 +112,7 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.require_scope(bigint) IS 'internal: the scope node, or the error that names it (UM036)';
 
 CREATE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
 RETURNS boolean
@@ -117,6 +122,7 @@ AS $$
   SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                   WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND r.builtin = 'root');
 $$;
+COMMENT ON FUNCTION um.is_root(bigint, bigint) IS 'internal: does the user hold the Root role of the organization (in any state)?';
 
 -- The catalog permissions a role grants, its included roles' too.  (PL/pgSQL
 -- so that its plan is kept between calls; exact names join by equality and
@@ -139,6 +145,7 @@ BEGIN
       ON strpos(g.permission, '*') > 0 AND @extschema@.um_permission_matches(g.permission, p.name);
 END
 $$;
+COMMENT ON FUNCTION um.role_grants(bigint) IS 'internal: the catalog permissions a role grants, with those of the roles it includes';
 
 -- The catalog permissions a name or pattern stands for.
 CREATE FUNCTION um.pattern_grants(p_pattern text)
@@ -155,6 +162,7 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.pattern_grants(text) IS 'internal: the catalog permissions a permission name or pattern stands for';
 
 -- um never changes application rows.  A foreign key from an application
 -- table into um's tables with a cascading action (CASCADE, SET NULL, SET
@@ -187,6 +195,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.assert_no_app_cascades() IS
+  'internal: refuses (before a lifecycle function may delete) while an application table has a cascading foreign key into um''s tables, whose triggers would run as um''s owner';
 
 -- ---------------------------------------------------------------------------
 -- Authorization
@@ -233,6 +243,8 @@ BEGIN
   RETURN v_actor;
 END
 $$;
+COMMENT ON FUNCTION um.authorize(oid, text, text, text, bigint, text, bigint) IS
+  'internal: may this lifecycle call go ahead? The acting user needs the permission in the organization, or with nobody acting the calling role must administer um; returns the acting user (NULL for an administrator), else refuses (UM070, audited)';
 
 -- um.authorize_user: for changes to a user account itself (which every
 -- organization of the user shares): the permission is needed in every
@@ -277,6 +289,8 @@ BEGIN
   RETURN v_actor;
 END
 $$;
+COMMENT ON FUNCTION um.authorize_user(oid, text, text, text, bigint) IS
+  'internal: authorization for changes to a user account: the permission in every organization of the user, and only a Root acts on a Root; a user in no organization is only a um administrator''s';
 
 -- um.actor_org: the organization, if the acting user may be told about it
 -- and it may carry their refusals (a member there, the identity reaching
@@ -291,6 +305,8 @@ AS $$
      AND EXISTS (SELECT 1 FROM um.memberships m
                   WHERE m.org_id = p_org_id AND m.user_id = @extschema@.um_current_user_id(p_org_id));
 $$;
+COMMENT ON FUNCTION um.actor_org(bigint) IS
+  'internal: the organization, if the acting user may be told about it and it may carry their refusals (a member there, the identity reaching it); else NULL';
 
 -- Only a Root acts on a Root (an Admin never removes, demotes or suspends one).
 CREATE FUNCTION um.guard_root_target(p_actor bigint, p_org_id bigint, p_user_id bigint,
@@ -310,6 +326,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.guard_root_target(bigint, bigint, bigint, text, text) IS
+  'internal: only a Root acts on a Root (an Admin never removes, demotes or suspends one); refuses, audited, otherwise';
 
 -- Nobody hands out a permission they do not hold (on the scope node, when
 -- the grant is for one).  p_permissions are catalog names.
@@ -339,6 +357,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.guard_escalation(bigint, bigint, bigint, text[], text, text, text, bigint) IS
+  'internal: nobody hands out a permission they do not hold (on the scope node, when the grant is for one); refuses, audited, naming what is missing';
 
 -- An organization keeps an active Root who can log in: refuse to suspend,
 -- or take login from, the last one.
@@ -372,6 +392,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION um.guard_last_active_root(bigint, bigint, text, text) IS
+  'internal: refuses to suspend, or take login from, the last active Root who can log in of an organization (UM044)';
 
 CREATE FUNCTION um.invalid_argument(p_message text, p_hint text)
 RETURNS void
@@ -382,3 +404,4 @@ BEGIN
   RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = 'UM009', HINT = p_hint;
 END
 $$;
+COMMENT ON FUNCTION um.invalid_argument(text, text) IS 'internal: raises UM009 (invalid argument) with this message and hint';

@@ -30,6 +30,8 @@ BEGIN
   RETURN v_token;
 END
 $$;
+COMMENT ON FUNCTION um.new_verification(bigint, boolean) IS
+  'internal: issues a verification token for the user (replacing any earlier one) and returns it; only with nobody acting (UM058), so no tenant user sees it';
 
 -- A temporary password: 120 random bits, which the user must change.
 CREATE FUNCTION um.temporary_password()
@@ -37,6 +39,7 @@ RETURNS text
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 RETURN substr(um.generate_token(), 4, 20);
+COMMENT ON FUNCTION um.temporary_password() IS 'internal: a random temporary password (120 bits), which the user must change';
 
 -- Insert a user, or say why not.
 CREATE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
@@ -73,6 +76,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.insert_user(text, text, boolean, text, text, text, jsonb) IS
+  'internal: inserts a user and returns the id, or says why not (UM001 no address, UM020 address registered)';
 
 -- psql administration: a user in no organization yet.
 CREATE FUNCTION um.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
@@ -97,6 +102,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb, oid) IS
+  'body of um_create_user for a user in no organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
 
 -- An Admin creates a user in their organization.
 CREATE FUNCTION um.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
@@ -132,6 +139,8 @@ BEGIN
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true), 'role_id', v_role.id));
 END
 $$;
+COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text, oid) IS
+  'body of um_create_user for a user in an organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text,
                               p_caller oid)
@@ -162,6 +171,8 @@ BEGIN
   RETURN um.new_verification(v_id, false);
 END
 $$;
+COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text, oid) IS
+  'body of um_sign_up: runs as um''s owner with the calling role passed as p_caller; called only through um_sign_up (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_resend_verification(p_email text, p_caller oid)
 RETURNS text
@@ -183,6 +194,8 @@ BEGIN
   RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
 END
 $$;
+COMMENT ON FUNCTION um.do_resend_verification(text, oid) IS
+  'body of um_resend_verification: runs as um''s owner with the calling role passed as p_caller; called only through um_resend_verification (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_verify_email(p_token text, p_password text, p_caller oid)
 RETURNS bigint
@@ -225,6 +238,8 @@ BEGIN
   RETURN v_tok.user_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_verify_email(text, text, oid) IS
+  'body of um_verify_email: runs as um''s owner with the calling role passed as p_caller; called only through um_verify_email (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_mark_verified(p_user_id bigint, p_caller oid)
 RETURNS boolean
@@ -251,6 +266,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_mark_verified(bigint, oid) IS
+  'body of um_mark_verified: runs as um''s owner with the calling role passed as p_caller; called only through um_mark_verified (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_disable_login(p_user_id bigint, p_caller oid)
 RETURNS boolean
@@ -269,6 +286,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_disable_login(bigint, oid) IS
+  'body of um_disable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_disable_login (EXECUTE held by nobody)';
 
 -- Returns a temporary password when the user had none (and no identity link).
 CREATE FUNCTION um.do_enable_login(p_user_id bigint, p_caller oid)
@@ -298,6 +317,8 @@ BEGIN
   RETURN v_password;
 END
 $$;
+COMMENT ON FUNCTION um.do_enable_login(bigint, oid) IS
+  'body of um_enable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_enable_login (EXECUTE held by nobody)';
 
 -- Suspension: of the account (every organization), or of one membership.
 -- It keeps everything and blocks all access; reactivation undoes exactly it.
@@ -338,6 +359,8 @@ BEGIN
   PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint, oid) IS
+  'body of um_suspend_user: runs as um''s owner with the calling role passed as p_caller; called only through um_suspend_user (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint, p_caller oid)
 RETURNS void
@@ -368,6 +391,8 @@ BEGIN
   PERFORM um.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint, oid) IS
+  'body of um_reactivate_user: runs as um''s owner with the calling role passed as p_caller; called only through um_reactivate_user (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

@@ -48,6 +48,8 @@ BEGIN
   RETURN v_org;
 END
 $$;
+COMMENT ON FUNCTION um.do_create_organization(text, text, bigint, oid) IS
+  'body of um_create_organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_organization (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
 RETURNS bigint
@@ -92,6 +94,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text, oid) IS
+  'body of um_add_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_member (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_set_org_role(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
 RETURNS void
@@ -117,6 +121,8 @@ BEGIN
                    jsonb_build_object('old_role_id', v_member.role_id, 'role_id', v_role.id));
 END
 $$;
+COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text, oid) IS
+  'body of um_set_org_role: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text,
                                              p_caller oid)
@@ -159,6 +165,8 @@ BEGIN
                    jsonb_build_object('demoted_to_role_id', v_demote.id));
 END
 $$;
+COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text, oid) IS
+  'body of um_transfer_org_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_org_ownership (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint, p_caller oid)
 RETURNS void
@@ -194,6 +202,8 @@ BEGIN
   PERFORM um.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_remove_member(bigint, bigint, oid) IS
+  'body of um_remove_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_member (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb, p_caller oid)
 RETURNS void
@@ -245,6 +255,8 @@ BEGIN
                    jsonb_build_object('setting', p_setting));
 END
 $$;
+COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb, oid) IS
+  'body of um_set_org_setting: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_setting (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text,
                                             p_caller oid)
@@ -278,6 +290,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text, oid) IS
+  'body of um_add_identity_provider: runs as um''s owner with the calling role passed as p_caller; called only through um_add_identity_provider (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint,
                                     p_caller oid)
@@ -335,6 +349,8 @@ BEGIN
   PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;
+COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint, oid) IS
+  'body of um_link_identity: runs as um''s owner with the calling role passed as p_caller; called only through um_link_identity (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

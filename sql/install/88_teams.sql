@@ -30,6 +30,8 @@ BEGIN
   RETURN v_actor;
 END
 $$;
+COMMENT ON FUNCTION um.authorize_team(oid, text, text, bigint, bigint) IS
+  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um.authorize)';
 
 -- Joining a team gives the roles the team holds (its grants); nobody adds a
 -- member to a team whose grants hold permissions they lack there.
@@ -52,6 +54,8 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION um.guard_team_grants(bigint, bigint, text, bigint) IS
+  'internal: nobody adds a member to a team whose grants hold permissions they lack there (joining gives the team''s roles)';
 
 CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint,
                                   p_caller oid)
@@ -86,6 +90,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint, oid) IS
+  'body of um_create_team: runs as um''s owner with the calling role passed as p_caller; called only through um_create_team (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
 RETURNS void
@@ -108,6 +114,8 @@ BEGIN
   PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_rename_team(bigint, text, oid) IS
+  'body of um_rename_team: runs as um''s owner with the calling role passed as p_caller; called only through um_rename_team (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_delete_team(p_team_id bigint, p_caller oid)
 RETURNS void
@@ -132,6 +140,8 @@ BEGIN
   PERFORM um.audit('team.delete', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_delete_team(bigint, oid) IS
+  'body of um_delete_team: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_team (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_add_team_member(p_team_id bigint, p_user_id bigint, p_roles text[], p_caller oid)
 RETURNS void
@@ -170,6 +180,8 @@ BEGIN
                                                     WHERE r.team_id = p_team_id AND r.user_id = p_user_id)));
 END
 $$;
+COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[], oid) IS
+  'body of um_add_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_team_member (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint, p_caller oid)
 RETURNS void
@@ -199,6 +211,8 @@ BEGIN
   PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
+COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint, oid) IS
+  'body of um_remove_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_team_member (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
 RETURNS boolean
@@ -227,6 +241,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text, oid) IS
+  'body of um_grant_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_team_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_revoke_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
 RETURNS boolean
@@ -253,6 +269,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text, oid) IS
+  'body of um_revoke_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_team_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint, p_caller oid)
 RETURNS void
@@ -283,6 +301,8 @@ BEGIN
   PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
+COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint, oid) IS
+  'body of um_transfer_team_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_team_ownership (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

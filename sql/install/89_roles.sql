@@ -49,6 +49,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text, oid) IS
+  'body of um_create_role: runs as um''s owner with the calling role passed as p_caller; called only through um_create_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_delete_role(p_role_id bigint, p_caller oid)
 RETURNS void
@@ -76,6 +78,8 @@ BEGIN
   PERFORM um.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_delete_role(bigint, oid) IS
+  'body of um_delete_role: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.authorize_role_edit(p_caller oid, p_action text, p_role_id bigint, p_permission text)
 RETURNS um.roles
@@ -101,6 +105,8 @@ BEGIN
   RETURN v_role;
 END
 $$;
+COMMENT ON FUNCTION um.authorize_role_edit(oid, text, bigint, text) IS
+  'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
 
 CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text, p_caller oid)
 RETURNS boolean
@@ -129,6 +135,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_grant_permission(bigint, text, oid) IS
+  'body of um_grant_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_permission (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text, p_caller oid)
 RETURNS boolean
@@ -146,6 +154,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_revoke_permission(bigint, text, oid) IS
+  'body of um_revoke_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_permission (EXECUTE held by nobody)';
 
 -- A role on one scope node (and what inherits from it), for a member or a team.
 CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
@@ -191,6 +201,8 @@ BEGIN
   RETURN v_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint, oid) IS
+  'body of um_grant_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_scope_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
                                         p_caller oid)
@@ -227,6 +239,8 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint, oid) IS
+  'body of um_revoke_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_scope_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_caller oid)
 RETURNS void
@@ -254,6 +268,8 @@ BEGIN
   PERFORM um.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
 END
 $$;
+COMMENT ON FUNCTION um.do_register_permission(text, text, oid) IS
+  'body of um_register_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_register_permission (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

@@ -18,6 +18,8 @@ AS $$
            WHERE t.e <> ''
            ORDER BY lower(t.e), t.n) AS d;
 $$;
+COMMENT ON FUNCTION um.parse_email_batch(text) IS
+  'internal: the addresses of a batch, split on commas, semicolons and line breaks, trimmed, without empty entries or duplicates (any letter case)';
 
 CREATE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval,
                              p_caller oid)
@@ -104,6 +106,8 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval, oid) IS
+  'body of um_invite: runs as um''s owner with the calling role passed as p_caller; called only through um_invite (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_request_invitation(p_org_slug text, p_email text, p_caller oid)
 RETURNS void
@@ -142,6 +146,8 @@ BEGIN
   PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_request_invitation(text, text, oid) IS
+  'body of um_request_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_request_invitation (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_accept_invitation(p_token text, p_password text, p_name text, p_caller oid)
 RETURNS bigint
@@ -208,6 +214,8 @@ BEGIN
   RETURN v_user_id;
 END
 $$;
+COMMENT ON FUNCTION um.do_accept_invitation(text, text, text, oid) IS
+  'body of um_accept_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_accept_invitation (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint, p_caller oid)
 RETURNS void
@@ -233,6 +241,8 @@ BEGIN
   PERFORM um.audit('invitation.revoke', v_inv.org_id, 'invitation', p_invitation_id, '{}');
 END
 $$;
+COMMENT ON FUNCTION um.do_revoke_invitation(bigint, oid) IS
+  'body of um_revoke_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_invitation (EXECUTE held by nobody)';
 
 -- Housekeeping: pending invitations past their expiry become 'expired'.
 CREATE FUNCTION um.do_expire_invitations(p_caller oid)
@@ -258,6 +268,8 @@ BEGIN
   RETURN v_n;
 END
 $$;
+COMMENT ON FUNCTION um.do_expire_invitations(oid) IS
+  'body of um_expire_invitations: runs as um''s owner with the calling role passed as p_caller; called only through um_expire_invitations (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

@@ -46,6 +46,8 @@ BEGIN
    WHERE r.tbl IS NOT NULL;
 END
 $$;
+COMMENT ON FUNCTION um.deletion_blocker(bigint) IS
+  'internal: what stops the user''s deletion (the only Root who can log in of an organization with other members, the owner of a team with other members) as (kind, what, detail); NULLs when nothing does';
 
 CREATE FUNCTION um.erase_user(p_user_id bigint, p_action text)
 RETURNS void
@@ -78,6 +80,8 @@ BEGIN
   PERFORM um.audit(p_action, NULL, 'user', p_user_id, jsonb_build_object('orgs', to_jsonb(coalesce(v_orgs, '{}'))));
 END
 $$;
+COMMENT ON FUNCTION um.erase_user(bigint, text) IS
+  'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um.deletion_blocker names something';
 
 CREATE FUNCTION um.do_delete_user(p_user_id bigint, p_caller oid)
 RETURNS void
@@ -89,6 +93,8 @@ BEGIN
   PERFORM um.erase_user(p_user_id, 'user.delete');
 END
 $$;
+COMMENT ON FUNCTION um.do_delete_user(bigint, oid) IS
+  'body of um_delete_user: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_user (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_delete_my_account(p_caller oid)
 RETURNS void
@@ -109,6 +115,8 @@ BEGIN
   PERFORM um.erase_user(v_actor, 'user.delete_self');
 END
 $$;
+COMMENT ON FUNCTION um.do_delete_my_account(oid) IS
+  'body of um_delete_my_account: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_my_account (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- Sessions of another user
@@ -150,6 +158,8 @@ BEGIN
   RETURN v_n;
 END
 $$;
+COMMENT ON FUNCTION um.do_logout_all(bigint, oid) IS
+  'body of um_logout_all: runs as um''s owner with the calling role passed as p_caller; called only through um_logout_all (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

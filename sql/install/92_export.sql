@@ -32,6 +32,8 @@ BEGIN
    ORDER BY u.id;
 END
 $$;
+COMMENT ON FUNCTION um.do_export_users(bigint, oid) IS
+  'body of um_export_users: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_export_users_json(p_org_id bigint, p_caller oid)
 RETURNS jsonb
@@ -74,6 +76,8 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.do_export_users_json(bigint, oid) IS
+  'body of um_export_users_json: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users_json (EXECUTE held by nobody)';
 
 CREATE FUNCTION um.do_export_my_data(p_caller oid)
 RETURNS jsonb
@@ -134,6 +138,8 @@ BEGIN
   RETURN v;
 END
 $$;
+COMMENT ON FUNCTION um.do_export_my_data(oid) IS
+  'body of um_export_my_data: runs as um''s owner with the calling role passed as p_caller; called only through um_export_my_data (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

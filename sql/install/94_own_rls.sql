@@ -22,6 +22,8 @@ AS $$
   SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, e.extowner, 'USAGE')
                      FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
 $$;
+COMMENT ON FUNCTION um.administers_um() IS
+  'does the current role administer um (with the privileges of the extension''s owner)? Called by the um_administrators policies; EXECUTE granted to PUBLIC';
 
 -- Each table as um.state_tables says: tenant tables show application roles
 -- the rows of read_rule (and only readable_columns, when given); secret ones
@@ -45,6 +47,44 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON POLICY um_read ON um.organizations IS 'application roles read the organizations where the acting user holds org:read';
+COMMENT ON POLICY um_read ON um.users IS
+  'application roles read the acting user''s own row and the members of organizations where the acting user holds member:read (never the password hash or login counters)';
+COMMENT ON POLICY um_read ON um.memberships IS
+  'application roles read the memberships of organizations where the acting user holds member:read, and the acting user''s own';
+COMMENT ON POLICY um_read ON um.roles IS 'application roles read the roles of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.role_inclusions IS 'application roles read the role inclusions of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.role_permissions IS 'application roles read the role permissions of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.grants IS 'application roles read the grants of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.scopes IS 'application roles read the scope nodes of organizations where the acting user holds scope:read';
+COMMENT ON POLICY um_read ON um.teams IS 'application roles read the teams of organizations where the acting user holds team:read';
+COMMENT ON POLICY um_read ON um.team_members IS 'application roles read the team members of organizations where the acting user holds team:read';
+COMMENT ON POLICY um_read ON um.team_member_roles IS 'application roles read the team roles of organizations where the acting user holds team:read';
+COMMENT ON POLICY um_read ON um.invitations IS 'application roles read the invitations of organizations where the acting user holds member:invite';
+COMMENT ON POLICY um_read ON um.audit_events IS
+  'application roles read the events of organizations where the acting user holds audit:read, and the events about the acting user (in an organization only where their identity reaches it)';
+COMMENT ON POLICY um_administrators ON um.organizations IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.users IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.memberships IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.roles IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.role_inclusions IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.role_permissions IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.grants IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.scopes IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.teams IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.team_members IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.team_member_roles IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.invitations IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.audit_events IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.sessions IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.identity_providers IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.user_identities IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.cache_sentinel IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.verification_tokens IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 
 -- the views read as their caller, so they show what the caller may see
 ALTER VIEW um.member_list SET (security_invoker = true);

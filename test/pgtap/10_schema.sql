@@ -1,6 +1,6 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(29);
+SELECT plan(34);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
@@ -138,5 +138,28 @@ SELECT is((SELECT array_agg(DISTINCT k.conname::text) FROM org_scoped t
              JOIN org_scoped r ON r.oid = k.confrelid OR k.contype <> 'f'
             WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = k.conkey[1] AND a.attname = 'org_id')),
           NULL, 'and so does every unique or exclusion constraint, and every foreign key to another organization-scoped table');
+-- every public object says what it is (\d+, \df+ and \dp show it): each
+-- assertion lists what lacks a COMMENT, so a new object without one fails here
+SELECT is(ARRAY(SELECT c.oid::regclass::text FROM pg_class c
+                 WHERE c.relnamespace = 'um'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+                   AND obj_description(c.oid, 'pg_class') IS NULL ORDER BY 1),
+          '{}'::text[], 'every table and view in schema um has a comment');
+SELECT is(ARRAY(SELECT c.oid::regclass::text || '.' || a.attname FROM pg_class c
+                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 WHERE c.relnamespace = 'um'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+                   AND col_description(c.oid, a.attnum) IS NULL ORDER BY 1),
+          '{}'::text[], 'every column of every table and view in schema um has a comment');
+SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
+                 WHERE (p.pronamespace = 'um'::regnamespace
+                        OR (p.pronamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'um') AND p.proname LIKE 'um\_%'))
+                   AND obj_description(p.oid, 'pg_proc') IS NULL ORDER BY 1),
+          '{}'::text[], 'every function and procedure in schema um, and every um_* function, has a comment');
+SELECT is(ARRAY(SELECT t.oid::regtype::text FROM pg_type t
+                 WHERE t.typnamespace = 'um'::regnamespace AND t.typtype IN ('d', 'e', 'r', 'm')
+                   AND obj_description(t.oid, 'pg_type') IS NULL ORDER BY 1),
+          '{}'::text[], 'every domain, enum and range type in schema um has a comment');
+SELECT is(ARRAY(SELECT p.polname || ' ON ' || p.polrelid::regclass::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+                 WHERE c.relnamespace = 'um'::regnamespace AND obj_description(p.oid, 'pg_policy') IS NULL ORDER BY 1),
+          '{}'::text[], 'every policy on um''s tables has a comment');
 SELECT * FROM finish();
 ROLLBACK;
