@@ -1,5 +1,5 @@
--- Helpers of the lifecycle functions (85_authorization.sql onwards): the audit trail
--- and lookups that name what is missing.
+-- Helpers of the lifecycle functions (85_authorization.sql onwards): the audit trail,
+-- the one raise helper, and lookups that name what is missing.
 
 -- um.audit: append one audit event.  The actor columns are filled in by the
 -- identity module once it exists; the database role is always recorded.
@@ -12,6 +12,26 @@ SET search_path = pg_catalog, pg_temp
 AS $$
   INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id, details)
   VALUES (p_action, p_outcome, p_org_id, p_target_type, p_target_id, coalesce(p_details, '{}'));
+$$;
+
+-- um.raise: raise an error with an optional detail and hint.  The one raise
+-- helper, for an error whose code and text are passed in (um.deny uses it).
+CREATE FUNCTION um.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_detail IS NOT NULL AND p_hint IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail, HINT = p_hint;
+  ELSIF p_detail IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail;
+  ELSIF p_hint IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, HINT = p_hint;
+  ELSE
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate;
+  END IF;
+END
 $$;
 
 -- um.require_*: look a thing up or raise the error that names it.

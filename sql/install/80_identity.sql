@@ -242,25 +242,6 @@ CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_l
 -- ---------------------------------------------------------------------------
 -- Login
 
--- um.raise: raise an error with an optional detail and hint.
-CREATE FUNCTION um.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF p_detail IS NOT NULL AND p_hint IS NOT NULL THEN
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail, HINT = p_hint;
-  ELSIF p_detail IS NOT NULL THEN
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail;
-  ELSIF p_hint IS NOT NULL THEN
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, HINT = p_hint;
-  ELSE
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate;
-  END IF;
-END
-$$;
-
 -- um.authenticate: the checks of um_login and um_change_password, in an
 -- order that tells a stranger nothing.  Every attempt costs one bcrypt
 -- (an unknown email hashes against nothing) and is recorded by the audit
@@ -579,7 +560,6 @@ REVOKE EXECUTE ON FUNCTION
   um.pgcrypto_schema(),
   um.hash_password(text),
   um.password_matches(text, text),
-  um.raise(text, text, text, text),
   um.authenticate(text, text, boolean),
   um.new_session(um.users, text),
   um.deny(text, bigint, text, bigint, text, text, text, text),

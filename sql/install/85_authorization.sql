@@ -372,13 +372,3 @@ BEGIN
   END IF;
 END
 $$;
-
-CREATE FUNCTION um.invalid_argument(p_message text, p_hint text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = 'UM009', HINT = p_hint;
-END
-$$;

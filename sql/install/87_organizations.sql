@@ -146,7 +146,7 @@ BEGIN
   END IF;
   v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
   IF v_demote.builtin = 'root' THEN
-    PERFORM um.invalid_argument('demote_to must not be the Root role', 'Pass Admin or another role, or use um_set_org_role to add a Root.');
+    PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
   END IF;
   SELECT r.id INTO v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
   -- one statement, so the organization is never without a Root
@@ -206,18 +206,18 @@ DECLARE
                                  'org:update', p_org_id, 'organization', p_org_id);
 BEGIN
   IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-    PERFORM um.invalid_argument(format('invalid setting name "%s"', p_setting),
+    PERFORM um.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
       'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
   END IF;
   CASE p_setting
     WHEN 'name' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
-        PERFORM um.invalid_argument('setting "name" takes a JSON string', 'Pass e.g. ''"Acme Inc."''::jsonb.');
+        PERFORM um.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
       END IF;
       UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
     WHEN 'allow_invite_requests', 'password_login_disabled' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
-        PERFORM um.invalid_argument(format('setting "%s" takes true or false', p_setting), 'Pass ''true''::jsonb or ''false''::jsonb.');
+        PERFORM um.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
       END IF;
       IF p_setting = 'allow_invite_requests' THEN
         UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
@@ -258,10 +258,10 @@ BEGIN
   PERFORM um.authorize(p_caller, 'identity_provider.add', format('add identity providers to organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   IF p_protocol IS NULL OR p_protocol NOT IN ('oidc', 'saml') THEN
-    PERFORM um.invalid_argument(format('unknown protocol "%s"', p_protocol), 'Pass ''oidc'' or ''saml''.');
+    PERFORM um.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
   END IF;
   IF p_issuer IS NULL OR p_issuer !~ '^https://[^[:space:]]+$' THEN
-    PERFORM um.invalid_argument(format('invalid issuer "%s"', p_issuer), 'Pass the provider''s https:// issuer URL.');
+    PERFORM um.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
   END IF;
   IF NOT um.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid identity provider name "%"', p_name
@@ -298,7 +298,7 @@ BEGIN
       'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
   END IF;
   IF v_user IS NULL THEN
-    PERFORM um.invalid_argument('a user is required', 'Pass user_id.');
+    PERFORM um.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
   END IF;
   PERFORM um.require_member(p_org_id, v_user);
   PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
@@ -323,7 +323,7 @@ BEGIN
       USING ERRCODE = 'UM037', HINT = 'Add it with um_add_identity_provider(), or see um.identity_providers.';
   END IF;
   IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
-    PERFORM um.invalid_argument('invalid subject', 'Pass the provider''s subject identifier (1 to 255 characters).');
+    PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
   END IF;
   BEGIN
     INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)

@@ -67,7 +67,7 @@ DECLARE
   v_id bigint;
 BEGIN
   IF v_owner IS NULL THEN
-    PERFORM um.invalid_argument('a team needs an owner', 'Pass owner_user_id, a member of the organization.');
+    PERFORM um.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
   END IF;
   v_member := um.require_member(p_org_id, v_owner);
   IF v_member.status <> 'active' THEN

@@ -95,7 +95,7 @@ BEGIN
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.invalid_argument('a permission is required', 'Pass "resource:action", or a pattern with *.');
+    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
   PERFORM um.assert_permission_name(p_permission, true);
   RETURN v_role;
@@ -165,7 +165,7 @@ BEGIN
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
   IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.invalid_argument('name exactly one grantee', 'Pass user_id or team_id, not both.');
+    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
   END IF;
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
@@ -209,7 +209,7 @@ BEGIN
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
   IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.invalid_argument('name exactly one grantee', 'Pass user_id or team_id, not both.');
+    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
   END IF;
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN

@@ -54,7 +54,7 @@ BEGIN
     PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
   END IF;
   IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
-    PERFORM um.invalid_argument(format('invalid validity "%s"', p_valid_for), 'Pass an interval between 1 second and 90 days.');
+    PERFORM um.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
   END IF;
   IF cardinality(v_emails) = 0 THEN
     RAISE EXCEPTION 'no email addresses given'
