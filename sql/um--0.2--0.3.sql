@@ -34,13 +34,7 @@ BEGIN
   END IF;
   PERFORM um.require_member(p_org_id, p_new_root_user_id);
   v_user := um.require_user(p_new_root_user_id);
-  IF v_user.status <> 'active' OR NOT v_user.allow_login
-     OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_new_root_user_id
-                                                  AND m.status <> 'active') THEN
-    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_new_root_user_id
-      USING ERRCODE = 'UM050', DETAIL = 'The user is suspended or notification-only.',
-            HINT = 'Choose an active member who can log in.';
-  END IF;
+  PERFORM um.require_root_candidate(v_user, p_org_id);
   v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
   IF v_demote.builtin = 'root' THEN
     PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
@@ -273,15 +267,12 @@ BEGIN
   v_actor := um.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
-  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
-  END IF;
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
     PERFORM um.require_member(v_scope.org_id, p_user_id);
-  ELSIF NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = v_scope.org_id) THEN
-    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, v_scope.org_id
-      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  ELSE
+    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
   END IF;
   PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
                               'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
@@ -317,9 +308,7 @@ BEGIN
   v_actor := um.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
-  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
-  END IF;
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
     PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
@@ -361,11 +350,8 @@ BEGIN
   END IF;
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
-  IF p_team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id) THEN
-    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
-      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
-  END IF;
   IF p_team_id IS NOT NULL THEN
+    PERFORM um.require_org_team(p_org_id, p_team_id);
     -- inviting into a team is adding a team member: team:manage or its owner,
     -- and no team whose grants hold more than the inviter
     PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
@@ -424,3 +410,351 @@ END
 $$;
 
 DROP FUNCTION um.invalid_argument(text, text);
+
+-- Every message written once: the errors that several functions raised with
+-- the same text now come from one lookup or check each, with the same
+-- SQLSTATE, message, detail and hint as before: um.require_actor (UM072
+-- "nobody is acting in this transaction"), um.require_org_team (UM033 "team
+-- % does not exist in organization %"), um.require_team_member (UM038 "user
+-- % is not a member of team %"), um.require_root_candidate (UM050 "user %
+-- cannot be the Root of an organization") and um.assert_one_grantee (UM009
+-- "name exactly one grantee").
+CREATE OR REPLACE FUNCTION um.require_actor(p_hint text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+BEGIN
+  IF v_actor IS NULL THEN
+    RAISE EXCEPTION 'nobody is acting in this transaction'
+      USING ERRCODE = 'UM072', HINT = p_hint;
+  END IF;
+  RETURN v_actor;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.require_org_team(p_org_id bigint, p_team_id bigint)
+RETURNS um.teams
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.teams;
+BEGIN
+  SELECT * INTO v FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
+      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.require_team_member(p_team um.teams, p_user_id bigint, p_hint text)
+RETURNS um.team_members
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.team_members;
+BEGIN
+  SELECT * INTO v FROM um.team_members tm WHERE tm.team_id = p_team.id AND tm.user_id = p_user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, p_team.name
+      USING ERRCODE = 'UM038', HINT = p_hint;
+  END IF;
+  RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.require_root_candidate(p_user um.users, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_user.status <> 'active' OR NOT p_user.allow_login
+     OR (p_org_id IS NOT NULL
+         AND EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user.id
+                                                      AND m.status <> 'active')) THEN
+    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_user.id
+      USING ERRCODE = 'UM050',
+            DETAIL = CASE WHEN p_org_id IS NOT NULL THEN 'The user is suspended or notification-only.'
+                          WHEN p_user.status <> 'active' THEN 'The user is suspended.'
+                          ELSE 'The user is notification-only (allow_login is false).' END,
+            HINT = CASE WHEN p_org_id IS NULL THEN 'Choose an active user who can log in.'
+                        ELSE 'Choose an active member who can log in.' END;
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
+    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
+  END IF;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION
+  um.require_actor(text),
+  um.require_org_team(bigint, bigint),
+  um.require_team_member(um.teams, bigint, text),
+  um.require_root_candidate(um.users, bigint),
+  um.assert_one_grantee(bigint, bigint)
+FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
+  v_target um.users;
+  v_orgs bigint[];
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+      'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  IF target_user_id = v_actor THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+      'cannot impersonate oneself', NULL, 'Pass the id of another user.');
+  END IF;
+  -- first: may the actor impersonate anybody in an organization of the
+  -- target's?  (Until then, say nothing about the target, not even whether
+  -- it exists.)
+  SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
+    FROM um.memberships m
+   WHERE m.user_id = target_user_id AND m.status = 'active'
+     AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
+  IF v_orgs IS NULL THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', target_user_id),
+      'Impersonation needs user:impersonate in an organization the target is an active member of.',
+      'Ask an Admin of the target''s organization.');
+  END IF;
+  v_target := um.require_user(target_user_id);
+  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+              WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
+      format('cannot impersonate user %s, an Admin or Root', target_user_id),
+      'Admins and roots (of any organization) are never impersonated.',
+      'Ask the user to act themselves.');
+  END IF;
+  IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
+      format('cannot impersonate user %s', target_user_id),
+      'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
+  END IF;
+  SELECT array_agg(o ORDER BY o) INTO v_orgs
+    FROM unnest(v_orgs) AS o
+   WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
+  IF v_orgs IS NULL THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', target_user_id),
+      'The target holds a permission you lack; impersonating them would give it to you.',
+      'Ask someone who holds every permission of the target''s.');
+  END IF;
+  PERFORM um.start_impersonation(v_target.id, v_orgs);
+  -- committed at once: a transaction that reads as the target and then
+  -- rolls back still leaves the impersonation on record
+  PERFORM um.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
+                              jsonb_build_object('orgs', to_jsonb(v_orgs)));
+  RETURN v_orgs;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint, p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_user um.users;
+  v_org bigint;
+  v_root bigint;
+BEGIN
+  IF v_actor IS NULL THEN
+    PERFORM um.authorize(p_caller, 'organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
+  ELSIF p_root_user_id IS DISTINCT FROM v_actor OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
+      'permission denied to create an organization for another user',
+      'A logged-in user creates organizations only with themself as the Root (and not while impersonating).',
+      'Pass your own user id as root_user_id.');
+  END IF;
+  v_user := um.require_user(p_root_user_id);
+  PERFORM um.require_root_candidate(v_user, NULL);
+  IF EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug) THEN
+    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
+      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
+  END IF;
+  BEGIN
+    INSERT INTO um.organizations (slug, name) VALUES (p_slug, p_name) RETURNING id INTO v_org;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
+      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
+  END;
+  v_root := um.seed_builtin_roles(v_org);
+  INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
+  PERFORM um.audit('organization.create', v_org, 'organization', v_org,
+                   jsonb_build_object('root_user_id', p_root_user_id));
+  RETURN v_org;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_delete_my_account(p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
+      'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  PERFORM um.erase_user(v_actor, 'user.delete_self');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_export_my_data(p_caller oid)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.require_actor('Call um_begin(token) first: users export their own data.');
+  v jsonb;
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
+      'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  SELECT jsonb_build_object(
+           'exported_at', now(),
+           'profile', jsonb_build_object('id', u.id, 'email', u.email, 'name', u.name, 'timezone', u.timezone,
+                                         'locale', u.locale, 'mobile', u.mobile, 'allow_login', u.allow_login,
+                                         'status', u.status, 'email_verified_at', u.email_verified_at,
+                                         'password_changed_at', u.password_changed_at,
+                                         'attributes', u.attributes, 'created_at', u.created_at),
+           'memberships', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'org_id', o.id, 'organization', o.name, 'role', r.name, 'status', m.status,
+                             'member_since', m.created_at) ORDER BY o.id), '[]')
+                             FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id JOIN um.roles r ON r.id = m.role_id
+                            WHERE m.user_id = u.id),
+           'teams', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'org_id', t.org_id, 'team', t.name, 'owner', tm.is_owner, 'added_at', tm.added_at,
+                       'roles', (SELECT coalesce(jsonb_agg(tr.name ORDER BY tr.name), '[]')
+                                   FROM um.team_member_roles tmr JOIN um.roles tr ON tr.id = tmr.role_id
+                                  WHERE tmr.team_id = tm.team_id AND tmr.user_id = u.id)) ORDER BY t.id), '[]')
+                       FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id WHERE tm.user_id = u.id),
+           'grants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'org_id', g.org_id, 'role', gr.name, 'scope_id', g.scope_id, 'scope_kind', g.scope_kind,
+                        'granted_at', g.created_at) ORDER BY g.id), '[]')
+                        FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id WHERE g.user_id = u.id),
+           'sessions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
+                          'ended_at', s.revoked_at) ORDER BY s.id), '[]')
+                          FROM um.sessions s WHERE s.user_id = u.id),
+           'identities', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'provider', p.name, 'subject', i.subject, 'linked_at', i.created_at) ORDER BY p.id), '[]')
+                            FROM um.user_identities i JOIN um.identity_providers p ON p.id = i.provider_id
+                           WHERE i.user_id = u.id),
+           'audit_events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'at', a.at, 'action', a.action, 'outcome', a.outcome, 'org_id', a.org_id,
+                              'target_type', a.target_type, 'target_id', a.target_id,
+                              'by_me', a.actor_user_id = u.id) ORDER BY a.id), '[]')
+                              FROM um.audit_events a
+                             WHERE a.actor_user_id = u.id OR (a.target_type = 'user' AND a.target_id = u.id)))
+    INTO v
+    FROM um.users u WHERE u.id = v_actor;
+  PERFORM um.audit('user.export_self', NULL, 'user', v_actor, '{}');
+  RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize_team(p_caller, 'team.grant_role', format('give roles in team %s', p_team_id),
+                                      p_team_id, p_user_id);
+  v_team um.teams := um.require_team(p_team_id);
+  v_role um.roles := um.require_role(v_team.org_id, p_role);
+BEGIN
+  PERFORM um.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
+  PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'team.grant_role', format('give team role "%s"', v_role.name), 'user', p_user_id);
+  INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
+  VALUES (v_team.org_id, p_team_id, p_user_id, v_role.id) ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('team.grant_role', v_team.org_id, 'user', p_user_id,
+                   jsonb_build_object('team_id', p_team_id, 'role_id', v_role.id));
+  RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+  v_team um.teams;
+  v_tm um.team_members;
+BEGIN
+  v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
+                               p_team_id, p_user_id);
+  v_team := um.require_team(p_team_id);
+  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
+  v_tm := um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  IF v_tm.is_owner THEN
+    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team.name
+      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
+            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
+  END IF;
+  DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
+  PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+  v_owner bigint;
+  v_team um.teams;
+BEGIN
+  v_actor := um.authorize_team(p_caller, 'team.transfer', format('transfer team %s', p_team_id),
+                               p_team_id, p_new_owner_user_id);
+  v_team := um.require_team(p_team_id);
+  -- the owner loses the team: only a Root takes a team from a Root
+  SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
+  IF v_owner IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
+  END IF;
+  PERFORM um.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
+  -- one statement: the team always has exactly one owner
+  UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
+   WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);
+  PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
+END
+$$;

@@ -90,3 +90,21 @@ BEGIN
   RETURN v;
 END
 $$;
+
+-- The acting user, or the error that says nobody is (p_hint: what to do
+-- first, for what the caller was about to do).
+CREATE FUNCTION um.require_actor(p_hint text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+BEGIN
+  IF v_actor IS NULL THEN
+    RAISE EXCEPTION 'nobody is acting in this transaction'
+      USING ERRCODE = 'UM072', HINT = p_hint;
+  END IF;
+  RETURN v_actor;
+END
+$$;

@@ -487,14 +487,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := @extschema@.um_current_user_id();
+  v_actor bigint := um.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
   v_target um.users;
   v_orgs bigint[];
 BEGIN
-  IF v_actor IS NULL THEN
-    RAISE EXCEPTION 'nobody is acting in this transaction'
-      USING ERRCODE = 'UM072', HINT = 'Call um_begin(token) first; impersonation starts from a logged-in user.';
-  END IF;
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
     PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');

@@ -75,6 +75,42 @@ BEGIN
 END
 $$;
 
+-- A team of this organization (a team of another one does not exist here).
+CREATE FUNCTION um.require_org_team(p_org_id bigint, p_team_id bigint)
+RETURNS um.teams
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.teams;
+BEGIN
+  SELECT * INTO v FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
+      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  END IF;
+  RETURN v;
+END
+$$;
+
+-- p_hint: what to do about it, for what the caller was about to do.
+CREATE FUNCTION um.require_team_member(p_team um.teams, p_user_id bigint, p_hint text)
+RETURNS um.team_members
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.team_members;
+BEGIN
+  SELECT * INTO v FROM um.team_members tm WHERE tm.team_id = p_team.id AND tm.user_id = p_user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, p_team.name
+      USING ERRCODE = 'UM038', HINT = p_hint;
+  END IF;
+  RETURN v;
+END
+$$;
+
 CREATE FUNCTION um.require_role_id(p_role_id bigint)
 RETURNS um.roles
 LANGUAGE plpgsql STABLE
@@ -106,6 +142,30 @@ BEGIN
       USING ERRCODE = 'UM036', HINT = 'Look the node up in um.scopes.';
   END IF;
   RETURN v;
+END
+$$;
+
+-- Who may become an organization's Root: an active user who can log in;
+-- in an organization they belong to (p_org_id, for a transfer), an active
+-- member there too.
+CREATE FUNCTION um.require_root_candidate(p_user um.users, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_user.status <> 'active' OR NOT p_user.allow_login
+     OR (p_org_id IS NOT NULL
+         AND EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user.id
+                                                      AND m.status <> 'active')) THEN
+    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_user.id
+      USING ERRCODE = 'UM050',
+            DETAIL = CASE WHEN p_org_id IS NOT NULL THEN 'The user is suspended or notification-only.'
+                          WHEN p_user.status <> 'active' THEN 'The user is suspended.'
+                          ELSE 'The user is notification-only (allow_login is false).' END,
+            HINT = CASE WHEN p_org_id IS NULL THEN 'Choose an active user who can log in.'
+                        ELSE 'Choose an active member who can log in.' END;
+  END IF;
 END
 $$;
 

@@ -24,13 +24,7 @@ BEGIN
       'Pass your own user id as root_user_id.');
   END IF;
   v_user := um.require_user(p_root_user_id);
-  IF v_user.status <> 'active' OR NOT v_user.allow_login THEN
-    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_root_user_id
-      USING ERRCODE = 'UM050',
-            DETAIL = CASE WHEN v_user.status <> 'active' THEN 'The user is suspended.'
-                          ELSE 'The user is notification-only (allow_login is false).' END,
-            HINT = 'Choose an active user who can log in.';
-  END IF;
+  PERFORM um.require_root_candidate(v_user, NULL);
   IF EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug) THEN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
@@ -137,13 +131,7 @@ BEGIN
   END IF;
   PERFORM um.require_member(p_org_id, p_new_root_user_id);
   v_user := um.require_user(p_new_root_user_id);
-  IF v_user.status <> 'active' OR NOT v_user.allow_login
-     OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_new_root_user_id
-                                                  AND m.status <> 'active') THEN
-    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_new_root_user_id
-      USING ERRCODE = 'UM050', DETAIL = 'The user is suspended or notification-only.',
-            HINT = 'Choose an active member who can log in.';
-  END IF;
+  PERFORM um.require_root_candidate(v_user, p_org_id);
   v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
   IF v_demote.builtin = 'root' THEN
     PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');

@@ -185,11 +185,7 @@ BEGIN
                                p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
-  SELECT * INTO v_tm FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, v_team.name
-      USING ERRCODE = 'UM038', HINT = 'See the team''s members in um.team_members.';
-  END IF;
+  v_tm := um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
   IF v_tm.is_owner THEN
     RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team.name
       USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
@@ -211,10 +207,7 @@ DECLARE
   v_team um.teams := um.require_team(p_team_id);
   v_role um.roles := um.require_role(v_team.org_id, p_role);
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id) THEN
-    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, v_team.name
-      USING ERRCODE = 'UM038', HINT = 'Add them to the team first (um_add_team_member).';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
   PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
                               'team.grant_role', format('give team role "%s"', v_role.name), 'user', p_user_id);
   INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
@@ -272,11 +265,7 @@ BEGIN
   IF v_owner IS NOT NULL THEN
     PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM um.team_members tm JOIN um.memberships m ON m.org_id = tm.org_id AND m.user_id = tm.user_id
-                  WHERE tm.team_id = p_team_id AND tm.user_id = p_new_owner_user_id) THEN
-    RAISE EXCEPTION 'user % is not a member of team "%"', p_new_owner_user_id, v_team.name
-      USING ERRCODE = 'UM038', HINT = 'Add them to the team first (um_add_team_member).';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
   -- one statement: the team always has exactly one owner
   UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
    WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);

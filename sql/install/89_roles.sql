@@ -147,6 +147,19 @@ BEGIN
 END
 $$;
 
+-- A grant on a scope node is for a member or for a team.
+CREATE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
+    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
+  END IF;
+END
+$$;
+
 -- A role on one scope node (and what inherits from it), for a member or a team.
 CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
                                        p_caller oid)
@@ -164,15 +177,12 @@ BEGIN
   v_actor := um.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
-  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
-  END IF;
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
     PERFORM um.require_member(v_scope.org_id, p_user_id);
-  ELSIF NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = v_scope.org_id) THEN
-    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, v_scope.org_id
-      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  ELSE
+    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
   END IF;
   PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
                               'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
@@ -208,9 +218,7 @@ BEGIN
   v_actor := um.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
-  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
-  END IF;
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
     PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');

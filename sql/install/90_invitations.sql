@@ -43,11 +43,8 @@ BEGIN
   END IF;
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
-  IF p_team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id) THEN
-    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
-      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
-  END IF;
   IF p_team_id IS NOT NULL THEN
+    PERFORM um.require_org_team(p_org_id, p_team_id);
     -- inviting into a team is adding a team member: team:manage or its owner,
     -- and no team whose grants hold more than the inviter
     PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
