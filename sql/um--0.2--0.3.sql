@@ -123,13 +123,14 @@ BEGIN
     RAISE EXCEPTION 'invalid identity provider name "%"', p_name
       USING ERRCODE = 'UM003', HINT = 'Use 1 to 100 characters without surrounding blanks.';
   END IF;
-  BEGIN
-    INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
-    VALUES (p_org_id, p_name, p_protocol, p_issuer) RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
+  VALUES (p_org_id, p_name, p_protocol, p_issuer)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization % already has an identity provider named "%"', p_org_id, p_name
       USING ERRCODE = 'UM027', HINT = 'Choose another name, or use the existing provider.';
-  END;
+  END IF;
   PERFORM um.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
   RETURN v_id;
 END
@@ -181,13 +182,13 @@ BEGIN
   IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
     PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
   END IF;
-  BEGIN
-    INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
-    VALUES (p_org_id, v_provider, p_subject, v_user);
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
+  VALUES (p_org_id, v_provider, p_subject, v_user)
+  ON CONFLICT (provider_id, subject) DO NOTHING;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'that subject of provider "%" is already linked to a user', p_provider
       USING ERRCODE = 'UM027', HINT = 'A provider''s subject identifies one user; unlink it first.';
-  END;
+  END IF;
   PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;
@@ -213,6 +214,10 @@ BEGIN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
+  -- Not ON CONFLICT: the insert trigger first creates the team space, a
+  -- scope node named as the team, and that insert fails for a name taken
+  -- (by another team's space, also one a renamed team kept) before the
+  -- team's own arbiter is consulted.
   BEGIN
     INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
     RETURNING id INTO v_id;
@@ -390,16 +395,16 @@ BEGIN
     IF FOUND THEN
       status := 'renewed';
     ELSE
-      BEGIN
-        INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
-        VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
-        RETURNING id INTO v_id;
-        status := 'invited';
-      EXCEPTION WHEN unique_violation THEN          -- invited at this very moment by someone else
+      INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
+      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+      ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+      RETURNING id INTO v_id;
+      IF NOT FOUND THEN                             -- invited at this very moment by someone else
         status := 'already_invited';
         RETURN NEXT;
         CONTINUE;
-      END;
+      END IF;
+      status := 'invited';
     END IF;
     invitation_id := v_id; token := v_token;
     PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
@@ -593,16 +598,15 @@ BEGIN
   END IF;
   v_user := um.require_user(p_root_user_id);
   PERFORM um.require_root_candidate(v_user, NULL);
-  IF EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug) THEN
+  -- nothing inserted for a slug taken already or at this very moment
+  INSERT INTO um.organizations (slug, name)
+  SELECT p_slug, p_name WHERE NOT EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug)
+  ON CONFLICT (slug) DO NOTHING
+  RETURNING id INTO v_org;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
   END IF;
-  BEGIN
-    INSERT INTO um.organizations (slug, name) VALUES (p_slug, p_name) RETURNING id INTO v_org;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
-      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
-  END;
   v_root := um.seed_builtin_roles(v_org);
   INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
   PERFORM um.audit('organization.create', v_org, 'organization', v_org,
@@ -756,5 +760,169 @@ BEGIN
   UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
    WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);
   PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
+END
+$$;
+
+-- INSERT ... ON CONFLICT DO NOTHING on the unique index, with the pre-check
+-- (where there was one) in the same statement, instead of a pre-check and a
+-- subtransaction catching unique_violation: the same error (or, in
+-- um_invite and um_request_invitation, the same quiet outcome) when the row
+-- exists already or is inserted concurrently.  um.do_create_team and
+-- um.do_rename_team keep theirs (see 88_teams.sql).
+CREATE OR REPLACE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+                               p_locale text, p_mobile text, p_attributes jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_id bigint;
+BEGIN
+  IF p_email IS NULL THEN
+    RAISE EXCEPTION 'an email address is required'
+      USING ERRCODE = 'UM001', HINT = 'Pass the user''s email address.';
+  END IF;
+  -- One statement inserts nothing for an address already taken: checked
+  -- first (before the row's checks), or by a concurrent insert, which the
+  -- arbiter index waits for.
+  INSERT INTO um.users (email, name, allow_login, timezone, locale, mobile, attributes)
+  SELECT v_email, p_name, coalesce(p_allow_login, true), coalesce(p_timezone, 'UTC'),
+         coalesce(p_locale, 'en'), p_mobile, coalesce(p_attributes, '{}')
+   WHERE NOT EXISTS (SELECT 1 FROM um.users u WHERE lower(u.email) = lower(v_email))
+  ON CONFLICT (lower(email)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'email address "%" is already registered', v_email
+      USING ERRCODE = 'UM020',
+            DETAIL = 'Email addresses are unique regardless of letter case.',
+            HINT = 'Use the existing user (um.users), or choose another address.';
+  END IF;
+  RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize(p_caller, 'member.add', format('add members to organization %s', p_org_id),
+                                 'member:create', p_org_id, 'user', p_user_id);
+  v_org um.organizations;
+  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_id bigint;
+BEGIN
+  -- An acting user never pulls an existing account into their organization
+  -- (it would show them its data and put it under their control): people
+  -- join through an invitation they accept.
+  IF v_actor IS NOT NULL THEN
+    PERFORM um.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
+      'permission denied to add an existing user directly',
+      'People join an organization by accepting an invitation; only a um administrator adds them directly.',
+      'Invite the address with um_invite(), or create a new user with um_create_user(org_id, email, ...).');
+  END IF;
+  v_org := um.require_organization(p_org_id);
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
+  PERFORM um.require_user(p_user_id);
+  -- nothing inserted for a member already, or one added at this very moment
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  SELECT p_org_id, p_user_id, v_role.id, v_actor
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id)
+  ON CONFLICT (org_id, user_id) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is already a member of organization "%"', p_user_id, v_org.slug
+      USING ERRCODE = 'UM022',
+            HINT = 'Change the member''s role instead; a user holds one organization role.';
+  END IF;
+  PERFORM um.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
+  RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text,
+                                  p_caller oid)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize(p_caller, 'role.create', format('create roles in organization %s', p_org_id),
+                                 'role:create', p_org_id, 'role', NULL);
+  v_id bigint;
+  v_p text;
+BEGIN
+  -- bad input first: the refusals below quote the name
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim or shorten the name.';
+  END IF;
+  FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
+    PERFORM um.assert_permission_name(v_p, true);
+  END LOOP;
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
+                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
+                              'role.create', format('create role "%s"', p_name), 'role', NULL);
+  INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'organization % already has a role named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
+  END IF;
+  -- an acting user's patterns become the permissions they stand for today:
+  -- a pattern would also cover permissions registered later, which the
+  -- grantor does not hold (a um administrator may store patterns)
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT DISTINCT p_org_id, v_id, x
+    FROM unnest(coalesce(p_permissions, '{}')) AS p,
+         LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
+                  UNION ALL
+                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
+  PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
+  RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.do_request_invitation(p_org_slug text, p_email text, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org um.organizations;
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_member_role bigint;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_org FROM um.organizations o WHERE o.slug = p_org_slug;
+  IF NOT FOUND OR NOT v_org.allow_invite_requests THEN
+    RAISE EXCEPTION 'organization "%" does not take invitation requests', p_org_slug
+      USING ERRCODE = 'UM055', HINT = 'Ask a member of the organization to invite you.';
+  END IF;
+  IF v_email IS NULL OR NOT um.email_is_valid(v_email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', p_email
+      USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
+  END IF;
+  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
+  -- members and open invitations (also one made at this very moment):
+  -- nothing to do, and nothing said about it
+  INSERT INTO um.invitations (org_id, email, role_id, state)
+  SELECT v_org.id, v_email, v_member_role, 'requested'
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                      WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
+     AND NOT EXISTS (SELECT 1 FROM um.invitations i
+                      WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested'))
+  ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;

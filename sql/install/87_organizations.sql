@@ -25,16 +25,15 @@ BEGIN
   END IF;
   v_user := um.require_user(p_root_user_id);
   PERFORM um.require_root_candidate(v_user, NULL);
-  IF EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug) THEN
+  -- nothing inserted for a slug taken already or at this very moment
+  INSERT INTO um.organizations (slug, name)
+  SELECT p_slug, p_name WHERE NOT EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug)
+  ON CONFLICT (slug) DO NOTHING
+  RETURNING id INTO v_org;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
   END IF;
-  BEGIN
-    INSERT INTO um.organizations (slug, name) VALUES (p_slug, p_name) RETURNING id INTO v_org;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
-      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
-  END;
   v_root := um.seed_builtin_roles(v_org);
   INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
   PERFORM um.audit('organization.create', v_org, 'organization', v_org,
@@ -68,20 +67,17 @@ BEGIN
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
   PERFORM um.require_user(p_user_id);
-  IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id) THEN
+  -- nothing inserted for a member already, or one added at this very moment
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  SELECT p_org_id, p_user_id, v_role.id, v_actor
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id)
+  ON CONFLICT (org_id, user_id) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'user % is already a member of organization "%"', p_user_id, v_org.slug
       USING ERRCODE = 'UM022',
             HINT = 'Change the member''s role instead; a user holds one organization role.';
   END IF;
-  BEGIN
-    INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
-    VALUES (p_org_id, p_user_id, v_role.id, v_actor)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'user % is already a member of organization "%"', p_user_id, v_org.slug
-      USING ERRCODE = 'UM022',
-            HINT = 'Change the member''s role instead; a user holds one organization role.';
-  END;
   PERFORM um.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
   RETURN v_id;
 END
@@ -255,13 +251,14 @@ BEGIN
     RAISE EXCEPTION 'invalid identity provider name "%"', p_name
       USING ERRCODE = 'UM003', HINT = 'Use 1 to 100 characters without surrounding blanks.';
   END IF;
-  BEGIN
-    INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
-    VALUES (p_org_id, p_name, p_protocol, p_issuer) RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
+  VALUES (p_org_id, p_name, p_protocol, p_issuer)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization % already has an identity provider named "%"', p_org_id, p_name
       USING ERRCODE = 'UM027', HINT = 'Choose another name, or use the existing provider.';
-  END;
+  END IF;
   PERFORM um.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
   RETURN v_id;
 END
@@ -313,13 +310,13 @@ BEGIN
   IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
     PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
   END IF;
-  BEGIN
-    INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
-    VALUES (p_org_id, v_provider, p_subject, v_user);
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
+  VALUES (p_org_id, v_provider, p_subject, v_user)
+  ON CONFLICT (provider_id, subject) DO NOTHING;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'that subject of provider "%" is already linked to a user', p_provider
       USING ERRCODE = 'UM027', HINT = 'A provider''s subject identifies one user; unlink it first.';
-  END;
+  END IF;
   PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;

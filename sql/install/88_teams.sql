@@ -74,6 +74,10 @@ BEGIN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
+  -- Not ON CONFLICT: the insert trigger first creates the team space, a
+  -- scope node named as the team, and that insert fails for a name taken
+  -- (by another team's space, also one a renamed team kept) before the
+  -- team's own arbiter is consulted.
   BEGIN
     INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
     RETURNING id INTO v_id;
@@ -87,6 +91,8 @@ BEGIN
 END
 $$;
 
+-- A name taken, also at this very moment, fails in the unique index (an
+-- UPDATE has no ON CONFLICT), and is named.
 CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

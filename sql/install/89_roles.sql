@@ -29,13 +29,13 @@ BEGIN
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
                               ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
                               'role.create', format('create role "%s"', p_name), 'role', NULL);
-  BEGIN
-    INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization % already has a role named "%"', p_org_id, p_name
       USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
-  END;
+  END IF;
   -- an acting user's patterns become the permissions they stand for today:
   -- a pattern would also cover permissions registered later, which the
   -- grantor does not hold (a um administrator may store patterns)

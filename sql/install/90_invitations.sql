@@ -83,16 +83,16 @@ BEGIN
     IF FOUND THEN
       status := 'renewed';
     ELSE
-      BEGIN
-        INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
-        VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
-        RETURNING id INTO v_id;
-        status := 'invited';
-      EXCEPTION WHEN unique_violation THEN          -- invited at this very moment by someone else
+      INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
+      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+      ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+      RETURNING id INTO v_id;
+      IF NOT FOUND THEN                             -- invited at this very moment by someone else
         status := 'already_invited';
         RETURN NEXT;
         CONTINUE;
-      END;
+      END IF;
+      status := 'invited';
     END IF;
     invitation_id := v_id; token := v_token;
     PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
@@ -122,20 +122,20 @@ BEGIN
     RAISE EXCEPTION 'invalid email address "%"', p_email
       USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
   END IF;
-  -- members and open invitations: nothing to do, and nothing said about it
-  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
-              WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
-     OR EXISTS (SELECT 1 FROM um.invitations i
-                 WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')) THEN
+  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
+  -- members and open invitations (also one made at this very moment):
+  -- nothing to do, and nothing said about it
+  INSERT INTO um.invitations (org_id, email, role_id, state)
+  SELECT v_org.id, v_email, v_member_role, 'requested'
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                      WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
+     AND NOT EXISTS (SELECT 1 FROM um.invitations i
+                      WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested'))
+  ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RETURN;
   END IF;
-  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
-  BEGIN
-    INSERT INTO um.invitations (org_id, email, role_id, state)
-    VALUES (v_org.id, v_email, v_member_role, 'requested') RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RETURN;
-  END;
   PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;
