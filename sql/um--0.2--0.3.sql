@@ -926,3 +926,85 @@ BEGIN
   PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;
+
+-- The invalid-address error of users and invitations (UM001, the same
+-- detail and hint) comes from one check, um.assert_email, which both
+-- triggers call.
+CREATE OR REPLACE FUNCTION um.assert_email(email text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um.email_is_valid(email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', email
+      USING ERRCODE = 'UM001',
+            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
+            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_email(text) IS
+  'raises SQLSTATE UM001 when email is not a valid address (see um.email_is_valid); NULL passes, for NOT NULL to refuse';
+REVOKE EXECUTE ON FUNCTION um.assert_email(text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION um.users_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.assert_email(NEW.email);
+  IF NEW.name IS NOT NULL AND NOT um.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid user name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name, or pass NULL for a user without a name.';
+  END IF;
+  IF (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+     AND NOT um.timezone_is_valid(NEW.timezone) THEN
+    RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
+      USING ERRCODE = 'UM004',
+            HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
+  END IF;
+  IF NOT um.locale_is_valid(NEW.locale) THEN
+    RAISE EXCEPTION 'invalid locale "%"', NEW.locale
+      USING ERRCODE = 'UM005',
+            HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
+  END IF;
+  IF NEW.mobile IS NOT NULL AND NOT um.mobile_is_valid(NEW.mobile) THEN
+    RAISE EXCEPTION 'invalid mobile number "%"', NEW.mobile
+      USING ERRCODE = 'UM006',
+            HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
+  END IF;
+  IF jsonb_typeof(NEW.attributes) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'user attributes must be a JSON object'
+      USING ERRCODE = 'UM007',
+            DETAIL = format('The value given is a JSON %s.', coalesce(jsonb_typeof(NEW.attributes), 'null')),
+            HINT = 'Pass key/value pairs, e.g. ''{"department": "finance"}''.';
+  END IF;
+
+  IF TG_OP = 'UPDATE' THEN
+    NEW.updated_at := now();
+    IF lower(NEW.email) <> lower(OLD.email) THEN
+      NEW.email_verified_at := NULL;      -- a new address must be verified again
+    END IF;
+  END IF;
+  -- a change of status records (or clears) when the user was suspended
+  IF TG_OP = 'INSERT' OR NEW.status <> OLD.status THEN
+    NEW.suspended_at := CASE WHEN NEW.status = 'suspended' THEN coalesce(NEW.suspended_at, now()) END;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.invitations_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.assert_email(NEW.email);
+  RETURN NEW;
+END
+$$;
