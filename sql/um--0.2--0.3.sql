@@ -214,17 +214,7 @@ BEGIN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
-  -- Not ON CONFLICT: the insert trigger first creates the team space, a
-  -- scope node named as the team, and that insert fails for a name taken
-  -- (by another team's space, also one a renamed team kept) before the
-  -- team's own arbiter is consulted.
-  BEGIN
-    INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization % already has a team named "%"', p_org_id, p_name
-      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
-  END;
+  v_id := um.write_team(p_org_id, NULL, p_name, p_description);
   INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
   PERFORM um.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
   RETURN v_id;
@@ -767,8 +757,8 @@ $$;
 -- (where there was one) in the same statement, instead of a pre-check and a
 -- subtransaction catching unique_violation: the same error (or, in
 -- um_invite and um_request_invitation, the same quiet outcome) when the row
--- exists already or is inserted concurrently.  um.do_create_team and
--- um.do_rename_team keep theirs (see 88_teams.sql).
+-- exists already or is inserted concurrently.  Creating and renaming a team
+-- keep one such block, in um.write_team below (see 88_teams.sql).
 CREATE OR REPLACE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
                                p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
@@ -1006,5 +996,49 @@ AS $$
 BEGIN
   PERFORM um.assert_email(NEW.email);
   RETURN NEW;
+END
+$$;
+
+-- "organization % already has a team named %" (UM025) written once: creating
+-- and renaming a team write the name through um.write_team, which keeps the
+-- one subtransaction that names a taken name.
+CREATE OR REPLACE FUNCTION um.write_team(p_org_id bigint, p_team_id bigint, p_name text, p_description text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint := p_team_id;
+BEGIN
+  BEGIN
+    IF p_team_id IS NULL THEN
+      INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+      RETURNING id INTO v_id;
+    ELSE
+      UPDATE um.teams t SET name = p_name WHERE t.id = p_team_id;
+    END IF;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'organization % already has a team named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
+  END;
+  RETURN v_id;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION um.write_team(bigint, bigint, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION um.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team um.teams;
+BEGIN
+  SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
+  PERFORM um.authorize(p_caller, 'team.rename', format('rename team %s', p_team_id), 'team:update',
+                       v_team.org_id, 'team', p_team_id);
+  v_team := um.require_team(p_team_id);
+  PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
+  PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;

@@ -53,6 +53,35 @@ BEGIN
 END
 $$;
 
+-- Insert a team (p_team_id NULL) or rename one, or say that the name is
+-- taken.  Not ON CONFLICT: a new team's insert trigger first creates its
+-- team space, a scope node named as the team, and that insert fails for a
+-- name taken (by another team's space, also one a renamed team kept)
+-- before the team's own arbiter is consulted; and an UPDATE has none.  A
+-- name taken at this very moment fails in a unique index too.
+CREATE FUNCTION um.write_team(p_org_id bigint, p_team_id bigint, p_name text, p_description text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint := p_team_id;
+BEGIN
+  BEGIN
+    IF p_team_id IS NULL THEN
+      INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+      RETURNING id INTO v_id;
+    ELSE
+      UPDATE um.teams t SET name = p_name WHERE t.id = p_team_id;
+    END IF;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'organization % already has a team named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
+  END;
+  RETURN v_id;
+END
+$$;
+
 CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint,
                                   p_caller oid)
 RETURNS bigint
@@ -74,25 +103,13 @@ BEGIN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
-  -- Not ON CONFLICT: the insert trigger first creates the team space, a
-  -- scope node named as the team, and that insert fails for a name taken
-  -- (by another team's space, also one a renamed team kept) before the
-  -- team's own arbiter is consulted.
-  BEGIN
-    INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization % already has a team named "%"', p_org_id, p_name
-      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
-  END;
+  v_id := um.write_team(p_org_id, NULL, p_name, p_description);
   INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
   PERFORM um.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
   RETURN v_id;
 END
 $$;
 
--- A name taken, also at this very moment, fails in the unique index (an
--- UPDATE has no ON CONFLICT), and is named.
 CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -105,12 +122,7 @@ BEGIN
   PERFORM um.authorize(p_caller, 'team.rename', format('rename team %s', p_team_id), 'team:update',
                        v_team.org_id, 'team', p_team_id);
   v_team := um.require_team(p_team_id);
-  BEGIN
-    UPDATE um.teams t SET name = p_name WHERE t.id = p_team_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization % already has a team named "%"', v_team.org_id, p_name
-      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
-  END;
+  PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
   PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
