@@ -710,18 +710,13 @@ AS $$
 DECLARE
   v_actor bigint;
   v_team um.teams;
-  v_tm um.team_members;
 BEGIN
   v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
                                p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
-  v_tm := um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
-  IF v_tm.is_owner THEN
-    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team.name
-      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
-            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  PERFORM um.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
   DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
   PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
@@ -1040,5 +1035,58 @@ BEGIN
   v_team := um.require_team(p_team_id);
   PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
   PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
+END
+$$;
+
+-- "the owner of team % cannot be removed" (UM043) as um_remove_member and
+-- um_remove_team_member raise it, written once: um.assert_not_team_owner.
+-- (The trigger team_members_keep_owner keeps its own wording, without the
+-- function to call.)
+CREATE OR REPLACE FUNCTION um.assert_not_team_owner(p_org_id bigint, p_team_id bigint, p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team text;
+BEGIN
+  SELECT t.name INTO v_team FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
+   WHERE tm.org_id = p_org_id AND tm.user_id = p_user_id AND tm.is_owner
+     AND CASE WHEN p_team_id IS NULL
+              THEN EXISTS (SELECT 1 FROM um.team_members o WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id)
+              ELSE tm.team_id = p_team_id END
+   ORDER BY t.id LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team
+      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
+            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
+  END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION um.assert_not_team_owner(bigint, bigint, bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id(p_org_id);
+BEGIN
+  IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
+    PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
+  ELSE
+    v_actor := um.authorize(p_caller, 'member.remove', format('remove members of organization %s', p_org_id),
+                            'member:remove', p_org_id, 'user', p_user_id);
+    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
+  END IF;
+  PERFORM um.require_member(p_org_id, p_user_id);
+  PERFORM um.assert_not_team_owner(p_org_id, NULL, p_user_id);
+  -- teams they own alone go with them
+  DELETE FROM um.teams t
+   WHERE t.org_id = p_org_id
+     AND EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.user_id = p_user_id AND tm.is_owner);
+  DELETE FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id;   -- keeps a Root (UM044)
+  PERFORM um.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
 END
 $$;

@@ -169,6 +169,31 @@ BEGIN
 END
 $$;
 
+-- A team's owner is not removed from it (p_team_id), nor from the
+-- organization (p_team_id NULL) while a team they own has other members: a
+-- team they own alone goes with them.
+CREATE FUNCTION um.assert_not_team_owner(p_org_id bigint, p_team_id bigint, p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team text;
+BEGIN
+  SELECT t.name INTO v_team FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
+   WHERE tm.org_id = p_org_id AND tm.user_id = p_user_id AND tm.is_owner
+     AND CASE WHEN p_team_id IS NULL
+              THEN EXISTS (SELECT 1 FROM um.team_members o WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id)
+              ELSE tm.team_id = p_team_id END
+   ORDER BY t.id LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team
+      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
+            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
+  END IF;
+END
+$$;
+
 CREATE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE

@@ -151,7 +151,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_actor bigint := @extschema@.um_current_user_id(p_org_id);
-  v_team text;
 BEGIN
   IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
     PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
@@ -161,15 +160,7 @@ BEGIN
     PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
   END IF;
   PERFORM um.require_member(p_org_id, p_user_id);
-  SELECT t.name INTO v_team FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
-   WHERE tm.org_id = p_org_id AND tm.user_id = p_user_id AND tm.is_owner
-     AND EXISTS (SELECT 1 FROM um.team_members o WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id)
-   ORDER BY t.id LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team
-      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
-            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
-  END IF;
+  PERFORM um.assert_not_team_owner(p_org_id, NULL, p_user_id);
   -- teams they own alone go with them
   DELETE FROM um.teams t
    WHERE t.org_id = p_org_id

@@ -197,18 +197,13 @@ AS $$
 DECLARE
   v_actor bigint;
   v_team um.teams;
-  v_tm um.team_members;
 BEGIN
   v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
                                p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
-  v_tm := um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
-  IF v_tm.is_owner THEN
-    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team.name
-      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
-            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  PERFORM um.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
   DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
   PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
