@@ -12,6 +12,9 @@
 COMMENT ON FUNCTION @extschema@.um_accept_invitation(text, text, text) IS
   'join with an invitation token: logged out, a new address gets an account with the password given (unverified until its mailbox is proven); an existing account accepts only logged in as itself; returns the user id';
 
+-- Functions changed by several of the steps below appear once, with their
+-- 0.3 body, under the first step that changed them.
+
 -- One raise helper: um.raise(sqlstate, message, detail, hint).  The callers
 -- of um.invalid_argument(message, hint) raise UM009 through it, the same
 -- error with no detail.
