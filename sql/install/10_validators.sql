@@ -37,6 +37,23 @@ RETURN octet_length(email) <= 254
    AND email ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$';
 COMMENT ON FUNCTION um.email_is_valid(text) IS 'true when email is a plausible ASCII e-mail address (IDN domains in punycode)';
 
+CREATE FUNCTION um.assert_email(email text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um.email_is_valid(email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', email
+      USING ERRCODE = 'UM001',
+            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
+            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_email(text) IS
+  'raises SQLSTATE UM001 when email is not a valid address (see um.email_is_valid); NULL passes, for NOT NULL to refuse';
+
 -- Display names (organizations, users, roles, teams, scope nodes): no
 -- surrounding blanks, no control characters, 1 to max_len characters.
 CREATE FUNCTION um.display_name_is_valid(name text, max_len integer DEFAULT 200)

@@ -32,12 +32,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF NOT um.email_is_valid(NEW.email) THEN
-    RAISE EXCEPTION 'invalid email address "%"', NEW.email
-      USING ERRCODE = 'UM001',
-            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
-            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
-  END IF;
+  PERFORM um.assert_email(NEW.email);
   IF NEW.name IS NOT NULL AND NOT um.display_name_is_valid(NEW.name) THEN
     RAISE EXCEPTION 'invalid user name "%"', NEW.name
       USING ERRCODE = 'UM003',
@@ -565,12 +560,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF NOT um.email_is_valid(NEW.email) THEN
-    RAISE EXCEPTION 'invalid email address "%"', NEW.email
-      USING ERRCODE = 'UM001',
-            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
-            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
-  END IF;
+  PERFORM um.assert_email(NEW.email);
   RETURN NEW;
 END
 $$;

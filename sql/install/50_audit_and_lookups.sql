@@ -1,5 +1,5 @@
--- Helpers of the lifecycle functions (85_authorization.sql onwards): the audit trail
--- and lookups that name what is missing.
+-- Helpers of the lifecycle functions (85_authorization.sql onwards): the audit trail,
+-- the one raise helper, and lookups that name what is missing.
 
 -- um.audit: append one audit event.  The actor columns are filled in by the
 -- identity module once it exists; the database role is always recorded.
@@ -15,6 +15,27 @@ AS $$
 $$;
 COMMENT ON FUNCTION um.audit(text, bigint, text, bigint, jsonb, text) IS
   'internal: appends one event to um.audit_events in the current transaction (actor columns are stamped by its trigger)';
+
+-- um.raise: raise an error with an optional detail and hint.  The one raise
+-- helper, for an error whose code and text are passed in (um.deny uses it).
+CREATE FUNCTION um.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_detail IS NOT NULL AND p_hint IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail, HINT = p_hint;
+  ELSIF p_detail IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail;
+  ELSIF p_hint IS NOT NULL THEN
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, HINT = p_hint;
+  ELSE
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate;
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
 
 -- um.require_*: look a thing up or raise the error that names it.
 CREATE FUNCTION um.require_organization(p_org_id bigint)
@@ -76,3 +97,22 @@ END
 $$;
 COMMENT ON FUNCTION um.require_role(bigint, text) IS
   'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';
+
+-- The acting user, or the error that says nobody is (p_hint: what to do
+-- first, for what the caller was about to do).
+CREATE FUNCTION um.require_actor(p_hint text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+BEGIN
+  IF v_actor IS NULL THEN
+    RAISE EXCEPTION 'nobody is acting in this transaction'
+      USING ERRCODE = 'UM072', HINT = p_hint;
+  END IF;
+  RETURN v_actor;
+END
+$$;
+COMMENT ON FUNCTION um.require_actor(text) IS 'internal: the acting user, or UM072 (nobody is acting) with the hint given';

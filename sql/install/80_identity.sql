@@ -248,26 +248,6 @@ CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_l
 -- ---------------------------------------------------------------------------
 -- Login
 
--- um.raise: raise an error with an optional detail and hint.
-CREATE FUNCTION um.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  IF p_detail IS NOT NULL AND p_hint IS NOT NULL THEN
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail, HINT = p_hint;
-  ELSIF p_detail IS NOT NULL THEN
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, DETAIL = p_detail;
-  ELSIF p_hint IS NOT NULL THEN
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate, HINT = p_hint;
-  ELSE
-    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate;
-  END IF;
-END
-$$;
-COMMENT ON FUNCTION um.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
-
 -- um.authenticate: the checks of um_login and um_change_password, in an
 -- order that tells a stranger nothing.  Every attempt costs one bcrypt
 -- (an unknown email hashes against nothing) and is recorded by the audit
@@ -517,14 +497,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := @extschema@.um_current_user_id();
+  v_actor bigint := um.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
   v_target um.users;
   v_orgs bigint[];
 BEGIN
-  IF v_actor IS NULL THEN
-    RAISE EXCEPTION 'nobody is acting in this transaction'
-      USING ERRCODE = 'UM072', HINT = 'Call um_begin(token) first; impersonation starts from a logged-in user.';
-  END IF;
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
     PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
@@ -590,7 +566,6 @@ REVOKE EXECUTE ON FUNCTION
   um.pgcrypto_schema(),
   um.hash_password(text),
   um.password_matches(text, text),
-  um.raise(text, text, text, text),
   um.authenticate(text, text, boolean),
   um.new_session(um.users, text),
   um.deny(text, bigint, text, bigint, text, text, text, text),

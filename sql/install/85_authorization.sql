@@ -78,6 +78,44 @@ END
 $$;
 COMMENT ON FUNCTION um.require_team(bigint) IS 'internal: the team, or the error that names it (UM033)';
 
+-- A team of this organization (a team of another one does not exist here).
+CREATE FUNCTION um.require_org_team(p_org_id bigint, p_team_id bigint)
+RETURNS um.teams
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.teams;
+BEGIN
+  SELECT * INTO v FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
+      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  END IF;
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.require_org_team(bigint, bigint) IS 'internal: a team of the organization, or the error that names it (UM033)';
+
+-- p_hint: what to do about it, for what the caller was about to do.
+CREATE FUNCTION um.require_team_member(p_team um.teams, p_user_id bigint, p_hint text)
+RETURNS um.team_members
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.team_members;
+BEGIN
+  SELECT * INTO v FROM um.team_members tm WHERE tm.team_id = p_team.id AND tm.user_id = p_user_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, p_team.name
+      USING ERRCODE = 'UM038', HINT = p_hint;
+  END IF;
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.require_team_member(um.teams, bigint, text) IS 'internal: the user''s membership of the team, or UM038 with the hint given';
+
 CREATE FUNCTION um.require_role_id(p_role_id bigint)
 RETURNS um.roles
 LANGUAGE plpgsql STABLE
@@ -113,6 +151,57 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION um.require_scope(bigint) IS 'internal: the scope node, or the error that names it (UM036)';
+
+-- Who may become an organization's Root: an active user who can log in;
+-- in an organization they belong to (p_org_id, for a transfer), an active
+-- member there too.
+CREATE FUNCTION um.require_root_candidate(p_user um.users, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_user.status <> 'active' OR NOT p_user.allow_login
+     OR (p_org_id IS NOT NULL
+         AND EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user.id
+                                                      AND m.status <> 'active')) THEN
+    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_user.id
+      USING ERRCODE = 'UM050',
+            DETAIL = CASE WHEN p_org_id IS NOT NULL THEN 'The user is suspended or notification-only.'
+                          WHEN p_user.status <> 'active' THEN 'The user is suspended.'
+                          ELSE 'The user is notification-only (allow_login is false).' END,
+            HINT = CASE WHEN p_org_id IS NULL THEN 'Choose an active user who can log in.'
+                        ELSE 'Choose an active member who can log in.' END;
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.require_root_candidate(um.users, bigint) IS 'internal: refuses (UM050) a user who cannot be an organization''s Root: suspended (everywhere, or in the organization of a transfer) or not allowed to log in';
+
+-- A team's owner is not removed from it (p_team_id), nor from the
+-- organization (p_team_id NULL) while a team they own has other members: a
+-- team they own alone goes with them.
+CREATE FUNCTION um.assert_not_team_owner(p_org_id bigint, p_team_id bigint, p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team text;
+BEGIN
+  SELECT t.name INTO v_team FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
+   WHERE tm.org_id = p_org_id AND tm.user_id = p_user_id AND tm.is_owner
+     AND CASE WHEN p_team_id IS NULL
+              THEN EXISTS (SELECT 1 FROM um.team_members o WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id)
+              ELSE tm.team_id = p_team_id END
+   ORDER BY t.id LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team
+      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
+            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_not_team_owner(bigint, bigint, bigint) IS 'internal: refuses (UM043) to remove a team''s owner from the team';
 
 CREATE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
 RETURNS boolean
@@ -394,14 +483,3 @@ END
 $$;
 COMMENT ON FUNCTION um.guard_last_active_root(bigint, bigint, text, text) IS
   'internal: refuses to suspend, or take login from, the last active Root who can log in of an organization (UM044)';
-
-CREATE FUNCTION um.invalid_argument(p_message text, p_hint text)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = 'UM009', HINT = p_hint;
-END
-$$;
-COMMENT ON FUNCTION um.invalid_argument(text, text) IS 'internal: raises UM009 (invalid argument) with this message and hint';

@@ -56,23 +56,21 @@ BEGIN
     RAISE EXCEPTION 'an email address is required'
       USING ERRCODE = 'UM001', HINT = 'Pass the user''s email address.';
   END IF;
-  IF EXISTS (SELECT 1 FROM um.users u WHERE lower(u.email) = lower(v_email)) THEN
+  -- One statement inserts nothing for an address already taken: checked
+  -- first (before the row's checks), or by a concurrent insert, which the
+  -- arbiter index waits for.
+  INSERT INTO um.users (email, name, allow_login, timezone, locale, mobile, attributes)
+  SELECT v_email, p_name, coalesce(p_allow_login, true), coalesce(p_timezone, 'UTC'),
+         coalesce(p_locale, 'en'), p_mobile, coalesce(p_attributes, '{}')
+   WHERE NOT EXISTS (SELECT 1 FROM um.users u WHERE lower(u.email) = lower(v_email))
+  ON CONFLICT (lower(email)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'email address "%" is already registered', v_email
       USING ERRCODE = 'UM020',
             DETAIL = 'Email addresses are unique regardless of letter case.',
             HINT = 'Use the existing user (um.users), or choose another address.';
   END IF;
-  BEGIN
-    INSERT INTO um.users (email, name, allow_login, timezone, locale, mobile, attributes)
-    VALUES (v_email, p_name, coalesce(p_allow_login, true), coalesce(p_timezone, 'UTC'),
-            coalesce(p_locale, 'en'), p_mobile, coalesce(p_attributes, '{}'))
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN          -- lost a race for the address
-    RAISE EXCEPTION 'email address "%" is already registered', v_email
-      USING ERRCODE = 'UM020',
-            DETAIL = 'Email addresses are unique regardless of letter case.',
-            HINT = 'Use the existing user (um.users), or choose another address.';
-  END;
   RETURN v_id;
 END
 $$;

@@ -24,23 +24,16 @@ BEGIN
       'Pass your own user id as root_user_id.');
   END IF;
   v_user := um.require_user(p_root_user_id);
-  IF v_user.status <> 'active' OR NOT v_user.allow_login THEN
-    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_root_user_id
-      USING ERRCODE = 'UM050',
-            DETAIL = CASE WHEN v_user.status <> 'active' THEN 'The user is suspended.'
-                          ELSE 'The user is notification-only (allow_login is false).' END,
-            HINT = 'Choose an active user who can log in.';
-  END IF;
-  IF EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug) THEN
+  PERFORM um.require_root_candidate(v_user, NULL);
+  -- nothing inserted for a slug taken already or at this very moment
+  INSERT INTO um.organizations (slug, name)
+  SELECT p_slug, p_name WHERE NOT EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug)
+  ON CONFLICT (slug) DO NOTHING
+  RETURNING id INTO v_org;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
   END IF;
-  BEGIN
-    INSERT INTO um.organizations (slug, name) VALUES (p_slug, p_name) RETURNING id INTO v_org;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
-      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
-  END;
   v_root := um.seed_builtin_roles(v_org);
   INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
   PERFORM um.audit('organization.create', v_org, 'organization', v_org,
@@ -76,20 +69,17 @@ BEGIN
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
   PERFORM um.require_user(p_user_id);
-  IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id) THEN
+  -- nothing inserted for a member already, or one added at this very moment
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  SELECT p_org_id, p_user_id, v_role.id, v_actor
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id)
+  ON CONFLICT (org_id, user_id) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'user % is already a member of organization "%"', p_user_id, v_org.slug
       USING ERRCODE = 'UM022',
             HINT = 'Change the member''s role instead; a user holds one organization role.';
   END IF;
-  BEGIN
-    INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
-    VALUES (p_org_id, p_user_id, v_role.id, v_actor)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'user % is already a member of organization "%"', p_user_id, v_org.slug
-      USING ERRCODE = 'UM022',
-            HINT = 'Change the member''s role instead; a user holds one organization role.';
-  END;
   PERFORM um.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
   RETURN v_id;
 END
@@ -143,16 +133,10 @@ BEGIN
   END IF;
   PERFORM um.require_member(p_org_id, p_new_root_user_id);
   v_user := um.require_user(p_new_root_user_id);
-  IF v_user.status <> 'active' OR NOT v_user.allow_login
-     OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_new_root_user_id
-                                                  AND m.status <> 'active') THEN
-    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_new_root_user_id
-      USING ERRCODE = 'UM050', DETAIL = 'The user is suspended or notification-only.',
-            HINT = 'Choose an active member who can log in.';
-  END IF;
+  PERFORM um.require_root_candidate(v_user, p_org_id);
   v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
   IF v_demote.builtin = 'root' THEN
-    PERFORM um.invalid_argument('demote_to must not be the Root role', 'Pass Admin or another role, or use um_set_org_role to add a Root.');
+    PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
   END IF;
   SELECT r.id INTO v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
   -- one statement, so the organization is never without a Root
@@ -175,7 +159,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_actor bigint := @extschema@.um_current_user_id(p_org_id);
-  v_team text;
 BEGIN
   IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
     PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
@@ -185,15 +168,7 @@ BEGIN
     PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
   END IF;
   PERFORM um.require_member(p_org_id, p_user_id);
-  SELECT t.name INTO v_team FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
-   WHERE tm.org_id = p_org_id AND tm.user_id = p_user_id AND tm.is_owner
-     AND EXISTS (SELECT 1 FROM um.team_members o WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id)
-   ORDER BY t.id LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team
-      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
-            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
-  END IF;
+  PERFORM um.assert_not_team_owner(p_org_id, NULL, p_user_id);
   -- teams they own alone go with them
   DELETE FROM um.teams t
    WHERE t.org_id = p_org_id
@@ -216,18 +191,18 @@ DECLARE
                                  'org:update', p_org_id, 'organization', p_org_id);
 BEGIN
   IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-    PERFORM um.invalid_argument(format('invalid setting name "%s"', p_setting),
+    PERFORM um.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
       'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
   END IF;
   CASE p_setting
     WHEN 'name' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
-        PERFORM um.invalid_argument('setting "name" takes a JSON string', 'Pass e.g. ''"Acme Inc."''::jsonb.');
+        PERFORM um.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
       END IF;
       UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
     WHEN 'allow_invite_requests', 'password_login_disabled' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
-        PERFORM um.invalid_argument(format('setting "%s" takes true or false', p_setting), 'Pass ''true''::jsonb or ''false''::jsonb.');
+        PERFORM um.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
       END IF;
       IF p_setting = 'allow_invite_requests' THEN
         UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
@@ -270,22 +245,23 @@ BEGIN
   PERFORM um.authorize(p_caller, 'identity_provider.add', format('add identity providers to organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   IF p_protocol IS NULL OR p_protocol NOT IN ('oidc', 'saml') THEN
-    PERFORM um.invalid_argument(format('unknown protocol "%s"', p_protocol), 'Pass ''oidc'' or ''saml''.');
+    PERFORM um.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
   END IF;
   IF p_issuer IS NULL OR p_issuer !~ '^https://[^[:space:]]+$' THEN
-    PERFORM um.invalid_argument(format('invalid issuer "%s"', p_issuer), 'Pass the provider''s https:// issuer URL.');
+    PERFORM um.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
   END IF;
   IF NOT um.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid identity provider name "%"', p_name
       USING ERRCODE = 'UM003', HINT = 'Use 1 to 100 characters without surrounding blanks.';
   END IF;
-  BEGIN
-    INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
-    VALUES (p_org_id, p_name, p_protocol, p_issuer) RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
+  VALUES (p_org_id, p_name, p_protocol, p_issuer)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization % already has an identity provider named "%"', p_org_id, p_name
       USING ERRCODE = 'UM027', HINT = 'Choose another name, or use the existing provider.';
-  END;
+  END IF;
   PERFORM um.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
   RETURN v_id;
 END
@@ -312,7 +288,7 @@ BEGIN
       'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
   END IF;
   IF v_user IS NULL THEN
-    PERFORM um.invalid_argument('a user is required', 'Pass user_id.');
+    PERFORM um.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
   END IF;
   PERFORM um.require_member(p_org_id, v_user);
   PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
@@ -337,15 +313,15 @@ BEGIN
       USING ERRCODE = 'UM037', HINT = 'Add it with um_add_identity_provider(), or see um.identity_providers.';
   END IF;
   IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
-    PERFORM um.invalid_argument('invalid subject', 'Pass the provider''s subject identifier (1 to 255 characters).');
+    PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
   END IF;
-  BEGIN
-    INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
-    VALUES (p_org_id, v_provider, p_subject, v_user);
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
+  VALUES (p_org_id, v_provider, p_subject, v_user)
+  ON CONFLICT (provider_id, subject) DO NOTHING;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'that subject of provider "%" is already linked to a user', p_provider
       USING ERRCODE = 'UM027', HINT = 'A provider''s subject identifies one user; unlink it first.';
-  END;
+  END IF;
   PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;

@@ -57,6 +57,36 @@ $$;
 COMMENT ON FUNCTION um.guard_team_grants(bigint, bigint, text, bigint) IS
   'internal: nobody adds a member to a team whose grants hold permissions they lack there (joining gives the team''s roles)';
 
+-- Insert a team (p_team_id NULL) or rename one, or say that the name is
+-- taken.  Not ON CONFLICT: a new team's insert trigger first creates its
+-- team space, a scope node named as the team, and that insert fails for a
+-- name taken (by another team's space, also one a renamed team kept)
+-- before the team's own arbiter is consulted; and an UPDATE has none.  A
+-- name taken at this very moment fails in a unique index too.
+CREATE FUNCTION um.write_team(p_org_id bigint, p_team_id bigint, p_name text, p_description text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint := p_team_id;
+BEGIN
+  BEGIN
+    IF p_team_id IS NULL THEN
+      INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+      RETURNING id INTO v_id;
+    ELSE
+      UPDATE um.teams t SET name = p_name WHERE t.id = p_team_id;
+    END IF;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'organization % already has a team named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
+  END;
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.write_team(bigint, bigint, text, text) IS 'internal: creates a team (no id) or renames one, raising UM025 when the organization already has a team of that name';
+
 CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint,
                                   p_caller oid)
 RETURNS bigint
@@ -71,20 +101,14 @@ DECLARE
   v_id bigint;
 BEGIN
   IF v_owner IS NULL THEN
-    PERFORM um.invalid_argument('a team needs an owner', 'Pass owner_user_id, a member of the organization.');
+    PERFORM um.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
   END IF;
   v_member := um.require_member(p_org_id, v_owner);
   IF v_member.status <> 'active' THEN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
-  BEGIN
-    INSERT INTO um.teams (org_id, name, description) VALUES (p_org_id, p_name, p_description)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization % already has a team named "%"', p_org_id, p_name
-      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
-  END;
+  v_id := um.write_team(p_org_id, NULL, p_name, p_description);
   INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
   PERFORM um.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
   RETURN v_id;
@@ -105,12 +129,7 @@ BEGIN
   PERFORM um.authorize(p_caller, 'team.rename', format('rename team %s', p_team_id), 'team:update',
                        v_team.org_id, 'team', p_team_id);
   v_team := um.require_team(p_team_id);
-  BEGIN
-    UPDATE um.teams t SET name = p_name WHERE t.id = p_team_id;
-  EXCEPTION WHEN unique_violation THEN
-    RAISE EXCEPTION 'organization % already has a team named "%"', v_team.org_id, p_name
-      USING ERRCODE = 'UM025', HINT = 'Choose another name (team names are unique regardless of letter case).';
-  END;
+  PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
   PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
@@ -191,22 +210,13 @@ AS $$
 DECLARE
   v_actor bigint;
   v_team um.teams;
-  v_tm um.team_members;
 BEGIN
   v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
                                p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
-  SELECT * INTO v_tm FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, v_team.name
-      USING ERRCODE = 'UM038', HINT = 'See the team''s members in um.team_members.';
-  END IF;
-  IF v_tm.is_owner THEN
-    RAISE EXCEPTION 'the owner of team "%" cannot be removed', v_team.name
-      USING ERRCODE = 'UM043', DETAIL = format('User %s owns the team.', p_user_id),
-            HINT = 'Transfer ownership of the team to another member first (um_transfer_team_ownership), or delete the team.';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  PERFORM um.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
   DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
   PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
@@ -225,10 +235,7 @@ DECLARE
   v_team um.teams := um.require_team(p_team_id);
   v_role um.roles := um.require_role(v_team.org_id, p_role);
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id) THEN
-    RAISE EXCEPTION 'user % is not a member of team "%"', p_user_id, v_team.name
-      USING ERRCODE = 'UM038', HINT = 'Add them to the team first (um_add_team_member).';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
   PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
                               'team.grant_role', format('give team role "%s"', v_role.name), 'user', p_user_id);
   INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
@@ -290,11 +297,7 @@ BEGIN
   IF v_owner IS NOT NULL THEN
     PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
   END IF;
-  IF NOT EXISTS (SELECT 1 FROM um.team_members tm JOIN um.memberships m ON m.org_id = tm.org_id AND m.user_id = tm.user_id
-                  WHERE tm.team_id = p_team_id AND tm.user_id = p_new_owner_user_id) THEN
-    RAISE EXCEPTION 'user % is not a member of team "%"', p_new_owner_user_id, v_team.name
-      USING ERRCODE = 'UM038', HINT = 'Add them to the team first (um_add_team_member).';
-  END IF;
+  PERFORM um.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
   -- one statement: the team always has exactly one owner
   UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
    WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);

@@ -29,13 +29,13 @@ BEGIN
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
                               ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
                               'role.create', format('create role "%s"', p_name), 'role', NULL);
-  BEGIN
-    INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
-    RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
+  INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'organization % already has a role named "%"', p_org_id, p_name
       USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
-  END;
+  END IF;
   -- an acting user's patterns become the permissions they stand for today:
   -- a pattern would also cover permissions registered later, which the
   -- grantor does not hold (a um administrator may store patterns)
@@ -99,7 +99,7 @@ BEGIN
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.invalid_argument('a permission is required', 'Pass "resource:action", or a pattern with *.');
+    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
   PERFORM um.assert_permission_name(p_permission, true);
   RETURN v_role;
@@ -157,6 +157,20 @@ $$;
 COMMENT ON FUNCTION um.do_revoke_permission(bigint, text, oid) IS
   'body of um_revoke_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_permission (EXECUTE held by nobody)';
 
+-- A grant on a scope node is for a member or for a team.
+CREATE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
+    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_one_grantee(bigint, bigint) IS 'internal: refuses (UM009) a grant that names both or neither of a user and a team';
+
 -- A role on one scope node (and what inherits from it), for a member or a team.
 CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
                                        p_caller oid)
@@ -174,15 +188,12 @@ BEGIN
   v_actor := um.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
-  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.invalid_argument('name exactly one grantee', 'Pass user_id or team_id, not both.');
-  END IF;
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
     PERFORM um.require_member(v_scope.org_id, p_user_id);
-  ELSIF NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = v_scope.org_id) THEN
-    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, v_scope.org_id
-      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
+  ELSE
+    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
   END IF;
   PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
                               'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
@@ -220,9 +231,7 @@ BEGIN
   v_actor := um.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
-  IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.invalid_argument('name exactly one grantee', 'Pass user_id or team_id, not both.');
-  END IF;
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
   v_role := um.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
     PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');

@@ -45,18 +45,15 @@ BEGIN
   END IF;
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
-  IF p_team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = p_team_id AND t.org_id = p_org_id) THEN
-    RAISE EXCEPTION 'team % does not exist in organization %', p_team_id, p_org_id
-      USING ERRCODE = 'UM033', HINT = 'Look the team up in um.teams.';
-  END IF;
   IF p_team_id IS NOT NULL THEN
+    PERFORM um.require_org_team(p_org_id, p_team_id);
     -- inviting into a team is adding a team member: team:manage or its owner,
     -- and no team whose grants hold more than the inviter
     PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
     PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
   END IF;
   IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
-    PERFORM um.invalid_argument(format('invalid validity "%s"', p_valid_for), 'Pass an interval between 1 second and 90 days.');
+    PERFORM um.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
   END IF;
   IF cardinality(v_emails) = 0 THEN
     RAISE EXCEPTION 'no email addresses given'
@@ -88,16 +85,16 @@ BEGIN
     IF FOUND THEN
       status := 'renewed';
     ELSE
-      BEGIN
-        INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
-        VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
-        RETURNING id INTO v_id;
-        status := 'invited';
-      EXCEPTION WHEN unique_violation THEN          -- invited at this very moment by someone else
+      INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
+      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+      ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+      RETURNING id INTO v_id;
+      IF NOT FOUND THEN                             -- invited at this very moment by someone else
         status := 'already_invited';
         RETURN NEXT;
         CONTINUE;
-      END;
+      END IF;
+      status := 'invited';
     END IF;
     invitation_id := v_id; token := v_token;
     PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
@@ -129,20 +126,20 @@ BEGIN
     RAISE EXCEPTION 'invalid email address "%"', p_email
       USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
   END IF;
-  -- members and open invitations: nothing to do, and nothing said about it
-  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
-              WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
-     OR EXISTS (SELECT 1 FROM um.invitations i
-                 WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')) THEN
+  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
+  -- members and open invitations (also one made at this very moment):
+  -- nothing to do, and nothing said about it
+  INSERT INTO um.invitations (org_id, email, role_id, state)
+  SELECT v_org.id, v_email, v_member_role, 'requested'
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                      WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
+     AND NOT EXISTS (SELECT 1 FROM um.invitations i
+                      WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested'))
+  ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
     RETURN;
   END IF;
-  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
-  BEGIN
-    INSERT INTO um.invitations (org_id, email, role_id, state)
-    VALUES (v_org.id, v_email, v_member_role, 'requested') RETURNING id INTO v_id;
-  EXCEPTION WHEN unique_violation THEN
-    RETURN;
-  END;
   PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;

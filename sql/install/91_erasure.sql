@@ -102,12 +102,8 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := @extschema@.um_current_user_id();
+  v_actor bigint := um.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
 BEGIN
-  IF v_actor IS NULL THEN
-    RAISE EXCEPTION 'nobody is acting in this transaction'
-      USING ERRCODE = 'UM072', HINT = 'Call um_begin(token) first: an account is deleted by its own user.';
-  END IF;
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
     PERFORM um.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
       'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');

@@ -85,13 +85,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := @extschema@.um_current_user_id();
+  v_actor bigint := um.require_actor('Call um_begin(token) first: users export their own data.');
   v jsonb;
 BEGIN
-  IF v_actor IS NULL THEN
-    RAISE EXCEPTION 'nobody is acting in this transaction'
-      USING ERRCODE = 'UM072', HINT = 'Call um_begin(token) first: users export their own data.';
-  END IF;
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
     PERFORM um.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
       'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
