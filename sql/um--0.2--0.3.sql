@@ -1775,3 +1775,45 @@ COMMENT ON FUNCTION um.require_org_team(bigint, bigint) IS 'internal: a team of 
 COMMENT ON FUNCTION um.require_root_candidate(um.users, bigint) IS 'internal: refuses (UM050) a user who cannot be an organization''s Root: suspended (everywhere, or in the organization of a transfer) or not allowed to log in';
 COMMENT ON FUNCTION um.require_team_member(um.teams, bigint, text) IS 'internal: the user''s membership of the team, or UM038 with the hint given';
 COMMENT ON FUNCTION um.write_team(bigint, bigint, text, text) IS 'internal: creates a team (no id) or renames one, raising UM025 when the organization already has a team of that name';
+
+-- The escalation and impersonation guards and the role closure answer from
+-- the cache's bitmaps in C (src/guards.c): one pass instead of one check per
+-- permission, and the closure of role inclusions written once.
+CREATE OR REPLACE FUNCTION um.role_grants(p_role_id bigint)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'um_role_grants'
+LANGUAGE C STABLE;
+CREATE FUNCTION um.lacking_permissions(p_actor bigint, p_org_id bigint, p_scope_id bigint, p_permissions text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'um_lacking_permissions'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION um.lacking_permissions(bigint, bigint, bigint, text[]) IS 'internal: those of the permissions the actor does not hold in the organization (at the scope node when given), as um_has_permission would answer';
+REVOKE EXECUTE ON FUNCTION um.lacking_permissions(bigint, bigint, bigint, text[]) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION um.impersonation_escalates(p_impersonator bigint, p_target bigint, p_org_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'um_impersonation_escalates'
+LANGUAGE C STABLE;
+CREATE OR REPLACE FUNCTION um.guard_escalation(p_actor bigint, p_org_id bigint, p_scope_id bigint,
+                                    p_permissions text[], p_action text, p_what text,
+                                    p_target_type text, p_target_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_missing text[];
+BEGIN
+  IF p_actor IS NULL THEN
+    RETURN;                                         -- a um administrator
+  END IF;
+  SELECT array_agg(p ORDER BY p) INTO v_missing
+    FROM unnest(um.lacking_permissions(p_actor, p_org_id, p_scope_id, p_permissions)) AS p;
+  IF v_missing IS NOT NULL THEN
+    PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM073',
+      format('cannot %s: it would hand out permissions you do not hold', p_what),
+      format('You lack %s%s.', array_to_string(v_missing[1:8], ', '),
+             CASE WHEN cardinality(v_missing) > 8 THEN format(' and %s more', cardinality(v_missing) - 8) ELSE '' END),
+      'Ask someone who holds every permission of the role.');
+  END IF;
+END
+$$;

@@ -641,6 +641,23 @@ add_pattern(uint64 *bits, const char *pattern)
 			bits[i / 64] |= UINT64CONST(1) << (i % 64);
 }
 
+/* um_cache_perm_count: how many permissions the catalog holds (ids 0..n-1) */
+int
+um_cache_perm_count(void)
+{
+	ensure_catalog();
+	return nperms;
+}
+
+/* um_cache_perm_name: the name of a permission id (ids follow the names' byte order) */
+const char *
+um_cache_perm_name(int id)
+{
+	ensure_catalog();
+	Assert(id >= 0 && id < nperms);
+	return perm_names[id];
+}
+
 /* ---- users -------------------------------------------------------------------- */
 
 static const UmUser *
@@ -775,6 +792,21 @@ cache_org(int64 org_id)
 	o->scope_ids = NULL;
 	load_end(&ls);
 	return o;
+}
+
+/*
+ * um_cache_role_bits: the permissions a role of the organization grants,
+ * closed over its inclusions and wildcards; NULL when it grants none.  The
+ * caller names a role of that organization (roles are keyed by id alone).
+ */
+const uint64 *
+um_cache_role_bits(int64 org_id, int64 role_id)
+{
+	RoleEntry  *r;
+
+	(void) cache_org(org_id);
+	r = hash_search(role_hash, &role_id, HASH_FIND, NULL);
+	return r != NULL ? r->bits : NULL;
 }
 
 /* or the role's permissions into bits (a role without permissions adds nothing) */

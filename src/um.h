@@ -192,6 +192,15 @@ extern const uint64 *um_cache_member_bits(int64 user_id, int64 org_id);
 /* every scope node of an organization; *ids is always set */
 extern int	um_cache_org_scope_ids(int64 org_id, const int64 **ids);
 
+/* the catalog: permission ids run from 0 to um_cache_perm_count() - 1, in
+ * the byte order of their names */
+extern int	um_cache_perm_count(void);
+extern const char *um_cache_perm_name(int id);
+
+/* what a role of the organization grants (inclusions and wildcards closed
+ * over), or NULL when nothing */
+extern const uint64 *um_cache_role_bits(int64 org_id, int64 role_id);
+
 static inline bool
 um_bit(const uint64 *bits, int id)
 {

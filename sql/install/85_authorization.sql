@@ -213,28 +213,22 @@ AS $$
 $$;
 COMMENT ON FUNCTION um.is_root(bigint, bigint) IS 'internal: does the user hold the Root role of the organization (in any state)?';
 
--- The catalog permissions a role grants, its included roles' too.  (PL/pgSQL
--- so that its plan is kept between calls; exact names join by equality and
--- only patterns are matched one by one.)
+-- The catalog permissions a role grants, its included roles' too, from the
+-- cache's bitmaps (src/guards.c): the role closure lives in C only.
 CREATE FUNCTION um.role_grants(p_role_id bigint)
 RETURNS SETOF text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RETURN QUERY
-  WITH RECURSIVE r(id) AS (
-    SELECT p_role_id
-    UNION
-    SELECT ri.included_role_id FROM um.role_inclusions ri JOIN r ON ri.role_id = r.id),
-  granted AS (SELECT DISTINCT rp.permission FROM r JOIN um.role_permissions rp ON rp.role_id = r.id)
-  SELECT p.name FROM granted g JOIN um.permissions p ON p.name = g.permission
-  UNION
-  SELECT p.name FROM granted g JOIN um.permissions p
-      ON strpos(g.permission, '*') > 0 AND @extschema@.um_permission_matches(g.permission, p.name);
-END
-$$;
+AS 'MODULE_PATHNAME', 'um_role_grants'
+LANGUAGE C STABLE;
 COMMENT ON FUNCTION um.role_grants(bigint) IS 'internal: the catalog permissions a role grants, with those of the roles it includes';
+
+-- Which of these permissions the actor lacks in the organization (at the
+-- scope node when given): one pass over the cache's bitmaps (src/guards.c),
+-- false exactly where um_has_permission would be.
+CREATE FUNCTION um.lacking_permissions(p_actor bigint, p_org_id bigint, p_scope_id bigint, p_permissions text[])
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'um_lacking_permissions'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION um.lacking_permissions(bigint, bigint, bigint, text[]) IS 'internal: those of the permissions the actor does not hold in the organization (at the scope node when given), as um_has_permission would answer';
 
 -- The catalog permissions a name or pattern stands for.
 CREATE FUNCTION um.pattern_grants(p_pattern text)
@@ -434,9 +428,7 @@ BEGIN
     RETURN;                                         -- a um administrator
   END IF;
   SELECT array_agg(p ORDER BY p) INTO v_missing
-    FROM unnest(p_permissions) AS p
-   WHERE NOT CASE WHEN p_scope_id IS NULL THEN @extschema@.um_has_permission(p_actor, p, p_org_id)
-                  ELSE @extschema@.um_has_permission(p_actor, p, p_org_id, p_scope_id) END;
+    FROM unnest(um.lacking_permissions(p_actor, p_org_id, p_scope_id, p_permissions)) AS p;
   IF v_missing IS NOT NULL THEN
     PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM073',
       format('cannot %s: it would hand out permissions you do not hold', p_what),
