@@ -1,6 +1,6 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(34);
+SELECT plan(35);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
@@ -161,5 +161,8 @@ SELECT is(ARRAY(SELECT t.oid::regtype::text FROM pg_type t
 SELECT is(ARRAY(SELECT p.polname || ' ON ' || p.polrelid::regclass::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
                  WHERE c.relnamespace = 'um'::regnamespace AND obj_description(p.oid, 'pg_policy') IS NULL ORDER BY 1),
           '{}'::text[], 'every policy on um''s tables has a comment');
+SELECT is((SELECT string_agg(tg.tgname || ' ON ' || tg.tgrelid::regclass, ', ') FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
+            WHERE c.relnamespace = 'um'::regnamespace AND NOT tg.tgisinternal AND obj_description(tg.oid, 'pg_trigger') IS NULL),
+          NULL, 'every trigger of um''s tables has a comment');
 SELECT * FROM finish();
 ROLLBACK;
