@@ -1124,8 +1124,24 @@ um_cache_activity(void)
 	return (uint64) (stats.hits + stats.misses + stats.invalidations + stats.resets + stats.evictions);
 }
 
-void
-um_cache_note_retry(void)
+/*
+ * um_cache_attempt_done: did an attempt (a check, a guard) that began at
+ * generation gen see that generation throughout?  If not, it counts a
+ * retry and the caller starts over from the emptied cache; a generation that
+ * keeps moving gives up after UM_CACHE_MAX_ATTEMPTS.
+ */
+#define UM_CACHE_MAX_ATTEMPTS 100
+
+bool
+um_cache_attempt_done(uint64 gen, int attempt)
 {
+	if (cache_generation == gen)
+		return true;
 	stats.retries++;
+	if (attempt >= UM_CACHE_MAX_ATTEMPTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("um's permission data kept changing during a check"),
+				 errhint("Retry the statement.")));
+	return false;
 }

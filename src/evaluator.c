@@ -52,9 +52,6 @@ PG_FUNCTION_INFO_V1(um_permitted_orgs_user);
 PG_FUNCTION_INFO_V1(um_permitted_scopes_acting);
 PG_FUNCTION_INFO_V1(um_permitted_scopes_user);
 
-/* a check whose cache generation keeps moving gives up after this many tries */
-#define MAX_ATTEMPTS 100
-
 typedef struct CallMemo
 {
 	uint64		generation;
@@ -103,21 +100,6 @@ attempt_begin(CallMemo *memo)
 		memo->have_member = false;
 	}
 	return gen;
-}
-
-/* did the attempt see one generation throughout?  If not, it is retried. */
-static bool
-attempt_end(uint64 gen, int attempt)
-{
-	if (um_cache_generation() == gen)
-		return true;
-	um_cache_note_retry();
-	if (attempt >= MAX_ATTEMPTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("um's permission data kept changing during a check"),
-				 errhint("Retry the statement.")));
-	return false;
 }
 
 static int
@@ -188,7 +170,7 @@ check(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm,
 					result = um_bit(memo->baseline, perm_id);
 			}
 		}
-		if (attempt_end(gen, attempt))
+		if (um_cache_attempt_done(gen, attempt))
 			return result;
 	}
 }
@@ -304,7 +286,7 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 					ids[n++] = orgs[i];
 			}
 		}
-		if (attempt_end(gen, attempt))
+		if (um_cache_attempt_done(gen, attempt))
 		{
 			MemoryContext old;
 
@@ -363,7 +345,7 @@ permitted_scopes(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *pe
 				}
 			}
 		}
-		if (attempt_end(gen, attempt))
+		if (um_cache_attempt_done(gen, attempt))
 			return int8_array(ids, n);
 	}
 }

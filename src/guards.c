@@ -36,23 +36,6 @@ PG_FUNCTION_INFO_V1(um_role_grants);
 PG_FUNCTION_INFO_V1(um_lacking_permissions);
 PG_FUNCTION_INFO_V1(um_impersonation_escalates);
 
-#define MAX_ATTEMPTS 100
-
-/* did the pass see one generation throughout?  If not, it starts over. */
-static bool
-pass_done(uint64 gen, int attempt)
-{
-	if (um_cache_generation() == gen)
-		return true;
-	um_cache_note_retry();
-	if (attempt >= MAX_ATTEMPTS)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("um's permission data kept changing during a check"),
-				 errhint("Retry the statement.")));
-	return false;
-}
-
 /* the organization of a role, read as um's owner; false when there is none */
 static bool
 role_org(int64 role_id, int64 *org_id)
@@ -112,7 +95,7 @@ um_role_grants(PG_FUNCTION_ARGS)
 			for (i = 0; i < nperms; i++)
 				if (um_bit(bits, i))
 					names[n++] = CStringGetTextDatum(um_cache_perm_name(i));
-		if (pass_done(gen, attempt))
+		if (um_cache_attempt_done(gen, attempt))
 			break;
 	}
 	for (i = 0; i < n; i++)
@@ -181,7 +164,7 @@ um_lacking_permissions(PG_FUNCTION_ARGS)
 			if (bits == NULL || !um_bit(bits, id))
 				lacking[n++] = elems[i];
 		}
-		if (pass_done(gen, attempt))
+		if (um_cache_attempt_done(gen, attempt))
 			break;
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(lacking, n, TEXTOID, -1, false, TYPALIGN_INT));
@@ -241,7 +224,7 @@ um_impersonation_escalates(PG_FUNCTION_ARGS)
 										i != NULL ? um_cache_scope_bits(i, scope_ids[s]) : NULL, nwords);
 			}
 		}
-		if (pass_done(gen, attempt))
+		if (um_cache_attempt_done(gen, attempt))
 			break;
 	}
 	PG_RETURN_BOOL(result);

@@ -166,7 +166,9 @@ extern void um_cache_init(void);
  */
 extern uint64 um_cache_begin(void);
 extern uint64 um_cache_generation(void);
-extern void um_cache_note_retry(void);
+/* did the attempt begun at generation gen see it throughout?  (false: start
+ * over; raises after too many attempts) */
+extern bool um_cache_attempt_done(uint64 gen, int attempt);
 
 /* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
 extern int	um_cache_perm_id(const char *name, size_t len);
