@@ -10,7 +10,7 @@ n=0
 ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && echo "$3" | sed 's/^/# /'; fi; return 0; }
-echo "1..6"
+echo "1..8"
 
 # sha256 of each released script, recorded when it was released
 declare -A released=(
@@ -42,3 +42,9 @@ check "no sql/install part is longer than 650 lines" '[ -z "$long" ]' "$long"
 
 dups=$(ls sql/install/*.sql | sed 's#.*/\([0-9]*\)_.*#\1#' | sort | uniq -d)
 check "no two sql/install parts share a number" '[ -z "$dups" ]' "shared: $dups"
+
+ic=$(make -n installcheck 2>/dev/null)
+check "make installcheck runs pg_regress and pg_isolation_regress on test/ and the pgTAP suite against the server libpq names" \
+  'echo "$ic" | grep -q "pg_regress.*--inputdir=test" && echo "$ic" | grep -q "pg_isolation_regress.*--inputdir=test" && echo "$ic" | grep -q "test/pgtap.sh"' "$ic"
+pic=$(make -n prove_installcheck 2>/dev/null)
+check "make prove_installcheck runs the TAP tests through test/prove.sh" '[ "$pic" = "bash test/prove.sh" ] && [ -n "$(ls test/t/*.pl)" ]' "$pic"
