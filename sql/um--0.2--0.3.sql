@@ -1181,7 +1181,9 @@ REVOKE EXECUTE ON FUNCTION
   um.assert_one_grantee(bigint, bigint)
 FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
+-- (um_impersonate's 0.3 form: a lifecycle entry, its body um.do_impersonate;
+-- see "One entry mechanism for every privileged function" below)
+CREATE FUNCTION um.do_impersonate(p_target_user_id bigint, p_caller oid)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1192,11 +1194,11 @@ DECLARE
   v_orgs bigint[];
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  IF target_user_id = v_actor THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+  IF p_target_user_id = v_actor THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate oneself', NULL, 'Pass the id of another user.');
   END IF;
   -- first: may the actor impersonate anybody in an organization of the
@@ -1204,33 +1206,33 @@ BEGIN
   -- it exists.)
   SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
     FROM um.memberships m
-   WHERE m.user_id = target_user_id AND m.status = 'active'
+   WHERE m.user_id = p_target_user_id AND m.status = 'active'
      AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
-      format('permission denied to impersonate user %s', target_user_id),
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
       'Impersonation needs user:impersonate in an organization the target is an active member of.',
       'Ask an Admin of the target''s organization.');
   END IF;
-  v_target := um.require_user(target_user_id);
+  v_target := um.require_user(p_target_user_id);
   IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
               WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
-      format('cannot impersonate user %s, an Admin or Root', target_user_id),
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s, an Admin or Root', p_target_user_id),
       'Admins and roots (of any organization) are never impersonated.',
       'Ask the user to act themselves.');
   END IF;
   IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
-      format('cannot impersonate user %s', target_user_id),
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s', p_target_user_id),
       'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
   END IF;
   SELECT array_agg(o ORDER BY o) INTO v_orgs
     FROM unnest(v_orgs) AS o
    WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
-      format('permission denied to impersonate user %s', target_user_id),
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
       'The target holds a permission you lack; impersonating them would give it to you.',
       'Ask someone who holds every permission of the target''s.');
   END IF;
@@ -1242,6 +1244,12 @@ BEGIN
   RETURN v_orgs;
 END
 $$;
+COMMENT ON FUNCTION um.do_impersonate(bigint, oid) IS
+  'body of um_impersonate: runs as um''s owner with the calling role passed as p_caller; called only through um_impersonate (EXECUTE held by nobody)';
+
+CREATE OR REPLACE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
+RETURNS bigint[] AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION um.do_impersonate(bigint, oid) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint, p_caller oid)
 RETURNS bigint
@@ -1834,3 +1842,134 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- One entry mechanism for every privileged function (issue 14): um_login,
+-- um_change_password, um_set_password, um_logout and um_impersonate (above)
+-- become src/lifecycle.c's entry point with the caller's rights, their
+-- bodies um.do_<name>(..., caller oid) as um's owner, which nobody else may
+-- call; um_begin runs with its caller's rights and does its lookup as um's
+-- owner (src/session.c), so that no C function is SECURITY DEFINER.
+-- CREATE OR REPLACE without SECURITY DEFINER or SET resets both and keeps
+-- the ACL (um_set_password stays revoked from PUBLIC) and the comment.
+-- um.deny names the caller by um.caller_role() alone; um.invoker_role()
+-- has no user left.
+CREATE FUNCTION um.do_login(p_email text, p_password text, p_caller oid)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN um.new_session(um.authenticate(p_email, p_password, false), 'user.login');
+END
+$$;
+COMMENT ON FUNCTION um.do_login(text, text, oid) IS
+  'body of um_login: runs as um''s owner with the calling role passed as p_caller; called only through um_login (EXECUTE held by nobody)';
+
+CREATE OR REPLACE FUNCTION @extschema@.um_login(email text, password text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text, p_caller oid)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_hash text;
+BEGIN
+  PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
+  IF p_new_password IS NOT DISTINCT FROM p_old_password THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
+  END IF;
+  v_hash := um.hash_password(p_new_password);     -- bad input is refused before anything else
+  v := um.authenticate(p_email, p_old_password, true);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
+   WHERE u.id = v.id
+  RETURNING * INTO v;                               -- ends the user's other sessions
+  RETURN um.new_session(v, 'user.change_password');
+END
+$$;
+COMMENT ON FUNCTION um.do_change_password(text, text, text, oid) IS
+  'body of um_change_password: runs as um''s owner with the calling role passed as p_caller; called only through um_change_password (EXECUTE held by nobody)';
+
+CREATE OR REPLACE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean, p_caller oid)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash text := um.hash_password(p_password);
+BEGIN
+  PERFORM um.require_user(p_user_id);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = coalesce(p_must_change, true),
+         password_changed_at = now(), failed_login_count = 0, locked_until = NULL
+   WHERE u.id = p_user_id;
+  PERFORM um.audit('user.set_password', NULL, 'user', p_user_id,
+                   jsonb_build_object('must_change', coalesce(p_must_change, true)));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean, oid) IS
+  'body of um_set_password: runs as um''s owner with the calling role passed as p_caller; called only through um_set_password (EXECUTE held by nobody)';
+
+CREATE OR REPLACE FUNCTION @extschema@.um_set_password(user_id bigint, password text, must_change boolean DEFAULT true)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION um.do_logout(p_token text, p_caller oid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_session um.sessions;
+BEGIN
+  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout'
+   WHERE s.token_hash = um.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
+  RETURNING * INTO v_session;
+  IF NOT FOUND THEN
+    RETURN false;                                   -- unknown, expired or already ended
+  END IF;
+  PERFORM um.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_logout(text, oid) IS
+  'body of um_logout: runs as um''s owner with the calling role passed as p_caller; called only through um_logout (EXECUTE held by nobody)';
+
+CREATE OR REPLACE FUNCTION @extschema@.um_logout(token text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE EXECUTE ON FUNCTION
+  um.do_login(text, text, oid),
+  um.do_change_password(text, text, text, oid),
+  um.do_set_password(bigint, text, boolean, oid),
+  um.do_logout(text, oid)
+FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @extschema@.um_begin(token text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'um_begin'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE OR REPLACE FUNCTION um.deny(p_action text, p_org_id bigint, p_target_type text, p_target_id bigint,
+                        p_sqlstate text, p_message text, p_detail text, p_hint text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF @extschema@.um_current_user_id() IS NULL THEN
+    RAISE LOG 'um: refused % of % % by database role %: %',
+      p_action, p_target_type, p_target_id, coalesce(um.caller_role(), current_user::regrole)::regrole, p_message;
+  ELSE
+    PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
+                                jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
+  END IF;
+  PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
+END
+$$;
+DROP FUNCTION um.invoker_role();

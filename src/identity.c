@@ -437,6 +437,11 @@ um_impersonated_orgs(PG_FUNCTION_ARGS)
 }
 
 /*
+ * (Since 0.3 no SQL function is declared over this: every privileged entry
+ * is src/lifecycle.c's, which passes its caller to the body.  The symbol
+ * stays for the 0.1 and 0.2 install scripts, whose CREATE FUNCTION looks it
+ * up, which upgrades run before 0.2--0.3 drops the function.)
+ *
  * um.invoker_role(): the role that called in, seen from inside a SECURITY
  * DEFINER function (current_user there is the function's owner; this is
  * the current_user outside it, after any SET ROLE).  Refused inside a

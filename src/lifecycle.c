@@ -3,7 +3,8 @@
  * src/lifecycle.c
  *	  The entry point of every lifecycle function: who is calling.
  *
- * A lifecycle function (um_invite, um_suspend_user, ...) must write um's
+ * A lifecycle function (um_invite, um_suspend_user, um_login, ...: every
+ * public function of um that needs its owner's rights) must write um's
  * tables, which nobody but um's owner may write, so its body runs as that
  * owner (SECURITY DEFINER).  Yet with nobody acting it must decide by the
  * database role that called it: is that role a um administrator?  Inside a
@@ -55,6 +56,23 @@ typedef struct LifecycleBody
 /* the caller of the innermost body running, InvalidOid outside bodies */
 static Oid	current_caller = InvalidOid;
 
+/* the bodies that take a password or a token (kept out of the log) */
+static const char *const secret_bodies[] = {
+	"do_sign_up", "do_accept_invitation", "do_verify_email", "do_login",
+	"do_change_password", "do_set_password", "do_logout", NULL
+};
+
+static bool
+is_secret_body(const char *body_name)
+{
+	int			i;
+
+	for (i = 0; secret_bodies[i] != NULL; i++)
+		if (strcmp(body_name, secret_bodies[i]) == 0)
+			return true;
+	return false;
+}
+
 static LifecycleBody *
 lookup_body(FunctionCallInfo fcinfo)
 {
@@ -88,8 +106,7 @@ lookup_body(FunctionCallInfo fcinfo)
 	fmgr_info_cxt(body_oid, &body->flinfo, fcinfo->flinfo->fn_mcxt);
 	body->flinfo.fn_expr = fcinfo->flinfo->fn_expr;
 	body->nargs = nargs;
-	body->secret = strcmp(body_name, "do_sign_up") == 0 || strcmp(body_name, "do_accept_invitation") == 0 ||
-		strcmp(body_name, "do_verify_email") == 0;
+	body->secret = is_secret_body(body_name);
 	return body;
 }
 

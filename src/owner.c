@@ -3,9 +3,9 @@
  * src/owner.c
  *	  Who um's owner is, and running SPI as a chosen role.
  *
- * um's own privileged work (the cache loader, table protection, user
- * references) runs as the extension's owner; reading an application table runs as that
- * table's owner, inside a security-restricted operation, so the
+ * um's own privileged work (the cache loader, um_begin's session lookup,
+ * table protection, user references) runs as the extension's owner;
+ * reading an application table runs as that table's owner, inside a security-restricted operation, so the
  * application's code (casts, operators, policies) never gets um's rights.
  * Both go through um_run_as_begin/end: the role, a search_path pinned to
  * pg_catalog, forced row-level security ignored (um decides what is read),

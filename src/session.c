@@ -178,9 +178,10 @@ invalid_token(const char *detail)
 
 /*
  * The lookup: one row when the token's hash is known, saying whose session
- * it is and, if it must be refused, why.  Runs as the function's owner
- * (um_begin is SECURITY DEFINER with a pinned search_path); every name is
- * schema-qualified anyway.
+ * it is and, if it must be refused, why.  um_begin runs with its caller's
+ * rights (no C function of um is SECURITY DEFINER); the lookup alone runs
+ * as um's owner, through um_run_as_begin (src/owner.c), with search_path
+ * pinned; every name is schema-qualified anyway.
  */
 static const char *const lookup_sql =
 "SELECT s.user_id,"
@@ -213,6 +214,7 @@ um_begin(PG_FUNCTION_ARGS)
 	int			rc;
 	MemoryContext caller_cxt;
 	Snapshot	snap;
+	UmRunAs		ra;
 
 	um_session_note_secret();
 	if (PG_ARGISNULL(0))
@@ -222,8 +224,7 @@ um_begin(PG_FUNCTION_ARGS)
 		invalid_token("The token is not one um issued.");
 
 	caller_cxt = CurrentMemoryContext;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	um_run_as_begin(&ra, um_owner(), false);
 	if (lookup_plan == NULL)
 	{
 		Oid			argtypes[1] = {TEXTOID};
@@ -248,7 +249,7 @@ um_begin(PG_FUNCTION_ARGS)
 		elog(ERROR, "um_begin: lookup failed: %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
 	{
-		SPI_finish();
+		um_run_as_end(&ra);
 		invalid_token("No session has this token.");
 	}
 	user_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -256,7 +257,7 @@ um_begin(PG_FUNCTION_ARGS)
 	if (!isnull)
 		reason = MemoryContextStrdup(caller_cxt,	/* SPI_finish frees SPI's memory */
 									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	SPI_finish();
+	um_run_as_end(&ra);
 
 	if (reason != NULL)
 	{

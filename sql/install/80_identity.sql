@@ -50,12 +50,6 @@ AS 'MODULE_PATHNAME', 'um_login_settings'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION um.login_settings() IS 'um.login_max_failures, um.login_lockout, um.session_lifetime and um.password_hash_cost, read by the module that defines them';
 
-CREATE FUNCTION um.invoker_role()
-RETURNS oid
-AS 'MODULE_PATHNAME', 'um_invoker_role'
-LANGUAGE C STABLE PARALLEL RESTRICTED;
-COMMENT ON FUNCTION um.invoker_role() IS 'inside a SECURITY DEFINER function: the role that called it (current_user outside the function)';
-
 CREATE FUNCTION um.start_impersonation(p_target bigint, p_orgs bigint[])
 RETURNS void
 AS 'MODULE_PATHNAME', 'um_start_impersonation'
@@ -65,8 +59,7 @@ COMMENT ON FUNCTION um.start_impersonation(bigint, bigint[]) IS 'internal to um_
 CREATE FUNCTION @extschema@.um_begin(token text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'um_begin'
-LANGUAGE C VOLATILE PARALLEL UNSAFE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_begin(text) IS
   'make the session token''s user the acting user until the end of the current transaction; returns the user id';
 
@@ -368,19 +361,28 @@ END
 $$;
 COMMENT ON FUNCTION um.new_session(um.users, text) IS 'internal: starts a session (um.session_lifetime) for a user who just proved who they are, audits it, and returns its token';
 
-CREATE FUNCTION @extschema@.um_login(email text, password text)
+-- The public functions below are src/lifecycle.c's entry point, with the
+-- caller's rights; each calls its body um.do_<name>(the same arguments...,
+-- calling role), which runs as um's owner and which nobody else may call.
+
+CREATE FUNCTION um.do_login(p_email text, p_password text, p_caller oid)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  RETURN um.new_session(um.authenticate(um_login.email, um_login.password, false), 'user.login');
+  RETURN um.new_session(um.authenticate(p_email, p_password, false), 'user.login');
 END
 $$;
+COMMENT ON FUNCTION um.do_login(text, text, oid) IS
+  'body of um_login: runs as um''s owner with the calling role passed as p_caller; called only through um_login (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_login(email text, password text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_login(text, text) IS
   'check an email and password and return a new session token for um_begin(); refusals raise UM060-UM065 (UM069 when the attempt cannot be recorded) and are audited';
 
-CREATE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
+CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text, p_caller oid)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -390,12 +392,12 @@ DECLARE
   v_hash text;
 BEGIN
   PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
-  IF new_password IS NOT DISTINCT FROM old_password THEN
+  IF p_new_password IS NOT DISTINCT FROM p_old_password THEN
     RAISE EXCEPTION 'the new password is not acceptable'
       USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
   END IF;
-  v_hash := um.hash_password(new_password);       -- bad input is refused before anything else
-  v := um.authenticate(email, old_password, true);
+  v_hash := um.hash_password(p_new_password);     -- bad input is refused before anything else
+  v := um.authenticate(p_email, p_old_password, true);
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
    WHERE u.id = v.id
@@ -403,30 +405,40 @@ BEGIN
   RETURN um.new_session(v, 'user.change_password');
 END
 $$;
+COMMENT ON FUNCTION um.do_change_password(text, text, text, oid) IS
+  'body of um_change_password: runs as um''s owner with the calling role passed as p_caller; called only through um_change_password (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_change_password(text, text, text) IS
   'change a password (also a temporary one that must be changed), end the user''s other sessions, and return a new session token';
 
-CREATE FUNCTION @extschema@.um_set_password(user_id bigint, password text, must_change boolean DEFAULT true)
+CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(password);
+  v_hash text := um.hash_password(p_password);
 BEGIN
-  PERFORM um.require_user(um_set_password.user_id);
+  PERFORM um.require_user(p_user_id);
   UPDATE um.users u
-     SET password_hash = v_hash, must_change_password = coalesce(must_change, true),
+     SET password_hash = v_hash, must_change_password = coalesce(p_must_change, true),
          password_changed_at = now(), failed_login_count = 0, locked_until = NULL
-   WHERE u.id = um_set_password.user_id;
-  PERFORM um.audit('user.set_password', NULL, 'user', um_set_password.user_id,
-                   jsonb_build_object('must_change', coalesce(must_change, true)));
+   WHERE u.id = p_user_id;
+  PERFORM um.audit('user.set_password', NULL, 'user', p_user_id,
+                   jsonb_build_object('must_change', coalesce(p_must_change, true)));
 END
 $$;
+COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean, oid) IS
+  'body of um_set_password: runs as um''s owner with the calling role passed as p_caller; called only through um_set_password (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_set_password(user_id bigint, password text, must_change boolean DEFAULT true)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_set_password(bigint, text, boolean) IS
   'administrators: set a user''s password (by default a temporary one to be changed at the next login) and unlock the account';
 
-CREATE FUNCTION @extschema@.um_logout(token text)
+CREATE FUNCTION um.do_logout(p_token text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -435,7 +447,7 @@ DECLARE
   v_session um.sessions;
 BEGIN
   UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout'
-   WHERE s.token_hash = um.token_hash(token) AND s.revoked_at IS NULL AND s.expires_at > now()
+   WHERE s.token_hash = um.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
   RETURNING * INTO v_session;
   IF NOT FOUND THEN
     RETURN false;                                   -- unknown, expired or already ended
@@ -444,6 +456,11 @@ BEGIN
   RETURN true;
 END
 $$;
+COMMENT ON FUNCTION um.do_logout(text, oid) IS
+  'body of um_logout: runs as um''s owner with the calling role passed as p_caller; called only through um_logout (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_logout(token text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_logout(text) IS
   'end the session of this token; returns false when it was not live';
 
@@ -451,7 +468,8 @@ COMMENT ON FUNCTION @extschema@.um_logout(text) IS
 -- acting user the audit event is committed by the audit writer, whatever
 -- happens next; without one (nobody logged in) the refusal goes to the
 -- server log instead, so that unauthenticated callers cannot occupy
--- background workers or grow the audit trail.
+-- background workers or grow the audit trail.  It runs inside a lifecycle
+-- body, whose caller um.caller_role() names.
 CREATE FUNCTION um.deny(p_action text, p_org_id bigint, p_target_type text, p_target_id bigint,
                         p_sqlstate text, p_message text, p_detail text, p_hint text)
 RETURNS void
@@ -461,7 +479,7 @@ AS $$
 BEGIN
   IF @extschema@.um_current_user_id() IS NULL THEN
     RAISE LOG 'um: refused % of % % by database role %: %',
-      p_action, p_target_type, p_target_id, coalesce(um.caller_role(), um.invoker_role())::regrole, p_message;
+      p_action, p_target_type, p_target_id, coalesce(um.caller_role(), current_user::regrole)::regrole, p_message;
   ELSE
     PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
                                 jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
@@ -483,7 +501,7 @@ AS 'MODULE_PATHNAME', 'um_impersonation_escalates'
 LANGUAGE C STABLE;
 COMMENT ON FUNCTION um.impersonation_escalates(bigint, bigint, bigint) IS 'internal: does the target hold anything in the organization that the impersonator lacks? Then impersonating would be an escalation';
 
-CREATE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
+CREATE FUNCTION um.do_impersonate(p_target_user_id bigint, p_caller oid)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -494,11 +512,11 @@ DECLARE
   v_orgs bigint[];
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  IF target_user_id = v_actor THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM071',
+  IF p_target_user_id = v_actor THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate oneself', NULL, 'Pass the id of another user.');
   END IF;
   -- first: may the actor impersonate anybody in an organization of the
@@ -506,33 +524,33 @@ BEGIN
   -- it exists.)
   SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
     FROM um.memberships m
-   WHERE m.user_id = target_user_id AND m.status = 'active'
+   WHERE m.user_id = p_target_user_id AND m.status = 'active'
      AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
-      format('permission denied to impersonate user %s', target_user_id),
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
       'Impersonation needs user:impersonate in an organization the target is an active member of.',
       'Ask an Admin of the target''s organization.');
   END IF;
-  v_target := um.require_user(target_user_id);
+  v_target := um.require_user(p_target_user_id);
   IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
               WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
-      format('cannot impersonate user %s, an Admin or Root', target_user_id),
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s, an Admin or Root', p_target_user_id),
       'Admins and roots (of any organization) are never impersonated.',
       'Ask the user to act themselves.');
   END IF;
   IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', target_user_id, 'UM071',
-      format('cannot impersonate user %s', target_user_id),
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s', p_target_user_id),
       'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
   END IF;
   SELECT array_agg(o ORDER BY o) INTO v_orgs
     FROM unnest(v_orgs) AS o
    WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', target_user_id, 'UM070',
-      format('permission denied to impersonate user %s', target_user_id),
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
       'The target holds a permission you lack; impersonating them would give it to you.',
       'Ask someone who holds every permission of the target''s.');
   END IF;
@@ -544,6 +562,11 @@ BEGIN
   RETURN v_orgs;
 END
 $$;
+COMMENT ON FUNCTION um.do_impersonate(bigint, oid) IS
+  'body of um_impersonate: runs as um''s owner with the calling role passed as p_caller; called only through um_impersonate (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
+RETURNS bigint[] AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_impersonate(bigint) IS
   'act as another (non-admin) member until the transaction ends or um_end_impersonation(); returns the organizations it applies to';
 
@@ -552,7 +575,6 @@ REVOKE EXECUTE ON FUNCTION
   um.token_hash(text),
   um.audit_autonomous(text, text, bigint, text, bigint, jsonb),
   um.record_login(bigint, text, text, text),
-  um.invoker_role(),
   um.login_settings(),
   um.start_impersonation(bigint, bigint[]),
   um.pgcrypto_schema(),
