@@ -5,7 +5,7 @@
 -- in a database of its own and drops its role at the end.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(102);
+SELECT plan(103);
 
 SET um.password_hash_cost = 4;        -- fast hashes for the test (superuser only)
 SET um.login_max_failures = 3;
@@ -35,6 +35,9 @@ SELECT is((SELECT count(*) FROM um.sessions s WHERE s.token_hash = sha256(conver
           'the session stores the token''s SHA-256');
 SELECT is((SELECT count(*) FROM um.sessions s WHERE position(:'dave_token' IN s::text) > 0), 0::bigint,
           'and never the token itself');
+SELECT is((SELECT string_agg(DISTINCT a.db_role::text, ',') FROM um.audit_events a JOIN um.sessions s ON (a.details->>'session_id')::bigint = s.id
+            WHERE s.token_hash IN (sha256(convert_to(:'dave_token', 'UTF8')), sha256(convert_to(:'dave_token2', 'UTF8')))),
+          'regress_um_identity_app', 'the login''s audit event names the role that called um_login, not um''s owner');
 SELECT ok((SELECT abs(extract(epoch FROM s.expires_at - now()) - 12 * 3600) < 60 FROM um.sessions s
             WHERE s.token_hash = sha256(convert_to(:'dave_token', 'UTF8'))),
           'a session expires after um.session_lifetime (12 hours by default)');
