@@ -1973,3 +1973,1929 @@ BEGIN
 END
 $$;
 DROP FUNCTION um.invoker_role();
+
+-- ---------------------------------------------------------------------------
+-- The caller reaches a body one way only: um.caller_role(), which the C
+-- entry (src/lifecycle.c) sets while the body runs.  The bodies and the
+-- authorization helpers no longer take it as an argument (p_caller oid).
+DROP FUNCTION um.do_login(text, text, oid);
+DROP FUNCTION um.do_change_password(text, text, text, oid);
+DROP FUNCTION um.do_set_password(bigint, text, boolean, oid);
+DROP FUNCTION um.do_logout(text, oid);
+DROP FUNCTION um.do_impersonate(bigint, oid);
+DROP FUNCTION um.authorize(oid, text, text, text, bigint, text, bigint);
+DROP FUNCTION um.authorize_user(oid, text, text, text, bigint);
+DROP FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb, oid);
+DROP FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text, oid);
+DROP FUNCTION um.do_sign_up(text, text, text, text, text, oid);
+DROP FUNCTION um.do_resend_verification(text, oid);
+DROP FUNCTION um.do_verify_email(text, text, oid);
+DROP FUNCTION um.do_mark_verified(bigint, oid);
+DROP FUNCTION um.do_disable_login(bigint, oid);
+DROP FUNCTION um.do_enable_login(bigint, oid);
+DROP FUNCTION um.do_suspend_user(bigint, bigint, oid);
+DROP FUNCTION um.do_reactivate_user(bigint, bigint, oid);
+DROP FUNCTION um.do_create_organization(text, text, bigint, oid);
+DROP FUNCTION um.do_add_member(bigint, bigint, text, oid);
+DROP FUNCTION um.do_set_org_role(bigint, bigint, text, oid);
+DROP FUNCTION um.do_transfer_org_ownership(bigint, bigint, text, oid);
+DROP FUNCTION um.do_remove_member(bigint, bigint, oid);
+DROP FUNCTION um.do_set_org_setting(bigint, text, jsonb, oid);
+DROP FUNCTION um.do_add_identity_provider(bigint, text, text, text, oid);
+DROP FUNCTION um.do_link_identity(bigint, text, text, bigint, oid);
+DROP FUNCTION um.authorize_team(oid, text, text, bigint, bigint);
+DROP FUNCTION um.do_create_team(bigint, text, text, bigint, oid);
+DROP FUNCTION um.do_rename_team(bigint, text, oid);
+DROP FUNCTION um.do_delete_team(bigint, oid);
+DROP FUNCTION um.do_add_team_member(bigint, bigint, text[], oid);
+DROP FUNCTION um.do_remove_team_member(bigint, bigint, oid);
+DROP FUNCTION um.do_grant_team_role(bigint, bigint, text, oid);
+DROP FUNCTION um.do_revoke_team_role(bigint, bigint, text, oid);
+DROP FUNCTION um.do_transfer_team_ownership(bigint, bigint, oid);
+DROP FUNCTION um.do_create_role(bigint, text, text[], text, oid);
+DROP FUNCTION um.do_delete_role(bigint, oid);
+DROP FUNCTION um.authorize_role_edit(oid, text, bigint, text);
+DROP FUNCTION um.do_grant_permission(bigint, text, oid);
+DROP FUNCTION um.do_revoke_permission(bigint, text, oid);
+DROP FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint, oid);
+DROP FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint, oid);
+DROP FUNCTION um.do_register_permission(text, text, oid);
+DROP FUNCTION um.do_invite(bigint, text, text, bigint, interval, oid);
+DROP FUNCTION um.do_request_invitation(text, text, oid);
+DROP FUNCTION um.do_accept_invitation(text, text, text, oid);
+DROP FUNCTION um.do_revoke_invitation(bigint, oid);
+DROP FUNCTION um.do_expire_invitations(oid);
+DROP FUNCTION um.do_delete_user(bigint, oid);
+DROP FUNCTION um.do_delete_my_account(oid);
+DROP FUNCTION um.do_logout_all(bigint, oid);
+DROP FUNCTION um.do_export_users(bigint, oid);
+DROP FUNCTION um.do_export_users_json(bigint, oid);
+DROP FUNCTION um.do_export_my_data(oid);
+
+CREATE FUNCTION um.do_login(p_email text, p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN um.new_session(um.authenticate(p_email, p_password, false), 'user.login');
+END
+$$;
+COMMENT ON FUNCTION um.do_login(text, text) IS
+  'body of um_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_login (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_hash text;
+BEGIN
+  PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
+  IF p_new_password IS NOT DISTINCT FROM p_old_password THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
+  END IF;
+  v_hash := um.hash_password(p_new_password);     -- bad input is refused before anything else
+  v := um.authenticate(p_email, p_old_password, true);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
+   WHERE u.id = v.id
+  RETURNING * INTO v;                               -- ends the user's other sessions
+  RETURN um.new_session(v, 'user.change_password');
+END
+$$;
+COMMENT ON FUNCTION um.do_change_password(text, text, text) IS
+  'body of um_change_password: runs as um''s owner, the calling role named by um.caller_role(); called only through um_change_password (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash text := um.hash_password(p_password);
+BEGIN
+  PERFORM um.require_user(p_user_id);
+  UPDATE um.users u
+     SET password_hash = v_hash, must_change_password = coalesce(p_must_change, true),
+         password_changed_at = now(), failed_login_count = 0, locked_until = NULL
+   WHERE u.id = p_user_id;
+  PERFORM um.audit('user.set_password', NULL, 'user', p_user_id,
+                   jsonb_build_object('must_change', coalesce(p_must_change, true)));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean) IS
+  'body of um_set_password: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_password (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_logout(p_token text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_session um.sessions;
+BEGIN
+  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout'
+   WHERE s.token_hash = um.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
+  RETURNING * INTO v_session;
+  IF NOT FOUND THEN
+    RETURN false;                                   -- unknown, expired or already ended
+  END IF;
+  PERFORM um.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_logout(text) IS
+  'body of um_logout: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_impersonate(p_target_user_id bigint)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
+  v_target um.users;
+  v_orgs bigint[];
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+      'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  IF p_target_user_id = v_actor THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+      'cannot impersonate oneself', NULL, 'Pass the id of another user.');
+  END IF;
+  -- first: may the actor impersonate anybody in an organization of the
+  -- target's?  (Until then, say nothing about the target, not even whether
+  -- it exists.)
+  SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
+    FROM um.memberships m
+   WHERE m.user_id = p_target_user_id AND m.status = 'active'
+     AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
+  IF v_orgs IS NULL THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
+      'Impersonation needs user:impersonate in an organization the target is an active member of.',
+      'Ask an Admin of the target''s organization.');
+  END IF;
+  v_target := um.require_user(p_target_user_id);
+  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+              WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s, an Admin or Root', p_target_user_id),
+      'Admins and roots (of any organization) are never impersonated.',
+      'Ask the user to act themselves.');
+  END IF;
+  IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
+    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s', p_target_user_id),
+      'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
+  END IF;
+  SELECT array_agg(o ORDER BY o) INTO v_orgs
+    FROM unnest(v_orgs) AS o
+   WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
+  IF v_orgs IS NULL THEN
+    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
+      'The target holds a permission you lack; impersonating them would give it to you.',
+      'Ask someone who holds every permission of the target''s.');
+  END IF;
+  PERFORM um.start_impersonation(v_target.id, v_orgs);
+  -- committed at once: a transaction that reads as the target and then
+  -- rolls back still leaves the impersonation on record
+  PERFORM um.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
+                              jsonb_build_object('orgs', to_jsonb(v_orgs)));
+  RETURN v_orgs;
+END
+$$;
+COMMENT ON FUNCTION um.do_impersonate(bigint) IS
+  'body of um_impersonate: runs as um''s owner, the calling role named by um.caller_role(); called only through um_impersonate (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.authorize(p_action text, p_what text, p_permission text,
+                             p_org_id bigint, p_target_type text, p_target_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_caller oid := um.caller_role();    -- NULL outside a lifecycle function: no administrator
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  IF v_actor IS NULL THEN
+    IF NOT um.role_administers_um(v_caller) THEN
+      PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('Nobody is acting in this transaction, and database role %s does not administer um.', coalesce(v_caller::regrole::text, current_user)),
+        'Call um_begin(token) first to act as a logged-in user, or ask a um administrator.');
+    END IF;
+  ELSIF p_permission IS NOT NULL
+        AND (p_org_id IS NULL OR NOT @extschema@.um_has_permission(p_permission, p_org_id)) THEN
+    IF p_org_id IS NULL OR @extschema@.um_current_user_id(p_org_id) IS NULL
+       OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = v_actor) THEN
+      -- not one of the actor's organizations: say nothing about it, and keep
+      -- the refusal out of its audit trail
+      PERFORM um.deny(p_action, NULL, p_target_type, p_target_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('It needs %s in an organization you belong to.', p_permission),
+        'Ask an Admin of the organization for that permission.');
+    END IF;
+    PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
+      'permission denied to ' || p_what,
+      format('It needs %s in organization %s.', p_permission, p_org_id),
+      'Ask an Admin of the organization for that permission.');
+  END IF;
+  IF p_org_id IS NOT NULL THEN
+    PERFORM um.require_organization(p_org_id);
+  END IF;
+  RETURN v_actor;
+END
+$$;
+COMMENT ON FUNCTION um.authorize(text, text, text, bigint, text, bigint) IS
+  'internal: may this lifecycle call go ahead? The acting user needs the permission in the organization, or with nobody acting the calling role must administer um; returns the acting user (NULL for an administrator), else refuses (UM070, audited)';
+
+CREATE FUNCTION um.authorize_user(p_action text, p_what text, p_permission text,
+                                  p_user_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_org bigint;
+BEGIN
+  IF v_actor IS NULL THEN
+    PERFORM um.authorize(p_action, p_what, NULL, NULL, 'user', p_user_id);
+  ELSE
+    -- A refusal is recorded in an organization's audit trail, and named,
+    -- only when the actor is a member there (the identity reaching it):
+    -- the user's other organizations are none of the actor's business.
+    SELECT m.org_id INTO v_org FROM um.memberships m
+     WHERE m.user_id = p_user_id AND NOT @extschema@.um_has_permission(p_permission, m.org_id)
+     ORDER BY m.org_id LIMIT 1;
+    IF FOUND OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = p_user_id) THEN
+      PERFORM um.deny(p_action, um.actor_org(v_org), 'user', p_user_id, 'UM070',
+        'permission denied to ' || p_what,
+        format('It needs %s in every organization the user belongs to.', p_permission),
+        'Ask an Admin of each of the user''s organizations, or a um administrator.');
+    END IF;
+    SELECT m.org_id INTO v_org FROM um.memberships m
+     WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id) AND NOT um.is_root(m.org_id, v_actor)
+     ORDER BY m.org_id LIMIT 1;
+    IF FOUND THEN
+      PERFORM um.deny(p_action, v_org, 'user', p_user_id, 'UM073',
+        format('only a Root may %s a Root', p_what),
+        format('User %s is a Root of organization %s.', p_user_id, v_org),
+        'Ask another Root of that organization.');
+    END IF;
+  END IF;
+  PERFORM um.require_user(p_user_id);
+  RETURN v_actor;
+END
+$$;
+COMMENT ON FUNCTION um.authorize_user(text, text, text, bigint) IS
+  'internal: authorization for changes to a user account: the permission in every organization of the user, and only a Root acts on a Root; a user in no organization is only a um administrator''s';
+
+CREATE FUNCTION um.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+                                  p_locale text, p_mobile text, p_attributes jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('user.create', NULL, 'user', NULL, 'UM070',
+      'permission denied to create a user outside an organization',
+      'Only a um administrator, with nobody acting, creates users who belong to no organization.',
+      'Create the user in your organization: um_create_user(org_id, email, ...).');
+  END IF;
+  PERFORM um.authorize('user.create', 'create a user', NULL, NULL, 'user', NULL);
+  v_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
+  PERFORM um.audit('user.create', NULL, 'user', v_id,
+                   jsonb_build_object('allow_login', coalesce(p_allow_login, true)));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb) IS
+  'body of um_create_user for a user in no organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
+                                  p_allow_login boolean, p_timezone text, p_locale text, p_mobile text,
+                                  OUT user_id bigint, OUT temporary_password text, OUT verification_token text)
+RETURNS record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('user.create', format('create users in organization %s', p_org_id),
+                                 'user:create', p_org_id, 'user', NULL);
+  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+BEGIN
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'user.create', format('create a user with role "%s"', v_role.name), 'user', NULL);
+  user_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
+  IF coalesce(p_allow_login, true) THEN
+    temporary_password := um.temporary_password();
+    UPDATE um.users u SET password_hash = um.hash_password(temporary_password),
+                          must_change_password = true, password_changed_at = now()
+     WHERE u.id = user_id;
+    -- a tenant user must not hold the mailbox's secret (the backend sends
+    -- one later with um_resend_verification, with nobody acting)
+    IF v_actor IS NULL THEN
+      verification_token := um.new_verification(user_id, true);
+    END IF;
+  END IF;
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  VALUES (p_org_id, user_id, v_role.id, v_actor);
+  PERFORM um.audit('user.create', p_org_id, 'user', user_id,
+                   jsonb_build_object('allow_login', coalesce(p_allow_login, true), 'role_id', v_role.id));
+END
+$$;
+COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text) IS
+  'body of um_create_user for a user in an organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash text := um.hash_password(p_password);     -- bad input is refused first
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+  END IF;
+  -- An unverified account with this address: whoever made it never proved
+  -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
+  -- the mailbox only: redeeming it sets a new password there and then
+  -- (um_verify_email(token, password)); this password is not used.
+  SELECT u.id INTO v_id FROM um.users u
+   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
+  IF FOUND THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
+    RETURN um.new_verification(v_id, true);
+  END IF;
+  v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+  UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
+  PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
+  RETURN um.new_verification(v_id, false);
+END
+$$;
+COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text) IS
+  'body of um_sign_up: runs as um''s owner, the calling role named by um.caller_role(); called only through um_sign_up (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_resend_verification(p_email text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
+  END IF;
+  SELECT u.id INTO v_id FROM um.users u
+   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
+  IF NOT FOUND THEN
+    RETURN NULL;                       -- unknown or already verified: nothing to send
+  END IF;
+  PERFORM um.audit('user.resend_verification', NULL, 'user', v_id, '{}');
+  RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
+END
+$$;
+COMMENT ON FUNCTION um.do_resend_verification(text) IS
+  'body of um_resend_verification: runs as um''s owner, the calling role named by um.caller_role(); called only through um_resend_verification (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_verify_email(p_token text, p_password text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_tok um.verification_tokens;
+  v_hash text;
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  SELECT * INTO v_tok FROM um.verification_tokens t
+   WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the verification token is not valid'
+      USING ERRCODE = 'UM053',
+            DETAIL = 'It is unknown, was already used, or is more than 48 hours old.',
+            HINT = 'Ask for a new verification email (um_resend_verification).';
+  END IF;
+  IF v_tok.sets_password AND p_password IS NULL THEN
+    RAISE EXCEPTION 'choose a password to verify this address'
+      USING ERRCODE = 'UM059',
+            DETAIL = 'Whoever redeems this secret proves the mailbox and sets the account''s password; no password set before stays valid.',
+            HINT = 'Ask for a new password and call um_verify_email(token, password).';
+  END IF;
+  IF p_password IS NOT NULL THEN
+    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
+  UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
+  IF v_hash IS NOT NULL THEN
+    -- the mailbox's owner takes the account: every session ends (trigger)
+    UPDATE um.users u SET password_hash = v_hash, password_changed_at = now(), must_change_password = false,
+                          failed_login_count = 0, locked_until = NULL
+     WHERE u.id = v_tok.user_id;
+  END IF;
+  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+                   jsonb_build_object('password_set', v_hash IS NOT NULL));
+  RETURN v_tok.user_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_verify_email(text, text) IS
+  'body of um_verify_email: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_mark_verified(p_user_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  -- a tenant user vouching for an address would own it (and every
+  -- invitation later sent to it): only a um administrator does
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
+      'permission denied to mark an email address verified',
+      'Only a um administrator, with nobody acting, vouches for an address; a tenant user could claim someone else''s.',
+      'Have the backend send a verification (um_resend_verification) to the address instead.');
+  END IF;
+  PERFORM um.authorize_user('user.mark_verified', format('mark the email of user %s verified', p_user_id),
+                            'user:update', p_user_id);
+  UPDATE um.users u SET email_verified_at = now() WHERE u.id = p_user_id AND u.email_verified_at IS NULL;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;
+  PERFORM um.audit('user.mark_verified', NULL, 'user', p_user_id, '{}');
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_mark_verified(bigint) IS
+  'body of um_mark_verified: runs as um''s owner, the calling role named by um.caller_role(); called only through um_mark_verified (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_disable_login(p_user_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.authorize_user('user.disable_login', format('disable the login of user %s', p_user_id),
+                            'user:update', p_user_id);
+  PERFORM um.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
+  UPDATE um.users u SET allow_login = false, updated_at = now() WHERE u.id = p_user_id AND u.allow_login;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('user.disable_login', NULL, 'user', p_user_id, '{}');
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_disable_login(bigint) IS
+  'body of um_disable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_disable_login (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_enable_login(p_user_id bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_password text;
+BEGIN
+  PERFORM um.authorize_user('user.enable_login', format('enable the login of user %s', p_user_id),
+                            'user:update', p_user_id);
+  SELECT * INTO v FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
+  IF v.allow_login THEN
+    RETURN NULL;
+  END IF;
+  IF v.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM um.user_identities i WHERE i.user_id = p_user_id) THEN
+    v_password := um.temporary_password();
+    UPDATE um.users u SET password_hash = um.hash_password(v_password), must_change_password = true,
+                          password_changed_at = now()
+     WHERE u.id = p_user_id;
+  END IF;
+  UPDATE um.users u SET allow_login = true, updated_at = now() WHERE u.id = p_user_id;
+  PERFORM um.audit('user.enable_login', NULL, 'user', p_user_id,
+                   jsonb_build_object('temporary_password', v_password IS NOT NULL));
+  RETURN v_password;
+END
+$$;
+COMMENT ON FUNCTION um.do_enable_login(bigint) IS
+  'body of um_enable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_enable_login (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+BEGIN
+  IF p_org_id IS NULL THEN
+    v_actor := um.authorize_user('user.suspend', format('suspend user %s', p_user_id),
+                                 'user:suspend', p_user_id);
+  ELSE
+    v_actor := um.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
+                            'user:suspend', p_org_id, 'user', p_user_id);
+    PERFORM um.require_member(p_org_id, p_user_id);
+    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
+  END IF;
+  IF p_user_id = v_actor THEN
+    PERFORM um.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
+      NULL, 'Ask another administrator.');
+  END IF;
+  PERFORM um.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
+  IF p_org_id IS NULL THEN
+    UPDATE um.users u SET status = 'suspended', suspended_at = now(), updated_at = now()
+     WHERE u.id = p_user_id AND u.status = 'active';
+  ELSE
+    UPDATE um.memberships m SET status = 'suspended'
+     WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'active';
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is already suspended%', p_user_id,
+                    CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
+      USING ERRCODE = 'UM051', HINT = 'Reactivate the user with um_reactivate_user().';
+  END IF;
+  PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint) IS
+  'body of um_suspend_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+BEGIN
+  IF p_org_id IS NULL THEN
+    v_actor := um.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
+                                 'user:suspend', p_user_id);
+    UPDATE um.users u SET status = 'active', suspended_at = NULL, updated_at = now()
+     WHERE u.id = p_user_id AND u.status = 'suspended';
+  ELSE
+    v_actor := um.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
+                            'user:suspend', p_org_id, 'user', p_user_id);
+    PERFORM um.require_member(p_org_id, p_user_id);
+    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
+    UPDATE um.memberships m SET status = 'active'
+     WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'suspended';
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not suspended%', p_user_id,
+                    CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
+      USING ERRCODE = 'UM051', HINT = 'Nothing to do; um.users.status and um.memberships.status show suspensions.';
+  END IF;
+  PERFORM um.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint) IS
+  'body of um_reactivate_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_reactivate_user (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_user um.users;
+  v_org bigint;
+  v_root bigint;
+BEGIN
+  IF v_actor IS NULL THEN
+    PERFORM um.authorize('organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
+  ELSIF p_root_user_id IS DISTINCT FROM v_actor OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
+      'permission denied to create an organization for another user',
+      'A logged-in user creates organizations only with themself as the Root (and not while impersonating).',
+      'Pass your own user id as root_user_id.');
+  END IF;
+  v_user := um.require_user(p_root_user_id);
+  PERFORM um.require_root_candidate(v_user, NULL);
+  -- nothing inserted for a slug taken already or at this very moment
+  INSERT INTO um.organizations (slug, name)
+  SELECT p_slug, p_name WHERE NOT EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug)
+  ON CONFLICT (slug) DO NOTHING
+  RETURNING id INTO v_org;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
+      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
+  END IF;
+  v_root := um.seed_builtin_roles(v_org);
+  INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
+  PERFORM um.audit('organization.create', v_org, 'organization', v_org,
+                   jsonb_build_object('root_user_id', p_root_user_id));
+  RETURN v_org;
+END
+$$;
+COMMENT ON FUNCTION um.do_create_organization(text, text, bigint) IS
+  'body of um_create_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_organization (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('member.add', format('add members to organization %s', p_org_id),
+                                 'member:create', p_org_id, 'user', p_user_id);
+  v_org um.organizations;
+  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_id bigint;
+BEGIN
+  -- An acting user never pulls an existing account into their organization
+  -- (it would show them its data and put it under their control): people
+  -- join through an invitation they accept.
+  IF v_actor IS NOT NULL THEN
+    PERFORM um.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
+      'permission denied to add an existing user directly',
+      'People join an organization by accepting an invitation; only a um administrator adds them directly.',
+      'Invite the address with um_invite(), or create a new user with um_create_user(org_id, email, ...).');
+  END IF;
+  v_org := um.require_organization(p_org_id);
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
+  PERFORM um.require_user(p_user_id);
+  -- nothing inserted for a member already, or one added at this very moment
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  SELECT p_org_id, p_user_id, v_role.id, v_actor
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id)
+  ON CONFLICT (org_id, user_id) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is already a member of organization "%"', p_user_id, v_org.slug
+      USING ERRCODE = 'UM022',
+            HINT = 'Change the member''s role instead; a user holds one organization role.';
+  END IF;
+  PERFORM um.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text) IS
+  'body of um_add_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_member (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_org_role(p_org_id bigint, p_user_id bigint, p_role text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('member.set_role', format('change roles in organization %s', p_org_id),
+                                 'role:grant', p_org_id, 'user', p_user_id);
+  v_member um.memberships;
+  v_role um.roles;
+BEGIN
+  v_member := um.require_member(p_org_id, p_user_id);
+  v_role := um.require_role(p_org_id, p_role);
+  PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.set_role', 'change the role of');
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'member.set_role', format('give role "%s"', v_role.name), 'user', p_user_id);
+  IF v_member.role_id = v_role.id THEN
+    RETURN;
+  END IF;
+  UPDATE um.memberships m SET role_id = v_role.id WHERE m.id = v_member.id;   -- keeps a Root (UM044)
+  PERFORM um.audit('member.set_role', p_org_id, 'user', p_user_id,
+                   jsonb_build_object('old_role_id', v_member.role_id, 'role_id', v_role.id));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text) IS
+  'body of um_set_org_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('organization.transfer', format('transfer organization %s', p_org_id),
+                                 'org:update', p_org_id, 'user', p_new_root_user_id);
+  v_root bigint;
+  v_demote um.roles;
+  v_user um.users;
+BEGIN
+  IF v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
+    PERFORM um.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
+      'only a Root may transfer ownership of an organization', NULL, 'Ask a Root of the organization.');
+  END IF;
+  PERFORM um.require_member(p_org_id, p_new_root_user_id);
+  v_user := um.require_user(p_new_root_user_id);
+  PERFORM um.require_root_candidate(v_user, p_org_id);
+  v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
+  IF v_demote.builtin = 'root' THEN
+    PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
+  END IF;
+  SELECT r.id INTO v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
+  -- one statement, so the organization is never without a Root
+  UPDATE um.memberships m
+     SET role_id = CASE WHEN m.user_id = p_new_root_user_id THEN v_root ELSE v_demote.id END
+   WHERE m.org_id = p_org_id
+     AND (m.user_id = p_new_root_user_id
+          OR (m.role_id = v_root AND (v_actor IS NULL OR m.user_id = v_actor)));
+  PERFORM um.audit('organization.transfer', p_org_id, 'user', p_new_root_user_id,
+                   jsonb_build_object('demoted_to_role_id', v_demote.id));
+END
+$$;
+COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text) IS
+  'body of um_transfer_org_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_org_ownership (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id(p_org_id);
+BEGIN
+  IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
+    PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
+  ELSE
+    v_actor := um.authorize('member.remove', format('remove members of organization %s', p_org_id),
+                            'member:remove', p_org_id, 'user', p_user_id);
+    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
+  END IF;
+  PERFORM um.require_member(p_org_id, p_user_id);
+  PERFORM um.assert_not_team_owner(p_org_id, NULL, p_user_id);
+  -- teams they own alone go with them
+  DELETE FROM um.teams t
+   WHERE t.org_id = p_org_id
+     AND EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.user_id = p_user_id AND tm.is_owner);
+  DELETE FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id;   -- keeps a Root (UM044)
+  PERFORM um.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_remove_member(bigint, bigint) IS
+  'body of um_remove_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_member (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('organization.set_setting',
+                                 format('change settings of organization %s', p_org_id),
+                                 'org:update', p_org_id, 'organization', p_org_id);
+BEGIN
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
+      'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
+  END IF;
+  CASE p_setting
+    WHEN 'name' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
+        PERFORM um.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
+      END IF;
+      UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
+    WHEN 'allow_invite_requests', 'password_login_disabled' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
+        PERFORM um.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+      END IF;
+      IF p_setting = 'allow_invite_requests' THEN
+        UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
+      ELSE
+        IF p_value::boolean AND NOT EXISTS (
+             SELECT 1 FROM um.user_identities i
+               JOIN um.memberships m ON m.user_id = i.user_id AND m.org_id = i.org_id
+               JOIN um.roles r ON r.id = m.role_id
+              WHERE i.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active')
+           AND EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.org_id = p_org_id) THEN
+          RAISE EXCEPTION 'no Root of organization % has an identity-provider link', p_org_id
+            USING ERRCODE = 'UM045',
+                  DETAIL = 'Disabling password login now would lock the organization''s Roots out.',
+                  HINT = 'Link a Root''s single sign-on identity first (um_link_identity).';
+        END IF;
+        UPDATE um.organizations o SET password_login_disabled = p_value::boolean WHERE o.id = p_org_id;  -- needs a provider (UM045)
+      END IF;
+    ELSE
+      UPDATE um.organizations o
+         SET settings = CASE WHEN p_value IS NULL OR p_value = 'null' THEN o.settings - p_setting
+                             ELSE o.settings || jsonb_build_object(p_setting, p_value) END
+       WHERE o.id = p_org_id;
+  END CASE;
+  PERFORM um.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
+                   jsonb_build_object('setting', p_setting));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb) IS
+  'body of um_set_org_setting: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  PERFORM um.authorize('identity_provider.add', format('add identity providers to organization %s', p_org_id),
+                       'org:update', p_org_id, 'organization', p_org_id);
+  IF p_protocol IS NULL OR p_protocol NOT IN ('oidc', 'saml') THEN
+    PERFORM um.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
+  END IF;
+  IF p_issuer IS NULL OR p_issuer !~ '^https://[^[:space:]]+$' THEN
+    PERFORM um.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
+  END IF;
+  IF NOT um.display_name_is_valid(p_name, 100) THEN
+    RAISE EXCEPTION 'invalid identity provider name "%"', p_name
+      USING ERRCODE = 'UM003', HINT = 'Use 1 to 100 characters without surrounding blanks.';
+  END IF;
+  INSERT INTO um.identity_providers (org_id, name, protocol, issuer)
+  VALUES (p_org_id, p_name, p_protocol, p_issuer)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'organization % already has an identity provider named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM027', HINT = 'Choose another name, or use the existing provider.';
+  END IF;
+  PERFORM um.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text) IS
+  'body of um_add_identity_provider: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_identity_provider (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('user.link_identity', format('link identities in organization %s', p_org_id),
+                                 'user:update', p_org_id, 'user', p_user_id);
+  v_provider bigint;
+  v_user bigint := coalesce(p_user_id, v_actor);
+BEGIN
+  -- a sign-in method outlives the impersonation: never while impersonating
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.link_identity', um.actor_org(p_org_id), 'user', v_user, 'UM070',
+      'permission denied to link identities while impersonating',
+      'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
+  END IF;
+  IF v_user IS NULL THEN
+    PERFORM um.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
+  END IF;
+  PERFORM um.require_member(p_org_id, v_user);
+  PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
+  -- a sign-in method on an account whose mailbox nobody proved would be
+  -- waiting for its owner, who may not be who created it
+  IF v_actor IS NOT NULL AND v_actor <> v_user
+     AND (SELECT u.email_verified_at IS NULL FROM um.users u WHERE u.id = v_user) THEN
+    PERFORM um.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
+      'permission denied to link an identity to an unverified account',
+      'The address of the account was never proven; whoever claims it later must not find a sign-in method of someone else''s.',
+      'Have the backend send a verification (um_resend_verification) first.');
+  END IF;
+  IF v_actor IS NOT NULL AND v_actor <> v_user THEN
+    -- a sign-in method is the whole account's, in every organization of the user
+    PERFORM um.authorize_user('user.link_identity', format('link an identity to user %s', v_user),
+                              'user:update', v_user);
+  END IF;
+  SELECT p.id INTO v_provider FROM um.identity_providers p
+   WHERE p.org_id = p_org_id AND lower(p.name) = lower(p_provider);
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'organization % has no identity provider named "%"', p_org_id, p_provider
+      USING ERRCODE = 'UM037', HINT = 'Add it with um_add_identity_provider(), or see um.identity_providers.';
+  END IF;
+  IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
+    PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
+  END IF;
+  INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
+  VALUES (p_org_id, v_provider, p_subject, v_user)
+  ON CONFLICT (provider_id, subject) DO NOTHING;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'that subject of provider "%" is already linked to a user', p_provider
+      USING ERRCODE = 'UM027', HINT = 'A provider''s subject identifies one user; unlink it first.';
+  END IF;
+  PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
+END
+$$;
+COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint) IS
+  'body of um_link_identity: runs as um''s owner, the calling role named by um.caller_role(); called only through um_link_identity (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.authorize_team(p_action text, p_what text, p_team_id bigint, p_target_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team um.teams;
+  v_org bigint;
+  v_actor bigint;
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  SELECT t.org_id INTO v_org FROM um.teams t WHERE t.id = p_team_id;
+  v_actor := @extschema@.um_current_user_id(v_org);
+  IF v_actor IS NOT NULL AND EXISTS (
+       SELECT 1 FROM um.team_members tm JOIN um.memberships m ON m.org_id = tm.org_id AND m.user_id = tm.user_id
+         JOIN um.users u ON u.id = m.user_id
+        WHERE tm.team_id = p_team_id AND tm.user_id = v_actor AND tm.is_owner
+          AND m.status = 'active' AND u.status = 'active' AND u.allow_login) THEN
+    RETURN v_actor;                                  -- the team's owner
+  END IF;
+  v_actor := um.authorize(p_action, p_what, 'team:manage', v_org, 'user', p_target_id);
+  v_team := um.require_team(p_team_id);
+  RETURN v_actor;
+END
+$$;
+COMMENT ON FUNCTION um.authorize_team(text, text, bigint, bigint) IS
+  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um.authorize)';
+
+CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('team.create', format('create teams in organization %s', p_org_id),
+                                 'team:create', p_org_id, 'team', NULL);
+  v_owner bigint := coalesce(p_owner_user_id, v_actor);
+  v_member um.memberships;
+  v_id bigint;
+BEGIN
+  IF v_owner IS NULL THEN
+    PERFORM um.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
+  END IF;
+  v_member := um.require_member(p_org_id, v_owner);
+  IF v_member.status <> 'active' THEN
+    RAISE EXCEPTION 'user % cannot own a team', v_owner
+      USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
+  END IF;
+  v_id := um.write_team(p_org_id, NULL, p_name, p_description);
+  INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
+  PERFORM um.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint) IS
+  'body of um_create_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_team (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team um.teams;
+BEGIN
+  SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
+  PERFORM um.authorize('team.rename', format('rename team %s', p_team_id), 'team:update',
+                       v_team.org_id, 'team', p_team_id);
+  v_team := um.require_team(p_team_id);
+  PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
+  PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_rename_team(bigint, text) IS
+  'body of um_rename_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_team (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_delete_team(p_team_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_team um.teams;
+  v_actor bigint;
+  v_owner bigint;
+BEGIN
+  SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
+  v_actor := um.authorize('team.delete', format('delete team %s', p_team_id), 'team:delete',
+                          v_team.org_id, 'team', p_team_id);
+  v_team := um.require_team(p_team_id);
+  -- a Root's team is deleted only by a Root
+  SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
+  IF v_owner IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.delete', 'delete the team of');
+  END IF;
+  DELETE FROM um.teams t WHERE t.id = p_team_id;      -- its members, their team roles, its space and grants
+  PERFORM um.audit('team.delete', v_team.org_id, 'team', p_team_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_team(bigint) IS
+  'body of um_delete_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_team (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_add_team_member(p_team_id bigint, p_user_id bigint, p_roles text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize_team('team.add_member', format('add members to team %s', p_team_id),
+                                      p_team_id, p_user_id);
+  v_team um.teams := um.require_team(p_team_id);
+  v_role um.roles;
+  v_name text;
+BEGIN
+  -- the membership, locked against a concurrent removal or deletion
+  PERFORM 1 FROM um.memberships m WHERE m.org_id = v_team.org_id AND m.user_id = p_user_id FOR KEY SHARE;
+  IF NOT FOUND THEN
+    PERFORM um.require_member(v_team.org_id, p_user_id);
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id) THEN
+    RAISE EXCEPTION 'user % is already a member of team "%"', p_user_id, v_team.name
+      USING ERRCODE = 'UM024', HINT = 'Give them team roles with um_grant_team_role().';
+  END IF;
+  PERFORM um.guard_team_grants(v_actor, p_team_id, 'team.add_member', p_user_id);
+  INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (v_team.org_id, p_team_id, p_user_id);
+  FOREACH v_name IN ARRAY coalesce(p_roles, '{}') LOOP
+    v_role := um.require_role(v_team.org_id, v_name);
+    PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+                                'team.add_member', format('give team role "%s"', v_role.name), 'user', p_user_id);
+    INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
+    VALUES (v_team.org_id, p_team_id, p_user_id, v_role.id) ON CONFLICT DO NOTHING;
+  END LOOP;
+  PERFORM um.audit('team.add_member', v_team.org_id, 'user', p_user_id,
+                   jsonb_build_object('team_id', p_team_id,
+                                      'role_ids', (SELECT coalesce(jsonb_agg(r.role_id ORDER BY r.role_id), '[]')
+                                                     FROM um.team_member_roles r
+                                                    WHERE r.team_id = p_team_id AND r.user_id = p_user_id)));
+END
+$$;
+COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[]) IS
+  'body of um_add_team_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_team_member (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+  v_team um.teams;
+BEGIN
+  v_actor := um.authorize_team('team.remove_member', format('remove members of team %s', p_team_id),
+                               p_team_id, p_user_id);
+  v_team := um.require_team(p_team_id);
+  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
+  PERFORM um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  PERFORM um.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
+  DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
+  PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
+END
+$$;
+COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint) IS
+  'body of um_remove_team_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_team_member (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize_team('team.grant_role', format('give roles in team %s', p_team_id),
+                                      p_team_id, p_user_id);
+  v_team um.teams := um.require_team(p_team_id);
+  v_role um.roles := um.require_role(v_team.org_id, p_role);
+BEGIN
+  PERFORM um.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
+  PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'team.grant_role', format('give team role "%s"', v_role.name), 'user', p_user_id);
+  INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
+  VALUES (v_team.org_id, p_team_id, p_user_id, v_role.id) ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('team.grant_role', v_team.org_id, 'user', p_user_id,
+                   jsonb_build_object('team_id', p_team_id, 'role_id', v_role.id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text) IS
+  'body of um_grant_team_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_team_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_revoke_team_role(p_team_id bigint, p_user_id bigint, p_role text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+  v_team um.teams;
+  v_role um.roles;
+BEGIN
+  v_actor := um.authorize_team('team.revoke_role', format('take roles in team %s', p_team_id),
+                               p_team_id, p_user_id);
+  v_team := um.require_team(p_team_id);
+  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.revoke_role', 'take team roles from');
+  v_role := um.require_role(v_team.org_id, p_role);
+  DELETE FROM um.team_member_roles r
+   WHERE r.team_id = p_team_id AND r.user_id = p_user_id AND r.role_id = v_role.id;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('team.revoke_role', v_team.org_id, 'user', p_user_id,
+                   jsonb_build_object('team_id', p_team_id, 'role_id', v_role.id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text) IS
+  'body of um_revoke_team_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_team_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+  v_owner bigint;
+  v_team um.teams;
+BEGIN
+  v_actor := um.authorize_team('team.transfer', format('transfer team %s', p_team_id),
+                               p_team_id, p_new_owner_user_id);
+  v_team := um.require_team(p_team_id);
+  -- the owner loses the team: only a Root takes a team from a Root
+  SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
+  IF v_owner IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
+  END IF;
+  PERFORM um.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
+  -- one statement: the team always has exactly one owner
+  UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
+   WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);
+  PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
+END
+$$;
+COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint) IS
+  'body of um_transfer_team_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_team_ownership (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize('role.create', format('create roles in organization %s', p_org_id),
+                                 'role:create', p_org_id, 'role', NULL);
+  v_id bigint;
+  v_p text;
+BEGIN
+  -- bad input first: the refusals below quote the name
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim or shorten the name.';
+  END IF;
+  FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
+    PERFORM um.assert_permission_name(v_p, true);
+  END LOOP;
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
+                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
+                              'role.create', format('create role "%s"', p_name), 'role', NULL);
+  INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
+  ON CONFLICT (org_id, lower(name)) DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'organization % already has a role named "%"', p_org_id, p_name
+      USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
+  END IF;
+  -- an acting user's patterns become the permissions they stand for today:
+  -- a pattern would also cover permissions registered later, which the
+  -- grantor does not hold (a um administrator may store patterns)
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT DISTINCT p_org_id, v_id, x
+    FROM unnest(coalesce(p_permissions, '{}')) AS p,
+         LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
+                  UNION ALL
+                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
+  PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text) IS
+  'body of um_create_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_delete_role(p_role_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles;
+  v_n bigint;
+BEGIN
+  SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
+  PERFORM um.authorize('role.delete', format('delete role %s', p_role_id), 'role:delete',
+                       v_role.org_id, 'role', p_role_id);
+  v_role := um.require_role_id(p_role_id);
+  IF v_role.builtin IS NOT NULL THEN
+    RAISE EXCEPTION 'built-in role "%" cannot be deleted', v_role.name
+      USING ERRCODE = 'UM042', HINT = 'Edit its permissions instead (um_grant_permission, um_revoke_permission).';
+  END IF;
+  SELECT count(*) INTO v_n FROM um.memberships m WHERE m.role_id = p_role_id;
+  IF v_n > 0 THEN
+    RAISE EXCEPTION 'role "%" is still the organization role of % member(s)', v_role.name, v_n
+      USING ERRCODE = 'UM049', HINT = 'Give them another role first (um_set_org_role).';
+  END IF;
+  DELETE FROM um.roles r WHERE r.id = p_role_id;      -- its grants, team roles and open invitations go too
+  PERFORM um.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_role(bigint) IS
+  'body of um_delete_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
+RETURNS um.roles
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles;
+  v_actor bigint;
+BEGIN
+  SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
+  v_actor := um.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
+                          v_role.org_id, 'role', p_role_id);
+  v_role := um.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+      'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
+  END IF;
+  IF p_permission IS NULL THEN
+    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, true);
+  RETURN v_role;
+END
+$$;
+COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
+  'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
+
+CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.grant_permission', p_role_id, p_permission);
+BEGIN
+  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um.pattern_grants(p_permission)),
+                              'role.grant_permission', format('add %s to role "%s"', p_permission, v_role.name),
+                              'role', p_role_id);
+  -- as in um_create_role, an acting user's pattern is stored as the permissions it stands for today
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT v_role.org_id, p_role_id, x
+    FROM (SELECT p_permission WHERE @extschema@.um_current_user_id() IS NULL OR strpos(p_permission, '*') = 0
+          UNION ALL
+          SELECT g FROM um.pattern_grants(p_permission) AS g
+           WHERE @extschema@.um_current_user_id() IS NOT NULL AND strpos(p_permission, '*') > 0) AS e(x)
+  ON CONFLICT DO NOTHING;                                                          -- unknown names: UM011
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.grant_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_grant_permission(bigint, text) IS
+  'body of um_grant_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.revoke_permission', p_role_id, p_permission);
+BEGIN
+  DELETE FROM um.role_permissions rp WHERE rp.role_id = p_role_id AND rp.permission = p_permission;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.revoke_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_revoke_permission(bigint, text) IS
+  'body of um_revoke_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_scope um.scopes;
+  v_actor bigint;
+  v_role um.roles;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
+  v_actor := um.authorize('grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
+                          v_scope.org_id, 'scope', p_scope_id);
+  v_scope := um.require_scope(p_scope_id);
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um.require_role(v_scope.org_id, p_role);
+  IF p_user_id IS NOT NULL THEN
+    PERFORM um.require_member(v_scope.org_id, p_user_id);
+  ELSE
+    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
+  END IF;
+  PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
+  INSERT INTO um.grants (org_id, role_id, user_id, team_id, scope_id, granted_by)
+  VALUES (v_scope.org_id, v_role.id, p_user_id, p_team_id, p_scope_id, v_actor)
+  ON CONFLICT DO NOTHING
+  RETURNING id INTO v_id;
+  IF v_id IS NULL THEN
+    SELECT g.id INTO v_id FROM um.grants g
+     WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
+       AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id;
+    RETURN v_id;
+  END IF;
+  PERFORM um.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
+                   jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_grant_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_scope_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_scope um.scopes;
+  v_actor bigint;
+  v_role um.roles;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
+  v_actor := um.authorize('grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
+                          v_scope.org_id, 'scope', p_scope_id);
+  v_scope := um.require_scope(p_scope_id);
+  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um.require_role(v_scope.org_id, p_role);
+  IF p_user_id IS NOT NULL THEN
+    PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
+  END IF;
+  DELETE FROM um.grants g
+   WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
+     AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id
+  RETURNING g.id INTO v_id;
+  IF v_id IS NULL THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
+                   jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_register_permission(p_permission text, p_description text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
+      'permission denied to change the permission catalog',
+      'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
+      'Register the application''s permissions from its migrations, as a um administrator.');
+  END IF;
+  PERFORM um.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  IF p_permission IS NULL THEN
+    RAISE EXCEPTION 'a permission name is required'
+      USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, false);
+  INSERT INTO um.permissions AS p (name, description)
+  VALUES (p_permission, p_description)
+  ON CONFLICT (name) DO UPDATE
+     SET description = coalesce(excluded.description, p.description)
+   WHERE NOT p.builtin;
+  PERFORM um.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
+END
+$$;
+COMMENT ON FUNCTION um.do_register_permission(text, text) IS
+  'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval)
+RETURNS TABLE (email text, status text, invitation_id bigint, token text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_actor bigint := um.authorize('invitation.create', format('invite people to organization %s', p_org_id),
+                                 'member:invite', p_org_id, 'invitation', NULL);
+  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_emails text[] := um.parse_email_batch(p_emails);
+  v_bad text[];
+  v_email text;
+  v_token text;
+  v_id bigint;
+  v_expires timestamptz;
+BEGIN
+  IF v_role.builtin = 'root' AND v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
+    PERFORM um.deny('invitation.create', p_org_id, 'invitation', NULL, 'UM073',
+      'only a Root may invite a Root', NULL, 'Invite with another role; a Root can promote the member later.');
+  END IF;
+  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+                              'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
+  IF p_team_id IS NOT NULL THEN
+    PERFORM um.require_org_team(p_org_id, p_team_id);
+    -- inviting into a team is adding a team member: team:manage or its owner,
+    -- and no team whose grants hold more than the inviter
+    PERFORM um.authorize_team('invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
+    PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
+  END IF;
+  IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
+    PERFORM um.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
+  END IF;
+  IF cardinality(v_emails) = 0 THEN
+    RAISE EXCEPTION 'no email addresses given'
+      USING ERRCODE = 'UM054', HINT = 'Pass addresses separated by commas, semicolons or new lines.';
+  END IF;
+  SELECT array_agg(e ORDER BY n) INTO v_bad FROM unnest(v_emails) WITH ORDINALITY AS x(e, n) WHERE NOT um.email_is_valid(e);
+  IF v_bad IS NOT NULL THEN
+    RAISE EXCEPTION '% of % email addresses are invalid; nobody was invited', cardinality(v_bad), cardinality(v_emails)
+      USING ERRCODE = 'UM054',
+            DETAIL = 'Invalid: ' || array_to_string(v_bad, ', ') || '.',
+            HINT = 'Correct or remove them and send the whole batch again.';
+  END IF;
+  v_expires := now() + p_valid_for;
+  FOREACH v_email IN ARRAY v_emails LOOP
+    email := v_email; invitation_id := NULL; token := NULL;
+    IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                WHERE m.org_id = p_org_id AND lower(u.email) = lower(v_email)) THEN
+      status := 'already_member';
+      RETURN NEXT;
+      CONTINUE;
+    END IF;
+    v_token := um.generate_token();
+    -- an open invitation (or request) for the address is renewed
+    UPDATE um.invitations i
+       SET state = 'pending', token_hash = um.token_hash(v_token), expires_at = v_expires, role_id = v_role.id,
+           team_id = p_team_id, invited_by = v_actor, created_at = now()
+     WHERE i.org_id = p_org_id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')
+    RETURNING i.id INTO v_id;
+    IF FOUND THEN
+      status := 'renewed';
+    ELSE
+      INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
+      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+      ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+      RETURNING id INTO v_id;
+      IF NOT FOUND THEN                             -- invited at this very moment by someone else
+        status := 'already_invited';
+        RETURN NEXT;
+        CONTINUE;
+      END IF;
+      status := 'invited';
+    END IF;
+    invitation_id := v_id; token := v_token;
+    PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
+                     jsonb_build_object('role_id', v_role.id, 'team_id', p_team_id, 'renewed', status = 'renewed'));
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval) IS
+  'body of um_invite: runs as um''s owner, the calling role named by um.caller_role(); called only through um_invite (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_request_invitation(p_org_slug text, p_email text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org um.organizations;
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_member_role bigint;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_org FROM um.organizations o WHERE o.slug = p_org_slug;
+  IF NOT FOUND OR NOT v_org.allow_invite_requests THEN
+    RAISE EXCEPTION 'organization "%" does not take invitation requests', p_org_slug
+      USING ERRCODE = 'UM055', HINT = 'Ask a member of the organization to invite you.';
+  END IF;
+  IF v_email IS NULL OR NOT um.email_is_valid(v_email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', p_email
+      USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
+  END IF;
+  SELECT r.id INTO v_member_role FROM um.roles r WHERE r.org_id = v_org.id AND r.builtin = 'member';
+  -- members and open invitations (also one made at this very moment):
+  -- nothing to do, and nothing said about it
+  INSERT INTO um.invitations (org_id, email, role_id, state)
+  SELECT v_org.id, v_email, v_member_role, 'requested'
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.users u ON u.id = m.user_id
+                      WHERE m.org_id = v_org.id AND lower(u.email) = lower(v_email))
+     AND NOT EXISTS (SELECT 1 FROM um.invitations i
+                      WHERE i.org_id = v_org.id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested'))
+  ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
+  RETURNING id INTO v_id;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_request_invitation(text, text) IS
+  'body of um_request_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_request_invitation (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_accept_invitation(p_token text, p_password text, p_name text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_inv um.invitations;
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_user um.users;
+  v_user_id bigint;
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.token_hash = um.token_hash(coalesce(p_token, '')) FOR UPDATE;
+  IF NOT FOUND OR v_inv.state <> 'pending' OR v_inv.expires_at <= now() THEN
+    PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM053',
+      'the invitation is not valid',
+      CASE WHEN v_inv.id IS NULL THEN 'The token is unknown.'
+           WHEN v_inv.state = 'accepted' THEN 'It was already accepted.'
+           WHEN v_inv.state = 'revoked' THEN 'It was revoked.'
+           ELSE 'It has expired.' END,
+      'Ask the organization for a new invitation.');
+  END IF;
+  -- Holding an invitation gives its membership and nothing else: the token
+  -- was seen by the inviter, so it proves nothing about the mailbox.  An
+  -- existing account accepts only logged in as itself (a password login
+  -- needs a verified address), never by whoever holds the token.
+  SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_inv.email) FOR UPDATE;
+  IF FOUND AND v_actor IS NOT NULL THEN
+    IF v_actor <> v_user.id OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
+        'the invitation is for another account', 'It was sent to the address of another user.',
+        'Log in as the invited address to accept it.');
+    END IF;
+    v_user_id := v_user.id;                         -- the invited user, logged in
+  ELSIF FOUND THEN
+    PERFORM um.deny('invitation.accept', NULL, 'invitation', v_inv.id, 'UM056',
+      'the invited address already has an account',
+      'An existing account accepts its invitations only while logged in.',
+      'Log in as the invited address, then accept; if its address was never verified, the backend sends it a verification (um_resend_verification) to claim it.');
+  ELSE
+    IF v_actor IS NOT NULL THEN
+      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
+        'the invitation is for another account', 'It was sent to an address that is not yours.',
+        'Accept it logged out, as the invited address, choosing a password.');
+    END IF;
+    -- a new account, unverified: it logs in once the mailbox is proven
+    v_user_id := um.insert_user(v_inv.email, p_name, true, NULL, NULL, NULL, NULL);
+    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now()
+     WHERE u.id = v_user_id;
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_inv.org_id AND m.user_id = v_user_id) THEN
+    RAISE EXCEPTION 'user % is already a member of organization %', v_user_id, v_inv.org_id
+      USING ERRCODE = 'UM022', HINT = 'Nothing to accept; the invitation stays open until it expires or is revoked.';
+  END IF;
+  INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
+  VALUES (v_inv.org_id, v_user_id, v_inv.role_id, v_inv.invited_by);
+  IF v_inv.team_id IS NOT NULL THEN
+    INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (v_inv.org_id, v_inv.team_id, v_user_id);
+  END IF;
+  UPDATE um.invitations i SET state = 'accepted', accepted_by = v_user_id, decided_at = now(), token_hash = NULL
+   WHERE i.id = v_inv.id;
+  PERFORM um.audit('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, jsonb_build_object('user_id', v_user_id));
+  RETURN v_user_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_accept_invitation(text, text, text) IS
+  'body of um_accept_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_inv um.invitations;
+BEGIN
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id;
+  PERFORM um.authorize('invitation.revoke', format('revoke invitation %s', p_invitation_id),
+                       'member:invite', v_inv.org_id, 'invitation', p_invitation_id);
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'invitation % does not exist', p_invitation_id
+      USING ERRCODE = 'UM034', HINT = 'See the open invitations in um.invitations.';
+  END IF;
+  IF v_inv.state NOT IN ('pending', 'requested') THEN
+    RAISE EXCEPTION 'invitation % is no longer open', p_invitation_id
+      USING ERRCODE = 'UM053', DETAIL = format('It is %s.', v_inv.state), HINT = 'Nothing to revoke.';
+  END IF;
+  UPDATE um.invitations i SET state = 'revoked', decided_at = now(), token_hash = NULL WHERE i.id = p_invitation_id;
+  PERFORM um.audit('invitation.revoke', v_inv.org_id, 'invitation', p_invitation_id, '{}');
+END
+$$;
+COMMENT ON FUNCTION um.do_revoke_invitation(bigint) IS
+  'body of um_revoke_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_invitation (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_expire_invitations()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_n integer;
+BEGIN
+  PERFORM um.authorize('invitation.expire', 'expire invitations', NULL, NULL, 'invitation', NULL);
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('invitation.expire', NULL, 'invitation', NULL, 'UM070', 'permission denied to expire invitations',
+      'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
+  END IF;
+  UPDATE um.invitations i SET state = 'expired', decided_at = now(), token_hash = NULL
+   WHERE (i.state = 'pending' AND i.expires_at <= now())
+      OR (i.state = 'requested' AND i.created_at <= now() - interval '30 days');   -- unanswered requests
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  IF v_n > 0 THEN
+    PERFORM um.audit('invitation.expire', NULL, 'invitation', NULL, jsonb_build_object('count', v_n));
+  END IF;
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION um.do_expire_invitations() IS
+  'body of um_expire_invitations: runs as um''s owner, the calling role named by um.caller_role(); called only through um_expire_invitations (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_delete_user(p_user_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
+  PERFORM um.erase_user(p_user_id, 'user.delete');
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_user(bigint) IS
+  'body of um_delete_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_user (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_delete_my_account()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
+      'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  PERFORM um.erase_user(v_actor, 'user.delete_self');
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_my_account() IS
+  'body of um_delete_my_account: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_my_account (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_logout_all(p_user_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_real bigint := @extschema@.um_real_user_id();
+  v_n integer;
+BEGIN
+  IF v_actor IS NULL THEN
+    PERFORM um.authorize('user.logout_all', format('end the sessions of user %s', p_user_id),
+                         NULL, NULL, 'user', p_user_id);
+    PERFORM um.require_user(p_user_id);
+  ELSIF v_actor <> v_real THEN
+    PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
+      'permission denied to end sessions while impersonating',
+      NULL, 'Call um_end_impersonation() first.');
+  ELSIF v_actor <> p_user_id
+        AND (NOT EXISTS (SELECT 1 FROM um.memberships m
+                          WHERE m.user_id = p_user_id AND @extschema@.um_has_permission('user:suspend', m.org_id))
+             -- sessions are the whole account's: a Root anywhere is ended only by a Root there
+             OR EXISTS (SELECT 1 FROM um.memberships m
+                         WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id)
+                           AND NOT um.is_root(m.org_id, v_actor))) THEN
+    PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
+      'permission denied to end the sessions of user ' || p_user_id,
+      'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by a Root of each organization where they are Root), may.',
+      'Ask an Admin of the user''s organization.');
+  END IF;
+  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout of all sessions'
+   WHERE s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > now();
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  PERFORM um.audit('user.logout_all', NULL, 'user', p_user_id, jsonb_build_object('sessions', v_n));
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION um.do_logout_all(bigint) IS
+  'body of um_logout_all: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout_all (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_export_users(p_org_id bigint)
+RETURNS TABLE (user_id bigint, email text, name text, user_status text, allow_login boolean,
+               email_verified boolean, org_role text, membership_status text, member_since timestamptz,
+               teams text, team_roles text, scope_roles text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
+                       'user:read', p_org_id, 'organization', p_org_id);
+  PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, '{}');
+  RETURN QUERY
+  SELECT u.id, u.email, u.name, u.status, u.allow_login, u.email_verified_at IS NOT NULL,
+         r.name, m.status, m.created_at,
+         (SELECT string_agg(t.name || CASE WHEN tm.is_owner THEN ' (owner)' ELSE '' END, '; ' ORDER BY t.name)
+            FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
+           WHERE tm.org_id = m.org_id AND tm.user_id = u.id),
+         (SELECT string_agg(t.name || ': ' || tr.name, '; ' ORDER BY t.name, tr.name)
+            FROM um.team_member_roles tmr JOIN um.teams t ON t.id = tmr.team_id JOIN um.roles tr ON tr.id = tmr.role_id
+           WHERE tmr.org_id = m.org_id AND tmr.user_id = u.id),
+         (SELECT string_agg(gr.name || ' on ' || coalesce(s.kind || ' ' || s.name, 'every ' || g.scope_kind, 'the organization'),
+                            '; ' ORDER BY gr.name, s.name)
+            FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id LEFT JOIN um.scopes s ON s.id = g.scope_id
+           WHERE g.org_id = m.org_id AND g.user_id = u.id)
+    FROM um.memberships m JOIN um.users u ON u.id = m.user_id JOIN um.roles r ON r.id = m.role_id
+   WHERE m.org_id = p_org_id
+   ORDER BY u.id;
+END
+$$;
+COMMENT ON FUNCTION um.do_export_users(bigint) IS
+  'body of um_export_users: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_export_users_json(p_org_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v jsonb;
+BEGIN
+  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
+                       'user:read', p_org_id, 'organization', p_org_id);
+  SELECT jsonb_build_object(
+           'organization', jsonb_build_object('id', o.id, 'slug', o.slug, 'name', o.name),
+           'exported_at', now(),
+           'users', coalesce((
+             SELECT jsonb_agg(jsonb_build_object(
+                      'id', u.id, 'email', u.email, 'name', u.name, 'status', u.status,
+                      'allow_login', u.allow_login, 'email_verified', u.email_verified_at IS NOT NULL,
+                      'timezone', u.timezone, 'locale', u.locale,
+                      'role', r.name, 'membership_status', m.status, 'member_since', m.created_at,
+                      'teams', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                  'team', t.name, 'owner', tm.is_owner,
+                                  'roles', (SELECT coalesce(jsonb_agg(tr.name ORDER BY tr.name), '[]')
+                                              FROM um.team_member_roles tmr JOIN um.roles tr ON tr.id = tmr.role_id
+                                             WHERE tmr.team_id = tm.team_id AND tmr.user_id = u.id)) ORDER BY t.name), '[]')
+                                  FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
+                                 WHERE tm.org_id = m.org_id AND tm.user_id = u.id),
+                      'grants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                   'role', gr.name, 'scope_id', g.scope_id,
+                                   'scope', coalesce(s.kind || ' ' || s.name, 'every ' || g.scope_kind, 'the organization'))
+                                   ORDER BY g.id), '[]')
+                                   FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id LEFT JOIN um.scopes s ON s.id = g.scope_id
+                                  WHERE g.org_id = m.org_id AND g.user_id = u.id))
+                    ORDER BY u.id)
+               FROM um.memberships m JOIN um.users u ON u.id = m.user_id JOIN um.roles r ON r.id = m.role_id
+              WHERE m.org_id = o.id), '[]'))
+    INTO v
+    FROM um.organizations o WHERE o.id = p_org_id;
+  PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, jsonb_build_object('format', 'json'));
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.do_export_users_json(bigint) IS
+  'body of um_export_users_json: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users_json (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_export_my_data()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.require_actor('Call um_begin(token) first: users export their own data.');
+  v jsonb;
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
+      'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  SELECT jsonb_build_object(
+           'exported_at', now(),
+           'profile', jsonb_build_object('id', u.id, 'email', u.email, 'name', u.name, 'timezone', u.timezone,
+                                         'locale', u.locale, 'mobile', u.mobile, 'allow_login', u.allow_login,
+                                         'status', u.status, 'email_verified_at', u.email_verified_at,
+                                         'password_changed_at', u.password_changed_at,
+                                         'attributes', u.attributes, 'created_at', u.created_at),
+           'memberships', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'org_id', o.id, 'organization', o.name, 'role', r.name, 'status', m.status,
+                             'member_since', m.created_at) ORDER BY o.id), '[]')
+                             FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id JOIN um.roles r ON r.id = m.role_id
+                            WHERE m.user_id = u.id),
+           'teams', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'org_id', t.org_id, 'team', t.name, 'owner', tm.is_owner, 'added_at', tm.added_at,
+                       'roles', (SELECT coalesce(jsonb_agg(tr.name ORDER BY tr.name), '[]')
+                                   FROM um.team_member_roles tmr JOIN um.roles tr ON tr.id = tmr.role_id
+                                  WHERE tmr.team_id = tm.team_id AND tmr.user_id = u.id)) ORDER BY t.id), '[]')
+                       FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id WHERE tm.user_id = u.id),
+           'grants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'org_id', g.org_id, 'role', gr.name, 'scope_id', g.scope_id, 'scope_kind', g.scope_kind,
+                        'granted_at', g.created_at) ORDER BY g.id), '[]')
+                        FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id WHERE g.user_id = u.id),
+           'sessions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
+                          'ended_at', s.revoked_at) ORDER BY s.id), '[]')
+                          FROM um.sessions s WHERE s.user_id = u.id),
+           'identities', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'provider', p.name, 'subject', i.subject, 'linked_at', i.created_at) ORDER BY p.id), '[]')
+                            FROM um.user_identities i JOIN um.identity_providers p ON p.id = i.provider_id
+                           WHERE i.user_id = u.id),
+           'audit_events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'at', a.at, 'action', a.action, 'outcome', a.outcome, 'org_id', a.org_id,
+                              'target_type', a.target_type, 'target_id', a.target_id,
+                              'by_me', a.actor_user_id = u.id) ORDER BY a.id), '[]')
+                              FROM um.audit_events a
+                             WHERE a.actor_user_id = u.id OR (a.target_type = 'user' AND a.target_id = u.id)))
+    INTO v
+    FROM um.users u WHERE u.id = v_actor;
+  PERFORM um.audit('user.export_self', NULL, 'user', v_actor, '{}');
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.do_export_my_data() IS
+  'body of um_export_my_data: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_my_data (EXECUTE held by nobody)';
+
+REVOKE EXECUTE ON FUNCTION
+  um.do_login(text, text),
+  um.do_change_password(text, text, text),
+  um.do_set_password(bigint, text, boolean),
+  um.do_logout(text),
+  um.do_impersonate(bigint),
+  um.authorize(text, text, text, bigint, text, bigint),
+  um.authorize_user(text, text, text, bigint),
+  um.do_create_user(text, text, boolean, text, text, text, jsonb),
+  um.do_create_user(bigint, text, text, text, boolean, text, text, text),
+  um.do_sign_up(text, text, text, text, text),
+  um.do_resend_verification(text),
+  um.do_verify_email(text, text),
+  um.do_mark_verified(bigint),
+  um.do_disable_login(bigint),
+  um.do_enable_login(bigint),
+  um.do_suspend_user(bigint, bigint),
+  um.do_reactivate_user(bigint, bigint),
+  um.do_create_organization(text, text, bigint),
+  um.do_add_member(bigint, bigint, text),
+  um.do_set_org_role(bigint, bigint, text),
+  um.do_transfer_org_ownership(bigint, bigint, text),
+  um.do_remove_member(bigint, bigint),
+  um.do_set_org_setting(bigint, text, jsonb),
+  um.do_add_identity_provider(bigint, text, text, text),
+  um.do_link_identity(bigint, text, text, bigint),
+  um.authorize_team(text, text, bigint, bigint),
+  um.do_create_team(bigint, text, text, bigint),
+  um.do_rename_team(bigint, text),
+  um.do_delete_team(bigint),
+  um.do_add_team_member(bigint, bigint, text[]),
+  um.do_remove_team_member(bigint, bigint),
+  um.do_grant_team_role(bigint, bigint, text),
+  um.do_revoke_team_role(bigint, bigint, text),
+  um.do_transfer_team_ownership(bigint, bigint),
+  um.do_create_role(bigint, text, text[], text),
+  um.do_delete_role(bigint),
+  um.authorize_role_edit(text, bigint, text),
+  um.do_grant_permission(bigint, text),
+  um.do_revoke_permission(bigint, text),
+  um.do_grant_scope_role(bigint, text, bigint, bigint),
+  um.do_revoke_scope_role(bigint, text, bigint, bigint),
+  um.do_register_permission(text, text),
+  um.do_invite(bigint, text, text, bigint, interval),
+  um.do_request_invitation(text, text),
+  um.do_accept_invitation(text, text, text),
+  um.do_revoke_invitation(bigint),
+  um.do_expire_invitations(),
+  um.do_delete_user(bigint),
+  um.do_delete_my_account(),
+  um.do_logout_all(bigint),
+  um.do_export_users(bigint),
+  um.do_export_users_json(bigint),
+  um.do_export_my_data()
+FROM PUBLIC;

@@ -15,13 +15,16 @@
  *
  * So each public function is this C function, running with the caller's
  * rights (SECURITY INVOKER).  It notes the current user, the role really
- * calling, and calls the body, um.do_<name>(the same arguments..., caller
- * oid), a SECURITY DEFINER function whose EXECUTE nobody holds: fmgr calls
- * it directly, with the caller's role as its last argument.  The body
- * decides with that argument, never with anything the caller could set.
+ * calling, and calls the body, um.do_<name>(the same arguments...), a
+ * SECURITY DEFINER function whose EXECUTE nobody holds: fmgr calls it
+ * directly.  While the body runs, um.caller_role() names the role noted
+ * here: that is the only way the caller reaches a body (its authorization,
+ * the audit trail's database role column, the log line of a refusal), and
+ * nothing the caller can set changes it.
  *
- * While a body runs, um.caller_role() says who called it, for the audit
- * trail's database role column.
+ * The library also serves a database whose SQL is still 0.2 until
+ * ALTER EXTENSION um UPDATE runs: 0.2's bodies take the caller as a
+ * trailing oid argument, and get it that way.
  *
  * Set-returning bodies return their rows in materialize mode through the
  * caller's ReturnSetInfo, which is handed on unchanged.
@@ -51,6 +54,7 @@ typedef struct LifecycleBody
 	FmgrInfo	flinfo;
 	int			nargs;			/* of the public function */
 	bool		secret;			/* takes a password or a token */
+	bool		caller_arg;		/* a 0.2 body: the caller as a last oid */
 } LifecycleBody;
 
 /* the caller of the innermost body running, InvalidOid outside bodies */
@@ -84,13 +88,14 @@ lookup_body(FunctionCallInfo fcinfo)
 	Oid			argtypes[FUNC_MAX_ARGS];
 	int			nargs;
 	Oid			body_oid;
+	bool		caller_arg = false;
 	LifecycleBody *body;
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(public_oid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for function %u", public_oid);
 	proc = (Form_pg_proc) GETSTRUCT(tup);
-	public_name = NameStr(proc->proname);
+	public_name = pstrdup(NameStr(proc->proname));
 	nargs = proc->pronargs;
 	if (strncmp(public_name, "um_", 3) != 0 || nargs + 1 > FUNC_MAX_ARGS)
 		elog(ERROR, "function \"%s\" is not a um lifecycle function", public_name);
@@ -100,12 +105,25 @@ lookup_body(FunctionCallInfo fcinfo)
 	ReleaseSysCache(tup);
 
 	body_oid = LookupFuncName(list_make2(makeString("um"), makeString(body_name)),
-							  nargs + 1, argtypes, false);
+							  nargs, argtypes, true);
+	if (!OidIsValid(body_oid))
+	{
+		body_oid = LookupFuncName(list_make2(makeString("um"), makeString(body_name)),
+								  nargs + 1, argtypes, true);
+		caller_arg = OidIsValid(body_oid);
+	}
+	if (!OidIsValid(body_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the body of um function \"%s\" is missing", public_name),
+				 errdetail("um.%s is not in the database.", body_name),
+				 errhint("Run ALTER EXTENSION um UPDATE so that the SQL matches the installed library.")));
 
 	body = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(LifecycleBody));
 	fmgr_info_cxt(body_oid, &body->flinfo, fcinfo->flinfo->fn_mcxt);
 	body->flinfo.fn_expr = fcinfo->flinfo->fn_expr;
 	body->nargs = nargs;
+	body->caller_arg = caller_arg;
 	body->secret = is_secret_body(body_name);
 	return body;
 }
@@ -135,12 +153,15 @@ um_lifecycle_entry(PG_FUNCTION_ARGS)
 	if (body->secret)
 		um_session_note_secret();
 
-	InitFunctionCallInfoData(*inner, &body->flinfo, body->nargs + 1,
+	InitFunctionCallInfoData(*inner, &body->flinfo, body->nargs + (body->caller_arg ? 1 : 0),
 							 fcinfo->fncollation, fcinfo->context, fcinfo->resultinfo);
 	for (i = 0; i < body->nargs; i++)
 		inner->args[i] = fcinfo->args[i];
-	inner->args[body->nargs].value = ObjectIdGetDatum(GetUserId());
-	inner->args[body->nargs].isnull = false;
+	if (body->caller_arg)
+	{
+		inner->args[body->nargs].value = ObjectIdGetDatum(GetUserId());
+		inner->args[body->nargs].isnull = false;
+	}
 
 	current_caller = GetUserId();
 	PG_TRY();

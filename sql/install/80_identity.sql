@@ -365,7 +365,7 @@ COMMENT ON FUNCTION um.new_session(um.users, text) IS 'internal: starts a sessio
 -- caller's rights; each calls its body um.do_<name>(the same arguments...,
 -- calling role), which runs as um's owner and which nobody else may call.
 
-CREATE FUNCTION um.do_login(p_email text, p_password text, p_caller oid)
+CREATE FUNCTION um.do_login(p_email text, p_password text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -374,15 +374,15 @@ BEGIN
   RETURN um.new_session(um.authenticate(p_email, p_password, false), 'user.login');
 END
 $$;
-COMMENT ON FUNCTION um.do_login(text, text, oid) IS
-  'body of um_login: runs as um''s owner with the calling role passed as p_caller; called only through um_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_login(text, text) IS
+  'body of um_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_login (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_login(email text, password text)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_login(text, text) IS
   'check an email and password and return a new session token for um_begin(); refusals raise UM060-UM065 (UM069 when the attempt cannot be recorded) and are audited';
 
-CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text, p_caller oid)
+CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -405,15 +405,15 @@ BEGIN
   RETURN um.new_session(v, 'user.change_password');
 END
 $$;
-COMMENT ON FUNCTION um.do_change_password(text, text, text, oid) IS
-  'body of um_change_password: runs as um''s owner with the calling role passed as p_caller; called only through um_change_password (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_change_password(text, text, text) IS
+  'body of um_change_password: runs as um''s owner, the calling role named by um.caller_role(); called only through um_change_password (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_change_password(text, text, text) IS
   'change a password (also a temporary one that must be changed), end the user''s other sessions, and return a new session token';
 
-CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean, p_caller oid)
+CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -430,15 +430,15 @@ BEGIN
                    jsonb_build_object('must_change', coalesce(p_must_change, true)));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean, oid) IS
-  'body of um_set_password: runs as um''s owner with the calling role passed as p_caller; called only through um_set_password (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean) IS
+  'body of um_set_password: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_password (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_set_password(user_id bigint, password text, must_change boolean DEFAULT true)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_set_password(bigint, text, boolean) IS
   'administrators: set a user''s password (by default a temporary one to be changed at the next login) and unlock the account';
 
-CREATE FUNCTION um.do_logout(p_token text, p_caller oid)
+CREATE FUNCTION um.do_logout(p_token text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -456,8 +456,8 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_logout(text, oid) IS
-  'body of um_logout: runs as um''s owner with the calling role passed as p_caller; called only through um_logout (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_logout(text) IS
+  'body of um_logout: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_logout(token text)
 RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -501,7 +501,7 @@ AS 'MODULE_PATHNAME', 'um_impersonation_escalates'
 LANGUAGE C STABLE;
 COMMENT ON FUNCTION um.impersonation_escalates(bigint, bigint, bigint) IS 'internal: does the target hold anything in the organization that the impersonator lacks? Then impersonating would be an escalation';
 
-CREATE FUNCTION um.do_impersonate(p_target_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_impersonate(p_target_user_id bigint)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -562,8 +562,8 @@ BEGIN
   RETURN v_orgs;
 END
 $$;
-COMMENT ON FUNCTION um.do_impersonate(bigint, oid) IS
-  'body of um_impersonate: runs as um''s owner with the calling role passed as p_caller; called only through um_impersonate (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_impersonate(bigint) IS
+  'body of um_impersonate: runs as um''s owner, the calling role named by um.caller_role(); called only through um_impersonate (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
 RETURNS bigint[] AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;

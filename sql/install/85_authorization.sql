@@ -3,9 +3,9 @@
 --
 -- Each public function um_<name>(...) is the C entry point of
 -- src/lifecycle.c, running with its caller's rights; it calls the body
--- um.do_<name>(the same arguments..., caller oid), which runs as um's owner
--- (SECURITY DEFINER, EXECUTE held by nobody) and receives the database role
--- that really called.  Every body:
+-- um.do_<name>(the same arguments...), which runs as um's owner (SECURITY
+-- DEFINER, EXECUTE held by nobody); um.caller_role() names the database
+-- role that really called.  Every body:
 --   1. authorizes first, before it says anything about its target: the
 --      acting user needs the permission in the organization; with nobody
 --      acting, the calling role must administer um (superuser, or member of
@@ -287,7 +287,7 @@ COMMENT ON FUNCTION um.assert_no_app_cascades() IS
 -- um.authorize: may this call go ahead?  Returns the acting user (NULL for
 -- a um administrator with nobody acting); refuses (UM070, audited) otherwise.
 -- p_what completes "permission denied to ...".
-CREATE FUNCTION um.authorize(p_caller oid, p_action text, p_what text, p_permission text,
+CREATE FUNCTION um.authorize(p_action text, p_what text, p_permission text,
                              p_org_id bigint, p_target_type text, p_target_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -295,13 +295,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_actor bigint := @extschema@.um_current_user_id();
+  v_caller oid := um.caller_role();    -- NULL outside a lifecycle function: no administrator
 BEGIN
   PERFORM um.assert_no_app_cascades();
   IF v_actor IS NULL THEN
-    IF NOT um.role_administers_um(p_caller) THEN
+    IF NOT um.role_administers_um(v_caller) THEN
       PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
         'permission denied to ' || p_what,
-        format('Nobody is acting in this transaction, and database role %s does not administer um.', p_caller::regrole),
+        format('Nobody is acting in this transaction, and database role %s does not administer um.', coalesce(v_caller::regrole::text, current_user)),
         'Call um_begin(token) first to act as a logged-in user, or ask a um administrator.');
     END IF;
   ELSIF p_permission IS NOT NULL
@@ -326,14 +327,14 @@ BEGIN
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize(oid, text, text, text, bigint, text, bigint) IS
+COMMENT ON FUNCTION um.authorize(text, text, text, bigint, text, bigint) IS
   'internal: may this lifecycle call go ahead? The acting user needs the permission in the organization, or with nobody acting the calling role must administer um; returns the acting user (NULL for an administrator), else refuses (UM070, audited)';
 
 -- um.authorize_user: for changes to a user account itself (which every
 -- organization of the user shares): the permission is needed in every
 -- organization the user belongs to, and only a Root acts on a Root there.
 -- A user in no organization is only a um administrator's.
-CREATE FUNCTION um.authorize_user(p_caller oid, p_action text, p_what text, p_permission text,
+CREATE FUNCTION um.authorize_user(p_action text, p_what text, p_permission text,
                                   p_user_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -344,7 +345,7 @@ DECLARE
   v_org bigint;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize(p_caller, p_action, p_what, NULL, NULL, 'user', p_user_id);
+    PERFORM um.authorize(p_action, p_what, NULL, NULL, 'user', p_user_id);
   ELSE
     -- A refusal is recorded in an organization's audit trail, and named,
     -- only when the actor is a member there (the identity reaching it):
@@ -372,7 +373,7 @@ BEGIN
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_user(oid, text, text, text, bigint) IS
+COMMENT ON FUNCTION um.authorize_user(text, text, text, bigint) IS
   'internal: authorization for changes to a user account: the permission in every organization of the user, and only a Root acts on a Root; a user in no organization is only a um administrator''s';
 
 -- um.actor_org: the organization, if the acting user may be told about it

@@ -79,7 +79,7 @@ COMMENT ON FUNCTION um.insert_user(text, text, boolean, text, text, text, jsonb)
 
 -- psql administration: a user in no organization yet.
 CREATE FUNCTION um.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
-                                  p_locale text, p_mobile text, p_attributes jsonb, p_caller oid)
+                                  p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -93,27 +93,26 @@ BEGIN
       'Only a um administrator, with nobody acting, creates users who belong to no organization.',
       'Create the user in your organization: um_create_user(org_id, email, ...).');
   END IF;
-  PERFORM um.authorize(p_caller, 'user.create', 'create a user', NULL, NULL, 'user', NULL);
+  PERFORM um.authorize('user.create', 'create a user', NULL, NULL, 'user', NULL);
   v_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
   PERFORM um.audit('user.create', NULL, 'user', v_id,
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true)));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb, oid) IS
-  'body of um_create_user for a user in no organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb) IS
+  'body of um_create_user for a user in no organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
 
 -- An Admin creates a user in their organization.
 CREATE FUNCTION um.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
                                   p_allow_login boolean, p_timezone text, p_locale text, p_mobile text,
-                                  p_caller oid,
                                   OUT user_id bigint, OUT temporary_password text, OUT verification_token text)
 RETURNS record
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'user.create', format('create users in organization %s', p_org_id),
+  v_actor bigint := um.authorize('user.create', format('create users in organization %s', p_org_id),
                                  'user:create', p_org_id, 'user', NULL);
   v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
 BEGIN
@@ -137,11 +136,10 @@ BEGIN
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true), 'role_id', v_role.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text, oid) IS
-  'body of um_create_user for a user in an organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text) IS
+  'body of um_create_user for a user in an organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text,
-                              p_caller oid)
+CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -169,10 +167,10 @@ BEGIN
   RETURN um.new_verification(v_id, false);
 END
 $$;
-COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text, oid) IS
-  'body of um_sign_up: runs as um''s owner with the calling role passed as p_caller; called only through um_sign_up (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text) IS
+  'body of um_sign_up: runs as um''s owner, the calling role named by um.caller_role(); called only through um_sign_up (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_resend_verification(p_email text, p_caller oid)
+CREATE FUNCTION um.do_resend_verification(p_email text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -192,10 +190,10 @@ BEGIN
   RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
 END
 $$;
-COMMENT ON FUNCTION um.do_resend_verification(text, oid) IS
-  'body of um_resend_verification: runs as um''s owner with the calling role passed as p_caller; called only through um_resend_verification (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_resend_verification(text) IS
+  'body of um_resend_verification: runs as um''s owner, the calling role named by um.caller_role(); called only through um_resend_verification (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_verify_email(p_token text, p_password text, p_caller oid)
+CREATE FUNCTION um.do_verify_email(p_token text, p_password text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -236,10 +234,10 @@ BEGIN
   RETURN v_tok.user_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_verify_email(text, text, oid) IS
-  'body of um_verify_email: runs as um''s owner with the calling role passed as p_caller; called only through um_verify_email (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_verify_email(text, text) IS
+  'body of um_verify_email: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_mark_verified(p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_mark_verified(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -253,7 +251,7 @@ BEGIN
       'Only a um administrator, with nobody acting, vouches for an address; a tenant user could claim someone else''s.',
       'Have the backend send a verification (um_resend_verification) to the address instead.');
   END IF;
-  PERFORM um.authorize_user(p_caller, 'user.mark_verified', format('mark the email of user %s verified', p_user_id),
+  PERFORM um.authorize_user('user.mark_verified', format('mark the email of user %s verified', p_user_id),
                             'user:update', p_user_id);
   UPDATE um.users u SET email_verified_at = now() WHERE u.id = p_user_id AND u.email_verified_at IS NULL;
   IF NOT FOUND THEN
@@ -264,16 +262,16 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_mark_verified(bigint, oid) IS
-  'body of um_mark_verified: runs as um''s owner with the calling role passed as p_caller; called only through um_mark_verified (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_mark_verified(bigint) IS
+  'body of um_mark_verified: runs as um''s owner, the calling role named by um.caller_role(); called only through um_mark_verified (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_disable_login(p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_disable_login(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_user(p_caller, 'user.disable_login', format('disable the login of user %s', p_user_id),
+  PERFORM um.authorize_user('user.disable_login', format('disable the login of user %s', p_user_id),
                             'user:update', p_user_id);
   PERFORM um.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
   UPDATE um.users u SET allow_login = false, updated_at = now() WHERE u.id = p_user_id AND u.allow_login;
@@ -284,11 +282,11 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_disable_login(bigint, oid) IS
-  'body of um_disable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_disable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_disable_login(bigint) IS
+  'body of um_disable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_disable_login (EXECUTE held by nobody)';
 
 -- Returns a temporary password when the user had none (and no identity link).
-CREATE FUNCTION um.do_enable_login(p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_enable_login(p_user_id bigint)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -297,7 +295,7 @@ DECLARE
   v um.users;
   v_password text;
 BEGIN
-  PERFORM um.authorize_user(p_caller, 'user.enable_login', format('enable the login of user %s', p_user_id),
+  PERFORM um.authorize_user('user.enable_login', format('enable the login of user %s', p_user_id),
                             'user:update', p_user_id);
   SELECT * INTO v FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
   IF v.allow_login THEN
@@ -315,12 +313,12 @@ BEGIN
   RETURN v_password;
 END
 $$;
-COMMENT ON FUNCTION um.do_enable_login(bigint, oid) IS
-  'body of um_enable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_enable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_enable_login(bigint) IS
+  'body of um_enable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_enable_login (EXECUTE held by nobody)';
 
 -- Suspension: of the account (every organization), or of one membership.
 -- It keeps everything and blocks all access; reactivation undoes exactly it.
-CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint, p_caller oid)
+CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -329,10 +327,10 @@ DECLARE
   v_actor bigint;
 BEGIN
   IF p_org_id IS NULL THEN
-    v_actor := um.authorize_user(p_caller, 'user.suspend', format('suspend user %s', p_user_id),
+    v_actor := um.authorize_user('user.suspend', format('suspend user %s', p_user_id),
                                  'user:suspend', p_user_id);
   ELSE
-    v_actor := um.authorize(p_caller, 'user.suspend', format('suspend members of organization %s', p_org_id),
+    v_actor := um.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
                             'user:suspend', p_org_id, 'user', p_user_id);
     PERFORM um.require_member(p_org_id, p_user_id);
     PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
@@ -357,10 +355,10 @@ BEGIN
   PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint, oid) IS
-  'body of um_suspend_user: runs as um''s owner with the calling role passed as p_caller; called only through um_suspend_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint) IS
+  'body of um_suspend_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint, p_caller oid)
+CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -369,12 +367,12 @@ DECLARE
   v_actor bigint;
 BEGIN
   IF p_org_id IS NULL THEN
-    v_actor := um.authorize_user(p_caller, 'user.reactivate', format('reactivate user %s', p_user_id),
+    v_actor := um.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
                                  'user:suspend', p_user_id);
     UPDATE um.users u SET status = 'active', suspended_at = NULL, updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'suspended';
   ELSE
-    v_actor := um.authorize(p_caller, 'user.reactivate', format('reactivate members of organization %s', p_org_id),
+    v_actor := um.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
                             'user:suspend', p_org_id, 'user', p_user_id);
     PERFORM um.require_member(p_org_id, p_user_id);
     PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
@@ -389,8 +387,8 @@ BEGIN
   PERFORM um.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint, oid) IS
-  'body of um_reactivate_user: runs as um''s owner with the calling role passed as p_caller; called only through um_reactivate_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint) IS
+  'body of um_reactivate_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_reactivate_user (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

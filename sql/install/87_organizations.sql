@@ -4,7 +4,7 @@
 -- ---------------------------------------------------------------------------
 -- Organizations and members
 
-CREATE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -16,7 +16,7 @@ DECLARE
   v_root bigint;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize(p_caller, 'organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
+    PERFORM um.authorize('organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
   ELSIF p_root_user_id IS DISTINCT FROM v_actor OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
     PERFORM um.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
       'permission denied to create an organization for another user',
@@ -41,16 +41,16 @@ BEGIN
   RETURN v_org;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_organization(text, text, bigint, oid) IS
-  'body of um_create_organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_organization (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_organization(text, text, bigint) IS
+  'body of um_create_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_organization (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
+CREATE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'member.add', format('add members to organization %s', p_org_id),
+  v_actor bigint := um.authorize('member.add', format('add members to organization %s', p_org_id),
                                  'member:create', p_org_id, 'user', p_user_id);
   v_org um.organizations;
   v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
@@ -84,16 +84,16 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text, oid) IS
-  'body of um_add_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text) IS
+  'body of um_add_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_org_role(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
+CREATE FUNCTION um.do_set_org_role(p_org_id bigint, p_user_id bigint, p_role text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'member.set_role', format('change roles in organization %s', p_org_id),
+  v_actor bigint := um.authorize('member.set_role', format('change roles in organization %s', p_org_id),
                                  'role:grant', p_org_id, 'user', p_user_id);
   v_member um.memberships;
   v_role um.roles;
@@ -111,17 +111,16 @@ BEGIN
                    jsonb_build_object('old_role_id', v_member.role_id, 'role_id', v_role.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text, oid) IS
-  'body of um_set_org_role: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text) IS
+  'body of um_set_org_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text,
-                                             p_caller oid)
+CREATE FUNCTION um.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'organization.transfer', format('transfer organization %s', p_org_id),
+  v_actor bigint := um.authorize('organization.transfer', format('transfer organization %s', p_org_id),
                                  'org:update', p_org_id, 'user', p_new_root_user_id);
   v_root bigint;
   v_demote um.roles;
@@ -149,10 +148,10 @@ BEGIN
                    jsonb_build_object('demoted_to_role_id', v_demote.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text, oid) IS
-  'body of um_transfer_org_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_org_ownership (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text) IS
+  'body of um_transfer_org_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_org_ownership (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -163,7 +162,7 @@ BEGIN
   IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
     PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
   ELSE
-    v_actor := um.authorize(p_caller, 'member.remove', format('remove members of organization %s', p_org_id),
+    v_actor := um.authorize('member.remove', format('remove members of organization %s', p_org_id),
                             'member:remove', p_org_id, 'user', p_user_id);
     PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
   END IF;
@@ -177,16 +176,16 @@ BEGIN
   PERFORM um.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_remove_member(bigint, bigint, oid) IS
-  'body of um_remove_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_remove_member(bigint, bigint) IS
+  'body of um_remove_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb, p_caller oid)
+CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'organization.set_setting',
+  v_actor bigint := um.authorize('organization.set_setting',
                                  format('change settings of organization %s', p_org_id),
                                  'org:update', p_org_id, 'organization', p_org_id);
 BEGIN
@@ -230,11 +229,10 @@ BEGIN
                    jsonb_build_object('setting', p_setting));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb, oid) IS
-  'body of um_set_org_setting: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_setting (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb) IS
+  'body of um_set_org_setting: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text,
-                                            p_caller oid)
+CREATE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -242,7 +240,7 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
-  PERFORM um.authorize(p_caller, 'identity_provider.add', format('add identity providers to organization %s', p_org_id),
+  PERFORM um.authorize('identity_provider.add', format('add identity providers to organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   IF p_protocol IS NULL OR p_protocol NOT IN ('oidc', 'saml') THEN
     PERFORM um.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
@@ -266,17 +264,16 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text, oid) IS
-  'body of um_add_identity_provider: runs as um''s owner with the calling role passed as p_caller; called only through um_add_identity_provider (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text) IS
+  'body of um_add_identity_provider: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_identity_provider (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint,
-                                    p_caller oid)
+CREATE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'user.link_identity', format('link identities in organization %s', p_org_id),
+  v_actor bigint := um.authorize('user.link_identity', format('link identities in organization %s', p_org_id),
                                  'user:update', p_org_id, 'user', p_user_id);
   v_provider bigint;
   v_user bigint := coalesce(p_user_id, v_actor);
@@ -303,7 +300,7 @@ BEGIN
   END IF;
   IF v_actor IS NOT NULL AND v_actor <> v_user THEN
     -- a sign-in method is the whole account's, in every organization of the user
-    PERFORM um.authorize_user(p_caller, 'user.link_identity', format('link an identity to user %s', v_user),
+    PERFORM um.authorize_user('user.link_identity', format('link an identity to user %s', v_user),
                               'user:update', v_user);
   END IF;
   SELECT p.id INTO v_provider FROM um.identity_providers p
@@ -325,8 +322,8 @@ BEGIN
   PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;
-COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint, oid) IS
-  'body of um_link_identity: runs as um''s owner with the calling role passed as p_caller; called only through um_link_identity (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint) IS
+  'body of um_link_identity: runs as um''s owner, the calling role named by um.caller_role(); called only through um_link_identity (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

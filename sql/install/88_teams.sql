@@ -5,7 +5,7 @@
 -- Teams: team:create/update/delete in the organization; members and their
 -- team roles are managed by holders of team:manage or by the team's owner.
 
-CREATE FUNCTION um.authorize_team(p_caller oid, p_action text, p_what text, p_team_id bigint, p_target_id bigint)
+CREATE FUNCTION um.authorize_team(p_action text, p_what text, p_team_id bigint, p_target_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -25,12 +25,12 @@ BEGIN
           AND m.status = 'active' AND u.status = 'active' AND u.allow_login) THEN
     RETURN v_actor;                                  -- the team's owner
   END IF;
-  v_actor := um.authorize(p_caller, p_action, p_what, 'team:manage', v_org, 'user', p_target_id);
+  v_actor := um.authorize(p_action, p_what, 'team:manage', v_org, 'user', p_target_id);
   v_team := um.require_team(p_team_id);
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_team(oid, text, text, bigint, bigint) IS
+COMMENT ON FUNCTION um.authorize_team(text, text, bigint, bigint) IS
   'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um.authorize)';
 
 -- Joining a team gives the roles the team holds (its grants); nobody adds a
@@ -87,14 +87,13 @@ END
 $$;
 COMMENT ON FUNCTION um.write_team(bigint, bigint, text, text) IS 'internal: creates a team (no id) or renames one, raising UM025 when the organization already has a team of that name';
 
-CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint,
-                                  p_caller oid)
+CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'team.create', format('create teams in organization %s', p_org_id),
+  v_actor bigint := um.authorize('team.create', format('create teams in organization %s', p_org_id),
                                  'team:create', p_org_id, 'team', NULL);
   v_owner bigint := coalesce(p_owner_user_id, v_actor);
   v_member um.memberships;
@@ -114,10 +113,10 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint, oid) IS
-  'body of um_create_team: runs as um''s owner with the calling role passed as p_caller; called only through um_create_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint) IS
+  'body of um_create_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_team (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
+CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -126,17 +125,17 @@ DECLARE
   v_team um.teams;
 BEGIN
   SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
-  PERFORM um.authorize(p_caller, 'team.rename', format('rename team %s', p_team_id), 'team:update',
+  PERFORM um.authorize('team.rename', format('rename team %s', p_team_id), 'team:update',
                        v_team.org_id, 'team', p_team_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
   PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_rename_team(bigint, text, oid) IS
-  'body of um_rename_team: runs as um''s owner with the calling role passed as p_caller; called only through um_rename_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_rename_team(bigint, text) IS
+  'body of um_rename_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_team (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_team(p_team_id bigint, p_caller oid)
+CREATE FUNCTION um.do_delete_team(p_team_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -147,7 +146,7 @@ DECLARE
   v_owner bigint;
 BEGIN
   SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
-  v_actor := um.authorize(p_caller, 'team.delete', format('delete team %s', p_team_id), 'team:delete',
+  v_actor := um.authorize('team.delete', format('delete team %s', p_team_id), 'team:delete',
                           v_team.org_id, 'team', p_team_id);
   v_team := um.require_team(p_team_id);
   -- a Root's team is deleted only by a Root
@@ -159,16 +158,16 @@ BEGIN
   PERFORM um.audit('team.delete', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_team(bigint, oid) IS
-  'body of um_delete_team: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_team(bigint) IS
+  'body of um_delete_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_team (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_add_team_member(p_team_id bigint, p_user_id bigint, p_roles text[], p_caller oid)
+CREATE FUNCTION um.do_add_team_member(p_team_id bigint, p_user_id bigint, p_roles text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize_team(p_caller, 'team.add_member', format('add members to team %s', p_team_id),
+  v_actor bigint := um.authorize_team('team.add_member', format('add members to team %s', p_team_id),
                                       p_team_id, p_user_id);
   v_team um.teams := um.require_team(p_team_id);
   v_role um.roles;
@@ -199,10 +198,10 @@ BEGIN
                                                     WHERE r.team_id = p_team_id AND r.user_id = p_user_id)));
 END
 $$;
-COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[], oid) IS
-  'body of um_add_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_team_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[]) IS
+  'body of um_add_team_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_team_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -211,7 +210,7 @@ DECLARE
   v_actor bigint;
   v_team um.teams;
 BEGIN
-  v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
+  v_actor := um.authorize_team('team.remove_member', format('remove members of team %s', p_team_id),
                                p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
@@ -221,16 +220,16 @@ BEGIN
   PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
-COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint, oid) IS
-  'body of um_remove_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_team_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint) IS
+  'body of um_remove_team_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_team_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
+CREATE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize_team(p_caller, 'team.grant_role', format('give roles in team %s', p_team_id),
+  v_actor bigint := um.authorize_team('team.grant_role', format('give roles in team %s', p_team_id),
                                       p_team_id, p_user_id);
   v_team um.teams := um.require_team(p_team_id);
   v_role um.roles := um.require_role(v_team.org_id, p_role);
@@ -248,10 +247,10 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text, oid) IS
-  'body of um_grant_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_team_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text) IS
+  'body of um_grant_team_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_team_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
+CREATE FUNCTION um.do_revoke_team_role(p_team_id bigint, p_user_id bigint, p_role text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -261,7 +260,7 @@ DECLARE
   v_team um.teams;
   v_role um.roles;
 BEGIN
-  v_actor := um.authorize_team(p_caller, 'team.revoke_role', format('take roles in team %s', p_team_id),
+  v_actor := um.authorize_team('team.revoke_role', format('take roles in team %s', p_team_id),
                                p_team_id, p_user_id);
   v_team := um.require_team(p_team_id);
   PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.revoke_role', 'take team roles from');
@@ -276,10 +275,10 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text, oid) IS
-  'body of um_revoke_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_team_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text) IS
+  'body of um_revoke_team_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_team_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -289,7 +288,7 @@ DECLARE
   v_owner bigint;
   v_team um.teams;
 BEGIN
-  v_actor := um.authorize_team(p_caller, 'team.transfer', format('transfer team %s', p_team_id),
+  v_actor := um.authorize_team('team.transfer', format('transfer team %s', p_team_id),
                                p_team_id, p_new_owner_user_id);
   v_team := um.require_team(p_team_id);
   -- the owner loses the team: only a Root takes a team from a Root
@@ -304,8 +303,8 @@ BEGIN
   PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
-COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint, oid) IS
-  'body of um_transfer_team_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_team_ownership (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint) IS
+  'body of um_transfer_team_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_team_ownership (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

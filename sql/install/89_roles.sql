@@ -4,14 +4,13 @@
 -- ---------------------------------------------------------------------------
 -- Roles and grants
 
-CREATE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text,
-                                  p_caller oid)
+CREATE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'role.create', format('create roles in organization %s', p_org_id),
+  v_actor bigint := um.authorize('role.create', format('create roles in organization %s', p_org_id),
                                  'role:create', p_org_id, 'role', NULL);
   v_id bigint;
   v_p text;
@@ -49,10 +48,10 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text, oid) IS
-  'body of um_create_role: runs as um''s owner with the calling role passed as p_caller; called only through um_create_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text) IS
+  'body of um_create_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_role(p_role_id bigint, p_caller oid)
+CREATE FUNCTION um.do_delete_role(p_role_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -62,7 +61,7 @@ DECLARE
   v_n bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  PERFORM um.authorize(p_caller, 'role.delete', format('delete role %s', p_role_id), 'role:delete',
+  PERFORM um.authorize('role.delete', format('delete role %s', p_role_id), 'role:delete',
                        v_role.org_id, 'role', p_role_id);
   v_role := um.require_role_id(p_role_id);
   IF v_role.builtin IS NOT NULL THEN
@@ -78,10 +77,10 @@ BEGIN
   PERFORM um.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_role(bigint, oid) IS
-  'body of um_delete_role: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_role(bigint) IS
+  'body of um_delete_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.authorize_role_edit(p_caller oid, p_action text, p_role_id bigint, p_permission text)
+CREATE FUNCTION um.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
 RETURNS um.roles
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -91,7 +90,7 @@ DECLARE
   v_actor bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  v_actor := um.authorize(p_caller, p_action, format('edit role %s', p_role_id), 'role:update',
+  v_actor := um.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
                           v_role.org_id, 'role', p_role_id);
   v_role := um.require_role_id(p_role_id);
   IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
@@ -105,16 +104,16 @@ BEGIN
   RETURN v_role;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_role_edit(oid, text, bigint, text) IS
+COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
   'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
 
-CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text, p_caller oid)
+CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit(p_caller, 'role.grant_permission', p_role_id, p_permission);
+  v_role um.roles := um.authorize_role_edit('role.grant_permission', p_role_id, p_permission);
 BEGIN
   PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
                               ARRAY(SELECT um.pattern_grants(p_permission)),
@@ -135,16 +134,16 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_permission(bigint, text, oid) IS
-  'body of um_grant_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_grant_permission(bigint, text) IS
+  'body of um_grant_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text, p_caller oid)
+CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit(p_caller, 'role.revoke_permission', p_role_id, p_permission);
+  v_role um.roles := um.authorize_role_edit('role.revoke_permission', p_role_id, p_permission);
 BEGIN
   DELETE FROM um.role_permissions rp WHERE rp.role_id = p_role_id AND rp.permission = p_permission;
   IF NOT FOUND THEN
@@ -154,8 +153,8 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_permission(bigint, text, oid) IS
-  'body of um_revoke_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_permission(bigint, text) IS
+  'body of um_revoke_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
 
 -- A grant on a scope node is for a member or for a team.
 CREATE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
@@ -172,8 +171,7 @@ $$;
 COMMENT ON FUNCTION um.assert_one_grantee(bigint, bigint) IS 'internal: refuses (UM009) a grant that names both or neither of a user and a team';
 
 -- A role on one scope node (and what inherits from it), for a member or a team.
-CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
-                                       p_caller oid)
+CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -185,7 +183,7 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um.authorize('grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
   PERFORM um.assert_one_grantee(p_user_id, p_team_id);
@@ -212,11 +210,10 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint, oid) IS
-  'body of um_grant_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_grant_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
-                                        p_caller oid)
+CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -228,7 +225,7 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um.authorize('grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
   v_scope := um.require_scope(p_scope_id);
   PERFORM um.assert_one_grantee(p_user_id, p_team_id);
@@ -248,10 +245,10 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint, oid) IS
-  'body of um_revoke_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_caller oid)
+CREATE FUNCTION um.do_register_permission(p_permission text, p_description text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -263,7 +260,7 @@ BEGIN
       'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
       'Register the application''s permissions from its migrations, as a um administrator.');
   END IF;
-  PERFORM um.authorize(p_caller, 'permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  PERFORM um.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
   IF p_permission IS NULL THEN
     RAISE EXCEPTION 'a permission name is required'
       USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
@@ -277,8 +274,8 @@ BEGIN
   PERFORM um.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
 END
 $$;
-COMMENT ON FUNCTION um.do_register_permission(text, text, oid) IS
-  'body of um_register_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_register_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_register_permission(text, text) IS
+  'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

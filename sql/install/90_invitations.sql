@@ -21,15 +21,14 @@ $$;
 COMMENT ON FUNCTION um.parse_email_batch(text) IS
   'internal: the addresses of a batch, split on commas, semicolons and line breaks, trimmed, without empty entries or duplicates (any letter case)';
 
-CREATE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval,
-                             p_caller oid)
+CREATE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval)
 RETURNS TABLE (email text, status text, invitation_id bigint, token text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'invitation.create', format('invite people to organization %s', p_org_id),
+  v_actor bigint := um.authorize('invitation.create', format('invite people to organization %s', p_org_id),
                                  'member:invite', p_org_id, 'invitation', NULL);
   v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
   v_emails text[] := um.parse_email_batch(p_emails);
@@ -49,7 +48,7 @@ BEGIN
     PERFORM um.require_org_team(p_org_id, p_team_id);
     -- inviting into a team is adding a team member: team:manage or its owner,
     -- and no team whose grants hold more than the inviter
-    PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
+    PERFORM um.authorize_team('invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
     PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
   END IF;
   IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
@@ -103,10 +102,10 @@ BEGIN
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval, oid) IS
-  'body of um_invite: runs as um''s owner with the calling role passed as p_caller; called only through um_invite (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval) IS
+  'body of um_invite: runs as um''s owner, the calling role named by um.caller_role(); called only through um_invite (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_request_invitation(p_org_slug text, p_email text, p_caller oid)
+CREATE FUNCTION um.do_request_invitation(p_org_slug text, p_email text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -143,10 +142,10 @@ BEGIN
   PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_request_invitation(text, text, oid) IS
-  'body of um_request_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_request_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_request_invitation(text, text) IS
+  'body of um_request_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_request_invitation (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_accept_invitation(p_token text, p_password text, p_name text, p_caller oid)
+CREATE FUNCTION um.do_accept_invitation(p_token text, p_password text, p_name text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -211,10 +210,10 @@ BEGIN
   RETURN v_user_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_accept_invitation(text, text, text, oid) IS
-  'body of um_accept_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_accept_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_accept_invitation(text, text, text) IS
+  'body of um_accept_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint, p_caller oid)
+CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -223,7 +222,7 @@ DECLARE
   v_inv um.invitations;
 BEGIN
   SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id;
-  PERFORM um.authorize(p_caller, 'invitation.revoke', format('revoke invitation %s', p_invitation_id),
+  PERFORM um.authorize('invitation.revoke', format('revoke invitation %s', p_invitation_id),
                        'member:invite', v_inv.org_id, 'invitation', p_invitation_id);
   SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id FOR UPDATE;
   IF NOT FOUND THEN
@@ -238,11 +237,11 @@ BEGIN
   PERFORM um.audit('invitation.revoke', v_inv.org_id, 'invitation', p_invitation_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_invitation(bigint, oid) IS
-  'body of um_revoke_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_revoke_invitation(bigint) IS
+  'body of um_revoke_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_invitation (EXECUTE held by nobody)';
 
 -- Housekeeping: pending invitations past their expiry become 'expired'.
-CREATE FUNCTION um.do_expire_invitations(p_caller oid)
+CREATE FUNCTION um.do_expire_invitations()
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -250,7 +249,7 @@ AS $$
 DECLARE
   v_n integer;
 BEGIN
-  PERFORM um.authorize(p_caller, 'invitation.expire', 'expire invitations', NULL, NULL, 'invitation', NULL);
+  PERFORM um.authorize('invitation.expire', 'expire invitations', NULL, NULL, 'invitation', NULL);
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
     PERFORM um.deny('invitation.expire', NULL, 'invitation', NULL, 'UM070', 'permission denied to expire invitations',
       'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
@@ -265,8 +264,8 @@ BEGIN
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um.do_expire_invitations(oid) IS
-  'body of um_expire_invitations: runs as um''s owner with the calling role passed as p_caller; called only through um_expire_invitations (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_expire_invitations() IS
+  'body of um_expire_invitations: runs as um''s owner, the calling role named by um.caller_role(); called only through um_expire_invitations (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

@@ -83,20 +83,20 @@ $$;
 COMMENT ON FUNCTION um.erase_user(bigint, text) IS
   'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um.deletion_blocker names something';
 
-CREATE FUNCTION um.do_delete_user(p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_delete_user(p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_user(p_caller, 'user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
+  PERFORM um.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
   PERFORM um.erase_user(p_user_id, 'user.delete');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_user(bigint, oid) IS
-  'body of um_delete_user: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_user(bigint) IS
+  'body of um_delete_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_my_account(p_caller oid)
+CREATE FUNCTION um.do_delete_my_account()
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -111,13 +111,13 @@ BEGIN
   PERFORM um.erase_user(v_actor, 'user.delete_self');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_my_account(oid) IS
-  'body of um_delete_my_account: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_my_account (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_delete_my_account() IS
+  'body of um_delete_my_account: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_my_account (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- Sessions of another user
 
-CREATE FUNCTION um.do_logout_all(p_user_id bigint, p_caller oid)
+CREATE FUNCTION um.do_logout_all(p_user_id bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -128,7 +128,7 @@ DECLARE
   v_n integer;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize(p_caller, 'user.logout_all', format('end the sessions of user %s', p_user_id),
+    PERFORM um.authorize('user.logout_all', format('end the sessions of user %s', p_user_id),
                          NULL, NULL, 'user', p_user_id);
     PERFORM um.require_user(p_user_id);
   ELSIF v_actor <> v_real THEN
@@ -154,8 +154,8 @@ BEGIN
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um.do_logout_all(bigint, oid) IS
-  'body of um_logout_all: runs as um''s owner with the calling role passed as p_caller; called only through um_logout_all (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_logout_all(bigint) IS
+  'body of um_logout_all: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout_all (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

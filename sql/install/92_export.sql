@@ -3,7 +3,7 @@
 -- ---------------------------------------------------------------------------
 -- Export
 
-CREATE FUNCTION um.do_export_users(p_org_id bigint, p_caller oid)
+CREATE FUNCTION um.do_export_users(p_org_id bigint)
 RETURNS TABLE (user_id bigint, email text, name text, user_status text, allow_login boolean,
                email_verified boolean, org_role text, membership_status text, member_since timestamptz,
                teams text, team_roles text, scope_roles text)
@@ -11,7 +11,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize(p_caller, 'organization.export_users', format('export the users of organization %s', p_org_id),
+  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
                        'user:read', p_org_id, 'organization', p_org_id);
   PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, '{}');
   RETURN QUERY
@@ -32,10 +32,10 @@ BEGIN
    ORDER BY u.id;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_users(bigint, oid) IS
-  'body of um_export_users: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_export_users(bigint) IS
+  'body of um_export_users: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_users_json(p_org_id bigint, p_caller oid)
+CREATE FUNCTION um.do_export_users_json(p_org_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -43,7 +43,7 @@ AS $$
 DECLARE
   v jsonb;
 BEGIN
-  PERFORM um.authorize(p_caller, 'organization.export_users', format('export the users of organization %s', p_org_id),
+  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
                        'user:read', p_org_id, 'organization', p_org_id);
   SELECT jsonb_build_object(
            'organization', jsonb_build_object('id', o.id, 'slug', o.slug, 'name', o.name),
@@ -76,10 +76,10 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_users_json(bigint, oid) IS
-  'body of um_export_users_json: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users_json (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_export_users_json(bigint) IS
+  'body of um_export_users_json: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users_json (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_my_data(p_caller oid)
+CREATE FUNCTION um.do_export_my_data()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -134,8 +134,8 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_my_data(oid) IS
-  'body of um_export_my_data: runs as um''s owner with the calling role passed as p_caller; called only through um_export_my_data (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um.do_export_my_data() IS
+  'body of um_export_my_data: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_my_data (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls

@@ -4,9 +4,9 @@
 --
 -- Mechanisms:
 --   lifecycle  C entry point (src/lifecycle.c) with the caller's rights, whose
---              body um.do_<name>(same arguments, caller oid) runs as um's
---              owner: SECURITY DEFINER, pinned search_path, EXECUTE held by
---              nobody else
+--              body um.do_<name>(same arguments) runs as um's owner:
+--              SECURITY DEFINER, pinned search_path, EXECUTE held by nobody
+--              else; um.caller_role() names its caller while it runs
 --   invoker    the caller's rights (checks, companions, protect, lint,
 --              um_begin, whose lookup alone runs as um's owner in C)
 -- No public function of um is SECURITY DEFINER itself.
@@ -14,7 +14,7 @@
 -- backend role, or only um administrators call it).
 BEGIN;
 \ir fixture.psql
-SELECT plan(9);
+SELECT plan(10);
 
 CREATE TEMP TABLE entry (fn text PRIMARY KEY, mechanism text NOT NULL, execute boolean NOT NULL, rule text NOT NULL);
 INSERT INTO entry VALUES
@@ -109,16 +109,21 @@ SELECT is((SELECT string_agg(e.fn || CASE WHEN e.execute THEN ' should' ELSE ' s
              FROM entry e JOIN public_fn f USING (fn) WHERE e.execute <> f.public_execute),
           NULL, 'PUBLIC may call exactly the functions whose line says so');
 
--- the body of every lifecycle entry: um.do_<name>(the same arguments..., oid)
+-- the body of every lifecycle entry: um.do_<name>(the same arguments...)
 CREATE TEMP VIEW body AS
   SELECT f.fn, b.oid AS body_oid, b.prosecdef, b.proconfig, b.proowner
     FROM public_fn f
     LEFT JOIN pg_proc pf ON pf.oid = f.oid
     LEFT JOIN pg_proc b ON b.pronamespace = 'um'::regnamespace AND b.proname = 'do_' || substr(pf.proname, 4)
-                       AND b.proargtypes::oid[] = pf.proargtypes::oid[] || 'oid'::regtype::oid
+                       AND b.proargtypes::oid[] = pf.proargtypes::oid[]
    WHERE f.prosrc = 'um_lifecycle_entry';
 SELECT is((SELECT string_agg(fn, ', ') FROM body WHERE body_oid IS NULL), NULL,
-          'every lifecycle entry has its body um.do_<name>(same arguments, caller oid)');
+          'every lifecycle entry has its body um.do_<name>(same arguments)');
+-- the caller reaches a body one way only (um.caller_role()), never as an
+-- argument a body or a helper could be handed by someone else
+SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
+            WHERE p.pronamespace = 'um'::regnamespace AND 'p_caller' = ANY (p.proargnames)), NULL,
+          'no function of um takes the caller as an argument');
 SELECT is((SELECT string_agg(fn, ', ') FROM body
             WHERE NOT prosecdef OR proconfig IS DISTINCT FROM '{"search_path=pg_catalog, pg_temp"}'
                OR proowner <> (SELECT extowner FROM pg_extension WHERE extname = 'um')), NULL,

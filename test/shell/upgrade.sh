@@ -8,12 +8,12 @@
 # prints TAP.
 set -uo pipefail
 work=$(mktemp -d /tmp/um-upgrade.XXXXXX)
-trap 'rm -rf "$work"; for d in um_upgraded um_fresh um_with_data um_typed_fk; do dropdb --if-exists $d >/dev/null 2>&1; done' EXIT
+trap 'rm -rf "$work"; for d in um_upgraded um_fresh um_with_data um_typed_fk um_old_sql; do dropdb --if-exists $d >/dev/null 2>&1; done' EXIT
 n=0
 ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3" | head -40; fi; return 0; }
-echo "1..9"
+echo "1..10"
 
 current=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 oldest=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | head -1)
@@ -225,3 +225,29 @@ check "the update refuses a foreign key into um whose column type differs, namin
   'echo "$out" | grep -q "run their column.s cast as um.s owner" && echo "$out" | grep -q "DROP CONSTRAINT orders_owner_fkey"' "$work/typed.log"
 out2=$(psql -X -q -d um_typed_fk -c "ALTER TABLE public.orders DROP CONSTRAINT orders_owner_fkey" -c "ALTER EXTENSION um UPDATE" 2>&1)
 check "and updates once it is dropped" '[ "$(psql -X -A -t -d um_typed_fk -c "SELECT extversion FROM pg_extension WHERE extname = '"'"'um'"'"'")" = "$current" ]' "$work/typed.log"
+
+# The library installed now serves a database whose SQL is still the
+# previous release's until ALTER EXTENSION um UPDATE runs (a package
+# upgrade replaces the library first): its lifecycle functions work, and
+# still decide by the role that called.
+previous=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | grep -vx "$current" | tail -1)
+createdb um_old_sql
+old=$(psql -X -q -A -t -v ON_ERROR_STOP=1 -d um_old_sql 2>&1 <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION um VERSION '$previous' CASCADE;
+SELECT um_create_organization('old-sql', 'Old', um_create_user('root@old.example'));
+CREATE ROLE um_old_sql_app;
+SET ROLE um_old_sql_app;
+DO \$\$ BEGIN
+  PERFORM um_create_user('nobody@old.example');
+  RAISE EXCEPTION 'an application role created a user';
+EXCEPTION WHEN SQLSTATE 'UM070' THEN RAISE WARNING 'refused';
+END \$\$;
+RESET ROLE;
+SELECT count(*) FROM um.users;
+DROP ROLE um_old_sql_app;
+SQL
+)
+echo "$old" >"$work/old_sql.log"
+check "the current library serves a database still at $previous: lifecycle calls work and refuse an application role" \
+  '[ "$(echo "$old" | tail -1)" = "1" ] && grep -q refused "$work/old_sql.log" && ! grep -q ERROR "$work/old_sql.log"' "$work/old_sql.log"
