@@ -60,6 +60,11 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 bench:
 	USERS=$(or $(USERS),100000) ORGS=$(or $(ORGS),10000) bash tools/bench.sh
 
+# Readers under writes in other tenants: make bench-writes [RLS_ROWS=1000000 SECONDS=20 CLIENTS=8]
+.PHONY: bench-writes
+bench-writes:
+	bash tools/bench_writes.sh
+
 # Load from a real client on a throwaway cluster: make load [DURATION=30 CLIENTS=8]
 .PHONY: load
 load:

@@ -24,48 +24,52 @@ CREATE TABLE um.state_tables (
   readable_columns name[],
   evaluator_input boolean NOT NULL DEFAULT false,
   invalidating_columns name[],
+  cache_key text CONSTRAINT state_tables_cache_key_check
+    CHECK (cache_key ~ '^(user|org):[a-z_]+(\|(user|org):[a-z_]+)*$'),
   dump_filter text,
   CONSTRAINT state_tables_rule_check CHECK ((access = 'tenant') = (read_rule IS NOT NULL)),
-  CONSTRAINT state_tables_invalidating_check CHECK (invalidating_columns IS NULL OR evaluator_input)
+  CONSTRAINT state_tables_invalidating_check CHECK (invalidating_columns IS NULL OR evaluator_input),
+  CONSTRAINT state_tables_cache_key_input_check CHECK (cache_key IS NULL OR evaluator_input)
 );
 COMMENT ON TABLE um.state_tables IS 'the registry of um''s tables, which invalidation triggers, um''s own row-level security, pg_dump''s configuration and the integrity checks are made from (installed by um, not user data)';
 COMMENT ON COLUMN um.state_tables.relname IS 'a table in schema um';
 COMMENT ON COLUMN um.state_tables.access IS 'tenant: application roles read the rows read_rule allows; secret: um administrators only; catalog: everybody reads it, nobody but um writes it';
 COMMENT ON COLUMN um.state_tables.read_rule IS 'for tenant tables, the policy expression of the rows an application role may read; %1$I stands for the extension''s schema';
 COMMENT ON COLUMN um.state_tables.readable_columns IS 'the columns application roles may read, when not all (the rest hold secrets)';
-COMMENT ON COLUMN um.state_tables.evaluator_input IS 'um_has_permission''s answers depend on its rows: a change empties every backend''s permission cache';
+COMMENT ON COLUMN um.state_tables.evaluator_input IS 'um_has_permission''s answers depend on its rows: a change drops the cache entries it touches in every backend';
 COMMENT ON COLUMN um.state_tables.invalidating_columns IS 'the columns whose update invalidates, when not all';
+COMMENT ON COLUMN um.state_tables.cache_key IS 'whose cache entries a changed row touches: user:<column> (that user''s) or org:<column> (that organization''s), alternatives after | (the first non-NULL column decides); NULL: every entry';
 COMMENT ON COLUMN um.state_tables.dump_filter IS 'pg_dump keeps the rows this condition selects ('''' for all), with the table''s id sequence; NULL: made by um''s script, not dumped';
 
-INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, dump_filter) VALUES
-  ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, ''),
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter) VALUES
+  ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, NULL, ''),
   ('users',             'tenant', 'id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))',
                         '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
-                        true, '{id,status,allow_login}', ''),
-  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL),
-  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('permissions',       'catalog', NULL, NULL, true, NULL, 'WHERE NOT builtin'),
-  ('role_permissions',  'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('scopes',            'tenant', '%1$I.um_has_permission(''scope:read'', org_id)', NULL, true, NULL, ''),
-  ('memberships',       'tenant', '%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', NULL, true, NULL, ''),
-  ('teams',             'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
-  ('team_members',      'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
-  ('team_member_roles', 'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
-  ('grants',            'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('invitations',       'tenant', '%1$I.um_has_permission(''member:invite'', org_id)', NULL, false, NULL, ''),
-  ('sessions',          'secret', NULL, NULL, false, NULL, ''),
-  ('identity_providers', 'secret', NULL, NULL, false, NULL, ''),
-  ('user_identities',   'secret', NULL, NULL, false, NULL, ''),
+                        true, '{id,status,allow_login}', 'user:id', ''),
+  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL, NULL),
+  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('permissions',       'catalog', NULL, NULL, true, NULL, NULL, 'WHERE NOT builtin'),
+  ('role_permissions',  'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('scopes',            'tenant', '%1$I.um_has_permission(''scope:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('memberships',       'tenant', '%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', NULL, true, NULL, 'user:user_id', ''),
+  ('teams',             'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('team_members',      'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, 'user:user_id', ''),
+  ('team_member_roles', 'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, 'user:user_id', ''),
+  ('grants',            'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'user:user_id|org:org_id', ''),
+  ('invitations',       'tenant', '%1$I.um_has_permission(''member:invite'', org_id)', NULL, false, NULL, NULL, ''),
+  ('sessions',          'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('identity_providers', 'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('user_identities',   'secret', NULL, NULL, false, NULL, NULL, ''),
   -- events about oneself: those of an organization only where the identity
   -- reaches it (an impersonator sees the target's events in the impersonated
   -- organizations only), those of none only as oneself
   ('audit_events',      'tenant', '%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND (target_id = %1$I.um_current_user_id(org_id) OR (org_id IS NULL AND target_id = %1$I.um_current_user_id() AND target_id = %1$I.um_real_user_id())))',
-                        NULL, false, NULL, ''),
-  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL),
-  ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL),
-  ('verification_tokens', 'secret', NULL, NULL, false, NULL, ''),
-  ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL);
+                        NULL, false, NULL, NULL, ''),
+  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL, NULL),
+  ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
+  ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 GRANT SELECT ON um.state_tables TO PUBLIC;
 
 -- um_check_integrity() also checks um's own tables against the registry
@@ -3899,3 +3903,256 @@ REVOKE EXECUTE ON FUNCTION
   um.do_export_users_json(bigint),
   um.do_export_my_data()
 FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Invalidation with the grain of the data (issue 15): a change drops the
+-- cache entries of the users and organizations it touches, addressed to
+-- 256 buckets; only the permission catalog and TRUNCATE empty whole
+-- caches.  The statement triggers and the replica-mode row triggers give
+-- way to one row trigger (with the table's cache key) and one TRUNCATE
+-- trigger, both enabled always.
+DO $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT s.relname FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
+    EXECUTE format('DROP TRIGGER cache_invalidate ON um.%I', t.relname);
+    EXECUTE format('DROP TRIGGER cache_invalidate_replica ON um.%I', t.relname);
+  END LOOP;
+END
+$$;
+COMMENT ON TABLE um.cache_sentinel IS 'never holds rows: invalidating it tells every backend to empty its permission cache';
+-- 256 buckets (UM_CACHE_BUCKETS in src/cache.c): composite types, the
+-- lightest relations, with no storage.
+DO $$
+BEGIN
+  FOR b IN 0..255 LOOP
+    EXECUTE format('CREATE TYPE um.%I AS ()', 'cache_bucket_' || b);
+    EXECUTE format('COMMENT ON TYPE um.%I IS %L', 'cache_bucket_' || b,
+                   'never holds anything: invalidating it tells every backend to drop the cache entries of the users and organizations of bucket ' || b);
+    EXECUTE format('REVOKE ALL ON TYPE um.%I FROM PUBLIC', 'cache_bucket_' || b);
+  END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION um.cache_invalidate() IS 'trigger: every backend drops the permission cache entries of the users and organizations a changed row names (its arguments: the table''s cache_key), or its whole cache (no arguments, or TRUNCATE), once the change is visible to it';
+
+-- Row triggers, ENABLE ALWAYS: they also fire under
+-- session_replication_role = replica, so changes a logical replication
+-- subscription applies reach the subscriber's caches.  (Invalidations of
+-- one relation within a command are merged, so a row costs little.)
+-- TRUNCATE has no rows: a statement trigger empties every cache.  The
+-- tables are those um.state_tables marks evaluator_input, the arguments
+-- their cache_key; for um.users only the columns an answer depends on, so
+-- that logins (which count failures and reset the count) never drop
+-- anybody's entries.
+DO $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT s.relname, s.invalidating_columns, s.cache_key FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
+    EXECUTE format('CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE ON um.%I '
+                   'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate(%s)',
+                   CASE WHEN t.invalidating_columns IS NOT NULL
+                        THEN ' OF ' || (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.invalidating_columns) c) END,
+                   t.relname, coalesce(quote_literal(t.cache_key), ''));
+    EXECUTE format('CREATE TRIGGER cache_invalidate_truncate AFTER TRUNCATE ON um.%I '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate()', t.relname);
+    EXECUTE format('COMMENT ON TRIGGER cache_invalidate ON um.%I IS %L', t.relname,
+                   format('every backend drops the permission cache entries %s once %s is visible to it (row trigger, enabled always)',
+                          CASE WHEN t.cache_key IS NULL THEN 'it holds'
+                               WHEN t.cache_key LIKE '%|%' THEN 'of the user the row names, or else of its organization'
+                               WHEN t.cache_key LIKE 'user:%' THEN 'of the user the row names'
+                               ELSE 'of the organization the row names' END,
+                          CASE WHEN t.invalidating_columns IS NULL THEN 'the change'
+                               ELSE 'a change of ' || array_to_string(t.invalidating_columns[1:cardinality(t.invalidating_columns) - 1], ', ')
+                                    || ' or ' || t.invalidating_columns[cardinality(t.invalidating_columns)] END));
+    EXECUTE format('COMMENT ON TRIGGER cache_invalidate_truncate ON um.%I IS %L', t.relname,
+                   'every backend empties its permission cache once the TRUNCATE is visible to it (statement trigger, enabled always)');
+    EXECUTE format('ALTER TABLE um.%I ENABLE ALWAYS TRIGGER cache_invalidate', t.relname);
+    EXECUTE format('ALTER TABLE um.%I ENABLE ALWAYS TRIGGER cache_invalidate_truncate', t.relname);
+  END LOOP;
+END
+$$;
+
+-- um_check_integrity() checks the new triggers and their keys
+CREATE OR REPLACE FUNCTION @extschema@.um_check_integrity()
+RETURNS TABLE (invariant text, object text, detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  -- an organization with members keeps a Root
+  SELECT 'organization has a Root', format('organization %s (%s)', o.id, o.slug),
+         format('%s members, none of them Root', (SELECT count(*) FROM um.memberships m WHERE m.org_id = o.id))
+    FROM um.organizations o
+   WHERE EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = o.id)
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                      WHERE m.org_id = o.id AND r.builtin = 'root')
+  UNION ALL
+  -- ... and a Root who can log in
+  SELECT 'organization has a Root who can log in', format('organization %s (%s)', o.id, o.slug),
+         'every Root is suspended (in the organization or everywhere) or may not log in'
+    FROM um.organizations o
+   WHERE EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                  WHERE m.org_id = o.id AND r.builtin = 'root')
+     AND NOT um.has_usable_root(o.id)
+  UNION ALL
+  -- every organization has each built-in role
+  SELECT 'organization has its built-in roles', format('organization %s (%s)', o.id, o.slug),
+         'missing: ' || string_agg(b.key, ', ' ORDER BY b.position)
+    FROM um.organizations o CROSS JOIN um.builtin_roles b
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.org_id = o.id AND r.builtin = b.key)
+   GROUP BY o.id, o.slug
+  UNION ALL
+  -- assignments point at roles, scopes, teams and members of their own organization
+  SELECT 'membership role in the same organization', format('membership %s', m.id),
+         format('role %s belongs to %s, the membership to organization %s', m.role_id,
+                coalesce((SELECT 'organization ' || r.org_id FROM um.roles r WHERE r.id = m.role_id), 'no organization (missing)'), m.org_id)
+    FROM um.memberships m
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = m.role_id AND r.org_id = m.org_id)
+  UNION ALL
+  SELECT 'grant targets in the same organization', format('grant %s', g.id),
+         concat_ws('; ',
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = g.role_id AND r.org_id = g.org_id)
+                THEN format('role %s is missing or of another organization', g.role_id) END,
+           CASE WHEN g.scope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = g.scope_id AND s.org_id = g.org_id)
+                THEN format('scope node %s is missing or of another organization', g.scope_id) END,
+           CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = g.user_id AND m.org_id = g.org_id)
+                THEN format('user %s is not a member', g.user_id) END,
+           CASE WHEN g.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = g.team_id AND t.org_id = g.org_id)
+                THEN format('team %s is missing or of another organization', g.team_id) END)
+    FROM um.grants g
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = g.role_id AND r.org_id = g.org_id)
+      OR (g.scope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = g.scope_id AND s.org_id = g.org_id))
+      OR (g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = g.user_id AND m.org_id = g.org_id))
+      OR (g.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = g.team_id AND t.org_id = g.org_id))
+  UNION ALL
+  SELECT 'role permission of an existing role', format('role %s', rp.role_id),
+         format('the role is missing from organization %s; %s permission rows remain', rp.org_id, count(*))
+    FROM um.role_permissions rp
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = rp.role_id AND r.org_id = rp.org_id)
+   GROUP BY rp.org_id, rp.role_id
+  UNION ALL
+  SELECT 'role inclusion in the same organization', format('role %s', ri.role_id),
+         format('includes role %s; one of them is missing or of another organization than %s', ri.included_role_id, ri.org_id)
+    FROM um.role_inclusions ri
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = ri.role_id AND r.org_id = ri.org_id)
+      OR NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = ri.included_role_id AND r.org_id = ri.org_id)
+  UNION ALL
+  SELECT 'membership of an existing user', format('membership %s', m.id),
+         format('user %s is missing', m.user_id)
+    FROM um.memberships m
+   WHERE NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id = m.user_id)
+  UNION ALL
+  SELECT 'invitation targets in the same organization', format('invitation %s', i.id),
+         concat_ws('; ',
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = i.role_id AND r.org_id = i.org_id)
+                THEN format('role %s is missing or of another organization', i.role_id) END,
+           CASE WHEN i.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = i.team_id AND t.org_id = i.org_id)
+                THEN format('team %s is missing or of another organization', i.team_id) END)
+    FROM um.invitations i
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = i.role_id AND r.org_id = i.org_id)
+      OR (i.team_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.teams t WHERE t.id = i.team_id AND t.org_id = i.org_id))
+  UNION ALL
+  SELECT 'identity link to a provider of the organization and an existing user',
+         format('provider %s, subject %s', ui.provider_id, ui.subject),
+         concat_ws('; ',
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.id = ui.provider_id AND p.org_id = ui.org_id)
+                THEN format('provider %s is missing or of another organization', ui.provider_id) END,
+           CASE WHEN NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id = ui.user_id)
+                THEN format('user %s is missing', ui.user_id) END)
+    FROM um.user_identities ui
+   WHERE NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.id = ui.provider_id AND p.org_id = ui.org_id)
+      OR NOT EXISTS (SELECT 1 FROM um.users u WHERE u.id = ui.user_id)
+  UNION ALL
+  SELECT 'team role in the same organization', format('team %s, user %s', tr.team_id, tr.user_id),
+         format('role %s is missing or of another organization', tr.role_id)
+    FROM um.team_member_roles tr
+   WHERE NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.id = tr.role_id AND r.org_id = tr.org_id)
+  UNION ALL
+  -- teams: members are members of the organization; a team with members has one owner
+  SELECT 'team members belong to the organization', format('team %s', tm.team_id),
+         format('user %s is not a member of organization %s', tm.user_id, tm.org_id)
+    FROM um.team_members tm
+   WHERE NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = tm.org_id AND m.user_id = tm.user_id)
+  UNION ALL
+  SELECT 'team has an owner', format('team %s (%s)', t.id, t.name),
+         format('%s members, %s owners', count(tm.user_id), count(tm.user_id) FILTER (WHERE tm.is_owner))
+    FROM um.teams t JOIN um.team_members tm ON tm.team_id = t.id
+   GROUP BY t.id, t.name
+  HAVING count(tm.user_id) FILTER (WHERE tm.is_owner) <> 1
+  UNION ALL
+  -- scope trees and role inclusions have no cycles, and stay in their organization
+  SELECT 'scope tree has no cycle', format('scope node %s', c.id), 'it is its own ancestor'
+    FROM (WITH RECURSIVE walk(start, node, depth) AS (
+            SELECT s.id, s.parent_id, 1 FROM um.scopes s WHERE s.parent_id IS NOT NULL
+            UNION ALL
+            SELECT w.start, s.parent_id, w.depth + 1 FROM walk w JOIN um.scopes s ON s.id = w.node
+             WHERE s.parent_id IS NOT NULL AND w.node <> w.start AND w.depth < 10000)
+          SELECT DISTINCT start AS id FROM walk WHERE node = start) c
+  UNION ALL
+  SELECT 'scope parent in the same organization', format('scope node %s', s.id),
+         format('parent %s is missing or of another organization', s.parent_id)
+    FROM um.scopes s
+   WHERE s.parent_id IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM um.scopes p WHERE p.id = s.parent_id AND p.org_id = s.org_id)
+  UNION ALL
+  SELECT 'role inclusions have no cycle', format('role %s', c.id), 'it includes itself'
+    FROM (WITH RECURSIVE walk(start, node, depth) AS (
+            SELECT ri.role_id, ri.included_role_id, 1 FROM um.role_inclusions ri
+            UNION ALL
+            SELECT w.start, ri.included_role_id, w.depth + 1 FROM walk w JOIN um.role_inclusions ri ON ri.role_id = w.node
+             WHERE w.node <> w.start AND w.depth < 10000)
+          SELECT DISTINCT start AS id FROM walk WHERE node = start) c
+  UNION ALL
+  -- users: a suspension has its time
+  SELECT 'suspension is recorded', format('user %s', u.id), 'status and suspended_at disagree'
+    FROM um.users u
+   WHERE (u.status = 'suspended') <> (u.suspended_at IS NOT NULL)
+  UNION ALL
+  -- sessions belong to users who may log in (um_begin refuses the others; they should be ended)
+  SELECT 'sessions of blocked users are ended', format('session %s', s.id),
+         format('user %s is %s, and the session is still open', s.user_id,
+                CASE WHEN u.id IS NULL THEN 'missing' WHEN u.status <> 'active' THEN 'suspended' ELSE 'not allowed to log in' END)
+    FROM um.sessions s LEFT JOIN um.users u ON u.id = s.user_id
+   WHERE s.revoked_at IS NULL AND s.expires_at > now()
+     AND (u.id IS NULL OR u.status <> 'active' OR NOT u.allow_login)
+  UNION ALL
+  -- um's tables have what um.state_tables says: every one registered, row
+  -- level security forced on those holding tenant data or secrets, the
+  -- permission cache told of every change to what its answers depend on
+  SELECT 'um table is registered', format('table um.%s', c.relname), 'not in um.state_tables: nothing protects or dumps it'
+    FROM pg_catalog.pg_class c
+   WHERE c.relnamespace = 'um'::regnamespace AND c.relkind IN ('r', 'p')
+     AND NOT EXISTS (SELECT 1 FROM um.state_tables s WHERE s.relname = c.relname)
+  UNION ALL
+  SELECT 'um table keeps forced row-level security', format('table um.%s', s.relname),
+         CASE WHEN c.oid IS NULL THEN 'the table is missing' ELSE 'row-level security is off or not forced' END
+    FROM um.state_tables s
+    LEFT JOIN pg_catalog.pg_class c ON c.relname = s.relname AND c.relnamespace = 'um'::regnamespace
+   WHERE s.access <> 'catalog' AND NOT coalesce(c.relrowsecurity AND c.relforcerowsecurity, false)
+  UNION ALL
+  SELECT 'permission cache learns of every change', format('table um.%s', s.relname),
+         format('trigger %s is missing, not enabled ALWAYS or not %s', x.tgname, x.what)
+    FROM um.state_tables s
+   CROSS JOIN (VALUES ('cache_invalidate', 'a row trigger with the table''s cache_key', 'R'),
+                      ('cache_invalidate_truncate', 'a TRUNCATE trigger', 'T')) AS x(tgname, what, kind)
+   WHERE s.evaluator_input
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                      WHERE c.relnamespace = 'um'::regnamespace AND c.relname = s.relname
+                        AND t.tgname = x.tgname AND t.tgenabled = 'A' AND (t.tgtype & 66) = 0
+                        AND t.tgfoid = 'um.cache_invalidate()'::pg_catalog.regprocedure
+                        AND CASE x.kind
+                              WHEN 'R' THEN (t.tgtype & 1) = 1 AND (t.tgtype & 28) = 28
+                                            AND t.tgargs = CASE WHEN s.cache_key IS NULL THEN ''::bytea
+                                                                ELSE pg_catalog.convert_to(s.cache_key, 'UTF8') || '\x00'::bytea END
+                              ELSE (t.tgtype & 32) = 32 END)
+  ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION @extschema@.um_check_integrity() IS
+  'every invariant um keeps (Roots, built-in roles, same-organization references, existing users, team owners, no cycles, suspensions, sessions, the protection and cache triggers of um''s own tables), checked on the tables as they are; one row per violation';
+REVOKE EXECUTE ON FUNCTION @extschema@.um_check_integrity() FROM PUBLIC;
+
+-- the counters of um.cache_activity under the finer invalidation
+COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied whole and started afresh (a change to the permission catalog, a TRUNCATE, um_cache_reset); other changes drop only the entries they touch';
+COMMENT ON COLUMN um.cache_activity.evictions IS 'entries dropped for growing past um.cache_memory_limit, least recently used first';

@@ -4,7 +4,7 @@
  *	  The backend-local grant cache: what it holds, how it is filled, and
  *	  why its answers always equal the tables.
  *
- * What it holds (all in one memory context, reset as a whole):
+ * What it holds (all in one memory context):
  *	- the permission catalog, each name with a dense id, so a set of
  *	  permissions is a bitmap;
  *	- per user: may they act at all (active, allow_login), and the
@@ -16,18 +16,26 @@
  *	  bitmap (organization role plus organization-wide grants), the
  *	  scoped grants, and a memo of the bitmap at each scope node checked.
  *
- * Invalidation.  A statement-level trigger on every table the answers depend
- * on calls um_cache_invalidate_trigger(), which queues a relcache
- * invalidation of the sentinel relation um.cache_sentinel.  PostgreSQL
- * delivers it transactionally: to the writing backend at the end of the
- * statement (CommandCounterIncrement), to every other backend of the
- * database after commit, never for a rolled-back change (an abort replays
- * the writer's own messages locally, undoing what it cached), and, being
- * WAL-logged with the commit record, to hot standby backends when replay
- * reaches the commit.  Our relcache callback only marks the cache stale;
- * the reset happens at the next check, when nobody holds a pointer into it.
- * The whole cache is dropped on any change: writes to um's tables are rare
- * next to checks, and a coarse flush cannot miss a dependency.
+ * Invalidation, with the grain of the data.  Every entry belongs to one of
+ * UM_CACHE_BUCKETS buckets by a hash of its user (user entries) or of its
+ * organization (organization entries); a member entry belongs to both its
+ * user's and its organization's bucket.  Each bucket has an address: a
+ * relation um.cache_bucket_<n> that stores nothing (a composite type).  A
+ * row trigger on every table the answers depend on (um.state_tables says
+ * which, and which column names the user or organization a row is about)
+ * queues a relcache invalidation of the bucket of each user or
+ * organization a change touches; a change to the permission catalog, a
+ * TRUNCATE, or anything we cannot place queues one of um.cache_sentinel,
+ * which empties the whole cache.  PostgreSQL delivers these messages
+ * transactionally: to the writing backend at the end of the statement
+ * (CommandCounterIncrement), to every other backend of the database after
+ * commit, never for a rolled-back change (an abort replays the writer's own
+ * messages locally, undoing what it cached), and, being WAL-logged with the
+ * commit record, to hot standby backends when replay reaches the commit.
+ * Our relcache callback only marks the bucket stale; its entries are
+ * dropped at the next check, when nobody holds a pointer into the cache.
+ * A change in one organization thus leaves the entries of organizations
+ * and users of the other buckets warm.
  *
  * Which snapshot fills the cache, and why it cannot go stale.  Every check
  * first calls AcceptInvalidationMessages(), so messages already sent are
@@ -37,11 +45,13 @@
  * is visible to new snapshots before its committer sends the message.  A
  * message processed while loading (lock acquisition processes messages)
  * bumps the generation; the check notices that the generation moved and
- * starts over from an emptied cache, in the manner of sepgsql's uavc.c, so
- * no entry is built across a flush.  A change committed after the snapshot
- * was taken sends its message after that; it flushes the entry whenever it
- * is processed, at the latest at the next check or transaction start.
- * Hence no stale grant survives the processing of a revocation's message.
+ * starts over once the stale buckets are dropped, in the manner of
+ * sepgsql's uavc.c.  An entry built while its bucket's message arrived is
+ * entered after the bucket was marked, so that drop removes it too.  A
+ * change committed after the snapshot was taken sends its message after
+ * that; it drops the entry whenever it is processed, at the latest at the
+ * next check or transaction start.  Hence no stale grant survives the
+ * processing of a revocation's message.
  *
  * The price of reading the latest state is the one PostgreSQL pays for its
  * own privilege checks: within a REPEATABLE READ transaction a committed
@@ -50,13 +60,18 @@
  * In parallel mode (a check in the leader of a parallel query) no new
  * snapshot may be taken; entries are then loaded with the query's snapshot
  * and are good only under that snapshot: the first check under another one
- * (or outside parallel mode) drops the cache, and so does the end of the
+ * (or outside parallel mode) empties the cache, and so does the end of the
  * transaction.  A load that an error interrupts may leave half-built
- * entries; the next check drops the cache.
+ * entries; the next check empties the cache.
  *
- * The loader runs its queries as the owner of um's tables (as RI triggers
- * run as the table owner), with a search_path of pg_catalog only, so
- * neither the caller's privileges nor its search_path can change an answer.
+ * Memory.  Past um.cache_memory_limit the least recently used buckets are
+ * dropped, one at a time, until the cache is back under nine tenths of
+ * the limit; the cache is never emptied for size.
+ *
+ * The loader runs its queries as um's owner (owner.c), with a search_path
+ * of pg_catalog only, so neither the caller's privileges nor its
+ * search_path can change an answer.  One check opens that context at most
+ * once, however many entries it loads.
  *
  *-------------------------------------------------------------------------
  */
@@ -70,7 +85,9 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/ilist.h"
 #include "miscadmin.h"
+#include "port/pg_bitutils.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -79,6 +96,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -92,7 +110,7 @@ static int	cache_memory_limit_kb = 65536;
 /* ---- state ---------------------------------------------------------- */
 
 static MemoryContext cache_cxt = NULL;
-static bool cache_stale = true;		/* reset before next use */
+static bool cache_stale = true;		/* empty before next use */
 static bool load_in_progress = false;	/* an error escaped a load: entries may be half-built */
 
 /*
@@ -107,33 +125,62 @@ static TransactionId bound_xmax = InvalidTransactionId;
 static CommandId bound_curcid = InvalidCommandId;
 static uint64 cache_generation = 1;
 static uint64 loads_since_size_check = 0;
-static Oid	sentinel_relid = InvalidOid;
 static UmCacheStats stats;
+
+/*
+ * The addresses of the messages: the sentinel (everything) and one relation
+ * per bucket, looked up together (InvalidOid: not yet, or um is gone); and
+ * um's owner, whom the loader runs as.  The sentinel's own invalidation
+ * (dropping or altering it, REASSIGN OWNED) makes us look all of it up
+ * again.
+ */
+#define UM_CACHE_BUCKETS		256
+static Oid	sentinel_relid = InvalidOid;
+static Oid	owner_oid = InvalidOid;
+static Oid	bucket_relid[UM_CACHE_BUCKETS];
+typedef struct BucketAddress
+{
+	Oid			relid;
+	int			bucket;
+} BucketAddress;
+static BucketAddress bucket_by_relid[UM_CACHE_BUCKETS];	/* sorted by relid */
+static bool addresses_known = false;
+
+/* the buckets whose messages arrived since the last check */
+static uint64 stale_buckets[UM_CACHE_BUCKETS / 64];
+static bool any_stale_bucket = false;
 
 /* deepest scope tree a check walks up */
 #define UM_MAX_SCOPE_DEPTH		64
 
 /*
  * The entries.  Every table is one flat dynahash in cache_cxt (a dynahash
- * per organization or member would cost a memory context each).  None of
- * them leaves this file: the evaluator reaches them through the functions
- * of um.h (UmMember only as an opaque pointer).
+ * per organization or member would cost a memory context each); dynahash
+ * entries stay where they are until removed, so the buckets' lists can
+ * link them.  None of them leaves this file: the evaluator reaches them
+ * through the functions of um.h (UmMember only as an opaque pointer).
  */
 typedef struct UmUser
 {
 	int64		user_id;		/* key */
 	bool		exists;
 	bool		active;			/* status active and allow_login */
+	uint8		bucket;
 	int			norgs;			/* organizations with an active membership */
 	int64	   *orgs;
+	dlist_node	bucket_node;	/* in its bucket's users */
 } UmUser;
 
 typedef struct UmOrg
 {
 	int64		org_id;			/* key */
+	uint8		bucket;
 	bool		scopes_loaded;
 	int			nscopes;
 	int64	   *scope_ids;		/* every scope node of the organization */
+	int			nroles;
+	int64	   *role_ids;		/* its roles in role_hash */
+	dlist_node	bucket_node;	/* in its bucket's orgs */
 } UmOrg;
 
 typedef struct UmScope
@@ -162,10 +209,15 @@ struct UmMember
 {
 	UmMemberKey key;
 	bool		active;			/* an active membership */
+	uint8		user_bucket;
+	uint8		org_bucket;
 	int64		role_id;		/* the organization role */
 	uint64	   *baseline;		/* organization-wide permission bitmap */
 	int			ngrants;		/* grants on scope nodes or kinds */
 	UmGrant    *grants;
+	dlist_node	user_node;		/* in its user's bucket */
+	dlist_node	org_node;		/* in its organization's bucket */
+	dlist_head	memos;			/* its ScopeMemos */
 };
 
 typedef struct PermEntry
@@ -197,7 +249,24 @@ typedef struct ScopeMemo
 {
 	MemoKey		key;
 	uint64	   *bits;
+	dlist_node	member_node;	/* in its member's memos */
 } ScopeMemo;
+
+/* what each bucket holds, and when it was last used (for the memory bound) */
+typedef struct CacheBucket
+{
+	dlist_head	users;
+	dlist_head	orgs;
+	dlist_head	members_by_user;
+	dlist_head	members_by_org;
+	uint64		last_used;
+} CacheBucket;
+
+static CacheBucket buckets[UM_CACHE_BUCKETS];
+static uint64 use_clock = 0;
+
+/* bytes the entries take (chunks and hash entries), for the memory bound */
+static Size cache_bytes = 0;
 
 static HTAB *perm_hash = NULL;
 static int	nperms = 0;
@@ -217,7 +286,7 @@ static int	nkinds = 0;
 /* Saved plans of the loader */
 enum
 {
-	Q_CATALOG, Q_USER, Q_ORG_ROLES, Q_MEMBER, Q_MEMBER_GRANTS, Q_SCOPES, NQUERIES
+	Q_CATALOG, Q_USER, Q_ORG_ROLES, Q_MEMBER, Q_SCOPES, NQUERIES
 };
 static SPIPlanPtr plans[NQUERIES];
 
@@ -239,45 +308,160 @@ static const char *const query_text[NQUERIES] = {
 	" UNION ALL "
 	"SELECT r.id, NULL::text, ri.included_role_id"
 	"  FROM um.roles r JOIN um.role_inclusions ri ON ri.role_id = r.id WHERE r.org_id = $1",
-	/* Q_MEMBER */
-	"SELECT m.status = 'active', m.role_id FROM um.memberships m"
-	" WHERE m.org_id = $1 AND m.user_id = $2",
-	/* Q_MEMBER_GRANTS: (role, node, kind) given to the user, to their teams, and within their teams */
-	"SELECT g.role_id, g.scope_id, g.scope_kind FROM um.grants g"
+	/*
+	 * Q_MEMBER: the membership (kind 0: active, organization role), and
+	 * (role, node, kind) given to the user, to their teams, and within
+	 * their teams (kind 1); no rows when not a member.
+	 */
+	"SELECT 0, m.status = 'active', m.role_id, NULL::bigint, NULL::text FROM um.memberships m"
+	" WHERE m.org_id = $1 AND m.user_id = $2"
+	" UNION ALL "
+	"SELECT 1, NULL, g.role_id, g.scope_id, g.scope_kind FROM um.grants g"
 	" WHERE g.org_id = $1 AND g.user_id = $2"
 	" UNION ALL "
-	"SELECT g.role_id, g.scope_id, g.scope_kind"
+	"SELECT 1, NULL, g.role_id, g.scope_id, g.scope_kind"
 	"  FROM um.team_members tm JOIN um.grants g ON g.team_id = tm.team_id"
 	" WHERE tm.org_id = $1 AND tm.user_id = $2"
 	" UNION ALL "
-	"SELECT r.role_id, t.scope_id, NULL::text"
+	"SELECT 1, NULL, r.role_id, t.scope_id, NULL::text"
 	"  FROM um.team_member_roles r JOIN um.teams t ON t.id = r.team_id"
 	" WHERE r.org_id = $1 AND r.user_id = $2",
 	/* Q_SCOPES */
 	"SELECT s.id, s.parent_id, s.kind, s.inherit FROM um.scopes s WHERE s.org_id = $1"
 };
 
-static const int query_nargs[NQUERIES] = {0, 1, 1, 2, 2, 1};
+static const int query_nargs[NQUERIES] = {0, 1, 1, 2, 1};
+
+/* ---- buckets ------------------------------------------------------------ */
+
+/*
+ * The bucket of a user or an organization: a fixed mix of the id (the
+ * splitmix64 finalizer), the same in every backend and on every standby
+ * running this library.  Users and organizations are mixed apart, so that
+ * user 7 and organization 7 need not share a bucket.
+ */
+static inline int
+bucket_of(int64 id, bool is_org)
+{
+	uint64		x = (uint64) id ^ (is_org ? UINT64CONST(0x9e3779b97f4a7c15) : 0);
+
+	x ^= x >> 30;
+	x *= UINT64CONST(0xbf58476d1ce4e5b9);
+	x ^= x >> 27;
+	x *= UINT64CONST(0x94d049bb133111eb);
+	x ^= x >> 31;
+	return (int) (x % UM_CACHE_BUCKETS);
+}
+
+static inline void
+touch_bucket(int b)
+{
+	buckets[b].last_used = ++use_clock;
+}
+
+static int
+cmp_address(const void *a, const void *b)
+{
+	Oid			x = ((const BucketAddress *) a)->relid;
+	Oid			y = ((const BucketAddress *) b)->relid;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * lookup_addresses: find the sentinel, the buckets' relations and um's
+ * owner; false when um is not installed in this database.  (A schema of
+ * 0.2 has no buckets: its triggers only ever address the sentinel.)
+ */
+static bool
+lookup_addresses(void)
+{
+	Oid			nsp;
+	int			b;
+
+	if (addresses_known)
+		return true;
+	nsp = get_namespace_oid("um", true);
+	if (!OidIsValid(nsp))
+		return false;
+	sentinel_relid = get_relname_relid("cache_sentinel", nsp);
+	if (!OidIsValid(sentinel_relid))
+		return false;
+	for (b = 0; b < UM_CACHE_BUCKETS; b++)
+	{
+		char		name[NAMEDATALEN];
+
+		snprintf(name, sizeof(name), "cache_bucket_%d", b);
+		bucket_relid[b] = get_relname_relid(name, nsp);
+		bucket_by_relid[b].relid = bucket_relid[b];
+		bucket_by_relid[b].bucket = b;
+	}
+	qsort(bucket_by_relid, UM_CACHE_BUCKETS, sizeof(BucketAddress), cmp_address);
+	owner_oid = um_owner();
+	addresses_known = true;
+	return true;
+}
+
+/* the bucket a relation addresses, or -1 */
+static int
+bucket_of_relid(Oid relid)
+{
+	int			lo = 0,
+				hi = UM_CACHE_BUCKETS - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+
+		if (bucket_by_relid[mid].relid == relid)
+			return bucket_by_relid[mid].bucket;
+		if (bucket_by_relid[mid].relid < relid)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
 
 /* ---- invalidation ---------------------------------------------------- */
 
+/* everything is stale: the next check empties the cache */
+static void
+mark_all_stale(void)
+{
+	cache_stale = true;
+	cache_generation++;
+}
+
 /*
  * cache_relcache_callback: a relcache invalidation arrived.  Ours name the
- * sentinel; InvalidOid means "everything" (e.g. after sinval overflow).
- * Only mark: the reset waits until no check is using the entries.
+ * sentinel (everything) or a bucket; InvalidOid means "every relation"
+ * (e.g. after sinval overflow).  Only mark: the entries are dropped when no
+ * check is using them.
  */
 static void
 cache_relcache_callback(Datum arg, Oid relid)
 {
+	int			b;
+
 	(void) arg;
 
-	if (relid == InvalidOid || (OidIsValid(sentinel_relid) && relid == sentinel_relid))
+	if (relid == InvalidOid || (addresses_known && relid == sentinel_relid))
 	{
-		cache_stale = true;
-		cache_generation++;
+		mark_all_stale();
 		stats.invalidations++;
-		sentinel_relid = InvalidOid;	/* look it up again: it may be gone */
+		addresses_known = false;	/* look them up again: they may be gone */
+		return;
 	}
+	if (!addresses_known)
+		return;
+	b = bucket_of_relid(relid);
+	if (b < 0)
+		return;
+	stale_buckets[b / 64] |= UINT64CONST(1) << (b % 64);
+	any_stale_bucket = true;
+	cache_generation++;
+	stats.invalidations++;
 }
 
 /*
@@ -295,8 +479,7 @@ cache_xact_callback(XactEvent event, void *arg)
 		 event == XACT_EVENT_PREPARE))
 	{
 		snapshot_bound = false;
-		cache_stale = true;
-		cache_generation++;
+		mark_all_stale();
 	}
 }
 
@@ -314,32 +497,92 @@ bound_snapshot_current(void)
 }
 
 /*
- * lookup_sentinel: the OID of um.cache_sentinel, or InvalidOid when um is
- * not installed in this database.
+ * invalidate_key: queue the message for the entries of the user or
+ * organization that column names in the tuple.  spec is "user:col" or
+ * "org:col", with alternatives after '|' (the first non-NULL column
+ * decides).  Returns false when none applies (the caller then invalidates
+ * everything).
  */
-static Oid
-lookup_sentinel(void)
+static bool
+invalidate_key(const char *spec, HeapTuple tuple, TupleDesc desc)
 {
-	Oid			nsp = get_namespace_oid("um", true);
+	char	   *copy = pstrdup(spec);
+	char	   *alt;
+	char	   *save = NULL;
 
-	if (!OidIsValid(nsp))
-		return InvalidOid;
-	return get_relname_relid("cache_sentinel", nsp);
+	for (alt = strtok_r(copy, "|", &save); alt != NULL; alt = strtok_r(NULL, "|", &save))
+	{
+		bool		is_org;
+		const char *col;
+		int			attno;
+		bool		isnull;
+		Datum		d;
+
+		if (strncmp(alt, "user:", 5) == 0)
+		{
+			is_org = false;
+			col = alt + 5;
+		}
+		else if (strncmp(alt, "org:", 4) == 0)
+		{
+			is_org = true;
+			col = alt + 4;
+		}
+		else
+			elog(ERROR, "um: invalid cache key \"%s\"", spec);
+		attno = SPI_fnumber(desc, col);
+		if (attno <= 0 || SPI_gettypeid(desc, attno) != INT8OID)
+			elog(ERROR, "um: cache key column \"%s\" is not a bigint column", col);
+		d = heap_getattr(tuple, attno, desc, &isnull);
+		if (isnull)
+			continue;
+		if (!OidIsValid(bucket_relid[bucket_of(DatumGetInt64(d), is_org)]))
+			break;
+		CacheInvalidateRelcacheByRelid(bucket_relid[bucket_of(DatumGetInt64(d), is_org)]);
+		pfree(copy);
+		return true;
+	}
+	pfree(copy);
+	return false;
 }
 
 /*
- * um_cache_invalidate_trigger: statement-level trigger on um's tables.
+ * um_cache_invalidate_trigger: the trigger on um's tables.  As a row
+ * trigger with arguments (the cache keys of the table), it invalidates the
+ * buckets of the users and organizations the row names, before and after
+ * an update; as a statement trigger (TRUNCATE), or without arguments (the
+ * permission catalog), everything.
  */
 Datum
 um_cache_invalidate_trigger(PG_FUNCTION_ARGS)
 {
-	Oid			relid;
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	bool		all = true;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "um_cache_invalidate_trigger: not called by trigger manager");
-	relid = lookup_sentinel();
-	if (OidIsValid(relid))
-		CacheInvalidateRelcacheByRelid(relid);
+	if (!lookup_addresses())
+		return PointerGetDatum(NULL);	/* um is being dropped */
+
+	if (TRIGGER_FIRED_FOR_ROW(td->tg_event) && td->tg_trigger->tgnargs > 0)
+	{
+		TupleDesc	desc = RelationGetDescr(td->tg_relation);
+		int			i;
+
+		all = false;
+		for (i = 0; i < td->tg_trigger->tgnargs && !all; i++)
+		{
+			const char *spec = td->tg_trigger->tgargs[i];
+
+			if (!invalidate_key(spec, td->tg_trigtuple, desc))
+				all = true;
+			else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) &&
+					 !invalidate_key(spec, td->tg_newtuple, desc))
+				all = true;
+		}
+	}
+	if (all)
+		CacheInvalidateRelcacheByRelid(sentinel_relid);
 	return PointerGetDatum(NULL);
 }
 
@@ -349,8 +592,7 @@ um_cache_invalidate_trigger(PG_FUNCTION_ARGS)
 void
 um_cache_reset_all(void)
 {
-	cache_stale = true;
-	cache_generation++;
+	mark_all_stale();
 }
 
 /* ---- setup ----------------------------------------------------------- */
@@ -360,7 +602,7 @@ um_cache_init(void)
 {
 	DefineCustomIntVariable("um.cache_memory_limit",
 							"Memory a backend may use for um's permission cache.",
-							"When the cache grows past this, it is emptied and refilled on demand.",
+							"Past this, the least recently used entries are dropped and reloaded on demand.",
 							&cache_memory_limit_kb,
 							65536, 64, MAX_KILOBYTES,
 							PGC_SUSET,
@@ -383,12 +625,52 @@ make_hash(const char *name, Size keysize, Size entrysize, int flags)
 	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_CONTEXT | flags);
 }
 
+/* memory of the entries, counted for the memory bound */
+static void *
+cache_alloc(Size size, bool zero)
+{
+	void	   *p = zero ? MemoryContextAllocZero(cache_cxt, size) : MemoryContextAlloc(cache_cxt, size);
+
+	cache_bytes += GetMemoryChunkSpace(p);
+	return p;
+}
+
+static void
+cache_free(void *p)
+{
+	if (p == NULL)
+		return;
+	cache_bytes -= Min(cache_bytes, GetMemoryChunkSpace(p));
+	pfree(p);
+}
+
+/* enter a new entry into a hash, counting it */
+static void *
+cache_enter(HTAB *hash, const void *key, Size entrysize)
+{
+	bool		found;
+	void	   *e = hash_search(hash, key, HASH_ENTER, &found);
+
+	if (!found)
+		cache_bytes += entrysize;
+	return e;
+}
+
+static void
+cache_remove(HTAB *hash, const void *key, Size entrysize)
+{
+	if (hash_search(hash, key, HASH_REMOVE, NULL) != NULL)
+		cache_bytes -= Min(cache_bytes, entrysize);
+}
+
 /*
  * cache_reset: empty the cache.  Callers hold no pointers into it.
  */
 static void
 cache_reset(void)
 {
+	int			b;
+
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "um permission cache",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -405,10 +687,171 @@ cache_reset(void)
 	scope_hash = make_hash("um scopes", sizeof(int64), sizeof(UmScope), HASH_BLOBS);
 	kind_hash = make_hash("um scope kinds", 64, sizeof(KindEntry), HASH_STRINGS);
 	memo_hash = make_hash("um scope memo", sizeof(MemoKey), sizeof(ScopeMemo), HASH_BLOBS);
+	for (b = 0; b < UM_CACHE_BUCKETS; b++)
+	{
+		dlist_init(&buckets[b].users);
+		dlist_init(&buckets[b].orgs);
+		dlist_init(&buckets[b].members_by_user);
+		dlist_init(&buckets[b].members_by_org);
+		buckets[b].last_used = 0;
+	}
+	memset(stale_buckets, 0, sizeof(stale_buckets));
+	any_stale_bucket = false;
+	cache_bytes = 0;
 	cache_stale = false;
 	snapshot_bound = false;
 	loads_since_size_check = 0;
 	stats.resets++;
+}
+
+/* ---- dropping entries ---------------------------------------------------- */
+
+static void
+drop_member(UmMember *m)
+{
+	dlist_mutable_iter it;
+	UmMemberKey key = m->key;
+	int			i;
+
+	dlist_foreach_modify(it, &m->memos)
+	{
+		ScopeMemo  *memo = dlist_container(ScopeMemo, member_node, it.cur);
+		MemoKey		mkey = memo->key;
+
+		cache_free(memo->bits);
+		cache_remove(memo_hash, &mkey, sizeof(ScopeMemo));
+	}
+	dlist_delete(&m->user_node);
+	dlist_delete(&m->org_node);
+	for (i = 0; i < m->ngrants; i++)
+		cache_free(m->grants[i].kind);
+	cache_free(m->grants);
+	cache_free(m->baseline);
+	cache_remove(member_hash, &key, sizeof(UmMember));
+}
+
+static void
+drop_user(UmUser *u)
+{
+	int64		key = u->user_id;
+
+	dlist_delete(&u->bucket_node);
+	cache_free(u->orgs);
+	cache_remove(user_hash, &key, sizeof(UmUser));
+}
+
+static void
+drop_org(UmOrg *o)
+{
+	int64		key = o->org_id;
+	int			i;
+
+	for (i = 0; i < o->nroles; i++)
+	{
+		RoleEntry  *r = hash_search(role_hash, &o->role_ids[i], HASH_FIND, NULL);
+
+		if (r != NULL)
+		{
+			cache_free(r->bits);
+			cache_remove(role_hash, &o->role_ids[i], sizeof(RoleEntry));
+		}
+	}
+	for (i = 0; i < o->nscopes; i++)
+		cache_remove(scope_hash, &o->scope_ids[i], sizeof(UmScope));
+	cache_free(o->role_ids);
+	cache_free(o->scope_ids);
+	dlist_delete(&o->bucket_node);
+	cache_remove(org_hash, &key, sizeof(UmOrg));
+}
+
+/*
+ * drop_bucket: drop every entry of a bucket: its users, its organizations
+ * (with their roles and scope trees) and the members of either (with their
+ * scope memos).  Returns how many users, organizations and members went.
+ */
+static int64
+drop_bucket(int b)
+{
+	CacheBucket *bk = &buckets[b];
+	dlist_mutable_iter it;
+	int64		n = 0;
+
+	dlist_foreach_modify(it, &bk->members_by_user)
+	{
+		drop_member(dlist_container(UmMember, user_node, it.cur));
+		n++;
+	}
+	dlist_foreach_modify(it, &bk->members_by_org)
+	{
+		drop_member(dlist_container(UmMember, org_node, it.cur));
+		n++;
+	}
+	dlist_foreach_modify(it, &bk->users)
+	{
+		drop_user(dlist_container(UmUser, bucket_node, it.cur));
+		n++;
+	}
+	dlist_foreach_modify(it, &bk->orgs)
+	{
+		drop_org(dlist_container(UmOrg, bucket_node, it.cur));
+		n++;
+	}
+	bk->last_used = 0;
+	return n;
+}
+
+static bool
+bucket_empty(int b)
+{
+	return dlist_is_empty(&buckets[b].users) && dlist_is_empty(&buckets[b].orgs) &&
+		dlist_is_empty(&buckets[b].members_by_user) && dlist_is_empty(&buckets[b].members_by_org);
+}
+
+/* drop the buckets whose messages arrived */
+static void
+drop_stale_buckets(void)
+{
+	int			w;
+
+	for (w = 0; w < UM_CACHE_BUCKETS / 64; w++)
+	{
+		while (stale_buckets[w] != 0)
+		{
+			int			bit = pg_rightmost_one_pos64(stale_buckets[w]);
+
+			stale_buckets[w] &= stale_buckets[w] - 1;
+			(void) drop_bucket(w * 64 + bit);
+		}
+	}
+	any_stale_bucket = false;
+}
+
+/*
+ * shrink: past the memory bound, drop the least recently used buckets until
+ * the entries take at most nine tenths of it (the catalog, which every
+ * check needs, stays).
+ */
+static void
+shrink(void)
+{
+	Size		limit = (Size) cache_memory_limit_kb * 1024;
+	Size		target = limit / 10 * 9;
+
+	if (cache_bytes <= limit)
+		return;
+	while (cache_bytes > target)
+	{
+		int			b,
+					victim = -1;
+
+		for (b = 0; b < UM_CACHE_BUCKETS; b++)
+			if (!bucket_empty(b) && (victim < 0 || buckets[b].last_used < buckets[victim].last_used))
+				victim = b;
+		if (victim < 0)
+			break;
+		stats.evictions += drop_bucket(victim);
+	}
+	cache_generation++;
 }
 
 /*
@@ -423,28 +866,24 @@ um_cache_begin(void)
 	if (load_in_progress)
 	{
 		load_in_progress = false;
-		cache_stale = true;
-		cache_generation++;
+		mark_all_stale();
 	}
 	/* entries read with a query snapshot that is no longer the one in use */
 	if (snapshot_bound && !cache_stale && !bound_snapshot_current())
-	{
-		cache_stale = true;
-		cache_generation++;
-	}
-	/* the bound on memory: checked after loads, not on every (warm) check */
-	if (loads_since_size_check > 0 && !cache_stale && cache_cxt != NULL)
-	{
-		loads_since_size_check = 0;
-		if (MemoryContextMemAllocated(cache_cxt, true) > (Size) cache_memory_limit_kb * 1024)
-		{
-			cache_stale = true;
-			cache_generation++;
-			stats.evictions++;
-		}
-	}
+		mark_all_stale();
 	if (cache_stale || cache_cxt == NULL)
 		cache_reset();
+	else
+	{
+		if (any_stale_bucket)
+			drop_stale_buckets();
+		/* the bound on memory: checked after loads, not on every (warm) check */
+		if (loads_since_size_check > 0)
+		{
+			loads_since_size_check = 0;
+			shrink();
+		}
+	}
 	return cache_generation;
 }
 
@@ -456,23 +895,29 @@ um_cache_generation(void)
 
 /* ---- loading ----------------------------------------------------------- */
 
+/*
+ * A load: SPI as um's owner (owner.c) with a pinned search_path, and the
+ * snapshot the entries are read with.  Opened by the first entry a call of
+ * this module's interface must load, closed when that call returns.
+ */
 typedef struct LoadState
 {
+	bool		open;
 	UmRunAs		run_as;
 	Snapshot	snapshot;
 } LoadState;
 
-/*
- * load_begin: connect to SPI as um's owner (owner.c), with a pinned
- * search_path, and pick the snapshot the entries will be read with.
- */
+#define LOAD_INIT {false}
+
 static void
-load_begin(LoadState *ls)
+load_open(LoadState *ls)
 {
-	/* entries loaded from now on are dropped by the sentinel's invalidation */
-	if (!OidIsValid(sentinel_relid))
-		sentinel_relid = lookup_sentinel();
-	um_run_as_begin(&ls->run_as, um_owner(), false);
+	if (ls->open)
+		return;
+	/* entries loaded from now on are dropped by the invalidations */
+	if (!lookup_addresses())
+		(void) um_owner();		/* raises: um is not installed here */
+	um_run_as_begin(&ls->run_as, owner_oid, false);
 
 	if (IsInParallelMode())
 	{
@@ -507,14 +952,18 @@ load_begin(LoadState *ls)
 	else
 		ls->snapshot = RegisterSnapshot(GetLatestSnapshot());
 	load_in_progress = true;
+	ls->open = true;
 }
 
 static void
-load_end(LoadState *ls)
+load_close(LoadState *ls)
 {
+	if (!ls->open)
+		return;
 	load_in_progress = false;
 	UnregisterSnapshot(ls->snapshot);
 	um_run_as_end(&ls->run_as);
+	ls->open = false;
 }
 
 /*
@@ -526,6 +975,7 @@ run_query(LoadState *ls, int q, int64 a1, int64 a2)
 	Datum		values[2];
 	int			rc;
 
+	load_open(ls);
 	if (plans[q] == NULL)
 	{
 		Oid			argtypes[2] = {INT8OID, INT8OID};
@@ -565,17 +1015,15 @@ cmp_cstring(const void *a, const void *b)
 }
 
 static void
-ensure_catalog(void)
+ensure_catalog(LoadState *ls)
 {
-	LoadState	ls;
 	MemoryContext old;
 	HTAB	   *hash;
 	int			i;
 
 	if (perm_hash != NULL)
 		return;
-	load_begin(&ls);
-	run_query(&ls, Q_CATALOG, 0, 0);
+	run_query(ls, Q_CATALOG, 0, 0);
 	old = MemoryContextSwitchTo(cache_cxt);
 	nperms = (int) SPI_processed;
 	nwords = Max(1, (nperms + 63) / 64);
@@ -599,7 +1047,18 @@ ensure_catalog(void)
 	}
 	perm_hash = hash;			/* visible only once complete */
 	MemoryContextSwitchTo(old);
-	load_end(&ls);
+}
+
+/* the catalog, loaded in a load of its own when an interface call needs it alone */
+static void
+ensure_catalog_alone(void)
+{
+	LoadState	ls = LOAD_INIT;
+
+	if (perm_hash != NULL)
+		return;
+	ensure_catalog(&ls);
+	load_close(&ls);
 }
 
 /*
@@ -613,7 +1072,7 @@ um_cache_perm_id(const char *name, size_t len)
 	PermEntry  *e;
 
 	um_permname_check(name, len, false, NULL);	/* also bounds len */
-	ensure_catalog();
+	ensure_catalog_alone();
 	memcpy(key, name, len);
 	key[len] = '\0';
 	e = hash_search(perm_hash, key, HASH_FIND, NULL);
@@ -645,7 +1104,7 @@ add_pattern(uint64 *bits, const char *pattern)
 int
 um_cache_perm_count(void)
 {
-	ensure_catalog();
+	ensure_catalog_alone();
 	return nperms;
 }
 
@@ -653,7 +1112,7 @@ um_cache_perm_count(void)
 const char *
 um_cache_perm_name(int id)
 {
-	ensure_catalog();
+	ensure_catalog_alone();
 	Assert(id >= 0 && id < nperms);
 	return perm_names[id];
 }
@@ -661,11 +1120,9 @@ um_cache_perm_name(int id)
 /* ---- users -------------------------------------------------------------------- */
 
 static const UmUser *
-cache_user(int64 user_id)
+cache_user(LoadState *ls, int64 user_id)
 {
 	UmUser	   *u;
-	bool		found;
-	LoadState	ls;
 	bool		exists,
 				active = false;
 	int			norgs = 0;
@@ -675,11 +1132,11 @@ cache_user(int64 user_id)
 	if (u != NULL)
 	{
 		stats.hits++;
+		touch_bucket(u->bucket);
 		return u;
 	}
 	stats.misses++;
-	load_begin(&ls);
-	run_query(&ls, Q_USER, user_id, 0);
+	run_query(ls, Q_USER, user_id, 0);
 	exists = SPI_processed > 0;
 	if (exists)
 	{
@@ -696,70 +1153,76 @@ cache_user(int64 user_id)
 			if (ARR_ELEMTYPE(arr) != INT8OID || ARR_HASNULL(arr) || ARR_NDIM(arr) > 1)
 				elog(ERROR, "um: unexpected organization array");
 			norgs = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-			orgs = MemoryContextAlloc(cache_cxt, sizeof(int64) * Max(norgs, 1));
+			orgs = cache_alloc(sizeof(int64) * Max(norgs, 1), false);
 			if (norgs > 0)
 				memcpy(orgs, ARR_DATA_PTR(arr), sizeof(int64) * norgs);
 		}
 	}
-	u = hash_search(user_hash, &user_id, HASH_ENTER, &found);
+	u = cache_enter(user_hash, &user_id, sizeof(UmUser));
 	u->exists = exists;
 	u->active = active;
 	u->norgs = norgs;
 	u->orgs = orgs;
-	load_end(&ls);
+	u->bucket = (uint8) bucket_of(user_id, false);
+	dlist_push_head(&buckets[u->bucket].users, &u->bucket_node);
+	touch_bucket(u->bucket);
 	return u;
 }
 
 /* ---- organizations: roles and scopes ------------------------------------------- */
 
+/* the role's entry, made when new (its id then goes to *new_ids) */
 static RoleEntry *
-role_entry(int64 role_id)
+role_entry(int64 role_id, int64 *new_ids, int *nnew)
 {
 	RoleEntry  *r = hash_search(role_hash, &role_id, HASH_FIND, NULL);
 
 	if (r == NULL)
 	{
-		uint64	   *bits = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
-		bool		found;
+		uint64	   *bits = cache_alloc(sizeof(uint64) * nwords, true);
 
-		r = hash_search(role_hash, &role_id, HASH_ENTER, &found);
+		r = cache_enter(role_hash, &role_id, sizeof(RoleEntry));
 		r->bits = bits;
+		new_ids[(*nnew)++] = role_id;
 	}
 	return r;
 }
 
 static UmOrg *
-cache_org(int64 org_id)
+cache_org(LoadState *ls, int64 org_id)
 {
 	UmOrg	   *o;
-	bool		found;
-	LoadState	ls;
 	uint64		i;
 	int			nedges = 0;
 	RoleEntry **edges;			/* pairs: including role, included role */
+	int64	   *role_ids;
+	int			nroles = 0;
 	bool		changed;
 
 	o = hash_search(org_hash, &org_id, HASH_FIND, NULL);
 	if (o != NULL)
+	{
+		touch_bucket(o->bucket);
 		return o;
-	ensure_catalog();
-	load_begin(&ls);
-	run_query(&ls, Q_ORG_ROLES, org_id, 0);
+	}
+	ensure_catalog(ls);
+	run_query(ls, Q_ORG_ROLES, org_id, 0);
 	edges = palloc(sizeof(RoleEntry *) * 2 * Max((int) SPI_processed, 1));
+	role_ids = cache_alloc(sizeof(int64) * 2 * Max((int) SPI_processed, 1), false);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
 		int64		role_id = get_int8((int) i, 1, &isnull);
 		char	   *pattern = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
 		int64		included = get_int8((int) i, 3, &isnull);
-		RoleEntry  *r = role_entry(role_id);
+		RoleEntry  *r = role_entry(role_id, role_ids, &nroles);
 
 		if (pattern != NULL)
 			add_pattern(r->bits, pattern);
 		else if (!isnull)
 		{
 			edges[2 * nedges] = r;
-			edges[2 * nedges + 1] = role_entry(included);
+			edges[2 * nedges + 1] = role_entry(included, role_ids, &nroles);
 			nedges++;
 		}
 	}
@@ -786,11 +1249,15 @@ cache_org(int64 org_id)
 		}
 	} while (changed);
 	pfree(edges);
-	o = hash_search(org_hash, &org_id, HASH_ENTER, &found);
+	o = cache_enter(org_hash, &org_id, sizeof(UmOrg));
 	o->scopes_loaded = false;
 	o->nscopes = 0;
 	o->scope_ids = NULL;
-	load_end(&ls);
+	o->nroles = nroles;
+	o->role_ids = role_ids;
+	o->bucket = (uint8) bucket_of(org_id, true);
+	dlist_push_head(&buckets[o->bucket].orgs, &o->bucket_node);
+	touch_bucket(o->bucket);
 	return o;
 }
 
@@ -802,9 +1269,11 @@ cache_org(int64 org_id)
 const uint64 *
 um_cache_role_bits(int64 org_id, int64 role_id)
 {
+	LoadState	ls = LOAD_INIT;
 	RoleEntry  *r;
 
-	(void) cache_org(org_id);
+	(void) cache_org(&ls, org_id);
+	load_close(&ls);
 	r = hash_search(role_hash, &role_id, HASH_FIND, NULL);
 	return r != NULL ? r->bits : NULL;
 }
@@ -840,22 +1309,19 @@ kind_id(const char *kind, bool add)
 }
 
 static void
-ensure_scopes(UmOrg *o)
+ensure_scopes(LoadState *ls, UmOrg *o)
 {
-	LoadState	ls;
 	uint64		i;
 
 	if (o->scopes_loaded)
 		return;
-	load_begin(&ls);
-	run_query(&ls, Q_SCOPES, o->org_id, 0);
-	o->scope_ids = MemoryContextAlloc(cache_cxt, sizeof(int64) * Max((int) SPI_processed, 1));
+	run_query(ls, Q_SCOPES, o->org_id, 0);
+	o->scope_ids = cache_alloc(sizeof(int64) * Max((int) SPI_processed, 1), false);
 	for (i = 0; i < SPI_processed; i++)
 	{
-		bool		isnull,
-					found;
+		bool		isnull;
 		int64		id = get_int8((int) i, 1, &isnull);
-		UmScope    *s = hash_search(scope_hash, &id, HASH_ENTER, &found);
+		UmScope    *s = cache_enter(scope_hash, &id, sizeof(UmScope));
 		char	   *kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
 		Datum		d;
 
@@ -870,29 +1336,28 @@ ensure_scopes(UmOrg *o)
 	}
 	o->nscopes = (int) SPI_processed;
 	o->scopes_loaded = true;
-	load_end(&ls);
 }
 
 /* um_cache_org_scope_ids: every scope node of the organization */
 int
 um_cache_org_scope_ids(int64 org_id, const int64 **ids)
 {
-	UmOrg	   *o = cache_org(org_id);
+	LoadState	ls = LOAD_INIT;
+	UmOrg	   *o = cache_org(&ls, org_id);
 
-	ensure_scopes(o);
+	ensure_scopes(&ls, o);
+	load_close(&ls);
 	*ids = o->scope_ids;
 	return o->nscopes;
 }
 
 /* ---- members ------------------------------------------------------------------ */
 
-static const UmMember *
-cache_member(int64 user_id, int64 org_id)
+static UmMember *
+cache_member(LoadState *ls, int64 user_id, int64 org_id)
 {
 	UmMemberKey key;
 	UmMember   *m;
-	bool		found;
-	LoadState	ls;
 	uint64		i;
 	int			n = 0;
 	bool		active = false;
@@ -906,35 +1371,45 @@ cache_member(int64 user_id, int64 org_id)
 	if (m != NULL)
 	{
 		stats.hits++;
+		touch_bucket(m->user_bucket);
+		touch_bucket(m->org_bucket);
 		return m;
 	}
 	stats.misses++;
-	(void) cache_org(org_id);
+	(void) cache_org(ls, org_id);
 
-	load_begin(&ls);
-	run_query(&ls, Q_MEMBER, org_id, user_id);
-	baseline = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
-	if (SPI_processed > 0)
+	run_query(ls, Q_MEMBER, org_id, user_id);
+	baseline = cache_alloc(sizeof(uint64) * nwords, true);
+	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
 
-		active = !isnull && DatumGetBool(d);
-		role_id = get_int8(0, 2, &isnull);
+		if (DatumGetInt32(d) == 0)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+			active = !isnull && DatumGetBool(d);
+			role_id = get_int8((int) i, 3, &isnull);
+		}
 	}
 	if (active)
 	{
 		or_role(baseline, role_id);
-		run_query(&ls, Q_MEMBER_GRANTS, org_id, user_id);
-		grants = MemoryContextAlloc(cache_cxt, sizeof(UmGrant) * Max((int) SPI_processed, 1));
+		grants = cache_alloc(sizeof(UmGrant) * Max((int) SPI_processed, 1), false);
 		for (i = 0; i < SPI_processed; i++)
 		{
 			bool		node_null,
 						isnull;
-			int64		grant_role = get_int8((int) i, 1, &isnull);
-			int64		scope_id = get_int8((int) i, 2, &node_null);
-			char	   *kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+			int64		grant_role;
+			int64		scope_id;
+			char	   *kind;
 
+			if (DatumGetInt32(d) == 0)
+				continue;		/* the membership */
+			grant_role = get_int8((int) i, 3, &isnull);
+			scope_id = get_int8((int) i, 4, &node_null);
+			kind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 5);
 			if (node_null && kind == NULL)
 			{
 				or_role(baseline, grant_role);	/* an organization-wide grant */
@@ -942,18 +1417,30 @@ cache_member(int64 user_id, int64 org_id)
 			}
 			grants[n].role_id = grant_role;
 			grants[n].scope_id = node_null ? 0 : scope_id;
-			grants[n].kind = kind ? MemoryContextStrdup(cache_cxt, kind) : NULL;
+			if (kind != NULL)
+			{
+				grants[n].kind = cache_alloc(strlen(kind) + 1, false);
+				strcpy(grants[n].kind, kind);
+			}
+			else
+				grants[n].kind = NULL;
 			n++;
 		}
 	}
 	/* enter the entry only once it is complete */
-	m = hash_search(member_hash, &key, HASH_ENTER, &found);
+	m = cache_enter(member_hash, &key, sizeof(UmMember));
 	m->active = active;
 	m->role_id = role_id;
 	m->baseline = baseline;
 	m->grants = grants;
 	m->ngrants = n;
-	load_end(&ls);
+	m->user_bucket = (uint8) bucket_of(user_id, false);
+	m->org_bucket = (uint8) bucket_of(org_id, true);
+	dlist_push_head(&buckets[m->user_bucket].members_by_user, &m->user_node);
+	dlist_push_head(&buckets[m->org_bucket].members_by_org, &m->org_node);
+	dlist_init(&m->memos);
+	touch_bucket(m->user_bucket);
+	touch_bucket(m->org_bucket);
 	return m;
 }
 
@@ -965,12 +1452,13 @@ cache_member(int64 user_id, int64 org_id)
 const UmMember *
 um_cache_active_member(int64 user_id, int64 org_id)
 {
-	const UmMember *m;
+	LoadState	ls = LOAD_INIT;
+	const UmMember *m = NULL;
 
-	if (!cache_user(user_id)->active)
-		return NULL;
-	m = cache_member(user_id, org_id);
-	return m->active ? m : NULL;
+	if (cache_user(&ls, user_id)->active)
+		m = cache_member(&ls, user_id, org_id);
+	load_close(&ls);
+	return m != NULL && m->active ? m : NULL;
 }
 
 /* um_cache_member_baseline: an active member's organization-wide bitmap */
@@ -987,8 +1475,10 @@ um_cache_member_baseline(const UmMember *m)
 int
 um_cache_user_orgs(int64 user_id, const int64 **orgs)
 {
-	const UmUser *u = cache_user(user_id);
+	LoadState	ls = LOAD_INIT;
+	const UmUser *u = cache_user(&ls, user_id);
 
+	load_close(&ls);
 	if (!u->active || u->norgs <= 0)
 		return 0;
 	*orgs = u->orgs;
@@ -1004,8 +1494,10 @@ um_cache_user_orgs(int64 user_id, const int64 **orgs)
 const uint64 *
 um_cache_member_bits(int64 user_id, int64 org_id)
 {
-	const UmMember *m = cache_member(user_id, org_id);
+	LoadState	ls = LOAD_INIT;
+	const UmMember *m = cache_member(&ls, user_id, org_id);
 
+	load_close(&ls);
 	return m->active ? m->baseline : NULL;
 }
 
@@ -1017,11 +1509,12 @@ um_cache_member_bits(int64 user_id, int64 org_id)
  * the node is not in the member's organization.
  */
 const uint64 *
-um_cache_scope_bits(const UmMember *m, int64 scope_id)
+um_cache_scope_bits(const UmMember *cm, int64 scope_id)
 {
+	UmMember   *m = (UmMember *) cm;	/* its memo list is the cache's */
+	LoadState	ls = LOAD_INIT;
 	MemoKey		key;
 	ScopeMemo  *memo;
-	bool		found;
 	int64		chain_ids[UM_MAX_SCOPE_DEPTH];
 	int			chain_kinds[UM_MAX_SCOPE_DEPTH];
 	int			depth = 0;
@@ -1046,7 +1539,8 @@ um_cache_scope_bits(const UmMember *m, int64 scope_id)
 		return memo->bits;
 	}
 	stats.misses++;
-	ensure_scopes(cache_org(m->key.org_id));
+	ensure_scopes(&ls, cache_org(&ls, m->key.org_id));
+	load_close(&ls);
 
 	while (cur != 0)
 	{
@@ -1077,7 +1571,7 @@ um_cache_scope_bits(const UmMember *m, int64 scope_id)
 						scope_id, UM_MAX_SCOPE_DEPTH),
 				 errhint("Flatten the scope tree of the organization.")));
 
-	bits = MemoryContextAlloc(cache_cxt, sizeof(uint64) * nwords);
+	bits = cache_alloc(sizeof(uint64) * nwords, false);
 	memcpy(bits, m->baseline, sizeof(uint64) * nwords);
 	for (i = 0; i < m->ngrants; i++)
 	{
@@ -1091,8 +1585,9 @@ um_cache_scope_bits(const UmMember *m, int64 scope_id)
 		if (applies)
 			or_role(bits, g->role_id);
 	}
-	memo = hash_search(memo_hash, &key, HASH_ENTER, &found);
+	memo = cache_enter(memo_hash, &key, sizeof(ScopeMemo));
 	memo->bits = bits;
+	dlist_push_head(&m->memos, &memo->member_node);
 	return bits;
 }
 

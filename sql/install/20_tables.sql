@@ -468,48 +468,52 @@ CREATE TABLE um.state_tables (
   readable_columns name[],
   evaluator_input boolean NOT NULL DEFAULT false,
   invalidating_columns name[],
+  cache_key text CONSTRAINT state_tables_cache_key_check
+    CHECK (cache_key ~ '^(user|org):[a-z_]+(\|(user|org):[a-z_]+)*$'),
   dump_filter text,
   CONSTRAINT state_tables_rule_check CHECK ((access = 'tenant') = (read_rule IS NOT NULL)),
-  CONSTRAINT state_tables_invalidating_check CHECK (invalidating_columns IS NULL OR evaluator_input)
+  CONSTRAINT state_tables_invalidating_check CHECK (invalidating_columns IS NULL OR evaluator_input),
+  CONSTRAINT state_tables_cache_key_input_check CHECK (cache_key IS NULL OR evaluator_input)
 );
 COMMENT ON TABLE um.state_tables IS 'the registry of um''s tables, which invalidation triggers, um''s own row-level security, pg_dump''s configuration and the integrity checks are made from (installed by um, not user data)';
 COMMENT ON COLUMN um.state_tables.relname IS 'a table in schema um';
 COMMENT ON COLUMN um.state_tables.access IS 'tenant: application roles read the rows read_rule allows; secret: um administrators only; catalog: everybody reads it, nobody but um writes it';
 COMMENT ON COLUMN um.state_tables.read_rule IS 'for tenant tables, the policy expression of the rows an application role may read; %1$I stands for the extension''s schema';
 COMMENT ON COLUMN um.state_tables.readable_columns IS 'the columns application roles may read, when not all (the rest hold secrets)';
-COMMENT ON COLUMN um.state_tables.evaluator_input IS 'um_has_permission''s answers depend on its rows: a change empties every backend''s permission cache';
+COMMENT ON COLUMN um.state_tables.evaluator_input IS 'um_has_permission''s answers depend on its rows: a change drops the cache entries it touches in every backend';
 COMMENT ON COLUMN um.state_tables.invalidating_columns IS 'the columns whose update invalidates, when not all';
+COMMENT ON COLUMN um.state_tables.cache_key IS 'whose cache entries a changed row touches: user:<column> (that user''s) or org:<column> (that organization''s), alternatives after | (the first non-NULL column decides); NULL: every entry';
 COMMENT ON COLUMN um.state_tables.dump_filter IS 'pg_dump keeps the rows this condition selects ('''' for all), with the table''s id sequence; NULL: made by um''s script, not dumped';
 
-INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, dump_filter) VALUES
-  ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, ''),
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter) VALUES
+  ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, NULL, ''),
   ('users',             'tenant', 'id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))',
                         '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
-                        true, '{id,status,allow_login}', ''),
-  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL),
-  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('permissions',       'catalog', NULL, NULL, true, NULL, 'WHERE NOT builtin'),
-  ('role_permissions',  'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('scopes',            'tenant', '%1$I.um_has_permission(''scope:read'', org_id)', NULL, true, NULL, ''),
-  ('memberships',       'tenant', '%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', NULL, true, NULL, ''),
-  ('teams',             'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
-  ('team_members',      'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
-  ('team_member_roles', 'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, ''),
-  ('grants',            'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, ''),
-  ('invitations',       'tenant', '%1$I.um_has_permission(''member:invite'', org_id)', NULL, false, NULL, ''),
-  ('sessions',          'secret', NULL, NULL, false, NULL, ''),
-  ('identity_providers', 'secret', NULL, NULL, false, NULL, ''),
-  ('user_identities',   'secret', NULL, NULL, false, NULL, ''),
+                        true, '{id,status,allow_login}', 'user:id', ''),
+  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL, NULL),
+  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('permissions',       'catalog', NULL, NULL, true, NULL, NULL, 'WHERE NOT builtin'),
+  ('role_permissions',  'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('scopes',            'tenant', '%1$I.um_has_permission(''scope:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('memberships',       'tenant', '%1$I.um_has_permission(''member:read'', org_id) OR user_id = %1$I.um_current_user_id(org_id)', NULL, true, NULL, 'user:user_id', ''),
+  ('teams',             'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('team_members',      'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, 'user:user_id', ''),
+  ('team_member_roles', 'tenant', '%1$I.um_has_permission(''team:read'', org_id)', NULL, true, NULL, 'user:user_id', ''),
+  ('grants',            'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'user:user_id|org:org_id', ''),
+  ('invitations',       'tenant', '%1$I.um_has_permission(''member:invite'', org_id)', NULL, false, NULL, NULL, ''),
+  ('sessions',          'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('identity_providers', 'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('user_identities',   'secret', NULL, NULL, false, NULL, NULL, ''),
   -- events about oneself: those of an organization only where the identity
   -- reaches it (an impersonator sees the target's events in the impersonated
   -- organizations only), those of none only as oneself
   ('audit_events',      'tenant', '%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND (target_id = %1$I.um_current_user_id(org_id) OR (org_id IS NULL AND target_id = %1$I.um_current_user_id() AND target_id = %1$I.um_real_user_id())))',
-                        NULL, false, NULL, ''),
-  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL),
-  ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL),
-  ('verification_tokens', 'secret', NULL, NULL, false, NULL, ''),
-  ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL);
+                        NULL, false, NULL, NULL, ''),
+  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL, NULL),
+  ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
+  ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
 COMMENT ON COLUMN um.verification_tokens.user_id IS 'whose address the token proves';
 COMMENT ON COLUMN um.verification_tokens.created_at IS 'when it was issued';

@@ -1,48 +1,68 @@
 -- The permission evaluator (src/evaluator.c, src/cache.c) and how its
 -- cache learns about changes.
 
--- The address of the cache's invalidation messages: a statement that
--- changes any table an answer depends on queues a relcache invalidation of
--- this relation (see src/cache.c).  Nothing is ever stored in it.
+-- The addresses of the cache's invalidation messages (see src/cache.c).
+-- Nothing is ever stored in them.  A change to the permission catalog (or
+-- a TRUNCATE) invalidates the sentinel, and every backend empties its
+-- cache; any other change invalidates the buckets of the users and
+-- organizations it touches, and every backend drops those entries only.
 CREATE TABLE um.cache_sentinel ();
 COMMENT ON TABLE um.cache_sentinel IS 'never holds rows: invalidating it tells every backend to empty its permission cache';
 REVOKE ALL ON um.cache_sentinel FROM PUBLIC;
+
+-- 256 buckets (UM_CACHE_BUCKETS in src/cache.c): composite types, the
+-- lightest relations, with no storage.
+DO $$
+BEGIN
+  FOR b IN 0..255 LOOP
+    EXECUTE format('CREATE TYPE um.%I AS ()', 'cache_bucket_' || b);
+    EXECUTE format('COMMENT ON TYPE um.%I IS %L', 'cache_bucket_' || b,
+                   'never holds anything: invalidating it tells every backend to drop the cache entries of the users and organizations of bucket ' || b);
+    EXECUTE format('REVOKE ALL ON TYPE um.%I FROM PUBLIC', 'cache_bucket_' || b);
+  END LOOP;
+END
+$$;
 
 CREATE FUNCTION um.cache_invalidate()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'um_cache_invalidate_trigger'
 LANGUAGE C;
-COMMENT ON FUNCTION um.cache_invalidate() IS 'statement trigger: every backend empties its permission cache once this change is visible to it';
+COMMENT ON FUNCTION um.cache_invalidate() IS 'trigger: every backend drops the permission cache entries of the users and organizations a changed row names (its arguments: the table''s cache_key), or its whole cache (no arguments, or TRUNCATE), once the change is visible to it';
 
--- Statement triggers, ENABLE ALWAYS: once per statement, also under
--- session_replication_role = replica.  Logical replication's apply worker
--- fires only row triggers, so row triggers enabled for replica mode only
--- cover changes that arrive on a subscriber.  (Invalidations of one
--- relation within a command are merged, so a row trigger costs little.)
--- The tables are those um.state_tables marks evaluator_input; for um.users
--- only the columns an answer depends on, so that logins (which count
--- failures and reset the count) never empty anybody's cache.
+-- Row triggers, ENABLE ALWAYS: they also fire under
+-- session_replication_role = replica, so changes a logical replication
+-- subscription applies reach the subscriber's caches.  (Invalidations of
+-- one relation within a command are merged, so a row costs little.)
+-- TRUNCATE has no rows: a statement trigger empties every cache.  The
+-- tables are those um.state_tables marks evaluator_input, the arguments
+-- their cache_key; for um.users only the columns an answer depends on, so
+-- that logins (which count failures and reset the count) never drop
+-- anybody's entries.
 DO $$
 DECLARE
   t record;
 BEGIN
-  FOR t IN SELECT s.relname, s.invalidating_columns FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
-    EXECUTE format('CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE OR TRUNCATE ON um.%I '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate()',
+  FOR t IN SELECT s.relname, s.invalidating_columns, s.cache_key FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
+    EXECUTE format('CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE ON um.%I '
+                   'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate(%s)',
                    CASE WHEN t.invalidating_columns IS NOT NULL
                         THEN ' OF ' || (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.invalidating_columns) c) END,
-                   t.relname);
-    EXECUTE format('CREATE TRIGGER cache_invalidate_replica AFTER INSERT OR UPDATE OR DELETE ON um.%I '
-                   'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate()', t.relname);
+                   t.relname, coalesce(quote_literal(t.cache_key), ''));
+    EXECUTE format('CREATE TRIGGER cache_invalidate_truncate AFTER TRUNCATE ON um.%I '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate()', t.relname);
     EXECUTE format('COMMENT ON TRIGGER cache_invalidate ON um.%I IS %L', t.relname,
-                   format('every backend empties its permission cache once %s is visible to it (statement trigger, enabled always)',
-                          CASE WHEN t.invalidating_columns IS NULL THEN 'this statement''s change'
+                   format('every backend drops the permission cache entries %s once %s is visible to it (row trigger, enabled always)',
+                          CASE WHEN t.cache_key IS NULL THEN 'it holds'
+                               WHEN t.cache_key LIKE '%|%' THEN 'of the user the row names, or else of its organization'
+                               WHEN t.cache_key LIKE 'user:%' THEN 'of the user the row names'
+                               ELSE 'of the organization the row names' END,
+                          CASE WHEN t.invalidating_columns IS NULL THEN 'the change'
                                ELSE 'a change of ' || array_to_string(t.invalidating_columns[1:cardinality(t.invalidating_columns) - 1], ', ')
                                     || ' or ' || t.invalidating_columns[cardinality(t.invalidating_columns)] END));
-    EXECUTE format('COMMENT ON TRIGGER cache_invalidate_replica ON um.%I IS %L', t.relname,
-                   'the same for changes a logical replication subscription applies (row trigger, enabled in replica mode only)');
+    EXECUTE format('COMMENT ON TRIGGER cache_invalidate_truncate ON um.%I IS %L', t.relname,
+                   'every backend empties its permission cache once the TRUNCATE is visible to it (statement trigger, enabled always)');
     EXECUTE format('ALTER TABLE um.%I ENABLE ALWAYS TRIGGER cache_invalidate', t.relname);
-    EXECUTE format('ALTER TABLE um.%I ENABLE REPLICA TRIGGER cache_invalidate_replica', t.relname);
+    EXECUTE format('ALTER TABLE um.%I ENABLE ALWAYS TRIGGER cache_invalidate_truncate', t.relname);
   END LOOP;
 END
 $$;

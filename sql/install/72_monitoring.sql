@@ -40,8 +40,8 @@ COMMENT ON COLUMN um.cache_activity.misses IS 'permission checks that had to loa
 COMMENT ON COLUMN um.cache_activity.hit_ratio IS 'hits / (hits + misses), rounded to 4 places; NULL before the first check';
 COMMENT ON COLUMN um.cache_activity.queries IS 'queries the cache''s loader ran against um''s tables';
 COMMENT ON COLUMN um.cache_activity.invalidations IS 'invalidations received: a committed change to a table the answers depend on';
-COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied and started afresh (after an invalidation, an eviction or um_cache_reset)';
-COMMENT ON COLUMN um.cache_activity.evictions IS 'times the cache was emptied for growing past um.cache_memory_limit';
+COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied whole and started afresh (a change to the permission catalog, a TRUNCATE, um_cache_reset); other changes drop only the entries they touch';
+COMMENT ON COLUMN um.cache_activity.evictions IS 'entries dropped for growing past um.cache_memory_limit, least recently used first';
 COMMENT ON COLUMN um.cache_activity.entries IS 'users, memberships, organizations and scope answers held now';
 COMMENT ON COLUMN um.cache_activity.memory_bytes IS 'memory the cache uses now';
 COMMENT ON COLUMN um.cache_activity.memory_limit_bytes IS 'the most it may use (um.cache_memory_limit)';

@@ -161,13 +161,20 @@ AS $$
    WHERE s.access <> 'catalog' AND NOT coalesce(c.relrowsecurity AND c.relforcerowsecurity, false)
   UNION ALL
   SELECT 'permission cache learns of every change', format('table um.%s', s.relname),
-         format('trigger %s is missing or not enabled %s', x.tgname, x.how)
+         format('trigger %s is missing, not enabled ALWAYS or not %s', x.tgname, x.what)
     FROM um.state_tables s
-   CROSS JOIN (VALUES ('cache_invalidate', 'A', 'ALWAYS'), ('cache_invalidate_replica', 'R', 'REPLICA')) AS x(tgname, mode, how)
+   CROSS JOIN (VALUES ('cache_invalidate', 'a row trigger with the table''s cache_key', 'R'),
+                      ('cache_invalidate_truncate', 'a TRUNCATE trigger', 'T')) AS x(tgname, what, kind)
    WHERE s.evaluator_input
      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
                       WHERE c.relnamespace = 'um'::regnamespace AND c.relname = s.relname
-                        AND t.tgname = x.tgname AND t.tgenabled = x.mode)
+                        AND t.tgname = x.tgname AND t.tgenabled = 'A' AND (t.tgtype & 66) = 0
+                        AND t.tgfoid = 'um.cache_invalidate()'::pg_catalog.regprocedure
+                        AND CASE x.kind
+                              WHEN 'R' THEN (t.tgtype & 1) = 1 AND (t.tgtype & 28) = 28
+                                            AND t.tgargs = CASE WHEN s.cache_key IS NULL THEN ''::bytea
+                                                                ELSE pg_catalog.convert_to(s.cache_key, 'UTF8') || '\x00'::bytea END
+                              ELSE (t.tgtype & 32) = 32 END)
   ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION @extschema@.um_check_integrity() IS

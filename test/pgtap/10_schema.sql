@@ -1,6 +1,6 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(35);
+SELECT plan(37);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
@@ -97,11 +97,19 @@ SELECT set_eq($$ SELECT c.relname::text FROM pg_trigger t JOIN pg_class c ON c.o
               ARRAY['users', 'memberships', 'roles', 'role_inclusions', 'role_permissions', 'permissions',
                     'scopes', 'teams', 'team_members', 'team_member_roles', 'grants'],
               'cache invalidation triggers, enabled ALWAYS');
-SELECT set_eq($$ SELECT c.relname::text || ' ' || t.tgname || ' ' || t.tgenabled::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                  WHERE c.relnamespace = 'um'::regnamespace AND t.tgname IN ('cache_invalidate', 'cache_invalidate_replica') $$,
-              $$ SELECT s.relname::text || ' ' || x.n FROM um.state_tables s,
-                        (VALUES ('cache_invalidate A'), ('cache_invalidate_replica R')) AS x(n) WHERE s.evaluator_input $$,
-              'exactly the tables um.state_tables marks as evaluator inputs have both triggers (ALWAYS, REPLICA)');
+SELECT set_eq($$ SELECT c.relname::text || ' ' || t.tgname || ' ' || t.tgenabled::text || ' ' || encode(t.tgargs, 'escape')
+                   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                  WHERE c.relnamespace = 'um'::regnamespace AND t.tgname IN ('cache_invalidate', 'cache_invalidate_truncate') $$,
+              $$ SELECT s.relname::text || ' ' || x.n || CASE WHEN x.n LIKE '%truncate%' OR s.cache_key IS NULL THEN '' ELSE s.cache_key || '\000' END
+                   FROM um.state_tables s, (VALUES ('cache_invalidate A '), ('cache_invalidate_truncate A ')) AS x(n) WHERE s.evaluator_input $$,
+              'exactly the tables um.state_tables marks as evaluator inputs have both triggers (rows with the table''s cache key, TRUNCATE), enabled ALWAYS');
+-- whose entries a change drops: the user a row names, or its organization
+SELECT is((SELECT string_agg(relname || '=' || coalesce(cache_key, 'all'), ' ' ORDER BY relname) FROM um.state_tables WHERE evaluator_input),
+          'grants=user:user_id|org:org_id memberships=user:user_id permissions=all role_inclusions=org:org_id role_permissions=org:org_id '
+          'roles=org:org_id scopes=org:org_id team_member_roles=user:user_id team_members=user:user_id teams=org:org_id users=user:id',
+          'the cache keys of the evaluator''s tables');
+SELECT is((SELECT count(*) FROM pg_type t WHERE t.typnamespace = 'um'::regnamespace AND t.typname ~ '^cache_bucket_[0-9]+$' AND t.typtype = 'c'),
+          256::bigint, 'the 256 buckets the messages address');
 SELECT set_eq($$ SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r'
                     AND c.relrowsecurity AND c.relforcerowsecurity $$,
               $$ SELECT relname::text FROM um.state_tables WHERE access <> 'catalog' $$,

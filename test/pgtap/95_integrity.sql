@@ -88,17 +88,22 @@ SELECT is((SELECT count(*) FROM found), 19::bigint, 'and nothing else');
 SET LOCAL session_replication_role = origin;
 ALTER TABLE um.memberships NO FORCE ROW LEVEL SECURITY;
 ALTER TABLE um.grants DISABLE TRIGGER cache_invalidate;
-ALTER TABLE um.roles ENABLE TRIGGER cache_invalidate_replica;   -- ORIGIN instead of REPLICA
+ALTER TABLE um.roles ENABLE TRIGGER cache_invalidate_truncate;  -- ORIGIN instead of ALWAYS
+DROP TRIGGER cache_invalidate ON um.scopes;
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE ON um.scopes
+  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate('user:org_id');   -- the wrong key
+ALTER TABLE um.scopes ENABLE ALWAYS TRIGGER cache_invalidate;
 CREATE TABLE um.stray (id int);
 CREATE TEMP TABLE found2 AS SELECT * FROM um_check_integrity() WHERE object LIKE 'table um.%';
 SELECT is((SELECT detail FROM found2 WHERE invariant = 'um table keeps forced row-level security'),
           'row-level security is off or not forced', 'a um table whose row-level security is no longer forced');
 SELECT is((SELECT array_agg(object || ': ' || detail ORDER BY object, detail) FROM found2 WHERE invariant = 'permission cache learns of every change'),
-          ARRAY['table um.grants: trigger cache_invalidate is missing or not enabled ALWAYS',
-                'table um.roles: trigger cache_invalidate_replica is missing or not enabled REPLICA'],
-          'a cache trigger disabled, and one enabled in the wrong mode');
+          ARRAY['table um.grants: trigger cache_invalidate is missing, not enabled ALWAYS or not a row trigger with the table''s cache_key',
+                'table um.roles: trigger cache_invalidate_truncate is missing, not enabled ALWAYS or not a TRUNCATE trigger',
+                'table um.scopes: trigger cache_invalidate is missing, not enabled ALWAYS or not a row trigger with the table''s cache_key'],
+          'a cache trigger disabled, one enabled in the wrong mode, one with the wrong key');
 SELECT is((SELECT object FROM found2 WHERE invariant = 'um table is registered'), 'table um.stray', 'a table in um that is not registered');
-SELECT is((SELECT count(*) FROM found2), 4::bigint, 'and nothing else about um''s tables');
+SELECT is((SELECT count(*) FROM found2), 5::bigint, 'and nothing else about um''s tables');
 
 SELECT * FROM finish();
 ROLLBACK;
