@@ -4156,3 +4156,10 @@ REVOKE EXECUTE ON FUNCTION @extschema@.um_check_integrity() FROM PUBLIC;
 -- the counters of um.cache_activity under the finer invalidation
 COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied whole and started afresh (a change to the permission catalog, a TRUNCATE, um_cache_reset); other changes drop only the entries they touch';
 COMMENT ON COLUMN um.cache_activity.evictions IS 'entries dropped for growing past um.cache_memory_limit, least recently used first';
+
+-- Last: tell every backend to empty its cache and look the message
+-- addresses up again.  A backend that used the cache before this update
+-- knows no buckets and would ignore their messages; an invalidation of the
+-- sentinel (forcing row-level security it already forces rewrites its
+-- pg_class row, which changes nothing else) makes it find them.
+ALTER TABLE um.cache_sentinel FORCE ROW LEVEL SECURITY;

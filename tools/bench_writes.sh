@@ -3,7 +3,7 @@
 # tenants, as a deployment runs them.
 #
 #   make bench-writes                          2,000 readers' users, 1,000 organizations
-#   make bench-writes RLS_ROWS=2000000 SECONDS=30 CLIENTS=8
+#   make bench-writes RLS_ROWS=2000000 SECONDS=30 CLIENTS=8   (default 200000, 20, 8)
 #
 # READERS clients (pgbench) each run, per transaction,
 #   BEGIN; SELECT um_act_as(<one of 2,000 users>); SELECT sum(amount) FROM invoices; COMMIT
@@ -18,7 +18,7 @@
 # (um.cache_activity: um is preloaded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RLS_ROWS=${RLS_ROWS:-1000000}
+RLS_ROWS=${RLS_ROWS:-200000}
 SECONDS_EACH=${SECONDS:-20}
 CLIENTS=${CLIENTS:-8}
 RATES=${RATES:-"0 1 10 100"}
@@ -36,12 +36,12 @@ echo "== building: 2,000 readers' users in 1,000 organizations, 100 other organi
 psql -X -q -v ON_ERROR_STOP=1 -v rows="$RLS_ROWS" <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION um CASCADE;
-SELECT setseed(0.5);
+SELECT setseed(0.5) \gset
 -- 1,000 reader organizations (1..1000) and 100 others (1001..1100), each with a Root
 INSERT INTO um.users (email) SELECT format('root%s@bench.example', g) FROM generate_series(1, 1100) g;
-SELECT count(um_create_organization(format('org-%s', g), format('Org %s', g), g)) FROM generate_series(1, 1100) g;
+SELECT count(um_create_organization(format('org-%s', g), format('Org %s', g), g)) FROM generate_series(1, 1100) g \gset
 -- 2,000 readers (ids 1101..3100), each in one or two reader organizations with a role holding invoice:read
-SELECT um_register_permission('invoice:read');
+SELECT um_register_permission('invoice:read') \gset
 INSERT INTO um.roles (org_id, name) SELECT id, 'Finance' FROM um.organizations;
 INSERT INTO um.role_permissions (org_id, role_id, permission) SELECT org_id, id, 'invoice:read' FROM um.roles WHERE name = 'Finance';
 INSERT INTO um.users (email) SELECT format('reader%s@bench.example', g) FROM generate_series(1, 2000) g;
@@ -88,7 +88,7 @@ policy() {
 SET client_min_messages = warning;
 DROP POLICY IF EXISTS anchor ON invoices;
 ALTER TABLE invoices DISABLE ROW LEVEL SECURITY;
-SELECT um_unprotect_table('invoices') WHERE EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'invoices');
+SELECT count(*) AS unprotected FROM (SELECT um_unprotect_table('invoices') WHERE EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'invoices')) x \\gset
 $1
 SQL
 }
@@ -103,21 +103,25 @@ run() {
     "$PGBENCH" -n -c 1 -T "$((SECONDS_EACH + 2))" -R "$rate" -f "$work/writer.sql" >"$work/writer.out" 2>&1 &
     wpid=$!
   fi
-  # cache counters of the readers' backends only (a fresh set each run)
+  # the readers' cache counters, sampled just before they disconnect (a
+  # backend's figures leave um.cache_activity with it)
+  (sleep "$((SECONDS_EACH - 1))"; psql -X -A -t -F' ' -c "SELECT coalesce(round(sum(hits)::numeric / nullif(sum(hits) + sum(misses), 0), 4), 0),
+          sum(invalidations), sum(resets), sum(misses) FROM um.cache_activity WHERE role = 'bench_reader' AND NOT is_mine" >"$work/stats") &
+  local spid=$!
   (cd "$work" && "$PGBENCH" -n -U bench_reader -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" -l --log-prefix="$work/pgbench_log" \
      -f "$work/reader.sql" >"$work/reader.out" 2>&1) || { cat "$work/reader.out"; exit 1; }
   [ -n "$wpid" ] && wait "$wpid"
   local tps p50 p99
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$work/reader.out" | head -1)
   read -r p50 p99 < <(cat "$work"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.2f %.2f\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000}')
+  wait "$spid"
   local stats
-  stats=$(psql -X -A -t -F' ' -c "SELECT coalesce(round(sum(hits)::numeric / nullif(sum(hits) + sum(misses), 0), 4), 0), sum(invalidations), sum(resets), sum(misses)
-                                    FROM um.cache_activity WHERE role = 'bench_reader' AND NOT is_mine")
+  stats=$(cat "$work/stats")
   printf '%-44s %6s %10.0f %9s %9s %10s %11s %9s %9s\n' "$label" "$rate/s" "$tps" "$p50" "$p99" $stats
   echo "$tag $rate $tps" >>"$work/results"
 }
 
-policy "SELECT um_protect_table('invoices', 'org_id', 'invoice');"
+policy "SELECT um_protect_table('invoices', 'org_id', 'invoice') \\gset"
 for r in $RATES; do run um "um_protect_table" "$r"; done
 policy "ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
 CREATE POLICY anchor ON invoices FOR SELECT TO bench_reader

@@ -13,7 +13,7 @@ n=0
 ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3" | head -40; fi; return 0; }
-echo "1..10"
+echo "1..11"
 
 current=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 oldest=$(ls sql/um--*.sql | sed -n 's#^sql/um--\([0-9.]*\)\.sql$#\1#p' | sort -V | head -1)
@@ -251,3 +251,18 @@ SQL
 echo "$old" >"$work/old_sql.log"
 check "the current library serves a database still at $previous: lifecycle calls work and refuse an application role" \
   '[ "$(echo "$old" | tail -1)" = "1" ] && grep -q refused "$work/old_sql.log" && ! grep -q ERROR "$work/old_sql.log"' "$work/old_sql.log"
+
+# A backend that used the cache before ALTER EXTENSION um UPDATE (it knew
+# no buckets then) follows the changes made after it: the update tells
+# every backend to look the message addresses up again.
+coproc WARM { psql -X -q -A -t -d um_old_sql 2>&1; }
+ask() { echo "$1" >&"${WARM[1]}"; local line=""; read -r -t 30 line <&"${WARM[0]}"; echo "$line"; }
+before=$(ask "SELECT um_has_permission(1, 'org:read', 1);")
+psql -X -q -d um_old_sql -c "SET client_min_messages = warning" -c "ALTER EXTENSION um UPDATE" >"$work/warm.log" 2>&1
+between=$(ask "SELECT um_has_permission(1, 'org:read', 1);")
+psql -X -q -d um_old_sql -c "UPDATE um.users SET allow_login = false WHERE id = 1" >>"$work/warm.log" 2>&1
+after=$(ask "SELECT um_has_permission(1, 'org:read', 1);")
+echo '\q' >&"${WARM[1]}"; wait "$WARM_PID" 2>/dev/null
+echo "before=$before between=$between after=$after" >>"$work/warm.log"
+check "a backend warm before the update sees a change made after it (before $before, between $between, after $after)" \
+  '[ "$before" = t ] && [ "$between" = t ] && [ "$after" = f ]' "$work/warm.log"
