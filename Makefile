@@ -60,7 +60,7 @@ sql/um--$(EXTVERSION).sql: $(sort $(wildcard sql/install/*.sql)) um.control
 bench:
 	USERS=$(or $(USERS),100000) ORGS=$(or $(ORGS),10000) bash tools/bench.sh
 
-# Readers under writes in other tenants: make bench-writes [RLS_ROWS=1000000 SECONDS=20 CLIENTS=8]
+# Readers under writes in other tenants: make bench-writes [RLS_ROWS=200000 DURATION=20 CLIENTS=8]
 .PHONY: bench-writes
 bench-writes:
 	bash tools/bench_writes.sh

@@ -3,7 +3,7 @@
 # tenants, as a deployment runs them.
 #
 #   make bench-writes                          2,000 readers' users, 1,000 organizations
-#   make bench-writes RLS_ROWS=2000000 SECONDS=30 CLIENTS=8   (default 200000, 20, 8)
+#   make bench-writes RLS_ROWS=2000000 DURATION=30 CLIENTS=8   (default 200000, 20, 8)
 #
 # READERS clients (pgbench) each run, per transaction,
 #   BEGIN; SELECT um_act_as(<one of 2,000 users>); SELECT sum(amount) FROM invoices; COMMIT
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RLS_ROWS=${RLS_ROWS:-200000}
-SECONDS_EACH=${SECONDS:-20}
+SECONDS_EACH=${DURATION:-20}   # (not SECONDS: bash counts its own)
 CLIENTS=${CLIENTS:-8}
 RATES=${RATES:-"0 1 10 100"}
 bash tools/setup.sh
