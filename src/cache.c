@@ -70,8 +70,8 @@
  *
  * The loader runs its queries as um's owner (owner.c), with a search_path
  * of pg_catalog only, so neither the caller's privileges nor its
- * search_path can change an answer.  One check opens that context at most
- * once, however many entries it loads.
+ * search_path can change an answer.  One call of this module's interface
+ * opens that context at most once, however many entries it loads.
  *
  *-------------------------------------------------------------------------
  */
