@@ -4157,6 +4157,12 @@ REVOKE EXECUTE ON FUNCTION @extschema@.um_check_integrity() FROM PUBLIC;
 COMMENT ON COLUMN um.cache_activity.resets IS 'times the cache was emptied whole and started afresh (a change to the permission catalog, a TRUNCATE, um_cache_reset); other changes drop only the entries they touch';
 COMMENT ON COLUMN um.cache_activity.evictions IS 'entries dropped for growing past um.cache_memory_limit, least recently used first';
 
+-- Cold checks with fewer queries (issue 15): the cache's user load also
+-- says in which organizations the user holds grants or is in a team, so a
+-- member who holds only their organization role needs no query of their own.
+CREATE INDEX team_members_user_id_idx ON um.team_members (user_id);
+CREATE INDEX grants_user_id_idx ON um.grants (user_id) WHERE user_id IS NOT NULL;
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

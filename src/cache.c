@@ -68,10 +68,11 @@
  * dropped, one at a time, until the cache is back under nine tenths of
  * the limit; the cache is never emptied for size.
  *
- * The loader runs its queries as um's owner (owner.c), with a search_path
- * of pg_catalog only, so neither the caller's privileges nor its
- * search_path can change an answer.  One call of this module's interface
- * opens that context at most once, however many entries it loads.
+ * The loader reads users and organizations by direct index scans (see
+ * loader_tables) and runs its other queries as um's owner (owner.c), with a
+ * search_path of pg_catalog only, so neither the caller's privileges nor
+ * its search_path can change an answer.  One call of this module's
+ * interface opens that context at most once, however many entries it loads.
  *
  *-------------------------------------------------------------------------
  */
@@ -167,7 +168,10 @@ typedef struct UmUser
 	bool		active;			/* status active and allow_login */
 	uint8		bucket;
 	int			norgs;			/* organizations with an active membership */
-	int64	   *orgs;
+	int64	   *orgs;			/* sorted */
+	int64	   *org_roles;		/* the membership's role in each */
+	int			nextra;			/* organizations with grants or teams */
+	int64	   *extra_orgs;		/* sorted */
 	dlist_node	bucket_node;	/* in its bucket's users */
 } UmUser;
 
@@ -226,6 +230,20 @@ typedef struct PermEntry
 	int			id;
 } PermEntry;
 
+/* a permission pattern of role_permissions, and the catalog ids it covers */
+typedef struct PatternEntry
+{
+	char		name[UM_PERMNAME_MAX + 1];	/* key */
+	uint64	   *bits;
+} PatternEntry;
+
+/*
+ * Patterns memoized at most: organizations mostly repeat the same few
+ * dozen; past this many (a catalog of thousands, each granted by name)
+ * the rest are matched against the catalog at each load.
+ */
+#define UM_MAX_PATTERNS		8192
+
 typedef struct RoleEntry
 {
 	int64		role_id;		/* key */
@@ -269,6 +287,8 @@ static uint64 use_clock = 0;
 static Size cache_bytes = 0;
 
 static HTAB *perm_hash = NULL;
+static HTAB *pattern_hash = NULL;	/* part of the catalog: reset with it */
+static long npatterns = 0;
 static int	nperms = 0;
 static int	nwords = 0;			/* 64-bit words per permission bitmap */
 static char **perm_names = NULL;
@@ -286,28 +306,13 @@ static int	nkinds = 0;
 /* Saved plans of the loader */
 enum
 {
-	Q_CATALOG, Q_USER, Q_ORG_ROLES, Q_MEMBER, Q_SCOPES, NQUERIES
+	Q_CATALOG, Q_MEMBER, Q_SCOPES, NQUERIES
 };
 static SPIPlanPtr plans[NQUERIES];
 
 static const char *const query_text[NQUERIES] = {
 	/* Q_CATALOG */
 	"SELECT name FROM um.permissions",
-	/* Q_USER: may the user act, and where are they an active member */
-	"SELECT u.status = 'active' AND u.allow_login,"
-	"       ARRAY(SELECT m.org_id FROM um.memberships m"
-	"              WHERE m.user_id = u.id AND m.status = 'active' ORDER BY 1)"
-	"  FROM um.users u WHERE u.id = $1",
-	/*
-	 * Q_ORG_ROLES: what each role of the organization grants directly, and
-	 * which roles it includes; the closure is computed in C.  (A recursive
-	 * CTE here got a generic plan that hashed all of role_permissions.)
-	 */
-	"SELECT r.id, rp.permission, NULL::bigint"
-	"  FROM um.roles r JOIN um.role_permissions rp ON rp.role_id = r.id WHERE r.org_id = $1"
-	" UNION ALL "
-	"SELECT r.id, NULL::text, ri.included_role_id"
-	"  FROM um.roles r JOIN um.role_inclusions ri ON ri.role_id = r.id WHERE r.org_id = $1",
 	/*
 	 * Q_MEMBER: the membership (kind 0: active, organization role), and
 	 * (role, node, kind) given to the user, to their teams, and within
@@ -330,7 +335,8 @@ static const char *const query_text[NQUERIES] = {
 	"SELECT s.id, s.parent_id, s.kind, s.inherit FROM um.scopes s WHERE s.org_id = $1"
 };
 
-static const int query_nargs[NQUERIES] = {0, 1, 1, 2, 1};
+static const int query_nargs[NQUERIES] = {0, 2, 1};
+
 
 /* ---- buckets ------------------------------------------------------------ */
 
@@ -677,6 +683,8 @@ cache_reset(void)
 	else
 		MemoryContextReset(cache_cxt);
 	perm_hash = NULL;
+	pattern_hash = NULL;
+	npatterns = 0;
 	perm_names = NULL;
 	perm_parsed = NULL;
 	nperms = nwords = nkinds = 0;
@@ -737,6 +745,8 @@ drop_user(UmUser *u)
 
 	dlist_delete(&u->bucket_node);
 	cache_free(u->orgs);
+	cache_free(u->org_roles);
+	cache_free(u->extra_orgs);
 	cache_remove(user_hash, &key, sizeof(UmUser));
 }
 
@@ -998,6 +1008,16 @@ run_query(LoadState *ls, int q, int64 a1, int64 a2)
 	loads_since_size_check++;
 }
 
+/* load_scan: a direct scan of table t by key, under the load's snapshot */
+static UmScan *
+load_scan(LoadState *ls, UmTable t, int64 key)
+{
+	load_open(ls);
+	stats.queries++;
+	loads_since_size_check++;
+	return um_scan_begin(t, ls->snapshot, Int64GetDatum(key));
+}
+
 static int64
 get_int8(int row, int col, bool *isnull)
 {
@@ -1045,6 +1065,9 @@ ensure_catalog(LoadState *ls)
 		e = hash_search(hash, perm_names[i], HASH_ENTER, &found);
 		e->id = i;
 	}
+	pattern_hash = make_hash("um permission patterns", UM_PERMNAME_MAX + 1,
+							 sizeof(PatternEntry), HASH_STRINGS);
+	npatterns = 0;
 	perm_hash = hash;			/* visible only once complete */
 	MemoryContextSwitchTo(old);
 }
@@ -1088,16 +1111,54 @@ um_cache_perm_id(const char *name, size_t len)
 
 /* set the bits of every catalog permission the pattern covers */
 static void
-add_pattern(uint64 *bits, const char *pattern)
+match_pattern(uint64 *bits, const char *pattern, size_t len)
 {
 	UmPermName	p;
 	int			i;
 
-	if (!um_permname_parse(pattern, strlen(pattern), true, &p, NULL))
+	if (!um_permname_parse(pattern, len, true, &p, NULL))
 		return;					/* CHECK constraints keep these out */
 	for (i = 0; i < nperms; i++)
 		if (um_permname_matches(&p, &perm_parsed[i]))
 			bits[i / 64] |= UINT64CONST(1) << (i % 64);
+}
+
+/*
+ * add_pattern: or into bits what a pattern covers.  Its bitmap is computed
+ * once per catalog and memoized: every organization's roles repeat the
+ * same patterns, and matching one against every catalog name was most of
+ * an organization's load.
+ */
+static void
+add_pattern(uint64 *bits, const char *pattern, size_t len)
+{
+	char		key[UM_PERMNAME_MAX + 1];
+	PatternEntry *e;
+	bool		found;
+	int			w;
+
+	if (len > UM_PERMNAME_MAX)
+		return;					/* CHECK constraints keep these out */
+	memcpy(key, pattern, len);
+	key[len] = '\0';
+	e = hash_search(pattern_hash, key, HASH_FIND, NULL);
+	if (e == NULL)
+	{
+		uint64	   *pbits;
+
+		if (npatterns >= UM_MAX_PATTERNS)
+		{
+			match_pattern(bits, pattern, len);
+			return;
+		}
+		pbits = MemoryContextAllocZero(cache_cxt, sizeof(uint64) * nwords);
+		match_pattern(pbits, pattern, len);
+		e = hash_search(pattern_hash, key, HASH_ENTER, &found);
+		e->bits = pbits;		/* complete before anyone reads it */
+		npatterns++;
+	}
+	for (w = 0; w < nwords; w++)
+		bits[w] |= e->bits[w];
 }
 
 /* um_cache_perm_count: how many permissions the catalog holds (ids 0..n-1) */
@@ -1119,14 +1180,68 @@ um_cache_perm_name(int id)
 
 /* ---- users -------------------------------------------------------------------- */
 
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* the organization role of a membership: pairs sort by organization */
+typedef struct OrgRole
+{
+	int64		org_id;
+	int64		role_id;
+} OrgRole;
+
+/* index of id in a sorted array, or -1 */
+static int
+find_int64(const int64 *ids, int n, int64 id)
+{
+	int			lo = 0,
+				hi = n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (ids[mid] == id)
+			return mid;
+		if (ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+static void
+grow_pairs(OrgRole **pairs, int *cap)
+{
+	*cap *= 2;
+	*pairs = repalloc(*pairs, sizeof(OrgRole) * *cap);
+}
+
 static const UmUser *
 cache_user(LoadState *ls, int64 user_id)
 {
 	UmUser	   *u;
-	bool		exists,
+	bool		exists = false,
 				active = false;
-	int			norgs = 0;
-	int64	   *orgs = NULL;
+	int			norgs = 0,
+				nextra = 0;
+	int64	   *orgs,
+			   *org_roles,
+			   *extra,
+			   *extra_orgs;
+	OrgRole    *pairs;
+	int			cap = 16,
+				ecap = 16;
+	int			j,
+				t;
+	UmScan	   *ts;
 
 	u = hash_search(user_hash, &user_id, HASH_FIND, NULL);
 	if (u != NULL)
@@ -1136,33 +1251,70 @@ cache_user(LoadState *ls, int64 user_id)
 		return u;
 	}
 	stats.misses++;
-	run_query(ls, Q_USER, user_id, 0);
-	exists = SPI_processed > 0;
-	if (exists)
+
+	/* may the user act */
+	ts = load_scan(ls, UM_T_USERS, user_id);
+	if (um_scan_next(ts))
 	{
-		bool		isnull;
-		Datum		d;
-
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		active = !isnull && DatumGetBool(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (!isnull)
-		{
-			ArrayType  *arr = DatumGetArrayTypeP(d);
-
-			if (ARR_ELEMTYPE(arr) != INT8OID || ARR_HASNULL(arr) || ARR_NDIM(arr) > 1)
-				elog(ERROR, "um: unexpected organization array");
-			norgs = ArrayGetNItems(ARR_NDIM(arr), ARR_DIMS(arr));
-			orgs = cache_alloc(sizeof(int64) * Max(norgs, 1), false);
-			if (norgs > 0)
-				memcpy(orgs, ARR_DATA_PTR(arr), sizeof(int64) * norgs);
-		}
+		exists = true;
+		active = um_scan_text_is(ts, 1, "active") && um_scan_bool(ts, 2);
 	}
+	um_scan_end(ts);
+
+	/* where they are an active member, with which role */
+	pairs = palloc(sizeof(OrgRole) * cap);
+	ts = load_scan(ls, UM_T_MEMBERSHIPS, user_id);
+	while (um_scan_next(ts))
+	{
+		if (!um_scan_text_is(ts, 3, "active"))
+			continue;
+		if (norgs >= cap)
+			grow_pairs(&pairs, &cap);
+		pairs[norgs].org_id = um_scan_int8(ts, 1);
+		pairs[norgs].role_id = um_scan_int8(ts, 2);
+		norgs++;
+	}
+	um_scan_end(ts);
+
+	/* where they hold more than that role: grants of their own, teams */
+	extra = palloc(sizeof(int64) * ecap);
+	for (t = UM_T_GRANTS; t <= UM_T_TEAM_MEMBERS; t++)
+	{
+		ts = load_scan(ls, (UmTable) t, user_id);
+		while (um_scan_next(ts))
+		{
+			if (nextra >= ecap)
+			{
+				ecap *= 2;
+				extra = repalloc(extra, sizeof(int64) * ecap);
+			}
+			extra[nextra++] = um_scan_int8(ts, 1);
+		}
+		um_scan_end(ts);
+	}
+
+	/* pairs sort by their first member, the organization */
+	qsort(pairs, norgs, sizeof(OrgRole), cmp_int64);
+	orgs = cache_alloc(sizeof(int64) * Max(norgs, 1), false);
+	org_roles = cache_alloc(sizeof(int64) * Max(norgs, 1), false);
+	for (j = 0; j < norgs; j++)
+	{
+		orgs[j] = pairs[j].org_id;
+		org_roles[j] = pairs[j].role_id;
+	}
+	pfree(pairs);
+	qsort(extra, nextra, sizeof(int64), cmp_int64);
+	extra_orgs = cache_alloc(sizeof(int64) * Max(nextra, 1), false);
+	memcpy(extra_orgs, extra, sizeof(int64) * nextra);
+	pfree(extra);
 	u = cache_enter(user_hash, &user_id, sizeof(UmUser));
 	u->exists = exists;
 	u->active = active;
 	u->norgs = norgs;
 	u->orgs = orgs;
+	u->org_roles = org_roles;
+	u->nextra = nextra;
+	u->extra_orgs = extra_orgs;
 	u->bucket = (uint8) bucket_of(user_id, false);
 	dlist_push_head(&buckets[u->bucket].users, &u->bucket_node);
 	touch_bucket(u->bucket);
@@ -1173,7 +1325,7 @@ cache_user(LoadState *ls, int64 user_id)
 
 /* the role's entry, made when new (its id then goes to *new_ids) */
 static RoleEntry *
-role_entry(int64 role_id, int64 *new_ids, int *nnew)
+role_entry(int64 role_id, int64 **new_ids, int *nnew, int *cap)
 {
 	RoleEntry  *r = hash_search(role_hash, &role_id, HASH_FIND, NULL);
 
@@ -1181,9 +1333,14 @@ role_entry(int64 role_id, int64 *new_ids, int *nnew)
 	{
 		uint64	   *bits = cache_alloc(sizeof(uint64) * nwords, true);
 
+		if (*nnew >= *cap)
+		{
+			*cap *= 2;
+			*new_ids = repalloc(*new_ids, sizeof(int64) * *cap);
+		}
 		r = cache_enter(role_hash, &role_id, sizeof(RoleEntry));
 		r->bits = bits;
-		new_ids[(*nnew)++] = role_id;
+		(*new_ids)[(*nnew)++] = role_id;
 	}
 	return r;
 }
@@ -1192,12 +1349,16 @@ static UmOrg *
 cache_org(LoadState *ls, int64 org_id)
 {
 	UmOrg	   *o;
-	uint64		i;
 	int			nedges = 0;
 	RoleEntry **edges;			/* pairs: including role, included role */
-	int64	   *role_ids;
-	int			nroles = 0;
+	int64	   *role_ids,
+			   *new_ids;
+	int			nroles = 0,
+				cap = 16,
+				ecap = 16;
 	bool		changed;
+	RoleEntry  *last = NULL;
+	UmScan	   *ts;
 
 	o = hash_search(org_hash, &org_id, HASH_FIND, NULL);
 	if (o != NULL)
@@ -1206,26 +1367,42 @@ cache_org(LoadState *ls, int64 org_id)
 		return o;
 	}
 	ensure_catalog(ls);
-	run_query(ls, Q_ORG_ROLES, org_id, 0);
-	edges = palloc(sizeof(RoleEntry *) * 2 * Max((int) SPI_processed, 1));
-	role_ids = cache_alloc(sizeof(int64) * 2 * Max((int) SPI_processed, 1), false);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		int64		role_id = get_int8((int) i, 1, &isnull);
-		char	   *pattern = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
-		int64		included = get_int8((int) i, 3, &isnull);
-		RoleEntry  *r = role_entry(role_id, role_ids, &nroles);
+	new_ids = palloc(sizeof(int64) * cap);
+	edges = palloc(sizeof(RoleEntry *) * 2 * ecap);
 
-		if (pattern != NULL)
-			add_pattern(r->bits, pattern);
-		else if (!isnull)
+	/* what each role grants directly; a role's rows come together (the key's order) */
+	ts = load_scan(ls, UM_T_ROLE_PERMISSIONS, org_id);
+	while (um_scan_next(ts))
+	{
+		int64		role_id = um_scan_int8(ts, 1);
+		bool		isnull;
+		Datum		pattern = um_scan_col(ts, 2, &isnull);
+
+		if (last == NULL || last->role_id != role_id)
+			last = role_entry(role_id, &new_ids, &nroles, &cap);
+		if (!isnull)
 		{
-			edges[2 * nedges] = r;
-			edges[2 * nedges + 1] = role_entry(included, role_ids, &nroles);
-			nedges++;
+			text	   *t = DatumGetTextPP(pattern);
+
+			add_pattern(last->bits, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 		}
 	}
+	um_scan_end(ts);
+
+	/* which roles each includes */
+	ts = load_scan(ls, UM_T_ROLE_INCLUSIONS, org_id);
+	while (um_scan_next(ts))
+	{
+		if (nedges >= ecap)
+		{
+			ecap *= 2;
+			edges = repalloc(edges, sizeof(RoleEntry *) * 2 * ecap);
+		}
+		edges[2 * nedges] = role_entry(um_scan_int8(ts, 1), &new_ids, &nroles, &cap);
+		edges[2 * nedges + 1] = role_entry(um_scan_int8(ts, 2), &new_ids, &nroles, &cap);
+		nedges++;
+	}
+	um_scan_end(ts);
 	/* close over inclusions: a role grants what the roles it includes grant */
 	do
 	{
@@ -1249,6 +1426,9 @@ cache_org(LoadState *ls, int64 org_id)
 		}
 	} while (changed);
 	pfree(edges);
+	role_ids = cache_alloc(sizeof(int64) * Max(nroles, 1), false);
+	memcpy(role_ids, new_ids, sizeof(int64) * nroles);
+	pfree(new_ids);
 	o = cache_enter(org_hash, &org_id, sizeof(UmOrg));
 	o->scopes_loaded = false;
 	o->nscopes = 0;
@@ -1364,6 +1544,8 @@ cache_member(LoadState *ls, int64 user_id, int64 org_id)
 	int64		role_id = 0;
 	uint64	   *baseline;
 	UmGrant    *grants = NULL;
+	UmUser	   *u;
+	int			idx;
 
 	key.user_id = user_id;
 	key.org_id = org_id;
@@ -1376,7 +1558,33 @@ cache_member(LoadState *ls, int64 user_id, int64 org_id)
 		return m;
 	}
 	stats.misses++;
+
+	/*
+	 * The user's entry says whether they are an active member here, with
+	 * which role, and whether they hold more than that role; only then is
+	 * the membership queried.  (The entry is as fresh as this one would be:
+	 * both are dropped by any change to the user's memberships, grants or
+	 * teams.)
+	 */
+	u = hash_search(user_hash, &user_id, HASH_FIND, NULL);
+	if (u == NULL)
+		u = (UmUser *) cache_user(ls, user_id);
+	idx = find_int64(u->orgs, u->norgs, org_id);
+	if (idx < 0)
+	{
+		ensure_catalog(ls);
+		baseline = cache_alloc(sizeof(uint64) * nwords, true);
+		goto enter;				/* no active membership */
+	}
 	(void) cache_org(ls, org_id);
+	if (find_int64(u->extra_orgs, u->nextra, org_id) < 0)
+	{
+		active = true;
+		role_id = u->org_roles[idx];
+		baseline = cache_alloc(sizeof(uint64) * nwords, true);
+		or_role(baseline, role_id);
+		goto enter;				/* the organization role alone */
+	}
 
 	run_query(ls, Q_MEMBER, org_id, user_id);
 	baseline = cache_alloc(sizeof(uint64) * nwords, true);
@@ -1427,6 +1635,7 @@ cache_member(LoadState *ls, int64 user_id, int64 org_id)
 			n++;
 		}
 	}
+enter:
 	/* enter the entry only once it is complete */
 	m = cache_enter(member_hash, &key, sizeof(UmMember));
 	m->active = active;

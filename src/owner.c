@@ -3,8 +3,10 @@
  * src/owner.c
  *	  Who um's owner is, and running SPI as a chosen role.
  *
- * um's own privileged work (the cache loader, um_begin's session lookup,
- * table protection, user references) runs as the extension's owner;
+ * um's own privileged work (the cache loader's queries, table protection,
+ * user references) runs as the extension's owner; the hot reads of um's
+ * tables (the cache's user and organization loads, um_begin's session
+ * lookup) need no role at all: they are direct index scans (scan.c);
  * reading an application table runs as that table's owner, inside a security-restricted operation, so the
  * application's code (casts, operators, policies) never gets um's rights.
  * Both go through um_run_as_begin/end: the role, a search_path pinned to

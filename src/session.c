@@ -21,12 +21,15 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "um.h"
 
@@ -177,27 +180,73 @@ invalid_token(const char *detail)
 }
 
 /*
- * The lookup: one row when the token's hash is known, saying whose session
- * it is and, if it must be refused, why.  um_begin runs with its caller's
- * rights (no C function of um is SECURITY DEFINER); the lookup alone runs
- * as um's owner, through um_run_as_begin (src/owner.c), with search_path
- * pinned; every name is schema-qualified anyway.
+ * The lookup reads um.sessions by the token's hash, then the session's user
+ * and, for a password session, the user's organizations, by direct index
+ * scans (scan.c): no plan, no code but PostgreSQL's, no privilege needed.
+ * um_begin runs with its caller's rights (no C function of um is SECURITY
+ * DEFINER).  It returns NULL when the session may be used, else why not.
  */
-static const char *const lookup_sql =
-"SELECT s.user_id,"
-"       CASE WHEN s.revoked_at IS NOT NULL THEN s.revoked_reason"
-"            WHEN s.expires_at <= pg_catalog.clock_timestamp() THEN 'expired'"
-"            WHEN u.status OPERATOR(pg_catalog.<>) 'active' THEN 'suspended'"
-"            WHEN NOT u.allow_login THEN 'login_disabled'"
-"            WHEN s.method OPERATOR(pg_catalog.=) 'password' AND EXISTS ("
-"                   SELECT 1 FROM um.memberships m JOIN um.organizations o ON o.id OPERATOR(pg_catalog.=) m.org_id"
-"                    WHERE m.user_id OPERATOR(pg_catalog.=) s.user_id AND o.password_login_disabled)"
-"              THEN 'password_login_disabled'"
-"       END"
-"  FROM um.sessions s JOIN um.users u ON u.id OPERATOR(pg_catalog.=) s.user_id"
-" WHERE s.token_hash OPERATOR(pg_catalog.=) um.token_hash($1)";
+static const char *
+session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
+{
+	bytea	   *key = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	UmScan	   *scan;
+	bool		isnull;
+	Datum		d;
+	const char *reason = NULL;
+	bool		password;
+	bool		found;
 
-static SPIPlanPtr lookup_plan = NULL;
+	SET_VARSIZE(key, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+	memcpy(VARDATA(key), hash, PG_SHA256_DIGEST_LENGTH);
+	scan = um_scan_begin(UM_T_SESSIONS, snap, PointerGetDatum(key));
+	if (!um_scan_next(scan))
+	{
+		um_scan_end(scan);
+		invalid_token("No session has this token.");
+	}
+	*user_id = um_scan_int8(scan, 1);
+	(void) um_scan_col(scan, 2, &isnull);
+	if (!isnull)
+	{
+		d = um_scan_col(scan, 3, &isnull);
+		reason = isnull ? "revoked" : TextDatumGetCString(d);
+	}
+	d = um_scan_col(scan, 4, &isnull);
+	if (reason == NULL && (isnull || DatumGetTimestampTz(d) <= GetCurrentTimestamp()))
+		reason = "expired";
+	password = um_scan_text_is(scan, 5, "password");
+	um_scan_end(scan);
+
+	scan = um_scan_begin(UM_T_USERS, snap, Int64GetDatum(*user_id));
+	found = um_scan_next(scan);
+	if (found && reason == NULL)
+	{
+		if (!um_scan_text_is(scan, 1, "active"))
+			reason = "suspended";
+		else if (!um_scan_bool(scan, 2))
+			reason = "login_disabled";
+	}
+	um_scan_end(scan);
+	if (!found)
+		invalid_token("No session has this token.");
+	if (reason != NULL || !password)
+		return reason;
+
+	/* a password session: has an organization of the user turned password login off? */
+	scan = um_scan_begin(UM_T_MEMBERSHIPS, snap, Int64GetDatum(*user_id));
+	while (reason == NULL && um_scan_next(scan))
+	{
+		UmScan	   *org = um_scan_begin(UM_T_ORGANIZATIONS, snap,
+										Int64GetDatum(um_scan_int8(scan, 1)));
+
+		if (um_scan_next(org) && um_scan_bool(org, 1))
+			reason = "password_login_disabled";
+		um_scan_end(org);
+	}
+	um_scan_end(scan);
+	return reason;
+}
 
 /*
  * um_begin(token text) returns bigint: make the token's user the acting
@@ -207,14 +256,11 @@ Datum
 um_begin(PG_FUNCTION_ARGS)
 {
 	text	   *token;
-	int64		user_id;
-	char	   *reason = NULL;
-	bool		isnull;
-	Datum		arg;
-	int			rc;
-	MemoryContext caller_cxt;
+	int64		user_id = 0;
+	const char *reason;
+	uint8		hash[PG_SHA256_DIGEST_LENGTH];
+	pg_cryptohash_ctx *ctx;
 	Snapshot	snap;
-	UmRunAs		ra;
 
 	um_session_note_secret();
 	if (PG_ARGISNULL(0))
@@ -223,41 +269,22 @@ um_begin(PG_FUNCTION_ARGS)
 	if (!token_well_formed(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 		invalid_token("The token is not one um issued.");
 
-	caller_cxt = CurrentMemoryContext;
-	um_run_as_begin(&ra, um_owner(), false);
-	if (lookup_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(lookup_sql, 1, argtypes);
+	/* what um.token_hash() computes: a well-formed token is ASCII, the same bytes in UTF8 */
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)) < 0 ||
+		pg_cryptohash_final(ctx, hash, sizeof(hash)) < 0)
+		elog(ERROR, "um_begin: could not hash the token: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
 
-		if (plan == NULL)
-			elog(ERROR, "um_begin: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "um_begin: SPI_keepplan failed");
-		lookup_plan = plan;
-	}
-	arg = PointerGetDatum(token);
 	/*
 	 * With the latest snapshot, not the transaction's: a session ended (or a
 	 * user suspended) after a REPEATABLE READ transaction took its snapshot
 	 * must not come back to life inside it.
 	 */
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	rc = SPI_execute_snapshot(lookup_plan, &arg, NULL, snap, InvalidSnapshot, true, false, 1);
+	reason = session_refusal(snap, hash, &user_id);
 	UnregisterSnapshot(snap);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "um_begin: lookup failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-	{
-		um_run_as_end(&ra);
-		invalid_token("No session has this token.");
-	}
-	user_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	(void) SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	if (!isnull)
-		reason = MemoryContextStrdup(caller_cxt,	/* SPI_finish frees SPI's memory */
-									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2));
-	um_run_as_end(&ra);
 
 	if (reason != NULL)
 	{

@@ -40,6 +40,7 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	um_scan_init();
 	um_cache_init();
 	um_identity_init();
 	um_session_init();

@@ -25,6 +25,8 @@
 
 #include "postgres.h"
 
+#include "utils/snapshot.h"
+
 /*
  * um's own SQLSTATEs (class "UM").  Every code is listed, with its meaning,
  * in doc/errors.md; the SQL scripts raise the same codes by their literal value.
@@ -237,6 +239,33 @@ extern int64 um_cache_memory_limit(void);
 
 /* empty the cache now (um_cache_reset()) */
 extern void um_cache_reset_all(void);
+
+/* ---- scan.c: direct index scans of um's tables (the cache's loads,
+ * um_begin's lookup); columns are numbered as listed here */
+typedef enum UmTable
+{
+	UM_T_USERS,					/* id; status, allow_login */
+	UM_T_MEMBERSHIPS,			/* user_id; org_id, role_id, status */
+	UM_T_GRANTS,				/* user_id; org_id */
+	UM_T_TEAM_MEMBERS,			/* user_id; org_id */
+	UM_T_ROLE_PERMISSIONS,		/* org_id; role_id, permission */
+	UM_T_ROLE_INCLUSIONS,		/* org_id; role_id, included_role_id */
+	UM_T_SESSIONS,				/* token_hash; user_id, revoked_at, revoked_reason, expires_at, method */
+	UM_T_ORGANIZATIONS,			/* id; password_login_disabled */
+	UM_NTABLES
+} UmTable;
+
+typedef struct UmScan UmScan;
+
+extern void um_scan_init(void);
+/* the rows whose key (column 0) equals key, under snapshot */
+extern UmScan *um_scan_begin(UmTable t, Snapshot snapshot, Datum key);
+extern bool um_scan_next(UmScan *scan);
+extern Datum um_scan_col(UmScan *scan, int col, bool *isnull);
+extern int64 um_scan_int8(UmScan *scan, int col);
+extern bool um_scan_bool(UmScan *scan, int col);
+extern bool um_scan_text_is(UmScan *scan, int col, const char *value);
+extern void um_scan_end(UmScan *scan);
 
 /* ---- owner.c: um's owner, and SPI as a chosen role */
 

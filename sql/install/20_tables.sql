@@ -252,6 +252,8 @@ CREATE TABLE um.team_members (
 );
 CREATE UNIQUE INDEX team_members_team_id_user_id_key ON um.team_members (team_id, user_id);
 CREATE INDEX team_members_org_id_user_id_idx ON um.team_members (org_id, user_id);
+-- the cache's user load: in which organizations a user is in a team
+CREATE INDEX team_members_user_id_idx ON um.team_members (user_id);
 COMMENT ON TABLE um.team_members IS 'members of a team (each must be a member of the organization); one of them is the owner, who cannot be removed';
 COMMENT ON COLUMN um.team_members.org_id IS 'the organization of the team';
 COMMENT ON COLUMN um.team_members.team_id IS 'the team';
@@ -300,6 +302,8 @@ CREATE UNIQUE INDEX grants_unique_key ON um.grants
   (org_id, role_id, coalesce(user_id, 0), coalesce(team_id, 0), coalesce(scope_id, 0), coalesce(scope_kind, ''));
 CREATE UNIQUE INDEX grants_id_key ON um.grants (id);
 CREATE INDEX grants_org_id_user_id_idx ON um.grants (org_id, user_id) WHERE user_id IS NOT NULL;
+-- the cache's user load: in which organizations a user holds grants
+CREATE INDEX grants_user_id_idx ON um.grants (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX grants_team_id_idx ON um.grants (team_id) WHERE team_id IS NOT NULL;
 CREATE INDEX grants_scope_id_idx ON um.grants (scope_id) WHERE scope_id IS NOT NULL;
 CREATE INDEX grants_role_id_idx ON um.grants (role_id);
