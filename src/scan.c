@@ -18,9 +18,11 @@
  * Tables, columns and indexes are found by name.  Columns are looked up
  * again after a relcache invalidation of their table; an index at each
  * scan, so a REINDEX CONCURRENTLY (a new index under the old name) is
- * followed.  An index that is missing, or not a btree led by the key with
- * at most "key IS NOT NULL" as predicate (a schema older than the
- * library), is not used: the table is scanned with the same key.
+ * followed.  An index that is missing (a schema older than the library),
+ * not valid and ready (a failed CREATE INDEX CONCURRENTLY), or not a btree
+ * led by the key with at most "key IS NOT NULL" as predicate, is not used:
+ * the table is scanned with the same key.  Names are resolved under the
+ * table's lock, after the invalidations its acquisition processed.
  *
  *-------------------------------------------------------------------------
  */
@@ -196,6 +198,8 @@ check_index(int t, Oid index)
 	index_usable[t] = false;
 	index_only_ok[t] = false;
 	if (irel->rd_index->indrelid == table_relid[t] &&
+		irel->rd_index->indisvalid && irel->rd_index->indisready &&
+		irel->rd_index->indislive &&
 		irel->rd_rel->relam == BTREE_AM_OID &&
 		IndexRelationGetNumberOfKeyAttributes(irel) >= 1 &&
 		irel->rd_index->indkey.values[0] == table_att[t][0] &&
@@ -232,9 +236,16 @@ um_scan_begin(UmTable t, Snapshot snapshot, Datum key)
 	RegProcedure eq = loader_tables[t].types[0] == BYTEAOID ? F_BYTEAEQ : F_INT8EQ;
 
 	lookup_layout();
-	index = get_relname_relid(loader_tables[t].index, um_nsp);
 	ts->table = t;
 	ts->rel = table_open(table_relid[t], AccessShareLock);
+	if (!layout_known)
+	{
+		/* taking the lock processed an ALTER of a table read: look again */
+		table_close(ts->rel, NoLock);
+		lookup_layout();
+		ts->rel = table_open(table_relid[t], AccessShareLock);
+	}
+	index = get_relname_relid(loader_tables[t].index, um_nsp);	/* under the lock */
 	if (OidIsValid(index) && index != checked_index[t])
 		check_index(t, index);
 	if (OidIsValid(index) && !index_usable[t])
