@@ -4163,6 +4163,116 @@ COMMENT ON COLUMN um.cache_activity.evictions IS 'entries dropped for growing pa
 CREATE INDEX team_members_user_id_idx ON um.team_members (user_id);
 CREATE INDEX grants_user_id_idx ON um.grants (user_id) WHERE user_id IS NOT NULL;
 
+-- Lifecycle calls near the cost of their writes (issue 15).  The SQL
+-- helpers a lifecycle call runs at every call (validators in the CHECK
+-- constraints um.lock_organization's UPDATE evaluates, the Root tests, the
+-- audit append) become plpgsql, whose plans last the session: a SQL function
+-- with a pinned search_path is never inlined and was planned at every call.
+-- The cascading-key guard moves to C, which reads the catalogs again only
+-- after an invalidation that may have changed its answer.
+CREATE OR REPLACE FUNCTION um.email_is_valid(email text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN octet_length(email) <= 254
+     AND octet_length(split_part(email, '@', 1)) <= 64
+     AND email ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.display_name_is_valid(name text, max_len integer DEFAULT 200)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN name = btrim(name, E' \t\r\n') AND length(name) BETWEEN 1 AND max_len AND name !~ '[[:cntrl:]]';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.slug_is_valid(slug text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.locale_is_valid(locale text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.mobile_is_valid(mobile text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN mobile ~ '^\+[1-9][0-9]{6,14}$';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.identifier_is_valid(ident text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN ident ~ '^[a-z][a-z0-9_]{0,62}$';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.has_usable_root(p_org_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.users u ON u.id = m.user_id
+                  WHERE m.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active'
+                    AND u.status = 'active' AND u.allow_login);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.audit(p_action text, p_org_id bigint, p_target_type text,
+                         p_target_id bigint, p_details jsonb DEFAULT '{}',
+                         p_outcome text DEFAULT 'ok')
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id, details)
+  VALUES (p_action, p_outcome, p_org_id, p_target_type, p_target_id, coalesce(p_details, '{}'));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                  WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND r.builtin = 'root');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um.assert_no_app_cascades()
+RETURNS void
+AS 'MODULE_PATHNAME', 'um_assert_no_app_cascades'
+LANGUAGE C STABLE;
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

@@ -429,6 +429,17 @@ bucket_of_relid(Oid relid)
 	return -1;
 }
 
+/*
+ * um_cache_relid_is_sentinel: is relid one of the relations whose
+ * invalidations carry um's cache changes?  (false while their addresses are
+ * not known: a caller then treats the invalidation as any other)
+ */
+bool
+um_cache_relid_is_sentinel(Oid relid)
+{
+	return addresses_known && (relid == sentinel_relid || bucket_of_relid(relid) >= 0);
+}
+
 /* ---- invalidation ---------------------------------------------------- */
 
 /* everything is stale: the next check empties the cache */

@@ -15,6 +15,17 @@
  *	um.lacking_permissions(actor, org, scope, p)  which of p the actor lacks
  *	um.impersonation_escalates(imp, target, org)  does the target hold more?
  *
+ * And one guard that is not about permissions, kept here with the others
+ * every lifecycle call passes:
+ *
+ *	um.assert_no_app_cascades()   no application foreign key cascades from
+ *	                              um's tables (UM057)
+ *
+ * Its answer depends only on the catalogs, so a backend asks them again
+ * only after a relcache invalidation that could have changed it (any but
+ * the cache's own carriers): adding or dropping a foreign key invalidates
+ * both tables.
+ *
  * Like every check, each call retries from an emptied cache when the cache
  * generation moves while it reads (a change was processed meanwhile).
  *
@@ -24,6 +35,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/inval.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/array.h"
@@ -35,6 +47,81 @@
 PG_FUNCTION_INFO_V1(um_role_grants);
 PG_FUNCTION_INFO_V1(um_lacking_permissions);
 PG_FUNCTION_INFO_V1(um_impersonation_escalates);
+PG_FUNCTION_INFO_V1(um_assert_no_app_cascades);
+
+/* the catalogs were found without a cascading application foreign key */
+static bool no_app_cascades = false;
+
+/* moves at every invalidation that could change that answer */
+static uint64 cascades_generation = 0;
+
+static void
+guards_relcache_callback(Datum arg, Oid relid)
+{
+	(void) arg;
+	if (relid == InvalidOid || !um_cache_relid_is_sentinel(relid))
+	{
+		no_app_cascades = false;
+		cascades_generation++;
+	}
+}
+
+void
+um_guards_init(void)
+{
+	CacheRegisterRelcacheCallback(guards_relcache_callback, (Datum) 0);
+}
+
+/*
+ * um.assert_no_app_cascades(): refuses (UM057) while a table outside um has
+ * a foreign key into one of um's tables with a cascading action (CASCADE,
+ * SET NULL, SET DEFAULT on delete or update).  A lifecycle call that
+ * deletes or updates um's rows would otherwise make PostgreSQL's
+ * referential triggers change application rows as um's owner, running the
+ * application's triggers with those rights.
+ */
+Datum
+um_assert_no_app_cascades(PG_FUNCTION_ARGS)
+{
+	uint64		gen = cascades_generation;
+	int			ret;
+
+	if (no_app_cascades)
+		PG_RETURN_VOID();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "um: SPI_connect failed");
+	ret = SPI_execute("SELECT c.conname::text, c.conrelid::pg_catalog.regclass::text, c.confrelid::pg_catalog.regclass::text"
+					  "  FROM pg_catalog.pg_constraint c"
+					  "  JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.confrelid"
+					  "  JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) c.conrelid"
+					  "  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.relnamespace"
+					  " WHERE c.contype OPERATOR(pg_catalog.=) 'f' AND n.nspname OPERATOR(pg_catalog.=) 'um'"
+					  "   AND r.relnamespace OPERATOR(pg_catalog.<>) t.relnamespace"
+					  "   AND (c.confdeltype OPERATOR(pg_catalog.<>) ALL ('{a,r}'::pg_catalog.\"char\"[])"
+					  "        OR c.confupdtype OPERATOR(pg_catalog.<>) ALL ('{a,r}'::pg_catalog.\"char\"[]))"
+					  " ORDER BY 2, 1 LIMIT 1", true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "um: the foreign key lookup failed");
+	if (SPI_processed > 0)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		char	   *conname = SPI_getvalue(tup, desc, 1);
+		char	   *tbl = SPI_getvalue(tup, desc, 2);
+		char	   *target = SPI_getvalue(tup, desc, 3);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UM_APP_CASCADE),
+				 errmsg("foreign key \"%s\" of table %s would let um change application rows", conname, tbl),
+				 errdetail("It references %s with a cascading action (CASCADE, SET NULL or SET DEFAULT).", target),
+				 errhint("Declare it ON DELETE RESTRICT (or NO ACTION) and ON UPDATE RESTRICT; the application removes its own rows first.")));
+	}
+	SPI_finish();
+	/* an invalidation processed while we read may have been about a new key */
+	if (gen == cascades_generation)
+		no_app_cascades = true;
+	PG_RETURN_VOID();
+}
 
 /* the organization of a role, read as um's owner; false when there is none */
 static bool

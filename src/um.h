@@ -35,6 +35,7 @@
 #define ERRCODE_UM_UNKNOWN_PERMISSION		MAKE_SQLSTATE('U','M','0','1','1')
 #define ERRCODE_UM_UNKNOWN_USER				MAKE_SQLSTATE('U','M','0','3','1')
 #define ERRCODE_UM_INVALID_SESSION			MAKE_SQLSTATE('U','M','0','6','7')
+#define ERRCODE_UM_APP_CASCADE				MAKE_SQLSTATE('U','M','0','5','7')
 #define ERRCODE_UM_AUDIT_UNAVAILABLE		MAKE_SQLSTATE('U','M','0','6','9')
 
 /* ---- permname.c: permission names "resource:action" and grant patterns */
@@ -161,6 +162,9 @@ typedef struct UmMember UmMember;
 
 extern void um_cache_init(void);
 
+/* does this relation's invalidation carry a change to um's cache? */
+extern bool um_cache_relid_is_sentinel(Oid relid);
+
 /*
  * um_cache_begin: process pending invalidations and empty the cache if it
  * is stale.  Returns the generation; a check whose generation moved before
@@ -266,6 +270,11 @@ extern int64 um_scan_int8(UmScan *scan, int col);
 extern bool um_scan_bool(UmScan *scan, int col);
 extern bool um_scan_text_is(UmScan *scan, int col, const char *value);
 extern void um_scan_end(UmScan *scan);
+
+/* ---- guards.c: the escalation guards, and the cascading-key guard */
+
+/* from _PG_init: the catalogs' invalidations */
+extern void um_guards_init(void);
 
 /* ---- owner.c: um's owner, and SPI as a chosen role */
 

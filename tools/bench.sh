@@ -221,47 +221,64 @@ SQL
 
 echo
 echo "== lifecycle: a Root acting through um's functions, against the same change by hand (um's triggers only)"
-psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+# One change per transaction, as an application makes them, through pgbench
+# (one client, LC_SECONDS each, prepared statements, each change in a
+# transaction block).  um's transaction also names the acting user
+# (um_act_as), as a real request does.  synchronous_commit is off on
+# both sides, so the ratio is the work of the call, not the WAL flush a
+# durable commit adds to both.
+LC_SECONDS=${LC_SECONDS:-10}
+PGBENCH=$("$PG_CONFIG" --bindir)/pgbench
+lc=$(mktemp -d /tmp/um-bench-lifecycle.XXXXXX)
+chmod 755 "$lc"
+read -r o root member editor reader team < <(psql -X -qAt -F ' ' -v ON_ERROR_STOP=1 <<'SQL'
 SET client_min_messages = warning;
-\pset footer off
 SELECT m.org_id AS o, m.user_id AS root FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
  WHERE r.builtin = 'root' AND (SELECT count(*) FROM um.memberships x WHERE x.org_id = m.org_id) >= 3
  ORDER BY m.org_id LIMIT 1 \gset
 SELECT m.user_id AS member FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
  WHERE m.org_id = :o AND r.builtin IS DISTINCT FROM 'root' ORDER BY m.user_id LIMIT 1 \gset
-SELECT id AS editor FROM um.roles WHERE org_id = :o AND builtin = 'service_editor' \gset
-SELECT id AS reader FROM um.roles WHERE org_id = :o AND builtin = 'service_reader' \gset
+BEGIN;
+SELECT um_act_as(:root) AS a \gset
 SELECT um_create_team(:o, 'Bench team', owner_user_id => :root) AS team \gset
-CREATE TEMP TABLE lc_results (n int, operation text, calls int, seconds float8);
-CREATE FUNCTION pg_temp.lc_measure(n int, operation text, calls int, f text) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz; best float8; s float8;
-BEGIN
-  FOR r IN 1 .. 3 LOOP
-    t0 := clock_timestamp();
-    EXECUTE f USING calls;
-    s := extract(epoch FROM clock_timestamp() - t0);
-    best := least(coalesce(best, s), s);
-  END LOOP;
-  INSERT INTO lc_results VALUES (n, operation, calls, best);
-END $$;
-CREATE FUNCTION pg_temp.raw_role(n int, o bigint, u bigint, a bigint, b bigint) RETURNS void LANGUAGE plpgsql AS
-  $$ BEGIN FOR i IN 1 .. n LOOP
-       UPDATE um.memberships SET role_id = CASE WHEN i % 2 = 0 THEN a ELSE b END WHERE org_id = o AND user_id = u;
-     END LOOP; END $$;
-CREATE FUNCTION pg_temp.um_role(n int, o bigint, u bigint) RETURNS void LANGUAGE plpgsql AS
-  $$ BEGIN FOR i IN 1 .. n LOOP
-       PERFORM um_set_org_role(o, u, CASE WHEN i % 2 = 0 THEN 'Service Editor' ELSE 'Service Reader' END);
-     END LOOP; END $$;
-CREATE FUNCTION pg_temp.raw_team(n int, o bigint, t bigint, u bigint) RETURNS void LANGUAGE plpgsql AS
-  $$ BEGIN FOR i IN 1 .. n LOOP
-       INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (o, t, u);
-       DELETE FROM um.team_members WHERE team_id = t AND user_id = u;
-     END LOOP; END $$;
-CREATE FUNCTION pg_temp.um_team(n int, t bigint, u bigint) RETURNS void LANGUAGE plpgsql AS
-  $$ BEGIN FOR i IN 1 .. n LOOP
-       PERFORM um_add_team_member(t, u);
-       PERFORM um_remove_team_member(t, u);
-     END LOOP; END $$;
+COMMIT;
+SELECT :o, :root, :member, (SELECT id FROM um.roles WHERE org_id = :o AND builtin = 'service_editor'),
+       (SELECT id FROM um.roles WHERE org_id = :o AND builtin = 'service_reader'), :team;
+SQL
+)
+printf '%s\n' '\set r random(0, 1)' 'BEGIN;' \
+  "UPDATE um.memberships SET role_id = CASE WHEN :r = 0 THEN $editor ELSE $reader END WHERE org_id = $o AND user_id = $member;" 'COMMIT;' \
+  > "$lc/raw_role.sql"
+printf '%s\n' '\set r random(0, 1)' 'BEGIN;' "SELECT um_act_as($root);" \
+  "SELECT um_set_org_role($o, $member, CASE WHEN :r = 0 THEN 'Service Editor' ELSE 'Service Reader' END);" 'COMMIT;' \
+  > "$lc/um_role.sql"
+printf '%s\n' 'BEGIN;' "INSERT INTO um.team_members (org_id, team_id, user_id) VALUES ($o, $team, $member);" 'COMMIT;' \
+  'BEGIN;' "DELETE FROM um.team_members WHERE team_id = $team AND user_id = $member;" 'COMMIT;' \
+  > "$lc/raw_team.sql"
+printf '%s\n' 'BEGIN;' "SELECT um_act_as($root);" "SELECT um_add_team_member($team, $member);" 'COMMIT;' \
+  'BEGIN;' "SELECT um_act_as($root);" "SELECT um_remove_team_member($team, $member);" 'COMMIT;' \
+  > "$lc/um_team.sql"
+lc_run() {   # a script: the average latency of one pass, in ms
+  (cd "$lc" && PGOPTIONS='-c synchronous_commit=off' "$PGBENCH" -n -M prepared -c 1 -T "$LC_SECONDS" -f "$lc/$1" "$PGDATABASE") 2>&1 \
+    | awk '/latency average/ {print $4}'
+}
+raw_role=$(lc_run raw_role.sql); um_role=$(lc_run um_role.sql)
+raw_team=$(lc_run raw_team.sql); um_team=$(lc_run um_team.sql)
+rm -rf "$lc"
+psql -X -q -v ON_ERROR_STOP=1 -v raw_role="$raw_role" -v um_role="$um_role" -v raw_team="$raw_team" -v um_team="$um_team" <<'SQL'
+\pset footer off
+SELECT operation, round(ms * 1000, 1) AS "us/pass", to_char(1000 / ms, 'FM999,990') AS "passes/s",
+       CASE WHEN base IS NOT NULL THEN round(ms / base, 2) || 'x' END AS "vs by hand"
+  FROM (VALUES (1, 'change a member''s role by hand (UPDATE um.memberships, um''s triggers)', :raw_role::numeric, NULL::numeric),
+               (2, 'um_act_as + um_set_org_role: permission, Root guard, escalation guard, audit', :um_role, :raw_role),
+               (3, 'add and remove a team member by hand (two transactions)', :raw_team, NULL),
+               (4, 'um_act_as + um_add_team_member, then um_act_as + um_remove_team_member (two transactions)', :um_team, :raw_team))
+       AS t(n, operation, ms, base)
+ ORDER BY n;
+SQL
+psql -X -q -v ON_ERROR_STOP=1 -v o="$o" -v root="$root" <<'SQL'
+SET client_min_messages = warning;
+\pset footer off
 CREATE FUNCTION pg_temp.um_invite100(n int, o bigint) RETURNS void LANGUAGE plpgsql AS
   $$ BEGIN FOR i IN 1 .. n LOOP
        PERFORM count(*) FROM um_invite(o, (SELECT string_agg(format('bench-%s-%s@invite.example', i, g), ', ') FROM generate_series(1, 100) g));
@@ -269,22 +286,11 @@ CREATE FUNCTION pg_temp.um_invite100(n int, o bigint) RETURNS void LANGUAGE plpg
      END LOOP; END $$;
 BEGIN;
 SELECT um_act_as(:root) AS a \gset
-SELECT pg_temp.lc_measure(1, 'change a member''s role by hand (UPDATE um.memberships)', 2000,
-                          format('SELECT pg_temp.raw_role($1, %s, %s, %s, %s)', :o, :member, :editor, :reader)) AS x \gset
-SELECT pg_temp.lc_measure(2, 'um_set_org_role: permission, Root guard, escalation guard, audit', 2000,
-                          format('SELECT pg_temp.um_role($1, %s, %s)', :o, :member)) AS x \gset
-SELECT pg_temp.lc_measure(3, 'add and remove a team member by hand', 1000,
-                          format('SELECT pg_temp.raw_team($1, %s, %s, %s)', :o, :team, :member)) AS x \gset
-SELECT pg_temp.lc_measure(4, 'um_add_team_member + um_remove_team_member', 1000,
-                          format('SELECT pg_temp.um_team($1, %s, %s)', :team, :member)) AS x \gset
-SELECT pg_temp.lc_measure(5, 'um_invite of 100 addresses (per address)', 5,
-                          format('SELECT pg_temp.um_invite100($1, %s)', :o)) AS x \gset
+SELECT clock_timestamp() AS t0 \gset
+SELECT pg_temp.um_invite100(5, :o) AS x \gset
+SELECT 'um_invite of 100 addresses, one transaction (per address)' AS operation,
+       round((extract(epoch FROM clock_timestamp() - :'t0'::timestamptz) * 1e6 / 500)::numeric, 1) AS "us/call";
 COMMIT;
-UPDATE lc_results SET calls = calls * 100 WHERE n = 5;
-SELECT operation, calls, round((seconds * 1e6 / calls)::numeric, 1) AS "us/call",
-       to_char(calls / seconds, 'FM999,999,990') AS "calls/s",
-       CASE WHEN n IN (2, 4) THEN round(((seconds / calls) / (SELECT seconds / calls FROM lc_results b WHERE b.n = lc_results.n - 1))::numeric, 1) || 'x' END AS "vs by hand"
-  FROM lc_results ORDER BY n;
 SQL
 
 echo

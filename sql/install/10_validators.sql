@@ -1,7 +1,11 @@
 -- Validators: the rules for names, addresses and permission names, as
 -- IMMUTABLE functions shared by CHECK constraints (the last line of defence)
 -- and by the triggers and API functions that explain a rejection with a
--- um-specific SQLSTATE and a hint.
+-- um-specific SQLSTATE and a hint.  The SQL ones are plpgsql: a CHECK
+-- constraint calls them at every write of the row (um.lock_organization
+-- writes an organization's row at each membership change), and a pinned
+-- search_path keeps a SQL function from being inlined, so it would be
+-- planned again at every statement; plpgsql keeps its plan for the session.
 
 CREATE FUNCTION um.permission_name_is_valid(name text, allow_wildcards boolean DEFAULT false)
 RETURNS boolean
@@ -30,11 +34,15 @@ COMMENT ON FUNCTION @extschema@.um_permission_matches(text, text) IS
 -- punycode (xn--) form.
 CREATE FUNCTION um.email_is_valid(email text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN octet_length(email) <= 254
-   AND octet_length(split_part(email, '@', 1)) <= 64
-   AND email ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$';
+AS $$
+BEGIN
+  RETURN octet_length(email) <= 254
+     AND octet_length(split_part(email, '@', 1)) <= 64
+     AND email ~ '^[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&''*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$';
+END
+$$;
 COMMENT ON FUNCTION um.email_is_valid(text) IS 'true when email is a plausible ASCII e-mail address (IDN domains in punycode)';
 
 CREATE FUNCTION um.assert_email(email text)
@@ -58,40 +66,60 @@ COMMENT ON FUNCTION um.assert_email(text) IS
 -- surrounding blanks, no control characters, 1 to max_len characters.
 CREATE FUNCTION um.display_name_is_valid(name text, max_len integer DEFAULT 200)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN name = btrim(name, E' \t\r\n') AND length(name) BETWEEN 1 AND max_len AND name !~ '[[:cntrl:]]';
+AS $$
+BEGIN
+  RETURN name = btrim(name, E' \t\r\n') AND length(name) BETWEEN 1 AND max_len AND name !~ '[[:cntrl:]]';
+END
+$$;
 COMMENT ON FUNCTION um.display_name_is_valid(text, integer) IS 'true when name has 1 to max_len characters, no surrounding blanks and no control characters';
 
 CREATE FUNCTION um.slug_is_valid(slug text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+AS $$
+BEGIN
+  RETURN slug ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+END
+$$;
 COMMENT ON FUNCTION um.slug_is_valid(text) IS 'true when slug is 1 to 63 lowercase letters, digits and inner hyphens (usable in a URL or host name)';
 
 -- BCP 47 subset: language, optional script, optional region ("en", "pt-BR", "zh-Hant-TW", "es-419").
 CREATE FUNCTION um.locale_is_valid(locale text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$';
+AS $$
+BEGIN
+  RETURN locale ~ '^[a-z]{2,3}(-[A-Z][a-z]{3})?(-([A-Z]{2}|[0-9]{3}))?$';
+END
+$$;
 COMMENT ON FUNCTION um.locale_is_valid(text) IS 'true when locale is a BCP 47 language tag such as en, pt-BR, zh-Hant-TW or es-419';
 
 -- E.164: "+", country code, subscriber number; 8 to 15 digits in all.
 CREATE FUNCTION um.mobile_is_valid(mobile text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN mobile ~ '^\+[1-9][0-9]{6,14}$';
+AS $$
+BEGIN
+  RETURN mobile ~ '^\+[1-9][0-9]{6,14}$';
+END
+$$;
 COMMENT ON FUNCTION um.mobile_is_valid(text) IS 'true when mobile is an E.164 number such as +14155550123';
 
 -- Identifiers chosen by applications: scope kinds, audit actions.
 CREATE FUNCTION um.identifier_is_valid(ident text)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN ident ~ '^[a-z][a-z0-9_]{0,62}$';
+AS $$
+BEGIN
+  RETURN ident ~ '^[a-z][a-z0-9_]{0,62}$';
+END
+$$;
 COMMENT ON FUNCTION um.identifier_is_valid(text) IS 'true when ident is a lowercase identifier of at most 63 bytes';
 
 -- A time zone is valid when it has the shape of an IANA name and PostgreSQL

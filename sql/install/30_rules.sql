@@ -390,12 +390,14 @@ CREATE TRIGGER memberships_before_update BEFORE UPDATE ON um.memberships
 -- active membership of an active user who may log in)?
 CREATE FUNCTION um.has_usable_root(p_org_id bigint)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.users u ON u.id = m.user_id
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.users u ON u.id = m.user_id
                   WHERE m.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active'
                     AND u.status = 'active' AND u.allow_login);
+END
 $$;
 COMMENT ON FUNCTION um.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
 

@@ -7,11 +7,13 @@ CREATE FUNCTION um.audit(p_action text, p_org_id bigint, p_target_type text,
                          p_target_id bigint, p_details jsonb DEFAULT '{}',
                          p_outcome text DEFAULT 'ok')
 RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
   INSERT INTO um.audit_events (action, outcome, org_id, target_type, target_id, details)
   VALUES (p_action, p_outcome, p_org_id, p_target_type, p_target_id, coalesce(p_details, '{}'));
+END
 $$;
 COMMENT ON FUNCTION um.audit(text, bigint, text, bigint, jsonb, text) IS
   'internal: appends one event to um.audit_events in the current transaction (actor columns are stamped by its trigger)';

@@ -205,11 +205,13 @@ COMMENT ON FUNCTION um.assert_not_team_owner(bigint, bigint, bigint) IS 'interna
 
 CREATE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                   WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND r.builtin = 'root');
+END
 $$;
 COMMENT ON FUNCTION um.is_root(bigint, bigint) IS 'internal: does the user hold the Root role of the organization (in any state)?';
 
@@ -255,29 +257,12 @@ COMMENT ON FUNCTION um.pattern_grants(text) IS 'internal: the catalog permission
 -- could run code as um's owner.  So every lifecycle function that may delete
 -- refuses while such a foreign key exists; with RESTRICT or NO ACTION the
 -- application removes its own rows first (and deletion names the table).
+-- In C (src/guards.c): a backend reads the catalogs again only after an
+-- invalidation that may have changed the answer.
 CREATE FUNCTION um.assert_no_app_cascades()
 RETURNS void
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v record;
-BEGIN
-  SELECT c.conname, c.conrelid::regclass AS tbl, c.confrelid::regclass AS target INTO v
-    FROM pg_catalog.pg_constraint c
-    JOIN pg_catalog.pg_class t ON t.oid = c.confrelid
-    JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
-   WHERE c.contype = 'f' AND t.relnamespace = 'um'::regnamespace AND r.relnamespace <> 'um'::regnamespace
-     AND (c.confdeltype NOT IN ('a', 'r') OR c.confupdtype NOT IN ('a', 'r'))
-   ORDER BY 2, 1 LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION 'foreign key "%" of table % would let um change application rows', v.conname, v.tbl
-      USING ERRCODE = 'UM057',
-            DETAIL = format('It references %s with a cascading action (CASCADE, SET NULL or SET DEFAULT).', v.target),
-            HINT = 'Declare it ON DELETE RESTRICT (or NO ACTION) and ON UPDATE RESTRICT; the application removes its own rows first.';
-  END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'um_assert_no_app_cascades'
+LANGUAGE C STABLE;
 COMMENT ON FUNCTION um.assert_no_app_cascades() IS
   'internal: refuses (before a lifecycle function may delete) while an application table has a cascading foreign key into um''s tables, whose triggers would run as um''s owner';
 
