@@ -3907,7 +3907,7 @@ FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 -- Invalidation with the grain of the data (issue 15): a change drops the
 -- cache entries of the users and organizations it touches, addressed to
--- 256 buckets; only the permission catalog and TRUNCATE empty whole
+-- 1,024 buckets; only the permission catalog and TRUNCATE empty whole
 -- caches.  The statement triggers and the replica-mode row triggers give
 -- way to one row trigger (with the table's cache key) and one TRUNCATE
 -- trigger, both enabled always.
@@ -3922,11 +3922,11 @@ BEGIN
 END
 $$;
 COMMENT ON TABLE um.cache_sentinel IS 'never holds rows: invalidating it tells every backend to empty its permission cache';
--- 256 buckets (UM_CACHE_BUCKETS in src/cache.c): composite types, the
+-- 1,024 buckets (UM_CACHE_BUCKETS in src/cache.c): composite types, the
 -- lightest relations, with no storage.
 DO $$
 BEGIN
-  FOR b IN 0..255 LOOP
+  FOR b IN 0..1023 LOOP
     EXECUTE format('CREATE TYPE um.%I AS ()', 'cache_bucket_' || b);
     EXECUTE format('COMMENT ON TYPE um.%I IS %L', 'cache_bucket_' || b,
                    'never holds anything: invalidating it tells every backend to drop the cache entries of the users and organizations of bucket ' || b);

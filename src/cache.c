@@ -78,9 +78,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -92,6 +96,7 @@
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -135,7 +140,9 @@ static UmCacheStats stats;
  * (dropping or altering it, REASSIGN OWNED) makes us look all of it up
  * again.
  */
-#define UM_CACHE_BUCKETS		256
+#define UM_CACHE_BUCKETS		1024
+StaticAssertDecl(UM_CACHE_BUCKETS <= PG_UINT16_MAX + 1 && UM_CACHE_BUCKETS % 64 == 0,
+				 "entries keep their bucket in a uint16; the stale set is whole words");
 static Oid	sentinel_relid = InvalidOid;
 static Oid	owner_oid = InvalidOid;
 static Oid	bucket_relid[UM_CACHE_BUCKETS];
@@ -166,7 +173,7 @@ typedef struct UmUser
 	int64		user_id;		/* key */
 	bool		exists;
 	bool		active;			/* status active and allow_login */
-	uint8		bucket;
+	uint16		bucket;
 	int			norgs;			/* organizations with an active membership */
 	int64	   *orgs;			/* sorted */
 	int64	   *org_roles;		/* the membership's role in each */
@@ -178,7 +185,7 @@ typedef struct UmUser
 typedef struct UmOrg
 {
 	int64		org_id;			/* key */
-	uint8		bucket;
+	uint16		bucket;
 	bool		scopes_loaded;
 	int			nscopes;
 	int64	   *scope_ids;		/* every scope node of the organization */
@@ -213,8 +220,8 @@ struct UmMember
 {
 	UmMemberKey key;
 	bool		active;			/* an active membership */
-	uint8		user_bucket;
-	uint8		org_bucket;
+	uint16		user_bucket;
+	uint16		org_bucket;
 	int64		role_id;		/* the organization role */
 	uint64	   *baseline;		/* organization-wide permission bitmap */
 	int			ngrants;		/* grants on scope nodes or kinds */
@@ -375,6 +382,57 @@ cmp_address(const void *a, const void *b)
 }
 
 /*
+ * find_bucket_relations: the relations um.cache_bucket_<n>, by one range
+ * scan of pg_class's (relname, relnamespace) index rather than a catalog
+ * cache lookup per bucket (a thousand misses at a backend's first check).
+ * A bucket not found keeps InvalidOid: its changes address the sentinel.
+ */
+static void
+find_bucket_relations(Oid nsp)
+{
+	static const char prefix[] = "cache_bucket_";
+	NameData	lo,
+				hi;
+	ScanKeyData key[3];
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int			b;
+
+	for (b = 0; b < UM_CACHE_BUCKETS; b++)
+		bucket_relid[b] = InvalidOid;
+	namestrcpy(&lo, prefix);
+	namestrcpy(&hi, "cache_bucket`");	/* '`' follows '_' */
+	ScanKeyInit(&key[0], Anum_pg_class_relname, BTGreaterEqualStrategyNumber, F_NAMEGE, NameGetDatum(&lo));
+	ScanKeyInit(&key[1], Anum_pg_class_relname, BTLessStrategyNumber, F_NAMELT, NameGetDatum(&hi));
+	ScanKeyInit(&key[2], Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(nsp));
+	rel = table_open(RelationRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, ClassNameNspIndexId, true, NULL, 3, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_class form = (Form_pg_class) GETSTRUCT(tup);
+		const char *digits = NameStr(form->relname) + sizeof(prefix) - 1;
+		char		canonical[NAMEDATALEN];
+		char	   *end;
+		long		n;
+
+		if (form->relnamespace != nsp || form->relkind != RELKIND_COMPOSITE_TYPE ||
+			strncmp(NameStr(form->relname), prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		errno = 0;
+		n = strtol(digits, &end, 10);
+		if (errno != 0 || *end != '\0' || n < 0 || n >= UM_CACHE_BUCKETS)
+			continue;
+		snprintf(canonical, sizeof(canonical), "%ld", n);
+		if (strcmp(canonical, digits) != 0)
+			continue;
+		bucket_relid[n] = form->oid;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
  * lookup_addresses: find the sentinel, the buckets' relations and um's
  * owner; false when um is not installed in this database.  (A schema of
  * 0.2 has no buckets: its triggers only ever address the sentinel.)
@@ -393,12 +451,9 @@ lookup_addresses(void)
 	sentinel_relid = get_relname_relid("cache_sentinel", nsp);
 	if (!OidIsValid(sentinel_relid))
 		return false;
+	find_bucket_relations(nsp);
 	for (b = 0; b < UM_CACHE_BUCKETS; b++)
 	{
-		char		name[NAMEDATALEN];
-
-		snprintf(name, sizeof(name), "cache_bucket_%d", b);
-		bucket_relid[b] = get_relname_relid(name, nsp);
 		bucket_by_relid[b].relid = bucket_relid[b];
 		bucket_by_relid[b].bucket = b;
 	}
@@ -1326,7 +1381,7 @@ cache_user(LoadState *ls, int64 user_id)
 	u->org_roles = org_roles;
 	u->nextra = nextra;
 	u->extra_orgs = extra_orgs;
-	u->bucket = (uint8) bucket_of(user_id, false);
+	u->bucket = (uint16) bucket_of(user_id, false);
 	dlist_push_head(&buckets[u->bucket].users, &u->bucket_node);
 	touch_bucket(u->bucket);
 	return u;
@@ -1446,7 +1501,7 @@ cache_org(LoadState *ls, int64 org_id)
 	o->scope_ids = NULL;
 	o->nroles = nroles;
 	o->role_ids = role_ids;
-	o->bucket = (uint8) bucket_of(org_id, true);
+	o->bucket = (uint16) bucket_of(org_id, true);
 	dlist_push_head(&buckets[o->bucket].orgs, &o->bucket_node);
 	touch_bucket(o->bucket);
 	return o;
@@ -1654,8 +1709,8 @@ enter:
 	m->baseline = baseline;
 	m->grants = grants;
 	m->ngrants = n;
-	m->user_bucket = (uint8) bucket_of(user_id, false);
-	m->org_bucket = (uint8) bucket_of(org_id, true);
+	m->user_bucket = (uint16) bucket_of(user_id, false);
+	m->org_bucket = (uint16) bucket_of(org_id, true);
 	dlist_push_head(&buckets[m->user_bucket].members_by_user, &m->user_node);
 	dlist_push_head(&buckets[m->org_bucket].members_by_org, &m->org_node);
 	dlist_init(&m->memos);

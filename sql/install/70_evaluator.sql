@@ -10,11 +10,11 @@ CREATE TABLE um.cache_sentinel ();
 COMMENT ON TABLE um.cache_sentinel IS 'never holds rows: invalidating it tells every backend to empty its permission cache';
 REVOKE ALL ON um.cache_sentinel FROM PUBLIC;
 
--- 256 buckets (UM_CACHE_BUCKETS in src/cache.c): composite types, the
+-- 1,024 buckets (UM_CACHE_BUCKETS in src/cache.c): composite types, the
 -- lightest relations, with no storage.
 DO $$
 BEGIN
-  FOR b IN 0..255 LOOP
+  FOR b IN 0..1023 LOOP
     EXECUTE format('CREATE TYPE um.%I AS ()', 'cache_bucket_' || b);
     EXECUTE format('COMMENT ON TYPE um.%I IS %L', 'cache_bucket_' || b,
                    'never holds anything: invalidating it tells every backend to drop the cache entries of the users and organizations of bucket ' || b);

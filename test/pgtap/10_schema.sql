@@ -109,7 +109,7 @@ SELECT is((SELECT string_agg(relname || '=' || coalesce(cache_key, 'all'), ' ' O
           'roles=org:org_id scopes=org:org_id team_member_roles=user:user_id team_members=user:user_id teams=org:org_id users=user:id',
           'the cache keys of the evaluator''s tables');
 SELECT is((SELECT count(*) FROM pg_type t WHERE t.typnamespace = 'um'::regnamespace AND t.typname ~ '^cache_bucket_[0-9]+$' AND t.typtype = 'c'),
-          256::bigint, 'the 256 buckets the messages address');
+          1024::bigint, 'the 1,024 buckets the messages address');
 SELECT set_eq($$ SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r'
                     AND c.relrowsecurity AND c.relforcerowsecurity $$,
               $$ SELECT relname::text FROM um.state_tables WHERE access <> 'catalog' $$,
