@@ -16,7 +16,7 @@ EXTENSION   = um
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 
 MODULE_big  = um
-OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/login.o src/audit_writer.o src/protect.o src/lifecycle.o src/monitor.o src/owner.o src/reference.o src/guards.o src/scan.o
+OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/login.o src/audit_writer.o src/protect.o src/lifecycle.o src/monitor.o src/owner.o src/reference.o src/guards.o src/scan.o src/planner.o
 
 DATA_built  = sql/um--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
@@ -29,7 +29,7 @@ DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))
 #   make installcheck          regress, isolation and pgTAP
 #   make prove_installcheck    the TAP tests (they start clusters of their own)
 # `bash test/run.sh` builds, installs and runs every suite on a throwaway cluster.
-REGRESS        = install errors rls_plan rls_attack lifecycle_export cache_scans
+REGRESS        = install errors rls_plan rls_estimates rls_attack lifecycle_export cache_scans
 REGRESS_OPTS   = --inputdir=test
 ISOLATION      = $(basename $(notdir $(wildcard test/specs/*.spec)))
 ISOLATION_OPTS = --inputdir=test

@@ -1175,6 +1175,26 @@ um_cache_perm_id(const char *name, size_t len)
 	return -1;					/* keep compiler quiet */
 }
 
+/*
+ * um_cache_perm_id_known: the same, but -1 for an invalid or unknown name
+ * instead of an error (for the planner's estimates, which must not fail a
+ * query its execution would answer)
+ */
+int
+um_cache_perm_id_known(const char *name, size_t len)
+{
+	char		key[UM_PERMNAME_MAX + 1];
+	PermEntry  *e;
+
+	if (!um_permname_parse(name, len, false, NULL, NULL))
+		return -1;
+	ensure_catalog_alone();
+	memcpy(key, name, len);
+	key[len] = '\0';
+	e = hash_search(perm_hash, key, HASH_FIND, NULL);
+	return e != NULL ? e->id : -1;
+}
+
 /* set the bits of every catalog permission the pattern covers */
 static void
 match_pattern(uint64 *bits, const char *pattern, size_t len)

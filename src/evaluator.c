@@ -308,6 +308,78 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 }
 
 /*
+ * um_evaluator_orgs_now: what um_permitted_orgs([user,] perm) would list
+ * now, for the planner's estimates (planner.c); false when it could not
+ * tell without an error (an invalid or unknown permission).  acting: the
+ * acting user's form (user_id is then ignored).
+ */
+bool
+um_evaluator_orgs_now(bool acting, int64 user_id, const char *perm, size_t len,
+					  int64 **ids_out, int *n_out)
+{
+	bool		has_user = true;
+	int			attempt;
+
+	if (acting)
+		has_user = um_identity_get(&user_id);
+	for (attempt = 1;; attempt++)
+	{
+		uint64		gen = um_cache_begin();
+		int			perm_id = um_cache_perm_id_known(perm, len);
+		int64	   *ids = NULL;
+		int			n = 0;
+
+		if (perm_id < 0)
+			return false;
+		if (has_user)
+		{
+			const int64 *orgs;
+			int			norgs = um_cache_user_orgs(user_id, &orgs);
+			int			i;
+
+			ids = palloc(sizeof(int64) * Max(norgs, 1));
+			for (i = 0; i < norgs; i++)
+			{
+				const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
+
+				if (bits != NULL && um_bit(bits, perm_id) &&
+					(!acting || um_identity_org_allowed(orgs[i])))
+					ids[n++] = orgs[i];
+			}
+		}
+		if (um_cache_attempt_done(gen, attempt))
+		{
+			if (n > 1)
+				qsort(ids, n, sizeof(int64), cmp_int64);
+			*ids_out = ids;
+			*n_out = n;
+			return true;
+		}
+	}
+}
+
+/*
+ * um_evaluator_function: which of the evaluator's functions funcid calls
+ * (by the C function it runs, so in whatever schema um is installed)
+ */
+UmEvalFunction
+um_evaluator_function(Oid funcid)
+{
+	FmgrInfo	fi;
+
+	fmgr_info(funcid, &fi);
+	if (fi.fn_addr == um_permitted_orgs_acting)
+		return UM_EVAL_PERMITTED_ORGS_ACTING;
+	if (fi.fn_addr == um_permitted_orgs_user)
+		return UM_EVAL_PERMITTED_ORGS_USER;
+	if (fi.fn_addr == um_has_permission_acting)
+		return UM_EVAL_HAS_PERMISSION_ACTING;
+	if (fi.fn_addr == um_has_permission_user)
+		return UM_EVAL_HAS_PERMISSION_USER;
+	return UM_EVAL_OTHER;
+}
+
+/*
  * permitted_scopes: the scope nodes of an organization where the user holds
  * the permission (all of them when it is held organization-wide), sorted.
  */

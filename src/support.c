@@ -41,8 +41,8 @@
 PG_FUNCTION_INFO_V1(um_has_permission_support);
 
 /* the companion um_<name>(argtypes...) in the schema of the checked function */
-static Oid
-companion(Oid funcid, const char *name, int nargs, const Oid *argtypes)
+Oid
+um_support_companion(Oid funcid, const char *name, int nargs, const Oid *argtypes)
 {
 	char	   *nsp = get_namespace_name(get_func_namespace(funcid));
 
@@ -146,7 +146,7 @@ um_has_permission_support(PG_FUNCTION_ARGS)
 		companion_args = lappend(companion_args, copyObject(arg));
 		companion_types[i] = exprType(arg);
 	}
-	companion_oid = companion(req->funcid, companion_name, req->indexarg, companion_types);
+	companion_oid = um_support_companion(req->funcid, companion_name, req->indexarg, companion_types);
 
 	if (!OidIsValid(companion_oid))
 		PG_RETURN_POINTER(NULL);

@@ -43,6 +43,7 @@ _PG_init(void)
 	um_scan_init();
 	um_cache_init();
 	um_guards_init();
+	um_planner_init();
 	um_identity_init();
 	um_session_init();
 	um_login_init();

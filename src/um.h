@@ -179,6 +179,9 @@ extern bool um_cache_attempt_done(uint64 gen, int attempt);
 /* permission ids: errors UM010 (invalid) and UM011 (not in the catalog) */
 extern int	um_cache_perm_id(const char *name, size_t len);
 
+/* the same, -1 instead of an error for an invalid or unknown name */
+extern int	um_cache_perm_id_known(const char *name, size_t len);
+
 /* the member, or NULL when the user may not act or is not an active member */
 extern const UmMember *um_cache_active_member(int64 user_id, int64 org_id);
 
@@ -270,6 +273,35 @@ extern int64 um_scan_int8(UmScan *scan, int col);
 extern bool um_scan_bool(UmScan *scan, int col);
 extern bool um_scan_text_is(UmScan *scan, int col, const char *value);
 extern void um_scan_end(UmScan *scan);
+
+/* ---- evaluator.c: um_has_permission() and its companions */
+
+/* which evaluator function a pg_proc entry runs */
+typedef enum UmEvalFunction
+{
+	UM_EVAL_OTHER,
+	UM_EVAL_PERMITTED_ORGS_ACTING,	/* um_permitted_orgs(permission) */
+	UM_EVAL_PERMITTED_ORGS_USER,	/* um_permitted_orgs(user, permission) */
+	UM_EVAL_HAS_PERMISSION_ACTING,	/* um_has_permission(permission, org[, scope]) */
+	UM_EVAL_HAS_PERMISSION_USER /* um_has_permission(user, permission, org[, scope]) */
+} UmEvalFunction;
+
+extern UmEvalFunction um_evaluator_function(Oid funcid);
+
+/* for the planner: the organizations um_permitted_orgs would list now
+ * (palloc'd, sorted); false for an invalid or unknown permission */
+extern bool um_evaluator_orgs_now(bool acting, int64 user_id, const char *perm, size_t len,
+								  int64 **ids, int *n);
+
+/* ---- planner.c: the planner's estimate of a protected scan */
+
+/* from _PG_init: um.planner_estimates and the path hook */
+extern void um_planner_init(void);
+
+/* ---- support.c: the support function of um_has_permission() */
+
+/* the companion um_<name>(argtypes) in the schema of funcid, or InvalidOid */
+extern Oid	um_support_companion(Oid funcid, const char *name, int nargs, const Oid *argtypes);
 
 /* ---- guards.c: the escalation guards, and the cascading-key guard */
 

@@ -15,11 +15,14 @@
 # at half their working set.  Prints a table with checks per second and
 # ratios, the cache memory the checks needed, and the backend's cache.  Then the identity calls
 # (um_begin and um_act_as against set_config, logins with and without the
-# audit writer).  Then a reporting query over an
+# audit writer).  Then lifecycle calls, one per transaction through pgbench,
+# against the same change by hand.  Then a reporting query over an
 # invoices table (RLS_ROWS rows, 1,000 organizations of Zipf-like sizes) for a
 # user in one large and one small organization: a literal tenant filter
-# without RLS against the natural per-row um_has_permission policy, the
-# um_permitted_orgs policy, and a per-row plain-SQL helper.
+# without RLS against um_protect_table, the natural per-row
+# um_has_permission policy, the um_permitted_orgs policy, and a per-row
+# plain-SQL helper; once with the rows interleaved, once stored by
+# organization (CLUSTER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-100000}
@@ -294,8 +297,46 @@ COMMIT;
 SQL
 
 echo
+# one round of L, P, N and C over the invoices table as it is laid out now
+rls_round() {
+  local base=$1 suffix=$2
+  cat <<SQL
+-- L: no RLS applies (the table owner), the tenant filter written by hand
+SELECT pg_temp.rls_measure($((base + 1)), 'L$suffix', 'none: WHERE org_id IN (1, 500)', 'SELECT sum(amount) FROM invoices WHERE org_id IN (1, 500)', 7) \\gset
+-- P: one call, um_protect_table
+SELECT um_protect_table('invoices', 'org_id', 'invoice') \\gset
+SET ROLE bench_reader;
+BEGIN;
+SELECT um_act_as(:reporter) \\gset
+SELECT pg_temp.rls_measure($((base + 2)), 'P$suffix', 'um_protect_table(''invoices'', ''org_id'', ''invoice'')', 'SELECT sum(amount) FROM invoices', 7) \\gset
+COMMIT;
+RESET ROLE;
+SELECT um_unprotect_table('invoices') \\gset
+ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
+-- N: the natural per-row policy
+CREATE POLICY read_n ON invoices FOR SELECT TO bench_reader USING (um_has_permission('invoice:read', org_id));
+SET ROLE bench_reader;
+BEGIN;
+SELECT um_act_as(:reporter) \\gset
+SELECT pg_temp.rls_measure($((base + 3)), 'N$suffix', 'USING (um_has_permission(''invoice:read'', org_id))', 'SELECT sum(amount) FROM invoices', 7) \\gset
+COMMIT;
+RESET ROLE;
+DROP POLICY read_n ON invoices;
+-- C: the companion policy
+CREATE POLICY read_c ON invoices FOR SELECT TO bench_reader USING (org_id = ANY (um_permitted_orgs('invoice:read')));
+SET ROLE bench_reader;
+BEGIN;
+SELECT um_act_as(:reporter) \\gset
+SELECT pg_temp.rls_measure($((base + 4)), 'C$suffix', 'USING (org_id = ANY (um_permitted_orgs(''invoice:read'')))', 'SELECT sum(amount) FROM invoices', 7) \\gset
+COMMIT;
+RESET ROLE;
+DROP POLICY read_c ON invoices;
+SQL
+}
+
 echo "== reporting under RLS: $RLS_ROWS invoices over 1,000 organizations of Zipf-like sizes"
-psql -X -q -v ON_ERROR_STOP=1 -v rows="$RLS_ROWS" <<'SQL'
+{
+cat <<'SQL'
 SET client_min_messages = warning;
 \pset footer off
 -- organization k of the first thousand holds a share of rows proportional to 1/k (log-uniform ranks)
@@ -345,36 +386,9 @@ BEGIN
 END $f$;
 GRANT EXECUTE ON FUNCTION pg_temp.rls_measure(int, text, text, text, int) TO bench_reader;
 
--- L: no RLS applies (the table owner), the tenant filter written by hand
-SELECT pg_temp.rls_measure(1, 'L', 'none: WHERE org_id IN (1, 500)', 'SELECT sum(amount) FROM invoices WHERE org_id IN (1, 500)', 7) \gset
--- P: one call, um_protect_table
-SELECT um_protect_table('invoices', 'org_id', 'invoice') \gset
-SET ROLE bench_reader;
-BEGIN;
-SELECT um_act_as(:reporter) \gset
-SELECT pg_temp.rls_measure(2, 'P', 'um_protect_table(''invoices'', ''org_id'', ''invoice'')', 'SELECT sum(amount) FROM invoices', 7) \gset
-COMMIT;
-RESET ROLE;
-SELECT um_unprotect_table('invoices') \gset
-ALTER TABLE invoices ENABLE ROW LEVEL SECURITY;
--- N: the natural per-row policy
-CREATE POLICY read_n ON invoices FOR SELECT TO bench_reader USING (um_has_permission('invoice:read', org_id));
-SET ROLE bench_reader;
-BEGIN;
-SELECT um_act_as(:reporter) \gset
-SELECT pg_temp.rls_measure(3, 'N', 'USING (um_has_permission(''invoice:read'', org_id))', 'SELECT sum(amount) FROM invoices', 7) \gset
-COMMIT;
-RESET ROLE;
-DROP POLICY read_n ON invoices;
--- C: the companion policy
-CREATE POLICY read_c ON invoices FOR SELECT TO bench_reader USING (org_id = ANY (um_permitted_orgs('invoice:read')));
-SET ROLE bench_reader;
-BEGIN;
-SELECT um_act_as(:reporter) \gset
-SELECT pg_temp.rls_measure(4, 'C', 'USING (org_id = ANY (um_permitted_orgs(''invoice:read'')))', 'SELECT sum(amount) FROM invoices', 7) \gset
-COMMIT;
-RESET ROLE;
-DROP POLICY read_c ON invoices;
+SQL
+rls_round 0 ""
+cat <<'SQL'
 -- S: a per-row plain-SQL helper, as SQL-only libraries write it (one timed run: it is slow)
 CREATE POLICY read_s ON invoices FOR SELECT TO bench_reader USING (public.sql_can_read(org_id));
 SET ROLE bench_reader;
@@ -385,9 +399,16 @@ COMMIT;
 RESET ROLE;
 DROP POLICY read_s ON invoices;
 
-\echo '== median time of the report, and its ratio to L (targets: P/L <= 1.1, N/L <= 1.2)'
-SELECT variant, policy, round(median_ms::numeric, 1) AS median_ms,
-       round((median_ms / (SELECT median_ms FROM rls_results WHERE n = 1))::numeric, 2) AS "ratio to L",
-       total = (SELECT total FROM rls_results WHERE n = 1) AS "same sum", plan
-  FROM rls_results ORDER BY n;
+-- the same rows stored by organization (CLUSTER): an organization's rows are together
+CLUSTER invoices USING invoices_org_id_idx;
+VACUUM ANALYZE invoices;
 SQL
+rls_round 10 " (by org)"
+cat <<'SQL'
+\echo '== median time of the report, and its ratio to L of the same layout (targets: P/L and N/L <= 1.1 on both)'
+SELECT variant, policy, round(median_ms::numeric, 1) AS median_ms,
+       round((median_ms / (SELECT median_ms FROM rls_results b WHERE b.n = (r.n / 10) * 10 + 1))::numeric, 2) AS "ratio to L",
+       total = (SELECT total FROM rls_results b WHERE b.n = 1) AS "same sum", plan
+  FROM rls_results r ORDER BY n;
+SQL
+} | psql -X -q -v ON_ERROR_STOP=1 -v rows="$RLS_ROWS"
