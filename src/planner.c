@@ -25,7 +25,10 @@
  * sequential scan, a parallel one, create_index_paths, TID scans); then
  * every index clause built on a twin is given back its original clause, so
  * the plan evaluates um_permitted_orgs at execution as before.  Only the
- * costs and the row estimate come from the twin; if any twin were left in
+ * costs and the row estimate come from the twin (which, being an ANY of a
+ * constant, may also match an index support.c would not give the call, a
+ * bitmap scan of a hash index say: still the original clause at run time,
+ * and still rechecked); if any twin were left in
  * a path (a path of a kind this file does not know), the planner's own
  * paths are kept instead.
  *
@@ -41,7 +44,9 @@
 #include "postgres.h"
 
 #include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "fmgr.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -51,6 +56,7 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/paths.h"
 #include "optimizer/restrictinfo.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -72,6 +78,22 @@ typedef struct Twin
 	RestrictInfo *twin;			/* org = ANY ('{...}') */
 	Expr	   *index_clause;	/* what the original's index clause is */
 } Twin;
+
+/*
+ * may the current role execute the function?  PostgreSQL checks EXECUTE
+ * when the plan starts; an estimate made while planning must not answer
+ * for a function the role may not call (um_permitted_orgs(user, p) says
+ * where someone else holds a permission, and a row estimate would tell)
+ */
+static bool
+may_execute(Oid funcid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(ProcedureRelationId, funcid, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+#else
+	return pg_proc_aclcheck(funcid, GetUserId(), ACL_EXECUTE) == ACLCHECK_OK;
+#endif
+}
 
 /* the constant argument of a call, or NULL */
 static Const *
@@ -135,7 +157,12 @@ any_of(Oid opno, Node *org, Expr *array)
 	return saop;
 }
 
-/* a copy of a restriction with another clause, its cached estimates cleared */
+/*
+ * a copy of a restriction with another clause, its cached estimates
+ * cleared.  security_level and leakproof stay the original's on purpose:
+ * make_restrictinfo would call the twin leakproof, and the planner would
+ * let it run before a policy of a lower level.
+ */
 static RestrictInfo *
 with_clause(RestrictInfo *orig, Expr *clause)
 {
@@ -189,6 +216,8 @@ twin_of(RestrictInfo *rinfo, Twin *out)
 		if (f->funcresulttype != INT8ARRAYOID)
 			return false;
 		kind = um_evaluator_function(f->funcid);
+		if (kind == UM_EVAL_OTHER || !may_execute(f->funcid))
+			return false;
 		if (kind == UM_EVAL_PERMITTED_ORGS_ACTING && list_length(f->args) == 1)
 			c = const_arg(f->args, 0, TEXTOID) ? orgs_const(true, NULL, const_arg(f->args, 0, TEXTOID)) : NULL;
 		else if (kind == UM_EVAL_PERMITTED_ORGS_USER && list_length(f->args) == 2 &&
@@ -239,7 +268,7 @@ twin_of(RestrictInfo *rinfo, Twin *out)
 		argtypes[0] = acting ? TEXTOID : INT8OID;
 		argtypes[1] = TEXTOID;
 		companion = um_support_companion(f->funcid, "um_permitted_orgs", acting ? 1 : 2, argtypes);
-		if (!OidIsValid(companion))
+		if (!OidIsValid(companion) || !may_execute(f->funcid) || !may_execute(companion))
 			return false;
 		c = orgs_const(acting, user, perm);
 		if (c == NULL)
@@ -401,6 +430,7 @@ um_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 	List	   *saved_paths;
 	List	   *saved_partial;
 	List	   *others = NIL;
+	List	   *others_partial = NIL;
 	List	   *selectivity_list;
 	double		saved_rows;
 	bool		ok = true;
@@ -413,6 +443,12 @@ um_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 		(rte->relkind != RELKIND_RELATION && rte->relkind != RELKIND_MATVIEW))
 		return;
 
+	/* WHERE CURRENT OF: the planner makes a TID scan alone (PG 18 returns early) */
+	foreach(lc, rel->baserestrictinfo)
+	{
+		if (IsA(lfirst_node(RestrictInfo, lc)->clause, CurrentOfExpr))
+			return;
+	}
 	twins = palloc(sizeof(Twin) * list_length(rel->baserestrictinfo));
 	foreach(lc, rel->baserestrictinfo)
 	{
@@ -437,10 +473,16 @@ um_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 	}
 	selectivity_list = rel->baserestrictinfo;
 	rel->rows = clamp_row_est(rel->tuples * clauselist_selectivity(root, selectivity_list, 0, JOIN_INNER, NULL));
+	/* paths another extension's hook added stay */
 	foreach(lc, saved_paths)
 	{
 		if (!plain_path((Path *) lfirst(lc)))
 			others = lappend(others, lfirst(lc));
+	}
+	foreach(lc, saved_partial)
+	{
+		if (!plain_path((Path *) lfirst(lc)))
+			others_partial = lappend(others_partial, lfirst(lc));
 	}
 	rel->pathlist = NIL;
 	rel->partial_pathlist = NIL;
@@ -484,6 +526,10 @@ um_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti, RangeTblEntry
 	foreach(lc, others)
 	{
 		add_path(rel, (Path *) lfirst(lc));
+	}
+	foreach(lc, others_partial)
+	{
+		add_partial_path(rel, (Path *) lfirst(lc));
 	}
 }
 

@@ -100,6 +100,16 @@ SELECT sum(amount) AS given_user FROM invoices WHERE um_has_permission(2::bigint
 -- evaluates the array for its row estimate)
 EXPLAIN (COSTS OFF) SELECT count(*) FROM invoices WHERE org_id = ANY (um_permitted_orgs(2, 'nothing:here'));
 
+-- a role that may not call um_has_permission(user, ...) learns nothing from
+-- the plan: the planner looks at nobody's organizations for it (a fresh
+-- backend's cache stays without user 2; a row estimate would have told
+-- where user 2 reads invoices)
+\c
+SET ROLE regress_um_est_reader;
+SELECT count(*) FROM invoices WHERE um_has_permission(2::bigint, 'invoice:read', org_id);
+SELECT users AS users_loaded FROM um_cache_stats();
+RESET ROLE;
+
 DROP TABLE invoices;
 DROP FUNCTION plan_text(text);
 DROP OWNED BY regress_um_est_reader;
