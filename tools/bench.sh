@@ -152,6 +152,14 @@ SELECT evictions AS evictions_before FROM um_cache_stats() \gset
 -- from an empty cache each run (loads are what trigger the check against the limit)
 SELECT pg_temp.measure(9, 'um_permitted_orgs(user, perm), limit at half the working set', 'SELECT sum(cardinality(um_permitted_orgs(u, p))) FROM pairs', (SELECT count(*) FROM pairs), cold => true);
 SELECT evictions - :evictions_before AS half_limit_evictions, pg_size_pretty(memory_bytes) AS at_bound FROM um_cache_stats() \gset
+-- the same limit, under uniform random access to the pairs (each five times, shuffled): what
+-- partial eviction allows is a hit ratio near limit / working set
+CREATE TEMP TABLE uniform AS SELECT u, p FROM pairs, generate_series(1, 5) ORDER BY random();
+SELECT um_cache_reset() AS x \gset
+SELECT sum(cardinality(um_permitted_orgs(u, p))) AS x FROM uniform \gset
+SELECT hits AS h0, misses AS m0 FROM um_cache_stats() \gset
+SELECT pg_temp.measure(10, 'um_permitted_orgs(user, perm), limit at half the working set, uniform random access', 'SELECT sum(cardinality(um_permitted_orgs(u, p))) FROM uniform', (SELECT count(*) FROM uniform));
+SELECT round((hits - :h0)::numeric / nullif(hits - :h0 + misses - :m0, 0), 3) AS uniform_hit_ratio FROM um_cache_stats() \gset
 SET um.cache_memory_limit = :'cache_memory';
 SELECT um_cache_reset() AS x \gset
 
@@ -167,7 +175,8 @@ SELECT r.method, r.checks, round(r.seconds::numeric, 3) AS seconds,
        CASE WHEN n BETWEEN 2 AND 4 THEN round(((1e9 / r.rate) - 1e9 / (SELECT rate FROM r WHERE n = 1))::numeric) END AS "ns above floor"
   FROM r ORDER BY n;
 \echo 'rows 2-8: um.cache_memory_limit =' :cache_memory '(CACHE_MEMORY); the companion calls over the checked pairs need' :working_set_pretty 'of cache;'
-\echo 'row 9: with the limit at' :half_limit 'the cache emptied itself and refilled' :half_limit_evictions 'times; it held' :at_bound 'at the end.'
+\echo 'row 9: with the limit at' :half_limit 'from an empty cache, one pass: entries dropped' :half_limit_evictions 'times; it held' :at_bound 'at the end.'
+\echo 'row 10: the same limit, every pair five times in random order: hit ratio' :uniform_hit_ratio '(the working set is twice the limit).'
 \echo
 \echo '== the backend''s cache after these checks'
 SELECT pg_size_pretty(memory_bytes) AS memory, pg_size_pretty(memory_limit_bytes) AS "limit (um.cache_memory_limit)",
