@@ -245,6 +245,31 @@ int8_array(int64 *ids, int n)
 }
 
 /*
+ * orgs_holding: the organizations where the user holds perm_id
+ * organization-wide (for the acting forms, only those the identity
+ * reaches), unsorted, in *ids (NULL when none); returns how many
+ */
+static int
+orgs_holding(int64 user_id, int perm_id, bool acting, int64 **ids)
+{
+	const int64 *orgs;
+	int			norgs = um_cache_user_orgs(user_id, &orgs);
+	int			n = 0;
+	int			i;
+
+	*ids = norgs > 0 ? palloc(sizeof(int64) * norgs) : NULL;
+	for (i = 0; i < norgs; i++)
+	{
+		const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
+
+		if (bits != NULL && um_bit(bits, perm_id) &&
+			(!acting || um_identity_org_allowed(orgs[i])))
+			(*ids)[n++] = orgs[i];
+	}
+	return n;
+}
+
+/*
  * permitted_orgs: the organizations where the user holds the permission
  * organization-wide, sorted: for policies written org_id = ANY (...).
  */
@@ -270,22 +295,7 @@ permitted_orgs(FunctionCallInfo fcinfo, bool has_user, int64 user_id, text *perm
 			return PointerGetDatum(DatumGetArrayTypePCopy(PointerGetDatum(memo->orgs)));
 
 		if (has_user)
-		{
-			const int64 *orgs;
-			int			norgs = um_cache_user_orgs(user_id, &orgs);
-			int			i;
-
-			if (norgs > 0)
-				ids = palloc(sizeof(int64) * norgs);
-			for (i = 0; i < norgs; i++)
-			{
-				const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
-
-				if (bits != NULL && um_bit(bits, perm_id) &&
-					(!acting || um_identity_org_allowed(orgs[i])))
-					ids[n++] = orgs[i];
-			}
-		}
+			n = orgs_holding(user_id, perm_id, acting, &ids);
 		if (um_cache_attempt_done(gen, attempt))
 		{
 			MemoryContext old;
@@ -332,21 +342,7 @@ um_evaluator_orgs_now(bool acting, int64 user_id, const char *perm, size_t len,
 		if (perm_id < 0)
 			return false;
 		if (has_user)
-		{
-			const int64 *orgs;
-			int			norgs = um_cache_user_orgs(user_id, &orgs);
-			int			i;
-
-			ids = palloc(sizeof(int64) * Max(norgs, 1));
-			for (i = 0; i < norgs; i++)
-			{
-				const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
-
-				if (bits != NULL && um_bit(bits, perm_id) &&
-					(!acting || um_identity_org_allowed(orgs[i])))
-					ids[n++] = orgs[i];
-			}
-		}
+			n = orgs_holding(user_id, perm_id, acting, &ids);
 		if (um_cache_attempt_done(gen, attempt))
 		{
 			if (n > 1)
