@@ -4273,6 +4273,169 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'um_assert_no_app_cascades'
 LANGUAGE C STABLE;
 
+-- A sign-up's claim (issue 13): a first sign-up's secret sets the
+-- password, as a repeated one's does (the mailbox's owner never verifies an
+-- account whose password someone else chose), and redeeming a sign-up's
+-- secret leaves behind what others attached to the account while its
+-- address was unproven.  The claim stays in every token that replaces it.
+ALTER TABLE um.verification_tokens ADD COLUMN claim boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN um.verification_tokens.sets_password IS
+  'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, every sign-up, an administrator''s new user)';
+COMMENT ON COLUMN um.verification_tokens.claim IS
+  'asked for by a sign-up: whoever redeems it gets the account without what others attached to it while its mailbox was unproven (memberships, teams, grants, identity links, mobile number, attributes); kept by every later token until the address is verified';
+-- outstanding first sign-up tokens keep working as they were issued
+DROP FUNCTION um.new_verification(bigint, boolean);
+CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean, p_claim boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um.generate_token();
+  v_claim boolean;
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    RAISE EXCEPTION 'a verification secret is only issued with nobody acting'
+      USING ERRCODE = 'UM058',
+            DETAIL = 'It proves control of the mailbox only if no logged-in user could have seen it.',
+            HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
+  END IF;
+  WITH gone AS (DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id RETURNING t.claim)   -- one live token per user
+  SELECT coalesce(p_claim, false) OR coalesce(bool_or(gone.claim), false) INTO v_claim FROM gone;
+  INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password, claim)
+  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password, v_claim);
+  RETURN v_token;
+END
+$$;
+COMMENT ON FUNCTION um.new_verification(bigint, boolean, boolean) IS
+  'internal: issues a verification token for the user (replacing any earlier one, and a claim stays a claim) and returns it; only with nobody acting (UM058), so no tenant user sees it';
+
+CREATE FUNCTION um.detach_unproven(p_user_id bigint)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+  v_team record;
+  v_left bigint[] := '{}';
+BEGIN
+  FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id ORDER BY m.org_id LOOP
+    BEGIN
+      FOR v_team IN
+        SELECT tm.team_id,
+               (SELECT o.user_id FROM um.team_members o
+                 WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id
+                 ORDER BY o.added_at, o.user_id LIMIT 1) AS heir
+          FROM um.team_members tm
+         WHERE tm.org_id = v_org AND tm.user_id = p_user_id AND tm.is_owner
+         ORDER BY tm.team_id
+      LOOP
+        IF v_team.heir IS NULL THEN
+          DELETE FROM um.teams t WHERE t.id = v_team.team_id;
+        ELSE
+          UPDATE um.team_members tm SET is_owner = (tm.user_id = v_team.heir)
+           WHERE tm.team_id = v_team.team_id AND tm.user_id IN (p_user_id, v_team.heir);
+        END IF;
+      END LOOP;
+      DELETE FROM um.memberships m WHERE m.org_id = v_org AND m.user_id = p_user_id;
+      PERFORM um.audit('member.remove', v_org, 'user', p_user_id, '{"reason": "address claimed"}');
+      v_left := v_left || v_org;
+    EXCEPTION WHEN SQLSTATE 'UM044' THEN
+      NULL;                                          -- its last usable Root stays
+    END;
+  END LOOP;
+  DELETE FROM um.user_identities i WHERE i.user_id = p_user_id;
+  UPDATE um.users u SET mobile = NULL, attributes = '{}'
+   WHERE u.id = p_user_id AND (u.mobile IS NOT NULL OR u.attributes <> '{}');
+  RETURN v_left;
+END
+$$;
+COMMENT ON FUNCTION um.detach_unproven(bigint) IS
+  'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root, teams, grants, identity links, mobile, attributes); returns the organizations it left';
+
+CREATE OR REPLACE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash text := um.hash_password(p_password);     -- bad input is refused first
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+  END IF;
+  -- An unverified account with this address: whoever made it never proved
+  -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
+  -- the mailbox only: redeeming it sets a new password there and then
+  -- (um_verify_email(token, password)) and leaves behind what others
+  -- attached to the account (um.detach_unproven); this password is not used.
+  SELECT u.id INTO v_id FROM um.users u
+   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
+  IF FOUND THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
+    RETURN um.new_verification(v_id, true, true);
+  END IF;
+  -- A first sign-up's secret sets the password too: whoever registered may
+  -- not own the address, and the mailbox's owner who follows the link must
+  -- not verify an account whose password someone else chose.  (The
+  -- registrant who owns the mailbox types the same password again.)
+  v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+  UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
+  PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
+  RETURN um.new_verification(v_id, true, true);
+END
+$$;
+CREATE OR REPLACE FUNCTION um.do_verify_email(p_token text, p_password text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_tok um.verification_tokens;
+  v_hash text;
+  v_left bigint[];
+BEGIN
+  PERFORM um.assert_no_app_cascades();
+  SELECT * INTO v_tok FROM um.verification_tokens t
+   WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the verification token is not valid'
+      USING ERRCODE = 'UM053',
+            DETAIL = 'It is unknown, was already used, or is more than 48 hours old.',
+            HINT = 'Ask for a new verification email (um_resend_verification).';
+  END IF;
+  IF v_tok.sets_password AND p_password IS NULL THEN
+    RAISE EXCEPTION 'choose a password to verify this address'
+      USING ERRCODE = 'UM059',
+            DETAIL = 'Whoever redeems this secret proves the mailbox and sets the account''s password; no password set before stays valid.',
+            HINT = 'Ask for a new password and call um_verify_email(token, password).';
+  END IF;
+  IF p_password IS NOT NULL THEN
+    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+  END IF;
+  DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
+  IF v_tok.claim THEN
+    v_left := um.detach_unproven(v_tok.user_id);
+  END IF;
+  UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
+  IF v_hash IS NOT NULL THEN
+    -- the mailbox's owner takes the account: every session ends (trigger)
+    UPDATE um.users u SET password_hash = v_hash, password_changed_at = now(), must_change_password = false,
+                          failed_login_count = 0, locked_until = NULL
+     WHERE u.id = v_tok.user_id;
+  END IF;
+  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+                   jsonb_build_object('password_set', v_hash IS NOT NULL, 'claim', v_tok.claim,
+                                      'left_org_ids', to_jsonb(v_left)));
+  RETURN v_tok.user_id;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION um.new_verification(bigint, boolean, boolean), um.detach_unproven(bigint) FROM PUBLIC;
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

@@ -453,12 +453,15 @@ CREATE TABLE um.verification_tokens (
   user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL,
-  sets_password boolean NOT NULL DEFAULT false
+  sets_password boolean NOT NULL DEFAULT false,
+  claim boolean NOT NULL DEFAULT false
 );
 CREATE INDEX verification_tokens_user_id_idx ON um.verification_tokens (user_id);
 COMMENT ON TABLE um.verification_tokens IS 'email verification tokens (only their SHA-256), single use, valid 48 hours';
 COMMENT ON COLUMN um.verification_tokens.sets_password IS
-  'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, a sign-up for an unverified address, an administrator''s new user)';
+  'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, every sign-up, an administrator''s new user)';
+COMMENT ON COLUMN um.verification_tokens.claim IS
+  'asked for by a sign-up: whoever redeems it gets the account without what others attached to it while its mailbox was unproven (memberships, teams, grants, identity links, mobile number, attributes); kept by every later token until the address is verified';
 
 -- The registry of um's tables: what each holds for the rest of um.  The
 -- cache's invalidation triggers (70_evaluator.sql), the row-level security

@@ -8,14 +8,19 @@
 
 -- A secret proves control of a mailbox only if no tenant user could have
 -- seen it: one is returned only to a call with nobody acting (the backend,
--- which mails it), never to a call made for a logged-in user.
-CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean)
+-- which mails it), never to a call made for a logged-in user.  A claim
+-- (p_claim, asked for by a sign-up) stays a claim in every token that
+-- replaces it until the address is verified: someone who attached things to
+-- the account cannot turn the owner's clean account back into theirs by
+-- having a verification resent.
+CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean, p_claim boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_token text := um.generate_token();
+  v_claim boolean;
 BEGIN
   PERFORM um.assert_no_app_cascades();
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
@@ -24,14 +29,70 @@ BEGIN
             DETAIL = 'It proves control of the mailbox only if no logged-in user could have seen it.',
             HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
   END IF;
-  DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;   -- one live token per user
-  INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password)
-  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password);
+  WITH gone AS (DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id RETURNING t.claim)   -- one live token per user
+  SELECT coalesce(p_claim, false) OR coalesce(bool_or(gone.claim), false) INTO v_claim FROM gone;
+  INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password, claim)
+  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password, v_claim);
   RETURN v_token;
 END
 $$;
-COMMENT ON FUNCTION um.new_verification(bigint, boolean) IS
-  'internal: issues a verification token for the user (replacing any earlier one) and returns it; only with nobody acting (UM058), so no tenant user sees it';
+COMMENT ON FUNCTION um.new_verification(bigint, boolean, boolean) IS
+  'internal: issues a verification token for the user (replacing any earlier one, and a claim stays a claim) and returns it; only with nobody acting (UM058), so no tenant user sees it';
+
+-- um.detach_unproven: what the owner of a mailbox gets when they claim an
+-- account through a sign-up is the account, and nothing that others attached
+-- to it while nobody had proven the address: an organization that created
+-- it for an address it does not own would otherwise manage the owner's
+-- account (set its password, add its identity links) once it is verified.
+-- Memberships go (with their teams and grants; a team the user owns passes
+-- to its earliest other member, or goes if they are alone in it), each
+-- audited in its organization; a membership that is its organization's last
+-- Root who can log in stays (only a Root acts on a Root, so nobody there
+-- gains anything over the account).  Identity links, the mobile number and
+-- the attributes go too.  Returns the organizations left.
+CREATE FUNCTION um.detach_unproven(p_user_id bigint)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+  v_team record;
+  v_left bigint[] := '{}';
+BEGIN
+  FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id ORDER BY m.org_id LOOP
+    BEGIN
+      FOR v_team IN
+        SELECT tm.team_id,
+               (SELECT o.user_id FROM um.team_members o
+                 WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id
+                 ORDER BY o.added_at, o.user_id LIMIT 1) AS heir
+          FROM um.team_members tm
+         WHERE tm.org_id = v_org AND tm.user_id = p_user_id AND tm.is_owner
+         ORDER BY tm.team_id
+      LOOP
+        IF v_team.heir IS NULL THEN
+          DELETE FROM um.teams t WHERE t.id = v_team.team_id;
+        ELSE
+          UPDATE um.team_members tm SET is_owner = (tm.user_id = v_team.heir)
+           WHERE tm.team_id = v_team.team_id AND tm.user_id IN (p_user_id, v_team.heir);
+        END IF;
+      END LOOP;
+      DELETE FROM um.memberships m WHERE m.org_id = v_org AND m.user_id = p_user_id;
+      PERFORM um.audit('member.remove', v_org, 'user', p_user_id, '{"reason": "address claimed"}');
+      v_left := v_left || v_org;
+    EXCEPTION WHEN SQLSTATE 'UM044' THEN
+      NULL;                                          -- its last usable Root stays
+    END;
+  END LOOP;
+  DELETE FROM um.user_identities i WHERE i.user_id = p_user_id;
+  UPDATE um.users u SET mobile = NULL, attributes = '{}'
+   WHERE u.id = p_user_id AND (u.mobile IS NOT NULL OR u.attributes <> '{}');
+  RETURN v_left;
+END
+$$;
+COMMENT ON FUNCTION um.detach_unproven(bigint) IS
+  'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root, teams, grants, identity links, mobile, attributes); returns the organizations it left';
 
 -- A temporary password: 120 random bits, which the user must change.
 CREATE FUNCTION um.temporary_password()
@@ -154,17 +215,22 @@ BEGIN
   -- An unverified account with this address: whoever made it never proved
   -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
   -- the mailbox only: redeeming it sets a new password there and then
-  -- (um_verify_email(token, password)); this password is not used.
+  -- (um_verify_email(token, password)) and leaves behind what others
+  -- attached to the account (um.detach_unproven); this password is not used.
   SELECT u.id INTO v_id FROM um.users u
    WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
   IF FOUND THEN
     PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
-    RETURN um.new_verification(v_id, true);
+    RETURN um.new_verification(v_id, true, true);
   END IF;
+  -- A first sign-up's secret sets the password too: whoever registered may
+  -- not own the address, and the mailbox's owner who follows the link must
+  -- not verify an account whose password someone else chose.  (The
+  -- registrant who owns the mailbox types the same password again.)
   v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
   UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
   PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id, false);
+  RETURN um.new_verification(v_id, true, true);
 END
 $$;
 COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text) IS
@@ -201,6 +267,7 @@ AS $$
 DECLARE
   v_tok um.verification_tokens;
   v_hash text;
+  v_left bigint[];
 BEGIN
   PERFORM um.assert_no_app_cascades();
   SELECT * INTO v_tok FROM um.verification_tokens t
@@ -222,6 +289,9 @@ BEGIN
     v_hash := um.hash_password(p_password);         -- bad input changes nothing
   END IF;
   DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
+  IF v_tok.claim THEN
+    v_left := um.detach_unproven(v_tok.user_id);
+  END IF;
   UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
   IF v_hash IS NOT NULL THEN
     -- the mailbox's owner takes the account: every session ends (trigger)
@@ -230,7 +300,8 @@ BEGIN
      WHERE u.id = v_tok.user_id;
   END IF;
   PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
-                   jsonb_build_object('password_set', v_hash IS NOT NULL));
+                   jsonb_build_object('password_set', v_hash IS NOT NULL, 'claim', v_tok.claim,
+                                      'left_org_ids', to_jsonb(v_left)));
   RETURN v_tok.user_id;
 END
 $$;
