@@ -366,7 +366,7 @@ COMMENT ON COLUMN um.audit_events.outcome IS
   'ok (done) or denied (refused: a missing permission, a guard, a failed login); failed is allowed but um writes none';
 COMMENT ON COLUMN um.audit_events.org_id IS 'the organization concerned; NULL for account-wide events';
 COMMENT ON COLUMN um.audit_events.target_type IS
-  'the kind of thing acted on: user, organization, role, team, scope, invitation, permission, identity_provider, table';
+  'the kind of thing acted on: user, organization, organization_domain, role, team, scope, invitation, permission, identity_provider, table';
 COMMENT ON COLUMN um.audit_events.target_id IS 'the id of the thing acted on, in the table target_type names';
 COMMENT ON COLUMN um.audit_events.details IS 'further facts of the event as a JSON object: ids and names of um objects, never personal data';
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
@@ -2303,6 +2303,17 @@ DECLARE
 BEGIN
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'user.create', format('create a user with role "%s"', v_role.name), 'user', NULL);
+  -- A tenant user creates accounts only in the organization's own domains.
+  -- Anywhere else "already registered" would tell them about someone else's
+  -- account, and a new account would wait for a mailbox owner who is not
+  -- theirs: there people join by invitation.  Decided before the address is
+  -- looked up, so a registered and a new address get the same answer.
+  IF v_actor IS NOT NULL AND NOT um.org_owns_address(p_org_id, p_email) THEN
+    PERFORM um.deny('user.create', p_org_id, 'user', NULL, 'UM074',
+      'cannot create an account for an address outside the organization''s domains',
+      'Members create accounts only for addresses of domains the organization owns (um.organization_domains).',
+      'Invite the address with um_invite(); to create accounts in a domain, have the service''s operator record it (um_add_org_domain).');
+  END IF;
   user_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
   IF coalesce(p_allow_login, true) THEN
     temporary_password := um.temporary_password();
@@ -4321,7 +4332,10 @@ DECLARE
   v_team record;
   v_left bigint[] := '{}';
 BEGIN
-  FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id ORDER BY m.org_id LOOP
+  -- an organization that owns the address's domain keeps what it attached
+  FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id
+                  AND NOT um.org_owns_address(m.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id))
+                ORDER BY m.org_id LOOP
     BEGIN
       FOR v_team IN
         SELECT tm.team_id,
@@ -4346,14 +4360,15 @@ BEGIN
       NULL;                                          -- its last usable Root stays
     END;
   END LOOP;
-  DELETE FROM um.user_identities i WHERE i.user_id = p_user_id;
+  DELETE FROM um.user_identities i WHERE i.user_id = p_user_id
+     AND NOT um.org_owns_address(i.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id));
   UPDATE um.users u SET mobile = NULL, attributes = '{}'
    WHERE u.id = p_user_id AND (u.mobile IS NOT NULL OR u.attributes <> '{}');
   RETURN v_left;
 END
 $$;
 COMMENT ON FUNCTION um.detach_unproven(bigint) IS
-  'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root, teams, grants, identity links, mobile, attributes); returns the organizations it left';
+  'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root and those of the organization owning the address''s domain, teams, grants, identity links, mobile, attributes); returns the organizations it left';
 
 CREATE OR REPLACE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
 RETURNS text
@@ -4361,31 +4376,43 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);     -- bad input is refused first
-  v_id bigint;
+  v_hash text := um.hash_password(p_password);     -- bad input is refused first,
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_user um.users;
 BEGIN
+  -- ... every field of it, whether or not the address is registered
+  PERFORM um.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
     PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
   END IF;
-  -- An unverified account with this address: whoever made it never proved
-  -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
-  -- the mailbox only: redeeming it sets a new password there and then
-  -- (um_verify_email(token, password)) and leaves behind what others
-  -- attached to the account (um.detach_unproven); this password is not used.
-  SELECT u.id INTO v_id FROM um.users u
-   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
-  IF FOUND THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
-    RETURN um.new_verification(v_id, true, true);
+  -- Every answer is a secret for the backend to mail, so the caller never
+  -- learns whether the address is registered.  Redeeming it
+  -- (um_verify_email(token, password)) always sets the password that
+  -- whoever holds the mailbox types:
+  -- * a new address: a new unverified account (whoever registered may not
+  --   own the address, so the registrant's own password counts only if the
+  --   mailbox's owner types it again);
+  -- * an unverified account: whoever made it never proved the mailbox; the
+  --   secret claims it, and leaves behind what others attached to it
+  --   (um.detach_unproven); this password is not used;
+  -- * a verified account that may log in: its owner, who perhaps forgot
+  --   signing up, can set a new password through the mailbox;
+  -- * a notification-only account: a secret that redeems nothing.
+  SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_email);
+  IF NOT FOUND THEN
+    v_user.id := um.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+    UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_user.id;
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
+    RETURN um.new_verification(v_user.id, true, true);
+  ELSIF NOT v_user.allow_login THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
+    RETURN um.generate_token();
+  ELSIF v_user.email_verified_at IS NULL THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"claim": true}');
+    RETURN um.new_verification(v_user.id, true, true);
   END IF;
-  -- A first sign-up's secret sets the password too: whoever registered may
-  -- not own the address, and the mailbox's owner who follows the link must
-  -- not verify an account whose password someone else chose.  (The
-  -- registrant who owns the mailbox types the same password again.)
-  v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
-  UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
-  PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id, true, true);
+  PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
+  RETURN um.new_verification(v_user.id, true, false);
 END
 $$;
 CREATE OR REPLACE FUNCTION um.do_verify_email(p_token text, p_password text)
@@ -4434,7 +4461,228 @@ BEGIN
   RETURN v_tok.user_id;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION um.new_verification(bigint, boolean, boolean), um.detach_unproven(bigint) FROM PUBLIC;
+-- Sign-up answers the same for every address (a secret to mail, never
+-- UM020), and refuses bad input before it looks the address up.
+-- um.assert_user_fields: a user's fields, each refused with its SQLSTATE;
+-- the row trigger and the calls that must refuse bad input before they look
+-- anything up (um_sign_up) share it.  A NULL time zone is not checked (an
+-- UPDATE checks it only when it changes: the zone database may change).
+CREATE FUNCTION um.assert_user_fields(p_email text, p_name text, p_timezone text, p_locale text,
+                                      p_mobile text, p_attributes jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.assert_email(p_email);
+  IF p_name IS NOT NULL AND NOT um.display_name_is_valid(p_name) THEN
+    RAISE EXCEPTION 'invalid user name "%"', p_name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name, or pass NULL for a user without a name.';
+  END IF;
+  IF p_timezone IS NOT NULL AND NOT um.timezone_is_valid(p_timezone) THEN
+    RAISE EXCEPTION 'unknown time zone "%"', p_timezone
+      USING ERRCODE = 'UM004',
+            HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
+  END IF;
+  IF NOT um.locale_is_valid(p_locale) THEN
+    RAISE EXCEPTION 'invalid locale "%"', p_locale
+      USING ERRCODE = 'UM005',
+            HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
+  END IF;
+  IF p_mobile IS NOT NULL AND NOT um.mobile_is_valid(p_mobile) THEN
+    RAISE EXCEPTION 'invalid mobile number "%"', p_mobile
+      USING ERRCODE = 'UM006',
+            HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
+  END IF;
+  IF jsonb_typeof(p_attributes) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'user attributes must be a JSON object'
+      USING ERRCODE = 'UM007',
+            DETAIL = format('The value given is a JSON %s.', coalesce(jsonb_typeof(p_attributes), 'null')),
+            HINT = 'Pass key/value pairs, e.g. ''{"department": "finance"}''.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_user_fields(text, text, text, text, text, jsonb) IS
+  'internal: refuses an invalid email (UM001), name (UM003), time zone (UM004, unless NULL), locale (UM005), mobile (UM006) or attributes (UM007)';
+
+CREATE OR REPLACE FUNCTION um.users_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.assert_user_fields(NEW.email, NEW.name,
+                                CASE WHEN TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone
+                                     THEN coalesce(NEW.timezone, '') END,
+                                NEW.locale, NEW.mobile, NEW.attributes);
+  IF TG_OP = 'UPDATE' THEN
+    NEW.updated_at := now();
+    IF lower(NEW.email) <> lower(OLD.email) THEN
+      NEW.email_verified_at := NULL;      -- a new address must be verified again
+    END IF;
+  END IF;
+  -- a change of status records (or clears) when the user was suspended
+  IF TG_OP = 'INSERT' OR NEW.status <> OLD.status THEN
+    NEW.suspended_at := CASE WHEN NEW.status = 'suspended' THEN coalesce(NEW.suspended_at, now()) END;
+  END IF;
+  RETURN NEW;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION um.new_verification(bigint, boolean, boolean), um.detach_unproven(bigint),
+  um.assert_user_fields(text, text, text, text, text, jsonb) FROM PUBLIC;
+
+
+-- Domains an organization owns: its members create accounts only for
+-- addresses there (um_create_user no longer tells a tenant user whether an
+-- address elsewhere is registered).  The table as 20_tables and 94_own_rls
+-- make it from um.state_tables.
+
+-- A DNS name of at least two labels with an alphabetic (or punycode)
+-- top-level label, in lowercase, at most 253 bytes: the domain part that
+-- um.email_is_valid accepts.
+CREATE FUNCTION um.domain_is_valid(domain text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN octet_length(domain) <= 253
+   AND domain ~ '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$';
+COMMENT ON FUNCTION um.domain_is_valid(text) IS 'true when domain is a lowercase DNS name of at least two labels, as in an address um accepts';
+
+-- Domains an organization owns.  The backend proves ownership (a DNS TXT
+-- record, say) and records it with um_add_org_domain; a tenant user creates
+-- accounts only for addresses there (um_create_user), so nobody learns
+-- through um_create_user whether an address of someone else's is registered.
+CREATE TABLE um.organization_domains (
+  id bigint GENERATED ALWAYS AS IDENTITY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  domain text NOT NULL CONSTRAINT organization_domains_domain_check CHECK (um.domain_is_valid(domain)),
+  verified_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT organization_domains_pkey PRIMARY KEY (org_id, id),
+  CONSTRAINT organization_domains_org_id_domain_key UNIQUE (org_id, domain)
+);
+-- one organization owns a domain: um_add_org_domain checks it under a lock
+-- (a unique key without org_id would not shard by organization)
+CREATE INDEX organization_domains_domain_idx ON um.organization_domains (domain);
+COMMENT ON TABLE um.organization_domains IS
+  'domains an organization has proven it owns (recorded by a um administrator): its members create accounts only for addresses there';
+COMMENT ON COLUMN um.organization_domains.id IS 'the record''s id (audit events name it)';
+COMMENT ON COLUMN um.organization_domains.org_id IS 'the organization that owns it';
+COMMENT ON COLUMN um.organization_domains.domain IS 'the domain, in lowercase (punycode for internationalized ones); one organization owns it';
+COMMENT ON COLUMN um.organization_domains.verified_at IS 'when a um administrator recorded the proof';
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter)
+VALUES ('organization_domains', 'tenant', '%1$I.um_has_permission(''org:read'', org_id)', NULL, false, NULL, NULL, '');
+ALTER TABLE um.organization_domains ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY um_administrators ON um.organization_domains USING (um.administers_um()) WITH CHECK (um.administers_um());
+CREATE POLICY um_read ON um.organization_domains FOR SELECT USING (@extschema@.um_has_permission('org:read', org_id));
+GRANT SELECT ON um.organization_domains TO PUBLIC;
+REVOKE REFERENCES ON um.organization_domains FROM PUBLIC;
+COMMENT ON POLICY um_read ON um.organization_domains IS 'application roles read the domains of organizations where the acting user holds org:read';
+COMMENT ON POLICY um_administrators ON um.organization_domains IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+SELECT pg_catalog.pg_extension_config_dump('um.organization_domains', '');
+SELECT pg_catalog.pg_extension_config_dump('um.organization_domains_id_seq', '');
+
+-- An organization's domains.  um cannot check DNS itself: the backend proves
+-- ownership (a TXT record it asked the tenant to publish, say) and records
+-- it here with nobody acting; a tenant user never does, since a domain lets
+-- its members create accounts for every address in it.
+CREATE FUNCTION um.do_add_org_domain(p_org_id bigint, p_domain text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_domain text := lower(btrim(p_domain, E' \t\r\n'));
+  v_owner bigint;
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('org.domain_add', um.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
+      'permission denied to record a domain',
+      'Only a um administrator, with nobody acting, records that an organization owns a domain: um cannot check DNS itself.',
+      'Have the backend verify the domain (a DNS record), then call um_add_org_domain() with nobody acting.');
+  END IF;
+  PERFORM um.authorize('org.domain_add', format('record domains of organization %s', p_org_id),
+                       NULL, p_org_id, 'organization', p_org_id);
+  PERFORM um.require_organization(p_org_id);
+  IF v_domain IS NULL OR NOT um.domain_is_valid(v_domain) THEN
+    PERFORM um.raise('UM012', format('invalid domain "%s"', p_domain),
+      'A domain is a DNS name of at least two labels, in ASCII, at most 253 bytes.',
+      'Pass the part of the addresses after the @, e.g. ''example.com''; write internationalized domains in their xn-- form.');
+  END IF;
+  -- one organization owns a domain: concurrent additions take turns
+  LOCK TABLE um.organization_domains IN SHARE ROW EXCLUSIVE MODE;
+  SELECT d.org_id INTO v_owner FROM um.organization_domains d WHERE d.domain = v_domain;
+  IF v_owner = p_org_id THEN
+    RETURN false;                                    -- recorded already
+  ELSIF v_owner IS NOT NULL THEN
+    PERFORM um.raise('UM028', format('domain "%s" belongs to organization %s', v_domain, v_owner),
+      'One organization owns a domain.',
+      'Remove it from that organization first (um_remove_org_domain), if the domain changed hands.');
+  END IF;
+  INSERT INTO um.organization_domains (org_id, domain) VALUES (p_org_id, v_domain) RETURNING id INTO v_id;
+  PERFORM um.audit('org.domain_add', p_org_id, 'organization_domain', v_id, '{}');
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_add_org_domain(bigint, text) IS
+  'body of um_add_org_domain: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_org_domain (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_remove_org_domain(p_org_id bigint, p_domain text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_domain text := lower(btrim(p_domain, E' \t\r\n'));
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('org.domain_remove', um.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
+      'permission denied to remove a domain',
+      'Only a um administrator, with nobody acting, records which domains an organization owns.',
+      'Ask the service''s operator; the backend calls um_remove_org_domain() with nobody acting.');
+  END IF;
+  PERFORM um.authorize('org.domain_remove', format('remove domains of organization %s', p_org_id),
+                       NULL, p_org_id, 'organization', p_org_id);
+  PERFORM um.require_organization(p_org_id);
+  DELETE FROM um.organization_domains d WHERE d.org_id = p_org_id AND d.domain = v_domain RETURNING d.id INTO v_id;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('org.domain_remove', p_org_id, 'organization_domain', v_id, '{}');
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_remove_org_domain(bigint, text) IS
+  'body of um_remove_org_domain: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_org_domain (EXECUTE held by nobody)';
+
+-- does the organization own the address's domain?
+CREATE FUNCTION um.org_owns_address(p_org_id bigint, p_email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM um.organization_domains d
+                  WHERE d.org_id = p_org_id
+                    AND d.domain = lower(substring(btrim(p_email, E' \t\r\n') FROM '@([^@]*)$')));
+$$;
+COMMENT ON FUNCTION um.org_owns_address(bigint, text) IS
+  'internal: is the address in one of the organization''s domains (um.organization_domains)?';
+
+CREATE FUNCTION @extschema@.um_add_org_domain(org_id bigint, domain text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_add_org_domain(bigint, text) IS
+  'um administrators: record that the organization owns a domain (after the backend verified it), so its members may create accounts there; true when recorded now';
+
+CREATE FUNCTION @extschema@.um_remove_org_domain(org_id bigint, domain text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_remove_org_domain(bigint, text) IS
+  'um administrators: the organization no longer owns a domain; true when it was recorded';
+REVOKE EXECUTE ON FUNCTION um.domain_is_valid(text), um.org_owns_address(bigint, text),
+  um.do_add_org_domain(bigint, text), um.do_remove_org_domain(bigint, text) FROM PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

@@ -25,6 +25,7 @@
 #include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
@@ -49,7 +50,9 @@ PG_FUNCTION_INFO_V1(um_begin);
  * An error of a statement that passes a secret to um is therefore logged
  * without its statement (errhidestmt): a statement that names one of the
  * functions below, or one in which um handled a password or a token (an
- * application's wrapper function).  The extended protocol sends values as
+ * application's wrapper function).  Its shape (the statement without string
+ * literals and comments) goes into the log's detail instead, so that naming
+ * one of these functions never hides what a statement did.  The extended protocol sends values as
  * parameters, which the log leaves out at the default
  * log_parameter_max_length_on_error (0).
  */
@@ -93,12 +96,145 @@ names_secret_function(const char *query)
 	return false;
 }
 
+/*
+ * The statement without its string literals (standard, E'', dollar-quoted)
+ * and comments, at most REDACTED_MAX bytes: what the log gets instead of a
+ * statement it must not show.  Naming a secret function is within reach of
+ * any role, so hiding a statement must never hide what it did: its shape
+ * stays in the log, only the values that could be secrets go.
+ */
+#define REDACTED_MAX 4096
+
+static bool
+is_ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '_' || (unsigned char) c >= 0x80;
+}
+
+/* the length of a dollar-quote tag ("$tag$" or "$$") at q, or 0 */
+static int
+dollar_tag_len(const char *q)
+{
+	int			n = 1;
+
+	if (q[0] != '$' || (q[1] >= '0' && q[1] <= '9'))
+		return 0;
+	while (q[n] != '\0' && q[n] != '$' && is_ident_char(q[n]))
+		n++;
+	return q[n] == '$' ? n + 1 : 0;
+}
+
+static char *
+redact_literals(const char *q)
+{
+	StringInfoData out;
+	const char *start = q;
+
+	initStringInfo(&out);
+	while (*q != '\0' && out.len < REDACTED_MAX)
+	{
+		int			tag;
+
+		if (*q == '\'')
+		{
+			/* an E'' string (E right before the quote, not ending a word) */
+			bool		escapes = q > start && (q[-1] == 'E' || q[-1] == 'e') &&
+				(q - 1 == start || !is_ident_char(q[-2]));
+
+			for (q++; *q != '\0'; q++)
+			{
+				if (escapes && *q == '\\' && q[1] != '\0')
+					q++;
+				else if (*q == '\'' && q[1] == '\'')
+					q++;
+				else if (*q == '\'')
+				{
+					q++;
+					break;
+				}
+			}
+			appendStringInfoString(&out, "'?'");
+		}
+		else if (*q == '"')
+		{
+			/* a quoted identifier stays */
+			appendStringInfoChar(&out, *q++);
+			while (*q != '\0')
+			{
+				if (*q == '"' && q[1] == '"')
+					appendStringInfoChar(&out, *q++);
+				else if (*q == '"')
+					break;
+				appendStringInfoChar(&out, *q++);
+			}
+			if (*q == '"')
+				appendStringInfoChar(&out, *q++);
+		}
+		else if ((tag = dollar_tag_len(q)) > 0 && (q == start || !is_ident_char(q[-1])))
+		{
+			const char *end = NULL;
+			const char *p;
+
+			for (p = q + tag; *p != '\0'; p++)
+			{
+				if (strncmp(p, q, tag) == 0)
+				{
+					end = p + tag;
+					break;
+				}
+			}
+			q = end != NULL ? end : q + strlen(q);
+			appendStringInfoString(&out, "'?'");
+		}
+		else if (q[0] == '-' && q[1] == '-')
+		{
+			while (*q != '\0' && *q != '\n')
+				q++;
+			appendStringInfoChar(&out, ' ');
+		}
+		else if (q[0] == '/' && q[1] == '*')
+		{
+			int			depth = 1;
+
+			for (q += 2; *q != '\0' && depth > 0; q++)
+			{
+				if (q[0] == '/' && q[1] == '*')
+				{
+					depth++;
+					q++;
+				}
+				else if (q[0] == '*' && q[1] == '/')
+				{
+					depth--;
+					q++;
+				}
+			}
+			appendStringInfoChar(&out, ' ');
+		}
+		else
+			appendStringInfoChar(&out, *q++);
+	}
+	if (*q != '\0')
+		appendStringInfoString(&out, "...");
+	return out.data;
+}
+
 static void
 um_emit_log_hook(ErrorData *edata)
 {
 	if (edata->elevel >= ERROR && debug_query_string != NULL && !edata->hide_stmt &&
 		(debug_query_string == secret_statement || names_secret_function(debug_query_string)))
+	{
+		const char *was = edata->detail_log != NULL ? edata->detail_log : edata->detail;
+		char	   *shape = redact_literals(debug_query_string);
+
 		edata->hide_stmt = true;
+		/* the server log's detail: what it was, then the statement's shape */
+		edata->detail_log = was != NULL
+			? psprintf("%s\nStatement with its literals and comments removed: %s", was, shape)
+			: psprintf("Statement with its literals and comments removed: %s", shape);
+	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }

@@ -45,6 +45,17 @@ END
 $$;
 COMMENT ON FUNCTION um.email_is_valid(text) IS 'true when email is a plausible ASCII e-mail address (IDN domains in punycode)';
 
+-- A DNS name of at least two labels with an alphabetic (or punycode)
+-- top-level label, in lowercase, at most 253 bytes: the domain part that
+-- um.email_is_valid accepts.
+CREATE FUNCTION um.domain_is_valid(domain text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN octet_length(domain) <= 253
+   AND domain ~ '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$';
+COMMENT ON FUNCTION um.domain_is_valid(text) IS 'true when domain is a lowercase DNS name of at least two labels, as in an address um accepts';
+
 CREATE FUNCTION um.assert_email(email text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE

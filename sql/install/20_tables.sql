@@ -443,7 +443,7 @@ COMMENT ON COLUMN um.audit_events.outcome IS
   'ok (done) or denied (refused: a missing permission, a guard, a failed login); failed is allowed but um writes none';
 COMMENT ON COLUMN um.audit_events.org_id IS 'the organization concerned; NULL for account-wide events';
 COMMENT ON COLUMN um.audit_events.target_type IS
-  'the kind of thing acted on: user, organization, role, team, scope, invitation, permission, identity_provider, table';
+  'the kind of thing acted on: user, organization, organization_domain, role, team, scope, invitation, permission, identity_provider, table';
 COMMENT ON COLUMN um.audit_events.target_id IS 'the id of the thing acted on, in the table target_type names';
 COMMENT ON COLUMN um.audit_events.details IS 'further facts of the event as a JSON object: ids and names of um objects, never personal data';
 
@@ -462,6 +462,28 @@ COMMENT ON COLUMN um.verification_tokens.sets_password IS
   'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, every sign-up, an administrator''s new user)';
 COMMENT ON COLUMN um.verification_tokens.claim IS
   'asked for by a sign-up: whoever redeems it gets the account without what others attached to it while its mailbox was unproven (memberships, teams, grants, identity links, mobile number, attributes); kept by every later token until the address is verified';
+-- Domains an organization owns.  The backend proves ownership (a DNS TXT
+-- record, say) and records it with um_add_org_domain; a tenant user creates
+-- accounts only for addresses there (um_create_user), so nobody learns
+-- through um_create_user whether an address of someone else's is registered.
+CREATE TABLE um.organization_domains (
+  id bigint GENERATED ALWAYS AS IDENTITY,
+  org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
+  domain text NOT NULL CONSTRAINT organization_domains_domain_check CHECK (um.domain_is_valid(domain)),
+  verified_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT organization_domains_pkey PRIMARY KEY (org_id, id),
+  CONSTRAINT organization_domains_org_id_domain_key UNIQUE (org_id, domain)
+);
+-- one organization owns a domain: um_add_org_domain checks it under a lock
+-- (a unique key without org_id would not shard by organization)
+CREATE INDEX organization_domains_domain_idx ON um.organization_domains (domain);
+COMMENT ON TABLE um.organization_domains IS
+  'domains an organization has proven it owns (recorded by a um administrator): its members create accounts only for addresses there';
+COMMENT ON COLUMN um.organization_domains.id IS 'the record''s id (audit events name it)';
+COMMENT ON COLUMN um.organization_domains.org_id IS 'the organization that owns it';
+COMMENT ON COLUMN um.organization_domains.domain IS 'the domain, in lowercase (punycode for internationalized ones); one organization owns it';
+COMMENT ON COLUMN um.organization_domains.verified_at IS 'when a um administrator recorded the proof';
+
 
 -- The registry of um's tables: what each holds for the rest of um.  The
 -- cache's invalidation triggers (70_evaluator.sql), the row-level security
@@ -494,6 +516,7 @@ COMMENT ON COLUMN um.state_tables.dump_filter IS 'pg_dump keeps the rows this co
 
 INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter) VALUES
   ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, NULL, ''),
+  ('organization_domains', 'tenant', '%1$I.um_has_permission(''org:read'', org_id)', NULL, false, NULL, NULL, ''),
   ('users',             'tenant', 'id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))',
                         '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
                         true, '{id,status,allow_login}', 'user:id', ''),

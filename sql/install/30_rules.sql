@@ -26,42 +26,60 @@ $$;
 COMMENT ON FUNCTION um.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
 
 -- users ---------------------------------------------------------------------
+-- um.assert_user_fields: a user's fields, each refused with its SQLSTATE;
+-- the row trigger and the calls that must refuse bad input before they look
+-- anything up (um_sign_up) share it.  A NULL time zone is not checked (an
+-- UPDATE checks it only when it changes: the zone database may change).
+CREATE FUNCTION um.assert_user_fields(p_email text, p_name text, p_timezone text, p_locale text,
+                                      p_mobile text, p_attributes jsonb)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.assert_email(p_email);
+  IF p_name IS NOT NULL AND NOT um.display_name_is_valid(p_name) THEN
+    RAISE EXCEPTION 'invalid user name "%"', p_name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name, or pass NULL for a user without a name.';
+  END IF;
+  IF p_timezone IS NOT NULL AND NOT um.timezone_is_valid(p_timezone) THEN
+    RAISE EXCEPTION 'unknown time zone "%"', p_timezone
+      USING ERRCODE = 'UM004',
+            HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
+  END IF;
+  IF NOT um.locale_is_valid(p_locale) THEN
+    RAISE EXCEPTION 'invalid locale "%"', p_locale
+      USING ERRCODE = 'UM005',
+            HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
+  END IF;
+  IF p_mobile IS NOT NULL AND NOT um.mobile_is_valid(p_mobile) THEN
+    RAISE EXCEPTION 'invalid mobile number "%"', p_mobile
+      USING ERRCODE = 'UM006',
+            HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
+  END IF;
+  IF jsonb_typeof(p_attributes) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'user attributes must be a JSON object'
+      USING ERRCODE = 'UM007',
+            DETAIL = format('The value given is a JSON %s.', coalesce(jsonb_typeof(p_attributes), 'null')),
+            HINT = 'Pass key/value pairs, e.g. ''{"department": "finance"}''.';
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_user_fields(text, text, text, text, text, jsonb) IS
+  'internal: refuses an invalid email (UM001), name (UM003), time zone (UM004, unless NULL), locale (UM005), mobile (UM006) or attributes (UM007)';
+
 CREATE FUNCTION um.users_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_email(NEW.email);
-  IF NEW.name IS NOT NULL AND NOT um.display_name_is_valid(NEW.name) THEN
-    RAISE EXCEPTION 'invalid user name "%"', NEW.name
-      USING ERRCODE = 'UM003',
-            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
-            HINT = 'Trim the name, or pass NULL for a user without a name.';
-  END IF;
-  IF (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
-     AND NOT um.timezone_is_valid(NEW.timezone) THEN
-    RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
-      USING ERRCODE = 'UM004',
-            HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
-  END IF;
-  IF NOT um.locale_is_valid(NEW.locale) THEN
-    RAISE EXCEPTION 'invalid locale "%"', NEW.locale
-      USING ERRCODE = 'UM005',
-            HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
-  END IF;
-  IF NEW.mobile IS NOT NULL AND NOT um.mobile_is_valid(NEW.mobile) THEN
-    RAISE EXCEPTION 'invalid mobile number "%"', NEW.mobile
-      USING ERRCODE = 'UM006',
-            HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
-  END IF;
-  IF jsonb_typeof(NEW.attributes) IS DISTINCT FROM 'object' THEN
-    RAISE EXCEPTION 'user attributes must be a JSON object'
-      USING ERRCODE = 'UM007',
-            DETAIL = format('The value given is a JSON %s.', coalesce(jsonb_typeof(NEW.attributes), 'null')),
-            HINT = 'Pass key/value pairs, e.g. ''{"department": "finance"}''.';
-  END IF;
-
+  PERFORM um.assert_user_fields(NEW.email, NEW.name,
+                                CASE WHEN TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone
+                                     THEN coalesce(NEW.timezone, '') END,
+                                NEW.locale, NEW.mobile, NEW.attributes);
   IF TG_OP = 'UPDATE' THEN
     NEW.updated_at := now();
     IF lower(NEW.email) <> lower(OLD.email) THEN

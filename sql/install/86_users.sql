@@ -60,7 +60,10 @@ DECLARE
   v_team record;
   v_left bigint[] := '{}';
 BEGIN
-  FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id ORDER BY m.org_id LOOP
+  -- an organization that owns the address's domain keeps what it attached
+  FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id
+                  AND NOT um.org_owns_address(m.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id))
+                ORDER BY m.org_id LOOP
     BEGIN
       FOR v_team IN
         SELECT tm.team_id,
@@ -85,14 +88,15 @@ BEGIN
       NULL;                                          -- its last usable Root stays
     END;
   END LOOP;
-  DELETE FROM um.user_identities i WHERE i.user_id = p_user_id;
+  DELETE FROM um.user_identities i WHERE i.user_id = p_user_id
+     AND NOT um.org_owns_address(i.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id));
   UPDATE um.users u SET mobile = NULL, attributes = '{}'
    WHERE u.id = p_user_id AND (u.mobile IS NOT NULL OR u.attributes <> '{}');
   RETURN v_left;
 END
 $$;
 COMMENT ON FUNCTION um.detach_unproven(bigint) IS
-  'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root, teams, grants, identity links, mobile, attributes); returns the organizations it left';
+  'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root and those of the organization owning the address''s domain, teams, grants, identity links, mobile, attributes); returns the organizations it left';
 
 -- A temporary password: 120 random bits, which the user must change.
 CREATE FUNCTION um.temporary_password()
@@ -179,6 +183,17 @@ DECLARE
 BEGIN
   PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
                               'user.create', format('create a user with role "%s"', v_role.name), 'user', NULL);
+  -- A tenant user creates accounts only in the organization's own domains.
+  -- Anywhere else "already registered" would tell them about someone else's
+  -- account, and a new account would wait for a mailbox owner who is not
+  -- theirs: there people join by invitation.  Decided before the address is
+  -- looked up, so a registered and a new address get the same answer.
+  IF v_actor IS NOT NULL AND NOT um.org_owns_address(p_org_id, p_email) THEN
+    PERFORM um.deny('user.create', p_org_id, 'user', NULL, 'UM074',
+      'cannot create an account for an address outside the organization''s domains',
+      'Members create accounts only for addresses of domains the organization owns (um.organization_domains).',
+      'Invite the address with um_invite(); to create accounts in a domain, have the service''s operator record it (um_add_org_domain).');
+  END IF;
   user_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
   IF coalesce(p_allow_login, true) THEN
     temporary_password := um.temporary_password();
@@ -206,31 +221,43 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);     -- bad input is refused first
-  v_id bigint;
+  v_hash text := um.hash_password(p_password);     -- bad input is refused first,
+  v_email text := btrim(p_email, E' \t\r\n');
+  v_user um.users;
 BEGIN
+  -- ... every field of it, whether or not the address is registered
+  PERFORM um.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
     PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
   END IF;
-  -- An unverified account with this address: whoever made it never proved
-  -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
-  -- the mailbox only: redeeming it sets a new password there and then
-  -- (um_verify_email(token, password)) and leaves behind what others
-  -- attached to the account (um.detach_unproven); this password is not used.
-  SELECT u.id INTO v_id FROM um.users u
-   WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
-  IF FOUND THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
-    RETURN um.new_verification(v_id, true, true);
+  -- Every answer is a secret for the backend to mail, so the caller never
+  -- learns whether the address is registered.  Redeeming it
+  -- (um_verify_email(token, password)) always sets the password that
+  -- whoever holds the mailbox types:
+  -- * a new address: a new unverified account (whoever registered may not
+  --   own the address, so the registrant's own password counts only if the
+  --   mailbox's owner types it again);
+  -- * an unverified account: whoever made it never proved the mailbox; the
+  --   secret claims it, and leaves behind what others attached to it
+  --   (um.detach_unproven); this password is not used;
+  -- * a verified account that may log in: its owner, who perhaps forgot
+  --   signing up, can set a new password through the mailbox;
+  -- * a notification-only account: a secret that redeems nothing.
+  SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_email);
+  IF NOT FOUND THEN
+    v_user.id := um.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+    UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_user.id;
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
+    RETURN um.new_verification(v_user.id, true, true);
+  ELSIF NOT v_user.allow_login THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
+    RETURN um.generate_token();
+  ELSIF v_user.email_verified_at IS NULL THEN
+    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"claim": true}');
+    RETURN um.new_verification(v_user.id, true, true);
   END IF;
-  -- A first sign-up's secret sets the password too: whoever registered may
-  -- not own the address, and the mailbox's owner who follows the link must
-  -- not verify an account whose password someone else chose.  (The
-  -- registrant who owns the mailbox types the same password again.)
-  v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
-  UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
-  PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id, true, true);
+  PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
+  RETURN um.new_verification(v_user.id, true, false);
 END
 $$;
 COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text) IS

@@ -267,6 +267,94 @@ $$;
 COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text) IS
   'body of um_add_identity_provider: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_identity_provider (EXECUTE held by nobody)';
 
+-- An organization's domains.  um cannot check DNS itself: the backend proves
+-- ownership (a TXT record it asked the tenant to publish, say) and records
+-- it here with nobody acting; a tenant user never does, since a domain lets
+-- its members create accounts for every address in it.
+CREATE FUNCTION um.do_add_org_domain(p_org_id bigint, p_domain text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_domain text := lower(btrim(p_domain, E' \t\r\n'));
+  v_owner bigint;
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('org.domain_add', um.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
+      'permission denied to record a domain',
+      'Only a um administrator, with nobody acting, records that an organization owns a domain: um cannot check DNS itself.',
+      'Have the backend verify the domain (a DNS record), then call um_add_org_domain() with nobody acting.');
+  END IF;
+  PERFORM um.authorize('org.domain_add', format('record domains of organization %s', p_org_id),
+                       NULL, p_org_id, 'organization', p_org_id);
+  PERFORM um.require_organization(p_org_id);
+  IF v_domain IS NULL OR NOT um.domain_is_valid(v_domain) THEN
+    PERFORM um.raise('UM012', format('invalid domain "%s"', p_domain),
+      'A domain is a DNS name of at least two labels, in ASCII, at most 253 bytes.',
+      'Pass the part of the addresses after the @, e.g. ''example.com''; write internationalized domains in their xn-- form.');
+  END IF;
+  -- one organization owns a domain: concurrent additions take turns
+  LOCK TABLE um.organization_domains IN SHARE ROW EXCLUSIVE MODE;
+  SELECT d.org_id INTO v_owner FROM um.organization_domains d WHERE d.domain = v_domain;
+  IF v_owner = p_org_id THEN
+    RETURN false;                                    -- recorded already
+  ELSIF v_owner IS NOT NULL THEN
+    PERFORM um.raise('UM028', format('domain "%s" belongs to organization %s', v_domain, v_owner),
+      'One organization owns a domain.',
+      'Remove it from that organization first (um_remove_org_domain), if the domain changed hands.');
+  END IF;
+  INSERT INTO um.organization_domains (org_id, domain) VALUES (p_org_id, v_domain) RETURNING id INTO v_id;
+  PERFORM um.audit('org.domain_add', p_org_id, 'organization_domain', v_id, '{}');
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_add_org_domain(bigint, text) IS
+  'body of um_add_org_domain: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_org_domain (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_remove_org_domain(p_org_id bigint, p_domain text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_domain text := lower(btrim(p_domain, E' \t\r\n'));
+  v_id bigint;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('org.domain_remove', um.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
+      'permission denied to remove a domain',
+      'Only a um administrator, with nobody acting, records which domains an organization owns.',
+      'Ask the service''s operator; the backend calls um_remove_org_domain() with nobody acting.');
+  END IF;
+  PERFORM um.authorize('org.domain_remove', format('remove domains of organization %s', p_org_id),
+                       NULL, p_org_id, 'organization', p_org_id);
+  PERFORM um.require_organization(p_org_id);
+  DELETE FROM um.organization_domains d WHERE d.org_id = p_org_id AND d.domain = v_domain RETURNING d.id INTO v_id;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('org.domain_remove', p_org_id, 'organization_domain', v_id, '{}');
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_remove_org_domain(bigint, text) IS
+  'body of um_remove_org_domain: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_org_domain (EXECUTE held by nobody)';
+
+-- does the organization own the address's domain?
+CREATE FUNCTION um.org_owns_address(p_org_id bigint, p_email text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT EXISTS (SELECT 1 FROM um.organization_domains d
+                  WHERE d.org_id = p_org_id
+                    AND d.domain = lower(substring(btrim(p_email, E' \t\r\n') FROM '@([^@]*)$')));
+$$;
+COMMENT ON FUNCTION um.org_owns_address(bigint, text) IS
+  'internal: is the address in one of the organization''s domains (um.organization_domains)?';
+
 CREATE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -365,6 +453,16 @@ CREATE FUNCTION @extschema@.um_add_identity_provider(org_id bigint, name text, p
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_add_identity_provider(bigint, text, text, text) IS
   'link a single sign-on provider (oidc or saml, https issuer) to the organization; org:update';
+
+CREATE FUNCTION @extschema@.um_add_org_domain(org_id bigint, domain text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_add_org_domain(bigint, text) IS
+  'um administrators: record that the organization owns a domain (after the backend verified it), so its members may create accounts there; true when recorded now';
+
+CREATE FUNCTION @extschema@.um_remove_org_domain(org_id bigint, domain text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_remove_org_domain(bigint, text) IS
+  'um administrators: the organization no longer owns a domain; true when it was recorded';
 
 CREATE FUNCTION @extschema@.um_link_identity(org_id bigint, provider text, subject text, user_id bigint DEFAULT NULL)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;

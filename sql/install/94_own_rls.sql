@@ -61,6 +61,7 @@ COMMENT ON POLICY um_read ON um.teams IS 'application roles read the teams of or
 COMMENT ON POLICY um_read ON um.team_members IS 'application roles read the team members of organizations where the acting user holds team:read';
 COMMENT ON POLICY um_read ON um.team_member_roles IS 'application roles read the team roles of organizations where the acting user holds team:read';
 COMMENT ON POLICY um_read ON um.invitations IS 'application roles read the invitations of organizations where the acting user holds member:invite';
+COMMENT ON POLICY um_read ON um.organization_domains IS 'application roles read the domains of organizations where the acting user holds org:read';
 COMMENT ON POLICY um_read ON um.audit_events IS
   'application roles read the events of organizations where the acting user holds audit:read, and the events about the acting user (in an organization only where their identity reaches it)';
 COMMENT ON POLICY um_administrators ON um.organizations IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
@@ -84,6 +85,8 @@ COMMENT ON POLICY um_administrators ON um.identity_providers IS
 COMMENT ON POLICY um_administrators ON um.user_identities IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.cache_sentinel IS 'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.verification_tokens IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.organization_domains IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 
 -- the views read as their caller, so they show what the caller may see

@@ -4,7 +4,7 @@ SELECT plan(37);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
-  'organizations', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
+  'organizations', 'organization_domains', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
   'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'state_tables']);
@@ -23,7 +23,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_sign_up', 'um_resend_verification', 'um_verify_email', 'um_mark_verified',
                                      'um_disable_login', 'um_enable_login', 'um_suspend_user', 'um_reactivate_user',
                                      'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
-                                     'um_set_org_setting', 'um_add_identity_provider', 'um_link_identity',
+                                     'um_set_org_setting', 'um_add_identity_provider', 'um_add_org_domain', 'um_remove_org_domain', 'um_link_identity',
                                      'um_create_team', 'um_rename_team', 'um_delete_team', 'um_add_team_member',
                                      'um_remove_team_member', 'um_grant_team_role', 'um_revoke_team_role',
                                      'um_transfer_team_ownership', 'um_create_role', 'um_delete_role',
@@ -42,7 +42,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
 SELECT set_eq(
   $$ SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS x(oid)
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,
-  ARRAY['organizations', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
+  ARRAY['organizations', 'organization_domains', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
         'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens'],
   'pg_extension_config_dump covers every user-data table');

@@ -66,6 +66,8 @@ INSERT INTO entry VALUES
   ('um_remove_member(bigint,bigint)', 'lifecycle', true, 'member:remove'),
   ('um_set_org_setting(bigint,text,jsonb)', 'lifecycle', true, 'org:update'),
   ('um_add_identity_provider(bigint,text,text,text)', 'lifecycle', true, 'org:update'),
+  ('um_add_org_domain(bigint,text)', 'lifecycle', true, 'um administrators, nobody acting'),
+  ('um_remove_org_domain(bigint,text)', 'lifecycle', true, 'um administrators, nobody acting'),
   ('um_link_identity(bigint,text,text,bigint)', 'lifecycle', true, 'org:update'),
   ('um_create_team(bigint,text,text,bigint)', 'lifecycle', true, 'team:create'),
   ('um_rename_team(bigint,text)', 'lifecycle', true, 'team:update'),

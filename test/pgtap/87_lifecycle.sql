@@ -7,7 +7,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(250);
+SELECT plan(262);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;     -- um_act_as outside BEGIN warns that it lasts one statement: here, on purpose
@@ -171,6 +171,35 @@ UPDATE um.users SET email_verified_at = now() WHERE id = :dave;
 -- ---------------------------------------------------------------------------
 -- Administrator-created users
 
+-- a member creates accounts only in the organization's own domains: outside
+-- them an address registered elsewhere and a new one get the same refusal
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_user(%s, %L)', :acme, 'gina@example.com')) || ' / ' ||
+          pg_temp.try_as(:carol, format('SELECT um_create_user(%s, %L)', :acme, 'ADA@example.com')), 'UM074 / UM074',
+          'before acme owns example.com, a new address and a registered one are refused alike (UM074), changing nothing');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_add_org_domain(%s, %L)', :acme, 'example.com')) || ' / ' ||
+          pg_temp.try_as(:ada, format('SELECT um_add_org_domain(%s, %L)', :acme, 'example.com')), 'UM070 / UM070',
+          'no tenant user records a domain, not even a Root (UM070)');
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_add_org_domain(%s, %L)', :acme, 'localhost')) || ' / ' ||
+          pg_temp.try_as(NULL, format('SELECT um_add_org_domain(%s, %L)', :acme, 'ex ample.com')) || ' / ' ||
+          pg_temp.try_as(NULL, format('SELECT um_add_org_domain(%s, NULL)', :acme)), 'UM012 / UM012 / UM012',
+          'an invalid domain is refused (UM012)');
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_add_org_domain(%s, %L)', 999999, 'example.com')), 'UM030',
+          'so is an unknown organization (UM030)');
+SELECT is(pg_temp.as_(NULL, format('SELECT um_add_org_domain(%s, %L)', :acme, ' Example.COM ')) || ' / ' ||
+          pg_temp.as_(NULL, format('SELECT um_add_org_domain(%s, %L)', :acme, 'example.com')), 'true / false',
+          'a um administrator records it (after the backend checked DNS), in lowercase; again, nothing new');
+SELECT is(pg_temp.try_as(NULL, format('SELECT um_add_org_domain(%s, %L)', :globex, 'example.com')), 'UM028',
+          'one organization owns a domain (UM028)');
+SELECT is((SELECT string_agg(domain || '=' || (org_id = :acme), ',') FROM um.organization_domains), 'example.com=true',
+          'um.organization_domains holds it');
+SELECT is((SELECT count(*) FROM um.audit_events WHERE action = 'org.domain_add' AND outcome = 'ok' AND org_id = :acme
+              AND target_type = 'organization_domain'
+              AND target_id = (SELECT id FROM um.organization_domains WHERE domain = 'example.com')), 1::bigint,
+          'recording it is audited once, naming the record by its id');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_user(%s, %L)', :acme, 'hank@other.example')), 'UM074',
+          'other domains stay refused');
+
+
 SELECT (pg_temp.as_(:carol, format('SELECT row_to_json(c)::text FROM um_create_user(%s, %L, %L, %L) c',
                                    :acme, 'gina@example.com', 'Service Editor', 'Gina')))::json AS gina_row \gset
 SELECT pg_temp.usr('gina') AS gina \gset
@@ -198,6 +227,14 @@ SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_user(%s, %L)', :acme, 
 SELECT is(pg_temp.as_(:carol, format('SELECT temporary_password IS NULL FROM um_create_user(%s, %L, allow_login => false)',
                                      :acme, 'notify@example.com')), 'true',
           'a notification-only user gets no password');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_remove_org_domain(%s, %L)', :acme, 'example.com')), 'UM070',
+          'no tenant user removes a domain (UM070)');
+SELECT is(pg_temp.as_(NULL, format('SELECT um_remove_org_domain(%s, %L)', :globex, 'example.com')), 'false',
+          'removing a domain the organization does not own removes nothing');
+SELECT is(pg_temp.as_(NULL, format('SELECT um_remove_org_domain(%s, %L)', :acme, 'EXAMPLE.com')) || ' / ' ||
+          pg_temp.try_as(:carol, format('SELECT um_create_user(%s, %L)', :acme, 'ivy@example.com')) || ' / ' ||
+          pg_temp.as_(NULL, format('SELECT um_add_org_domain(%s, %L)', :acme, 'example.com')),
+          'true / UM074 / true', 'once removed, its members create no accounts there (until it is recorded again)');
 
 -- ---------------------------------------------------------------------------
 -- Login on and off

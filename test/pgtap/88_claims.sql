@@ -8,7 +8,7 @@
 -- a database of its own and drops its role at the end.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(29);
+SELECT plan(42);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;
@@ -48,9 +48,19 @@ SELECT um_create_organization('evil', 'Evil Ltd', :mallory) AS evil \gset
 SELECT um_add_identity_provider(:evil, 'evil-idp', 'oidc', 'https://idp.evil.example') AS idp \gset
 COMMIT;
 
--- she creates an account for victim@ (an address she does not own) and
--- attaches all she can: an Admin role, a mobile number, a team the victim
--- owns, a grant on that team's node
+-- her organization owns no domain: she creates no account, and cannot tell
+-- a registered address from a new one
+SET ROLE regress_um_claims_app;
+SELECT is(pg_temp.as_token(:'mallory_token', format('SELECT um_create_user(%s, %L)', :evil, 'victim@example.com')) || ' / ' ||
+          pg_temp.as_token(:'mallory_token', format('SELECT um_create_user(%s, %L)', :evil, 'ada@example.com')),
+          'UM074 / UM074', 'outside her organization''s domains a new and a registered address are refused alike (UM074)');
+RESET ROLE;
+-- say the operator once recorded example.com as hers (the domain has
+-- changed hands since): she creates an account for victim@ (an address she
+-- does not own) and attaches all she can: an Admin role, a mobile number, a
+-- team the victim owns, a grant on that team's node
+SELECT um_add_org_domain(:evil, 'example.com') AS ignored \gset
+SET ROLE regress_um_claims_app;
 BEGIN;
 SELECT um_begin(:'mallory_token') AS ignored \gset
 SELECT user_id AS victim FROM um_create_user(:evil, 'victim@example.com', 'Admin', 'Victim', mobile => '+15550100123') \gset
@@ -70,6 +80,7 @@ COMMIT;
 RESET ROLE;
 SELECT is((SELECT count(*) FROM um.memberships WHERE user_id = :victim), 1::bigint,
           'setup: the victim''s account is in mallory''s organization');
+SELECT um_remove_org_domain(:evil, 'example.com') AS ignored \gset
 
 -- the owner of the mailbox signs up; mallory then presses "resend"
 SET ROLE regress_um_claims_app;
@@ -120,6 +131,19 @@ RESET ROLE;
 SELECT is((SELECT count(*) FROM um.memberships WHERE user_id = :friend AND org_id = :evil), 1::bigint,
           '... and stays its member (no sign-up asked for a clean account)');
 
+-- an organization that owns the address's domain keeps what it made at a claim
+SELECT um_add_org_domain(:evil, 'evil.example') AS ignored \gset
+SET ROLE regress_um_claims_app;
+BEGIN;
+SELECT um_begin(:'mallory_token') AS ignored \gset
+SELECT user_id AS staff FROM um_create_user(:evil, 'staff@evil.example', 'Member', 'Staff', mobile => '+15550100124') \gset
+COMMIT;
+SELECT um_sign_up('staff@evil.example', 'staffs-first-try') AS staff_claim \gset
+SELECT is(um_verify_email(:'staff_claim', 'staffs-password'), :staff::bigint, 'a claim of an address in the organization''s own domain ...');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM um.memberships WHERE user_id = :staff AND org_id = :evil), 1::bigint,
+          '... keeps the membership the domain''s organization made');
+
 -- a last Root stays: mallory hands her organization to the unproven account
 SET ROLE regress_um_claims_app;
 SELECT is(pg_temp.as_token(:'mallory_token', format('SELECT um_transfer_org_ownership(%s, %s)', :evil, :heir)), 'ok',
@@ -144,6 +168,34 @@ SELECT throws_ok($$ SELECT um_login('ceo@example.com', 'mallory-knows-this') $$,
                  'so the registrant''s password never logs in');
 SELECT ok(um_login('ceo@example.com', 'the-ceos-own-password') IS NOT NULL, 'the owner''s does');
 RESET ROLE;
+
+
+-- the same answer for every address: a stranger signing up learns nothing
+SELECT um_create_user('quiet@example.com', 'Quiet', allow_login => false) AS quiet \gset
+SET ROLE regress_um_claims_app;
+SELECT um_sign_up('ceo@example.com', 'strangers-password') AS ceo_again \gset
+SELECT um_sign_up('quiet@example.com', 'strangers-password') AS quiet_again \gset
+SELECT um_sign_up('brand-new@example.com', 'strangers-password') AS brand_new \gset
+SELECT ok(:'ceo_again' ~ '^um_[A-Za-z0-9_-]{43}$' AND :'quiet_again' ~ '^um_[A-Za-z0-9_-]{43}$'
+          AND :'brand_new' ~ '^um_[A-Za-z0-9_-]{43}$',
+          'a verified, a notification-only and a new address all get a secret to mail (no UM020)');
+SELECT throws_ok($$ SELECT um_sign_up('ceo@example.com', 'strangers-password', E'bad\tname') $$, 'UM003', NULL,
+                 'bad input is refused for a registered address ...');
+SELECT throws_ok($$ SELECT um_sign_up('unknown@example.com', 'strangers-password', E'bad\tname') $$, 'UM003', NULL,
+                 '... exactly as for a new one');
+SELECT throws_ok($$ SELECT um_sign_up('ceo@example.com', 'short') $$, 'UM068', NULL,
+                 '(a short password too)');
+SELECT ok(um_login('ceo@example.com', 'the-ceos-own-password') IS NOT NULL,
+          'the registered account is unchanged: its password still works, and the stranger''s does not ...');
+SELECT throws_ok($$ SELECT um_login('ceo@example.com', 'strangers-password') $$, 'UM060', NULL, '(refused)');
+SELECT ok(um_verify_email(:'ceo_again', 'the-ceos-new-password') IS NOT NULL,
+          '... and its owner, following the mail, can set a new one');
+SELECT throws_ok($$ SELECT um_login('ceo@example.com', 'the-ceos-own-password') $$, 'UM060', NULL,
+                 'which replaces the old one');
+SELECT throws_ok(format('SELECT um_verify_email(%L, %L)', :'quiet_again', 'strangers-password'), 'UM053', NULL,
+                 'a notification-only address''s secret redeems nothing');
+RESET ROLE;
+SELECT is((SELECT password_hash FROM um.users WHERE id = :quiet), NULL, '(it still has no password)');
 
 -- clean up what this suite committed outside its database
 DROP OWNED BY regress_um_claims_app;

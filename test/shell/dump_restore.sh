@@ -60,6 +60,7 @@ INSERT INTO um.memberships (org_id, user_id, role_id)
     FROM um.organizations o, um.users u
    WHERE o.slug LIKE 'org-%' AND u.email LIKE 'u%@example.com' AND random() < 0.2;
 INSERT INTO um.scopes (org_id, kind, name) SELECT id, 'project', 'P' FROM um.organizations WHERE slug LIKE 'org-%';
+SELECT count(um_add_org_domain(id, slug || '.example')) FROM um.organizations WHERE slug LIKE 'org-%';
 INSERT INTO um.grants (org_id, role_id, user_id, scope_id)
   SELECT m.org_id, r.id, m.user_id, s.id FROM um.memberships m
     JOIN um.roles r ON r.org_id = m.org_id AND r.name = 'Clerk' JOIN um.scopes s ON s.org_id = m.org_id
