@@ -4684,6 +4684,241 @@ COMMENT ON FUNCTION @extschema@.um_remove_org_domain(bigint, text) IS
 REVOKE EXECUTE ON FUNCTION um.domain_is_valid(text), um.org_owns_address(bigint, text),
   um.do_add_org_domain(bigint, text), um.do_remove_org_domain(bigint, text) FROM PUBLIC;
 
+-- um's SQLSTATEs for an application to load: each code's name, what it
+-- means (as doc/errors.md says) and the HTTP status an API would answer
+-- with (doc/integration.md).
+CREATE VIEW um.error_codes AS
+SELECT v.sqlstate, v.name, v.http_status, v.meaning
+  FROM (VALUES
+  ('UM001', 'invalid_email', 400, 'invalid email address'),
+  ('UM002', 'invalid_slug', 400, 'invalid organization slug'),
+  ('UM003', 'invalid_name', 400, 'invalid name (organization, user, role, team, scope node)'),
+  ('UM004', 'unknown_time_zone', 400, 'unknown time zone'),
+  ('UM005', 'invalid_locale', 400, 'invalid locale'),
+  ('UM006', 'invalid_mobile', 400, 'invalid mobile number'),
+  ('UM007', 'invalid_attributes', 400, 'user attributes are not a JSON object'),
+  ('UM008', 'invalid_scope_kind', 400, 'invalid scope kind'),
+  ('UM009', 'invalid_argument', 400, 'invalid argument (a setting of the wrong type, two grantees, a validity out of range, ...)'),
+  ('UM010', 'invalid_permission_name', 400, 'invalid permission name or pattern'),
+  ('UM011', 'unknown_permission', 400, 'unknown permission'),
+  ('UM012', 'invalid_domain', 400, 'invalid domain'),
+  ('UM020', 'email_taken', 409, 'email address already registered'),
+  ('UM021', 'slug_taken', 409, 'organization slug already taken'),
+  ('UM022', 'already_member', 409, 'already a member'),
+  ('UM024', 'already_team_member', 409, 'already a member of the team'),
+  ('UM025', 'team_name_taken', 409, 'team name already taken in the organization'),
+  ('UM026', 'role_name_taken', 409, 'role name already taken in the organization'),
+  ('UM027', 'identity_taken', 409, 'identity provider name taken, or the subject already linked'),
+  ('UM028', 'domain_taken', 409, 'the domain belongs to another organization'),
+  ('UM030', 'unknown_organization', 404, 'unknown organization'),
+  ('UM031', 'unknown_user', 404, 'unknown user (or a NULL acting user)'),
+  ('UM032', 'unknown_role', 404, 'unknown role'),
+  ('UM033', 'unknown_team', 404, 'unknown team'),
+  ('UM034', 'unknown_invitation', 404, 'unknown invitation'),
+  ('UM035', 'not_member', 404, 'not a member of the organization'),
+  ('UM036', 'unknown_scope', 404, 'unknown scope node'),
+  ('UM037', 'unknown_identity_provider', 404, 'unknown identity provider'),
+  ('UM038', 'not_team_member', 404, 'not a member of the team'),
+  ('UM040', 'role_cycle', 409, 'role inclusion would make a cycle'),
+  ('UM041', 'scope_cycle', 409, 'scope node would make a cycle'),
+  ('UM042', 'builtin_role', 409, 'built-in role cannot be renamed, deleted or made'),
+  ('UM043', 'team_owner', 409, 'team owner cannot be removed'),
+  ('UM044', 'last_root', 409, 'organization would be left without a Root'),
+  ('UM045', 'sso_required_for_setting', 409, 'password login needs an identity provider'),
+  ('UM046', 'cross_organization', 409, 'cross-organization reference or move'),
+  ('UM047', 'audit_append_only', 409, 'the audit trail is append-only'),
+  ('UM048', 'permission_in_use', 409, 'permission is built in or still granted'),
+  ('UM049', 'role_in_use', 409, 'role is still some member''s organization role'),
+  ('UM050', 'user_cannot_hold', 409, 'user cannot be the Root of an organization (or own a team): suspended or notification-only'),
+  ('UM051', 'suspension_state', 409, 'already suspended / not suspended; nobody suspends themself'),
+  ('UM052', 'deletion_blocked', 409, 'the user cannot be deleted yet (sole Root, team owner, application rows)'),
+  ('UM053', 'token_not_valid', 410, 'token or invitation not valid (unknown, used, revoked, expired)'),
+  ('UM054', 'invalid_batch', 422, 'invitation batch with invalid addresses (all listed), or empty'),
+  ('UM055', 'requests_closed', 403, 'organization takes no invitation requests'),
+  ('UM056', 'invitation_other_account', 403, 'invitation for another account, or for an existing account while logged out'),
+  ('UM057', 'cascading_foreign_key', 500, 'an application table''s foreign key into um cascades: um would change application rows'),
+  ('UM058', 'secret_with_actor', 500, 'a mailbox secret (verification token) is only issued with nobody acting'),
+  ('UM059', 'password_required', 422, 'verifying an address needs the password (the one typed at the sign-up, or a new one, which claims the account)'),
+  ('UM060', 'invalid_credentials', 401, 'invalid email or password (also: unknown email)'),
+  ('UM061', 'user_suspended', 403, 'login refused: the user is suspended'),
+  ('UM062', 'login_not_allowed', 403, 'login refused: the user may not log in (allow_login is false)'),
+  ('UM063', 'email_not_verified', 403, 'login refused: the email address is not verified'),
+  ('UM064', 'password_change_required', 403, 'login refused: a temporary password must be changed first'),
+  ('UM065', 'sso_required', 403, 'login refused: an organization of the user requires single sign-on'),
+  ('UM067', 'session_not_valid', 401, 'session token is not valid (unknown, expired, ended)'),
+  ('UM068', 'password_not_acceptable', 422, 'the new password is not acceptable'),
+  ('UM069', 'not_recorded', 503, 'a login attempt or refusal could not be recorded (no background worker, a long row lock), or pgcrypto is missing'),
+  ('UM070', 'permission_denied', 403, 'permission denied'),
+  ('UM071', 'impersonation_refused', 403, 'impersonation refused (an Admin or Root, oneself, nested, a suspended user)'),
+  ('UM072', 'nobody_acting', 401, 'nobody is acting in this transaction'),
+  ('UM073', 'escalation_refused', 403, 'escalation refused: a role with permissions you lack, or a Root acted on by a non-Root'),
+  ('UM074', 'outside_domains', 403, 'an account for an address outside the organization''s domains'),
+  ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference')
+  ) AS v (sqlstate, name, http_status, meaning);
+COMMENT ON VIEW um.error_codes IS 'um''s error codes (class UM): name, HTTP status and meaning, for an application to map errors';
+COMMENT ON COLUMN um.error_codes.sqlstate IS 'the SQLSTATE, e.g. UM060';
+COMMENT ON COLUMN um.error_codes.name IS 'a stable snake_case name for code, e.g. invalid_credentials';
+COMMENT ON COLUMN um.error_codes.http_status IS 'the HTTP status an API answers with';
+COMMENT ON COLUMN um.error_codes.meaning IS 'what went wrong, as doc/errors.md says';
+ALTER VIEW um.error_codes SET (security_invoker = true);
+GRANT SELECT ON um.error_codes TO PUBLIC;
+
+-- Verifying an address can log the user in (issue 16): the login checks
+-- of um.authenticate, shared as um.login_refusal and um.raise_login_refusal.
+-- Why a user who proved who they are may not log in now (NULL: they may),
+-- and the organization that requires single sign-on when that is why.
+CREATE FUNCTION um.login_refusal(p_user um.users, p_changing_password boolean, OUT reason text, OUT sso_org text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT o.slug INTO sso_org
+    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+   WHERE m.user_id = p_user.id AND o.password_login_disabled
+   ORDER BY o.id LIMIT 1;
+  reason := CASE WHEN p_user.status <> 'active' THEN 'suspended'
+                 WHEN NOT p_user.allow_login THEN 'login not allowed'
+                 WHEN p_user.email_verified_at IS NULL THEN 'email not verified'
+                 WHEN sso_org IS NOT NULL THEN 'password login disabled'
+                 WHEN p_user.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
+END
+$$;
+COMMENT ON FUNCTION um.login_refusal(um.users, boolean) IS
+  'internal: why the user may not log in now (suspended, login not allowed, email not verified, password login disabled, password must be changed), or NULL; with the organization requiring single sign-on';
+
+-- The error for a refusal um.login_refusal found (nothing for NULL).
+CREATE FUNCTION um.raise_login_refusal(p_reason text, p_sso_org text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  CASE p_reason
+    WHEN 'suspended' THEN
+      PERFORM um.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
+    WHEN 'login not allowed' THEN
+      PERFORM um.raise('UM062', 'this user may not log in',
+        'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
+    WHEN 'email not verified' THEN
+      PERFORM um.raise('UM063', 'the email address is not verified', NULL,
+        'Follow the link in the verification email, or ask an administrator to mark the address verified.');
+    WHEN 'password login disabled' THEN
+      PERFORM um.raise('UM065', 'password login is turned off for this user''s organization',
+        format('Organization "%s" requires single sign-on.', p_sso_org), 'Sign in through the organization''s identity provider.');
+    WHEN 'password must be changed' THEN
+      PERFORM um.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
+        'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
+    ELSE
+      NULL;
+  END CASE;
+END
+$$;
+COMMENT ON FUNCTION um.raise_login_refusal(text, text) IS 'internal: raises the error of a login refusal (UM061 to UM065), nothing for NULL';
+
+-- um.authenticate: the checks of um_login and um_change_password, in an
+-- order that tells a stranger nothing.  Every attempt costs one bcrypt
+-- (an unknown email hashes against nothing) and is recorded by the audit
+-- writer before anything is revealed (src/autonomous.c): it counts a wrong
+-- password under a row lock, says whether the account was locked at that
+-- moment, and fails closed, so that a right and a wrong password are told
+-- apart only once the attempt is counted.  An unknown email, a wrong
+-- password and a locked account get the same error (UM060); only a right
+-- password on an unlocked account learns why else the login is refused.
+-- p_changing_password accepts a temporary password that must be changed.
+CREATE OR REPLACE FUNCTION um.authenticate(p_email text, p_password text, p_changing_password boolean)
+RETURNS um.users
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_action text := CASE WHEN p_changing_password THEN 'user.change_password' ELSE 'user.login' END;
+  v_settings record := um.login_settings();
+  v_ok boolean;
+  v_org text;
+  v_reason text;
+  v_rec record;
+BEGIN
+  IF pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'cannot log in on a hot standby'
+      USING ERRCODE = 'read_only_sql_transaction',
+            HINT = 'Log in on the primary server; um_begin() with the session token works on standbys.';
+  END IF;
+  SELECT * INTO v FROM um.users u
+   WHERE lower(u.email) = lower(btrim(coalesce(p_email, ''), E' \t\r\n'));
+  IF NOT FOUND THEN
+    PERFORM um.password_matches(p_password, NULL);
+    PERFORM um.record_login(NULL, v_action, 'unknown_email', 'unknown email');
+    v_ok := false;
+  ELSE
+    v_ok := um.password_matches(p_password, v.password_hash);
+    IF v_ok THEN
+      SELECT r.reason, r.sso_org INTO v_reason, v_org FROM um.login_refusal(v, p_changing_password) r;
+    END IF;
+    v_rec := um.record_login(v.id, v_action,
+                             CASE WHEN NOT v_ok THEN 'wrong' WHEN v_reason IS NOT NULL THEN 'refused' ELSE 'success' END,
+                             CASE WHEN NOT v_ok THEN (CASE WHEN v.password_hash IS NULL THEN 'no password' ELSE 'wrong password' END)
+                                  ELSE v_reason END);
+    IF v_rec.was_locked THEN
+      v_ok := false;
+    END IF;
+  END IF;
+  IF NOT v_ok THEN
+    PERFORM um.raise('UM060', 'invalid email or password', NULL,
+      format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
+             v_settings.max_failures,
+             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
+                  ELSE v_settings.lockout_seconds || ' seconds' END));
+  END IF;
+  PERFORM um.raise_login_refusal(v_reason, v_org);
+  -- a hash made at a lower cost than today's is made again, now that the
+  -- password is known to be right (after the attempt was recorded, whose
+  -- writer locks the row); sessions go on
+  IF um.hash_cost(v.password_hash) < v_settings.password_hash_cost AND NOT p_changing_password
+     AND char_length(p_password) >= 8 AND octet_length(p_password) <= 72 THEN
+    UPDATE um.users u SET password_hash = um.hash_password(p_password) WHERE u.id = v.id
+    RETURNING * INTO v;
+  END IF;
+  RETURN v;
+END
+$$;
+
+-- Verify an address and log in: the same redemption as um_verify_email, by
+-- whoever holds the mailbox's secret and chooses the password, then a
+-- session, as um_login would give.  A refusal undoes the verification too
+-- (the secret stays valid).
+CREATE FUNCTION um.do_verify_email_and_login(p_token text, p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint;
+  v_refusal record;
+BEGIN
+  IF p_password IS NULL THEN
+    PERFORM um.raise('UM059', 'choose a password to verify this address and log in',
+      'The session is for whoever proves the mailbox and sets the account''s password.',
+      'Ask for a new password and call um_verify_email_and_login(token, password).');
+  END IF;
+  v_id := um.do_verify_email(p_token, p_password);
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  v_refusal := um.login_refusal(v, false);
+  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  RETURN um.new_session(v, 'user.login');
+END
+$$;
+COMMENT ON FUNCTION um.do_verify_email_and_login(text, text) IS
+  'body of um_verify_email_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email_and_login (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_verify_email_and_login(token text, password text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_verify_email_and_login(text, text) IS
+  'redeem an email verification token with the password the mailbox''s owner chooses, and return a session token (as um_login would)';
+REVOKE EXECUTE ON FUNCTION um.login_refusal(um.users, boolean), um.raise_login_refusal(text, text),
+  um.do_verify_email_and_login(text, text) FROM PUBLIC;
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

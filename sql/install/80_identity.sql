@@ -241,6 +241,56 @@ CREATE TRIGGER users_end_sessions AFTER UPDATE OF password_hash, status, allow_l
 -- ---------------------------------------------------------------------------
 -- Login
 
+-- Why a user who proved who they are may not log in now (NULL: they may),
+-- and the organization that requires single sign-on when that is why.
+CREATE FUNCTION um.login_refusal(p_user um.users, p_changing_password boolean, OUT reason text, OUT sso_org text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT o.slug INTO sso_org
+    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+   WHERE m.user_id = p_user.id AND o.password_login_disabled
+   ORDER BY o.id LIMIT 1;
+  reason := CASE WHEN p_user.status <> 'active' THEN 'suspended'
+                 WHEN NOT p_user.allow_login THEN 'login not allowed'
+                 WHEN p_user.email_verified_at IS NULL THEN 'email not verified'
+                 WHEN sso_org IS NOT NULL THEN 'password login disabled'
+                 WHEN p_user.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
+END
+$$;
+COMMENT ON FUNCTION um.login_refusal(um.users, boolean) IS
+  'internal: why the user may not log in now (suspended, login not allowed, email not verified, password login disabled, password must be changed), or NULL; with the organization requiring single sign-on';
+
+-- The error for a refusal um.login_refusal found (nothing for NULL).
+CREATE FUNCTION um.raise_login_refusal(p_reason text, p_sso_org text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  CASE p_reason
+    WHEN 'suspended' THEN
+      PERFORM um.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
+    WHEN 'login not allowed' THEN
+      PERFORM um.raise('UM062', 'this user may not log in',
+        'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
+    WHEN 'email not verified' THEN
+      PERFORM um.raise('UM063', 'the email address is not verified', NULL,
+        'Follow the link in the verification email, or ask an administrator to mark the address verified.');
+    WHEN 'password login disabled' THEN
+      PERFORM um.raise('UM065', 'password login is turned off for this user''s organization',
+        format('Organization "%s" requires single sign-on.', p_sso_org), 'Sign in through the organization''s identity provider.');
+    WHEN 'password must be changed' THEN
+      PERFORM um.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
+        'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
+    ELSE
+      NULL;
+  END CASE;
+END
+$$;
+COMMENT ON FUNCTION um.raise_login_refusal(text, text) IS 'internal: raises the error of a login refusal (UM061 to UM065), nothing for NULL';
+
 -- um.authenticate: the checks of um_login and um_change_password, in an
 -- order that tells a stranger nothing.  Every attempt costs one bcrypt
 -- (an unknown email hashes against nothing) and is recorded by the audit
@@ -279,15 +329,7 @@ BEGIN
   ELSE
     v_ok := um.password_matches(p_password, v.password_hash);
     IF v_ok THEN
-      SELECT o.slug INTO v_org
-        FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
-       WHERE m.user_id = v.id AND o.password_login_disabled
-       ORDER BY o.id LIMIT 1;
-      v_reason := CASE WHEN v.status <> 'active' THEN 'suspended'
-                       WHEN NOT v.allow_login THEN 'login not allowed'
-                       WHEN v.email_verified_at IS NULL THEN 'email not verified'
-                       WHEN v_org IS NOT NULL THEN 'password login disabled'
-                       WHEN v.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
+      SELECT r.reason, r.sso_org INTO v_reason, v_org FROM um.login_refusal(v, p_changing_password) r;
     END IF;
     v_rec := um.record_login(v.id, v_action,
                              CASE WHEN NOT v_ok THEN 'wrong' WHEN v_reason IS NOT NULL THEN 'refused' ELSE 'success' END,
@@ -304,24 +346,7 @@ BEGIN
              CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
                   ELSE v_settings.lockout_seconds || ' seconds' END));
   END IF;
-  CASE v_reason
-    WHEN 'suspended' THEN
-      PERFORM um.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
-    WHEN 'login not allowed' THEN
-      PERFORM um.raise('UM062', 'this user may not log in',
-        'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
-    WHEN 'email not verified' THEN
-      PERFORM um.raise('UM063', 'the email address is not verified', NULL,
-        'Follow the link in the verification email, or ask an administrator to mark the address verified.');
-    WHEN 'password login disabled' THEN
-      PERFORM um.raise('UM065', 'password login is turned off for this user''s organization',
-        format('Organization "%s" requires single sign-on.', v_org), 'Sign in through the organization''s identity provider.');
-    WHEN 'password must be changed' THEN
-      PERFORM um.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
-        'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
-    ELSE
-      NULL;
-  END CASE;
+  PERFORM um.raise_login_refusal(v_reason, v_org);
   -- a hash made at a lower cost than today's is made again, now that the
   -- password is known to be right (after the attempt was recorded, whose
   -- writer locks the row); sessions go on

@@ -335,6 +335,35 @@ $$;
 COMMENT ON FUNCTION um.do_verify_email(text, text) IS
   'body of um_verify_email: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
 
+-- Verify an address and log in: the same redemption as um_verify_email, by
+-- whoever holds the mailbox's secret and chooses the password, then a
+-- session, as um_login would give.  A refusal undoes the verification too
+-- (the secret stays valid).
+CREATE FUNCTION um.do_verify_email_and_login(p_token text, p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint;
+  v_refusal record;
+BEGIN
+  IF p_password IS NULL THEN
+    PERFORM um.raise('UM059', 'choose a password to verify this address and log in',
+      'The session is for whoever proves the mailbox and sets the account''s password.',
+      'Ask for a new password and call um_verify_email_and_login(token, password).');
+  END IF;
+  v_id := um.do_verify_email(p_token, p_password);
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  v_refusal := um.login_refusal(v, false);
+  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  RETURN um.new_session(v, 'user.login');
+END
+$$;
+COMMENT ON FUNCTION um.do_verify_email_and_login(text, text) IS
+  'body of um_verify_email_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email_and_login (EXECUTE held by nobody)';
+
 CREATE FUNCTION um.do_mark_verified(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -508,6 +537,11 @@ CREATE FUNCTION @extschema@.um_verify_email(token text, password text DEFAULT NU
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_verify_email(text, text) IS
   'mark the token''s user verified (single use, valid 48 hours); a claim (a token from um_resend_verification or a repeated sign-up) needs the new password, which replaces any other and ends every session; returns the user id';
+
+CREATE FUNCTION @extschema@.um_verify_email_and_login(token text, password text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_verify_email_and_login(text, text) IS
+  'redeem an email verification token with the password the mailbox''s owner chooses, and return a session token (as um_login would)';
 
 CREATE FUNCTION @extschema@.um_mark_verified(user_id bigint)
 RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -11,7 +11,7 @@ SELECT tables_are('um', ARRAY[
 SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
               $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
               'um.state_tables registers every table of um, and only those');
-SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list', 'cache_activity']);
+SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list', 'cache_activity', 'error_codes']);
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
                                      'um_register_permission', 'um_permission_matches', 'um_has_permission',
                                      'um_permitted_orgs', 'um_permitted_scopes', 'um_explain_permission',
@@ -20,7 +20,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_set_password', 'um_impersonate', 'um_end_impersonation',
                                      'um_impersonated_orgs', 'um_real_user_id', 'um_protect_table', 'um_unprotect_table',
                                      'um_lint', 'um_check_integrity',
-                                     'um_sign_up', 'um_resend_verification', 'um_verify_email', 'um_mark_verified',
+                                     'um_sign_up', 'um_resend_verification', 'um_verify_email', 'um_verify_email_and_login', 'um_mark_verified',
                                      'um_disable_login', 'um_enable_login', 'um_suspend_user', 'um_reactivate_user',
                                      'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
                                      'um_set_org_setting', 'um_add_identity_provider', 'um_add_org_domain', 'um_remove_org_domain', 'um_link_identity',

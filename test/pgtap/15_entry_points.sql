@@ -52,6 +52,7 @@ INSERT INTO entry VALUES
   ('um_sign_up(text,text,text,text,text)', 'lifecycle', false, 'the backend role the DBA grants it, nobody acting'),
   ('um_resend_verification(text)', 'lifecycle', false, 'the backend role the DBA grants it, nobody acting'),
   ('um_verify_email(text,text)', 'lifecycle', true, 'whoever holds the token'),
+  ('um_verify_email_and_login(text,text)', 'lifecycle', true, 'whoever holds the token'),
   ('um_mark_verified(bigint)', 'lifecycle', true, 'um administrators, nobody acting'),
   ('um_create_user(text,text,boolean,text,text,text,jsonb)', 'lifecycle', true, 'um administrators'),
   ('um_create_user(bigint,text,text,text,boolean,text,text,text)', 'lifecycle', true, 'user:create'),

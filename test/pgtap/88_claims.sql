@@ -8,7 +8,7 @@
 -- a database of its own and drops its role at the end.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(42);
+SELECT plan(50);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;
@@ -196,6 +196,36 @@ SELECT throws_ok(format('SELECT um_verify_email(%L, %L)', :'quiet_again', 'stran
                  'a notification-only address''s secret redeems nothing');
 RESET ROLE;
 SELECT is((SELECT password_hash FROM um.users WHERE id = :quiet), NULL, '(it still has no password)');
+
+-- verifying can log in: the session is for whoever proves the mailbox and
+-- chooses the password, and a refusal undoes the verification too
+SET ROLE regress_um_claims_app;
+SELECT um_sign_up('newcomer@example.com', 'newcomers-first-try', 'Newcomer') AS nc \gset
+SELECT throws_ok(format('SELECT um_verify_email_and_login(%L, NULL)', :'nc'), 'UM059', NULL,
+                 'um_verify_email_and_login needs the password (UM059) ...');
+SELECT throws_ok(format('SELECT um_verify_email_and_login(%L, %L)', :'nc', 'short'), 'UM068', NULL,
+                 '... a good one (UM068)');
+SELECT um_verify_email_and_login(:'nc', 'newcomers-password') AS nc_session \gset
+BEGIN;
+SELECT is(um_begin(:'nc_session'), (SELECT id FROM um.users WHERE email = 'newcomer@example.com'),
+          'and returns a session of the verified account');
+COMMIT;
+SELECT throws_ok(format('SELECT um_verify_email_and_login(%L, %L)', :'nc', 'newcomers-password'), 'UM053', NULL,
+                 'the secret is single-use');
+SELECT ok(um_login('newcomer@example.com', 'newcomers-password') IS NOT NULL, 'the chosen password logs in');
+RESET ROLE;
+SELECT is((SELECT count(*) FROM um.audit_events WHERE action = 'user.login' AND target_id = (SELECT id FROM um.users WHERE email = 'newcomer@example.com')),
+          2::bigint, 'each session is audited as a login');
+-- a suspended account: the mail proves the mailbox, but no session, and nothing changes
+SELECT um_create_user('benched@example.com', 'Benched') AS benched \gset
+UPDATE um.users SET status = 'suspended' WHERE id = :benched;
+SET ROLE regress_um_claims_app;
+SELECT um_resend_verification('benched@example.com') AS bt \gset
+SELECT throws_ok(format('SELECT um_verify_email_and_login(%L, %L)', :'bt', 'benched-password'), 'UM061', NULL,
+                 'a suspended user gets no session (UM061) ...');
+RESET ROLE;
+SELECT ok((SELECT email_verified_at IS NULL AND password_hash IS NULL FROM um.users WHERE id = :benched),
+          '... and the account is as it was: unverified, no password');
 
 -- clean up what this suite committed outside its database
 DROP OWNED BY regress_um_claims_app;
