@@ -203,8 +203,47 @@ AS $$
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute att ON att.attrelid = c.oid, pg_catalog.aclexplode(att.attacl) a
    WHERE c.relnamespace = 'um'::pg_catalog.regnamespace AND a.privilege_type = 'REFERENCES'
      AND a.grantee <> c.relowner AND a.grantee <> 0
+  UNION ALL
+  -- 11. login roles whose settings write what they pass to um (passwords,
+  -- tokens) into the server log: their effective settings in this database
+  -- (role and database settings over the server's)
+  SELECT 'critical', 'role ' || quote_ident(r.rolname),
+         format('can log in and call um_login, and its settings log the statements it runs (%s): the passwords and tokens it passes to um reach the server log',
+                l.why),
+         l.fix || ' Statements logged by log_statement or for their duration, and the parameters of failing ones, are written before um can hide them.'
+    FROM pg_catalog.pg_roles r
+    CROSS JOIN LATERAL (
+      SELECT string_agg(format('%s = %s', e.name, e.value), ', ' ORDER BY e.name) AS why,
+             string_agg(format('ALTER ROLE %I IN DATABASE %I SET %s = %s;', r.rolname, pg_catalog.current_database(), e.name, e.safe),
+                        ' ' ORDER BY e.name) AS fix
+        FROM (SELECT g.name, g.safe,
+                     coalesce((SELECT substr(c, length(g.name) + 2)
+                                 FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+                                WHERE s.setrole IN (r.oid, 0)
+                                  AND s.setdatabase IN ((SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()), 0)
+                                  AND NOT (s.setrole = 0 AND s.setdatabase = 0)
+                                  AND c LIKE g.name || '=%'
+                                ORDER BY (s.setrole <> 0 AND s.setdatabase <> 0) DESC, (s.setrole <> 0) DESC
+                                LIMIT 1),
+                              (SELECT CASE WHEN p.source IN ('database', 'user', 'database user') THEN p.boot_val
+                                           WHEN p.source IN ('session', 'client') THEN p.reset_val
+                                           ELSE p.setting END
+                                 FROM pg_catalog.pg_settings p WHERE p.name = g.name)) AS value
+                FROM (VALUES ('log_statement', '''none'''),
+                             ('log_min_duration_statement', '-1'),
+                             ('log_min_duration_sample', '-1'),
+                             ('log_transaction_sample_rate', '0'),
+                             ('log_parameter_max_length_on_error', '0')) AS g (name, safe)) e
+       WHERE CASE e.name
+               WHEN 'log_statement' THEN btrim(e.value, '''"') = 'all'
+               WHEN 'log_transaction_sample_rate' THEN btrim(e.value, '''"') !~ '^0*(\.0*)?$'
+               WHEN 'log_parameter_max_length_on_error' THEN btrim(e.value, '''"') !~ '^0+[A-Za-z]*$'
+               ELSE btrim(e.value, '''"') !~ '^-' END) l
+   WHERE r.rolcanlogin AND l.why IS NOT NULL
+     AND (pg_catalog.has_function_privilege(r.oid, '@extschema@.um_login(text, text)', 'EXECUTE')
+          OR pg_catalog.has_function_privilege(r.oid, '@extschema@.um_begin(text)', 'EXECUTE'))
   ) f
   ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
 $$;
 COMMENT ON FUNCTION @extschema@.um_lint() IS
-  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization; each with a hint';
+  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um; each with a hint';

@@ -6,7 +6,7 @@
 -- the roles it made are dropped.
 \ir fixture.psql
 BEGIN;
-SELECT plan(86);
+SELECT plan(91);
 CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
   $$ DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP; END $$;
 
@@ -270,6 +270,16 @@ SELECT um_protect_table('"Billing Dept".keyed_by_org', 'org_id', 'invoice') AS p
 CREATE TABLE "Billing Dept".unique_index (org_id bigint NOT NULL, email text, PRIMARY KEY (org_id, email));
 CREATE UNIQUE INDEX unique_index_lower_email ON "Billing Dept".unique_index (lower(email)) INCLUDE (org_id);   -- included, not a key column
 SELECT um_protect_table('"Billing Dept".unique_index', 'org_id', 'invoice') AS p \gset
+-- a backend role whose settings log its statements (so the passwords it passes to um_login)
+CREATE ROLE regress_um_logger LOGIN;
+ALTER ROLE regress_um_logger SET log_statement = 'all';
+SELECT format('ALTER ROLE regress_um_logger IN DATABASE %I SET log_min_duration_statement = %L', current_database(), '250ms') \gexec
+SELECT format('ALTER ROLE regress_um_logger IN DATABASE %I SET log_parameter_max_length_on_error = 0', current_database()) \gexec
+CREATE ROLE regress_um_quiet LOGIN;
+CREATE ROLE regress_um_mute NOLOGIN;
+ALTER ROLE regress_um_mute SET log_statement = 'all';
+CREATE ROLE regress_um_sampled LOGIN;
+ALTER ROLE regress_um_sampled SET log_transaction_sample_rate = 0.01;
 CREATE TEMP TABLE lint AS SELECT * FROM um_lint();
 SELECT is((SELECT severity FROM lint WHERE object = '"Billing Dept".open_data'), 'critical',
           'um_lint: a table with an organization column and no policies is critical');
@@ -310,7 +320,22 @@ SELECT is((SELECT array_agg(object || ': ' || finding) FROM lint WHERE object IN
           'protected tables with an index have no other findings (the quoted organization column is found through the policy)');
 SELECT is((SELECT count(*) FROM lint WHERE object LIKE 'function %um%' OR object LIKE 'um.%'), 0::bigint,
           'nor does um itself');
-DROP ROLE regress_um_bypass;
+SELECT is((SELECT severity || ': ' || finding FROM lint WHERE object = 'role regress_um_logger'),
+          'critical: can log in and call um_login, and its settings log the statements it runs (log_min_duration_statement = 250ms, log_statement = all): the passwords and tokens it passes to um reach the server log',
+          'um_lint: a login role whose settings log its statements (its own, and its own in this database) is critical');
+SELECT ok((SELECT hint FROM lint WHERE object = 'role regress_um_logger')
+            LIKE format('ALTER ROLE regress_um_logger IN DATABASE %I SET log_min_duration_statement = -1; ALTER ROLE regress_um_logger IN DATABASE %I SET log_statement = ''none'';%%',
+                        current_database(), current_database()),
+          '... with the ALTER ROLE that fixes it (in this database, where it outranks every other setting)');
+SELECT is((SELECT finding FROM lint WHERE object = 'role regress_um_sampled') LIKE '%(log_transaction_sample_rate = 0.01)%', true,
+          'sampled transactions log every statement too');
+SELECT is((SELECT count(*) FROM lint WHERE object IN ('role regress_um_quiet', 'role regress_um_mute')), 0::bigint,
+          'not a role at the default settings, nor one that cannot log in');
+SELECT string_agg(m[1], E'\n') AS fix FROM lint, regexp_matches(lint.hint, '(ALTER ROLE[^;]*;)', 'g') m
+ WHERE lint.object = 'role regress_um_logger' \gset
+:fix
+SELECT is((SELECT count(*) FROM um_lint() WHERE object = 'role regress_um_logger'), 0::bigint, 'once the hint is run, the finding is gone');
+DROP ROLE regress_um_bypass, regress_um_logger, regress_um_quiet, regress_um_mute, regress_um_sampled;
 COMMIT;
 
 -- REPEATABLE READ: a parallel plan would check with the transaction's
