@@ -5168,6 +5168,63 @@ $$;
 COMMENT ON FUNCTION @extschema@.um_lint() IS
   'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um; each with a hint';
 
+-- What an application reads about the acting user (issue 16): their
+-- organizations with their role, their permissions in one organization; and
+-- whoever reads an organization's members reads its role names.
+-- Every permission of the catalog the acting user holds in the
+-- organization (on the scope node, when given): a user interface asks once
+-- instead of once per button.  As the checks do, it answers for the acting
+-- user only, and empty with nobody acting.
+CREATE FUNCTION @extschema@.um_my_permissions(org_id bigint, scope_id bigint DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT p.name FROM um.permissions p
+   WHERE CASE WHEN scope_id IS NULL THEN @extschema@.um_has_permission(p.name, org_id)
+              ELSE @extschema@.um_has_permission(p.name, org_id, scope_id) END
+   ORDER BY p.name;
+$$;
+COMMENT ON FUNCTION @extschema@.um_my_permissions(bigint, bigint) IS
+  'the permissions of the catalog the acting user holds in the organization (on the scope node, when given), by name; none with nobody acting';
+
+-- What an application reads about the acting user: their organizations
+-- with their role there (a Member may not read roles otherwise), and, for a
+-- user interface, every permission they hold in one organization.
+CREATE FUNCTION um.do_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
+                                       OUT role_id bigint, OUT status text, OUT member_since timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.require_actor('Call um_begin(token) first: this lists the organizations of the acting user.');
+  -- while impersonating, the impersonated organizations only
+  RETURN QUERY
+    SELECT o.id, o.slug, o.name, r.name, r.id, m.status, m.created_at
+      FROM um.memberships m
+      JOIN um.organizations o ON o.id = m.org_id
+      JOIN um.roles r ON r.id = m.role_id
+     WHERE m.user_id = @extschema@.um_current_user_id()
+       AND @extschema@.um_current_user_id(m.org_id) = m.user_id
+     ORDER BY o.slug;
+END
+$$;
+COMMENT ON FUNCTION um.do_my_organizations() IS
+  'body of um_my_organizations: runs as um''s owner, the calling role named by um.caller_role(); called only through um_my_organizations (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
+                                                OUT role_id bigint, OUT status text, OUT member_since timestamptz)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_my_organizations() IS
+  'the acting user''s organizations (only the impersonated ones while impersonating), with their organization role and membership status, by slug';
+REVOKE EXECUTE ON FUNCTION um.do_my_organizations() FROM PUBLIC;
+UPDATE um.state_tables
+   SET read_rule = '%1$I.um_has_permission(''role:read'', org_id) OR %1$I.um_has_permission(''member:read'', org_id)'
+ WHERE relname = 'roles';
+ALTER POLICY um_read ON um.roles USING (@extschema@.um_has_permission('role:read', org_id) OR @extschema@.um_has_permission('member:read', org_id));
+COMMENT ON POLICY um_read ON um.roles IS 'application roles read the roles of organizations where the acting user holds role:read, or member:read (a member list names each member''s role)';
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

@@ -521,7 +521,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
                         '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
                         true, '{id,status,allow_login}', 'user:id', ''),
   ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL, NULL),
-  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
+  ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id) OR %1$I.um_has_permission(''member:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
   ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
   ('permissions',       'catalog', NULL, NULL, true, NULL, NULL, 'WHERE NOT builtin'),
   ('role_permissions',  'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),

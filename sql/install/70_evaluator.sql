@@ -160,6 +160,23 @@ LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION @extschema@.um_permitted_scopes(bigint, text, bigint) IS
   'the scope nodes of the organization where user_id holds permission, sorted';
 
+-- Every permission of the catalog the acting user holds in the
+-- organization (on the scope node, when given): a user interface asks once
+-- instead of once per button.  As the checks do, it answers for the acting
+-- user only, and empty with nobody acting.
+CREATE FUNCTION @extschema@.um_my_permissions(org_id bigint, scope_id bigint DEFAULT NULL)
+RETURNS SETOF text
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT p.name FROM um.permissions p
+   WHERE CASE WHEN scope_id IS NULL THEN @extschema@.um_has_permission(p.name, org_id)
+              ELSE @extschema@.um_has_permission(p.name, org_id, scope_id) END
+   ORDER BY p.name;
+$$;
+COMMENT ON FUNCTION @extschema@.um_my_permissions(bigint, bigint) IS
+  'the permissions of the catalog the acting user holds in the organization (on the scope node, when given), by name; none with nobody acting';
+
 -- Checking for someone else says who may do what: for administrators and
 -- reporting roles the DBA chooses.
 REVOKE EXECUTE ON FUNCTION

@@ -468,3 +468,34 @@ CREATE FUNCTION @extschema@.um_link_identity(org_id bigint, provider text, subje
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_link_identity(bigint, text, text, bigint) IS
   'say which member a provider''s subject is (user:update)';
+
+-- What an application reads about the acting user: their organizations
+-- with their role there (a Member may not read roles otherwise), and, for a
+-- user interface, every permission they hold in one organization.
+CREATE FUNCTION um.do_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
+                                       OUT role_id bigint, OUT status text, OUT member_since timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.require_actor('Call um_begin(token) first: this lists the organizations of the acting user.');
+  -- while impersonating, the impersonated organizations only
+  RETURN QUERY
+    SELECT o.id, o.slug, o.name, r.name, r.id, m.status, m.created_at
+      FROM um.memberships m
+      JOIN um.organizations o ON o.id = m.org_id
+      JOIN um.roles r ON r.id = m.role_id
+     WHERE m.user_id = @extschema@.um_current_user_id()
+       AND @extschema@.um_current_user_id(m.org_id) = m.user_id
+     ORDER BY o.slug;
+END
+$$;
+COMMENT ON FUNCTION um.do_my_organizations() IS
+  'body of um_my_organizations: runs as um''s owner, the calling role named by um.caller_role(); called only through um_my_organizations (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
+                                                OUT role_id bigint, OUT status text, OUT member_since timestamptz)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_my_organizations() IS
+  'the acting user''s organizations (only the impersonated ones while impersonating), with their organization role and membership status, by slug';

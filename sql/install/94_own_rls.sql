@@ -52,7 +52,7 @@ COMMENT ON POLICY um_read ON um.users IS
   'application roles read the acting user''s own row and the members of organizations where the acting user holds member:read (never the password hash or login counters)';
 COMMENT ON POLICY um_read ON um.memberships IS
   'application roles read the memberships of organizations where the acting user holds member:read, and the acting user''s own';
-COMMENT ON POLICY um_read ON um.roles IS 'application roles read the roles of organizations where the acting user holds role:read';
+COMMENT ON POLICY um_read ON um.roles IS 'application roles read the roles of organizations where the acting user holds role:read, or member:read (a member list names each member''s role)';
 COMMENT ON POLICY um_read ON um.role_inclusions IS 'application roles read the role inclusions of organizations where the acting user holds role:read';
 COMMENT ON POLICY um_read ON um.role_permissions IS 'application roles read the role permissions of organizations where the acting user holds role:read';
 COMMENT ON POLICY um_read ON um.grants IS 'application roles read the grants of organizations where the acting user holds role:read';

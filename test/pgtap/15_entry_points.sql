@@ -95,7 +95,9 @@ INSERT INTO entry VALUES
   ('um_logout_all(bigint)', 'lifecycle', true, 'the user themself, user:suspend, or um administrators'),
   ('um_export_users(bigint)', 'lifecycle', true, 'member:read'),
   ('um_export_users_json(bigint)', 'lifecycle', true, 'member:read'),
-  ('um_export_my_data()', 'lifecycle', true, 'the acting user');
+  ('um_export_my_data()', 'lifecycle', true, 'the acting user'),
+  ('um_my_organizations()', 'lifecycle', true, 'the acting user'),
+  ('um_my_permissions(bigint,bigint)', 'invoker', true, 'anyone: about the acting user');
 
 CREATE TEMP VIEW public_fn AS
   SELECT p.oid, p.oid::regprocedure::text AS fn, p.prosecdef, p.proconfig, p.prosrc, p.prolang,

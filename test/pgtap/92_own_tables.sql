@@ -1,7 +1,7 @@
 -- um's own tables under row-level security, read by an application role.
 BEGIN;
 \ir fixture.psql
-SELECT plan(24);
+SELECT plan(33);
 SELECT pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex, pg_temp.usr('ada') AS ada, pg_temp.usr('bob') AS bob,
        pg_temp.usr('carol') AS carol, pg_temp.usr('dave') AS dave, pg_temp.role('globex', 'root') AS globex_root \gset
 SELECT um_create_user('erin@example.com', 'Erin') AS erin \gset
@@ -15,6 +15,8 @@ SELECT is((SELECT count(*) FROM um.organizations) + (SELECT count(*) FROM um.mem
           + (SELECT count(*) FROM um.roles) + (SELECT count(*) FROM um.audit_events), 0::bigint,
           'nobody acting: an application role reads no row of um''s tables');
 SELECT cmp_ok((SELECT count(*) FROM um.permissions), '>', 0::bigint, 'the permission catalog holds no tenant data and is readable');
+SELECT throws_ok($$ SELECT * FROM um_my_organizations() $$, 'UM072', NULL, 'um_my_organizations with nobody acting: UM072');
+SELECT is((SELECT count(*) FROM um_my_permissions(1)), 0::bigint, 'um_my_permissions with nobody acting: none');
 SELECT um_act_as(:carol) AS a \gset
 SELECT is((SELECT array_agg(slug::text ORDER BY slug) FROM um.organizations), ARRAY['acme'], 'carol (Admin of acme) reads acme only');
 SELECT is((SELECT count(*) FROM um.memberships WHERE org_id = :globex), 0::bigint, 'no globex memberships');
@@ -39,10 +41,26 @@ SELECT is((SELECT array_agg(slug::text ORDER BY slug) FROM um.organizations), AR
 SELECT is((SELECT count(*) FROM um.invitations), 0::bigint, 'but no invitations (he lacks member:invite)');
 SELECT is((SELECT count(*) FROM um.audit_events WHERE target_type IS DISTINCT FROM 'user' OR target_id <> :dave), 0::bigint,
           'and of the audit trail only the events about himself (no audit:read)');
+-- what an application reads for a Member: the member list with roles, their organizations, their permissions
+SELECT is((SELECT array_agg(email || ':' || role ORDER BY email) FROM um.member_list WHERE org = 'acme'),
+          ARRAY['ada@example.com:Root', 'carol@example.com:Admin', 'dave@example.com:Member'],
+          'a Member reads the member list with each member''s role (whoever reads members reads role names)');
+SELECT is((SELECT count(*) FROM um.role_permissions), 0::bigint, '... but not what the roles grant (role:read)');
+SELECT is((SELECT string_agg(slug || ':' || role || ':' || status, ', ' ORDER BY slug) FROM um_my_organizations()),
+          'acme:Member:active, globex:Service Reader:active', 'um_my_organizations: his organizations with his role in each');
 SELECT um_act_as(:erin) AS a \gset
 SELECT is((SELECT array_agg(email) FROM um.users), ARRAY['erin@example.com'], 'a user of no organization reads their own row only');
 SELECT is((SELECT count(*) FROM um.memberships), 0::bigint, 'and no memberships');
+SELECT is((SELECT count(*) FROM um_my_organizations()), 0::bigint, 'and has no organizations');
 RESET ROLE;
+SELECT array_agg(name ORDER BY name)::text AS dave_ref FROM um.permissions WHERE um.ref_has_permission(:dave, name, :acme, NULL) \gset
+SELECT array_agg(name ORDER BY name)::text AS carol_ref FROM um.permissions WHERE um.ref_has_permission(:carol, name, :acme, NULL) \gset
+SET ROLE regress_um_app;
+SELECT um_act_as(:dave) AS a \gset
+SELECT is(ARRAY(SELECT um_my_permissions(:acme))::text, :'dave_ref', 'um_my_permissions: what the reference evaluator says dave holds in acme ...');
+SELECT um_act_as(:carol) AS a \gset
+SELECT is(ARRAY(SELECT um_my_permissions(:acme))::text, :'carol_ref', '... and carol');
+SELECT is((SELECT count(*) FROM um_my_permissions(:globex)), 0::bigint, 'nothing where she is no member');
 
 SET ROLE regress_um_admin;
 SELECT is((SELECT count(*) FROM um.users), 5::bigint, 'a um administrator (a member of the extension''s owner) reads everything in psql');
