@@ -232,6 +232,35 @@ $$;
 COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb) IS
   'body of um_set_org_setting: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
 
+-- The same with the value as text, which is what an unquoted literal or a
+-- driver's string parameter becomes: parsed here, so that a value that is
+-- not JSON gets UM009 naming the type the setting takes (a jsonb parameter
+-- would fail with a raw 22P02 before um could say anything).
+CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_value jsonb;
+BEGIN
+  PERFORM um.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
+                       'org:update', p_org_id, 'organization', p_org_id);
+  BEGIN
+    v_value := p_value::jsonb;
+  EXCEPTION WHEN invalid_text_representation THEN
+    PERFORM um.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
+      format('It was %s.', left(quote_literal(p_value), 100)),
+      CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
+           WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
+           ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);
+  END;
+  PERFORM um.do_set_org_setting(p_org_id, p_setting, v_value);
+END
+$$;
+COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, text) IS
+  'body of um_set_org_setting with a text value: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
+
 CREATE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -448,6 +477,11 @@ CREATE FUNCTION @extschema@.um_set_org_setting(org_id bigint, setting text, valu
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_set_org_setting(bigint, text, jsonb) IS
   'set name, allow_invite_requests, password_login_disabled, or an application setting (JSON null removes it); org:update';
+
+CREATE FUNCTION @extschema@.um_set_org_setting(org_id bigint, setting text, value text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_org_setting(bigint, text, text) IS
+  'the same with the value as JSON text (what a string literal or a driver''s text parameter is): a value that is not JSON is refused with UM009 naming the type the setting takes';
 
 CREATE FUNCTION @extschema@.um_add_identity_provider(org_id bigint, name text, protocol text, issuer text)
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -66,6 +66,7 @@ INSERT INTO entry VALUES
   ('um_transfer_org_ownership(bigint,bigint,text)', 'lifecycle', true, 'a Root'),
   ('um_remove_member(bigint,bigint)', 'lifecycle', true, 'member:remove'),
   ('um_set_org_setting(bigint,text,jsonb)', 'lifecycle', true, 'org:update'),
+  ('um_set_org_setting(bigint,text,text)', 'lifecycle', true, 'org:update'),
   ('um_add_identity_provider(bigint,text,text,text)', 'lifecycle', true, 'org:update'),
   ('um_add_org_domain(bigint,text)', 'lifecycle', true, 'um administrators, nobody acting'),
   ('um_remove_org_domain(bigint,text)', 'lifecycle', true, 'um administrators, nobody acting'),

@@ -7,7 +7,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(262);
+SELECT plan(265);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;     -- um_act_as outside BEGIN warns that it lasts one statement: here, on purpose
@@ -71,6 +71,18 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
   GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
   RETURN d;
+END
+$$;
+CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  h text;
+BEGIN
+  PERFORM um_act_as(pg_temp.usr('ada'));
+  EXECUTE q;
+  RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+  RETURN h;
 END
 $$;
 CREATE FUNCTION pg_temp.role_of(o bigint, u bigint) RETURNS text LANGUAGE sql AS $$
@@ -522,6 +534,14 @@ SELECT is(pg_temp.try_as(:carol, format('SELECT um_set_org_setting(%s, %L, %L)',
           'an Admin cannot change organization settings (org:update)');
 SELECT is(pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'allow_invite_requests', '"yes"')), 'UM009',
           'a setting of the wrong type is refused (UM009)');
+SELECT is(pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'allow_invite_requests', 'yes')) || ' / ' ||
+          pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'name', 'Acme Inc.')) || ' / ' ||
+          pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'theme', 'dark')),
+          'UM009 / UM009 / UM009', 'a value that is not JSON is UM009, never a raw parse error (22P02), and changes nothing');
+SELECT is(pg_temp.hint_of(format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'allow_invite_requests', 'yes')), 'Pass true or false.',
+          '... with a hint that names the type the setting takes');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'theme', 'not json')), 'UM070',
+          '(the permission comes first: an Admin without org:update learns nothing of the value)');
 SELECT is(pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'allow_invite_requests', 'true')), 'ok',
           'a Root allows invitation requests');
 SELECT lives_ok($$ SELECT um_request_invitation('acme', 'max@example.com') $$, 'um_request_invitation');
