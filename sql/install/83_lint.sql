@@ -242,8 +242,22 @@ AS $$
    WHERE r.rolcanlogin AND l.why IS NOT NULL
      AND (pg_catalog.has_function_privilege(r.oid, '@extschema@.um_login(text, text)', 'EXECUTE')
           OR pg_catalog.has_function_privilege(r.oid, '@extschema@.um_begin(text)', 'EXECUTE'))
+  UNION ALL
+  -- 12. um not loaded at backend start: a statement that fails before um is
+  -- loaded in its backend (a syntax error) is logged with its text, and
+  -- logins have no audit writers of their own
+  SELECT 'warning', 'server',
+         'um is not preloaded: a statement that fails before a backend loads um (a syntax error in a call of um_login) is logged with its text, password included, and logins share background worker slots with parallel queries',
+         format('ALTER SYSTEM SET shared_preload_libraries = %L; then restart the server (or, for this database only and without reserved audit writers: ALTER DATABASE %I SET session_preload_libraries = ''um'';)',
+                CASE WHEN pg_catalog.current_setting('shared_preload_libraries') = '' THEN 'um'
+                     ELSE pg_catalog.current_setting('shared_preload_libraries') || ',um' END,
+                pg_catalog.current_database())
+   WHERE NOT EXISTS (SELECT 1 FROM unnest(string_to_array(pg_catalog.current_setting('shared_preload_libraries') || ','
+                                                          || pg_catalog.current_setting('session_preload_libraries') || ','
+                                                          || pg_catalog.current_setting('local_preload_libraries'), ',')) l
+                      WHERE btrim(l) IN ('um', '$libdir/um', '"um"'))
   ) f
   ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
 $$;
 COMMENT ON FUNCTION @extschema@.um_lint() IS
-  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um; each with a hint';
+  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um, um not preloaded; each with a hint';

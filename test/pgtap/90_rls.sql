@@ -6,7 +6,7 @@
 -- the roles it made are dropped.
 \ir fixture.psql
 BEGIN;
-SELECT plan(91);
+SELECT plan(93);
 CREATE FUNCTION pg_temp.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS
   $$ DECLARE l text; BEGIN FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP; END $$;
 
@@ -335,6 +335,11 @@ SELECT string_agg(m[1], E'\n') AS fix FROM lint, regexp_matches(lint.hint, '(ALT
  WHERE lint.object = 'role regress_um_logger' \gset
 :fix
 SELECT is((SELECT count(*) FROM um_lint() WHERE object = 'role regress_um_logger'), 0::bigint, 'once the hint is run, the finding is gone');
+SELECT is((SELECT count(*) FROM lint WHERE object = 'server'),
+          CASE WHEN current_setting('shared_preload_libraries') ~ '(^|,)\s*um\s*(,|$)' THEN 0 ELSE 1 END::bigint,
+          'um not preloaded is a finding (statements that fail before um loads are logged as they came)');
+SELECT set_config('session_preload_libraries', 'um', true) AS s \gset
+SELECT is((SELECT count(*) FROM um_lint() WHERE object = 'server'), 0::bigint, '... and none once um is loaded at backend start');
 DROP ROLE regress_um_bypass, regress_um_logger, regress_um_quiet, regress_um_mute, regress_um_sampled;
 COMMIT;
 
