@@ -2406,7 +2406,7 @@ BEGIN
     RAISE EXCEPTION 'the verification token is not valid'
       USING ERRCODE = 'UM053',
             DETAIL = 'It is unknown, was already used, or is more than 48 hours old.',
-            HINT = 'Ask for a new verification email (um_resend_verification).';
+            HINT = 'If the address already has an account, log in; otherwise ask for a new verification email (um_resend_verification).';
   END IF;
   IF v_tok.sets_password AND p_password IS NULL THEN
     RAISE EXCEPTION 'choose a password to verify this address'
@@ -4379,6 +4379,7 @@ DECLARE
   v_hash text := um.hash_password(p_password);     -- bad input is refused first,
   v_email text := btrim(p_email, E' \t\r\n');
   v_user um.users;
+  v_tries integer := 0;
 BEGIN
   -- ... every field of it, whether or not the address is registered
   PERFORM um.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
@@ -4395,16 +4396,32 @@ BEGIN
   -- * an unverified account: whoever made it never proved the mailbox; the
   --   secret claims it, and leaves behind what others attached to it
   --   (um.detach_unproven); this password is not used;
-  -- * a verified account that may log in: its owner, who perhaps forgot
-  --   signing up, can set a new password through the mailbox;
+  -- * a verified account: a secret that redeems nothing (whoever holds a
+  --   sign-up's secret must never set the password of an account someone
+  --   proved; its owner logs in, or resets the password);
   -- * a notification-only account: a secret that redeems nothing.
-  SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_email);
-  IF NOT FOUND THEN
-    v_user.id := um.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+  -- Each branch draws a user id, so that the ids a tenant sees its own new
+  -- users get tell nothing either; and a sign-up racing another for the
+  -- same new address ends in the branch of the account the other made.
+  LOOP
+    SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_email);
+    EXIT WHEN FOUND;
+    BEGIN
+      v_user.id := um.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+    EXCEPTION WHEN SQLSTATE 'UM020' THEN
+      v_tries := v_tries + 1;
+      IF v_tries > 1 THEN                            -- invisible to this snapshot (REPEATABLE READ)
+        RAISE EXCEPTION 'could not serialize a sign-up with a concurrent one'
+          USING ERRCODE = 'serialization_failure', HINT = 'Retry the transaction.';
+      END IF;
+      CONTINUE;                                       -- registered a moment ago
+    END;
     UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_user.id;
     PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
     RETURN um.new_verification(v_user.id, true, true);
-  ELSIF NOT v_user.allow_login THEN
+  END LOOP;
+  PERFORM nextval(pg_get_serial_sequence('um.users', 'id'));
+  IF NOT v_user.allow_login THEN
     PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
     RETURN um.generate_token();
   ELSIF v_user.email_verified_at IS NULL THEN
@@ -4412,7 +4429,7 @@ BEGIN
     RETURN um.new_verification(v_user.id, true, true);
   END IF;
   PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
-  RETURN um.new_verification(v_user.id, true, false);
+  RETURN um.generate_token();
 END
 $$;
 CREATE OR REPLACE FUNCTION um.do_verify_email(p_token text, p_password text)
@@ -4433,7 +4450,7 @@ BEGIN
     RAISE EXCEPTION 'the verification token is not valid'
       USING ERRCODE = 'UM053',
             DETAIL = 'It is unknown, was already used, or is more than 48 hours old.',
-            HINT = 'Ask for a new verification email (um_resend_verification).';
+            HINT = 'If the address already has an account, log in; otherwise ask for a new verification email (um_resend_verification).';
   END IF;
   IF v_tok.sets_password AND p_password IS NULL THEN
     RAISE EXCEPTION 'choose a password to verify this address'
@@ -5254,11 +5271,16 @@ DECLARE
 BEGIN
   PERFORM um.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um.do_set_org_setting(p_org_id, p_setting, NULL::jsonb);   -- the name's error (UM009)
+  END IF;
   BEGIN
     v_value := p_value::jsonb;
-  EXCEPTION WHEN invalid_text_representation THEN
+  EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+                 OR program_limit_exceeded THEN
+    -- (the value is not repeated: a setting may hold a secret)
     PERFORM um.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
-      format('It was %s.', left(quote_literal(p_value), 100)),
+      'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
       CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
            WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
            ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);

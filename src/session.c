@@ -26,6 +26,8 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "parser/parser.h"
 #include "utils/builtins.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
@@ -125,11 +127,45 @@ dollar_tag_len(const char *q)
 	return q[n] == '$' ? n + 1 : 0;
 }
 
+/*
+ * Only blanks and "--" comments, with a newline, between a literal's end and
+ * p: the lexer's rule for a literal continued on the next line, which keeps
+ * the first part's kind (E'' or not).
+ */
+static bool
+continues_literal(const char *from, const char *p)
+{
+	bool		newline = false;
+
+	if (from == NULL)
+		return false;
+	while (from < p)
+	{
+		if (from[0] == '-' && from[1] == '-')
+		{
+			while (from < p && *from != '\n')
+				from++;
+		}
+		else if (*from == '\n' || *from == '\r')
+		{
+			newline = true;
+			from++;
+		}
+		else if (*from == ' ' || *from == '\t' || *from == '\f' || *from == '\v')
+			from++;
+		else
+			return false;
+	}
+	return newline;
+}
+
 static char *
 redact_literals(const char *q)
 {
 	StringInfoData out;
 	const char *start = q;
+	const char *lit_end = NULL;		/* just after the last string literal */
+	bool		lit_escapes = false;	/* it took backslash escapes */
 
 	initStringInfo(&out);
 	while (*q != '\0' && out.len < REDACTED_MAX)
@@ -138,10 +174,18 @@ redact_literals(const char *q)
 
 		if (*q == '\'')
 		{
-			/* an E'' string (E right before the quote, not ending a word) */
-			bool		escapes = q > start && (q[-1] == 'E' || q[-1] == 'e') &&
-				(q - 1 == start || !is_ident_char(q[-2]));
+			/*
+			 * Backslashes escape in an E'' string (E right before the quote,
+			 * not ending a word), in every string while
+			 * standard_conforming_strings is off, and in the continuation of
+			 * such a string
+			 */
+			bool		escapes = !standard_conforming_strings ||
+				(q > start && (q[-1] == 'E' || q[-1] == 'e') &&
+				 (q - 1 == start || !is_ident_char(q[-2])));
 
+			if (continues_literal(lit_end, q))
+				escapes = lit_escapes;
 			for (q++; *q != '\0'; q++)
 			{
 				if (escapes && *q == '\\' && q[1] != '\0')
@@ -154,13 +198,15 @@ redact_literals(const char *q)
 					break;
 				}
 			}
+			lit_end = q;
+			lit_escapes = escapes;
 			appendStringInfoString(&out, "'?'");
 		}
 		else if (*q == '"')
 		{
 			/* a quoted identifier stays */
 			appendStringInfoChar(&out, *q++);
-			while (*q != '\0')
+			while (*q != '\0' && out.len < REDACTED_MAX)
 			{
 				if (*q == '"' && q[1] == '"')
 					appendStringInfoChar(&out, *q++);
@@ -215,8 +261,13 @@ redact_literals(const char *q)
 		else
 			appendStringInfoChar(&out, *q++);
 	}
-	if (*q != '\0')
+	if (*q != '\0' || out.len > REDACTED_MAX)
+	{
+		/* cut at a character boundary */
+		out.len = pg_mbcliplen(out.data, out.len, Min(out.len, REDACTED_MAX));
+		out.data[out.len] = '\0';
 		appendStringInfoString(&out, "...");
+	}
 	return out.data;
 }
 
@@ -230,6 +281,10 @@ um_emit_log_hook(ErrorData *edata)
 		char	   *shape = redact_literals(debug_query_string);
 
 		edata->hide_stmt = true;
+		/* a function's statement in the context may carry the same literals */
+		edata->hide_ctx = true;
+		if (edata->internalquery != NULL)
+			edata->internalquery = redact_literals(edata->internalquery);
 		/* the server log's detail: what it was, then the statement's shape */
 		edata->detail_log = was != NULL
 			? psprintf("%s\nStatement with its literals and comments removed: %s", was, shape)

@@ -246,11 +246,16 @@ DECLARE
 BEGIN
   PERFORM um.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um.do_set_org_setting(p_org_id, p_setting, NULL::jsonb);   -- the name's error (UM009)
+  END IF;
   BEGIN
     v_value := p_value::jsonb;
-  EXCEPTION WHEN invalid_text_representation THEN
+  EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+                 OR program_limit_exceeded THEN
+    -- (the value is not repeated: a setting may hold a secret)
     PERFORM um.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
-      format('It was %s.', left(quote_literal(p_value), 100)),
+      'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
       CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
            WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
            ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);

@@ -7,7 +7,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(265);
+SELECT plan(266);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;     -- um_act_as outside BEGIN warns that it lasts one statement: here, on purpose
@@ -538,6 +538,9 @@ SELECT is(pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :
           pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'name', 'Acme Inc.')) || ' / ' ||
           pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'theme', 'dark')),
           'UM009 / UM009 / UM009', 'a value that is not JSON is UM009, never a raw parse error (22P02), and changes nothing');
+SELECT is(pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'theme', '"\u0000"')) || ' / ' ||
+          pg_temp.try_as(:ada, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'theme', repeat('[', 100000))),
+          'UM009 / UM009', 'so is JSON PostgreSQL cannot store (a \u0000 escape, nesting too deep), never 22P05 or 54001');
 SELECT is(pg_temp.hint_of(format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'allow_invite_requests', 'yes')), 'Pass true or false.',
           '... with a hint that names the type the setting takes');
 SELECT is(pg_temp.try_as(:carol, format('SELECT um_set_org_setting(%s, %L, %L)', :acme, 'theme', 'not json')), 'UM070',

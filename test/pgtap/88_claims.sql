@@ -8,7 +8,7 @@
 -- a database of its own and drops its role at the end.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(50);
+SELECT plan(51);
 
 SET um.password_hash_cost = 4;
 SET client_min_messages = error;
@@ -188,10 +188,21 @@ SELECT throws_ok($$ SELECT um_sign_up('ceo@example.com', 'short') $$, 'UM068', N
 SELECT ok(um_login('ceo@example.com', 'the-ceos-own-password') IS NOT NULL,
           'the registered account is unchanged: its password still works, and the stranger''s does not ...');
 SELECT throws_ok($$ SELECT um_login('ceo@example.com', 'strangers-password') $$, 'UM060', NULL, '(refused)');
-SELECT ok(um_verify_email(:'ceo_again', 'the-ceos-new-password') IS NOT NULL,
-          '... and its owner, following the mail, can set a new one');
-SELECT throws_ok($$ SELECT um_login('ceo@example.com', 'the-ceos-own-password') $$, 'UM060', NULL,
-                 'which replaces the old one');
+SELECT throws_ok(format('SELECT um_verify_email(%L, %L)', :'ceo_again', 'attacker-chosen-password'), 'UM053', NULL,
+                 '... and the secret for a verified account redeems nothing: whoever holds it (the backend role) sets no password');
+SELECT ok(um_login('ceo@example.com', 'the-ceos-own-password') IS NOT NULL, '(the owner''s password still works)');
+-- the user ids a tenant's new users get say nothing of sign-ups in between
+RESET ROLE;
+SELECT nextval(pg_get_serial_sequence('um.users', 'id')) AS id0 \gset
+SET ROLE regress_um_claims_app;
+SELECT um_sign_up('ceo@example.com', 'strangers-password') AS ignored \gset
+SELECT um_sign_up('quiet@example.com', 'strangers-password') AS ignored \gset
+SELECT um_sign_up('heir@example.com', 'strangers-password') AS ignored \gset
+SELECT um_sign_up('brand-new-2@example.com', 'strangers-password') AS ignored \gset
+RESET ROLE;
+SELECT is(nextval(pg_get_serial_sequence('um.users', 'id')) - :id0, 5::bigint,
+          'a sign-up draws one user id whether the address is verified, notification-only, unverified or new');
+SET ROLE regress_um_claims_app;
 SELECT throws_ok(format('SELECT um_verify_email(%L, %L)', :'quiet_again', 'strangers-password'), 'UM053', NULL,
                  'a notification-only address''s secret redeems nothing');
 RESET ROLE;
