@@ -4736,9 +4736,10 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM036', 'unknown_scope', 404, 'unknown scope node'),
   ('UM037', 'unknown_identity_provider', 404, 'unknown identity provider'),
   ('UM038', 'not_team_member', 404, 'not a member of the team'),
+  ('UM039', 'unknown_role_template', 404, 'unknown role template'),
   ('UM040', 'role_cycle', 409, 'role inclusion would make a cycle'),
   ('UM041', 'scope_cycle', 409, 'scope node would make a cycle'),
-  ('UM042', 'builtin_role', 409, 'built-in role cannot be renamed, deleted or made'),
+  ('UM042', 'builtin_role', 409, 'built-in role cannot be renamed, deleted or made; the root role holds every permission'),
   ('UM043', 'team_owner', 409, 'team owner cannot be removed'),
   ('UM044', 'last_root', 409, 'organization would be left without a Root'),
   ('UM045', 'sso_required_for_setting', 409, 'password login needs an identity provider'),
@@ -5296,6 +5297,885 @@ RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARA
 COMMENT ON FUNCTION @extschema@.um_set_org_setting(bigint, text, text) IS
   'the same with the value as JSON text (what a string literal or a driver''s text parameter is): a value that is not JSON is refused with UM009 naming the type the setting takes';
 REVOKE EXECUTE ON FUNCTION um.do_set_org_setting(bigint, text, text) FROM PUBLIC;
+
+-- The application's role template (issue 16, items 1 and 2): um's
+-- built-in roles become a template the application changes through
+-- um_set_role_template and friends, dumped once changed; the root role
+-- holds * (every permission of the catalog, later ones too); permissions
+-- registered with roles => reach those roles in every organization.
+ALTER TABLE um.builtin_roles DROP CONSTRAINT builtin_roles_position_key;
+ALTER TABLE um.builtin_roles ALTER COLUMN description DROP NOT NULL;
+ALTER TABLE um.builtin_roles ADD CONSTRAINT builtin_roles_key_check CHECK (key ~ '^[a-z][a-z0-9_]{0,62}$');
+ALTER TABLE um.builtin_roles ADD COLUMN renamable boolean NOT NULL DEFAULT false;
+ALTER TABLE um.builtin_roles ADD COLUMN source text NOT NULL DEFAULT 'um'
+  CONSTRAINT builtin_roles_source_check CHECK (source IN ('um', 'application'));
+ALTER TABLE um.builtin_roles ALTER COLUMN source DROP DEFAULT;
+COMMENT ON TABLE um.builtin_roles IS
+  'the template of built-in roles every organization has (um_set_role_template); the role with key root is the root role';
+COMMENT ON COLUMN um.builtin_roles.key IS
+  'stable identifier of the built-in role (lower case, digits, _); um.roles.builtin refers to it; root is the root role, which holds every permission';
+COMMENT ON COLUMN um.builtin_roles.name IS 'the display name the role gets in every organization';
+COMMENT ON COLUMN um.builtin_roles.renamable IS 'organizations may give the role a display name of their own (um_rename_role)';
+COMMENT ON COLUMN um.builtin_roles.source IS
+  'um: the default template of um''s script (not dumped); application: the template the application made (dumped)';
+ALTER TABLE um.roles DROP CONSTRAINT roles_builtin_fkey;
+ALTER TABLE um.roles ADD CONSTRAINT roles_builtin_fkey FOREIGN KEY (builtin) REFERENCES um.builtin_roles (key) ON DELETE SET NULL;
+COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set: made from the template, not deletable, renamable only if the template allows, permissions editable except the root role''s) or custom';
+COMMENT ON COLUMN um.roles.builtin IS 'key of the built-in role this is (um.builtin_roles); NULL for a custom role (and for a built-in role the template no longer has)';
+
+ALTER TABLE um.builtin_role_permissions DROP CONSTRAINT builtin_role_permissions_permission_fkey;
+ALTER TABLE um.builtin_role_permissions DROP CONSTRAINT builtin_role_permissions_role_key_fkey;
+ALTER TABLE um.builtin_role_permissions ADD CONSTRAINT builtin_role_permissions_role_key_fkey
+  FOREIGN KEY (role_key) REFERENCES um.builtin_roles (key) ON DELETE CASCADE;
+ALTER TABLE um.builtin_role_permissions ADD CONSTRAINT builtin_role_permissions_permission_check
+  CHECK (um.permission_name_is_valid(permission, true));
+ALTER TABLE um.builtin_role_permissions ADD COLUMN source text NOT NULL DEFAULT 'um'
+  CONSTRAINT builtin_role_permissions_source_check CHECK (source IN ('um', 'application'));
+ALTER TABLE um.builtin_role_permissions ALTER COLUMN source DROP DEFAULT;
+COMMENT ON TABLE um.builtin_role_permissions IS
+  'the permissions each built-in role of the template holds in every organization (um_set_role_template, um_grant_template_permission)';
+COMMENT ON COLUMN um.builtin_role_permissions.permission IS 'a catalog permission, or a pattern with * (the root role holds exactly *)';
+COMMENT ON COLUMN um.builtin_role_permissions.source IS
+  'um: part of the default template of um''s script (not dumped); application: the application''s template (dumped)';
+
+-- the root role holds every permission, in the template and in every organization
+DELETE FROM um.builtin_role_permissions t WHERE t.role_key = 'root';
+INSERT INTO um.builtin_role_permissions (role_key, permission, source) VALUES ('root', '*', 'um');
+DELETE FROM um.role_permissions rp USING um.roles r
+ WHERE r.builtin = 'root' AND rp.org_id = r.org_id AND rp.role_id = r.id;
+INSERT INTO um.role_permissions (org_id, role_id, permission)
+SELECT r.org_id, r.id, '*' FROM um.roles r WHERE r.builtin = 'root';
+
+CREATE FUNCTION um.builtin_role_permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF (NEW.role_key = 'root') <> (NEW.permission = '*') THEN
+    RAISE EXCEPTION 'the root role holds every permission, and only it holds * in the template'
+      USING ERRCODE = 'UM042',
+            HINT = 'Give * to no other built-in role; the root role needs nothing more.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION um.builtin_role_permissions_before_write() IS
+  'trigger on um.builtin_role_permissions: the root role holds exactly *, no other template role holds * (UM042)';
+
+CREATE TRIGGER builtin_role_permissions_before_write BEFORE INSERT OR UPDATE ON um.builtin_role_permissions
+  FOR EACH ROW EXECUTE FUNCTION um.builtin_role_permissions_before_write();
+
+UPDATE um.state_tables SET dump_filter = 'WHERE source = ''application'''
+ WHERE relname IN ('builtin_roles', 'builtin_role_permissions');
+SELECT pg_catalog.pg_extension_config_dump('um.builtin_roles', 'WHERE source = ''application''');
+SELECT pg_catalog.pg_extension_config_dump('um.builtin_role_permissions', 'WHERE source = ''application''');
+
+CREATE OR REPLACE FUNCTION um.roles_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF OLD.builtin IS NOT NULL
+       AND EXISTS (SELECT 1 FROM um.organizations o WHERE o.id = OLD.org_id) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot be deleted', OLD.name
+        USING ERRCODE = 'UM042',
+              DETAIL = 'Every organization keeps its built-in roles; their permissions can be edited.',
+              HINT = 'Edit the role''s permissions instead, or create a custom role.';
+    END IF;
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.org_id <> OLD.org_id THEN
+      RAISE EXCEPTION 'a role cannot move to another organization'
+        USING ERRCODE = 'UM046',
+              HINT = 'Create a role of the same name in the other organization.';
+    END IF;
+    -- a built-in role stops being one only when the template drops it (the
+    -- foreign key's SET NULL); it takes another name only when the template
+    -- allows organizations to rename it, or to follow the template's name
+    IF OLD.builtin IS NOT NULL AND NEW.builtin IS DISTINCT FROM OLD.builtin
+       AND (NEW.builtin IS NOT NULL OR EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.key = OLD.builtin)) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot become another role', OLD.name
+        USING ERRCODE = 'UM042',
+              HINT = 'Drop the role from the template (um_drop_role_template) to make it a custom role everywhere.';
+    END IF;
+    IF OLD.builtin IS NOT NULL AND NEW.builtin IS NOT NULL AND NEW.name <> OLD.name
+       AND NOT EXISTS (SELECT 1 FROM um.builtin_roles b
+                        WHERE b.key = OLD.builtin AND (b.renamable OR b.name = NEW.name)) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot be renamed', OLD.name
+        USING ERRCODE = 'UM042',
+              DETAIL = 'The application keeps the names of its built-in roles the same in every organization.',
+              HINT = 'Create a custom role with the name you want, including the built-in role if it should grant the same.';
+    END IF;
+    IF OLD.builtin IS NULL AND NEW.builtin IS NOT NULL THEN
+      RAISE EXCEPTION 'custom role "%" cannot become a built-in role', OLD.name
+        USING ERRCODE = 'UM042',
+              HINT = 'Built-in roles are created with the organization.';
+    END IF;
+  END IF;
+  IF NOT um.display_name_is_valid(NEW.name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, made from custom ones, or renamed unless the template allows it (UM042); no role moves to another organization; validates the name';
+
+CREATE OR REPLACE FUNCTION um.role_permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_known boolean;
+BEGIN
+  PERFORM um.assert_permission_name(NEW.permission, true);
+  IF strpos(NEW.permission, '*') = 0 THEN
+    v_known := EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = NEW.permission);
+  ELSE
+    v_known := EXISTS (SELECT 1 FROM um.permissions p WHERE @extschema@.um_permission_matches(NEW.permission, p.name));
+  END IF;
+  IF NOT v_known THEN
+    RAISE EXCEPTION 'unknown permission "%"', NEW.permission
+      USING ERRCODE = 'UM011',
+            DETAIL = 'No permission in the catalog (um.permissions) matches it.',
+            HINT = 'Check the spelling, or register the permission first with um_register_permission().';
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
+
+CREATE OR REPLACE FUNCTION um.permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_roles bigint;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM um.assert_permission_name(NEW.name, false);
+    RETURN NEW;
+  END IF;
+  IF OLD.builtin THEN
+    RAISE EXCEPTION 'built-in permission "%" cannot be %', OLD.name,
+                    CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'changed' END
+      USING ERRCODE = 'UM048',
+            HINT = 'um itself checks built-in permissions; remove them from roles instead.';
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.name <> OLD.name THEN
+      RAISE EXCEPTION 'permission "%" cannot be renamed', OLD.name
+        USING ERRCODE = 'UM048',
+              HINT = 'Register the new name, move the grants, then remove the old one.';
+    END IF;
+    RETURN NEW;
+  END IF;
+  SELECT count(*) INTO v_roles FROM um.role_permissions rp WHERE rp.permission = OLD.name;
+  IF EXISTS (SELECT 1 FROM um.builtin_role_permissions t WHERE t.permission = OLD.name) THEN
+    RAISE EXCEPTION 'permission "%" is still in the role template', OLD.name
+      USING ERRCODE = 'UM048',
+            HINT = 'Take it from the template first (um_revoke_template_permission).';
+  END IF;
+  IF v_roles > 0 THEN
+    RAISE EXCEPTION 'permission "%" is still granted by % role(s)', OLD.name, v_roles
+      USING ERRCODE = 'UM048',
+            HINT = 'Remove it from those roles first (see um.role_permissions).';
+  END IF;
+  RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION um.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
+
+CREATE OR REPLACE FUNCTION um.seed_builtin_roles(p_org_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_root bigint;
+BEGIN
+  LOCK TABLE um.builtin_roles IN ROW SHARE MODE;
+  INSERT INTO um.roles (org_id, name, description, builtin)
+  SELECT p_org_id, b.name, b.description, b.key
+    FROM um.builtin_roles b ORDER BY b.position, b.key;
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT p_org_id, r.id, t.permission
+    FROM um.roles r JOIN um.builtin_role_permissions t ON t.role_key = r.builtin
+   WHERE r.org_id = p_org_id;
+  SELECT r.id INTO STRICT v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
+  RETURN v_root;
+END
+$$;
+COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
+  'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';
+
+CREATE OR REPLACE FUNCTION um.require_role(p_org_id bigint, p_role text)
+RETURNS um.roles
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.roles;
+BEGIN
+  SELECT * INTO v FROM um.roles r
+   WHERE r.org_id = p_org_id AND (lower(r.name) = lower(p_role) OR r.builtin = p_role);
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'organization % has no role "%"', p_org_id, p_role
+      USING ERRCODE = 'UM032',
+            HINT = 'See the organization''s roles in um.roles; the built-in ones are those of um.role_template_list.';
+  END IF;
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.require_role(bigint, text) IS
+  'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';
+
+CREATE OR REPLACE FUNCTION um.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
+RETURNS um.roles
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles;
+  v_actor bigint;
+BEGIN
+  SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
+  v_actor := um.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
+                          v_role.org_id, 'role', p_role_id);
+  v_role := um.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+      'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
+  END IF;
+  IF p_action NOT IN ('role.grant_permission', 'role.revoke_permission') THEN
+    RETURN v_role;                                  -- a rename, a description, an inclusion
+  END IF;
+  IF v_role.builtin = 'root' THEN
+    PERFORM um.raise('UM042', format('role "%s" is the root role: it holds every permission', v_role.name),
+      'The root role''s permissions are * in every organization, so that its members can hand out any of them.',
+      'Give the permission to, or take it from, another role.');
+  END IF;
+  IF p_permission IS NULL THEN
+    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, true);
+  RETURN v_role;
+END
+$$;
+COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
+  'internal: authorization for editing a role: role:update, only a Root edits the Root role; for a permission, never the root role''s and a valid name or pattern; returns the role';
+
+-- The role template: the built-in roles every organization has, and what
+-- they hold.  The application changes it from its migrations, as a um
+-- administrator with nobody acting; every change reaches every existing
+-- organization in the same transaction and every organization made later.
+--
+-- An organization's built-in role follows the template's permissions (a
+-- permission added to the template is added to the role, one taken away is
+-- taken away), its display name (unless the organization renamed it) and
+-- its description (unless changed there).  Permissions an organization
+-- added to or took from its own copy otherwise stay as they are.  The root
+-- role (key root) holds * and always stays; it can be renamed.
+
+-- The root role stays in the template and holds exactly *.  A row of the
+-- application's template arriving while um's default is in place and no
+-- organization has roles is a restore (pg_dump keeps only the application's
+-- template): the default makes way for it.
+CREATE FUNCTION um.builtin_roles_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF OLD.key = 'root' AND (OLD.source <> 'um' OR EXISTS (SELECT 1 FROM um.roles r WHERE r.builtin = 'root')) THEN
+      RAISE EXCEPTION 'the root role cannot be dropped from the template'
+        USING ERRCODE = 'UM042',
+              DETAIL = 'Every organization has one root role: its owners, whom the last-Root rule protects.',
+              HINT = 'Give it the display name you want (um_set_role_template(''root'', ...)).';
+    END IF;
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' AND NEW.key <> OLD.key THEN
+    RAISE EXCEPTION 'the key of built-in role "%" cannot change', OLD.name
+      USING ERRCODE = 'UM042', HINT = 'Keys are stable: change the display name instead.';
+  END IF;
+  IF TG_OP = 'INSERT' AND NEW.source = 'application'
+     AND EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.source = 'um')
+     AND NOT EXISTS (SELECT 1 FROM um.roles r WHERE r.builtin IS NOT NULL) THEN
+    DELETE FROM um.builtin_roles b WHERE b.source = 'um';    -- their permissions go with them
+  END IF;
+  RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION um.builtin_roles_before_write() IS
+  'trigger on um.builtin_roles: the root role stays and keys never change (UM042); a restored application template replaces um''s default';
+CREATE TRIGGER builtin_roles_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.builtin_roles
+  FOR EACH ROW EXECUTE FUNCTION um.builtin_roles_before_write();
+
+-- Who changes the template: a um administrator, with nobody acting.
+CREATE FUNCTION um.authorize_template(p_action text, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny(p_action, NULL, 'role_template', NULL, 'UM070',
+      'permission denied to ' || p_what,
+      'The role template is shared by every organization; only a um administrator, with nobody acting, changes it.',
+      'Change the application''s roles from its migrations, as a um administrator.');
+  END IF;
+  PERFORM um.authorize(p_action, p_what, NULL, NULL, 'role_template', NULL);
+  -- one template change at a time, and none while an organization is being
+  -- made (um.seed_builtin_roles takes ROW SHARE)
+  LOCK TABLE um.builtin_roles IN EXCLUSIVE MODE;
+  -- from the first change on, the whole template is the application's,
+  -- which pg_dump keeps
+  UPDATE um.builtin_role_permissions t SET source = 'application' WHERE t.source = 'um';
+  UPDATE um.builtin_roles b SET source = 'application' WHERE b.source = 'um';
+END
+$$;
+COMMENT ON FUNCTION um.authorize_template(text, text) IS
+  'internal: only a um administrator with nobody acting changes the role template (UM070, audited); locks it and makes it the application''s';
+
+CREATE FUNCTION um.require_template(p_key text)
+RETURNS um.builtin_roles
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.builtin_roles;
+BEGIN
+  SELECT * INTO v FROM um.builtin_roles b WHERE b.key = p_key;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'the role template has no role "%"', left(p_key, 100)
+      USING ERRCODE = 'UM039',
+            HINT = 'See the template''s roles in um.role_template_list, or add one with um_set_role_template().';
+  END IF;
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.require_template(text) IS 'internal: the template role of that key, or UM039';
+
+-- A permission or pattern a template role may hold: valid, known to the
+-- catalog, and never for the root role (which holds *) nor * for another.
+CREATE FUNCTION um.assert_template_permission(p_key text, p_permission text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_permission IS NULL THEN
+    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, true);
+  IF p_key = 'root' THEN
+    PERFORM um.raise('UM042', 'the root role holds every permission',
+      'Its permissions are * in every organization: the catalog''s, and every permission registered later.', 
+      'Give the permission to the other roles that need it.');
+  END IF;
+  IF p_permission = '*' THEN
+    PERFORM um.raise('UM042', 'only the root role holds *',
+      format('Built-in role "%s" would hold every permission, the root role''s included.', p_key),
+      'Give it patterns for the parts it needs (invoice:*, *:read).');
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM um.permissions p WHERE @extschema@.um_permission_matches(p_permission, p.name)) THEN
+    PERFORM um.raise('UM011', format('unknown permission "%s"', p_permission),
+      'No permission in the catalog (um.permissions) matches it.',
+      'Register the permission first with um_register_permission().');
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_template_permission(text, text) IS
+  'internal: a permission or pattern a template role may hold (UM009, UM010, UM011; UM042 for the root role or *)';
+
+-- Add a permission to a template role and to that role in every organization.
+CREATE FUNCTION um.template_add(p_key text, p_permission text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  INSERT INTO um.builtin_role_permissions (role_key, permission, source)
+  VALUES (p_key, p_permission, 'application') ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  INSERT INTO um.role_permissions (org_id, role_id, permission)
+  SELECT r.org_id, r.id, p_permission FROM um.roles r WHERE r.builtin = p_key
+  ON CONFLICT DO NOTHING;
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.template_add(text, text) IS
+  'internal: adds a permission to a template role and to that built-in role of every organization; false when the template had it';
+
+CREATE FUNCTION um.template_remove(p_key text, p_permission text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  DELETE FROM um.builtin_role_permissions t WHERE t.role_key = p_key AND t.permission = p_permission;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  DELETE FROM um.role_permissions rp USING um.roles r
+   WHERE r.builtin = p_key AND rp.org_id = r.org_id AND rp.role_id = r.id AND rp.permission = p_permission;
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.template_remove(text, text) IS
+  'internal: takes a permission from a template role and from that built-in role of every organization; false when the template did not have it';
+
+-- A display name for a template role that no other role uses: not another
+-- template role, not a role of an organization that would get it.
+CREATE FUNCTION um.assert_template_name(p_key text, p_name text, p_old_name text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_slug text;
+  v_n bigint;
+BEGIN
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    PERFORM um.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
+      'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+      'Trim or shorten the name.');
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.builtin_roles b WHERE lower(b.name) = lower(p_name) AND b.key <> p_key) THEN
+    PERFORM um.raise('UM026', format('the role template already has a role named "%s"', p_name),
+      NULL, 'Choose another name (role names are unique regardless of letter case).');
+  END IF;
+  -- the organizations whose copy would take the name: all of them for a new
+  -- role, those that kept the template's name for a renamed one
+  SELECT min(o.slug), count(*) INTO v_slug, v_n
+    FROM um.roles x JOIN um.organizations o ON o.id = x.org_id
+   WHERE lower(x.name) = lower(p_name) AND x.builtin IS DISTINCT FROM p_key
+     AND (p_old_name IS NULL
+          OR EXISTS (SELECT 1 FROM um.roles r WHERE r.org_id = x.org_id AND r.builtin = p_key AND r.name = p_old_name));
+  IF v_n > 0 THEN
+    PERFORM um.raise('UM026', format('%s organization(s) already have a role named "%s"', v_n, p_name),
+      format('Organization "%s" is one of them.', v_slug),
+      'Choose another name, or have those organizations rename their role first.');
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um.assert_template_name(text, text, text) IS
+  'internal: a valid display name for a template role that no other template role and no role of an organization that would take it uses (UM003, UM026)';
+
+CREATE FUNCTION um.do_set_role_template(p_key text, p_name text, p_description text, p_permissions text[],
+                                        p_renamable boolean, p_position integer)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_old um.builtin_roles;
+  v_p text;
+  v_added text[];
+  v_removed text[];
+BEGIN
+  PERFORM um.authorize_template('role_template.set', 'change the role template');
+  IF p_key IS NULL OR p_key !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um.raise('UM009', format('invalid role template key "%s"', left(p_key, 100)),
+      'A key is a lower-case letter followed by up to 62 lower-case letters, digits or _.',
+      'Pass a stable identifier such as ''billing_admin''.');
+  END IF;
+  IF p_position IS NOT NULL AND p_position < 1 THEN
+    PERFORM um.raise('UM009', 'a position is a positive number', NULL, 'Pass 1 for the first role, or NULL.');
+  END IF;
+  SELECT * INTO v_old FROM um.builtin_roles b WHERE b.key = p_key;
+  PERFORM um.assert_template_name(p_key, p_name, CASE WHEN v_old.key IS NULL THEN NULL ELSE v_old.name END);
+  IF p_permissions IS NOT NULL AND NOT (p_key = 'root' AND p_permissions = '{*}') THEN
+    FOREACH v_p IN ARRAY p_permissions LOOP
+      PERFORM um.assert_template_permission(p_key, v_p);
+    END LOOP;
+  END IF;
+
+  IF v_old.key IS NULL THEN
+    INSERT INTO um.builtin_roles (key, name, description, position, renamable, source)
+    VALUES (p_key, p_name, p_description,
+            coalesce(p_position, (SELECT coalesce(max(b.position), 0) + 1 FROM um.builtin_roles b)),
+            coalesce(p_renamable, false), 'application');
+    INSERT INTO um.roles (org_id, name, description, builtin)
+    SELECT o.id, p_name, p_description, p_key FROM um.organizations o ORDER BY o.id;
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO v_added FROM unnest(p_permissions) AS x;
+    PERFORM um.template_add(p_key, x) FROM unnest(v_added) AS x;
+    PERFORM um.audit('role_template.set', NULL, 'role_template', NULL,
+                     jsonb_build_object('key', p_key, 'created', true, 'name', p_name,
+                                        'permissions', to_jsonb(coalesce(v_added, '{}'))));
+    RETURN true;
+  END IF;
+
+  p_description := coalesce(p_description, v_old.description);      -- NULL: as it is
+  UPDATE um.builtin_roles b
+     SET name = p_name, description = p_description,
+         renamable = coalesce(p_renamable, b.renamable), position = coalesce(p_position, b.position)
+   WHERE b.key = p_key;
+  -- the organizations that kept the template's name and description follow it
+  UPDATE um.roles r SET name = p_name
+   WHERE r.builtin = p_key AND r.name = v_old.name AND p_name <> v_old.name;
+  UPDATE um.roles r SET description = p_description
+   WHERE r.builtin = p_key AND r.description IS NOT DISTINCT FROM v_old.description
+     AND p_description IS DISTINCT FROM v_old.description;
+  IF p_permissions IS NOT NULL AND p_key <> 'root' THEN
+    SELECT array_agg(DISTINCT x ORDER BY x) INTO v_added FROM unnest(p_permissions) AS x
+     WHERE NOT EXISTS (SELECT 1 FROM um.builtin_role_permissions t WHERE t.role_key = p_key AND t.permission = x);
+    SELECT array_agg(t.permission ORDER BY t.permission) INTO v_removed FROM um.builtin_role_permissions t
+     WHERE t.role_key = p_key AND t.permission <> ALL (p_permissions);
+    PERFORM um.template_add(p_key, x) FROM unnest(v_added) AS x;
+    PERFORM um.template_remove(p_key, x) FROM unnest(v_removed) AS x;
+  END IF;
+  PERFORM um.audit('role_template.set', NULL, 'role_template', NULL,
+                   jsonb_build_object('key', p_key, 'created', false, 'name', p_name,
+                                      'added', to_jsonb(coalesce(v_added, '{}')),
+                                      'removed', to_jsonb(coalesce(v_removed, '{}'))));
+  RETURN false;
+END
+$$;
+COMMENT ON FUNCTION um.do_set_role_template(text, text, text, text[], boolean, integer) IS
+  'body of um_set_role_template: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_role_template (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_grant_template_permission(p_key text, p_permission text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.authorize_template('role_template.grant_permission', 'change the role template');
+  PERFORM um.require_template(p_key);
+  PERFORM um.assert_template_permission(p_key, p_permission);
+  IF NOT um.template_add(p_key, p_permission) THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role_template.grant_permission', NULL, 'role_template', NULL,
+                   jsonb_build_object('key', p_key, 'permission', p_permission));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_grant_template_permission(text, text) IS
+  'body of um_grant_template_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_template_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_revoke_template_permission(p_key text, p_permission text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um.authorize_template('role_template.revoke_permission', 'change the role template');
+  PERFORM um.require_template(p_key);
+  IF p_key = 'root' THEN
+    PERFORM um.assert_template_permission(p_key, coalesce(p_permission, '*'));   -- UM042
+  END IF;
+  IF p_permission IS NULL THEN
+    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, true);
+  IF NOT um.template_remove(p_key, p_permission) THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role_template.revoke_permission', NULL, 'role_template', NULL,
+                   jsonb_build_object('key', p_key, 'permission', p_permission));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_revoke_template_permission(text, text) IS
+  'body of um_revoke_template_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_template_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_drop_role_template(p_key text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_n bigint;
+BEGIN
+  PERFORM um.authorize_template('role_template.drop', 'change the role template');
+  PERFORM um.require_template(p_key);
+  IF p_key = 'root' THEN
+    PERFORM um.raise('UM042', 'the root role cannot be dropped from the template',
+      'Every organization has one root role: its owners, whom the last-Root rule protects.',
+      'Give it the display name you want (um_set_role_template(''root'', ...)).');
+  END IF;
+  SELECT count(*) INTO v_n FROM um.roles r WHERE r.builtin = p_key;
+  -- every organization's copy becomes a custom role (the foreign key's SET
+  -- NULL): its members, grants and permissions stay as they are
+  DELETE FROM um.builtin_roles b WHERE b.key = p_key;
+  PERFORM um.audit('role_template.drop', NULL, 'role_template', NULL,
+                   jsonb_build_object('key', p_key, 'organizations', v_n));
+END
+$$;
+COMMENT ON FUNCTION um.do_drop_role_template(text) IS
+  'body of um_drop_role_template: runs as um''s owner, the calling role named by um.caller_role(); called only through um_drop_role_template (EXECUTE held by nobody)';
+
+-- ---------------------------------------------------------------------------
+-- What the template is, for everybody to read.
+
+CREATE VIEW um.role_template_list AS
+SELECT b.key, b.name, b.description, b.position, b.key = 'root' AS root, b.renamable,
+       ARRAY(SELECT t.permission FROM um.builtin_role_permissions t
+              WHERE t.role_key = b.key ORDER BY t.permission) AS permissions,
+       b.source
+  FROM um.builtin_roles b;
+COMMENT ON VIEW um.role_template_list IS 'the role template: the built-in roles every organization has, with their permissions';
+COMMENT ON COLUMN um.role_template_list.key IS 'the stable key (um.roles.builtin)';
+COMMENT ON COLUMN um.role_template_list.name IS 'the display name organizations get';
+COMMENT ON COLUMN um.role_template_list.description IS 'what the role is for';
+COMMENT ON COLUMN um.role_template_list.position IS 'display order';
+COMMENT ON COLUMN um.role_template_list.root IS 'the root role: holds every permission, always has an active member';
+COMMENT ON COLUMN um.role_template_list.renamable IS 'organizations may give it a name of their own';
+COMMENT ON COLUMN um.role_template_list.permissions IS 'permissions and patterns it holds in every organization';
+COMMENT ON COLUMN um.role_template_list.source IS 'um: um''s default template; application: changed by the application';
+
+-- ---------------------------------------------------------------------------
+-- The public functions (src/lifecycle.c's entry point calls um.do_<name>).
+
+CREATE FUNCTION @extschema@.um_set_role_template(key text, name text, description text DEFAULT NULL,
+                                                 permissions text[] DEFAULT NULL, renamable boolean DEFAULT NULL,
+                                                 "position" integer DEFAULT NULL)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_role_template(text, text, text, text[], boolean, integer) IS
+  'um administrators: add a built-in role to every organization, or change one (its name; description, permissions, renamable and position when not NULL); true when added';
+
+CREATE FUNCTION @extschema@.um_grant_template_permission(key text, permission text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_grant_template_permission(text, text) IS
+  'um administrators: give a built-in role a permission or pattern in every organization, now and later; false when it had it';
+
+CREATE FUNCTION @extschema@.um_revoke_template_permission(key text, permission text)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_revoke_template_permission(text, text) IS
+  'um administrators: take a permission or pattern from a built-in role in every organization; false when the template did not have it';
+
+CREATE FUNCTION @extschema@.um_drop_role_template(key text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_drop_role_template(text) IS
+  'um administrators: remove a built-in role from the template; each organization keeps its copy as a custom role (never the root role)';
+DROP FUNCTION @extschema@.um_register_permission(text, text);
+DROP FUNCTION um.do_register_permission(text, text);
+
+CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_roles text[])
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_key text;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
+      'permission denied to change the permission catalog',
+      'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
+      'Register the application''s permissions from its migrations, as a um administrator.');
+  END IF;
+  PERFORM um.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  IF p_permission IS NULL THEN
+    RAISE EXCEPTION 'a permission name is required'
+      USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
+  END IF;
+  PERFORM um.assert_permission_name(p_permission, false);
+  IF cardinality(p_roles) > 0 THEN
+    PERFORM um.authorize_template('permission.register', 'change the role template');
+    FOREACH v_key IN ARRAY p_roles LOOP
+      PERFORM um.require_template(v_key);                          -- UM039 before any change
+    END LOOP;
+  END IF;
+  INSERT INTO um.permissions AS p (name, description)
+  VALUES (p_permission, p_description)
+  ON CONFLICT (name) DO UPDATE
+     SET description = coalesce(excluded.description, p.description)
+   WHERE NOT p.builtin;
+  -- the roles that hold it, in every organization (the root role holds
+  -- every permission already)
+  PERFORM um.template_add(k, p_permission)
+     FROM unnest(p_roles) AS k WHERE k <> 'root';
+  PERFORM um.audit('permission.register', NULL, 'permission', NULL,
+                   jsonb_build_object('permission', p_permission, 'roles', to_jsonb(coalesce(p_roles, '{}'))));
+END
+$$;
+COMMENT ON FUNCTION um.do_register_permission(text, text, text[]) IS
+  'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_register_permission(permission text, description text DEFAULT NULL,
+                                                   roles text[] DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_register_permission(text, text, text[]) IS
+  'um administrators: add an application permission ("resource:action") to the catalog and give it to the built-in roles whose keys are listed, in every organization; idempotent';
+
+
+-- Tenants rename their roles and describe them, and make roles include others (issue 16, item 3).
+
+CREATE FUNCTION um.do_rename_role(p_role_id bigint, p_name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.rename', p_role_id, NULL);
+BEGIN
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    PERFORM um.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
+      'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+      'Trim or shorten the name.');
+  END IF;
+  IF v_role.builtin IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.key = v_role.builtin AND (b.renamable OR b.name = p_name)) THEN
+    PERFORM um.raise('UM042', format('built-in role "%s" cannot be renamed', v_role.name),
+      'The application keeps the names of its built-in roles the same in every organization.',
+      'Create a custom role with the name you want, including the built-in role if it should grant the same.');
+  END IF;
+  IF p_name = v_role.name THEN
+    RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.roles r WHERE r.org_id = v_role.org_id AND lower(r.name) = lower(p_name) AND r.id <> p_role_id) THEN
+    RAISE EXCEPTION 'organization % already has a role named "%"', v_role.org_id, p_name
+      USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
+  END IF;
+  UPDATE um.roles r SET name = p_name WHERE r.id = p_role_id;
+  PERFORM um.audit('role.rename', v_role.org_id, 'role', p_role_id,
+                   jsonb_build_object('from', v_role.name, 'to', p_name));
+END
+$$;
+COMMENT ON FUNCTION um.do_rename_role(bigint, text) IS
+  'body of um_rename_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_role_description(p_role_id bigint, p_description text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.update', p_role_id, NULL);
+BEGIN
+  IF length(p_description) > 1000 THEN
+    PERFORM um.raise('UM009', 'a role description has at most 1000 characters', NULL, 'Shorten the description.');
+  END IF;
+  IF p_description IS NOT DISTINCT FROM v_role.description THEN
+    RETURN;
+  END IF;
+  UPDATE um.roles r SET description = p_description WHERE r.id = p_role_id;
+  PERFORM um.audit('role.update', v_role.org_id, 'role', p_role_id, jsonb_build_object('description', p_description));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_role_description(bigint, text) IS
+  'body of um_set_role_description: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_role_description (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_include_role(p_role_id bigint, p_included_role_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.include', p_role_id, NULL);
+  v_included um.roles;
+BEGIN
+  SELECT * INTO v_included FROM um.roles r WHERE r.id = p_included_role_id AND r.org_id = v_role.org_id;
+  IF NOT FOUND THEN
+    PERFORM um.raise('UM032', format('organization %s has no role %s', v_role.org_id, coalesce(p_included_role_id::text, 'NULL')),
+      NULL, 'Pass the id of a role of the same organization (see um.roles).');
+  END IF;
+  IF p_included_role_id = p_role_id THEN
+    PERFORM um.raise('UM040', format('role "%s" cannot include itself', v_role.name), NULL,
+      'Include other roles only.');
+  END IF;
+  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um.role_grants(p_included_role_id)),
+                              'role.include', format('make role "%s" include role "%s"', v_role.name, v_included.name),
+                              'role', p_role_id);
+  INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
+  VALUES (v_role.org_id, p_role_id, p_included_role_id)
+  ON CONFLICT DO NOTHING;                                   -- a cycle: UM040 from its trigger
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.include', v_role.org_id, 'role', p_role_id,
+                   jsonb_build_object('included_role_id', p_included_role_id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_include_role(bigint, bigint) IS
+  'body of um_include_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_include_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_exclude_role(p_role_id bigint, p_included_role_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.exclude', p_role_id, NULL);
+BEGIN
+  DELETE FROM um.role_inclusions ri
+   WHERE ri.org_id = v_role.org_id AND ri.role_id = p_role_id AND ri.included_role_id = p_included_role_id;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.exclude', v_role.org_id, 'role', p_role_id,
+                   jsonb_build_object('included_role_id', p_included_role_id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_exclude_role(bigint, bigint) IS
+  'body of um_exclude_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_exclude_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_rename_role(role_id bigint, name text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_rename_role(bigint, text) IS
+  'rename a custom role, or a built-in one the template lets organizations rename (role:update; the Root role only by a Root)';
+
+CREATE FUNCTION @extschema@.um_set_role_description(role_id bigint, description text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_role_description(bigint, text) IS
+  'set or clear (NULL) a role''s description (role:update; the Root role only by a Root)';
+
+CREATE FUNCTION @extschema@.um_include_role(role_id bigint, included_role_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_include_role(bigint, bigint) IS
+  'make a role grant everything another role of the organization grants (role:update; only with every permission of the included role; no cycles); false when it did';
+
+CREATE FUNCTION @extschema@.um_exclude_role(role_id bigint, included_role_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_exclude_role(bigint, bigint) IS
+  'stop a role including another (role:update); false when it did not';
+
+
+ALTER VIEW um.role_template_list SET (security_invoker = true);
+GRANT SELECT ON um.role_template_list TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION um.authorize_template(text, text), um.require_template(text),
+  um.assert_template_permission(text, text), um.template_add(text, text), um.template_remove(text, text),
+  um.assert_template_name(text, text, text),
+  um.do_set_role_template(text, text, text, text[], boolean, integer), um.do_grant_template_permission(text, text),
+  um.do_revoke_template_permission(text, text), um.do_drop_role_template(text),
+  um.do_register_permission(text, text, text[]), um.do_rename_role(bigint, text),
+  um.do_set_role_description(bigint, text), um.do_include_role(bigint, bigint), um.do_exclude_role(bigint, bigint),
+  um.builtin_roles_before_write(), um.builtin_role_permissions_before_write()
+  FROM PUBLIC;
+
+-- the comments 97_trigger_comments gives these triggers (a new function, or a changed comment)
+DO $$
+DECLARE
+  t record;
+BEGIN
+  FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel, tg.tgfoid::regprocedure AS fn,
+                  obj_description(tg.tgfoid, 'pg_proc') AS what
+             FROM pg_catalog.pg_trigger tg
+            WHERE tg.tgname IN ('roles_before_write', 'builtin_roles_before_write', 'builtin_role_permissions_before_write')
+              AND tg.tgrelid IN ('um.roles'::regclass, 'um.builtin_roles'::regclass, 'um.builtin_role_permissions'::regclass) LOOP
+    EXECUTE format('COMMENT ON TRIGGER %I ON %s IS %L', t.tgname, t.rel,
+                   format('runs %s: %s', t.fn, coalesce(t.what, 'see its definition')));
+  END LOOP;
+END
+$$;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

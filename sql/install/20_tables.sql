@@ -83,38 +83,48 @@ COMMENT ON COLUMN um.users.locked_until IS 'logins are refused until then after 
 COMMENT ON COLUMN um.users.created_at IS 'when the user was created';
 COMMENT ON COLUMN um.users.updated_at IS 'when the row last changed (set by its trigger)';
 
--- Built-in roles: the template every new organization is seeded from.
+-- Built-in roles: the template every organization's built-in roles follow.
+-- um's script seeds the default (source 'um'); the first change through the
+-- template functions makes the whole template the application's (source
+-- 'application'), which pg_dump keeps and a restore puts back in place of
+-- the default (um.builtin_roles_before_insert).
 CREATE TABLE um.builtin_roles (
-  key text PRIMARY KEY,
+  key text PRIMARY KEY CONSTRAINT builtin_roles_key_check CHECK (key ~ '^[a-z][a-z0-9_]{0,62}$'),
   name text NOT NULL UNIQUE,
-  description text NOT NULL,
-  position integer NOT NULL UNIQUE
+  description text,
+  position integer NOT NULL,
+  renamable boolean NOT NULL DEFAULT false,
+  source text NOT NULL CONSTRAINT builtin_roles_source_check CHECK (source IN ('um', 'application'))
 );
-COMMENT ON TABLE um.builtin_roles IS 'the built-in organization roles seeded in every organization (installed by um, not user data)';
+COMMENT ON TABLE um.builtin_roles IS
+  'the template of built-in roles every organization has (um_set_role_template); the role with key root is the root role';
 COMMENT ON COLUMN um.builtin_roles.key IS
-  'stable identifier of the built-in role (root, admin, service_editor, service_operator, service_reader, member); um.roles.builtin refers to it';
-COMMENT ON COLUMN um.builtin_roles.name IS 'the name the role gets in every organization';
+  'stable identifier of the built-in role (lower case, digits, _); um.roles.builtin refers to it; root is the root role, which holds every permission';
+COMMENT ON COLUMN um.builtin_roles.name IS 'the display name the role gets in every organization';
 COMMENT ON COLUMN um.builtin_roles.description IS 'what the role is for';
 COMMENT ON COLUMN um.builtin_roles.position IS 'display order, Root first';
+COMMENT ON COLUMN um.builtin_roles.renamable IS 'organizations may give the role a display name of their own (um_rename_role)';
+COMMENT ON COLUMN um.builtin_roles.source IS
+  'um: the default template of um''s script (not dumped); application: the template the application made (dumped)';
 
 CREATE TABLE um.roles (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   name text NOT NULL CONSTRAINT roles_name_check CHECK (um.display_name_is_valid(name, 100)),
   description text,
-  builtin text REFERENCES um.builtin_roles (key),
+  builtin text REFERENCES um.builtin_roles (key) ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT roles_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT roles_org_id_builtin_key UNIQUE (org_id, builtin)
 );
 CREATE UNIQUE INDEX roles_id_key ON um.roles (id);
 CREATE UNIQUE INDEX roles_org_id_name_key ON um.roles (org_id, lower(name));
-COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set; not renamable or deletable, permissions editable) or custom';
+COMMENT ON TABLE um.roles IS 'roles of an organization: built-in (builtin is set: made from the template, not deletable, renamable only if the template allows, permissions editable except the root role''s) or custom';
 COMMENT ON COLUMN um.roles.id IS 'the role''s id, unique across organizations';
 COMMENT ON COLUMN um.roles.org_id IS 'the organization the role belongs to';
 COMMENT ON COLUMN um.roles.name IS 'name, unique in the organization regardless of letter case';
 COMMENT ON COLUMN um.roles.description IS 'free text, optional';
-COMMENT ON COLUMN um.roles.builtin IS 'key of the built-in role this is (um.builtin_roles); NULL for a custom role';
+COMMENT ON COLUMN um.roles.builtin IS 'key of the built-in role this is (um.builtin_roles); NULL for a custom role (and for a built-in role the template no longer has)';
 COMMENT ON COLUMN um.roles.created_at IS 'when the role was created';
 
 CREATE TABLE um.role_inclusions (
@@ -520,7 +530,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('users',             'tenant', 'id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))',
                         '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
                         true, '{id,status,allow_login}', 'user:id', ''),
-  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL, NULL),
+  ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL, 'WHERE source = ''application'''),
   ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id) OR %1$I.um_has_permission(''member:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
   ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
   ('permissions',       'catalog', NULL, NULL, true, NULL, NULL, 'WHERE NOT builtin'),
@@ -540,7 +550,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   -- organizations only), those of none only as oneself
   ('audit_events',      'tenant', '%1$I.um_has_permission(''audit:read'', org_id) OR (target_type = ''user'' AND (target_id = %1$I.um_current_user_id(org_id) OR (org_id IS NULL AND target_id = %1$I.um_current_user_id() AND target_id = %1$I.um_real_user_id())))',
                         NULL, false, NULL, NULL, ''),
-  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL, NULL),
+  ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL, 'WHERE source = ''application'''),
   ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);

@@ -184,10 +184,21 @@ BEGIN
         USING ERRCODE = 'UM046',
               HINT = 'Create a role of the same name in the other organization.';
     END IF;
-    IF OLD.builtin IS NOT NULL AND (NEW.name <> OLD.name OR NEW.builtin IS DISTINCT FROM OLD.builtin) THEN
+    -- a built-in role stops being one only when the template drops it (the
+    -- foreign key's SET NULL); it takes another name only when the template
+    -- allows organizations to rename it, or to follow the template's name
+    IF OLD.builtin IS NOT NULL AND NEW.builtin IS DISTINCT FROM OLD.builtin
+       AND (NEW.builtin IS NOT NULL OR EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.key = OLD.builtin)) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot become another role', OLD.name
+        USING ERRCODE = 'UM042',
+              HINT = 'Drop the role from the template (um_drop_role_template) to make it a custom role everywhere.';
+    END IF;
+    IF OLD.builtin IS NOT NULL AND NEW.builtin IS NOT NULL AND NEW.name <> OLD.name
+       AND NOT EXISTS (SELECT 1 FROM um.builtin_roles b
+                        WHERE b.key = OLD.builtin AND (b.renamable OR b.name = NEW.name)) THEN
       RAISE EXCEPTION 'built-in role "%" cannot be renamed', OLD.name
         USING ERRCODE = 'UM042',
-              DETAIL = 'Built-in roles keep their names in every organization so that everyone means the same role by them.',
+              DETAIL = 'The application keeps the names of its built-in roles the same in every organization.',
               HINT = 'Create a custom role with the name you want, including the built-in role if it should grant the same.';
     END IF;
     IF OLD.builtin IS NULL AND NEW.builtin IS NOT NULL THEN
@@ -205,7 +216,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, renamed or made from custom ones (UM042); no role moves to another organization; validates the name';
+COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, made from custom ones, or renamed unless the template allows it (UM042); no role moves to another organization; validates the name';
 CREATE TRIGGER roles_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.roles
   FOR EACH ROW EXECUTE FUNCTION um.roles_before_write();
 
@@ -246,10 +257,16 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_known boolean;
 BEGIN
   PERFORM um.assert_permission_name(NEW.permission, true);
-  IF NOT EXISTS (SELECT 1 FROM um.permissions p
-                  WHERE @extschema@.um_permission_matches(NEW.permission, p.name)) THEN
+  IF strpos(NEW.permission, '*') = 0 THEN
+    v_known := EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = NEW.permission);
+  ELSE
+    v_known := EXISTS (SELECT 1 FROM um.permissions p WHERE @extschema@.um_permission_matches(NEW.permission, p.name));
+  END IF;
+  IF NOT v_known THEN
     RAISE EXCEPTION 'unknown permission "%"', NEW.permission
       USING ERRCODE = 'UM011',
             DETAIL = 'No permission in the catalog (um.permissions) matches it.',
@@ -289,6 +306,11 @@ BEGIN
     RETURN NEW;
   END IF;
   SELECT count(*) INTO v_roles FROM um.role_permissions rp WHERE rp.permission = OLD.name;
+  IF EXISTS (SELECT 1 FROM um.builtin_role_permissions t WHERE t.permission = OLD.name) THEN
+    RAISE EXCEPTION 'permission "%" is still in the role template', OLD.name
+      USING ERRCODE = 'UM048',
+            HINT = 'Take it from the template first (um_revoke_template_permission).';
+  END IF;
   IF v_roles > 0 THEN
     RAISE EXCEPTION 'permission "%" is still granted by % role(s)', OLD.name, v_roles
       USING ERRCODE = 'UM048',

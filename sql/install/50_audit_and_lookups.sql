@@ -92,7 +92,7 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'organization % has no role "%"', p_org_id, p_role
       USING ERRCODE = 'UM032',
-            HINT = 'See the organization''s roles in um.roles; built-in roles are Root, Admin, Service Editor, Service Operator, Service Reader and Member.';
+            HINT = 'See the organization''s roles in um.roles; the built-in ones are those of um.role_template_list.';
   END IF;
   RETURN v;
 END

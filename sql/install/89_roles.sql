@@ -97,6 +97,14 @@ BEGIN
     PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
+  IF p_action NOT IN ('role.grant_permission', 'role.revoke_permission') THEN
+    RETURN v_role;                                  -- a rename, a description, an inclusion
+  END IF;
+  IF v_role.builtin = 'root' THEN
+    PERFORM um.raise('UM042', format('role "%s" is the root role: it holds every permission', v_role.name),
+      'The root role''s permissions are * in every organization, so that its members can hand out any of them.',
+      'Give the permission to, or take it from, another role.');
+  END IF;
   IF p_permission IS NULL THEN
     PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
@@ -105,7 +113,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
-  'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
+  'internal: authorization for editing a role: role:update, only a Root edits the Root role; for a permission, never the root role''s and a valid name or pattern; returns the role';
 
 CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
@@ -155,6 +163,120 @@ END
 $$;
 COMMENT ON FUNCTION um.do_revoke_permission(bigint, text) IS
   'body of um_revoke_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_rename_role(p_role_id bigint, p_name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.rename', p_role_id, NULL);
+BEGIN
+  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+    PERFORM um.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
+      'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+      'Trim or shorten the name.');
+  END IF;
+  IF v_role.builtin IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.key = v_role.builtin AND (b.renamable OR b.name = p_name)) THEN
+    PERFORM um.raise('UM042', format('built-in role "%s" cannot be renamed', v_role.name),
+      'The application keeps the names of its built-in roles the same in every organization.',
+      'Create a custom role with the name you want, including the built-in role if it should grant the same.');
+  END IF;
+  IF p_name = v_role.name THEN
+    RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM um.roles r WHERE r.org_id = v_role.org_id AND lower(r.name) = lower(p_name) AND r.id <> p_role_id) THEN
+    RAISE EXCEPTION 'organization % already has a role named "%"', v_role.org_id, p_name
+      USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
+  END IF;
+  UPDATE um.roles r SET name = p_name WHERE r.id = p_role_id;
+  PERFORM um.audit('role.rename', v_role.org_id, 'role', p_role_id,
+                   jsonb_build_object('from', v_role.name, 'to', p_name));
+END
+$$;
+COMMENT ON FUNCTION um.do_rename_role(bigint, text) IS
+  'body of um_rename_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_role_description(p_role_id bigint, p_description text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.update', p_role_id, NULL);
+BEGIN
+  IF length(p_description) > 1000 THEN
+    PERFORM um.raise('UM009', 'a role description has at most 1000 characters', NULL, 'Shorten the description.');
+  END IF;
+  IF p_description IS NOT DISTINCT FROM v_role.description THEN
+    RETURN;
+  END IF;
+  UPDATE um.roles r SET description = p_description WHERE r.id = p_role_id;
+  PERFORM um.audit('role.update', v_role.org_id, 'role', p_role_id, jsonb_build_object('description', p_description));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_role_description(bigint, text) IS
+  'body of um_set_role_description: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_role_description (EXECUTE held by nobody)';
+
+-- A role that includes another grants what the other grants: whoever holds
+-- the first gets the second's permissions, so the actor must hold them all.
+CREATE FUNCTION um.do_include_role(p_role_id bigint, p_included_role_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.include', p_role_id, NULL);
+  v_included um.roles;
+BEGIN
+  SELECT * INTO v_included FROM um.roles r WHERE r.id = p_included_role_id AND r.org_id = v_role.org_id;
+  IF NOT FOUND THEN
+    PERFORM um.raise('UM032', format('organization %s has no role %s', v_role.org_id, coalesce(p_included_role_id::text, 'NULL')),
+      NULL, 'Pass the id of a role of the same organization (see um.roles).');
+  END IF;
+  IF p_included_role_id = p_role_id THEN
+    PERFORM um.raise('UM040', format('role "%s" cannot include itself', v_role.name), NULL,
+      'Include other roles only.');
+  END IF;
+  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um.role_grants(p_included_role_id)),
+                              'role.include', format('make role "%s" include role "%s"', v_role.name, v_included.name),
+                              'role', p_role_id);
+  INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
+  VALUES (v_role.org_id, p_role_id, p_included_role_id)
+  ON CONFLICT DO NOTHING;                                   -- a cycle: UM040 from its trigger
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.include', v_role.org_id, 'role', p_role_id,
+                   jsonb_build_object('included_role_id', p_included_role_id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_include_role(bigint, bigint) IS
+  'body of um_include_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_include_role (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_exclude_role(p_role_id bigint, p_included_role_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role um.roles := um.authorize_role_edit('role.exclude', p_role_id, NULL);
+BEGIN
+  DELETE FROM um.role_inclusions ri
+   WHERE ri.org_id = v_role.org_id AND ri.role_id = p_role_id AND ri.included_role_id = p_included_role_id;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM um.audit('role.exclude', v_role.org_id, 'role', p_role_id,
+                   jsonb_build_object('included_role_id', p_included_role_id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_exclude_role(bigint, bigint) IS
+  'body of um_exclude_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_exclude_role (EXECUTE held by nobody)';
 
 -- A grant on a scope node is for a member or for a team.
 CREATE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
@@ -248,11 +370,13 @@ $$;
 COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint) IS
   'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_register_permission(p_permission text, p_description text)
+CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_roles text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_key text;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
     PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
@@ -266,15 +390,26 @@ BEGIN
       USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
   END IF;
   PERFORM um.assert_permission_name(p_permission, false);
+  IF cardinality(p_roles) > 0 THEN
+    PERFORM um.authorize_template('permission.register', 'change the role template');
+    FOREACH v_key IN ARRAY p_roles LOOP
+      PERFORM um.require_template(v_key);                          -- UM039 before any change
+    END LOOP;
+  END IF;
   INSERT INTO um.permissions AS p (name, description)
   VALUES (p_permission, p_description)
   ON CONFLICT (name) DO UPDATE
      SET description = coalesce(excluded.description, p.description)
    WHERE NOT p.builtin;
-  PERFORM um.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
+  -- the roles that hold it, in every organization (the root role holds
+  -- every permission already)
+  PERFORM um.template_add(k, p_permission)
+     FROM unnest(p_roles) AS k WHERE k <> 'root';
+  PERFORM um.audit('permission.register', NULL, 'permission', NULL,
+                   jsonb_build_object('permission', p_permission, 'roles', to_jsonb(coalesce(p_roles, '{}'))));
 END
 $$;
-COMMENT ON FUNCTION um.do_register_permission(text, text) IS
+COMMENT ON FUNCTION um.do_register_permission(text, text, text[]) IS
   'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
@@ -303,6 +438,26 @@ RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE P
 COMMENT ON FUNCTION @extschema@.um_revoke_permission(bigint, text) IS
   'take a permission or pattern from a role (role:update; the Root role only by a Root)';
 
+CREATE FUNCTION @extschema@.um_rename_role(role_id bigint, name text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_rename_role(bigint, text) IS
+  'rename a custom role, or a built-in one the template lets organizations rename (role:update; the Root role only by a Root)';
+
+CREATE FUNCTION @extschema@.um_set_role_description(role_id bigint, description text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_role_description(bigint, text) IS
+  'set or clear (NULL) a role''s description (role:update; the Root role only by a Root)';
+
+CREATE FUNCTION @extschema@.um_include_role(role_id bigint, included_role_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_include_role(bigint, bigint) IS
+  'make a role grant everything another role of the organization grants (role:update; only with every permission of the included role; no cycles); false when it did';
+
+CREATE FUNCTION @extschema@.um_exclude_role(role_id bigint, included_role_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_exclude_role(bigint, bigint) IS
+  'stop a role including another (role:update); false when it did not';
+
 CREATE FUNCTION @extschema@.um_grant_scope_role(scope_id bigint, role text, user_id bigint DEFAULT NULL,
                                                 team_id bigint DEFAULT NULL)
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -315,7 +470,8 @@ RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE P
 COMMENT ON FUNCTION @extschema@.um_revoke_scope_role(bigint, text, bigint, bigint) IS
   'take back a role given on a scope node; false when there was no such grant';
 
-CREATE FUNCTION @extschema@.um_register_permission(permission text, description text DEFAULT NULL)
+CREATE FUNCTION @extschema@.um_register_permission(permission text, description text DEFAULT NULL,
+                                                   roles text[] DEFAULT NULL)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION @extschema@.um_register_permission(text, text) IS
-  'um administrators: add an application permission ("resource:action") to the catalog; idempotent';
+COMMENT ON FUNCTION @extschema@.um_register_permission(text, text, text[]) IS
+  'um administrators: add an application permission ("resource:action") to the catalog and give it to the built-in roles whose keys are listed, in every organization; idempotent';

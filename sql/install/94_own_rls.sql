@@ -94,7 +94,8 @@ ALTER VIEW um.member_list SET (security_invoker = true);
 ALTER VIEW um.role_permission_list SET (security_invoker = true);
 ALTER VIEW um.organization_list SET (security_invoker = true);
 ALTER VIEW um.error_codes SET (security_invoker = true);
-GRANT SELECT ON um.member_list, um.role_permission_list, um.organization_list, um.error_codes TO PUBLIC;
+ALTER VIEW um.role_template_list SET (security_invoker = true);
+GRANT SELECT ON um.member_list, um.role_permission_list, um.organization_list, um.error_codes, um.role_template_list TO PUBLIC;
 GRANT USAGE ON SCHEMA um TO PUBLIC;
 
 -- With the schema usable, no internal function may be: EXECUTE on every

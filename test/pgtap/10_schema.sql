@@ -11,9 +11,13 @@ SELECT tables_are('um', ARRAY[
 SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
               $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
               'um.state_tables registers every table of um, and only those');
-SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list', 'cache_activity', 'error_codes']);
+SELECT views_are('um', ARRAY['member_list', 'role_permission_list', 'organization_list', 'cache_activity', 'error_codes',
+                             'role_template_list']);
 SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization', 'um_add_member',
                                      'um_register_permission', 'um_permission_matches', 'um_has_permission',
+                                     'um_set_role_template', 'um_grant_template_permission', 'um_revoke_template_permission',
+                                     'um_drop_role_template', 'um_rename_role', 'um_set_role_description',
+                                     'um_include_role', 'um_exclude_role',
                                      'um_permitted_orgs', 'um_permitted_scopes', 'um_explain_permission',
                                      'um_act_as', 'um_current_user_id', 'um_cache_stats', 'um_cache_reset',
                                      'um_begin', 'um_login', 'um_logout', 'um_logout_all', 'um_change_password',
@@ -44,8 +48,9 @@ SELECT set_eq(
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,
   ARRAY['organizations', 'organization_domains', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
-        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens'],
-  'pg_extension_config_dump covers every user-data table');
+        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens',
+        'builtin_roles', 'builtin_role_permissions'],
+  'pg_extension_config_dump covers every user-data table (and the role template, once the application changed it)');
 SELECT set_eq(
   $$ SELECT c.relname::text || ' ' || coalesce(e.extcondition[x.n], '') FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS x(oid, n)
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,

@@ -12,7 +12,7 @@ ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 # check DESCRIPTION SHELL-CONDITION [FILE-TO-SHOW-ON-FAILURE]
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3"; fi; return 0; }
-echo "1..12"
+echo "1..13"
 
 createdb um_dump_src
 psql -X -q -v ON_ERROR_STOP=1 -d um_dump_src >"$work/setup.log" 2>&1 <<'SQL'
@@ -23,8 +23,12 @@ SELECT um_create_user('cy@example.com', 'Cy', allow_login => false) AS cy \gset
 SELECT um_create_organization('acme', 'Acme', :ada) AS acme \gset
 SELECT um_add_member(:acme, :bob, 'Admin');
 SELECT um_add_member(:acme, :cy);
-SELECT um_register_permission('invoice:read', 'Read invoices');
+SELECT um_register_permission('invoice:read', 'Read invoices', roles => '{admin,member}');
 SELECT um_register_permission('invoice:approve');
+-- the application's role template: a role of its own, the root role renamed, one of um's dropped
+SELECT um_set_role_template('accountant', 'Accountant', 'Keeps the books', '{invoice:*}', renamable => true);
+SELECT um_set_role_template('root', 'Owner');
+SELECT um_drop_role_template('service_operator');
 INSERT INTO um.roles (org_id, name) VALUES (:acme, 'Approver') RETURNING id AS approver \gset
 INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, :approver, 'invoice:approve'), (:acme, :approver, 'invoice:*');
 INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
@@ -98,6 +102,8 @@ snapshot um_dump_dst >"$work/dst.txt"
 check "every row of every um table is restored as it was" 'diff -u "$work/src.txt" "$work/dst.txt" >"$work/diff.txt"' "$work/diff.txt"
 check "built-in permissions are not doubled" \
   '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT count(*) FROM um.permissions")" = "$(psql -X -A -t -d um_dump_src -c "SELECT count(*) FROM um.permissions")" ]'
+check "the application's role template replaces um's default (Owner, accountant, no service_operator)" \
+  '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT string_agg(key || '"'"'='"'"' || name || '"'"'/'"'"' || source, '"'"' '"'"' ORDER BY key) FROM um.builtin_roles WHERE key IN ('"'"'root'"'"', '"'"'accountant'"'"', '"'"'service_operator'"'"') OR source = '"'"'um'"'"'")" = "accountant=Accountant/application root=Owner/application" ]'
 check "id sequences continue after the restored rows" \
   '[ "$(psql -X -A -t -d um_dump_dst -c "SELECT um_create_user('"'"'later@example.com'"'"') > (SELECT max(id) FROM um.users WHERE email <> '"'"'later@example.com'"'"')")" = t ]'
 # 10,000 checks, the same on both, drawn per row with a fixed seed from the

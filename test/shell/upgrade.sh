@@ -189,9 +189,17 @@ ALTER EXTENSION um UPDATE;
 SQL
 check "an installation of $oldest with data updates to $current" '[ $? -eq 0 ]' "$work/data.log"
 result=$(psql -X -A -t -d um_with_data 2>&1 <<'SQL'
+-- 0.3 gives every Root * in place of its permissions: only Roots gain, and
+-- only their rows of role_permissions (and the template's) change
 SELECT (SELECT count(*) FROM public.counts_before c
-         WHERE c.n <> (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM um.%I', c.relname), false, true, '')))[1]::text)
-    || '/' || (SELECT count(*) FROM public.answers_before b WHERE b.a IS DISTINCT FROM um_has_permission(b.u, b.p, b.o))
+         WHERE c.n <> (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM um.%I', c.relname), false, true, '')))[1]::text
+           AND c.relname NOT IN ('role_permissions', 'builtin_role_permissions'))
+    + (SELECT count(*) FROM um.role_permissions rp JOIN um.roles r ON r.id = rp.role_id
+        WHERE r.builtin = 'root' AND rp.permission <> '*')
+    || '/' || (SELECT count(*) FROM public.answers_before b WHERE b.a IS DISTINCT FROM um_has_permission(b.u, b.p, b.o)
+                 AND NOT (NOT b.a AND um_has_permission(b.u, b.p, b.o)
+                          AND EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                                       WHERE m.org_id = b.o AND m.user_id = b.u AND r.builtin = 'root')))
     || '/' || (SELECT count(*) FROM um_check_integrity())
     || '/' || (SELECT count(*) FROM (SELECT tbl, conname, def, comment FROM public.fk_before
                                      EXCEPT SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), obj_description(oid, 'pg_constraint')
