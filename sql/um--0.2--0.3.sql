@@ -1441,7 +1441,7 @@ $$;
 -- subtransaction catching unique_violation: the same error (or, in
 -- um_invite and um_request_invitation, the same quiet outcome) when the row
 -- exists already or is inserted concurrently.  Creating and renaming a team
--- keep one such block, in um.write_team below (see 88_teams.sql).
+-- keep one such block, in um.write_team below (see 88_teams_and_scopes.sql).
 CREATE OR REPLACE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
                                p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
@@ -4722,6 +4722,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM020', 'email_taken', 409, 'email address already registered'),
   ('UM021', 'slug_taken', 409, 'organization slug already taken'),
   ('UM022', 'already_member', 409, 'already a member'),
+  ('UM023', 'scope_node_exists', 409, 'scope node name or ref taken'),
   ('UM024', 'already_team_member', 409, 'already a member of the team'),
   ('UM025', 'team_name_taken', 409, 'team name already taken in the organization'),
   ('UM026', 'role_name_taken', 409, 'role name already taken in the organization'),
@@ -4771,7 +4772,8 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM072', 'nobody_acting', 401, 'nobody is acting in this transaction'),
   ('UM073', 'escalation_refused', 403, 'escalation refused: a role with permissions you lack, or a Root acted on by a non-Root'),
   ('UM074', 'outside_domains', 403, 'an account for an address outside the organization''s domains'),
-  ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference')
+  ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference'),
+  ('UM081', 'still_referenced', 409, 'the organization or scope node is still referenced')
   ) AS v (sqlstate, name, http_status, meaning);
 COMMENT ON VIEW um.error_codes IS 'um''s error codes (class UM): name, HTTP status and meaning, for an application to map errors';
 COMMENT ON COLUMN um.error_codes.sqlstate IS 'the SQLSTATE, e.g. UM060';
@@ -6176,6 +6178,476 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Issue 16, item 3: lifecycle calls of scope nodes (create with a ref,
+-- rename, move, inheritance, delete a subtree) and of organizations
+-- (rename, new slug, deletion); UM023 and UM081 (um.error_codes above).
+
+-- Deleting what application rows may reference.  A foreign key of an
+-- application table into um's tables refuses the deletion while rows hold
+-- it (one that cascades is refused earlier: um.assert_no_app_cascades);
+-- um names the table.  PostgreSQL checks such a key by querying the table as
+-- its owner; a key whose column is not bigint makes that query run a cast,
+-- the application's code, inside the deleting user's transaction, so
+-- deletion is refused outright while one exists (um_lint reports it).
+CREATE FUNCTION um.delete_referenced(p_table text, p_id bigint, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_key record;
+  v_schema text;
+  v_table text;
+  v_constraint text;
+BEGIN
+  SELECT c.conrelid::regclass AS tbl, c.conname, a.attname INTO v_key
+    FROM pg_constraint c
+    JOIN pg_class t ON t.oid = c.conrelid
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+   WHERE c.contype = 'f'
+     AND c.confrelid IN (SELECT k.oid FROM pg_class k WHERE k.relnamespace = 'um'::regnamespace)
+     AND t.relnamespace <> 'um'::regnamespace
+     AND a.atttypid <> 'int8'::regtype
+   ORDER BY c.oid LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'cannot delete %: table % has a foreign key into um whose column is not bigint', p_what, v_key.tbl
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Constraint %s, column %s: PostgreSQL would run the column''s cast, the table''s code, while deleting.', v_key.conname, v_key.attname),
+            HINT = format('Make column %s of %s bigint.', v_key.attname, v_key.tbl);
+  END IF;
+  BEGIN
+    CASE p_table
+      WHEN 'organizations' THEN DELETE FROM um.organizations o WHERE o.id = p_id;
+      WHEN 'scopes' THEN DELETE FROM um.scopes s WHERE s.id = p_id;
+    END CASE;
+  EXCEPTION WHEN foreign_key_violation THEN
+    GET STACKED DIAGNOSTICS v_schema = SCHEMA_NAME, v_table = TABLE_NAME, v_constraint = CONSTRAINT_NAME;
+    IF v_schema = 'um' THEN
+      RAISE;                                        -- um's own rule: not the application's rows
+    END IF;
+    RAISE EXCEPTION 'cannot delete %: rows of table %.% still reference it', p_what, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Foreign key %s of %I.%I refers to what the deletion removes.', v_constraint, v_schema, v_table),
+            HINT = format('Delete or move the rows of %I.%I that reference it first.', v_schema, v_table);
+  END;
+END
+$$;
+COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
+  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key column is not bigint';
+
+-- Renaming, a new slug, deletion.  A new slug changes the organization's
+-- URLs and what its members type at login: like deletion, only a Root or a
+-- um administrator does it.
+CREATE FUNCTION um.authorize_root(p_action text, p_what text, p_permission text, p_org_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um.authorize(p_action, p_what, p_permission, p_org_id, 'organization', p_org_id);
+BEGIN
+  IF v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
+    PERFORM um.deny(p_action, p_org_id, 'organization', p_org_id, 'UM070',
+      'permission denied to ' || p_what,
+      format('Only a Root of organization %s (or a um administrator) may.', p_org_id),
+      'Ask a Root of the organization.');
+  END IF;
+  RETURN v_actor;
+END
+$$;
+COMMENT ON FUNCTION um.authorize_root(text, text, text, bigint) IS
+  'internal: um.authorize, and the acting user must also be a Root of the organization (UM070, audited)';
+
+CREATE FUNCTION um.do_rename_organization(p_org_id bigint, p_name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_old text;
+BEGIN
+  PERFORM um.authorize('organization.rename', format('rename organization %s', p_org_id),
+                       'org:update', p_org_id, 'organization', p_org_id);
+  SELECT o.name INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+  IF p_name IS NOT DISTINCT FROM v_old THEN
+    RETURN;
+  END IF;
+  IF p_name IS NULL THEN
+    PERFORM um.raise('UM003', 'invalid organization name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
+  END IF;
+  UPDATE um.organizations o SET name = p_name WHERE o.id = p_org_id;     -- UM003
+  PERFORM um.audit('organization.rename', p_org_id, 'organization', p_org_id,
+                   jsonb_build_object('from', v_old, 'to', p_name));
+END
+$$;
+COMMENT ON FUNCTION um.do_rename_organization(bigint, text) IS
+  'body of um_rename_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_organization (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_org_slug(p_org_id bigint, p_slug text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_old text;
+BEGIN
+  PERFORM um.authorize_root('organization.set_slug', format('change the slug of organization %s', p_org_id),
+                            'org:update', p_org_id);
+  SELECT o.slug INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+  IF p_slug IS NOT DISTINCT FROM v_old THEN
+    RETURN;
+  END IF;
+  IF p_slug IS NULL OR NOT um.slug_is_valid(p_slug) THEN
+    PERFORM um.raise('UM002', format('invalid organization slug "%s"', coalesce(p_slug, 'NULL')),
+      'A slug has 1 to 63 lowercase ASCII letters, digits and hyphens, and starts and ends with a letter or digit.',
+      'Use something like "acme" or "acme-eu".');
+  END IF;
+  BEGIN
+    UPDATE um.organizations o SET slug = p_slug WHERE o.id = p_org_id;
+  EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
+      USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
+  END;
+  PERFORM um.audit('organization.set_slug', p_org_id, 'organization', p_org_id,
+                   jsonb_build_object('from', v_old, 'to', p_slug));
+END
+$$;
+COMMENT ON FUNCTION um.do_set_org_slug(bigint, text) IS
+  'body of um_set_org_slug: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_slug (EXECUTE held by nobody)';
+
+-- Deletion takes everything of the organization: roles, memberships, teams,
+-- scope nodes, grants, invitations, identity providers and links, domains.
+-- Accounts stay (they are the users'); so does the audit trail, which is
+-- append-only, with the deletion as its last event.  The caller names the
+-- slug too, so that a wrong id deletes nothing.
+CREATE FUNCTION um.do_delete_organization(p_org_id bigint, p_slug text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org um.organizations;
+  v_members bigint;
+BEGIN
+  PERFORM um.authorize_root('organization.delete', format('delete organization %s', p_org_id),
+                            'org:delete', p_org_id);
+  SELECT * INTO v_org FROM um.organizations o WHERE o.id = p_org_id FOR UPDATE;
+  IF p_slug IS DISTINCT FROM v_org.slug THEN
+    PERFORM um.raise('UM009', format('organization %s does not have slug "%s"', p_org_id, p_slug),
+      'Deleting an organization takes its id and its slug, which must match.',
+      format('Pass the organization''s slug to confirm the deletion of organization %s.', p_org_id));
+  END IF;
+  SELECT count(*) INTO v_members FROM um.memberships m WHERE m.org_id = p_org_id;
+  PERFORM um.delete_referenced('organizations', p_org_id, format('organization "%s"', v_org.slug));
+  PERFORM um.audit('organization.delete', p_org_id, 'organization', p_org_id,
+                   jsonb_build_object('slug', v_org.slug, 'name', v_org.name, 'members', v_members));
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_organization(bigint, text) IS
+  'body of um_delete_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_organization (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_rename_organization(org_id bigint, name text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_rename_organization(bigint, text) IS 'change the organization''s display name (org:update)';
+
+CREATE FUNCTION @extschema@.um_set_org_slug(org_id bigint, slug text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_org_slug(bigint, text) IS
+  'give the organization a new slug (a Root with org:update, or a um administrator); the old one is free for others at once';
+
+CREATE FUNCTION @extschema@.um_delete_organization(org_id bigint, slug text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_delete_organization(bigint, text) IS
+  'delete the organization with everything in it (a Root, or a um administrator; slug confirms the id); refused (UM081) while application rows reference it; accounts and the audit trail stay';
+
+-- Scope nodes: the tree of an organization's resources.  scope:create,
+-- scope:update and scope:delete are checked on the node (on its parent for
+-- a new node, in the organization for a top-level one), so a grant on a
+-- project lets its holder manage what lies below it.
+
+-- um.authorize_scope: um.authorize, with the permission checked on a node
+-- of the organization when one is given.
+CREATE FUNCTION um.authorize_scope(p_action text, p_what text, p_permission text,
+                                   p_org_id bigint, p_node_id bigint, p_target_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id(p_org_id);
+BEGIN
+  IF v_actor IS NOT NULL AND p_node_id IS NOT NULL
+     AND @extschema@.um_has_permission(p_permission, p_org_id, p_node_id) THEN
+    PERFORM um.assert_no_app_cascades();
+    PERFORM um.require_organization(p_org_id);
+    RETURN v_actor;
+  END IF;
+  RETURN um.authorize(p_action, p_what, p_permission, p_org_id, 'scope', p_target_id);
+END
+$$;
+COMMENT ON FUNCTION um.authorize_scope(text, text, text, bigint, bigint, bigint) IS
+  'internal: um.authorize with the permission checked on a scope node of the organization (when given): the acting user may hold it there only';
+
+-- um.org_scope: a node of the organization, or UM036 (a node of another
+-- organization is not named as such: that would tell it exists).
+CREATE FUNCTION um.org_scope(p_org_id bigint, p_scope_id bigint, p_role text)
+RETURNS um.scopes
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes;
+BEGIN
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id AND s.org_id = p_org_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'scope node % does not exist in organization %', coalesce(p_scope_id::text, 'NULL'), p_org_id
+      USING ERRCODE = 'UM036', HINT = format('Pass the id of a node of organization %s as %s, or NULL.', p_org_id, p_role);
+  END IF;
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.org_scope(bigint, bigint, text) IS 'internal: a scope node of the organization, or UM036 naming the argument';
+
+-- um.write_scope: insert (p_id NULL) or update a node, saying which name or
+-- ref is taken instead of a raw unique violation.
+CREATE FUNCTION um.write_scope(p_id bigint, p_org_id bigint, p_parent_id bigint, p_kind text,
+                               p_name text, p_ref text, p_inherit boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint := p_id;
+  v_constraint text;
+BEGIN
+  IF p_kind IS NULL THEN
+    PERFORM um.raise('UM008', 'invalid scope kind "NULL"', NULL, 'Pass a lowercase identifier such as project or environment.');
+  END IF;
+  IF p_name IS NULL THEN
+    PERFORM um.raise('UM003', 'invalid scope name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
+  END IF;
+  IF p_ref IS NOT NULL AND length(p_ref) NOT BETWEEN 1 AND 200 THEN
+    PERFORM um.raise('UM009', 'invalid scope ref', 'A ref has 1 to 200 characters.',
+                     'Pass the application''s own key of the resource (e.g. its id), or NULL.');
+  END IF;
+  BEGIN
+    IF p_id IS NULL THEN
+      INSERT INTO um.scopes (org_id, parent_id, kind, name, ref, inherit)
+      VALUES (p_org_id, p_parent_id, p_kind, p_name, p_ref, coalesce(p_inherit, true))
+      RETURNING id INTO v_id;
+    ELSE
+      UPDATE um.scopes s SET parent_id = p_parent_id, name = p_name, inherit = p_inherit WHERE s.id = p_id;
+    END IF;
+  EXCEPTION WHEN unique_violation THEN
+    GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+    IF v_constraint = 'scopes_ref_key' THEN
+      RAISE EXCEPTION 'organization % already has a node of kind "%" with ref "%"', p_org_id, p_kind, p_ref
+        USING ERRCODE = 'UM023', HINT = 'A ref names one node of its kind: look that node up in um.scopes.';
+    END IF;
+    RAISE EXCEPTION 'a node of kind "%" named "%" already exists there', p_kind, p_name
+      USING ERRCODE = 'UM023',
+            DETAIL = format('Siblings of the same kind have different names regardless of letter case (parent %s).',
+                            coalesce(p_parent_id::text, 'none: top level')),
+            HINT = 'Choose another name, or another parent.';
+  END;
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.write_scope(bigint, bigint, bigint, text, text, text, boolean) IS
+  'internal: inserts a scope node (no id) or updates one, raising UM023 when a sibling of the kind has the name or a node of the kind has the ref';
+
+CREATE FUNCTION um.do_create_scope(p_org_id bigint, p_kind text, p_name text, p_parent_id bigint,
+                                   p_ref text, p_inherit boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF p_parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_parent_id AND s.org_id = p_org_id) THEN
+    PERFORM um.authorize_scope('scope.create', format('create scope nodes under node %s', p_parent_id),
+                               'scope:create', p_org_id, p_parent_id, NULL);
+  ELSE
+    PERFORM um.authorize('scope.create', format('create scope nodes in organization %s', p_org_id),
+                         'scope:create', p_org_id, 'scope', NULL);
+    IF p_parent_id IS NOT NULL THEN
+      PERFORM um.org_scope(p_org_id, p_parent_id, 'parent_id');
+    END IF;
+  END IF;
+  IF p_inherit IS NULL THEN
+    PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false.');
+  END IF;
+  v_id := um.write_scope(NULL, p_org_id, p_parent_id, p_kind, p_name, p_ref, p_inherit);
+  PERFORM um.audit('scope.create', p_org_id, 'scope', v_id,
+                   jsonb_build_object('kind', p_kind, 'parent_id', p_parent_id, 'ref', p_ref, 'inherit', p_inherit));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_create_scope(bigint, text, text, bigint, text, boolean) IS
+  'body of um_create_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_scope (EXECUTE held by nobody)';
+
+-- The node, for a change to it: authorized on the node itself.
+CREATE FUNCTION um.scope_for_change(p_scope_id bigint, p_action text, p_what text, p_permission text)
+RETURNS um.scopes
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes;
+BEGIN
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
+  PERFORM um.authorize_scope(p_action, format(p_what, p_scope_id), p_permission, v.org_id, v.id, p_scope_id);
+  v := um.require_scope(p_scope_id);
+  PERFORM um.lock_organization(v.org_id);      -- one change to a tree at a time
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
+  RETURN um.require_scope(v.id);
+END
+$$;
+COMMENT ON FUNCTION um.scope_for_change(bigint, text, text, text) IS
+  'internal: the scope node, once the caller may make this change to it (the permission on the node), with its organization locked';
+
+CREATE FUNCTION um.do_rename_scope(p_scope_id bigint, p_name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.rename', 'rename scope node %s', 'scope:update');
+BEGIN
+  IF p_name IS NOT DISTINCT FROM v.name THEN
+    RETURN;
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, p_name, v.ref, v.inherit);
+  PERFORM um.audit('scope.rename', v.org_id, 'scope', v.id, jsonb_build_object('from', v.name, 'to', p_name));
+END
+$$;
+COMMENT ON FUNCTION um.do_rename_scope(bigint, text) IS
+  'body of um_rename_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_scope (EXECUTE held by nobody)';
+
+-- Moving a node changes whose grants reach its subtree: scope:update is
+-- needed on the node and on its new parent (in the organization, to make it
+-- top-level).
+CREATE FUNCTION um.do_move_scope(p_scope_id bigint, p_parent_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.move', 'move scope node %s', 'scope:update');
+BEGIN
+  IF p_parent_id IS NULL THEN
+    PERFORM um.authorize('scope.move', format('make scope node %s top-level', p_scope_id),
+                         'scope:update', v.org_id, 'scope', p_scope_id);
+  ELSE
+    PERFORM um.org_scope(v.org_id, p_parent_id, 'parent_id');
+    PERFORM um.authorize_scope('scope.move', format('move scope nodes under node %s', p_parent_id),
+                               'scope:update', v.org_id, p_parent_id, p_scope_id);
+  END IF;
+  IF p_parent_id IS NOT DISTINCT FROM v.parent_id THEN
+    RETURN;
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle: UM041
+  PERFORM um.audit('scope.move', v.org_id, 'scope', v.id, jsonb_build_object('from', v.parent_id, 'to', p_parent_id));
+END
+$$;
+COMMENT ON FUNCTION um.do_move_scope(bigint, bigint) IS
+  'body of um_move_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_move_scope (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_scope_inherit(p_scope_id bigint, p_inherit boolean)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.set_inherit', 'change inheritance of scope node %s', 'scope:update');
+BEGIN
+  IF p_inherit IS NULL THEN
+    PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false (only grants made on it and below apply).');
+  END IF;
+  IF p_inherit = v.inherit THEN
+    RETURN false;
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, v.name, v.ref, p_inherit);
+  PERFORM um.audit('scope.set_inherit', v.org_id, 'scope', v.id, jsonb_build_object('inherit', p_inherit));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_set_scope_inherit(bigint, boolean) IS
+  'body of um_set_scope_inherit: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_scope_inherit (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_delete_scope(p_scope_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.delete', 'delete scope node %s', 'scope:delete');
+  v_nodes bigint[];
+  v_team record;
+BEGIN
+  WITH RECURSIVE sub(id) AS (
+    SELECT v.id
+    UNION
+    SELECT s.id FROM um.scopes s JOIN sub ON s.parent_id = sub.id)
+  SELECT array_agg(id ORDER BY id) INTO v_nodes FROM sub;
+  SELECT t.id, t.name, t.scope_id INTO v_team FROM um.teams t WHERE t.scope_id = ANY (v_nodes) ORDER BY t.id LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'scope node % cannot be deleted: it holds the space of team "%"', p_scope_id, v_team.name
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Node %s is the space of team %s.', v_team.scope_id, v_team.id),
+            HINT = 'Delete the team first (um_delete_team), or move its space out of the subtree (um_move_scope).';
+  END IF;
+  PERFORM um.delete_referenced('scopes', p_scope_id, format('scope node %s', p_scope_id));
+  PERFORM um.audit('scope.delete', v.org_id, 'scope', v.id,
+                   jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes)));
+  RETURN cardinality(v_nodes);
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_scope(bigint) IS
+  'body of um_delete_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_scope (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_create_scope(org_id bigint, kind text, name text, parent_id bigint DEFAULT NULL,
+                                            ref text DEFAULT NULL, inherit boolean DEFAULT true)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_create_scope(bigint, text, text, bigint, text, boolean) IS
+  'create a scope node (top-level, or under parent_id) with the application''s ref for it; scope:create on the parent (in the organization for a top-level node); returns its id';
+
+CREATE FUNCTION @extschema@.um_rename_scope(scope_id bigint, name text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_rename_scope(bigint, text) IS 'rename a scope node (scope:update on it)';
+
+CREATE FUNCTION @extschema@.um_move_scope(scope_id bigint, parent_id bigint)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_move_scope(bigint, bigint) IS
+  'move a scope node with its subtree under another node of the organization (NULL: top level); scope:update on the node and on the new parent; never into its own subtree (UM041)';
+
+CREATE FUNCTION @extschema@.um_set_scope_inherit(scope_id bigint, inherit boolean)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_scope_inherit(bigint, boolean) IS
+  'false: the node stops inheriting its ancestors'' grants; true: it inherits them again (scope:update on it); false when it already did so';
+
+CREATE FUNCTION @extschema@.um_delete_scope(scope_id bigint)
+RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_delete_scope(bigint) IS
+  'delete a scope node with its subtree and every grant on them (scope:delete on it); refused (UM081) while a team''s space or application rows are in it; returns the number of nodes deleted';
+
+REVOKE EXECUTE ON FUNCTION um.delete_referenced(text, bigint, text),
+  um.authorize_root(text, text, text, bigint),
+  um.do_rename_organization(bigint, text),
+  um.do_set_org_slug(bigint, text),
+  um.do_delete_organization(bigint, text),
+  um.authorize_scope(text, text, text, bigint, bigint, bigint),
+  um.org_scope(bigint, bigint, text),
+  um.write_scope(bigint, bigint, bigint, text, text, text, boolean),
+  um.do_create_scope(bigint, text, text, bigint, text, boolean),
+  um.scope_for_change(bigint, text, text, text),
+  um.do_rename_scope(bigint, text),
+  um.do_move_scope(bigint, bigint),
+  um.do_set_scope_inherit(bigint, boolean),
+  um.do_delete_scope(bigint)
+  FROM PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

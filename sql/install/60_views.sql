@@ -81,6 +81,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM020', 'email_taken', 409, 'email address already registered'),
   ('UM021', 'slug_taken', 409, 'organization slug already taken'),
   ('UM022', 'already_member', 409, 'already a member'),
+  ('UM023', 'scope_node_exists', 409, 'scope node name or ref taken'),
   ('UM024', 'already_team_member', 409, 'already a member of the team'),
   ('UM025', 'team_name_taken', 409, 'team name already taken in the organization'),
   ('UM026', 'role_name_taken', 409, 'role name already taken in the organization'),
@@ -130,7 +131,8 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM072', 'nobody_acting', 401, 'nobody is acting in this transaction'),
   ('UM073', 'escalation_refused', 403, 'escalation refused: a role with permissions you lack, or a Root acted on by a non-Root'),
   ('UM074', 'outside_domains', 403, 'an account for an address outside the organization''s domains'),
-  ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference')
+  ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference'),
+  ('UM081', 'still_referenced', 409, 'the organization or scope node is still referenced')
   ) AS v (sqlstate, name, http_status, meaning);
 COMMENT ON VIEW um.error_codes IS 'um''s error codes (class UM): name, HTTP status and meaning, for an application to map errors';
 COMMENT ON COLUMN um.error_codes.sqlstate IS 'the SQLSTATE, e.g. UM060';

@@ -267,6 +267,60 @@ COMMENT ON FUNCTION um.assert_no_app_cascades() IS
   'internal: refuses (before a lifecycle function may delete) while an application table has a cascading foreign key into um''s tables, whose triggers would run as um''s owner';
 
 -- ---------------------------------------------------------------------------
+-- Deleting what application rows may reference.  A foreign key of an
+-- application table into um's tables refuses the deletion while rows hold
+-- it (one that cascades is refused earlier: um.assert_no_app_cascades);
+-- um names the table.  PostgreSQL checks such a key by querying the table as
+-- its owner; a key whose column is not bigint makes that query run a cast,
+-- the application's code, inside the deleting user's transaction, so
+-- deletion is refused outright while one exists (um_lint reports it).
+CREATE FUNCTION um.delete_referenced(p_table text, p_id bigint, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_key record;
+  v_schema text;
+  v_table text;
+  v_constraint text;
+BEGIN
+  SELECT c.conrelid::regclass AS tbl, c.conname, a.attname INTO v_key
+    FROM pg_constraint c
+    JOIN pg_class t ON t.oid = c.conrelid
+    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+   WHERE c.contype = 'f'
+     AND c.confrelid IN (SELECT k.oid FROM pg_class k WHERE k.relnamespace = 'um'::regnamespace)
+     AND t.relnamespace <> 'um'::regnamespace
+     AND a.atttypid <> 'int8'::regtype
+   ORDER BY c.oid LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'cannot delete %: table % has a foreign key into um whose column is not bigint', p_what, v_key.tbl
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Constraint %s, column %s: PostgreSQL would run the column''s cast, the table''s code, while deleting.', v_key.conname, v_key.attname),
+            HINT = format('Make column %s of %s bigint.', v_key.attname, v_key.tbl);
+  END IF;
+  BEGIN
+    CASE p_table
+      WHEN 'organizations' THEN DELETE FROM um.organizations o WHERE o.id = p_id;
+      WHEN 'scopes' THEN DELETE FROM um.scopes s WHERE s.id = p_id;
+    END CASE;
+  EXCEPTION WHEN foreign_key_violation THEN
+    GET STACKED DIAGNOSTICS v_schema = SCHEMA_NAME, v_table = TABLE_NAME, v_constraint = CONSTRAINT_NAME;
+    IF v_schema = 'um' THEN
+      RAISE;                                        -- um's own rule: not the application's rows
+    END IF;
+    RAISE EXCEPTION 'cannot delete %: rows of table %.% still reference it', p_what, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Foreign key %s of %I.%I refers to what the deletion removes.', v_constraint, v_schema, v_table),
+            HINT = format('Delete or move the rows of %I.%I that reference it first.', v_schema, v_table);
+  END;
+END
+$$;
+COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
+  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key column is not bigint';
+
+-- ---------------------------------------------------------------------------
 -- Authorization
 
 -- um.authorize: may this call go ahead?  Returns the acting user (NULL for

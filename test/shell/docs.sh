@@ -40,7 +40,7 @@ functions=$(cat sql/install/*.sql 2>/dev/null \
 ref_headings=$(headings "$ref")
 missing=""
 for f in $functions; do
-  printf '%s\n' "$ref_headings" | grep -qE "(^|[^a-z0-9_])${f}([^a-z0-9_]|$)" || missing+="$f"$'\n'
+  grep -qE "(^|[^a-z0-9_])${f}([^a-z0-9_]|$)" <<<"$ref_headings" || missing+="$f"$'\n'
 done
 [ -n "$functions" ] || missing="no CREATE FUNCTION @extschema@.um_* found in sql/install/*.sql"$'\n'
 check "every public function of sql/install has a heading in $ref ($(printf '%s\n' "$functions" | grep -c .) functions)" \
@@ -52,7 +52,7 @@ views=$(cat sql/install/*.sql 2>/dev/null \
   | sed 's/.*[[:space:]]//' | sort -u)
 missing=""
 for v in $views; do
-  printf '%s\n' "$ref_headings" | grep -qF "$v" || missing+="$v"$'\n'
+  grep -qF "$v" <<<"$ref_headings" || missing+="$v"$'\n'
 done
 check "every view of schema um has a heading in $ref ($(printf '%s\n' "$views" | grep -c .) views)" \
   "$(printf '%s' "$missing" | sed '/^$/d; s/^/no heading: /')"
@@ -60,7 +60,7 @@ check "every view of schema um has a heading in $ref ($(printf '%s\n' "$views" |
 # 3. doc/reference.md documents no function that does not exist
 stale=""
 for f in $(printf '%s\n' "$ref_headings" | grep -oE '^#+[[:space:]]+um_[a-z0-9_]+[[:space:]]*$' | sed 's/^#*[[:space:]]*//; s/[[:space:]]*$//' | sort -u); do
-  printf '%s\n' "$functions" | grep -qx "$f" || stale+="$f"$'\n'
+  grep -qx "$f" <<<"$functions" || stale+="$f"$'\n'
 done
 check "$ref has no heading for a function sql/install does not declare" \
   "$(printf '%s' "$stale" | sed '/^$/d; s/^/no such function: /')"

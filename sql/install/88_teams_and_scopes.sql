@@ -1,5 +1,5 @@
--- Lifecycle of teams, their members and their roles; then their public
--- declarations.
+-- Lifecycle of teams, their members and their roles, and of scope nodes;
+-- then their public declarations.
 
 -- ---------------------------------------------------------------------------
 -- Teams: team:create/update/delete in the organization; members and their
@@ -307,6 +307,254 @@ COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint) IS
   'body of um_transfer_team_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_team_ownership (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
+-- Scope nodes: the tree of an organization's resources.  scope:create,
+-- scope:update and scope:delete are checked on the node (on its parent for
+-- a new node, in the organization for a top-level one), so a grant on a
+-- project lets its holder manage what lies below it.
+
+-- um.authorize_scope: um.authorize, with the permission checked on a node
+-- of the organization when one is given.
+CREATE FUNCTION um.authorize_scope(p_action text, p_what text, p_permission text,
+                                   p_org_id bigint, p_node_id bigint, p_target_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id(p_org_id);
+BEGIN
+  IF v_actor IS NOT NULL AND p_node_id IS NOT NULL
+     AND @extschema@.um_has_permission(p_permission, p_org_id, p_node_id) THEN
+    PERFORM um.assert_no_app_cascades();
+    PERFORM um.require_organization(p_org_id);
+    RETURN v_actor;
+  END IF;
+  RETURN um.authorize(p_action, p_what, p_permission, p_org_id, 'scope', p_target_id);
+END
+$$;
+COMMENT ON FUNCTION um.authorize_scope(text, text, text, bigint, bigint, bigint) IS
+  'internal: um.authorize with the permission checked on a scope node of the organization (when given): the acting user may hold it there only';
+
+-- um.org_scope: a node of the organization, or UM036 (a node of another
+-- organization is not named as such: that would tell it exists).
+CREATE FUNCTION um.org_scope(p_org_id bigint, p_scope_id bigint, p_role text)
+RETURNS um.scopes
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes;
+BEGIN
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id AND s.org_id = p_org_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'scope node % does not exist in organization %', coalesce(p_scope_id::text, 'NULL'), p_org_id
+      USING ERRCODE = 'UM036', HINT = format('Pass the id of a node of organization %s as %s, or NULL.', p_org_id, p_role);
+  END IF;
+  RETURN v;
+END
+$$;
+COMMENT ON FUNCTION um.org_scope(bigint, bigint, text) IS 'internal: a scope node of the organization, or UM036 naming the argument';
+
+-- um.write_scope: insert (p_id NULL) or update a node, saying which name or
+-- ref is taken instead of a raw unique violation.
+CREATE FUNCTION um.write_scope(p_id bigint, p_org_id bigint, p_parent_id bigint, p_kind text,
+                               p_name text, p_ref text, p_inherit boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint := p_id;
+  v_constraint text;
+BEGIN
+  IF p_kind IS NULL THEN
+    PERFORM um.raise('UM008', 'invalid scope kind "NULL"', NULL, 'Pass a lowercase identifier such as project or environment.');
+  END IF;
+  IF p_name IS NULL THEN
+    PERFORM um.raise('UM003', 'invalid scope name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
+  END IF;
+  IF p_ref IS NOT NULL AND length(p_ref) NOT BETWEEN 1 AND 200 THEN
+    PERFORM um.raise('UM009', 'invalid scope ref', 'A ref has 1 to 200 characters.',
+                     'Pass the application''s own key of the resource (e.g. its id), or NULL.');
+  END IF;
+  BEGIN
+    IF p_id IS NULL THEN
+      INSERT INTO um.scopes (org_id, parent_id, kind, name, ref, inherit)
+      VALUES (p_org_id, p_parent_id, p_kind, p_name, p_ref, coalesce(p_inherit, true))
+      RETURNING id INTO v_id;
+    ELSE
+      UPDATE um.scopes s SET parent_id = p_parent_id, name = p_name, inherit = p_inherit WHERE s.id = p_id;
+    END IF;
+  EXCEPTION WHEN unique_violation THEN
+    GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
+    IF v_constraint = 'scopes_ref_key' THEN
+      RAISE EXCEPTION 'organization % already has a node of kind "%" with ref "%"', p_org_id, p_kind, p_ref
+        USING ERRCODE = 'UM023', HINT = 'A ref names one node of its kind: look that node up in um.scopes.';
+    END IF;
+    RAISE EXCEPTION 'a node of kind "%" named "%" already exists there', p_kind, p_name
+      USING ERRCODE = 'UM023',
+            DETAIL = format('Siblings of the same kind have different names regardless of letter case (parent %s).',
+                            coalesce(p_parent_id::text, 'none: top level')),
+            HINT = 'Choose another name, or another parent.';
+  END;
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.write_scope(bigint, bigint, bigint, text, text, text, boolean) IS
+  'internal: inserts a scope node (no id) or updates one, raising UM023 when a sibling of the kind has the name or a node of the kind has the ref';
+
+CREATE FUNCTION um.do_create_scope(p_org_id bigint, p_kind text, p_name text, p_parent_id bigint,
+                                   p_ref text, p_inherit boolean)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  IF p_parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_parent_id AND s.org_id = p_org_id) THEN
+    PERFORM um.authorize_scope('scope.create', format('create scope nodes under node %s', p_parent_id),
+                               'scope:create', p_org_id, p_parent_id, NULL);
+  ELSE
+    PERFORM um.authorize('scope.create', format('create scope nodes in organization %s', p_org_id),
+                         'scope:create', p_org_id, 'scope', NULL);
+    IF p_parent_id IS NOT NULL THEN
+      PERFORM um.org_scope(p_org_id, p_parent_id, 'parent_id');
+    END IF;
+  END IF;
+  IF p_inherit IS NULL THEN
+    PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false.');
+  END IF;
+  v_id := um.write_scope(NULL, p_org_id, p_parent_id, p_kind, p_name, p_ref, p_inherit);
+  PERFORM um.audit('scope.create', p_org_id, 'scope', v_id,
+                   jsonb_build_object('kind', p_kind, 'parent_id', p_parent_id, 'ref', p_ref, 'inherit', p_inherit));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um.do_create_scope(bigint, text, text, bigint, text, boolean) IS
+  'body of um_create_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_scope (EXECUTE held by nobody)';
+
+-- The node, for a change to it: authorized on the node itself.
+CREATE FUNCTION um.scope_for_change(p_scope_id bigint, p_action text, p_what text, p_permission text)
+RETURNS um.scopes
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes;
+BEGIN
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
+  PERFORM um.authorize_scope(p_action, format(p_what, p_scope_id), p_permission, v.org_id, v.id, p_scope_id);
+  v := um.require_scope(p_scope_id);
+  PERFORM um.lock_organization(v.org_id);      -- one change to a tree at a time
+  SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
+  RETURN um.require_scope(v.id);
+END
+$$;
+COMMENT ON FUNCTION um.scope_for_change(bigint, text, text, text) IS
+  'internal: the scope node, once the caller may make this change to it (the permission on the node), with its organization locked';
+
+CREATE FUNCTION um.do_rename_scope(p_scope_id bigint, p_name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.rename', 'rename scope node %s', 'scope:update');
+BEGIN
+  IF p_name IS NOT DISTINCT FROM v.name THEN
+    RETURN;
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, p_name, v.ref, v.inherit);
+  PERFORM um.audit('scope.rename', v.org_id, 'scope', v.id, jsonb_build_object('from', v.name, 'to', p_name));
+END
+$$;
+COMMENT ON FUNCTION um.do_rename_scope(bigint, text) IS
+  'body of um_rename_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_scope (EXECUTE held by nobody)';
+
+-- Moving a node changes whose grants reach its subtree: scope:update is
+-- needed on the node and on its new parent (in the organization, to make it
+-- top-level).
+CREATE FUNCTION um.do_move_scope(p_scope_id bigint, p_parent_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.move', 'move scope node %s', 'scope:update');
+BEGIN
+  IF p_parent_id IS NULL THEN
+    PERFORM um.authorize('scope.move', format('make scope node %s top-level', p_scope_id),
+                         'scope:update', v.org_id, 'scope', p_scope_id);
+  ELSE
+    PERFORM um.org_scope(v.org_id, p_parent_id, 'parent_id');
+    PERFORM um.authorize_scope('scope.move', format('move scope nodes under node %s', p_parent_id),
+                               'scope:update', v.org_id, p_parent_id, p_scope_id);
+  END IF;
+  IF p_parent_id IS NOT DISTINCT FROM v.parent_id THEN
+    RETURN;
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle: UM041
+  PERFORM um.audit('scope.move', v.org_id, 'scope', v.id, jsonb_build_object('from', v.parent_id, 'to', p_parent_id));
+END
+$$;
+COMMENT ON FUNCTION um.do_move_scope(bigint, bigint) IS
+  'body of um_move_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_move_scope (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_set_scope_inherit(p_scope_id bigint, p_inherit boolean)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.set_inherit', 'change inheritance of scope node %s', 'scope:update');
+BEGIN
+  IF p_inherit IS NULL THEN
+    PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false (only grants made on it and below apply).');
+  END IF;
+  IF p_inherit = v.inherit THEN
+    RETURN false;
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, v.name, v.ref, p_inherit);
+  PERFORM um.audit('scope.set_inherit', v.org_id, 'scope', v.id, jsonb_build_object('inherit', p_inherit));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um.do_set_scope_inherit(bigint, boolean) IS
+  'body of um_set_scope_inherit: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_scope_inherit (EXECUTE held by nobody)';
+
+CREATE FUNCTION um.do_delete_scope(p_scope_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.scopes := um.scope_for_change(p_scope_id, 'scope.delete', 'delete scope node %s', 'scope:delete');
+  v_nodes bigint[];
+  v_team record;
+BEGIN
+  WITH RECURSIVE sub(id) AS (
+    SELECT v.id
+    UNION
+    SELECT s.id FROM um.scopes s JOIN sub ON s.parent_id = sub.id)
+  SELECT array_agg(id ORDER BY id) INTO v_nodes FROM sub;
+  SELECT t.id, t.name, t.scope_id INTO v_team FROM um.teams t WHERE t.scope_id = ANY (v_nodes) ORDER BY t.id LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'scope node % cannot be deleted: it holds the space of team "%"', p_scope_id, v_team.name
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Node %s is the space of team %s.', v_team.scope_id, v_team.id),
+            HINT = 'Delete the team first (um_delete_team), or move its space out of the subtree (um_move_scope).';
+  END IF;
+  PERFORM um.delete_referenced('scopes', p_scope_id, format('scope node %s', p_scope_id));
+  PERFORM um.audit('scope.delete', v.org_id, 'scope', v.id,
+                   jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes)));
+  RETURN cardinality(v_nodes);
+END
+$$;
+COMMENT ON FUNCTION um.do_delete_scope(bigint) IS
+  'body of um_delete_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_scope (EXECUTE held by nobody)';
+
+-- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls
 -- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
 -- the error that names it.
@@ -349,3 +597,28 @@ CREATE FUNCTION @extschema@.um_transfer_team_ownership(team_id bigint, new_owner
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_transfer_team_ownership(bigint, bigint) IS
   'make another team member the owner (the owner, or team:manage)';
+
+CREATE FUNCTION @extschema@.um_create_scope(org_id bigint, kind text, name text, parent_id bigint DEFAULT NULL,
+                                            ref text DEFAULT NULL, inherit boolean DEFAULT true)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_create_scope(bigint, text, text, bigint, text, boolean) IS
+  'create a scope node (top-level, or under parent_id) with the application''s ref for it; scope:create on the parent (in the organization for a top-level node); returns its id';
+
+CREATE FUNCTION @extschema@.um_rename_scope(scope_id bigint, name text)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_rename_scope(bigint, text) IS 'rename a scope node (scope:update on it)';
+
+CREATE FUNCTION @extschema@.um_move_scope(scope_id bigint, parent_id bigint)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_move_scope(bigint, bigint) IS
+  'move a scope node with its subtree under another node of the organization (NULL: top level); scope:update on the node and on the new parent; never into its own subtree (UM041)';
+
+CREATE FUNCTION @extschema@.um_set_scope_inherit(scope_id bigint, inherit boolean)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_set_scope_inherit(bigint, boolean) IS
+  'false: the node stops inheriting its ancestors'' grants; true: it inherits them again (scope:update on it); false when it already did so';
+
+CREATE FUNCTION @extschema@.um_delete_scope(scope_id bigint)
+RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_delete_scope(bigint) IS
+  'delete a scope node with its subtree and every grant on them (scope:delete on it); refused (UM081) while a team''s space or application rows are in it; returns the number of nodes deleted';
