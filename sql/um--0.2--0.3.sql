@@ -6270,6 +6270,7 @@ BEGIN
   PERFORM um.authorize('organization.rename', format('rename organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   SELECT o.name INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+  PERFORM um.require_organization(p_org_id);          -- deleted meanwhile: UM030
   IF p_name IS NOT DISTINCT FROM v_old THEN
     RETURN;
   END IF;
@@ -6295,6 +6296,7 @@ BEGIN
   PERFORM um.authorize_root('organization.set_slug', format('change the slug of organization %s', p_org_id),
                             'org:update', p_org_id);
   SELECT o.slug INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+  PERFORM um.require_organization(p_org_id);          -- deleted meanwhile: UM030
   IF p_slug IS NOT DISTINCT FROM v_old THEN
     RETURN;
   END IF;
@@ -6467,7 +6469,7 @@ DECLARE
   v_id bigint;
 BEGIN
   IF p_parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_parent_id AND s.org_id = p_org_id) THEN
-    PERFORM um.authorize_scope('scope.create', format('create scope nodes under node %s', p_parent_id),
+    PERFORM um.authorize_scope('scope.create', format('create scope nodes in organization %s', p_org_id),
                                'scope:create', p_org_id, p_parent_id, NULL);
   ELSE
     PERFORM um.authorize('scope.create', format('create scope nodes in organization %s', p_org_id),

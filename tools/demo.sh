@@ -2,8 +2,11 @@
 # tools/demo.sh: see um working on a throwaway PostgreSQL cluster.
 #
 # Installs what is missing (Debian 12, as root), builds and installs um,
-# starts a private cluster, creates two organizations with users, roles, a
-# team and a scope tree, and shows them.  In a terminal it then keeps the
+# starts a private cluster and plays an application on it: the DBA's
+# migration (roles, a protected table, the application's permissions), then,
+# as the backend's own role (no superuser, no grant on um's tables), two
+# tenants signing up, inviting, writing invoices and each seeing only their
+# own, and the refusals with their SQLSTATEs.  In a terminal it then keeps the
 # cluster up so you can look around with psql; it is removed when you leave.
 # UM_PORT=<port> makes the cluster listen on that port (default: a free one).
 set -euo pipefail
@@ -18,160 +21,143 @@ cluster_start
 createdb um_demo
 export PGDATABASE=um_demo
 
+echo "== 1. The DBA's migration (a superuser: a um administrator): roles, the application's table, its permissions"
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
-\pset footer off
 SET client_min_messages = warning;
 CREATE EXTENSION um CASCADE;
+CREATE ROLE app_owner NOLOGIN;
+CREATE ROLE app_backend LOGIN NOSUPERUSER NOBYPASSRLS;
+CREATE SCHEMA app AUTHORIZATION app_owner;
+GRANT USAGE ON SCHEMA app TO app_backend;
+-- the backend offers self-registration: it mails the secrets these return
+GRANT EXECUTE ON FUNCTION um_sign_up(text, text, text, text, text), um_resend_verification(text) TO app_backend;
+SET ROLE app_owner;
+CREATE TABLE app.invoices (
+  id bigserial PRIMARY KEY,
+  org_id bigint NOT NULL,                 -- the tenant: um's policies check it
+  customer text NOT NULL,
+  amount numeric(12,2) NOT NULL,
+  approved boolean NOT NULL DEFAULT false);
+GRANT SELECT, INSERT, UPDATE, DELETE ON app.invoices TO app_backend;
+GRANT USAGE ON SEQUENCE app.invoices_id_seq TO app_backend;
+RESET ROLE;
+-- row-level security: SELECT/INSERT/UPDATE/DELETE need invoice:read/create/update/delete in the row's organization
+SELECT um_protect_table('app.invoices', 'org_id', 'invoice') AS a,
+-- which built-in roles hold them, in every organization, now and later (Root holds everything)
+       um_register_permission('invoice:approve', 'Approve invoices', roles => '{admin}') AS b,
+       um_grant_template_permission('admin', 'invoice:*') AS c,
+       um_grant_template_permission('member', 'invoice:read') AS d,
+       um_grant_template_permission('member', 'invoice:create') AS e \gset
+SQL
+echo "   app_backend: no superuser, no BYPASSRLS, no grant on um's tables; everything below runs as it."
 
--- people
-SELECT um_create_user('ada@acme.example',    'Ada Lovelace', timezone => 'Europe/London') AS ada \gset
-SELECT um_create_user('carol@acme.example',  'Carol Shaw',   timezone => 'America/Los_Angeles') AS carol \gset
-SELECT um_create_user('dave@acme.example',   'Dave Cutler',  locale => 'en-US') AS dave \gset
-SELECT um_create_user('erin@acme.example',   'Erin Catto') AS erin \gset
-SELECT um_create_user('alerts@acme.example', 'Pager Robot',  allow_login => false) AS robot \gset
-SELECT um_create_user('bob@globex.example',  'Bob Page',     mobile => '+14155550123') AS bob \gset
-
--- two tenants; their creators become Root
-SELECT um_create_organization('acme',   'Acme Inc',    :ada) AS acme \gset
-SELECT um_create_organization('globex', 'Globex Corp', :bob) AS globex \gset
-SELECT um_add_member(:acme, :carol, 'Admin') \gset
-SELECT um_add_member(:acme, :dave, 'Service Editor') \gset
-SELECT um_add_member(:acme, :erin) \gset
-SELECT um_add_member(:acme, :robot) \gset
-SELECT um_add_member(:globex, :dave, 'Service Reader') \gset
-
--- an application permission, a custom role that includes a built-in one
-SELECT um_register_permission('invoice:read', 'Read invoices') \gset
-SELECT um_register_permission('invoice:approve', 'Approve invoices') \gset
-INSERT INTO um.roles (org_id, name, description) VALUES (:acme, 'Finance', 'Reads and approves invoices')
-  RETURNING id AS finance \gset
-INSERT INTO um.role_permissions (org_id, role_id, permission) VALUES (:acme, :finance, 'invoice:*');
-INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
-  SELECT :acme, :finance, id FROM um.roles WHERE org_id = :acme AND builtin = 'service_reader';
-
--- a scope tree and a team with its own space
-INSERT INTO um.scopes (org_id, kind, name) VALUES (:acme, 'project', 'Apollo') RETURNING id AS apollo \gset
-INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (:acme, :apollo, 'environment', 'production'), (:acme, :apollo, 'environment', 'staging');
-INSERT INTO um.teams (org_id, name) VALUES (:acme, 'Platform') RETURNING id AS platform \gset
-INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (:acme, :platform, :carol, true), (:acme, :platform, :dave, false);
-INSERT INTO um.grants (org_id, role_id, user_id, scope_id) VALUES (:acme, :finance, :dave, :apollo);
+psql -X -q -v ON_ERROR_STOP=1 -U app_backend <<'SQL'
+\pset footer off
+SET client_min_messages = warning;
+SET um.password_hash_cost = 6;            -- quick hashes for the demo (the default is 10)
+-- What a backend's request handlers do, as functions of this session:
+-- sign up and verify (the secret is what the backend would mail) ...
+CREATE FUNCTION pg_temp.sign_up(email text, password text, name text) RETURNS text LANGUAGE sql AS
+  $$ SELECT um_verify_email_and_login(um_sign_up(email, password, name), password) $$;
+-- ... accept an invitation as a new user, then verify the address
+CREATE FUNCTION pg_temp.join(token text, email text, password text, name text) RETURNS text LANGUAGE sql AS
+  $$ SELECT um_accept_invitation(token, password, name);
+     SELECT um_verify_email_and_login(um_resend_verification(email), password) $$;
+-- a request that may fail: its SQLSTATE, message and hint (what an API maps to an HTTP status)
+CREATE FUNCTION pg_temp.attempt(q text, OUT code text, OUT message text, OUT hint text) LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE q;
+  code := '00000'; message := 'ok';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+END
+$$;
 RESET client_min_messages;
 
 \echo
-\echo '== Organizations (um.organization_list)'
-SELECT slug, name, members, roots, teams, custom_roles FROM um.organization_list ORDER BY id;
-\echo '== Who belongs where (um.member_list): dave is in both, the robot is notification-only'
-SELECT org, email, name, role, allow_login FROM um.member_list ORDER BY org, email;
-\echo '== The built-in roles of every organization: the seed''s CRUDL matrix'
-SELECT r.name AS role,
-       string_agg(format('%s:%s', res, letters), '  ' ORDER BY res) AS "resource:CRUDL"
-  FROM um.roles r
-  CROSS JOIN LATERAL (
-    SELECT split_part(rp.permission, ':', 1) AS res,
-           string_agg(upper(left(split_part(rp.permission, ':', 2), 1)), ''
-                      ORDER BY strpos('CRUDL', upper(left(split_part(rp.permission, ':', 2), 1)))) AS letters
-      FROM um.role_permissions rp
-     WHERE rp.role_id = r.id AND split_part(rp.permission, ':', 2) IN ('create', 'read', 'update', 'delete', 'list')
-       AND split_part(rp.permission, ':', 1) IN ('service', 'fleet', 'account', 'billing', 'plan', 'instance', 'template')
-     GROUP BY 1) m
- WHERE r.org_id = :acme AND r.builtin IS NOT NULL
- GROUP BY r.id, r.name ORDER BY r.id;
-\echo '== Acme''s custom role (um.role_permission_list)'
-SELECT role, includes, permissions FROM um.role_permission_list WHERE org = 'acme' AND NOT builtin;
-\echo '== Acme''s scope tree, teams and grants'
-WITH RECURSIVE tree AS (
-  SELECT s.id, s.name, s.kind, 0 AS depth, s.name::text AS path FROM um.scopes s WHERE s.org_id = :acme AND s.parent_id IS NULL
-  UNION ALL
-  SELECT c.id, c.name, c.kind, t.depth + 1, t.path || '/' || c.name FROM um.scopes c JOIN tree t ON c.parent_id = t.id)
-SELECT repeat('    ', depth) || name AS node, kind,
-       (SELECT string_agg(coalesce(u.email, 'team ' || tm.name) || ' as ' || r.name, ', ')
-          FROM um.grants g JOIN um.roles r ON r.id = g.role_id
-          LEFT JOIN um.users u ON u.id = g.user_id LEFT JOIN um.teams tm ON tm.id = g.team_id
-         WHERE g.scope_id = tree.id) AS grants
-  FROM tree ORDER BY path;
-SELECT t.name AS team, u.email AS member, CASE WHEN tm.is_owner THEN 'owner' ELSE '' END AS " "
-  FROM um.teams t JOIN um.team_members tm ON tm.team_id = t.id JOIN um.users u ON u.id = tm.user_id
- ORDER BY t.name, NOT tm.is_owner, u.email;
-
-\echo '== Who may do what in Acme (um_has_permission, the C evaluator)'
-SELECT u.email,
-       um_has_permission(u.id, 'billing:update', :acme)  AS "billing:update",
-       um_has_permission(u.id, 'service:create', :acme)  AS "service:create",
-       um_has_permission(u.id, 'member:invite', :acme)   AS "member:invite",
-       um_has_permission(u.id, 'invoice:approve', :acme) AS "invoice:approve",
-       um_has_permission(u.id, 'invoice:approve', :acme, :apollo) AS "invoice:approve on Apollo"
-  FROM um.users u ORDER BY u.id;
-\echo '== Why may dave approve invoices on project Apollo? (um_explain_permission)'
-SELECT * FROM um_explain_permission(:dave, 'invoice:approve', :acme, :apollo);
-\echo '== Dave logs in; his session token makes him the acting user for one transaction'
-SET um.password_hash_cost = 6;        -- quick hashes for the demo (the default is 10)
-SELECT um_set_password(:dave, 'correct horse battery', must_change => false) \gset
-UPDATE um.users SET email_verified_at = now() WHERE id = :dave;
-SELECT um_login('dave@acme.example', 'correct horse battery') AS token \gset
-SELECT left(:'token', 12) || '...' AS "token from um_login (only its SHA-256 is stored)";
-BEGIN;
-SELECT um_begin(:'token') \gset
-SELECT um_current_user_id() AS acting, um_permitted_orgs('instance:read') AS "orgs where dave reads instances";
+\echo '== 2. Ada and Bob sign up; each creates an organization and becomes its Root'
+SELECT pg_temp.sign_up('ada@acme.example', 'ada correct horse', 'Ada Lovelace') AS ada \gset
+SELECT pg_temp.sign_up('bob@globex.example', 'bob battery staple', 'Bob Page') AS bob \gset
+BEGIN; SELECT um_begin(:'ada') \gset
+SELECT um_create_organization('acme', 'Acme Inc', um_current_user_id()) AS acme \gset
 COMMIT;
-SELECT um_current_user_id() AS "acting after COMMIT";
-\echo '== Carol (Admin of Acme) impersonates erin (a Member): checks answer as erin'
-BEGIN;
-SELECT um_act_as(:carol) \gset
-SELECT um_impersonate(:erin) AS "impersonation applies to";
-SELECT um_current_user_id() AS acting, um_real_user_id() AS "really", um_has_permission('member:invite', :acme) AS "may invite?",
-       um_has_permission('org:read', :acme) AS "may read the organization?";
+BEGIN; SELECT um_begin(:'bob') \gset
+SELECT um_create_organization('globex', 'Globex Corp', um_current_user_id()) AS globex \gset
 COMMIT;
-SELECT um_logout(:'token') AS "logged out";
-
-\echo '== Lifecycle: carol (Admin) invites a batch; one invitee accepts with the emailed token'
-BEGIN;
-SELECT um_act_as(:carol) \gset
-CREATE TEMP TABLE invited AS
-  SELECT * FROM um_invite(:acme, E'ivy@acme.example; jack@acme.example\n ivy@ACME.example, dave@acme.example', 'Service Reader');
-SELECT email, status, invitation_id, left(token, 12) || '...' AS token FROM invited;
-COMMIT;
-SELECT um_accept_invitation((SELECT token FROM invited WHERE email = 'ivy@acme.example'), 'ivy''s own password', 'Ivy') AS ivy \gset
-SELECT email, role, membership, email_verified FROM um.member_list WHERE user_id = :ivy;
-\echo '-- carol saw the token, so it proves nothing about the mailbox: the backend mails a verification, which ivy redeems'
-SELECT um_verify_email(um_resend_verification('ivy@acme.example'), 'ivy''s own password') AS ignored \gset
-SELECT email, role, membership, email_verified FROM um.member_list WHERE user_id = :ivy;
-\echo '-- and exports the members (CSV, as COPY writes it)'
-BEGIN;
-SELECT um_act_as(:ada) \gset
-COPY (SELECT user_id, email, org_role, teams FROM um_export_users(:acme)) TO STDOUT (FORMAT csv, HEADER);
-COMMIT;
-
-\echo '== The database itself keeps the rules.  Seven mistakes, seven clear refusals:'
-\set ON_ERROR_STOP 0
-\set VERBOSITY default
-\set SHOW_CONTEXT never
-\echo '-- remove Acme''s only Root'
-DELETE FROM um.memberships WHERE org_id = :acme AND user_id = :ada;
-\echo '-- register the same person twice, in capitals'
-SELECT um_create_user('ADA@ACME.EXAMPLE');
-\echo '-- make the Finance role include itself through Service Reader'
-INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
-  SELECT :acme, id, :finance FROM um.roles WHERE org_id = :acme AND builtin = 'service_reader';
-\echo '-- carol impersonates dave, who holds invoice:* on Apollo, which she lacks (impersonation never escalates)'
-BEGIN;
-SELECT um_act_as(:carol) \gset
-SELECT um_impersonate(:dave);
-ROLLBACK;
-\echo '-- carol (Admin) makes herself Root (nobody hands out permissions they lack)'
-BEGIN;
-SELECT um_act_as(:carol) \gset
-SELECT um_set_org_role(:acme, :carol, 'Root');
-ROLLBACK;
-\echo '-- the administrator deletes ada, the only Root of an organization with members (GDPR erasure waits for a new Root)'
-SELECT um_delete_user(:ada);
-\echo '-- log in with a wrong password (the refusal is audited, and counted towards a lockout)'
-SELECT um_login('dave@acme.example', 'tr0ub4dor');
-\set ON_ERROR_STOP 1
+\echo '   a second sign-up for ada''s address answers exactly as the first (a secret to mail): no enumeration'
+SELECT left(um_sign_up('ada@acme.example', 'guess guess guess', 'Eve'), 3) || '...' AS "um_sign_up answers";
 
 \echo
-\echo '== The audit trail (um.audit_events)'
-SELECT id, action, outcome, org_id, target_type, target_id, actor_user_id AS actor, impersonator_user_id AS impersonator, details
-  FROM um.audit_events ORDER BY id;
+\echo '== 3. Ada invites Carol as Admin and Dave as Member; they accept, verify, and are logged in'
+BEGIN; SELECT um_begin(:'ada') \gset
+SELECT token AS carol_invite FROM um_invite(:acme, 'carol@acme.example', 'Admin') \gset
+SELECT token AS dave_invite FROM um_invite(:acme, 'dave@acme.example', 'Member') \gset
+SELECT um_create_scope(:acme, 'project', 'Apollo', ref => 'prj-1') AS apollo \gset
+COMMIT;
+SELECT pg_temp.join(:'carol_invite', 'carol@acme.example', 'carol plays pong', 'Carol Shaw') AS carol \gset
+SELECT pg_temp.join(:'dave_invite', 'dave@acme.example', 'dave writes kernels', 'Dave Cutler') AS dave \gset
+BEGIN; SELECT um_begin(:'dave') \gset
+\echo '   Dave''s organizations and what he may do in Acme (one call for the whole UI)'
+SELECT slug, name, role, status FROM um_my_organizations();
+SELECT string_agg(p, ' ' ORDER BY p) AS "um_my_permissions(acme)" FROM um_my_permissions(:acme) AS p;
+COMMIT;
+
+\echo
+\echo '== 4. Each tenant writes invoices; PostgreSQL itself shows each only its own rows'
+BEGIN; SELECT um_begin(:'ada') \gset
+INSERT INTO app.invoices (org_id, customer, amount) VALUES (:acme, 'Initech', 1200.00), (:acme, 'Hooli', 80.50);
+COMMIT;
+BEGIN; SELECT um_begin(:'bob') \gset
+INSERT INTO app.invoices (org_id, customer, amount) VALUES (:globex, 'Umbrella', 99999.99);
+COMMIT;
+BEGIN; SELECT um_begin(:'dave') \gset
+INSERT INTO app.invoices (org_id, customer, amount) VALUES (:acme, 'Dave''s lunch', 12.00);
+COMMIT;
+\echo '-- as Ada (Root of Acme):'
+BEGIN; SELECT um_begin(:'ada') \gset
+SELECT id, org_id, customer, amount FROM app.invoices ORDER BY id;
+COMMIT;
+\echo '-- as Bob (Root of Globex): the same query'
+BEGIN; SELECT um_begin(:'bob') \gset
+SELECT id, org_id, customer, amount FROM app.invoices ORDER BY id;
+COMMIT;
+\echo '-- with nobody logged in:'
+SELECT count(*) AS "invoices visible" FROM app.invoices;
+
+\echo
+\echo '== 5. What the database refuses, with the SQLSTATE an API maps to a status'
+BEGIN; SELECT um_begin(:'dave') \gset
+\echo '-- Dave (Member) approves an invoice: no invoice:update, so no row is his to change'
+WITH u AS (UPDATE app.invoices SET approved = true WHERE customer = 'Initech' RETURNING id) SELECT count(*) AS "rows approved" FROM u;
+\echo '-- Dave writes an invoice into Globex, where he is nobody'
+SELECT * FROM pg_temp.attempt(format('INSERT INTO app.invoices (org_id, customer, amount) VALUES (%s, %L, 1)', :globex, 'mischief'));
+\echo '-- Dave deletes Acme'
+SELECT * FROM pg_temp.attempt(format('SELECT um_delete_organization(%s, %L)', :acme, 'acme'));
+COMMIT;
+BEGIN; SELECT um_begin(:'carol') \gset
+\echo '-- Carol (Admin) makes herself Root'
+SELECT * FROM pg_temp.attempt(format('SELECT um_set_org_role(%s, um_current_user_id(), %L)', :acme, 'Root'));
+COMMIT;
+BEGIN; SELECT um_begin(:'bob') \gset
+\echo '-- Bob (Root of Globex) renames Acme''s project'
+SELECT * FROM pg_temp.attempt(format('SELECT um_rename_scope(%s, %L)', :apollo, 'Mine'));
+\echo '-- Bob sets a yes-or-no setting of Globex to a word'
+SELECT * FROM pg_temp.attempt(format('SELECT um_set_org_setting(%s, %L, %L)', :globex, 'allow_invite_requests', 'yes'));
+COMMIT;
+\echo '-- nobody logged in: the backend itself creates an organization'
+SELECT * FROM pg_temp.attempt(format('SELECT um_create_organization(%L, %L, 1)', 'rogue', 'Rogue'));
+\echo '-- the backend writes um''s tables directly'
+SELECT * FROM pg_temp.attempt('UPDATE um.memberships SET role_id = role_id');
+\echo '-- a wrong password'
+SELECT * FROM pg_temp.attempt(format('SELECT um_login(%L, %L)', 'dave@acme.example', 'tr0ub4dor'));
+
+\echo
+\echo '== 6. Acme''s audit trail, as Ada reads it (audit:read; Globex''s events are not hers)'
+BEGIN; SELECT um_begin(:'ada') \gset
+SELECT a.action, a.outcome, u.email AS actor, a.target_type, a.target_id
+  FROM um.audit_events a LEFT JOIN um.users u ON u.id = a.actor_user_id
+ WHERE a.org_id = :acme ORDER BY a.id;
+COMMIT;
 SQL
 
 echo
@@ -180,7 +166,7 @@ if [ -t 0 ] && [ -t 1 ]; then
   echo
   echo "    psql -h $PGHOST -p $PGPORT -U postgres um_demo"
   echo
-  echo "  e.g.  \\dt um.*    \\d+ um.memberships    SELECT * FROM um.member_list;"
+  echo "  e.g.  \\dt um.*    SELECT * FROM um.member_list;    SELECT * FROM app.invoices;"
   echo
   read -r -p "Press Enter to stop and remove the demo cluster (or type 'psql' to open psql here): " answer || true
   if [ "${answer:-}" = psql ]; then psql -X; fi

@@ -300,6 +300,7 @@ BEGIN
   PERFORM um.authorize('organization.rename', format('rename organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   SELECT o.name INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+  PERFORM um.require_organization(p_org_id);          -- deleted meanwhile: UM030
   IF p_name IS NOT DISTINCT FROM v_old THEN
     RETURN;
   END IF;
@@ -325,6 +326,7 @@ BEGIN
   PERFORM um.authorize_root('organization.set_slug', format('change the slug of organization %s', p_org_id),
                             'org:update', p_org_id);
   SELECT o.slug INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
+  PERFORM um.require_organization(p_org_id);          -- deleted meanwhile: UM030
   IF p_slug IS NOT DISTINCT FROM v_old THEN
     RETURN;
   END IF;

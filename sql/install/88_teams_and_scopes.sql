@@ -413,7 +413,7 @@ DECLARE
   v_id bigint;
 BEGIN
   IF p_parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_parent_id AND s.org_id = p_org_id) THEN
-    PERFORM um.authorize_scope('scope.create', format('create scope nodes under node %s', p_parent_id),
+    PERFORM um.authorize_scope('scope.create', format('create scope nodes in organization %s', p_org_id),
                                'scope:create', p_org_id, p_parent_id, NULL);
   ELSE
     PERFORM um.authorize('scope.create', format('create scope nodes in organization %s', p_org_id),
