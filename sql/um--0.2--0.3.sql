@@ -595,7 +595,7 @@ COMMENT ON FUNCTION um.role_inclusions_check_cycle() IS 'statement trigger on um
 COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
 COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, renamed or made from custom ones (UM042); no role moves to another organization; validates the name';
 COMMENT ON FUNCTION um.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
-COMMENT ON FUNCTION um.scopes_check_cycle() IS 'statement trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree (UM041)';
+COMMENT ON FUNCTION um.scopes_check_cycle() IS 'trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
 COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
   'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';
 COMMENT ON FUNCTION um.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
@@ -4739,7 +4739,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM038', 'not_team_member', 404, 'not a member of the team'),
   ('UM039', 'unknown_role_template', 404, 'unknown role template'),
   ('UM040', 'role_cycle', 409, 'role inclusion would make a cycle'),
-  ('UM041', 'scope_cycle', 409, 'scope node would make a cycle'),
+  ('UM041', 'scope_tree_shape', 409, 'scope node would make a cycle, or a branch deeper than 64 levels'),
   ('UM042', 'builtin_role', 409, 'built-in role cannot be renamed, deleted or made; the root role holds every permission'),
   ('UM043', 'team_owner', 409, 'team owner cannot be removed'),
   ('UM044', 'last_root', 409, 'organization would be left without a Root'),
@@ -5685,7 +5685,7 @@ BEGIN
       'Its permissions are * in every organization: the catalog''s, and every permission registered later.', 
       'Give the permission to the other roles that need it.');
   END IF;
-  IF p_permission = '*' THEN
+  IF p_permission IN ('*', '*:*') THEN                 -- both stand for every permission
     PERFORM um.raise('UM042', 'only the root role holds *',
       format('Built-in role "%s" would hold every permission, the root role''s included.', p_key),
       'Give it patterns for the parts it needs (invoice:*, *:read).');
@@ -6200,7 +6200,18 @@ DECLARE
   v_schema text;
   v_table text;
   v_constraint text;
+  v_deferrable text;
+  v_deferred text;
 BEGIN
+  -- the application's deferrable keys into um are checked now, not at
+  -- COMMIT after the deletion said it succeeded (and put back afterwards)
+  SELECT string_agg(format('%I.%I', n.nspname, c.conname), ', '),
+         string_agg(format('%I.%I', n.nspname, c.conname), ', ') FILTER (WHERE c.condeferred)
+    INTO v_deferrable, v_deferred
+    FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace
+   WHERE c.contype = 'f' AND c.condeferrable
+     AND c.confrelid IN (SELECT k.oid FROM pg_class k WHERE k.relnamespace = 'um'::regnamespace)
+     AND t.relnamespace <> 'um'::regnamespace;
   SELECT c.conrelid::regclass AS tbl, c.conname, a.attname INTO v_key
     FROM pg_constraint c
     JOIN pg_class t ON t.oid = c.conrelid
@@ -6217,10 +6228,16 @@ BEGIN
             HINT = format('Make column %s of %s bigint.', v_key.attname, v_key.tbl);
   END IF;
   BEGIN
+    IF v_deferrable IS NOT NULL THEN
+      EXECUTE 'SET CONSTRAINTS ' || v_deferrable || ' IMMEDIATE';
+    END IF;
     CASE p_table
       WHEN 'organizations' THEN DELETE FROM um.organizations o WHERE o.id = p_id;
       WHEN 'scopes' THEN DELETE FROM um.scopes s WHERE s.id = p_id;
     END CASE;
+    IF v_deferred IS NOT NULL THEN
+      EXECUTE 'SET CONSTRAINTS ' || v_deferred || ' DEFERRED';
+    END IF;
   EXCEPTION WHEN foreign_key_violation THEN
     GET STACKED DIAGNOSTICS v_schema = SCHEMA_NAME, v_table = TABLE_NAME, v_constraint = CONSTRAINT_NAME;
     IF v_schema = 'um' THEN
@@ -6234,7 +6251,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
-  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key column is not bigint';
+  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key (deferrable ones too, checked at once) still references it, or whose key column is not bigint';
 
 -- Renaming, a new slug, deletion.  A new slug changes the organization's
 -- URLs and what its members type at login: like deletion, only a Root or a
@@ -6550,7 +6567,10 @@ BEGIN
   IF p_parent_id IS NOT DISTINCT FROM v.parent_id THEN
     RETURN;
   END IF;
-  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle: UM041
+  IF v.inherit THEN
+    PERFORM um.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, p_parent_id, v.parent_id, 'scope.move');
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle, too deep: UM041
   PERFORM um.audit('scope.move', v.org_id, 'scope', v.id, jsonb_build_object('from', v.parent_id, 'to', p_parent_id));
 END
 $$;
@@ -6571,6 +6591,9 @@ BEGIN
   IF p_inherit = v.inherit THEN
     RETURN false;
   END IF;
+  IF p_inherit THEN
+    PERFORM um.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, v.parent_id, NULL, 'scope.set_inherit');
+  END IF;
   PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, v.name, v.ref, p_inherit);
   PERFORM um.audit('scope.set_inherit', v.org_id, 'scope', v.id, jsonb_build_object('inherit', p_inherit));
   RETURN true;
@@ -6588,6 +6611,8 @@ DECLARE
   v um.scopes := um.scope_for_change(p_scope_id, 'scope.delete', 'delete scope node %s', 'scope:delete');
   v_nodes bigint[];
   v_team record;
+  v_grants bigint[];
+  v_user bigint;
 BEGIN
   WITH RECURSIVE sub(id) AS (
     SELECT v.id
@@ -6601,9 +6626,19 @@ BEGIN
             DETAIL = format('Node %s is the space of team %s.', v_team.scope_id, v_team.id),
             HINT = 'Delete the team first (um_delete_team), or move its space out of the subtree (um_move_scope).';
   END IF;
+  -- the grants on the subtree go with it: what taking them needs (um_revoke_scope_role)
+  SELECT array_agg(g.id ORDER BY g.id) INTO v_grants FROM um.grants g WHERE g.scope_id = ANY (v_nodes);
+  IF v_grants IS NOT NULL THEN
+    PERFORM um.authorize('scope.delete', format('take the roles granted on scope node %s and below', p_scope_id),
+                         'role:grant', v.org_id, 'scope', p_scope_id);
+    FOR v_user IN SELECT DISTINCT g.user_id FROM um.grants g WHERE g.id = ANY (v_grants) AND g.user_id IS NOT NULL ORDER BY 1 LOOP
+      PERFORM um.guard_root_target(@extschema@.um_current_user_id(v.org_id), v.org_id, v_user, 'scope.delete', 'take roles from');
+    END LOOP;
+  END IF;
   PERFORM um.delete_referenced('scopes', p_scope_id, format('scope node %s', p_scope_id));
   PERFORM um.audit('scope.delete', v.org_id, 'scope', v.id,
-                   jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes)));
+                   jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes),
+                                      'grants', coalesce(to_jsonb(v_grants), '[]'::jsonb)));
   RETURN cardinality(v_nodes);
 END
 $$;
@@ -6649,6 +6684,136 @@ REVOKE EXECUTE ON FUNCTION um.delete_referenced(text, bigint, text),
   um.do_move_scope(bigint, bigint),
   um.do_set_scope_inherit(bigint, boolean),
   um.do_delete_scope(bigint)
+  FROM PUBLIC;
+
+-- A scope branch is at most 64 levels deep (the evaluator follows no
+-- more); moving a node, or letting it inherit again, needs what granting
+-- the roles that newly reach it needs; deleting a subtree's grants needs
+-- what revoking them needs (UM041, UM070, UM073).
+CREATE OR REPLACE FUNCTION um.scopes_check_cycle()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_above integer;
+  v_below integer;
+BEGIN
+  IF NEW.parent_id IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM um.lock_organization(NEW.org_id);
+  END IF;
+  IF EXISTS (
+      WITH RECURSIVE up(id) AS (
+        SELECT NEW.parent_id
+        UNION
+        SELECT s.parent_id FROM um.scopes s JOIN up ON s.id = up.id
+         WHERE s.parent_id IS NOT NULL)
+      SELECT 1 FROM up WHERE up.id = NEW.id) THEN
+    RAISE EXCEPTION 'scope node % cannot be placed under node %: that would make a cycle', NEW.id, NEW.parent_id
+      USING ERRCODE = 'UM041',
+            DETAIL = format('Node %s is node %s itself or one of its descendants.', NEW.parent_id, NEW.id),
+            HINT = 'Move the node under a node outside its own subtree.';
+  END IF;
+  -- The evaluator follows at most 64 levels (src/cache.c): a deeper branch
+  -- would make every check on it fail, so it is refused here.
+  SELECT max(d) INTO v_above FROM (
+    WITH RECURSIVE up(id, d) AS (
+      SELECT NEW.parent_id, 1
+      UNION ALL
+      SELECT s.parent_id, up.d + 1 FROM um.scopes s JOIN up ON s.id = up.id
+       WHERE s.parent_id IS NOT NULL AND up.d <= 64)
+    SELECT d FROM up) AS a;
+  SELECT max(d) INTO v_below FROM (
+    WITH RECURSIVE down(id, d) AS (
+      SELECT NEW.id, 1
+      UNION ALL
+      SELECT s.id, down.d + 1 FROM um.scopes s JOIN down ON s.parent_id = down.id
+       WHERE down.d <= 64)
+    SELECT d FROM down) AS b;
+  IF v_above + v_below > 64 THEN
+    RAISE EXCEPTION 'scope node % cannot be placed under node %: its branch would be % levels deep', NEW.id, NEW.parent_id, v_above + v_below
+      USING ERRCODE = 'UM041',
+            DETAIL = format('Node %s has %s levels above it and its subtree %s levels; a scope tree has at most 64.', NEW.parent_id, v_above - 1, v_below),
+            HINT = 'Place the node higher up in the tree, or flatten the tree.';
+  END IF;
+  RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION um.scopes_check_cycle() IS 'trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
+
+-- The nodes whose grants reach a node: the node, then its ancestors up to
+-- and including the first that does not inherit (as src/cache.c follows
+-- them).  Empty for NULL.
+CREATE FUNCTION um.scope_chain(p_node_id bigint)
+RETURNS TABLE (id bigint, kind text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE up(id, kind, inherit, parent_id, d) AS (
+    SELECT s.id, s.kind, s.inherit, s.parent_id, 1 FROM um.scopes s WHERE s.id = p_node_id
+    UNION ALL
+    SELECT s.id, s.kind, s.inherit, s.parent_id, up.d + 1
+      FROM up JOIN um.scopes s ON s.id = up.parent_id
+     WHERE up.inherit AND up.d <= 64)
+  SELECT up.id, up.kind FROM up
+$$;
+COMMENT ON FUNCTION um.scope_chain(bigint) IS
+  'internal: the node and the ancestors whose grants reach it (up to the first that does not inherit), as the evaluator follows them';
+
+-- Moving a node, or letting it inherit again, makes the grants on its new
+-- ancestors reach its subtree: that hands out their roles there, so it
+-- needs what granting them there needs (role:grant, and every permission
+-- of each such role held on the node before the change).
+-- p_old_parent: where the node's grants came from until now (NULL: none).
+CREATE FUNCTION um.guard_scope_reach(p_actor bigint, p_node um.scopes, p_new_parent bigint,
+                                     p_old_parent bigint, p_action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  g record;
+  v_first boolean := true;
+BEGIN
+  IF p_actor IS NULL OR p_new_parent IS NULL THEN
+    RETURN;                                       -- a um administrator; nothing above reaches it
+  END IF;
+  IF EXISTS (WITH RECURSIVE up(id) AS (
+               SELECT p_new_parent
+               UNION
+               SELECT s.parent_id FROM um.scopes s JOIN up ON s.id = up.id WHERE s.parent_id IS NOT NULL)
+             SELECT 1 FROM up WHERE up.id = p_node.id) THEN
+    RETURN;                                       -- into its own subtree: the move itself is refused (UM041)
+  END IF;
+  FOR g IN
+    WITH new_chain AS (SELECT * FROM um.scope_chain(p_new_parent)),
+         old_chain AS (SELECT * FROM um.scope_chain(p_old_parent))
+    SELECT DISTINCT r.id, r.name
+      FROM um.grants gr JOIN um.roles r ON r.id = gr.role_id
+     WHERE gr.org_id = p_node.org_id
+       AND ((gr.scope_id IN (SELECT id FROM new_chain) AND gr.scope_id NOT IN (SELECT id FROM old_chain))
+            OR (gr.scope_kind IN (SELECT kind FROM new_chain) AND gr.scope_kind <> p_node.kind
+                AND gr.scope_kind NOT IN (SELECT kind FROM old_chain)))
+     ORDER BY r.id
+  LOOP
+    IF v_first THEN
+      PERFORM um.authorize(p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
+                           'role:grant', p_node.org_id, 'scope', p_node.id);    -- as um_grant_scope_role
+      v_first := false;
+    END IF;
+    PERFORM um.guard_escalation(p_actor, p_node.org_id, p_node.id, ARRAY(SELECT um.role_grants(g.id)),
+                                p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
+                                'scope', p_node.id);
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text) IS
+  'internal: moving a scope node or letting it inherit again hands out the roles granted on its new ancestors: role:grant and every permission of those roles on the node (UM070, UM073)';
+REVOKE EXECUTE ON FUNCTION um.scope_chain(bigint),
+  um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text)
   FROM PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message

@@ -381,6 +381,9 @@ RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  v_above integer;
+  v_below integer;
 BEGIN
   IF NEW.parent_id IS NULL THEN
     RETURN NULL;
@@ -400,10 +403,32 @@ BEGIN
             DETAIL = format('Node %s is node %s itself or one of its descendants.', NEW.parent_id, NEW.id),
             HINT = 'Move the node under a node outside its own subtree.';
   END IF;
+  -- The evaluator follows at most 64 levels (src/cache.c): a deeper branch
+  -- would make every check on it fail, so it is refused here.
+  SELECT max(d) INTO v_above FROM (
+    WITH RECURSIVE up(id, d) AS (
+      SELECT NEW.parent_id, 1
+      UNION ALL
+      SELECT s.parent_id, up.d + 1 FROM um.scopes s JOIN up ON s.id = up.id
+       WHERE s.parent_id IS NOT NULL AND up.d <= 64)
+    SELECT d FROM up) AS a;
+  SELECT max(d) INTO v_below FROM (
+    WITH RECURSIVE down(id, d) AS (
+      SELECT NEW.id, 1
+      UNION ALL
+      SELECT s.id, down.d + 1 FROM um.scopes s JOIN down ON s.parent_id = down.id
+       WHERE down.d <= 64)
+    SELECT d FROM down) AS b;
+  IF v_above + v_below > 64 THEN
+    RAISE EXCEPTION 'scope node % cannot be placed under node %: its branch would be % levels deep', NEW.id, NEW.parent_id, v_above + v_below
+      USING ERRCODE = 'UM041',
+            DETAIL = format('Node %s has %s levels above it and its subtree %s levels; a scope tree has at most 64.', NEW.parent_id, v_above - 1, v_below),
+            HINT = 'Place the node higher up in the tree, or flatten the tree.';
+  END IF;
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.scopes_check_cycle() IS 'statement trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree (UM041)';
+COMMENT ON FUNCTION um.scopes_check_cycle() IS 'trigger on um.scopes: refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
 CREATE TRIGGER scopes_check_cycle AFTER INSERT OR UPDATE OF parent_id ON um.scopes
   FOR EACH ROW EXECUTE FUNCTION um.scopes_check_cycle();
 

@@ -98,7 +98,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM038', 'not_team_member', 404, 'not a member of the team'),
   ('UM039', 'unknown_role_template', 404, 'unknown role template'),
   ('UM040', 'role_cycle', 409, 'role inclusion would make a cycle'),
-  ('UM041', 'scope_cycle', 409, 'scope node would make a cycle'),
+  ('UM041', 'scope_tree_shape', 409, 'scope node would make a cycle, or a branch deeper than 64 levels'),
   ('UM042', 'builtin_role', 409, 'built-in role cannot be renamed, deleted or made; the root role holds every permission'),
   ('UM043', 'team_owner', 409, 'team owner cannot be removed'),
   ('UM044', 'last_root', 409, 'organization would be left without a Root'),

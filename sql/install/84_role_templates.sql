@@ -108,7 +108,7 @@ BEGIN
       'Its permissions are * in every organization: the catalog''s, and every permission registered later.', 
       'Give the permission to the other roles that need it.');
   END IF;
-  IF p_permission = '*' THEN
+  IF p_permission IN ('*', '*:*') THEN                 -- both stand for every permission
     PERFORM um.raise('UM042', 'only the root role holds *',
       format('Built-in role "%s" would hold every permission, the root role''s included.', p_key),
       'Give it patterns for the parts it needs (invoice:*, *:read).');

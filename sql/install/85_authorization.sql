@@ -284,7 +284,18 @@ DECLARE
   v_schema text;
   v_table text;
   v_constraint text;
+  v_deferrable text;
+  v_deferred text;
 BEGIN
+  -- the application's deferrable keys into um are checked now, not at
+  -- COMMIT after the deletion said it succeeded (and put back afterwards)
+  SELECT string_agg(format('%I.%I', n.nspname, c.conname), ', '),
+         string_agg(format('%I.%I', n.nspname, c.conname), ', ') FILTER (WHERE c.condeferred)
+    INTO v_deferrable, v_deferred
+    FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace
+   WHERE c.contype = 'f' AND c.condeferrable
+     AND c.confrelid IN (SELECT k.oid FROM pg_class k WHERE k.relnamespace = 'um'::regnamespace)
+     AND t.relnamespace <> 'um'::regnamespace;
   SELECT c.conrelid::regclass AS tbl, c.conname, a.attname INTO v_key
     FROM pg_constraint c
     JOIN pg_class t ON t.oid = c.conrelid
@@ -301,10 +312,16 @@ BEGIN
             HINT = format('Make column %s of %s bigint.', v_key.attname, v_key.tbl);
   END IF;
   BEGIN
+    IF v_deferrable IS NOT NULL THEN
+      EXECUTE 'SET CONSTRAINTS ' || v_deferrable || ' IMMEDIATE';
+    END IF;
     CASE p_table
       WHEN 'organizations' THEN DELETE FROM um.organizations o WHERE o.id = p_id;
       WHEN 'scopes' THEN DELETE FROM um.scopes s WHERE s.id = p_id;
     END CASE;
+    IF v_deferred IS NOT NULL THEN
+      EXECUTE 'SET CONSTRAINTS ' || v_deferred || ' DEFERRED';
+    END IF;
   EXCEPTION WHEN foreign_key_violation THEN
     GET STACKED DIAGNOSTICS v_schema = SCHEMA_NAME, v_table = TABLE_NAME, v_constraint = CONSTRAINT_NAME;
     IF v_schema = 'um' THEN
@@ -318,7 +335,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
-  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key column is not bigint';
+  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key (deferrable ones too, checked at once) still references it, or whose key column is not bigint';
 
 -- ---------------------------------------------------------------------------
 -- Authorization
@@ -480,6 +497,75 @@ END
 $$;
 COMMENT ON FUNCTION um.guard_escalation(bigint, bigint, bigint, text[], text, text, text, bigint) IS
   'internal: nobody hands out a permission they do not hold (on the scope node, when the grant is for one); refuses, audited, naming what is missing';
+
+-- The nodes whose grants reach a node: the node, then its ancestors up to
+-- and including the first that does not inherit (as src/cache.c follows
+-- them).  Empty for NULL.
+CREATE FUNCTION um.scope_chain(p_node_id bigint)
+RETURNS TABLE (id bigint, kind text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH RECURSIVE up(id, kind, inherit, parent_id, d) AS (
+    SELECT s.id, s.kind, s.inherit, s.parent_id, 1 FROM um.scopes s WHERE s.id = p_node_id
+    UNION ALL
+    SELECT s.id, s.kind, s.inherit, s.parent_id, up.d + 1
+      FROM up JOIN um.scopes s ON s.id = up.parent_id
+     WHERE up.inherit AND up.d <= 64)
+  SELECT up.id, up.kind FROM up
+$$;
+COMMENT ON FUNCTION um.scope_chain(bigint) IS
+  'internal: the node and the ancestors whose grants reach it (up to the first that does not inherit), as the evaluator follows them';
+
+-- Moving a node, or letting it inherit again, makes the grants on its new
+-- ancestors reach its subtree: that hands out their roles there, so it
+-- needs what granting them there needs (role:grant, and every permission
+-- of each such role held on the node before the change).
+-- p_old_parent: where the node's grants came from until now (NULL: none).
+CREATE FUNCTION um.guard_scope_reach(p_actor bigint, p_node um.scopes, p_new_parent bigint,
+                                     p_old_parent bigint, p_action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  g record;
+  v_first boolean := true;
+BEGIN
+  IF p_actor IS NULL OR p_new_parent IS NULL THEN
+    RETURN;                                       -- a um administrator; nothing above reaches it
+  END IF;
+  IF EXISTS (WITH RECURSIVE up(id) AS (
+               SELECT p_new_parent
+               UNION
+               SELECT s.parent_id FROM um.scopes s JOIN up ON s.id = up.id WHERE s.parent_id IS NOT NULL)
+             SELECT 1 FROM up WHERE up.id = p_node.id) THEN
+    RETURN;                                       -- into its own subtree: the move itself is refused (UM041)
+  END IF;
+  FOR g IN
+    WITH new_chain AS (SELECT * FROM um.scope_chain(p_new_parent)),
+         old_chain AS (SELECT * FROM um.scope_chain(p_old_parent))
+    SELECT DISTINCT r.id, r.name
+      FROM um.grants gr JOIN um.roles r ON r.id = gr.role_id
+     WHERE gr.org_id = p_node.org_id
+       AND ((gr.scope_id IN (SELECT id FROM new_chain) AND gr.scope_id NOT IN (SELECT id FROM old_chain))
+            OR (gr.scope_kind IN (SELECT kind FROM new_chain) AND gr.scope_kind <> p_node.kind
+                AND gr.scope_kind NOT IN (SELECT kind FROM old_chain)))
+     ORDER BY r.id
+  LOOP
+    IF v_first THEN
+      PERFORM um.authorize(p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
+                           'role:grant', p_node.org_id, 'scope', p_node.id);    -- as um_grant_scope_role
+      v_first := false;
+    END IF;
+    PERFORM um.guard_escalation(p_actor, p_node.org_id, p_node.id, ARRAY(SELECT um.role_grants(g.id)),
+                                p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
+                                'scope', p_node.id);
+  END LOOP;
+END
+$$;
+COMMENT ON FUNCTION um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text) IS
+  'internal: moving a scope node or letting it inherit again hands out the roles granted on its new ancestors: role:grant and every permission of those roles on the node (UM070, UM073)';
 
 -- An organization keeps an active Root who can log in: refuse to suspend,
 -- or take login from, the last one.

@@ -494,7 +494,10 @@ BEGIN
   IF p_parent_id IS NOT DISTINCT FROM v.parent_id THEN
     RETURN;
   END IF;
-  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle: UM041
+  IF v.inherit THEN
+    PERFORM um.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, p_parent_id, v.parent_id, 'scope.move');
+  END IF;
+  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle, too deep: UM041
   PERFORM um.audit('scope.move', v.org_id, 'scope', v.id, jsonb_build_object('from', v.parent_id, 'to', p_parent_id));
 END
 $$;
@@ -515,6 +518,9 @@ BEGIN
   IF p_inherit = v.inherit THEN
     RETURN false;
   END IF;
+  IF p_inherit THEN
+    PERFORM um.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, v.parent_id, NULL, 'scope.set_inherit');
+  END IF;
   PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, v.name, v.ref, p_inherit);
   PERFORM um.audit('scope.set_inherit', v.org_id, 'scope', v.id, jsonb_build_object('inherit', p_inherit));
   RETURN true;
@@ -532,6 +538,8 @@ DECLARE
   v um.scopes := um.scope_for_change(p_scope_id, 'scope.delete', 'delete scope node %s', 'scope:delete');
   v_nodes bigint[];
   v_team record;
+  v_grants bigint[];
+  v_user bigint;
 BEGIN
   WITH RECURSIVE sub(id) AS (
     SELECT v.id
@@ -545,9 +553,19 @@ BEGIN
             DETAIL = format('Node %s is the space of team %s.', v_team.scope_id, v_team.id),
             HINT = 'Delete the team first (um_delete_team), or move its space out of the subtree (um_move_scope).';
   END IF;
+  -- the grants on the subtree go with it: what taking them needs (um_revoke_scope_role)
+  SELECT array_agg(g.id ORDER BY g.id) INTO v_grants FROM um.grants g WHERE g.scope_id = ANY (v_nodes);
+  IF v_grants IS NOT NULL THEN
+    PERFORM um.authorize('scope.delete', format('take the roles granted on scope node %s and below', p_scope_id),
+                         'role:grant', v.org_id, 'scope', p_scope_id);
+    FOR v_user IN SELECT DISTINCT g.user_id FROM um.grants g WHERE g.id = ANY (v_grants) AND g.user_id IS NOT NULL ORDER BY 1 LOOP
+      PERFORM um.guard_root_target(@extschema@.um_current_user_id(v.org_id), v.org_id, v_user, 'scope.delete', 'take roles from');
+    END LOOP;
+  END IF;
   PERFORM um.delete_referenced('scopes', p_scope_id, format('scope node %s', p_scope_id));
   PERFORM um.audit('scope.delete', v.org_id, 'scope', v.id,
-                   jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes)));
+                   jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes),
+                                      'grants', coalesce(to_jsonb(v_grants), '[]'::jsonb)));
   RETURN cardinality(v_nodes);
 END
 $$;

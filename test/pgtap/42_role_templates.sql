@@ -9,7 +9,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(51);
+SELECT plan(52);
 SET client_min_messages = error;
 SELECT pg_temp.usr('ada') AS ada, pg_temp.usr('bob') AS bob, pg_temp.usr('carol') AS carol,
        pg_temp.usr('dave') AS dave, pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex \gset
@@ -100,6 +100,7 @@ SELECT is(pg_temp.try_as(NULL, $$ SELECT um_register_permission('invoice:pay', N
 SELECT is(pg_temp.try_as(NULL, $$ SELECT um_grant_template_permission('member', 'invoice:nope') $$), 'UM011', 'an unknown permission');
 SELECT is(pg_temp.try_as(NULL, $$ SELECT um_grant_template_permission('member', 'Invoice') $$), 'UM010', 'an invalid name');
 SELECT is(pg_temp.try_as(NULL, $$ SELECT um_grant_template_permission('member', '*') $$), 'UM042', 'only the root role holds *');
+SELECT is(pg_temp.try_as(NULL, $$ SELECT um_grant_template_permission('member', '*:*') $$), 'UM042', 'nor *:*, which stands for every permission too');
 SELECT is(pg_temp.try_as(NULL, $$ SELECT um_grant_template_permission('root', 'invoice:read') $$), 'UM042', 'the root role needs nothing more');
 SELECT is(pg_temp.try_as(NULL, $$ SELECT um_drop_role_template('root') $$), 'UM042', 'the root role stays');
 SELECT is(pg_temp.try_as(NULL, $$ DELETE FROM um.permissions WHERE name = 'invoice:approve' $$), 'UM048',

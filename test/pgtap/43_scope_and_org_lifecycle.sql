@@ -9,7 +9,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(69);
+SELECT plan(89);
 SET client_min_messages = error;
 SELECT pg_temp.usr('ada') AS ada, pg_temp.usr('bob') AS bob, pg_temp.usr('carol') AS carol,
        pg_temp.usr('dave') AS dave, pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex \gset
@@ -165,6 +165,66 @@ SELECT is((SELECT count(*)::int FROM um.grants WHERE scope_id IN (:apollo, :ops)
 SELECT ok((SELECT count(*) FROM um.audit_events WHERE action IN ('scope.create', 'scope.rename', 'scope.move', 'scope.set_inherit', 'scope.delete')
             AND org_id = :acme AND outcome = 'ok') >= 10, 'every change is audited');
 
+-- attacks on the tree: depth, grants that a move or inheritance lets reach
+-- a subtree, grants a deletion takes
+DO $$
+DECLARE
+  v_parent bigint := NULL;
+  i int;
+BEGIN
+  FOR i IN 1..64 LOOP
+    v_parent := um_create_scope((SELECT id FROM um.organizations WHERE slug = 'acme'), 'level', 'L' || i, v_parent);
+  END LOOP;
+END
+$$;
+SELECT pg_temp.node(:acme, 'L64') AS l64, pg_temp.node(:acme, 'L63') AS l63, pg_temp.node(:acme, 'L62') AS l62 \gset
+SELECT ok(pg_temp.can(:ada, 'scope:update', :acme, :l64), 'a node 64 levels deep is checked like any other');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_scope(%s, %L, %L, %s)', :acme, 'level', 'L65', :l64)), 'UM041',
+          'no node 65 levels deep: the evaluator follows 64');
+SELECT is(pg_temp.try_plain(format('INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (%s, %s, %L, %L)', :acme, :l64, 'level', 'x')),
+          'UM041', 'not even by a superuser''s INSERT');
+SELECT um_create_scope(:acme, 'project', 'Deep') AS deep \gset
+SELECT um_create_scope(:acme, 'environment', 'below', :deep) AS ignored \gset
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_move_scope(%s, %s)', :deep, :l63)), 'UM041',
+          'nor moves a two-level subtree under level 63');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_move_scope(%s, %s)', :deep, :l62)), 'ok', 'under level 62 it fits');
+SELECT ok(pg_temp.can(:ada, 'scope:update', :acme, pg_temp.node(:acme, 'below')), 'and its bottom is checked');
+
+SELECT um_register_permission('vault:open', 'Open the vault') AS ignored \gset
+SELECT um_create_role(:acme, 'Vault Keeper', '{vault:open}') AS ignored \gset
+SELECT um_create_scope(:acme, 'project', 'Athena') AS athena, um_create_scope(:acme, 'project', 'Boreas') AS boreas \gset
+SELECT um_create_scope(:acme, 'environment', 'a1', :athena) AS a1,
+       um_create_scope(:acme, 'environment', 'c1', :boreas, inherit => false) AS c1 \gset
+SELECT um_grant_scope_role(:athena, 'Project Lead', user_id => :dave) AS ignored,
+       um_grant_scope_role(:boreas, 'Project Lead', user_id => :dave) AS ignored2,
+       um_grant_scope_role(:boreas, 'Vault Keeper', user_id => :dave) AS ignored3,
+       um_grant_scope_role(:c1, 'Project Lead', user_id => :dave) AS ignored4 \gset
+SELECT is(pg_temp.try_as(:dave, format('SELECT um_move_scope(%s, %s)', :a1, :boreas)), 'UM070',
+          'a move that lets grants on the new parent reach the node needs role:grant (dave would gain Vault Keeper there)');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_move_scope(%s, %s)', :a1, :boreas)), 'UM073',
+          'and every permission of those roles: an Admin lacks vault:open, nothing changed');
+SELECT ok(NOT pg_temp.can(:dave, 'vault:open', :acme, :a1), 'the grant does not reach the node');
+SELECT is(pg_temp.try_as(:dave, format('SELECT um_set_scope_inherit(%s, true)', :c1)), 'UM070',
+          'letting a node inherit again needs role:grant too');
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_set_scope_inherit(%s, true)', :c1)), 'UM073',
+          'and the roles'' permissions: nothing changed');
+SELECT ok(NOT pg_temp.can(:dave, 'vault:open', :acme, :c1) AND (SELECT NOT inherit FROM um.scopes WHERE id = :c1),
+          'the node still does not inherit');
+SELECT is(pg_temp.try_as(:ada, format('SELECT um_move_scope(%s, %s)', :a1, :boreas)), 'ok', 'a Root, who holds them, moves it');
+SELECT ok(pg_temp.can(:dave, 'vault:open', :acme, :a1), 'and the grant above reaches it');
+
+SELECT um_grant_scope_role(:athena, 'Service Reader', user_id => :ada) AS ada_grant \gset
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_delete_scope(%s)', :athena)), 'UM073',
+          'a non-Root deletes no subtree holding a Root''s grant, nothing changed');
+SELECT um_revoke_scope_role(:athena, 'Service Reader', user_id => :ada) AS ignored \gset
+SELECT is(pg_temp.try_as(:dave, format('SELECT um_delete_scope(%s)', :athena)), 'UM070',
+          'scope:delete without role:grant deletes no subtree holding grants');
+SELECT um_revoke_scope_role(:athena, 'Project Lead', user_id => :dave) AS ignored \gset
+SELECT um_grant_scope_role(:athena, 'Service Reader', user_id => :carol) AS carol_grant \gset
+SELECT is(pg_temp.try_as(:carol, format('SELECT um_delete_scope(%s)', :athena)), 'ok', 'an Admin deletes one holding a Member''s grant');
+SELECT is((SELECT details->'grants' FROM um.audit_events WHERE action = 'scope.delete' AND target_id = :athena ORDER BY id DESC LIMIT 1),
+          jsonb_build_array(:carol_grant::bigint), 'the audit event names the grants it took');
+
 -- organizations ---------------------------------------------------------------
 SELECT is(pg_temp.try_as(:carol, format('SELECT um_rename_organization(%s, %L)', :acme, 'Acme')), 'UM070', 'an Admin renames no organization');
 SELECT is(pg_temp.try_as(:ada, format('SELECT um_rename_organization(%s, %L)', :acme, ' Acme')), 'UM003', 'an untrimmed name');
@@ -191,7 +251,17 @@ INSERT INTO public.invoices VALUES (1, :acme);
 SELECT is(pg_temp.try_as(:ada, format('SELECT um_delete_organization(%s, %L)', :acme, 'acme-corp')), 'UM081',
           'refused while application rows reference it');
 DELETE FROM public.invoices;
+CREATE TABLE public.receipts (id bigint PRIMARY KEY,
+  org_id bigint NOT NULL REFERENCES um.organizations (id) DEFERRABLE INITIALLY DEFERRED);
+INSERT INTO public.receipts VALUES (1, :acme);
+SELECT is(pg_temp.try_as(:ada, format('SELECT um_delete_organization(%s, %L)', :acme, 'acme-corp')), 'UM081',
+          'a deferred foreign key refuses the deletion at once, not at COMMIT after it said it succeeded');
+DELETE FROM public.receipts;
+BEGIN;
 SELECT is(pg_temp.try_as(:ada, format('SELECT um_delete_organization(%s, %L)', :acme, 'acme-corp')), 'ok', 'a Root deletes it');
+SELECT lives_ok('INSERT INTO public.receipts VALUES (2, -1)', 'and the application''s key is deferred again in its transaction');
+DELETE FROM public.receipts;
+COMMIT;
 SELECT is((SELECT count(*)::int FROM um.memberships WHERE org_id = :acme) + (SELECT count(*)::int FROM um.roles WHERE org_id = :acme)
           + (SELECT count(*)::int FROM um.teams WHERE org_id = :acme) + (SELECT count(*)::int FROM um.scopes WHERE org_id = :acme),
           0, 'with everything in it');
