@@ -5107,21 +5107,49 @@ AS $$
   -- 9. foreign keys into um's tables: PostgreSQL checks each inserted row
   -- as the owner of the referenced table, with the referencing column's
   -- casts (code of the application's with um's rights when the types differ)
-  SELECT CASE WHEN EXISTS (SELECT 1 FROM unnest(k.conkey, k.confkey) AS x(a, b)
-                             JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k.conrelid AND fa.attnum = x.a
-                             JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = x.b
-                            WHERE fa.atttypid <> pa.atttypid)
-              THEN 'critical' ELSE 'warning' END,
+  -- A plain key (same types, no actions, not deferrable) into
+  -- um.organizations or um.scopes runs no code of the application's and
+  -- makes um's deletions wait for its rows (UM081): the supported way to
+  -- keep a tenant's rows from being orphaned.  Keys with ON DELETE/UPDATE
+  -- actions stop um's deleting calls (UM057); deferrable ones its deletions.
+  SELECT CASE WHEN k.casts OR k.actions THEN 'critical'
+              WHEN k.plain_org_key THEN 'info'
+              ELSE 'warning' END,
          k.conrelid::pg_catalog.regclass::text,
-         format('has foreign key %I into %s: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
-                k.conname, k.confrelid::pg_catalog.regclass),
-         CASE WHEN k.confrelid = 'um.users'::pg_catalog.regclass AND cardinality(k.conkey) = 1
+         CASE WHEN k.plain_org_key
+              THEN format('has foreign key %I into %s: um refuses to delete what its rows still reference (UM081)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              WHEN k.actions AND NOT k.casts
+              THEN format('has foreign key %I into %s with ON DELETE or ON UPDATE actions: they would run as um''s owner, so every lifecycle call that deletes refuses (UM057)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              WHEN k.condeferrable AND NOT k.casts
+              THEN format('has deferrable foreign key %I into %s: it would be checked only at COMMIT, so um refuses to delete organizations and scope nodes (UM081)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              ELSE format('has foreign key %I into %s: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
+                          k.conname, k.confrelid::pg_catalog.regclass) END,
+         CASE WHEN k.plain_org_key
+              THEN 'Nothing to do: delete or move those rows before deleting the organization or scope node.'
+              WHEN k.condeferrable AND NOT k.casts AND NOT k.actions
+              THEN format('ALTER TABLE %s ALTER CONSTRAINT %I NOT DEFERRABLE;', k.conrelid::pg_catalog.regclass, k.conname)
+              WHEN k.confrelid = 'um.users'::pg_catalog.regclass AND cardinality(k.conkey) = 1
               THEN format('ALTER TABLE %s DROP CONSTRAINT %I; SELECT um_add_user_reference(%L, %L);',
                           k.conrelid::pg_catalog.regclass, k.conname, k.conrelid::pg_catalog.regclass::text,
                           (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))
               ELSE format('ALTER TABLE %s DROP CONSTRAINT %I; keep the ids without a foreign key into um''s tables.',
                           k.conrelid::pg_catalog.regclass, k.conname) END
-    FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+    FROM (SELECT k0.*, EXISTS (SELECT 1 FROM unnest(k0.conkey, k0.confkey) AS x(a, b)
+                                 JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
+                                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
+                                WHERE fa.atttypid <> pa.atttypid) AS casts,
+                 k0.confdeltype NOT IN ('a', 'r') OR k0.confupdtype NOT IN ('a', 'r') AS actions,
+                 k0.confrelid IN ('um.organizations'::pg_catalog.regclass, 'um.scopes'::pg_catalog.regclass)
+                   AND k0.confdeltype IN ('a', 'r') AND k0.confupdtype IN ('a', 'r') AND NOT k0.condeferrable
+                   AND NOT EXISTS (SELECT 1 FROM unnest(k0.conkey, k0.confkey) AS x(a, b)
+                                     JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
+                                     JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
+                                    WHERE fa.atttypid <> pa.atttypid) AS plain_org_key
+            FROM pg_catalog.pg_constraint k0 WHERE k0.contype = 'f') AS k
+    JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
    WHERE k.contype = 'f' AND c.relnamespace <> 'um'::pg_catalog.regnamespace
      AND (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = k.confrelid) = 'um'::pg_catalog.regnamespace
      AND k.conparentid = 0
@@ -6200,18 +6228,23 @@ DECLARE
   v_schema text;
   v_table text;
   v_constraint text;
-  v_deferrable text;
-  v_deferred text;
 BEGIN
-  -- the application's deferrable keys into um are checked now, not at
-  -- COMMIT after the deletion said it succeeded (and put back afterwards)
-  SELECT string_agg(format('%I.%I', n.nspname, c.conname), ', '),
-         string_agg(format('%I.%I', n.nspname, c.conname), ', ') FILTER (WHERE c.condeferred)
-    INTO v_deferrable, v_deferred
-    FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace
+  -- A deferrable key of the application's would be checked at COMMIT, after
+  -- the deletion said it succeeded; making it immediate here (SET
+  -- CONSTRAINTS) would fire the application's pending constraint triggers of
+  -- that name inside this body, with um's owner's rights.  Refused instead.
+  SELECT c.conrelid::regclass AS tbl, c.conname INTO v_key
+    FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
    WHERE c.contype = 'f' AND c.condeferrable
      AND c.confrelid IN (SELECT k.oid FROM pg_class k WHERE k.relnamespace = 'um'::regnamespace)
-     AND t.relnamespace <> 'um'::regnamespace;
+     AND t.relnamespace <> 'um'::regnamespace
+   ORDER BY c.oid LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'cannot delete %: table % has a deferrable foreign key into um', p_what, v_key.tbl
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Constraint %s would be checked only at COMMIT, after the deletion said it succeeded.', v_key.conname),
+            HINT = format('ALTER TABLE %s ALTER CONSTRAINT %I NOT DEFERRABLE;', v_key.tbl, v_key.conname);
+  END IF;
   SELECT c.conrelid::regclass AS tbl, c.conname, a.attname INTO v_key
     FROM pg_constraint c
     JOIN pg_class t ON t.oid = c.conrelid
@@ -6228,16 +6261,10 @@ BEGIN
             HINT = format('Make column %s of %s bigint.', v_key.attname, v_key.tbl);
   END IF;
   BEGIN
-    IF v_deferrable IS NOT NULL THEN
-      EXECUTE 'SET CONSTRAINTS ' || v_deferrable || ' IMMEDIATE';
-    END IF;
     CASE p_table
       WHEN 'organizations' THEN DELETE FROM um.organizations o WHERE o.id = p_id;
       WHEN 'scopes' THEN DELETE FROM um.scopes s WHERE s.id = p_id;
     END CASE;
-    IF v_deferred IS NOT NULL THEN
-      EXECUTE 'SET CONSTRAINTS ' || v_deferred || ' DEFERRED';
-    END IF;
   EXCEPTION WHEN foreign_key_violation THEN
     GET STACKED DIAGNOSTICS v_schema = SCHEMA_NAME, v_table = TABLE_NAME, v_constraint = CONSTRAINT_NAME;
     IF v_schema = 'um' THEN
@@ -6251,7 +6278,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
-  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key (deferrable ones too, checked at once) still references it, or whose key column is not bigint';
+  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key is deferrable or its column not bigint';
 
 -- Renaming, a new slug, deletion.  A new slug changes the organization's
 -- URLs and what its members type at login: like deletion, only a Root or a
@@ -6498,6 +6525,7 @@ BEGIN
   IF p_inherit IS NULL THEN
     PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false.');
   END IF;
+  PERFORM um.lock_organization(p_org_id);      -- one change to a tree at a time (its depth: UM041)
   v_id := um.write_scope(NULL, p_org_id, p_parent_id, p_kind, p_name, p_ref, p_inherit);
   PERFORM um.audit('scope.create', p_org_id, 'scope', v_id,
                    jsonb_build_object('kind', p_kind, 'parent_id', p_parent_id, 'ref', p_ref, 'inherit', p_inherit));
@@ -6719,20 +6747,12 @@ BEGIN
   END IF;
   -- The evaluator follows at most 64 levels (src/cache.c): a deeper branch
   -- would make every check on it fail, so it is refused here.
-  SELECT max(d) INTO v_above FROM (
-    WITH RECURSIVE up(id, d) AS (
-      SELECT NEW.parent_id, 1
-      UNION ALL
-      SELECT s.parent_id, up.d + 1 FROM um.scopes s JOIN up ON s.id = up.id
-       WHERE s.parent_id IS NOT NULL AND up.d <= 64)
-    SELECT d FROM up) AS a;
-  SELECT max(d) INTO v_below FROM (
-    WITH RECURSIVE down(id, d) AS (
-      SELECT NEW.id, 1
-      UNION ALL
-      SELECT s.id, down.d + 1 FROM um.scopes s JOIN down ON s.parent_id = down.id
-       WHERE down.d <= 64)
-    SELECT d FROM down) AS b;
+  WITH RECURSIVE up(id, d) AS (SELECT NEW.parent_id, 1 UNION ALL SELECT s.parent_id, up.d + 1
+                   FROM um.scopes s JOIN up ON s.id = up.id WHERE s.parent_id IS NOT NULL AND up.d <= 64)
+  SELECT max(d) INTO v_above FROM up;
+  WITH RECURSIVE down(id, d) AS (SELECT NEW.id, 1 UNION ALL SELECT s.id, down.d + 1
+                   FROM um.scopes s JOIN down ON s.parent_id = down.id WHERE down.d <= 64)
+  SELECT max(d) INTO v_below FROM down;
   IF v_above + v_below > 64 THEN
     RAISE EXCEPTION 'scope node % cannot be placed under node %: its branch would be % levels deep', NEW.id, NEW.parent_id, v_above + v_below
       USING ERRCODE = 'UM041',
@@ -6792,11 +6812,16 @@ BEGIN
     WITH new_chain AS (SELECT * FROM um.scope_chain(p_new_parent)),
          old_chain AS (SELECT * FROM um.scope_chain(p_old_parent))
     SELECT DISTINCT r.id, r.name
-      FROM um.grants gr JOIN um.roles r ON r.id = gr.role_id
-     WHERE gr.org_id = p_node.org_id
-       AND ((gr.scope_id IN (SELECT id FROM new_chain) AND gr.scope_id NOT IN (SELECT id FROM old_chain))
-            OR (gr.scope_kind IN (SELECT kind FROM new_chain) AND gr.scope_kind <> p_node.kind
-                AND gr.scope_kind NOT IN (SELECT kind FROM old_chain)))
+      FROM (SELECT gr.role_id FROM um.grants gr
+             WHERE gr.org_id = p_node.org_id
+               AND ((gr.scope_id IN (SELECT id FROM new_chain) AND gr.scope_id NOT IN (SELECT id FROM old_chain))
+                    OR (gr.scope_kind IN (SELECT kind FROM new_chain) AND gr.scope_kind <> p_node.kind
+                        AND gr.scope_kind NOT IN (SELECT kind FROM old_chain)))
+            UNION ALL                              -- team roles hold on the team's space and below
+            SELECT tr.role_id FROM um.team_member_roles tr JOIN um.teams t ON t.id = tr.team_id
+             WHERE tr.org_id = p_node.org_id
+               AND t.scope_id IN (SELECT id FROM new_chain) AND t.scope_id NOT IN (SELECT id FROM old_chain)) AS g0
+      JOIN um.roles r ON r.id = g0.role_id
      ORDER BY r.id
   LOOP
     IF v_first THEN
@@ -6815,6 +6840,107 @@ COMMENT ON FUNCTION um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text
 REVOKE EXECUTE ON FUNCTION um.scope_chain(bigint),
   um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text)
   FROM PUBLIC;
+
+-- Ids an application pages by (issue 16): new columns at the end of the
+-- views; an organization's audit trail paged by (at, id).
+CREATE OR REPLACE VIEW um.member_list AS
+SELECT o.slug AS org, u.id AS user_id, u.email, u.name,
+       r.name AS role, m.status AS membership,
+       u.status AS user_status, u.allow_login,
+       u.email_verified_at IS NOT NULL AS email_verified,
+       m.created_at AS member_since,
+       m.org_id, m.id AS membership_id, m.role_id
+  FROM um.memberships m
+  JOIN um.organizations o ON o.id = m.org_id
+  JOIN um.users u ON u.id = m.user_id
+  JOIN um.roles r ON r.id = m.role_id;
+COMMENT ON VIEW um.member_list IS 'who belongs to which organization, with which role';
+COMMENT ON COLUMN um.member_list.org IS 'the organization''s slug';
+COMMENT ON COLUMN um.member_list.user_id IS 'the member''s user id';
+COMMENT ON COLUMN um.member_list.email IS 'the member''s address';
+COMMENT ON COLUMN um.member_list.name IS 'the member''s display name';
+COMMENT ON COLUMN um.member_list.role IS 'name of the member''s organization role';
+COMMENT ON COLUMN um.member_list.membership IS 'status of the membership in this organization: active or suspended';
+COMMENT ON COLUMN um.member_list.user_status IS 'status of the user account: active or suspended';
+COMMENT ON COLUMN um.member_list.allow_login IS 'false for a notification-only user';
+COMMENT ON COLUMN um.member_list.email_verified IS 'the user has proved control of the address';
+COMMENT ON COLUMN um.member_list.member_since IS 'when the user joined the organization';
+COMMENT ON COLUMN um.member_list.org_id IS 'the organization''s id';
+COMMENT ON COLUMN um.member_list.membership_id IS 'the membership''s id: page an organization''s members by it (WHERE org_id = $1 AND membership_id > $2 ORDER BY membership_id)';
+COMMENT ON COLUMN um.member_list.role_id IS 'the id of the member''s organization role';
+
+CREATE OR REPLACE VIEW um.role_permission_list AS
+SELECT o.slug AS org, r.name AS role, r.builtin IS NOT NULL AS builtin,
+       (SELECT string_agg(ir.name, ', ' ORDER BY ir.name)
+          FROM um.role_inclusions ri JOIN um.roles ir ON ir.id = ri.included_role_id
+         WHERE ri.role_id = r.id) AS includes,
+       (SELECT string_agg(rp.permission, ' ' ORDER BY rp.permission)
+          FROM um.role_permissions rp WHERE rp.role_id = r.id) AS permissions,
+       r.org_id, r.id AS role_id
+  FROM um.roles r
+  JOIN um.organizations o ON o.id = r.org_id
+  LEFT JOIN um.builtin_roles b ON b.key = r.builtin;
+COMMENT ON VIEW um.role_permission_list IS 'each role of each organization with the roles it includes and the permissions it grants directly';
+COMMENT ON COLUMN um.role_permission_list.org IS 'the organization''s slug';
+COMMENT ON COLUMN um.role_permission_list.role IS 'the role''s name';
+COMMENT ON COLUMN um.role_permission_list.builtin IS 'a built-in role';
+COMMENT ON COLUMN um.role_permission_list.includes IS 'names of the roles it includes directly, comma-separated';
+COMMENT ON COLUMN um.role_permission_list.permissions IS 'the permissions and patterns it grants directly, space-separated';
+COMMENT ON COLUMN um.role_permission_list.org_id IS 'the organization''s id';
+COMMENT ON COLUMN um.role_permission_list.role_id IS 'the role''s id';
+
+ALTER VIEW um.member_list SET (security_invoker = true);   -- CREATE OR REPLACE reset it
+ALTER VIEW um.role_permission_list SET (security_invoker = true);
+DROP INDEX um.audit_events_org_id_at_idx;
+CREATE INDEX audit_events_org_id_at_id_idx ON um.audit_events (org_id, at, id);   -- an organization's trail, paged by (at, id)
+
+-- Accepting an invitation can log a new address in, where the application
+-- says invitations prove the mailbox (issue 16).
+-- Accept as a new address and log in.  The token was mailed to the address,
+-- but um_invite returned it to the inviter's request too: it proves the
+-- mailbox only where the application promises that inviters never see it
+-- (um.invitations_prove_address, which only a superuser sets).
+CREATE FUNCTION um.do_accept_invitation_and_login(p_token text, p_password text, p_name text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint;
+  v_refusal record;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.raise('UM058', 'someone is acting in this transaction',
+      'A logged-in user already has a session; um_accept_invitation_and_login is for a new address, logged out.',
+      'Accept with um_accept_invitation(token) inside the user''s request.');
+  END IF;
+  IF p_password IS NULL THEN
+    PERFORM um.raise('UM059', 'choose a password to accept this invitation and log in', NULL,
+      'Pass the password the invitee chose.');
+  END IF;
+  IF coalesce(current_setting('um.invitations_prove_address', true), 'off') <> 'on' THEN
+    PERFORM um.raise('UM063', 'accepting an invitation does not prove the address here',
+      'um.invitations_prove_address is off: the inviter may have seen the token, so the new account stays unverified and cannot log in yet.',
+      'Accept with um_accept_invitation(token, password, name), mail a verification (um_resend_verification) and log in with um_verify_email_and_login; or, if your backend never shows invitation tokens to inviters, have a superuser turn um.invitations_prove_address on.');
+  END IF;
+  v_id := um.do_accept_invitation(p_token, p_password, p_name);    -- an existing account: UM056
+  UPDATE um.users u SET email_verified_at = now() WHERE u.id = v_id AND u.email_verified_at IS NULL;
+  PERFORM um.audit('user.verify_email', NULL, 'user', v_id, jsonb_build_object('via', 'invitation'));
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  v_refusal := um.login_refusal(v, false);
+  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);   -- e.g. single sign-on: nothing stays
+  RETURN um.new_session(v, 'user.login');
+END
+$$;
+COMMENT ON FUNCTION um.do_accept_invitation_and_login(text, text, text) IS
+  'body of um_accept_invitation_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation_and_login (EXECUTE held by nobody)';
+REVOKE EXECUTE ON FUNCTION um.do_accept_invitation_and_login(text, text, text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.um_accept_invitation_and_login(token text, password text, name text DEFAULT NULL)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_accept_invitation_and_login(text, text, text) IS
+  'join with an invitation token as a new address and get a session token: the address counts as verified (only where um.invitations_prove_address is on)';
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

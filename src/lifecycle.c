@@ -62,7 +62,8 @@ static Oid	current_caller = InvalidOid;
 
 /* the bodies that take a password or a token (kept out of the log) */
 static const char *const secret_bodies[] = {
-	"do_sign_up", "do_accept_invitation", "do_verify_email", "do_verify_email_and_login",
+	"do_sign_up", "do_accept_invitation", "do_accept_invitation_and_login",
+	"do_verify_email", "do_verify_email_and_login",
 	"do_login", "do_change_password", "do_set_password", "do_logout", NULL
 };
 

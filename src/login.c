@@ -46,6 +46,7 @@ static int	login_max_failures = 5;
 static int	login_lockout_seconds = 900;
 static int	session_lifetime_seconds = 12 * 3600;
 static int	password_hash_cost = 10;
+static bool invitations_prove_address = false;
 
 typedef enum LoginResult
 {
@@ -101,6 +102,14 @@ um_login_init(void)
 							12 * 3600, 60, 365 * 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("um.invitations_prove_address",
+							 "Whether accepting an invitation proves the invited mailbox.",
+							 "Turn it on only when inviters never see invitation tokens: "
+							 "um_accept_invitation_and_login then verifies a new account's address and logs it in.",
+							 &invitations_prove_address,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("um.password_hash_cost",
 							"bcrypt cost (log2 of the rounds) for new password hashes.",
 							"Each step doubles the time a hash, and a guess, takes.",

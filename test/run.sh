@@ -4,7 +4,8 @@
 # test of every suite, and exits non-zero when anything failed.
 #
 #   bash test/run.sh            everything
-#   UM_TEST_ONLY=pgtap bash test/run.sh    one suite: lint, regress, pgtap, isolation, shell, tap
+#   UM_TEST_ONLY=pgtap bash test/run.sh    one suite: lint, regress, pgtap, isolation, shell, examples, tap
+#   UM_TEST_ONLY=shell,examples bash test/run.sh    several (comma-separated)
 #   UM_TEST_SEED=0.123 bash test/run.sh    replay the random differential test with that seed
 #   UM_PORT=5499 bash test/run.sh          the throwaway cluster listens on that port
 #
@@ -17,6 +18,8 @@
 #   pgtap      test/pgtap/*.sql through pg_prove, one database per file (test/pgtap.sh)
 #   isolation  pg_isolation_regress: test/specs/<t>.spec against test/expected/<t>.out
 #   shell      test/shell/*.sh: TAP-printing scripts (dump/restore, fuzzing)
+#   examples   test/examples/run.sh: the example backends (examples/python, examples/node)
+#              behind pgbouncer, driven over HTTP, on a cluster of its own
 #   tap        test/t/*.pl: PostgreSQL::Test::Cluster tests (replicas, crashes,
 #              pgbouncer), which start clusters of their own (test/prove.sh)
 set -uo pipefail
@@ -126,6 +129,15 @@ if only shell; then
 fi
 
 cluster_stop
+
+if only examples; then
+  note "examples (test/examples/run.sh: the example backends over HTTP)"
+  bash test/examples/run.sh >"$OUT/examples.log" 2>&1
+  read -r p f < <(count_tap "$OUT/examples.log")
+  [ "$f" -gt 0 ] && cat "$OUT/examples.log"
+  printf '%-40s %d passed, %d failed\n' "test/examples/run.sh" "$p" "$f"
+  tally "$p" "$f" "examples"
+fi
 
 if only tap && compgen -G "test/t/*.pl" >/dev/null; then
   note "tap (PostgreSQL::Test::Cluster)"

@@ -16,7 +16,13 @@ packages=(
   libipc-run-perl                        # PostgreSQL::Test::Cluster (TAP tests)
   pgbouncer                              # the transaction-pooling test (test/t/003_pgbouncer.pl)
   make gcc cppcheck
+  python3-psycopg python3-psycopg-pool   # the example backends (test/examples/run.sh), for /usr/bin/python3
 )
+# The Node example needs node and npm.  Install Debian's only when they are
+# missing: a machine with nodesource's nodejs has both, and Debian's npm
+# package conflicts with that nodejs.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -440,7 +440,7 @@ CREATE TABLE um.audit_events (
   target_id bigint,
   details jsonb NOT NULL DEFAULT '{}' CONSTRAINT audit_events_details_check CHECK (jsonb_typeof(details) = 'object')
 );
-CREATE INDEX audit_events_org_id_at_idx ON um.audit_events (org_id, at);
+CREATE INDEX audit_events_org_id_at_id_idx ON um.audit_events (org_id, at, id);   -- an organization's trail, paged by (at, id)
 CREATE INDEX audit_events_actor_user_id_idx ON um.audit_events (actor_user_id) WHERE actor_user_id IS NOT NULL;
 COMMENT ON TABLE um.audit_events IS 'append-only trail of every lifecycle change and denied call; holds ids, never personal data';
 COMMENT ON COLUMN um.audit_events.id IS 'the event''s id, increasing in the order events were written';

@@ -405,20 +405,12 @@ BEGIN
   END IF;
   -- The evaluator follows at most 64 levels (src/cache.c): a deeper branch
   -- would make every check on it fail, so it is refused here.
-  SELECT max(d) INTO v_above FROM (
-    WITH RECURSIVE up(id, d) AS (
-      SELECT NEW.parent_id, 1
-      UNION ALL
-      SELECT s.parent_id, up.d + 1 FROM um.scopes s JOIN up ON s.id = up.id
-       WHERE s.parent_id IS NOT NULL AND up.d <= 64)
-    SELECT d FROM up) AS a;
-  SELECT max(d) INTO v_below FROM (
-    WITH RECURSIVE down(id, d) AS (
-      SELECT NEW.id, 1
-      UNION ALL
-      SELECT s.id, down.d + 1 FROM um.scopes s JOIN down ON s.parent_id = down.id
-       WHERE down.d <= 64)
-    SELECT d FROM down) AS b;
+  WITH RECURSIVE up(id, d) AS (SELECT NEW.parent_id, 1 UNION ALL SELECT s.parent_id, up.d + 1
+                   FROM um.scopes s JOIN up ON s.id = up.id WHERE s.parent_id IS NOT NULL AND up.d <= 64)
+  SELECT max(d) INTO v_above FROM up;
+  WITH RECURSIVE down(id, d) AS (SELECT NEW.id, 1 UNION ALL SELECT s.id, down.d + 1
+                   FROM um.scopes s JOIN down ON s.parent_id = down.id WHERE down.d <= 64)
+  SELECT max(d) INTO v_below FROM down;
   IF v_above + v_below > 64 THEN
     RAISE EXCEPTION 'scope node % cannot be placed under node %: its branch would be % levels deep', NEW.id, NEW.parent_id, v_above + v_below
       USING ERRCODE = 'UM041',

@@ -5,7 +5,8 @@ SELECT o.slug AS org, u.id AS user_id, u.email, u.name,
        r.name AS role, m.status AS membership,
        u.status AS user_status, u.allow_login,
        u.email_verified_at IS NOT NULL AS email_verified,
-       m.created_at AS member_since
+       m.created_at AS member_since,
+       m.org_id, m.id AS membership_id, m.role_id
   FROM um.memberships m
   JOIN um.organizations o ON o.id = m.org_id
   JOIN um.users u ON u.id = m.user_id
@@ -21,6 +22,9 @@ COMMENT ON COLUMN um.member_list.user_status IS 'status of the user account: act
 COMMENT ON COLUMN um.member_list.allow_login IS 'false for a notification-only user';
 COMMENT ON COLUMN um.member_list.email_verified IS 'the user has proved control of the address';
 COMMENT ON COLUMN um.member_list.member_since IS 'when the user joined the organization';
+COMMENT ON COLUMN um.member_list.org_id IS 'the organization''s id';
+COMMENT ON COLUMN um.member_list.membership_id IS 'the membership''s id: page an organization''s members by it (WHERE org_id = $1 AND membership_id > $2 ORDER BY membership_id)';
+COMMENT ON COLUMN um.member_list.role_id IS 'the id of the member''s organization role';
 
 CREATE VIEW um.role_permission_list AS
 SELECT o.slug AS org, r.name AS role, r.builtin IS NOT NULL AS builtin,
@@ -28,7 +32,8 @@ SELECT o.slug AS org, r.name AS role, r.builtin IS NOT NULL AS builtin,
           FROM um.role_inclusions ri JOIN um.roles ir ON ir.id = ri.included_role_id
          WHERE ri.role_id = r.id) AS includes,
        (SELECT string_agg(rp.permission, ' ' ORDER BY rp.permission)
-          FROM um.role_permissions rp WHERE rp.role_id = r.id) AS permissions
+          FROM um.role_permissions rp WHERE rp.role_id = r.id) AS permissions,
+       r.org_id, r.id AS role_id
   FROM um.roles r
   JOIN um.organizations o ON o.id = r.org_id
   LEFT JOIN um.builtin_roles b ON b.key = r.builtin;
@@ -38,6 +43,8 @@ COMMENT ON COLUMN um.role_permission_list.role IS 'the role''s name';
 COMMENT ON COLUMN um.role_permission_list.builtin IS 'a built-in role';
 COMMENT ON COLUMN um.role_permission_list.includes IS 'names of the roles it includes directly, comma-separated';
 COMMENT ON COLUMN um.role_permission_list.permissions IS 'the permissions and patterns it grants directly, space-separated';
+COMMENT ON COLUMN um.role_permission_list.org_id IS 'the organization''s id';
+COMMENT ON COLUMN um.role_permission_list.role_id IS 'the role''s id';
 
 CREATE VIEW um.organization_list AS
 SELECT o.id, o.slug, o.name,

@@ -167,21 +167,49 @@ AS $$
   -- 9. foreign keys into um's tables: PostgreSQL checks each inserted row
   -- as the owner of the referenced table, with the referencing column's
   -- casts (code of the application's with um's rights when the types differ)
-  SELECT CASE WHEN EXISTS (SELECT 1 FROM unnest(k.conkey, k.confkey) AS x(a, b)
-                             JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k.conrelid AND fa.attnum = x.a
-                             JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = x.b
-                            WHERE fa.atttypid <> pa.atttypid)
-              THEN 'critical' ELSE 'warning' END,
+  -- A plain key (same types, no actions, not deferrable) into
+  -- um.organizations or um.scopes runs no code of the application's and
+  -- makes um's deletions wait for its rows (UM081): the supported way to
+  -- keep a tenant's rows from being orphaned.  Keys with ON DELETE/UPDATE
+  -- actions stop um's deleting calls (UM057); deferrable ones its deletions.
+  SELECT CASE WHEN k.casts OR k.actions THEN 'critical'
+              WHEN k.plain_org_key THEN 'info'
+              ELSE 'warning' END,
          k.conrelid::pg_catalog.regclass::text,
-         format('has foreign key %I into %s: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
-                k.conname, k.confrelid::pg_catalog.regclass),
-         CASE WHEN k.confrelid = 'um.users'::pg_catalog.regclass AND cardinality(k.conkey) = 1
+         CASE WHEN k.plain_org_key
+              THEN format('has foreign key %I into %s: um refuses to delete what its rows still reference (UM081)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              WHEN k.actions AND NOT k.casts
+              THEN format('has foreign key %I into %s with ON DELETE or ON UPDATE actions: they would run as um''s owner, so every lifecycle call that deletes refuses (UM057)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              WHEN k.condeferrable AND NOT k.casts
+              THEN format('has deferrable foreign key %I into %s: it would be checked only at COMMIT, so um refuses to delete organizations and scope nodes (UM081)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              ELSE format('has foreign key %I into %s: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
+                          k.conname, k.confrelid::pg_catalog.regclass) END,
+         CASE WHEN k.plain_org_key
+              THEN 'Nothing to do: delete or move those rows before deleting the organization or scope node.'
+              WHEN k.condeferrable AND NOT k.casts AND NOT k.actions
+              THEN format('ALTER TABLE %s ALTER CONSTRAINT %I NOT DEFERRABLE;', k.conrelid::pg_catalog.regclass, k.conname)
+              WHEN k.confrelid = 'um.users'::pg_catalog.regclass AND cardinality(k.conkey) = 1
               THEN format('ALTER TABLE %s DROP CONSTRAINT %I; SELECT um_add_user_reference(%L, %L);',
                           k.conrelid::pg_catalog.regclass, k.conname, k.conrelid::pg_catalog.regclass::text,
                           (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))
               ELSE format('ALTER TABLE %s DROP CONSTRAINT %I; keep the ids without a foreign key into um''s tables.',
                           k.conrelid::pg_catalog.regclass, k.conname) END
-    FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+    FROM (SELECT k0.*, EXISTS (SELECT 1 FROM unnest(k0.conkey, k0.confkey) AS x(a, b)
+                                 JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
+                                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
+                                WHERE fa.atttypid <> pa.atttypid) AS casts,
+                 k0.confdeltype NOT IN ('a', 'r') OR k0.confupdtype NOT IN ('a', 'r') AS actions,
+                 k0.confrelid IN ('um.organizations'::pg_catalog.regclass, 'um.scopes'::pg_catalog.regclass)
+                   AND k0.confdeltype IN ('a', 'r') AND k0.confupdtype IN ('a', 'r') AND NOT k0.condeferrable
+                   AND NOT EXISTS (SELECT 1 FROM unnest(k0.conkey, k0.confkey) AS x(a, b)
+                                     JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
+                                     JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
+                                    WHERE fa.atttypid <> pa.atttypid) AS plain_org_key
+            FROM pg_catalog.pg_constraint k0 WHERE k0.contype = 'f') AS k
+    JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
    WHERE k.contype = 'f' AND c.relnamespace <> 'um'::pg_catalog.regnamespace
      AND (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = k.confrelid) = 'um'::pg_catalog.regnamespace
      AND k.conparentid = 0

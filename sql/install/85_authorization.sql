@@ -284,18 +284,23 @@ DECLARE
   v_schema text;
   v_table text;
   v_constraint text;
-  v_deferrable text;
-  v_deferred text;
 BEGIN
-  -- the application's deferrable keys into um are checked now, not at
-  -- COMMIT after the deletion said it succeeded (and put back afterwards)
-  SELECT string_agg(format('%I.%I', n.nspname, c.conname), ', '),
-         string_agg(format('%I.%I', n.nspname, c.conname), ', ') FILTER (WHERE c.condeferred)
-    INTO v_deferrable, v_deferred
-    FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace
+  -- A deferrable key of the application's would be checked at COMMIT, after
+  -- the deletion said it succeeded; making it immediate here (SET
+  -- CONSTRAINTS) would fire the application's pending constraint triggers of
+  -- that name inside this body, with um's owner's rights.  Refused instead.
+  SELECT c.conrelid::regclass AS tbl, c.conname INTO v_key
+    FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
    WHERE c.contype = 'f' AND c.condeferrable
      AND c.confrelid IN (SELECT k.oid FROM pg_class k WHERE k.relnamespace = 'um'::regnamespace)
-     AND t.relnamespace <> 'um'::regnamespace;
+     AND t.relnamespace <> 'um'::regnamespace
+   ORDER BY c.oid LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'cannot delete %: table % has a deferrable foreign key into um', p_what, v_key.tbl
+      USING ERRCODE = 'UM081',
+            DETAIL = format('Constraint %s would be checked only at COMMIT, after the deletion said it succeeded.', v_key.conname),
+            HINT = format('ALTER TABLE %s ALTER CONSTRAINT %I NOT DEFERRABLE;', v_key.tbl, v_key.conname);
+  END IF;
   SELECT c.conrelid::regclass AS tbl, c.conname, a.attname INTO v_key
     FROM pg_constraint c
     JOIN pg_class t ON t.oid = c.conrelid
@@ -312,16 +317,10 @@ BEGIN
             HINT = format('Make column %s of %s bigint.', v_key.attname, v_key.tbl);
   END IF;
   BEGIN
-    IF v_deferrable IS NOT NULL THEN
-      EXECUTE 'SET CONSTRAINTS ' || v_deferrable || ' IMMEDIATE';
-    END IF;
     CASE p_table
       WHEN 'organizations' THEN DELETE FROM um.organizations o WHERE o.id = p_id;
       WHEN 'scopes' THEN DELETE FROM um.scopes s WHERE s.id = p_id;
     END CASE;
-    IF v_deferred IS NOT NULL THEN
-      EXECUTE 'SET CONSTRAINTS ' || v_deferred || ' DEFERRED';
-    END IF;
   EXCEPTION WHEN foreign_key_violation THEN
     GET STACKED DIAGNOSTICS v_schema = SCHEMA_NAME, v_table = TABLE_NAME, v_constraint = CONSTRAINT_NAME;
     IF v_schema = 'um' THEN
@@ -335,7 +334,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
-  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key (deferrable ones too, checked at once) still references it, or whose key column is not bigint';
+  'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key is deferrable or its column not bigint';
 
 -- ---------------------------------------------------------------------------
 -- Authorization
@@ -518,7 +517,8 @@ COMMENT ON FUNCTION um.scope_chain(bigint) IS
   'internal: the node and the ancestors whose grants reach it (up to the first that does not inherit), as the evaluator follows them';
 
 -- Moving a node, or letting it inherit again, makes the grants on its new
--- ancestors reach its subtree: that hands out their roles there, so it
+-- ancestors (and the team roles of a team space among them) reach its
+-- subtree: that hands out their roles there, so it
 -- needs what granting them there needs (role:grant, and every permission
 -- of each such role held on the node before the change).
 -- p_old_parent: where the node's grants came from until now (NULL: none).
@@ -546,11 +546,16 @@ BEGIN
     WITH new_chain AS (SELECT * FROM um.scope_chain(p_new_parent)),
          old_chain AS (SELECT * FROM um.scope_chain(p_old_parent))
     SELECT DISTINCT r.id, r.name
-      FROM um.grants gr JOIN um.roles r ON r.id = gr.role_id
-     WHERE gr.org_id = p_node.org_id
-       AND ((gr.scope_id IN (SELECT id FROM new_chain) AND gr.scope_id NOT IN (SELECT id FROM old_chain))
-            OR (gr.scope_kind IN (SELECT kind FROM new_chain) AND gr.scope_kind <> p_node.kind
-                AND gr.scope_kind NOT IN (SELECT kind FROM old_chain)))
+      FROM (SELECT gr.role_id FROM um.grants gr
+             WHERE gr.org_id = p_node.org_id
+               AND ((gr.scope_id IN (SELECT id FROM new_chain) AND gr.scope_id NOT IN (SELECT id FROM old_chain))
+                    OR (gr.scope_kind IN (SELECT kind FROM new_chain) AND gr.scope_kind <> p_node.kind
+                        AND gr.scope_kind NOT IN (SELECT kind FROM old_chain)))
+            UNION ALL                              -- team roles hold on the team's space and below
+            SELECT tr.role_id FROM um.team_member_roles tr JOIN um.teams t ON t.id = tr.team_id
+             WHERE tr.org_id = p_node.org_id
+               AND t.scope_id IN (SELECT id FROM new_chain) AND t.scope_id NOT IN (SELECT id FROM old_chain)) AS g0
+      JOIN um.roles r ON r.id = g0.role_id
      ORDER BY r.id
   LOOP
     IF v_first THEN

@@ -425,6 +425,7 @@ BEGIN
   IF p_inherit IS NULL THEN
     PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false.');
   END IF;
+  PERFORM um.lock_organization(p_org_id);      -- one change to a tree at a time (its depth: UM041)
   v_id := um.write_scope(NULL, p_org_id, p_parent_id, p_kind, p_name, p_ref, p_inherit);
   PERFORM um.audit('scope.create', p_org_id, 'scope', v_id,
                    jsonb_build_object('kind', p_kind, 'parent_id', p_parent_id, 'ref', p_ref, 'inherit', p_inherit));

@@ -213,6 +213,46 @@ $$;
 COMMENT ON FUNCTION um.do_accept_invitation(text, text, text) IS
   'body of um_accept_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation (EXECUTE held by nobody)';
 
+-- Accept as a new address and log in.  The token was mailed to the address,
+-- but um_invite returned it to the inviter's request too: it proves the
+-- mailbox only where the application promises that inviters never see it
+-- (um.invitations_prove_address, which only a superuser sets).
+CREATE FUNCTION um.do_accept_invitation_and_login(p_token text, p_password text, p_name text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint;
+  v_refusal record;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um.raise('UM058', 'someone is acting in this transaction',
+      'A logged-in user already has a session; um_accept_invitation_and_login is for a new address, logged out.',
+      'Accept with um_accept_invitation(token) inside the user''s request.');
+  END IF;
+  IF p_password IS NULL THEN
+    PERFORM um.raise('UM059', 'choose a password to accept this invitation and log in', NULL,
+      'Pass the password the invitee chose.');
+  END IF;
+  IF coalesce(current_setting('um.invitations_prove_address', true), 'off') <> 'on' THEN
+    PERFORM um.raise('UM063', 'accepting an invitation does not prove the address here',
+      'um.invitations_prove_address is off: the inviter may have seen the token, so the new account stays unverified and cannot log in yet.',
+      'Accept with um_accept_invitation(token, password, name), mail a verification (um_resend_verification) and log in with um_verify_email_and_login; or, if your backend never shows invitation tokens to inviters, have a superuser turn um.invitations_prove_address on.');
+  END IF;
+  v_id := um.do_accept_invitation(p_token, p_password, p_name);    -- an existing account: UM056
+  UPDATE um.users u SET email_verified_at = now() WHERE u.id = v_id AND u.email_verified_at IS NULL;
+  PERFORM um.audit('user.verify_email', NULL, 'user', v_id, jsonb_build_object('via', 'invitation'));
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  v_refusal := um.login_refusal(v, false);
+  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);   -- e.g. single sign-on: nothing stays
+  RETURN um.new_session(v, 'user.login');
+END
+$$;
+COMMENT ON FUNCTION um.do_accept_invitation_and_login(text, text, text) IS
+  'body of um_accept_invitation_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation_and_login (EXECUTE held by nobody)';
+
 CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -288,6 +328,11 @@ CREATE FUNCTION @extschema@.um_accept_invitation(token text, password text DEFAU
 RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_accept_invitation(text, text, text) IS
   'join with an invitation token: logged out, a new address gets an account with the password given (unverified until its mailbox is proven); an existing account accepts only logged in as itself; returns the user id';
+
+CREATE FUNCTION @extschema@.um_accept_invitation_and_login(token text, password text, name text DEFAULT NULL)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_accept_invitation_and_login(text, text, text) IS
+  'join with an invitation token as a new address and get a session token: the address counts as verified (only where um.invitations_prove_address is on)';
 
 CREATE FUNCTION @extschema@.um_revoke_invitation(invitation_id bigint)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;

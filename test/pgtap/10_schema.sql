@@ -35,7 +35,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_transfer_team_ownership', 'um_create_role', 'um_delete_role',
                                      'um_grant_permission', 'um_revoke_permission', 'um_grant_scope_role',
                                      'um_revoke_scope_role', 'um_invite', 'um_request_invitation',
-                                     'um_accept_invitation', 'um_revoke_invitation', 'um_expire_invitations',
+                                     'um_accept_invitation', 'um_accept_invitation_and_login', 'um_revoke_invitation', 'um_expire_invitations',
                                      'um_delete_user', 'um_delete_my_account', 'um_export_users',
                                      'um_export_users_json', 'um_export_my_data', 'um_my_organizations', 'um_my_permissions', 'um_cache_stats_all',
                                      'um_add_user_reference', 'um_drop_user_reference']

@@ -105,6 +105,7 @@ INSERT INTO entry VALUES
   ('um_invite(bigint,text,text,bigint,interval)', 'lifecycle', true, 'member:invite'),
   ('um_request_invitation(text,text)', 'lifecycle', true, 'the acting user, for themself'),
   ('um_accept_invitation(text,text,text)', 'lifecycle', true, 'whoever holds the token'),
+  ('um_accept_invitation_and_login(text,text,text)', 'lifecycle', true, 'whoever holds the token, logged out (um.invitations_prove_address on)'),
   ('um_revoke_invitation(bigint)', 'lifecycle', true, 'member:invite'),
   ('um_expire_invitations()', 'lifecycle', true, 'um administrators'),
   ('um_delete_user(bigint)', 'lifecycle', true, 'user:delete'),

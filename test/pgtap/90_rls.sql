@@ -308,8 +308,8 @@ SELECT ok((SELECT finding FROM lint WHERE object = '"Billing Dept".keyed_by_id' 
 SELECT is((SELECT count(*) FROM lint WHERE object = '"Billing Dept".keyed_by_org' AND finding NOT LIKE 'has foreign key %'), 0::bigint,
           'none when the key leads with the column the table is protected on (another organization column aside)');
 SELECT is((SELECT severity || ': ' || finding FROM lint WHERE object = '"Billing Dept".keyed_by_org' AND finding LIKE 'has foreign key %'),
-          'warning: has foreign key keyed_by_org_vendor_org_fkey into um.organizations: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
-          'but its foreign key into um''s tables is a security finding');
+          'info: has foreign key keyed_by_org_vendor_org_fkey into um.organizations: um refuses to delete what its rows still reference (UM081)',
+          'its foreign key of the same type into um.organizations runs no code of the application''s: information only');
 SELECT is((SELECT finding FROM lint WHERE object = '"Billing Dept".unique_index'),
           'is protected on column org_id, which its unique index unique_index_lower_email does not include: a colliding insert or update tells a tenant that another tenant''s row holds the value (unique indexes ignore row-level security), and the table cannot be distributed by organization',
           'a unique index that is not a constraint (here on an expression) counts too');

@@ -1,7 +1,7 @@
 -- um's own tables under row-level security, read by an application role.
 BEGIN;
 \ir fixture.psql
-SELECT plan(33);
+SELECT plan(37);
 SELECT pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex, pg_temp.usr('ada') AS ada, pg_temp.usr('bob') AS bob,
        pg_temp.usr('carol') AS carol, pg_temp.usr('dave') AS dave, pg_temp.role('globex', 'root') AS globex_root \gset
 SELECT um_create_user('erin@example.com', 'Erin') AS erin \gset
@@ -46,6 +46,17 @@ SELECT is((SELECT array_agg(email || ':' || role ORDER BY email) FROM um.member_
           ARRAY['ada@example.com:Root', 'carol@example.com:Admin', 'dave@example.com:Member'],
           'a Member reads the member list with each member''s role (whoever reads members reads role names)');
 SELECT is((SELECT count(*) FROM um.role_permissions), 0::bigint, '... but not what the roles grant (role:read)');
+SELECT is((SELECT array_agg(DISTINCT l.org_id) FROM um.member_list l WHERE l.org = 'acme'), ARRAY[:acme::bigint],
+          'the member list carries the organization''s id');
+SELECT is((SELECT count(*) FROM um.member_list l JOIN um.memberships m ON m.id = l.membership_id
+            WHERE l.org_id = :acme AND m.user_id = l.user_id AND m.role_id = l.role_id), 3::bigint,
+          'and each membership''s id and role id');
+-- keyset paging, as doc/integration.md shows it: two members a page
+SELECT max(membership_id) AS page1_last FROM (SELECT membership_id FROM um.member_list WHERE org_id = :acme AND membership_id > 0
+                                                ORDER BY membership_id LIMIT 2) AS p \gset
+SELECT is((SELECT count(*) FROM (SELECT 1 FROM um.member_list WHERE org_id = :acme AND membership_id > :page1_last
+                                  ORDER BY membership_id LIMIT 2) AS p), 1::bigint,
+          'the second page of members holds the third one, after the last id of the first');
 SELECT is((SELECT string_agg(slug || ':' || role || ':' || status, ', ' ORDER BY slug) FROM um_my_organizations()),
           'acme:Member:active, globex:Service Reader:active', 'um_my_organizations: his organizations with his role in each');
 SELECT um_act_as(:erin) AS a \gset
@@ -61,6 +72,30 @@ SELECT is(ARRAY(SELECT um_my_permissions(:acme))::text, :'dave_ref', 'um_my_perm
 SELECT um_act_as(:carol) AS a \gset
 SELECT is(ARRAY(SELECT um_my_permissions(:acme))::text, :'carol_ref', '... and carol');
 SELECT is((SELECT count(*) FROM um_my_permissions(:globex)), 0::bigint, 'nothing where she is no member');
+-- an organization's audit trail, newest first, three events a page by (at, id)
+CREATE FUNCTION pg_temp.audit_pages(p_org bigint) RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+  v_at timestamptz := 'infinity';
+  v_id bigint := 0;
+  v_all bigint[] := '{}';
+  v_page bigint[];
+BEGIN
+  LOOP
+    SELECT array_agg(id ORDER BY at DESC, id DESC), (array_agg(at ORDER BY at DESC, id DESC))[count(*)],
+           (array_agg(id ORDER BY at DESC, id DESC))[count(*)]
+      INTO v_page, v_at, v_id
+      FROM (SELECT e.id, e.at FROM um.audit_events e
+             WHERE e.org_id = p_org AND (e.at, e.id) < (v_at, v_id)
+             ORDER BY e.at DESC, e.id DESC LIMIT 3) AS p;
+    EXIT WHEN v_page IS NULL;
+    v_all := v_all || v_page;
+  END LOOP;
+  RETURN v_all;
+END
+$$;
+SELECT is(pg_temp.audit_pages(:acme),
+          ARRAY(SELECT id FROM um.audit_events WHERE org_id = :acme ORDER BY at DESC, id DESC),
+          'paging the audit trail by (at, id) visits each of her organization''s events once, newest first');
 
 SET ROLE regress_um_admin;
 SELECT is((SELECT count(*) FROM um.users), 5::bigint, 'a um administrator (a member of the extension''s owner) reads everything in psql');
