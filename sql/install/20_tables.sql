@@ -184,7 +184,6 @@ CREATE TABLE um.scopes (
   inherit boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT scopes_pkey PRIMARY KEY (org_id, id),
-  CONSTRAINT scopes_parent_fkey FOREIGN KEY (org_id, parent_id) REFERENCES um.scopes (org_id, id) ON DELETE CASCADE,
   CONSTRAINT scopes_not_own_parent CHECK (parent_id <> id)
 );
 CREATE UNIQUE INDEX scopes_id_key ON um.scopes (id);
@@ -196,7 +195,7 @@ COMMENT ON COLUMN um.scopes.ref IS 'the application''s own key for the resource 
 COMMENT ON COLUMN um.scopes.inherit IS 'false: the node breaks inheritance and uses only grants made on it, instead of those of its ancestors';
 COMMENT ON COLUMN um.scopes.id IS 'the node''s id, unique across organizations';
 COMMENT ON COLUMN um.scopes.org_id IS 'the organization the node belongs to';
-COMMENT ON COLUMN um.scopes.parent_id IS 'the parent node; NULL for a top-level node';
+COMMENT ON COLUMN um.scopes.parent_id IS 'the parent node, of the same organization (kept by triggers: deleting a node deletes its subtree); NULL for a top-level node';
 COMMENT ON COLUMN um.scopes.kind IS 'the application''s type of resource (project, environment, team, ...), a lowercase identifier';
 COMMENT ON COLUMN um.scopes.name IS 'display name, unique among siblings of the same kind regardless of letter case';
 COMMENT ON COLUMN um.scopes.created_at IS 'when the node was created';

@@ -9,7 +9,7 @@
 --   globex: bob (Root), dave (Service Reader)
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(95);
+SELECT plan(98);
 SET client_min_messages = error;
 SELECT pg_temp.usr('ada') AS ada, pg_temp.usr('bob') AS bob, pg_temp.usr('carol') AS carol,
        pg_temp.usr('dave') AS dave, pg_temp.org('acme') AS acme, pg_temp.org('globex') AS globex \gset
@@ -183,6 +183,13 @@ SELECT is(pg_temp.try_as(:carol, format('SELECT um_create_scope(%s, %L, %L, %s)'
           'no node 65 levels deep: the evaluator follows 64');
 SELECT is(pg_temp.try_plain(format('INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (%s, %s, %L, %L)', :acme, :l64, 'level', 'x')),
           'UM041', 'not even by a superuser''s INSERT');
+SELECT is(pg_temp.try_plain(format('INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (%s, %s, %L, %L)', :acme, 99999999, 'level', 'x')),
+          'UM036', 'a parent must exist (kept by a trigger: um.scopes has no foreign key to itself, which pg_dump would warn about)');
+SELECT is(pg_temp.try_plain(format('INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (%s, %s, %L, %L)', :globex, :l62, 'level', 'x')),
+          'UM046', 'and be of the same organization');
+SELECT is(pg_temp.try_plain(format('WITH a AS (INSERT INTO um.scopes (org_id, kind, name) VALUES (%s, %L, %L) RETURNING id) '
+                                   'INSERT INTO um.scopes (org_id, parent_id, kind, name) SELECT %s, id + 1000, %L, %L FROM a', :acme, 'level', 'solo', :acme, 'level', 'y')),
+          'UM036', 'also when the statement that names it made other nodes');
 SELECT um_create_scope(:acme, 'project', 'Deep') AS deep \gset
 SELECT um_create_scope(:acme, 'environment', 'below', :deep) AS ignored \gset
 SELECT is(pg_temp.try_as(:carol, format('SELECT um_move_scope(%s, %s)', :deep, :l63)), 'UM041',

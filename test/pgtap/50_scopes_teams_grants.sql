@@ -17,7 +17,7 @@ SELECT throws_ok(format($$ UPDATE um.scopes SET parent_id = %s WHERE id = %s $$,
 SELECT throws_ok(format($$ UPDATE um.scopes SET org_id = pg_temp.org('globex') WHERE id = %s $$, :apollo), 'UM046', NULL,
                  'a node cannot move to another organization');
 SELECT throws_ok($$ INSERT INTO um.scopes (org_id, parent_id, kind, name) VALUES (pg_temp.org('acme'), 999999, 'environment', 'x') $$,
-                 '23503', NULL, 'a parent that does not exist is refused');
+                 'UM036', NULL, 'a parent that does not exist is refused (UM036: the node does not exist there)');
 SELECT throws_ok(format($$ UPDATE um.scopes SET parent_id = %s WHERE id = %s $$, :finance, :apollo), 'UM041', NULL,
                  'a node cannot move under its own descendant');
 SELECT throws_ok(format($$ UPDATE um.scopes SET parent_id = %s WHERE id = %s $$, :prod, :prod), 'UM041', NULL,

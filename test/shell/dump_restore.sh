@@ -12,7 +12,7 @@ ok()     { n=$((n+1)); echo "ok $n - $1"; }
 not_ok() { n=$((n+1)); echo "not ok $n - $1"; }
 # check DESCRIPTION SHELL-CONDITION [FILE-TO-SHOW-ON-FAILURE]
 check()  { if eval "$2"; then ok "$1"; else not_ok "$1"; [ -n "${3:-}" ] && sed 's/^/# /' "$3"; fi; return 0; }
-echo "1..13"
+echo "1..15"
 
 createdb um_dump_src
 psql -X -q -v ON_ERROR_STOP=1 -d um_dump_src >"$work/setup.log" 2>&1 <<'SQL'
@@ -94,6 +94,9 @@ check "the snapshot holds rows of every um table" '[ -z "$(empty_tables "$work/s
 
 pg_dump -Fc -d um_dump_src -f "$work/db.dump" 2>"$work/dump.log"
 check "pg_dump succeeds" '[ $? -eq 0 ]' "$work/dump.log"
+check "pg_dump warns about nothing (no circular foreign keys among um's tables)" '! grep -q . "$work/dump.log"' "$work/dump.log"
+pg_dump --data-only -d um_dump_src -f /dev/null 2>"$work/dump_data.log"
+check "nor does a data-only pg_dump" '! grep -q . "$work/dump_data.log"' "$work/dump_data.log"
 createdb um_dump_dst
 pg_restore --exit-on-error -d um_dump_dst "$work/db.dump" 2>"$work/restore.log"
 check "pg_restore succeeds without errors" '[ $? -eq 0 ]' "$work/restore.log"
