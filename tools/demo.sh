@@ -17,7 +17,7 @@ echo "building and installing um ..."
 make -s >/dev/null && make -s install >/dev/null
 
 source tools/cluster.sh
-cluster_start
+cluster_start "um.password_hash_cost = 6"    # quick hashes for the demo (the default is 10); a superuser's setting
 createdb um_demo
 export PGDATABASE=um_demo
 
@@ -54,7 +54,6 @@ echo "   app_backend: no superuser, no BYPASSRLS, no grant on um's tables; every
 psql -X -q -v ON_ERROR_STOP=1 -U app_backend <<'SQL'
 \pset footer off
 SET client_min_messages = warning;
-SET um.password_hash_cost = 6;            -- quick hashes for the demo (the default is 10)
 -- What a backend's request handlers do, as functions of this session:
 -- sign up and verify (the secret is what the backend would mail) ...
 CREATE FUNCTION pg_temp.sign_up(email text, password text, name text) RETURNS text LANGUAGE sql AS
