@@ -5141,14 +5141,11 @@ AS $$
                                  JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
                                  JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
                                 WHERE fa.atttypid <> pa.atttypid) AS casts,
-                 k0.confdeltype NOT IN ('a', 'r') OR k0.confupdtype NOT IN ('a', 'r') AS actions,
-                 k0.confrelid IN ('um.organizations'::pg_catalog.regclass, 'um.scopes'::pg_catalog.regclass)
-                   AND k0.confdeltype IN ('a', 'r') AND k0.confupdtype IN ('a', 'r') AND NOT k0.condeferrable
-                   AND NOT EXISTS (SELECT 1 FROM unnest(k0.conkey, k0.confkey) AS x(a, b)
-                                     JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
-                                     JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
-                                    WHERE fa.atttypid <> pa.atttypid) AS plain_org_key
-            FROM pg_catalog.pg_constraint k0 WHERE k0.contype = 'f') AS k
+                 k0.confdeltype NOT IN ('a', 'r') OR k0.confupdtype NOT IN ('a', 'r') AS actions
+            FROM pg_catalog.pg_constraint k0 WHERE k0.contype = 'f') AS k1
+    CROSS JOIN LATERAL (SELECT k1.*, NOT k1.casts AND NOT k1.actions AND NOT k1.condeferrable
+                               AND k1.confrelid IN ('um.organizations'::pg_catalog.regclass, 'um.scopes'::pg_catalog.regclass)
+                               AS plain_org_key) AS k
     JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
    WHERE k.contype = 'f' AND c.relnamespace <> 'um'::pg_catalog.regnamespace
      AND (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = k.confrelid) = 'um'::pg_catalog.regnamespace
