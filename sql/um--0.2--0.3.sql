@@ -7,6 +7,970 @@
 
 \echo Use "ALTER EXTENSION um UPDATE TO '0.3'" to load this file. \quit
 
+-- Internal functions move out of schema um into a schema of their own, so
+-- that \df um.* and \dx+ um tell them apart from the API (tables and views
+-- stay in um, the um_* functions in the extension's schema).  First of all:
+-- every later statement of this script names them there.  A function keeps
+-- its OID, so triggers, policies and views that use one follow it; bodies
+-- that name another are re-created below.
+CREATE SCHEMA um_internal;
+COMMENT ON SCHEMA um_internal IS 'um''s internal functions (lifecycle bodies, helpers, trigger functions): not an interface, called only by um itself; applications use the um_* functions';
+REVOKE ALL ON SCHEMA um_internal FROM PUBLIC;
+GRANT USAGE ON SCHEMA um_internal TO PUBLIC;
+ALTER FUNCTION um.actor_org(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.administers_um() SET SCHEMA um_internal;
+ALTER FUNCTION um.assert_no_app_cascades() SET SCHEMA um_internal;
+ALTER FUNCTION um.assert_permission_name(text,boolean) SET SCHEMA um_internal;
+ALTER FUNCTION um.audit(text,bigint,text,bigint,jsonb,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.audit_autonomous(text,text,bigint,text,bigint,jsonb) SET SCHEMA um_internal;
+ALTER FUNCTION um.audit_events_append_only() SET SCHEMA um_internal;
+ALTER FUNCTION um.audit_events_stamp() SET SCHEMA um_internal;
+ALTER FUNCTION um.authenticate(text,text,boolean) SET SCHEMA um_internal;
+ALTER FUNCTION um.authorize(oid,text,text,text,bigint,text,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.authorize_role_edit(oid,text,bigint,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.authorize_team(oid,text,text,bigint,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.authorize_user(oid,text,text,text,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.cache_invalidate() SET SCHEMA um_internal;
+ALTER FUNCTION um.caller_role() SET SCHEMA um_internal;
+ALTER FUNCTION um.check_column(regclass,name,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.crudl_actions(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.deletion_blocker(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.deny(text,bigint,text,bigint,text,text,text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.display_name_is_valid(text,integer) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_accept_invitation(text,text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_add_identity_provider(bigint,text,text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_add_member(bigint,bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_add_team_member(bigint,bigint,text[],oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_create_organization(text,text,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_create_role(bigint,text,text[],text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_create_team(bigint,text,text,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_create_user(bigint,text,text,text,boolean,text,text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_create_user(text,text,boolean,text,text,text,jsonb,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_delete_my_account(oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_delete_role(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_delete_team(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_delete_user(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_disable_login(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_enable_login(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_expire_invitations(oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_export_my_data(oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_export_users(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_export_users_json(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_grant_permission(bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_grant_scope_role(bigint,text,bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_grant_team_role(bigint,bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_invite(bigint,text,text,bigint,interval,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_link_identity(bigint,text,text,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_logout_all(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_mark_verified(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_reactivate_user(bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_register_permission(text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_remove_member(bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_remove_team_member(bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_rename_team(bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_request_invitation(text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_resend_verification(text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_revoke_invitation(bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_revoke_permission(bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_revoke_scope_role(bigint,text,bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_revoke_team_role(bigint,bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_set_org_role(bigint,bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_set_org_setting(bigint,text,jsonb,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_sign_up(text,text,text,text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_suspend_user(bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_transfer_org_ownership(bigint,bigint,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_transfer_team_ownership(bigint,bigint,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.do_verify_email(text,text,oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.drop_um_policies(regclass) SET SCHEMA um_internal;
+ALTER FUNCTION um.email_is_valid(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.erase_user(bigint,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.generate_token() SET SCHEMA um_internal;
+ALTER FUNCTION um.guard_escalation(bigint,bigint,bigint,text[],text,text,text,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.guard_last_active_root(bigint,bigint,text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.guard_root_target(bigint,bigint,bigint,text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.guard_team_grants(bigint,bigint,text,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.has_permission_support(internal) SET SCHEMA um_internal;
+ALTER FUNCTION um.has_usable_root(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.hash_cost(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.hash_password(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.identifier_is_valid(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.identity_providers_before_delete() SET SCHEMA um_internal;
+ALTER FUNCTION um.impersonation_escalates(bigint,bigint,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.insert_user(text,text,boolean,text,text,text,jsonb) SET SCHEMA um_internal;
+ALTER FUNCTION um.invitations_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.is_root(bigint,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.locale_is_valid(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.lock_organization(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.login_settings() SET SCHEMA um_internal;
+ALTER FUNCTION um.memberships_before_update() SET SCHEMA um_internal;
+ALTER FUNCTION um.memberships_keep_root() SET SCHEMA um_internal;
+ALTER FUNCTION um.mobile_is_valid(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.new_session(um.users,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.new_verification(bigint,boolean) SET SCHEMA um_internal;
+ALTER FUNCTION um.organizations_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.parse_email_batch(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.password_matches(text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.pattern_grants(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.permission_name_is_valid(text,boolean) SET SCHEMA um_internal;
+ALTER FUNCTION um.permissions_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.pgcrypto_schema() SET SCHEMA um_internal;
+ALTER FUNCTION um.policy_check(text,name,name) SET SCHEMA um_internal;
+ALTER FUNCTION um.protection_note(regclass,text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.protection_state(regclass[]) SET SCHEMA um_internal;
+ALTER FUNCTION um.protection_tree(regclass) SET SCHEMA um_internal;
+ALTER FUNCTION um.raise(text,text,text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.record_login(bigint,text,text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.ref_applicable_roles(bigint,bigint,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.ref_check_permission_name(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.ref_denial(bigint,bigint,bigint,boolean) SET SCHEMA um_internal;
+ALTER FUNCTION um.ref_has_permission(bigint,text,bigint,bigint,boolean) SET SCHEMA um_internal;
+ALTER FUNCTION um.ref_pattern_covers(text,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_member(bigint,bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_organization(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_role(bigint,text) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_role_id(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_scope(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_team(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.require_user(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.role_administers_um(oid) SET SCHEMA um_internal;
+ALTER FUNCTION um.role_grants(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.role_inclusions_check_cycle() SET SCHEMA um_internal;
+ALTER FUNCTION um.role_permissions_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.roles_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.scopes_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.scopes_check_cycle() SET SCHEMA um_internal;
+ALTER FUNCTION um.seed_builtin_roles(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.slug_is_valid(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.start_impersonation(bigint,bigint[]) SET SCHEMA um_internal;
+ALTER FUNCTION um.team_members_before_update() SET SCHEMA um_internal;
+ALTER FUNCTION um.team_members_keep_owner() SET SCHEMA um_internal;
+ALTER FUNCTION um.teams_after_delete() SET SCHEMA um_internal;
+ALTER FUNCTION um.teams_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.temporary_password() SET SCHEMA um_internal;
+ALTER FUNCTION um.timezone_is_valid(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.token_hash(text) SET SCHEMA um_internal;
+ALTER FUNCTION um.user_reference_check() SET SCHEMA um_internal;
+ALTER FUNCTION um.user_reference_probe(bigint) SET SCHEMA um_internal;
+ALTER FUNCTION um.users_before_write() SET SCHEMA um_internal;
+ALTER FUNCTION um.users_end_sessions() SET SCHEMA um_internal;
+
+-- Functions 0.3 does not otherwise change name the moved ones by their new
+-- schema (the bodies are those of 0.2 with um_internal for um).
+CREATE OR REPLACE FUNCTION @extschema@.um_explain_permission(user_id bigint, permission text, org_id bigint,
+                                                  scope_id bigint DEFAULT NULL)
+RETURNS TABLE (step text, outcome text, detail text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_denial text;
+  v_granted boolean := false;
+  r record;
+BEGIN
+  PERFORM um_internal.ref_check_permission_name(permission);
+  step := 'permission'; outcome := 'known'; detail := format('"%s" is in the catalog', permission);
+  RETURN NEXT;
+
+  v_denial := um_internal.ref_denial(user_id, org_id, scope_id, scope_id IS NOT NULL);
+  IF v_denial IS NOT NULL THEN
+    step := 'verdict'; outcome := 'denied'; detail := v_denial;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  SELECT format('%s (user %s): active, may log in', u.email, u.id) INTO detail FROM um.users u WHERE u.id = um_explain_permission.user_id;
+  step := 'user'; outcome := 'ok'; RETURN NEXT;
+  SELECT format('member of "%s" as "%s" (membership %s, since %s)', o.slug, r2.name, m.id, m.created_at::date)
+    INTO detail
+    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id JOIN um.roles r2 ON r2.id = m.role_id
+   WHERE m.org_id = um_explain_permission.org_id AND m.user_id = um_explain_permission.user_id;
+  step := 'membership'; outcome := 'ok'; RETURN NEXT;
+
+  IF scope_id IS NOT NULL THEN
+    WITH RECURSIVE chain(id, parent_id, kind, name, inherit, depth) AS (
+        SELECT s.id, s.parent_id, s.kind, s.name, s.inherit, 0 FROM um.scopes s WHERE s.id = um_explain_permission.scope_id
+      UNION ALL
+        SELECT p.id, p.parent_id, p.kind, p.name, p.inherit, c.depth + 1
+          FROM um.scopes p JOIN chain c ON p.id = c.parent_id WHERE c.inherit)
+    SELECT string_agg(format('%s "%s"%s', c.kind, c.name,
+                             CASE WHEN NOT c.inherit THEN ' (breaks inheritance: nothing above applies)' ELSE '' END),
+                      ' <- ' ORDER BY c.depth)
+      INTO detail FROM chain c;
+    step := 'scope path'; outcome := 'ok'; RETURN NEXT;
+  END IF;
+
+  FOR r IN
+    WITH RECURSIVE paths(source, role_id, path) AS (
+        SELECT a.source, a.role_id, ARRAY[a.role_id]
+          FROM um_internal.ref_applicable_roles(um_explain_permission.user_id, um_explain_permission.org_id,
+                                       um_explain_permission.scope_id) a
+      UNION ALL
+        SELECT p.source, ri.included_role_id, p.path || ri.included_role_id
+          FROM paths p JOIN um.role_inclusions ri ON ri.role_id = p.role_id
+         WHERE NOT ri.included_role_id = ANY (p.path))
+    SELECT p.source,
+           (SELECT string_agg(format('"%s"', ro.name), ' includes ' ORDER BY x.n)
+              FROM unnest(p.path) WITH ORDINALITY AS x(id, n) JOIN um.roles ro ON ro.id = x.id) AS roles,
+           rp.permission AS pattern
+      FROM paths p JOIN um.role_permissions rp ON rp.role_id = p.role_id
+     WHERE um_internal.ref_pattern_covers(rp.permission, um_explain_permission.permission)
+     ORDER BY 1, 2, 3
+  LOOP
+    v_granted := true;
+    step := 'grant'; outcome := 'grants';
+    detail := format('%s: role %s grants "%s"', r.source, r.roles, r.pattern);
+    RETURN NEXT;
+  END LOOP;
+
+  step := 'verdict';
+  IF v_granted THEN
+    outcome := 'granted'; detail := 'at least one grant above covers the permission';
+  ELSE
+    outcome := 'denied';
+    detail := 'no role that applies here grants it'
+              || CASE WHEN scope_id IS NULL THEN ' organization-wide (roles given on scope nodes count only in a check on a node)' ELSE '' END;
+  END IF;
+  RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.audit_events_stamp()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+BEGIN
+  -- inside a lifecycle function the database role is its caller's, not um's owner's
+  NEW.db_role := coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = um_internal.caller_role()), NEW.db_role);
+  IF v_actor IS NOT NULL THEN
+    NEW.actor_user_id := v_actor;
+    NEW.impersonator_user_id := nullif(@extschema@.um_real_user_id(), v_actor);
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.deletion_blocker(p_user_id bigint, OUT kind text, OUT what text, OUT detail text)
+RETURNS record
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT 'organization', o.slug, format('The user is the only Root of organization "%s" who can log in, and it has other members.', o.slug)
+    INTO kind, what, detail
+    FROM um.memberships m JOIN um.roles r ON r.id = m.role_id JOIN um.organizations o ON o.id = m.org_id
+   WHERE m.user_id = p_user_id AND r.builtin = 'root'
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m2 JOIN um.roles r2 ON r2.id = m2.role_id
+                       JOIN um.users u2 ON u2.id = m2.user_id
+                      WHERE m2.org_id = m.org_id AND r2.builtin = 'root' AND m2.user_id <> p_user_id
+                        AND m2.status = 'active' AND u2.status = 'active' AND u2.allow_login)
+     AND EXISTS (SELECT 1 FROM um.memberships m3 WHERE m3.org_id = m.org_id AND m3.user_id <> p_user_id)
+   ORDER BY o.id LIMIT 1;
+  IF FOUND THEN
+    RETURN;
+  END IF;
+  SELECT 'team', t.name, format('The user owns team "%s" (organization %s), which has other members.', t.name, t.org_id)
+    INTO kind, what, detail
+    FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id
+   WHERE tm.user_id = p_user_id AND tm.is_owner
+     AND EXISTS (SELECT 1 FROM um.team_members o WHERE o.team_id = tm.team_id AND o.user_id <> p_user_id)
+   ORDER BY t.id LIMIT 1;
+  IF FOUND THEN
+    RETURN;
+  END IF;
+  -- application rows that still hold the user: registered columns
+  -- (um_add_user_reference) and foreign keys into um.users, each table read
+  -- as its own owner (src/reference.c), never with um's rights
+  SELECT CASE WHEN r.unsafe THEN 'foreign key' ELSE 'table' END, r.tbl::text,
+         CASE WHEN r.unsafe
+              THEN format('Table %s has a foreign key into um.users on column %s, which is not bigint: PostgreSQL would run its cast while deleting.', r.tbl, r.col)
+              ELSE format('Rows of table %s still reference the user (column %s).', r.tbl, r.col) END
+    INTO kind, what, detail
+    FROM um_internal.user_reference_probe(p_user_id) r
+   WHERE r.tbl IS NOT NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.erase_user(p_user_id bigint, p_action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_block record;
+  v_email text;
+  v_orgs bigint[];
+BEGIN
+  PERFORM um_internal.assert_no_app_cascades();
+  SELECT u.email INTO v_email FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
+  v_block := um_internal.deletion_blocker(p_user_id);
+  IF v_block.kind IS NOT NULL THEN
+    RAISE EXCEPTION 'user % cannot be deleted yet', p_user_id
+      USING ERRCODE = 'UM052', DETAIL = v_block.detail,
+            HINT = CASE v_block.kind
+                     WHEN 'organization' THEN 'Make another member Root (um_transfer_org_ownership) first.'
+                     WHEN 'team' THEN 'Transfer ownership of the team (um_transfer_team_ownership) first.'
+                     WHEN 'foreign key' THEN format('Drop that foreign key of %s and register the column with um_add_user_reference() (um_lint() gives the statements).', v_block.what)
+                     ELSE format('Delete or reassign the user''s rows in %s first.', v_block.what) END;
+  END IF;
+  SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs FROM um.memberships m WHERE m.user_id = p_user_id;
+  -- teams they own alone go with them; then every row about them
+  DELETE FROM um.teams t
+   WHERE EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.user_id = p_user_id AND tm.is_owner);
+  DELETE FROM um.invitations i WHERE lower(i.email) = lower(v_email);
+  DELETE FROM um.users u WHERE u.id = p_user_id;   -- memberships, team seats, grants, sessions, links, tokens
+  PERFORM um_internal.audit(p_action, NULL, 'user', p_user_id, jsonb_build_object('orgs', to_jsonb(coalesce(v_orgs, '{}'))));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.guard_last_active_root(p_user_id bigint, p_org_id bigint, p_action text, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+BEGIN
+  -- serialize with every other change to these organizations' Roots
+  -- (two Roots disabling each other at once)
+  PERFORM um_internal.lock_organization(m.org_id)
+     FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+    WHERE m.user_id = p_user_id AND r.builtin = 'root' AND (p_org_id IS NULL OR m.org_id = p_org_id)
+    ORDER BY m.org_id;
+  SELECT m.org_id INTO v_org
+    FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+   WHERE m.user_id = p_user_id AND r.builtin = 'root' AND (p_org_id IS NULL OR m.org_id = p_org_id)
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m2 JOIN um.roles r2 ON r2.id = m2.role_id
+                       JOIN um.users u2 ON u2.id = m2.user_id
+                      WHERE m2.org_id = m.org_id AND r2.builtin = 'root' AND m2.user_id <> p_user_id
+                        AND m2.status = 'active' AND u2.status = 'active' AND u2.allow_login)
+   ORDER BY m.org_id LIMIT 1;
+  IF FOUND THEN
+    PERFORM um_internal.deny(p_action, v_org, 'user', p_user_id, 'UM044',
+      format('cannot %s the last active Root of organization %s', p_what, v_org),
+      'An organization always keeps a Root who can log in.',
+      'Make another member Root first (um_set_org_role or um_transfer_org_ownership).');
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.guard_root_target(p_actor bigint, p_org_id bigint, p_user_id bigint,
+                                     p_action text, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_actor IS NOT NULL
+     AND (p_actor <> p_user_id OR p_actor IS DISTINCT FROM @extschema@.um_real_user_id())
+     AND um_internal.is_root(p_org_id, p_user_id) AND NOT um_internal.is_root(p_org_id, p_actor) THEN
+    PERFORM um_internal.deny(p_action, p_org_id, 'user', p_user_id, 'UM073',
+      format('only a Root may %s a Root', p_what),
+      format('User %s is a Root of organization %s.', p_user_id, p_org_id),
+      'Ask a Root of the organization.');
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.guard_team_grants(p_actor bigint, p_team_id bigint, p_action text, p_target_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  g record;
+BEGIN
+  IF p_actor IS NULL THEN
+    RETURN;
+  END IF;
+  FOR g IN SELECT gr.org_id, gr.role_id, gr.scope_id, r.name
+             FROM um.grants gr JOIN um.roles r ON r.id = gr.role_id
+            WHERE gr.team_id = p_team_id ORDER BY gr.id LOOP
+    PERFORM um_internal.guard_escalation(p_actor, g.org_id, g.scope_id, ARRAY(SELECT um_internal.role_grants(g.role_id)),
+                                p_action, format('add a member to a team that holds role "%s"', g.name), 'user', p_target_id);
+  END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.hash_password(p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_cost integer := (um_internal.login_settings()).password_hash_cost;   -- first: keeps the statement out of the log
+  v text;
+BEGIN
+  IF p_password IS NULL OR char_length(p_password) < 8 OR octet_length(p_password) > 72 THEN
+    RAISE EXCEPTION 'the new password is not acceptable'
+      USING ERRCODE = 'UM068',
+            DETAIL = CASE WHEN p_password IS NULL THEN 'No password was given.'
+                          WHEN char_length(p_password) < 8 THEN 'It has fewer than 8 characters.'
+                          ELSE 'It is longer than 72 bytes, the most bcrypt reads.' END,
+            HINT = 'Choose a password of 8 characters to 72 bytes.';
+  END IF;
+  EXECUTE format('SELECT %1$I.crypt($1, %1$I.gen_salt(''bf'', $2))', um_internal.pgcrypto_schema())
+     INTO v USING p_password, v_cost;
+  RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.memberships_keep_root()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_org bigint;
+  v_slug text;
+BEGIN
+  FOR v_org IN SELECT DISTINCT c.org_id FROM changed_rows c ORDER BY 1 LOOP
+    CONTINUE WHEN NOT um_internal.lock_organization(v_org);   -- organization being deleted
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_org);
+    IF NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+                    WHERE m.org_id = v_org AND r.builtin = 'root') THEN
+      SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
+      RAISE EXCEPTION 'organization "%" would be left without a Root', v_slug
+        USING ERRCODE = 'UM044',
+              DETAIL = 'An organization with members always has at least one member with the built-in Root role.',
+              HINT = 'Make another member Root first, or transfer ownership of the organization.';
+    END IF;
+    IF TG_OP <> 'INSERT'
+       AND EXISTS (SELECT 1 FROM changed_rows c JOIN um.roles r ON r.id = c.role_id
+                     LEFT JOIN um.users u ON u.id = c.user_id
+                    WHERE c.org_id = v_org AND r.builtin = 'root' AND c.status = 'active'
+                      AND (u.id IS NULL OR (u.status = 'active' AND u.allow_login)))
+       AND NOT um_internal.has_usable_root(v_org) THEN
+      SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
+      RAISE EXCEPTION 'organization "%" would be left without a Root who can log in', v_slug
+        USING ERRCODE = 'UM044',
+              DETAIL = 'Its other Roots are suspended or may not log in.',
+              HINT = 'Make an active member who can log in Root first, or enable the login of another Root.';
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.new_session(p_user um.users, p_action text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um_internal.generate_token();
+  v_session bigint;
+BEGIN
+  -- housekeeping, unless an application table references sessions (um
+  -- never changes application rows: see um_internal.assert_no_app_cascades)
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+                  WHERE c.contype = 'f' AND c.confrelid = 'um.sessions'::regclass
+                    AND r.relnamespace <> 'um'::regnamespace) THEN
+    DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
+  END IF;
+  INSERT INTO um.sessions (user_id, token_hash, expires_at)
+  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => (um_internal.login_settings()).session_lifetime_seconds))
+  RETURNING id INTO v_session;
+  PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id, jsonb_build_object('session_id', v_session));
+  RETURN v_token;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.organizations_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.slug = OLD.slug AND NEW.name = OLD.name
+     AND NEW.password_login_disabled = OLD.password_login_disabled THEN
+    RETURN NEW;                           -- e.g. um_internal.lock_organization
+  END IF;
+  IF NOT um_internal.slug_is_valid(NEW.slug) THEN
+    RAISE EXCEPTION 'invalid organization slug "%"', NEW.slug
+      USING ERRCODE = 'UM002',
+            DETAIL = 'A slug has 1 to 63 lowercase ASCII letters, digits and hyphens, and starts and ends with a letter or digit.',
+            HINT = 'Use something like "acme" or "acme-eu".';
+  END IF;
+  IF NOT um_internal.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid organization name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  -- Checked when the setting is switched on.  (A new row cannot have an
+  -- identity provider yet; rows that arrive with it on come from pg_restore,
+  -- whose providers follow.)
+  IF TG_OP = 'UPDATE' AND NEW.password_login_disabled AND NOT OLD.password_login_disabled
+     AND NOT EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.org_id = NEW.id) THEN
+    RAISE EXCEPTION 'organization "%" has no identity provider', NEW.slug
+      USING ERRCODE = 'UM045',
+            DETAIL = 'Disabling password login without an identity provider would lock every member out.',
+            HINT = 'Link and test an identity provider for the organization first, then disable password login.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.password_matches(p_password text, p_hash text)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_schema text := um_internal.pgcrypto_schema();
+  v text;
+BEGIN
+  IF p_hash IS NULL OR p_password IS NULL OR octet_length(p_password) > 72 THEN
+    EXECUTE format('SELECT %1$I.crypt($1, %1$I.gen_salt(''bf'', $2))', v_schema)
+       INTO v USING coalesce(p_password, ''), (um_internal.login_settings()).password_hash_cost;
+    RETURN false;
+  END IF;
+  EXECUTE format('SELECT %I.crypt($1, $2)', v_schema) INTO v USING p_password, p_hash;
+  -- a hash made at a lower cost than today's is quicker to check than an
+  -- unknown address (hashed at today's cost): spend today's cost as well,
+  -- so that the time of a refusal does not tell which addresses exist
+  IF um_internal.hash_cost(p_hash) < (um_internal.login_settings()).password_hash_cost THEN
+    PERFORM um_internal.password_matches(p_password, NULL);
+  END IF;
+  RETURN v = p_hash;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.ref_check_permission_name(p_permission text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.assert_permission_name(p_permission, false);
+  IF NOT EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = p_permission) THEN
+    RAISE EXCEPTION 'unknown permission "%"', p_permission
+      USING ERRCODE = 'UM011',
+            DETAIL = 'It is not in the permission catalog um.permissions.',
+            HINT = 'Check the spelling, or register it first with um_register_permission().';
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.ref_has_permission(p_user_id bigint, p_permission text, p_org_id bigint,
+                                      p_scope_id bigint DEFAULT NULL, p_has_scope boolean DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_permission IS NULL THEN
+    RETURN false;
+  END IF;
+  PERFORM um_internal.ref_check_permission_name(p_permission);
+  IF um_internal.ref_denial(p_user_id, p_org_id, p_scope_id, coalesce(p_has_scope, p_scope_id IS NOT NULL)) IS NOT NULL THEN
+    RETURN false;
+  END IF;
+  RETURN EXISTS (
+    WITH RECURSIVE closure(role_id) AS (
+        SELECT a.role_id FROM um_internal.ref_applicable_roles(p_user_id, p_org_id, p_scope_id) a
+      UNION
+        SELECT ri.included_role_id FROM um.role_inclusions ri JOIN closure c ON ri.role_id = c.role_id)
+    SELECT 1 FROM closure c JOIN um.role_permissions rp ON rp.role_id = c.role_id
+     WHERE um_internal.ref_pattern_covers(rp.permission, p_permission));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.role_inclusions_check_cycle()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_role text;
+  v_included text;
+BEGIN
+  PERFORM um_internal.lock_organization(NEW.org_id);
+  IF EXISTS (
+      WITH RECURSIVE reach(role_id) AS (
+        SELECT NEW.included_role_id
+        UNION
+        SELECT ri.included_role_id
+          FROM um.role_inclusions ri JOIN reach ON ri.role_id = reach.role_id)
+      SELECT 1 FROM reach WHERE reach.role_id = NEW.role_id) THEN
+    SELECT name INTO v_role FROM um.roles WHERE id = NEW.role_id;
+    SELECT name INTO v_included FROM um.roles WHERE id = NEW.included_role_id;
+    RAISE EXCEPTION 'role "%" cannot include role "%": that would make a cycle', v_role, v_included
+      USING ERRCODE = 'UM040',
+            DETAIL = format('Role "%s" already includes role "%s", directly or through other roles.', v_included, v_role),
+            HINT = 'Include the roles in one direction only; a composite role includes smaller ones.';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.teams_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.org_id <> OLD.org_id THEN
+    RAISE EXCEPTION 'a team cannot move to another organization'
+      USING ERRCODE = 'UM046',
+            HINT = 'Create a team in the other organization instead.';
+  END IF;
+  IF NOT um_internal.display_name_is_valid(NEW.name, 100) THEN
+    RAISE EXCEPTION 'invalid team name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  IF TG_OP = 'INSERT' AND NEW.scope_id IS NULL THEN
+    -- the team space: a top-level scope node of kind "team"
+    INSERT INTO um.scopes (org_id, kind, name) VALUES (NEW.org_id, 'team', NEW.name)
+      RETURNING id INTO NEW.scope_id;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.um_protect_table(tbl regclass, org_column name, resource text,
+                                             scope_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_kind "char";
+  v_rel regclass;
+  v_action text;
+  v_parts regclass[];
+  v_before text;
+BEGIN
+  IF tbl IS NULL OR org_column IS NULL OR resource IS NULL THEN
+    RAISE EXCEPTION 'um_protect_table needs a table, its organization column and a resource'
+      USING ERRCODE = 'UM080', HINT = 'For example: SELECT um_protect_table(''invoices'', ''org_id'', ''invoice'');';
+  END IF;
+  SELECT c.relkind INTO v_kind FROM pg_catalog.pg_class c WHERE c.oid = tbl;
+  IF v_kind NOT IN ('r', 'p') THEN
+    RAISE EXCEPTION '% is not a table', tbl
+      USING ERRCODE = 'UM080', HINT = 'Protect the tables a view reads; make the view security_invoker.';
+  END IF;
+  IF (SELECT c.relpersistence FROM pg_catalog.pg_class c WHERE c.oid = tbl) = 't' THEN
+    RAISE EXCEPTION 'cannot protect temporary table %', tbl
+      USING ERRCODE = 'UM080', HINT = 'Protect permanent tables: a temporary one is its session''s alone.';
+  END IF;
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
+    RAISE EXCEPTION 'must be the owner of table % to protect it', tbl
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Run it as the table''s owner (or a member of the owning role).';
+  END IF;
+  PERFORM um_internal.check_column(tbl, org_column, 'organization');
+  IF scope_column IS NOT NULL THEN
+    PERFORM um_internal.check_column(tbl, scope_column, 'scope node');
+  END IF;
+  -- the four permissions must be valid names (unknown ones are registered below)
+  FOREACH v_action IN ARRAY ARRAY['read', 'create', 'update', 'delete'] LOOP
+    PERFORM um_internal.assert_permission_name(resource || ':' || v_action, false);
+  END LOOP;
+
+  -- PostgreSQL checks that the caller owns each relation (this function
+  -- runs with the caller's rights)
+  SELECT array_agg(t) INTO v_parts FROM um_internal.protection_tree(tbl) t;
+  v_before := um_internal.protection_state(v_parts);
+  FOREACH v_rel IN ARRAY v_parts LOOP
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', v_rel);
+    PERFORM um_internal.drop_um_policies(v_rel);
+    EXECUTE format('CREATE POLICY um_read ON %s FOR SELECT USING (%s)', v_rel, um_internal.policy_check(resource || ':read', org_column, scope_column));
+    EXECUTE format('CREATE POLICY um_create ON %s FOR INSERT WITH CHECK (%s)', v_rel, um_internal.policy_check(resource || ':create', org_column, scope_column));
+    EXECUTE format('CREATE POLICY um_update ON %1$s FOR UPDATE USING (%2$s) WITH CHECK (%2$s)', v_rel, um_internal.policy_check(resource || ':update', org_column, scope_column));
+    EXECUTE format('CREATE POLICY um_delete ON %s FOR DELETE USING (%s)', v_rel, um_internal.policy_check(resource || ':delete', org_column, scope_column));
+  END LOOP;
+  -- the catalog check (and registration) always; the audit event only for a change
+  IF um_internal.protection_state(v_parts) IS DISTINCT FROM v_before
+     OR EXISTS (SELECT 1 FROM unnest(ARRAY['read', 'create', 'update', 'delete']) a
+                 WHERE NOT EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = um_protect_table.resource || ':' || a)) THEN
+    PERFORM um_internal.protection_note(tbl, 'table.protect', resource);
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.um_unprotect_table(tbl regclass, disable_rls boolean DEFAULT false)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_rel regclass;
+  v_found boolean := false;
+BEGIN
+  IF tbl IS NULL THEN
+    RETURN false;
+  END IF;
+  IF NOT pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = tbl), 'USAGE') THEN
+    RAISE EXCEPTION 'must be the owner of table % to unprotect it', tbl
+      USING ERRCODE = 'insufficient_privilege', HINT = 'Run it as the table''s owner (or a member of the owning role).';
+  END IF;
+  FOR v_rel IN SELECT t FROM um_internal.protection_tree(tbl) t
+                WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                               WHERE p.polrelid = t AND p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete')) LOOP
+    v_found := true;
+    PERFORM um_internal.drop_um_policies(v_rel);
+    -- Row-level security stays on (with no policy it denies everything)
+    -- unless asked otherwise, and then only where no other policy remains.
+    IF disable_rls AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = v_rel) THEN
+      EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY', v_rel);
+    END IF;
+  END LOOP;
+  IF v_found THEN
+    PERFORM um_internal.protection_note(tbl, 'table.unprotect', NULL);
+  END IF;
+  RETURN v_found;
+END
+$$;
+
+-- Trigger functions that 0.3 re-creates further down, as they were in 0.2
+-- but with the new names: statements below write to their tables first.
+CREATE OR REPLACE FUNCTION um_internal.invitations_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um_internal.email_is_valid(NEW.email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', NEW.email
+      USING ERRCODE = 'UM001',
+            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
+            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_roles bigint;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM um_internal.assert_permission_name(NEW.name, false);
+    RETURN NEW;
+  END IF;
+  IF OLD.builtin THEN
+    RAISE EXCEPTION 'built-in permission "%" cannot be %', OLD.name,
+                    CASE TG_OP WHEN 'DELETE' THEN 'removed' ELSE 'changed' END
+      USING ERRCODE = 'UM048',
+            HINT = 'um itself checks built-in permissions; remove them from roles instead.';
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.name <> OLD.name THEN
+      RAISE EXCEPTION 'permission "%" cannot be renamed', OLD.name
+        USING ERRCODE = 'UM048',
+              HINT = 'Register the new name, move the grants, then remove the old one.';
+    END IF;
+    RETURN NEW;
+  END IF;
+  SELECT count(*) INTO v_roles FROM um.role_permissions rp WHERE rp.permission = OLD.name;
+  IF v_roles > 0 THEN
+    RAISE EXCEPTION 'permission "%" is still granted by % role(s)', OLD.name, v_roles
+      USING ERRCODE = 'UM048',
+            HINT = 'Remove it from those roles first (see um.role_permissions).';
+  END IF;
+  RETURN OLD;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.role_permissions_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.assert_permission_name(NEW.permission, true);
+  IF NOT EXISTS (SELECT 1 FROM um.permissions p
+                  WHERE @extschema@.um_permission_matches(NEW.permission, p.name)) THEN
+    RAISE EXCEPTION 'unknown permission "%"', NEW.permission
+      USING ERRCODE = 'UM011',
+            DETAIL = 'No permission in the catalog (um.permissions) matches it.',
+            HINT = 'Check the spelling, or register the permission first with um_register_permission().';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.roles_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    IF OLD.builtin IS NOT NULL
+       AND EXISTS (SELECT 1 FROM um.organizations o WHERE o.id = OLD.org_id) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot be deleted', OLD.name
+        USING ERRCODE = 'UM042',
+              DETAIL = 'Every organization keeps its built-in roles; their permissions can be edited.',
+              HINT = 'Edit the role''s permissions instead, or create a custom role.';
+    END IF;
+    RETURN OLD;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.org_id <> OLD.org_id THEN
+      RAISE EXCEPTION 'a role cannot move to another organization'
+        USING ERRCODE = 'UM046',
+              HINT = 'Create a role of the same name in the other organization.';
+    END IF;
+    IF OLD.builtin IS NOT NULL AND (NEW.name <> OLD.name OR NEW.builtin IS DISTINCT FROM OLD.builtin) THEN
+      RAISE EXCEPTION 'built-in role "%" cannot be renamed', OLD.name
+        USING ERRCODE = 'UM042',
+              DETAIL = 'Built-in roles keep their names in every organization so that everyone means the same role by them.',
+              HINT = 'Create a custom role with the name you want, including the built-in role if it should grant the same.';
+    END IF;
+    IF OLD.builtin IS NULL AND NEW.builtin IS NOT NULL THEN
+      RAISE EXCEPTION 'custom role "%" cannot become a built-in role', OLD.name
+        USING ERRCODE = 'UM042',
+              HINT = 'Built-in roles are created with the organization.';
+    END IF;
+  END IF;
+  IF NOT um_internal.display_name_is_valid(NEW.name, 100) THEN
+    RAISE EXCEPTION 'invalid role name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.scopes_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_parent_org bigint;
+BEGIN
+  IF TG_OP = 'UPDATE' AND NEW.org_id <> OLD.org_id THEN
+    RAISE EXCEPTION 'a scope node cannot move to another organization'
+      USING ERRCODE = 'UM046',
+            HINT = 'Create the node in the other organization instead.';
+  END IF;
+  IF NOT um_internal.identifier_is_valid(NEW.kind) THEN
+    RAISE EXCEPTION 'invalid scope kind "%"', NEW.kind
+      USING ERRCODE = 'UM008',
+            HINT = 'A kind is a lowercase identifier such as project, environment or dashboard_group.';
+  END IF;
+  IF NOT um_internal.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid scope name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name.';
+  END IF;
+  IF NEW.parent_id = NEW.id THEN
+    RAISE EXCEPTION 'scope node % cannot be its own parent', NEW.id
+      USING ERRCODE = 'UM041',
+            HINT = 'Pick another node as the parent, or NULL for a top-level node.';
+  END IF;
+  -- A parent that does not exist (yet) is left to the foreign key, which is
+  -- checked at the end of the statement: a bulk load (pg_restore's COPY) may
+  -- bring a child before its parent.
+  IF NEW.parent_id IS NOT NULL
+     AND (TG_OP = 'INSERT' OR NEW.parent_id IS DISTINCT FROM OLD.parent_id) THEN
+    SELECT s.org_id INTO v_parent_org FROM um.scopes s WHERE s.id = NEW.parent_id;
+    IF FOUND AND v_parent_org <> NEW.org_id THEN
+      RAISE EXCEPTION 'scope node % belongs to another organization', NEW.parent_id
+        USING ERRCODE = 'UM046',
+              DETAIL = 'A node''s parent must be in the same organization as the node.',
+              HINT = 'Pick a parent from the same organization (um.scopes.org_id).';
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.scopes_check_cycle()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NEW.parent_id IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'UPDATE' THEN
+    PERFORM um_internal.lock_organization(NEW.org_id);
+  END IF;
+  IF EXISTS (
+      WITH RECURSIVE up(id) AS (
+        SELECT NEW.parent_id
+        UNION
+        SELECT s.parent_id FROM um.scopes s JOIN up ON s.id = up.id
+         WHERE s.parent_id IS NOT NULL)
+      SELECT 1 FROM up WHERE up.id = NEW.id) THEN
+    RAISE EXCEPTION 'scope node % cannot be placed under node %: that would make a cycle', NEW.id, NEW.parent_id
+      USING ERRCODE = 'UM041',
+            DETAIL = format('Node %s is node %s itself or one of its descendants.', NEW.parent_id, NEW.id),
+            HINT = 'Move the node under a node outside its own subtree.';
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.users_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um_internal.email_is_valid(NEW.email) THEN
+    RAISE EXCEPTION 'invalid email address "%"', NEW.email
+      USING ERRCODE = 'UM001',
+            DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
+            HINT = 'Check the address for typos; write internationalized domains in their xn-- (punycode) form.';
+  END IF;
+  IF NEW.name IS NOT NULL AND NOT um_internal.display_name_is_valid(NEW.name) THEN
+    RAISE EXCEPTION 'invalid user name "%"', NEW.name
+      USING ERRCODE = 'UM003',
+            DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
+            HINT = 'Trim the name, or pass NULL for a user without a name.';
+  END IF;
+  IF (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+     AND NOT um_internal.timezone_is_valid(NEW.timezone) THEN
+    RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
+      USING ERRCODE = 'UM004',
+            HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
+  END IF;
+  IF NOT um_internal.locale_is_valid(NEW.locale) THEN
+    RAISE EXCEPTION 'invalid locale "%"', NEW.locale
+      USING ERRCODE = 'UM005',
+            HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
+  END IF;
+  IF NEW.mobile IS NOT NULL AND NOT um_internal.mobile_is_valid(NEW.mobile) THEN
+    RAISE EXCEPTION 'invalid mobile number "%"', NEW.mobile
+      USING ERRCODE = 'UM006',
+            HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
+  END IF;
+  IF jsonb_typeof(NEW.attributes) IS DISTINCT FROM 'object' THEN
+    RAISE EXCEPTION 'user attributes must be a JSON object'
+      USING ERRCODE = 'UM007',
+            DETAIL = format('The value given is a JSON %s.', coalesce(jsonb_typeof(NEW.attributes), 'null')),
+            HINT = 'Pass key/value pairs, e.g. ''{"department": "finance"}''.';
+  END IF;
+
+  IF TG_OP = 'UPDATE' THEN
+    NEW.updated_at := now();
+    IF lower(NEW.email) <> lower(OLD.email) THEN
+      NEW.email_verified_at := NULL;      -- a new address must be verified again
+    END IF;
+  END IF;
+  -- a change of status records (or clears) when the user was suspended
+  IF TG_OP = 'INSERT' OR NEW.status <> OLD.status THEN
+    NEW.suspended_at := CASE WHEN NEW.status = 'suspended' THEN coalesce(NEW.suspended_at, now()) END;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
 -- The comment of um_accept_invitation said an existing user could accept
 -- logged out; 0.2 refuses that (UM056).
 COMMENT ON FUNCTION @extschema@.um_accept_invitation(text, text, text) IS
@@ -92,7 +1056,7 @@ AS $$
     FROM um.organizations o
    WHERE EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                   WHERE m.org_id = o.id AND r.builtin = 'root')
-     AND NOT um.has_usable_root(o.id)
+     AND NOT um_internal.has_usable_root(o.id)
   UNION ALL
   -- every organization has each built-in role
   SELECT 'organization has its built-in roles', format('organization %s (%s)', o.id, o.slug),
@@ -416,195 +1380,195 @@ COMMENT ON COLUMN um.cache_activity.entries IS 'users, memberships, organization
 COMMENT ON COLUMN um.cache_activity.memory_bytes IS 'memory the cache uses now';
 COMMENT ON COLUMN um.cache_activity.memory_limit_bytes IS 'the most it may use (um.cache_memory_limit)';
 
-COMMENT ON FUNCTION um.actor_org(bigint) IS
+COMMENT ON FUNCTION um_internal.actor_org(bigint) IS
   'internal: the organization, if the acting user may be told about it and it may carry their refusals (a member there, the identity reaching it); else NULL';
-COMMENT ON FUNCTION um.administers_um() IS
+COMMENT ON FUNCTION um_internal.administers_um() IS
   'does the current role administer um (with the privileges of the extension''s owner)? Called by the um_administrators policies; EXECUTE granted to PUBLIC';
-COMMENT ON FUNCTION um.assert_no_app_cascades() IS
+COMMENT ON FUNCTION um_internal.assert_no_app_cascades() IS
   'internal: refuses (before a lifecycle function may delete) while an application table has a cascading foreign key into um''s tables, whose triggers would run as um''s owner';
-COMMENT ON FUNCTION um.audit(text, bigint, text, bigint, jsonb, text) IS
+COMMENT ON FUNCTION um_internal.audit(text, bigint, text, bigint, jsonb, text) IS
   'internal: appends one event to um.audit_events in the current transaction (actor columns are stamped by its trigger)';
-COMMENT ON FUNCTION um.audit_events_append_only() IS 'trigger on um.audit_events: refuses UPDATE, DELETE and TRUNCATE (UM047); a superuser disables it for one transaction to prune old events';
-COMMENT ON FUNCTION um.audit_events_stamp() IS 'trigger on um.audit_events: fills in the acting user, the impersonator and the calling database role, whatever the insert said, when someone is acting';
-COMMENT ON FUNCTION um.authenticate(text, text, boolean) IS 'internal: the checks of um_login and um_change_password (bcrypt, lockout, state), in an order that tells a stranger nothing; returns the user or raises (UM060 for an unknown email, a wrong password or a locked account)';
-COMMENT ON FUNCTION um.authorize(oid, text, text, text, bigint, text, bigint) IS
+COMMENT ON FUNCTION um_internal.audit_events_append_only() IS 'trigger on um.audit_events: refuses UPDATE, DELETE and TRUNCATE (UM047); a superuser disables it for one transaction to prune old events';
+COMMENT ON FUNCTION um_internal.audit_events_stamp() IS 'trigger on um.audit_events: fills in the acting user, the impersonator and the calling database role, whatever the insert said, when someone is acting';
+COMMENT ON FUNCTION um_internal.authenticate(text, text, boolean) IS 'internal: the checks of um_login and um_change_password (bcrypt, lockout, state), in an order that tells a stranger nothing; returns the user or raises (UM060 for an unknown email, a wrong password or a locked account)';
+COMMENT ON FUNCTION um_internal.authorize(oid, text, text, text, bigint, text, bigint) IS
   'internal: may this lifecycle call go ahead? The acting user needs the permission in the organization, or with nobody acting the calling role must administer um; returns the acting user (NULL for an administrator), else refuses (UM070, audited)';
-COMMENT ON FUNCTION um.authorize_role_edit(oid, text, bigint, text) IS
+COMMENT ON FUNCTION um_internal.authorize_role_edit(oid, text, bigint, text) IS
   'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
-COMMENT ON FUNCTION um.authorize_team(oid, text, text, bigint, bigint) IS
-  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um.authorize)';
-COMMENT ON FUNCTION um.authorize_user(oid, text, text, text, bigint) IS
+COMMENT ON FUNCTION um_internal.authorize_team(oid, text, text, bigint, bigint) IS
+  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um_internal.authorize)';
+COMMENT ON FUNCTION um_internal.authorize_user(oid, text, text, text, bigint) IS
   'internal: authorization for changes to a user account: the permission in every organization of the user, and only a Root acts on a Root; a user in no organization is only a um administrator''s';
-COMMENT ON FUNCTION um.check_column(regclass, name, text) IS 'part of um_protect_table: raises UM080 unless the column exists and is a bigint';
-COMMENT ON FUNCTION um.crudl_actions(text) IS
+COMMENT ON FUNCTION um_internal.check_column(regclass, name, text) IS 'part of um_protect_table: raises UM080 unless the column exists and is a bigint';
+COMMENT ON FUNCTION um_internal.crudl_actions(text) IS
   'internal: the actions CRUDL letters stand for (C create, R read, U update, D delete, L list), as in the built-in role matrix';
-COMMENT ON FUNCTION um.deletion_blocker(bigint) IS
+COMMENT ON FUNCTION um_internal.deletion_blocker(bigint) IS
   'internal: what stops the user''s deletion (the only Root who can log in of an organization with other members, the owner of a team with other members) as (kind, what, detail); NULLs when nothing does';
-COMMENT ON FUNCTION um.deny(text, bigint, text, bigint, text, text, text, text) IS 'internal: audits a refused call (committed even though the call fails; the server log when nobody is acting) and raises the error';
-COMMENT ON FUNCTION um.do_accept_invitation(text, text, text, oid) IS
+COMMENT ON FUNCTION um_internal.deny(text, bigint, text, bigint, text, text, text, text) IS 'internal: audits a refused call (committed even though the call fails; the server log when nobody is acting) and raises the error';
+COMMENT ON FUNCTION um_internal.do_accept_invitation(text, text, text, oid) IS
   'body of um_accept_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_accept_invitation (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_add_identity_provider(bigint, text, text, text, oid) IS
   'body of um_add_identity_provider: runs as um''s owner with the calling role passed as p_caller; called only through um_add_identity_provider (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_add_member(bigint, bigint, text, oid) IS
   'body of um_add_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_member (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[], oid) IS
+COMMENT ON FUNCTION um_internal.do_add_team_member(bigint, bigint, text[], oid) IS
   'body of um_add_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_add_team_member (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_create_organization(text, text, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_create_organization(text, text, bigint, oid) IS
   'body of um_create_organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_organization (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text, oid) IS
+COMMENT ON FUNCTION um_internal.do_create_role(bigint, text, text[], text, oid) IS
   'body of um_create_role: runs as um''s owner with the calling role passed as p_caller; called only through um_create_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_create_team(bigint, text, text, bigint, oid) IS
   'body of um_create_team: runs as um''s owner with the calling role passed as p_caller; called only through um_create_team (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_create_user(bigint, text, text, text, boolean, text, text, text, oid) IS
   'body of um_create_user for a user in an organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb, oid) IS
+COMMENT ON FUNCTION um_internal.do_create_user(text, text, boolean, text, text, text, jsonb, oid) IS
   'body of um_create_user for a user in no organization: runs as um''s owner with the calling role passed as p_caller; called only through um_create_user (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_delete_my_account(oid) IS
+COMMENT ON FUNCTION um_internal.do_delete_my_account(oid) IS
   'body of um_delete_my_account: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_my_account (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_delete_role(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_delete_role(bigint, oid) IS
   'body of um_delete_role: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_delete_team(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_delete_team(bigint, oid) IS
   'body of um_delete_team: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_team (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_delete_user(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_delete_user(bigint, oid) IS
   'body of um_delete_user: runs as um''s owner with the calling role passed as p_caller; called only through um_delete_user (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_disable_login(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_disable_login(bigint, oid) IS
   'body of um_disable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_disable_login (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_enable_login(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_enable_login(bigint, oid) IS
   'body of um_enable_login: runs as um''s owner with the calling role passed as p_caller; called only through um_enable_login (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_expire_invitations(oid) IS
+COMMENT ON FUNCTION um_internal.do_expire_invitations(oid) IS
   'body of um_expire_invitations: runs as um''s owner with the calling role passed as p_caller; called only through um_expire_invitations (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_export_my_data(oid) IS
+COMMENT ON FUNCTION um_internal.do_export_my_data(oid) IS
   'body of um_export_my_data: runs as um''s owner with the calling role passed as p_caller; called only through um_export_my_data (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_export_users(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_export_users(bigint, oid) IS
   'body of um_export_users: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_export_users_json(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_export_users_json(bigint, oid) IS
   'body of um_export_users_json: runs as um''s owner with the calling role passed as p_caller; called only through um_export_users_json (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_grant_permission(bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_grant_permission(bigint, text, oid) IS
   'body of um_grant_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_permission (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_grant_scope_role(bigint, text, bigint, bigint, oid) IS
   'body of um_grant_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_scope_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_grant_team_role(bigint, bigint, text, oid) IS
   'body of um_grant_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_grant_team_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval, oid) IS
+COMMENT ON FUNCTION um_internal.do_invite(bigint, text, text, bigint, interval, oid) IS
   'body of um_invite: runs as um''s owner with the calling role passed as p_caller; called only through um_invite (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_link_identity(bigint, text, text, bigint, oid) IS
   'body of um_link_identity: runs as um''s owner with the calling role passed as p_caller; called only through um_link_identity (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_logout_all(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_logout_all(bigint, oid) IS
   'body of um_logout_all: runs as um''s owner with the calling role passed as p_caller; called only through um_logout_all (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_mark_verified(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_mark_verified(bigint, oid) IS
   'body of um_mark_verified: runs as um''s owner with the calling role passed as p_caller; called only through um_mark_verified (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_reactivate_user(bigint, bigint, oid) IS
   'body of um_reactivate_user: runs as um''s owner with the calling role passed as p_caller; called only through um_reactivate_user (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_register_permission(text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_register_permission(text, text, oid) IS
   'body of um_register_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_register_permission (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_remove_member(bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_remove_member(bigint, bigint, oid) IS
   'body of um_remove_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_member (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_remove_team_member(bigint, bigint, oid) IS
   'body of um_remove_team_member: runs as um''s owner with the calling role passed as p_caller; called only through um_remove_team_member (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_rename_team(bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_rename_team(bigint, text, oid) IS
   'body of um_rename_team: runs as um''s owner with the calling role passed as p_caller; called only through um_rename_team (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_request_invitation(text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_request_invitation(text, text, oid) IS
   'body of um_request_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_request_invitation (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_resend_verification(text, oid) IS
+COMMENT ON FUNCTION um_internal.do_resend_verification(text, oid) IS
   'body of um_resend_verification: runs as um''s owner with the calling role passed as p_caller; called only through um_resend_verification (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_revoke_invitation(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_revoke_invitation(bigint, oid) IS
   'body of um_revoke_invitation: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_invitation (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_revoke_permission(bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_revoke_permission(bigint, text, oid) IS
   'body of um_revoke_permission: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_permission (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_revoke_scope_role(bigint, text, bigint, bigint, oid) IS
   'body of um_revoke_scope_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_scope_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_revoke_team_role(bigint, bigint, text, oid) IS
   'body of um_revoke_team_role: runs as um''s owner with the calling role passed as p_caller; called only through um_revoke_team_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_set_org_role(bigint, bigint, text, oid) IS
   'body of um_set_org_role: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_role (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb, oid) IS
+COMMENT ON FUNCTION um_internal.do_set_org_setting(bigint, text, jsonb, oid) IS
   'body of um_set_org_setting: runs as um''s owner with the calling role passed as p_caller; called only through um_set_org_setting (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_sign_up(text, text, text, text, text, oid) IS
   'body of um_sign_up: runs as um''s owner with the calling role passed as p_caller; called only through um_sign_up (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_suspend_user(bigint, bigint, oid) IS
   'body of um_suspend_user: runs as um''s owner with the calling role passed as p_caller; called only through um_suspend_user (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_transfer_org_ownership(bigint, bigint, text, oid) IS
   'body of um_transfer_org_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_org_ownership (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_transfer_team_ownership(bigint, bigint, oid) IS
   'body of um_transfer_team_ownership: runs as um''s owner with the calling role passed as p_caller; called only through um_transfer_team_ownership (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.do_verify_email(text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_verify_email(text, text, oid) IS
   'body of um_verify_email: runs as um''s owner with the calling role passed as p_caller; called only through um_verify_email (EXECUTE held by nobody)';
-COMMENT ON FUNCTION um.drop_um_policies(regclass) IS 'part of um_protect_table and um_unprotect_table: drops the um_* policies of a relation';
-COMMENT ON FUNCTION um.erase_user(bigint, text) IS
-  'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um.deletion_blocker names something';
-COMMENT ON FUNCTION um.guard_escalation(bigint, bigint, bigint, text[], text, text, text, bigint) IS
+COMMENT ON FUNCTION um_internal.drop_um_policies(regclass) IS 'part of um_protect_table and um_unprotect_table: drops the um_* policies of a relation';
+COMMENT ON FUNCTION um_internal.erase_user(bigint, text) IS
+  'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um_internal.deletion_blocker names something';
+COMMENT ON FUNCTION um_internal.guard_escalation(bigint, bigint, bigint, text[], text, text, text, bigint) IS
   'internal: nobody hands out a permission they do not hold (on the scope node, when the grant is for one); refuses, audited, naming what is missing';
-COMMENT ON FUNCTION um.guard_last_active_root(bigint, bigint, text, text) IS
+COMMENT ON FUNCTION um_internal.guard_last_active_root(bigint, bigint, text, text) IS
   'internal: refuses to suspend, or take login from, the last active Root who can log in of an organization (UM044)';
-COMMENT ON FUNCTION um.guard_root_target(bigint, bigint, bigint, text, text) IS
+COMMENT ON FUNCTION um_internal.guard_root_target(bigint, bigint, bigint, text, text) IS
   'internal: only a Root acts on a Root (an Admin never removes, demotes or suspends one); refuses, audited, otherwise';
-COMMENT ON FUNCTION um.guard_team_grants(bigint, bigint, text, bigint) IS
+COMMENT ON FUNCTION um_internal.guard_team_grants(bigint, bigint, text, bigint) IS
   'internal: nobody adds a member to a team whose grants hold permissions they lack there (joining gives the team''s roles)';
-COMMENT ON FUNCTION um.has_permission_support(internal) IS
+COMMENT ON FUNCTION um_internal.has_permission_support(internal) IS
   'planner support function of um_has_permission: turns a check on an indexed organization (or scope) column into an index condition over um_permitted_orgs (or um_permitted_scopes)';
-COMMENT ON FUNCTION um.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
-COMMENT ON FUNCTION um.hash_cost(text) IS 'internal: the bcrypt cost a hash was made with; 0 when it is not a bcrypt hash';
-COMMENT ON FUNCTION um.hash_password(text) IS 'internal: a bcrypt hash of an acceptable password (8 characters to 72 bytes, else UM068) at cost um.password_hash_cost';
-COMMENT ON FUNCTION um.identity_providers_before_delete() IS 'trigger on um.identity_providers: refuses to remove the last provider of an organization whose password login is disabled (UM045)';
-COMMENT ON FUNCTION um.impersonation_escalates(bigint, bigint, bigint) IS 'internal: does the target hold anything in the organization that the impersonator lacks? Then impersonating would be an escalation';
-COMMENT ON FUNCTION um.insert_user(text, text, boolean, text, text, text, jsonb) IS
+COMMENT ON FUNCTION um_internal.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
+COMMENT ON FUNCTION um_internal.hash_cost(text) IS 'internal: the bcrypt cost a hash was made with; 0 when it is not a bcrypt hash';
+COMMENT ON FUNCTION um_internal.hash_password(text) IS 'internal: a bcrypt hash of an acceptable password (8 characters to 72 bytes, else UM068) at cost um.password_hash_cost';
+COMMENT ON FUNCTION um_internal.identity_providers_before_delete() IS 'trigger on um.identity_providers: refuses to remove the last provider of an organization whose password login is disabled (UM045)';
+COMMENT ON FUNCTION um_internal.impersonation_escalates(bigint, bigint, bigint) IS 'internal: does the target hold anything in the organization that the impersonator lacks? Then impersonating would be an escalation';
+COMMENT ON FUNCTION um_internal.insert_user(text, text, boolean, text, text, text, jsonb) IS
   'internal: inserts a user and returns the id, or says why not (UM001 no address, UM020 address registered)';
 COMMENT ON FUNCTION um.invalid_argument(text, text) IS 'internal: raises UM009 (invalid argument) with this message and hint';
-COMMENT ON FUNCTION um.invitations_before_write() IS 'trigger on um.invitations: validates the address with an explanation (UM001)';
-COMMENT ON FUNCTION um.is_root(bigint, bigint) IS 'internal: does the user hold the Root role of the organization (in any state)?';
-COMMENT ON FUNCTION um.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
-COMMENT ON FUNCTION um.memberships_before_update() IS 'trigger on um.memberships: a membership never moves to another organization or user (UM046)';
-COMMENT ON FUNCTION um.memberships_keep_root() IS 'statement trigger on um.memberships: an organization with members keeps a Root, and a Root who can log in (UM044)';
-COMMENT ON FUNCTION um.new_session(um.users, text) IS 'internal: starts a session (um.session_lifetime) for a user who just proved who they are, audits it, and returns its token';
-COMMENT ON FUNCTION um.new_verification(bigint, boolean) IS
+COMMENT ON FUNCTION um_internal.invitations_before_write() IS 'trigger on um.invitations: validates the address with an explanation (UM001)';
+COMMENT ON FUNCTION um_internal.is_root(bigint, bigint) IS 'internal: does the user hold the Root role of the organization (in any state)?';
+COMMENT ON FUNCTION um_internal.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
+COMMENT ON FUNCTION um_internal.memberships_before_update() IS 'trigger on um.memberships: a membership never moves to another organization or user (UM046)';
+COMMENT ON FUNCTION um_internal.memberships_keep_root() IS 'statement trigger on um.memberships: an organization with members keeps a Root, and a Root who can log in (UM044)';
+COMMENT ON FUNCTION um_internal.new_session(um.users, text) IS 'internal: starts a session (um.session_lifetime) for a user who just proved who they are, audits it, and returns its token';
+COMMENT ON FUNCTION um_internal.new_verification(bigint, boolean) IS
   'internal: issues a verification token for the user (replacing any earlier one) and returns it; only with nobody acting (UM058), so no tenant user sees it';
-COMMENT ON FUNCTION um.organizations_before_write() IS 'trigger on um.organizations: validates slug and name; refuses password_login_disabled without an identity provider (UM045)';
-COMMENT ON FUNCTION um.parse_email_batch(text) IS
+COMMENT ON FUNCTION um_internal.organizations_before_write() IS 'trigger on um.organizations: validates slug and name; refuses password_login_disabled without an identity provider (UM045)';
+COMMENT ON FUNCTION um_internal.parse_email_batch(text) IS
   'internal: the addresses of a batch, split on commas, semicolons and line breaks, trimmed, without empty entries or duplicates (any letter case)';
-COMMENT ON FUNCTION um.password_matches(text, text) IS 'internal: does the password match the bcrypt hash? Without a hash it still spends a hash''s time, so timing does not tell which emails exist';
-COMMENT ON FUNCTION um.pattern_grants(text) IS 'internal: the catalog permissions a permission name or pattern stands for';
-COMMENT ON FUNCTION um.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
-COMMENT ON FUNCTION um.pgcrypto_schema() IS 'internal: the schema pgcrypto is installed in (um hashes passwords with it), or UM069';
-COMMENT ON FUNCTION um.policy_check(text, name, name) IS
+COMMENT ON FUNCTION um_internal.password_matches(text, text) IS 'internal: does the password match the bcrypt hash? Without a hash it still spends a hash''s time, so timing does not tell which emails exist';
+COMMENT ON FUNCTION um_internal.pattern_grants(text) IS 'internal: the catalog permissions a permission name or pattern stands for';
+COMMENT ON FUNCTION um_internal.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
+COMMENT ON FUNCTION um_internal.pgcrypto_schema() IS 'internal: the schema pgcrypto is installed in (um hashes passwords with it), or UM069';
+COMMENT ON FUNCTION um_internal.policy_check(text, name, name) IS
   'part of um_protect_table: the expression of one um policy (org_id = ANY (um_permitted_orgs(...)), or per row with a scope column)';
-COMMENT ON FUNCTION um.protection_note(regclass, text, text) IS
+COMMENT ON FUNCTION um_internal.protection_note(regclass, text, text) IS
   'part of um_protect_table and um_unprotect_table (src/protect.c): once the caller is found to own the table, audits the change and, for a um administrator, registers the resource''s permissions';
-COMMENT ON FUNCTION um.protection_state(regclass[]) IS
+COMMENT ON FUNCTION um_internal.protection_state(regclass[]) IS
   'part of um_protect_table: um''s policies and the RLS switches of these relations as text, to audit only what changed';
-COMMENT ON FUNCTION um.protection_tree(regclass) IS
+COMMENT ON FUNCTION um_internal.protection_tree(regclass) IS
   'part of um_protect_table: the table and every table that inherits from it (partitions, sub-partitions, INHERITS children)';
-COMMENT ON FUNCTION um.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
-COMMENT ON FUNCTION um.ref_applicable_roles(bigint, bigint, bigint) IS
+COMMENT ON FUNCTION um_internal.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
+COMMENT ON FUNCTION um_internal.ref_applicable_roles(bigint, bigint, bigint) IS
   'reference evaluator: the roles that apply directly to the user in the organization (and scope node), before inclusions, with where each comes from';
-COMMENT ON FUNCTION um.ref_check_permission_name(text) IS 'reference evaluator: raises unless the name is a valid catalog permission (UM010, UM011)';
-COMMENT ON FUNCTION um.ref_denial(bigint, bigint, bigint, boolean) IS
+COMMENT ON FUNCTION um_internal.ref_check_permission_name(text) IS 'reference evaluator: raises unless the name is a valid catalog permission (UM010, UM011)';
+COMMENT ON FUNCTION um_internal.ref_denial(bigint, bigint, bigint, boolean) IS
   'reference evaluator: why the user cannot act in the organization (or on the node) at all, or NULL when they can';
-COMMENT ON FUNCTION um.ref_pattern_covers(text, text) IS
+COMMENT ON FUNCTION um_internal.ref_pattern_covers(text, text) IS
   'reference evaluator: does a permission pattern ("*" for a whole part) cover the permission? Written independently of the C, for the differential tests';
-COMMENT ON FUNCTION um.require_member(bigint, bigint) IS
+COMMENT ON FUNCTION um_internal.require_member(bigint, bigint) IS
   'internal: the user''s membership in the organization, or the error that says it does not exist (UM035)';
-COMMENT ON FUNCTION um.require_organization(bigint) IS 'internal: the organization, or the error that names it (UM030)';
-COMMENT ON FUNCTION um.require_role(bigint, text) IS
+COMMENT ON FUNCTION um_internal.require_organization(bigint) IS 'internal: the organization, or the error that names it (UM030)';
+COMMENT ON FUNCTION um_internal.require_role(bigint, text) IS
   'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';
-COMMENT ON FUNCTION um.require_role_id(bigint) IS 'internal: the role by id, or the error that names it (UM032)';
-COMMENT ON FUNCTION um.require_scope(bigint) IS 'internal: the scope node, or the error that names it (UM036)';
-COMMENT ON FUNCTION um.require_team(bigint) IS 'internal: the team, or the error that names it (UM033)';
-COMMENT ON FUNCTION um.require_user(bigint) IS 'internal: the user, or the error that names them (UM031)';
-COMMENT ON FUNCTION um.role_grants(bigint) IS 'internal: the catalog permissions a role grants, with those of the roles it includes';
-COMMENT ON FUNCTION um.role_inclusions_check_cycle() IS 'statement trigger on um.role_inclusions: refuses an inclusion that would make a cycle of roles (UM040)';
-COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
-COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, renamed or made from custom ones (UM042); no role moves to another organization; validates the name';
-COMMENT ON FUNCTION um.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
-COMMENT ON FUNCTION um.scopes_check_cycle() IS 'trigger on um.scopes: the parent exists in the same organization (UM036, locked as a foreign key would); refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
-COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
+COMMENT ON FUNCTION um_internal.require_role_id(bigint) IS 'internal: the role by id, or the error that names it (UM032)';
+COMMENT ON FUNCTION um_internal.require_scope(bigint) IS 'internal: the scope node, or the error that names it (UM036)';
+COMMENT ON FUNCTION um_internal.require_team(bigint) IS 'internal: the team, or the error that names it (UM033)';
+COMMENT ON FUNCTION um_internal.require_user(bigint) IS 'internal: the user, or the error that names them (UM031)';
+COMMENT ON FUNCTION um_internal.role_grants(bigint) IS 'internal: the catalog permissions a role grants, with those of the roles it includes';
+COMMENT ON FUNCTION um_internal.role_inclusions_check_cycle() IS 'statement trigger on um.role_inclusions: refuses an inclusion that would make a cycle of roles (UM040)';
+COMMENT ON FUNCTION um_internal.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
+COMMENT ON FUNCTION um_internal.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, renamed or made from custom ones (UM042); no role moves to another organization; validates the name';
+COMMENT ON FUNCTION um_internal.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
+COMMENT ON FUNCTION um_internal.scopes_check_cycle() IS 'trigger on um.scopes: the parent exists in the same organization (UM036, locked as a foreign key would); refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
+COMMENT ON FUNCTION um_internal.seed_builtin_roles(bigint) IS
   'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';
-COMMENT ON FUNCTION um.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
-COMMENT ON FUNCTION um.team_members_keep_owner() IS 'statement trigger on um.team_members: a team''s owner cannot be removed or lose ownership without a successor (UM043); not when the team or organization goes';
-COMMENT ON FUNCTION um.teams_after_delete() IS 'statement trigger on um.teams: a deleted team takes its team space (and the grants on it) along, unless another team uses that node';
-COMMENT ON FUNCTION um.teams_before_write() IS 'trigger on um.teams: validates the name, keeps the team in its organization, and creates its team space (a scope node of kind "team") when none is given';
-COMMENT ON FUNCTION um.temporary_password() IS 'internal: a random temporary password (120 bits), which the user must change';
-COMMENT ON FUNCTION um.users_before_write() IS 'trigger on um.users: validates email, name, time zone, locale, mobile and attributes with explanations; keeps updated_at, suspended_at, and unverifies a changed address';
-COMMENT ON FUNCTION um.users_end_sessions() IS 'trigger on um.users: a password change, a suspension or the loss of login revokes the user''s open sessions';
+COMMENT ON FUNCTION um_internal.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
+COMMENT ON FUNCTION um_internal.team_members_keep_owner() IS 'statement trigger on um.team_members: a team''s owner cannot be removed or lose ownership without a successor (UM043); not when the team or organization goes';
+COMMENT ON FUNCTION um_internal.teams_after_delete() IS 'statement trigger on um.teams: a deleted team takes its team space (and the grants on it) along, unless another team uses that node';
+COMMENT ON FUNCTION um_internal.teams_before_write() IS 'trigger on um.teams: validates the name, keeps the team in its organization, and creates its team space (a scope node of kind "team") when none is given';
+COMMENT ON FUNCTION um_internal.temporary_password() IS 'internal: a random temporary password (120 bits), which the user must change';
+COMMENT ON FUNCTION um_internal.users_before_write() IS 'trigger on um.users: validates email, name, time zone, locale, mobile and attributes with explanations; keeps updated_at, suspended_at, and unverifies a changed address';
+COMMENT ON FUNCTION um_internal.users_end_sessions() IS 'trigger on um.users: a password change, a suspension or the loss of login revokes the user''s open sessions';
 
 COMMENT ON TRIGGER cache_invalidate ON um.users IS
   'every backend empties its permission cache once a change of id, status or allow_login is visible to it (statement trigger, enabled always)';
@@ -692,32 +1656,32 @@ COMMENT ON POLICY um_administrators ON um.verification_tokens IS
 -- Functions changed by several of the steps below appear once, with their
 -- 0.3 body, under the first step that changed them.
 
--- One raise helper: um.raise(sqlstate, message, detail, hint).  The callers
+-- One raise helper: um_internal.raise(sqlstate, message, detail, hint).  The callers
 -- of um.invalid_argument(message, hint) raise UM009 through it, the same
 -- error with no detail.
-CREATE OR REPLACE FUNCTION um.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text,
+CREATE OR REPLACE FUNCTION um_internal.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text,
                                              p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'organization.transfer', format('transfer organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize(p_caller, 'organization.transfer', format('transfer organization %s', p_org_id),
                                  'org:update', p_org_id, 'user', p_new_root_user_id);
   v_root bigint;
   v_demote um.roles;
   v_user um.users;
 BEGIN
-  IF v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
-    PERFORM um.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
+  IF v_actor IS NOT NULL AND NOT um_internal.is_root(p_org_id, v_actor) THEN
+    PERFORM um_internal.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
       'only a Root may transfer ownership of an organization', NULL, 'Ask a Root of the organization.');
   END IF;
-  PERFORM um.require_member(p_org_id, p_new_root_user_id);
-  v_user := um.require_user(p_new_root_user_id);
-  PERFORM um.require_root_candidate(v_user, p_org_id);
-  v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
+  PERFORM um_internal.require_member(p_org_id, p_new_root_user_id);
+  v_user := um_internal.require_user(p_new_root_user_id);
+  PERFORM um_internal.require_root_candidate(v_user, p_org_id);
+  v_demote := um_internal.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
   IF v_demote.builtin = 'root' THEN
-    PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
+    PERFORM um_internal.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
   END IF;
   SELECT r.id INTO v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
   -- one statement, so the organization is never without a Root
@@ -726,34 +1690,34 @@ BEGIN
    WHERE m.org_id = p_org_id
      AND (m.user_id = p_new_root_user_id
           OR (m.role_id = v_root AND (v_actor IS NULL OR m.user_id = v_actor)));
-  PERFORM um.audit('organization.transfer', p_org_id, 'user', p_new_root_user_id,
+  PERFORM um_internal.audit('organization.transfer', p_org_id, 'user', p_new_root_user_id,
                    jsonb_build_object('demoted_to_role_id', v_demote.id));
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'organization.set_setting',
+  v_actor bigint := um_internal.authorize(p_caller, 'organization.set_setting',
                                  format('change settings of organization %s', p_org_id),
                                  'org:update', p_org_id, 'organization', p_org_id);
 BEGIN
   IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-    PERFORM um.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
+    PERFORM um_internal.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
       'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
   END IF;
   CASE p_setting
     WHEN 'name' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
-        PERFORM um.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
+        PERFORM um_internal.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
       END IF;
       UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
     WHEN 'allow_invite_requests', 'password_login_disabled' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
-        PERFORM um.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+        PERFORM um_internal.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
       END IF;
       IF p_setting = 'allow_invite_requests' THEN
         UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
@@ -777,12 +1741,12 @@ BEGIN
                              ELSE o.settings || jsonb_build_object(p_setting, p_value) END
        WHERE o.id = p_org_id;
   END CASE;
-  PERFORM um.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
+  PERFORM um_internal.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
                    jsonb_build_object('setting', p_setting));
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text,
+CREATE OR REPLACE FUNCTION um_internal.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text,
                                             p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -791,15 +1755,15 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
-  PERFORM um.authorize(p_caller, 'identity_provider.add', format('add identity providers to organization %s', p_org_id),
+  PERFORM um_internal.authorize(p_caller, 'identity_provider.add', format('add identity providers to organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   IF p_protocol IS NULL OR p_protocol NOT IN ('oidc', 'saml') THEN
-    PERFORM um.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
+    PERFORM um_internal.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
   END IF;
   IF p_issuer IS NULL OR p_issuer !~ '^https://[^[:space:]]+$' THEN
-    PERFORM um.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
+    PERFORM um_internal.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
   END IF;
-  IF NOT um.display_name_is_valid(p_name, 100) THEN
+  IF NOT um_internal.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid identity provider name "%"', p_name
       USING ERRCODE = 'UM003', HINT = 'Use 1 to 100 characters without surrounding blanks.';
   END IF;
@@ -811,46 +1775,46 @@ BEGIN
     RAISE EXCEPTION 'organization % already has an identity provider named "%"', p_org_id, p_name
       USING ERRCODE = 'UM027', HINT = 'Choose another name, or use the existing provider.';
   END IF;
-  PERFORM um.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
+  PERFORM um_internal.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
   RETURN v_id;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint,
+CREATE OR REPLACE FUNCTION um_internal.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint,
                                     p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'user.link_identity', format('link identities in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize(p_caller, 'user.link_identity', format('link identities in organization %s', p_org_id),
                                  'user:update', p_org_id, 'user', p_user_id);
   v_provider bigint;
   v_user bigint := coalesce(p_user_id, v_actor);
 BEGIN
   -- a sign-in method outlives the impersonation: never while impersonating
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.link_identity', um.actor_org(p_org_id), 'user', v_user, 'UM070',
+    PERFORM um_internal.deny('user.link_identity', um_internal.actor_org(p_org_id), 'user', v_user, 'UM070',
       'permission denied to link identities while impersonating',
       'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
   END IF;
   IF v_user IS NULL THEN
-    PERFORM um.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
+    PERFORM um_internal.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
   END IF;
-  PERFORM um.require_member(p_org_id, v_user);
-  PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
+  PERFORM um_internal.require_member(p_org_id, v_user);
+  PERFORM um_internal.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
   -- a sign-in method on an account whose mailbox nobody proved would be
   -- waiting for its owner, who may not be who created it
   IF v_actor IS NOT NULL AND v_actor <> v_user
      AND (SELECT u.email_verified_at IS NULL FROM um.users u WHERE u.id = v_user) THEN
-    PERFORM um.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
+    PERFORM um_internal.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
       'permission denied to link an identity to an unverified account',
       'The address of the account was never proven; whoever claims it later must not find a sign-in method of someone else''s.',
       'Have the backend send a verification (um_resend_verification) first.');
   END IF;
   IF v_actor IS NOT NULL AND v_actor <> v_user THEN
     -- a sign-in method is the whole account's, in every organization of the user
-    PERFORM um.authorize_user(p_caller, 'user.link_identity', format('link an identity to user %s', v_user),
+    PERFORM um_internal.authorize_user(p_caller, 'user.link_identity', format('link an identity to user %s', v_user),
                               'user:update', v_user);
   END IF;
   SELECT p.id INTO v_provider FROM um.identity_providers p
@@ -860,7 +1824,7 @@ BEGIN
       USING ERRCODE = 'UM037', HINT = 'Add it with um_add_identity_provider(), or see um.identity_providers.';
   END IF;
   IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
-    PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
+    PERFORM um_internal.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
   END IF;
   INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
   VALUES (p_org_id, v_provider, p_subject, v_user)
@@ -869,39 +1833,39 @@ BEGIN
     RAISE EXCEPTION 'that subject of provider "%" is already linked to a user', p_provider
       USING ERRCODE = 'UM027', HINT = 'A provider''s subject identifies one user; unlink it first.';
   END IF;
-  PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
+  PERFORM um_internal.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint,
+CREATE OR REPLACE FUNCTION um_internal.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint,
                                   p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'team.create', format('create teams in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize(p_caller, 'team.create', format('create teams in organization %s', p_org_id),
                                  'team:create', p_org_id, 'team', NULL);
   v_owner bigint := coalesce(p_owner_user_id, v_actor);
   v_member um.memberships;
   v_id bigint;
 BEGIN
   IF v_owner IS NULL THEN
-    PERFORM um.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
+    PERFORM um_internal.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
   END IF;
-  v_member := um.require_member(p_org_id, v_owner);
+  v_member := um_internal.require_member(p_org_id, v_owner);
   IF v_member.status <> 'active' THEN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
-  v_id := um.write_team(p_org_id, NULL, p_name, p_description);
+  v_id := um_internal.write_team(p_org_id, NULL, p_name, p_description);
   INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
-  PERFORM um.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
+  PERFORM um_internal.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
   RETURN v_id;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.authorize_role_edit(p_caller oid, p_action text, p_role_id bigint, p_permission text)
+CREATE OR REPLACE FUNCTION um_internal.authorize_role_edit(p_caller oid, p_action text, p_role_id bigint, p_permission text)
 RETURNS um.roles
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -911,22 +1875,22 @@ DECLARE
   v_actor bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  v_actor := um.authorize(p_caller, p_action, format('edit role %s', p_role_id), 'role:update',
+  v_actor := um_internal.authorize(p_caller, p_action, format('edit role %s', p_role_id), 'role:update',
                           v_role.org_id, 'role', p_role_id);
-  v_role := um.require_role_id(p_role_id);
-  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
-    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+  v_role := um_internal.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um_internal.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um_internal.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+    PERFORM um_internal.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
-  PERFORM um.assert_permission_name(p_permission, true);
+  PERFORM um_internal.assert_permission_name(p_permission, true);
   RETURN v_role;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
+CREATE OR REPLACE FUNCTION um_internal.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
                                        p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -939,17 +1903,17 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um_internal.authorize(p_caller, 'grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
-  v_scope := um.require_scope(p_scope_id);
-  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
-  v_role := um.require_role(v_scope.org_id, p_role);
+  v_scope := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um_internal.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
-    PERFORM um.require_member(v_scope.org_id, p_user_id);
+    PERFORM um_internal.require_member(v_scope.org_id, p_user_id);
   ELSE
-    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
+    PERFORM um_internal.require_org_team(v_scope.org_id, p_team_id);
   END IF;
-  PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
   INSERT INTO um.grants (org_id, role_id, user_id, team_id, scope_id, granted_by)
   VALUES (v_scope.org_id, v_role.id, p_user_id, p_team_id, p_scope_id, v_actor)
@@ -961,13 +1925,13 @@ BEGIN
        AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id;
     RETURN v_id;
   END IF;
-  PERFORM um.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
+  PERFORM um_internal.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
                    jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
   RETURN v_id;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
+CREATE OR REPLACE FUNCTION um_internal.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint,
                                         p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -980,13 +1944,13 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um_internal.authorize(p_caller, 'grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
-  v_scope := um.require_scope(p_scope_id);
-  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
-  v_role := um.require_role(v_scope.org_id, p_role);
+  v_scope := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um_internal.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
-    PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
+    PERFORM um_internal.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
   END IF;
   DELETE FROM um.grants g
    WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
@@ -995,13 +1959,13 @@ BEGIN
   IF v_id IS NULL THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
+  PERFORM um_internal.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
                    jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
   RETURN true;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval,
+CREATE OR REPLACE FUNCTION um_internal.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval,
                              p_caller oid)
 RETURNS TABLE (email text, status text, invitation_id bigint, token text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -1009,37 +1973,37 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'invitation.create', format('invite people to organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize(p_caller, 'invitation.create', format('invite people to organization %s', p_org_id),
                                  'member:invite', p_org_id, 'invitation', NULL);
-  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
-  v_emails text[] := um.parse_email_batch(p_emails);
+  v_role um.roles := um_internal.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_emails text[] := um_internal.parse_email_batch(p_emails);
   v_bad text[];
   v_email text;
   v_token text;
   v_id bigint;
   v_expires timestamptz;
 BEGIN
-  IF v_role.builtin = 'root' AND v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
-    PERFORM um.deny('invitation.create', p_org_id, 'invitation', NULL, 'UM073',
+  IF v_role.builtin = 'root' AND v_actor IS NOT NULL AND NOT um_internal.is_root(p_org_id, v_actor) THEN
+    PERFORM um_internal.deny('invitation.create', p_org_id, 'invitation', NULL, 'UM073',
       'only a Root may invite a Root', NULL, 'Invite with another role; a Root can promote the member later.');
   END IF;
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
   IF p_team_id IS NOT NULL THEN
-    PERFORM um.require_org_team(p_org_id, p_team_id);
+    PERFORM um_internal.require_org_team(p_org_id, p_team_id);
     -- inviting into a team is adding a team member: team:manage or its owner,
     -- and no team whose grants hold more than the inviter
-    PERFORM um.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
-    PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
+    PERFORM um_internal.authorize_team(p_caller, 'invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
+    PERFORM um_internal.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
   END IF;
   IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
-    PERFORM um.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
+    PERFORM um_internal.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
   END IF;
   IF cardinality(v_emails) = 0 THEN
     RAISE EXCEPTION 'no email addresses given'
       USING ERRCODE = 'UM054', HINT = 'Pass addresses separated by commas, semicolons or new lines.';
   END IF;
-  SELECT array_agg(e ORDER BY n) INTO v_bad FROM unnest(v_emails) WITH ORDINALITY AS x(e, n) WHERE NOT um.email_is_valid(e);
+  SELECT array_agg(e ORDER BY n) INTO v_bad FROM unnest(v_emails) WITH ORDINALITY AS x(e, n) WHERE NOT um_internal.email_is_valid(e);
   IF v_bad IS NOT NULL THEN
     RAISE EXCEPTION '% of % email addresses are invalid; nobody was invited', cardinality(v_bad), cardinality(v_emails)
       USING ERRCODE = 'UM054',
@@ -1055,10 +2019,10 @@ BEGIN
       RETURN NEXT;
       CONTINUE;
     END IF;
-    v_token := um.generate_token();
+    v_token := um_internal.generate_token();
     -- an open invitation (or request) for the address is renewed
     UPDATE um.invitations i
-       SET state = 'pending', token_hash = um.token_hash(v_token), expires_at = v_expires, role_id = v_role.id,
+       SET state = 'pending', token_hash = um_internal.token_hash(v_token), expires_at = v_expires, role_id = v_role.id,
            team_id = p_team_id, invited_by = v_actor, created_at = now()
      WHERE i.org_id = p_org_id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')
     RETURNING i.id INTO v_id;
@@ -1066,7 +2030,7 @@ BEGIN
       status := 'renewed';
     ELSE
       INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
-      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um_internal.token_hash(v_token), v_actor, v_expires)
       ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
       RETURNING id INTO v_id;
       IF NOT FOUND THEN                             -- invited at this very moment by someone else
@@ -1077,7 +2041,7 @@ BEGIN
       status := 'invited';
     END IF;
     invitation_id := v_id; token := v_token;
-    PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
+    PERFORM um_internal.audit('invitation.create', p_org_id, 'invitation', v_id,
                      jsonb_build_object('role_id', v_role.id, 'team_id', p_team_id, 'renewed', status = 'renewed'));
     RETURN NEXT;
   END LOOP;
@@ -1088,13 +2052,13 @@ DROP FUNCTION um.invalid_argument(text, text);
 
 -- Every message written once: the errors that several functions raised with
 -- the same text now come from one lookup or check each, with the same
--- SQLSTATE, message, detail and hint as before: um.require_actor (UM072
--- "nobody is acting in this transaction"), um.require_org_team (UM033 "team
--- % does not exist in organization %"), um.require_team_member (UM038 "user
--- % is not a member of team %"), um.require_root_candidate (UM050 "user %
--- cannot be the Root of an organization") and um.assert_one_grantee (UM009
+-- SQLSTATE, message, detail and hint as before: um_internal.require_actor (UM072
+-- "nobody is acting in this transaction"), um_internal.require_org_team (UM033 "team
+-- % does not exist in organization %"), um_internal.require_team_member (UM038 "user
+-- % is not a member of team %"), um_internal.require_root_candidate (UM050 "user %
+-- cannot be the Root of an organization") and um_internal.assert_one_grantee (UM009
 -- "name exactly one grantee").
-CREATE OR REPLACE FUNCTION um.require_actor(p_hint text)
+CREATE OR REPLACE FUNCTION um_internal.require_actor(p_hint text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1110,7 +2074,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.require_org_team(p_org_id bigint, p_team_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.require_org_team(p_org_id bigint, p_team_id bigint)
 RETURNS um.teams
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1127,7 +2091,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.require_team_member(p_team um.teams, p_user_id bigint, p_hint text)
+CREATE OR REPLACE FUNCTION um_internal.require_team_member(p_team um.teams, p_user_id bigint, p_hint text)
 RETURNS um.team_members
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1144,7 +2108,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.require_root_candidate(p_user um.users, p_org_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.require_root_candidate(p_user um.users, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1165,44 +2129,44 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.assert_one_grantee(p_user_id bigint, p_team_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
+    PERFORM um_internal.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
   END IF;
 END
 $$;
 
 REVOKE EXECUTE ON FUNCTION
-  um.require_actor(text),
-  um.require_org_team(bigint, bigint),
-  um.require_team_member(um.teams, bigint, text),
-  um.require_root_candidate(um.users, bigint),
-  um.assert_one_grantee(bigint, bigint)
+  um_internal.require_actor(text),
+  um_internal.require_org_team(bigint, bigint),
+  um_internal.require_team_member(um.teams, bigint, text),
+  um_internal.require_root_candidate(um.users, bigint),
+  um_internal.assert_one_grantee(bigint, bigint)
 FROM PUBLIC;
 
--- (um_impersonate's 0.3 form: a lifecycle entry, its body um.do_impersonate;
+-- (um_impersonate's 0.3 form: a lifecycle entry, its body um_internal.do_impersonate;
 -- see "One entry mechanism for every privileged function" below)
-CREATE FUNCTION um.do_impersonate(p_target_user_id bigint, p_caller oid)
+CREATE FUNCTION um_internal.do_impersonate(p_target_user_id bigint, p_caller oid)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
   v_target um.users;
   v_orgs bigint[];
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
   IF p_target_user_id = v_actor THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate oneself', NULL, 'Pass the id of another user.');
   END IF;
   -- first: may the actor impersonate anybody in an organization of the
@@ -1213,49 +2177,49 @@ BEGIN
    WHERE m.user_id = p_target_user_id AND m.status = 'active'
      AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
       format('permission denied to impersonate user %s', p_target_user_id),
       'Impersonation needs user:impersonate in an organization the target is an active member of.',
       'Ask an Admin of the target''s organization.');
   END IF;
-  v_target := um.require_user(p_target_user_id);
+  v_target := um_internal.require_user(p_target_user_id);
   IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
               WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
       format('cannot impersonate user %s, an Admin or Root', p_target_user_id),
       'Admins and roots (of any organization) are never impersonated.',
       'Ask the user to act themselves.');
   END IF;
   IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
       format('cannot impersonate user %s', p_target_user_id),
       'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
   END IF;
   SELECT array_agg(o ORDER BY o) INTO v_orgs
     FROM unnest(v_orgs) AS o
-   WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
+   WHERE NOT um_internal.impersonation_escalates(v_actor, v_target.id, o);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
       format('permission denied to impersonate user %s', p_target_user_id),
       'The target holds a permission you lack; impersonating them would give it to you.',
       'Ask someone who holds every permission of the target''s.');
   END IF;
-  PERFORM um.start_impersonation(v_target.id, v_orgs);
+  PERFORM um_internal.start_impersonation(v_target.id, v_orgs);
   -- committed at once: a transaction that reads as the target and then
   -- rolls back still leaves the impersonation on record
-  PERFORM um.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
+  PERFORM um_internal.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
                               jsonb_build_object('orgs', to_jsonb(v_orgs)));
   RETURN v_orgs;
 END
 $$;
-COMMENT ON FUNCTION um.do_impersonate(bigint, oid) IS
+COMMENT ON FUNCTION um_internal.do_impersonate(bigint, oid) IS
   'body of um_impersonate: runs as um''s owner with the calling role passed as p_caller; called only through um_impersonate (EXECUTE held by nobody)';
 
 CREATE OR REPLACE FUNCTION @extschema@.um_impersonate(target_user_id bigint)
 RETURNS bigint[] AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
-REVOKE EXECUTE ON FUNCTION um.do_impersonate(bigint, oid) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.do_impersonate(bigint, oid) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_create_organization(p_slug text, p_name text, p_root_user_id bigint, p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1267,15 +2231,15 @@ DECLARE
   v_root bigint;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize(p_caller, 'organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
+    PERFORM um_internal.authorize(p_caller, 'organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
   ELSIF p_root_user_id IS DISTINCT FROM v_actor OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
+    PERFORM um_internal.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
       'permission denied to create an organization for another user',
       'A logged-in user creates organizations only with themself as the Root (and not while impersonating).',
       'Pass your own user id as root_user_id.');
   END IF;
-  v_user := um.require_user(p_root_user_id);
-  PERFORM um.require_root_candidate(v_user, NULL);
+  v_user := um_internal.require_user(p_root_user_id);
+  PERFORM um_internal.require_root_candidate(v_user, NULL);
   -- nothing inserted for a slug taken already or at this very moment
   INSERT INTO um.organizations (slug, name)
   SELECT p_slug, p_name WHERE NOT EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug)
@@ -1285,41 +2249,41 @@ BEGIN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
   END IF;
-  v_root := um.seed_builtin_roles(v_org);
+  v_root := um_internal.seed_builtin_roles(v_org);
   INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
-  PERFORM um.audit('organization.create', v_org, 'organization', v_org,
+  PERFORM um_internal.audit('organization.create', v_org, 'organization', v_org,
                    jsonb_build_object('root_user_id', p_root_user_id));
   RETURN v_org;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_delete_my_account(p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_delete_my_account(p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
+    PERFORM um_internal.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
       'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  PERFORM um.erase_user(v_actor, 'user.delete_self');
+  PERFORM um_internal.erase_user(v_actor, 'user.delete_self');
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_export_my_data(p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_export_my_data(p_caller oid)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first: users export their own data.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: users export their own data.');
   v jsonb;
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
+    PERFORM um_internal.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
       'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
   END IF;
   SELECT jsonb_build_object(
@@ -1360,37 +2324,37 @@ BEGIN
                              WHERE a.actor_user_id = u.id OR (a.target_type = 'user' AND a.target_id = u.id)))
     INTO v
     FROM um.users u WHERE u.id = v_actor;
-  PERFORM um.audit('user.export_self', NULL, 'user', v_actor, '{}');
+  PERFORM um_internal.audit('user.export_self', NULL, 'user', v_actor, '{}');
   RETURN v;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize_team(p_caller, 'team.grant_role', format('give roles in team %s', p_team_id),
+  v_actor bigint := um_internal.authorize_team(p_caller, 'team.grant_role', format('give roles in team %s', p_team_id),
                                       p_team_id, p_user_id);
-  v_team um.teams := um.require_team(p_team_id);
-  v_role um.roles := um.require_role(v_team.org_id, p_role);
+  v_team um.teams := um_internal.require_team(p_team_id);
+  v_role um.roles := um_internal.require_role(v_team.org_id, p_role);
 BEGIN
-  PERFORM um.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
-  PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
+  PERFORM um_internal.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'team.grant_role', format('give team role "%s"', v_role.name), 'user', p_user_id);
   INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
   VALUES (v_team.org_id, p_team_id, p_user_id, v_role.id) ON CONFLICT DO NOTHING;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('team.grant_role', v_team.org_id, 'user', p_user_id,
+  PERFORM um_internal.audit('team.grant_role', v_team.org_id, 'user', p_user_id,
                    jsonb_build_object('team_id', p_team_id, 'role_id', v_role.id));
   RETURN true;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_remove_team_member(p_team_id bigint, p_user_id bigint, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1399,18 +2363,18 @@ DECLARE
   v_actor bigint;
   v_team um.teams;
 BEGIN
-  v_actor := um.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
+  v_actor := um_internal.authorize_team(p_caller, 'team.remove_member', format('remove members of team %s', p_team_id),
                                p_team_id, p_user_id);
-  v_team := um.require_team(p_team_id);
-  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
-  PERFORM um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
-  PERFORM um.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
+  v_team := um_internal.require_team(p_team_id);
+  PERFORM um_internal.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
+  PERFORM um_internal.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  PERFORM um_internal.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
   DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
-  PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
+  PERFORM um_internal.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1420,19 +2384,19 @@ DECLARE
   v_owner bigint;
   v_team um.teams;
 BEGIN
-  v_actor := um.authorize_team(p_caller, 'team.transfer', format('transfer team %s', p_team_id),
+  v_actor := um_internal.authorize_team(p_caller, 'team.transfer', format('transfer team %s', p_team_id),
                                p_team_id, p_new_owner_user_id);
-  v_team := um.require_team(p_team_id);
+  v_team := um_internal.require_team(p_team_id);
   -- the owner loses the team: only a Root takes a team from a Root
   SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
   IF v_owner IS NOT NULL THEN
-    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
+    PERFORM um_internal.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
   END IF;
-  PERFORM um.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
+  PERFORM um_internal.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
   -- one statement: the team always has exactly one owner
   UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
    WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);
-  PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
+  PERFORM um_internal.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
 
@@ -1441,8 +2405,8 @@ $$;
 -- subtransaction catching unique_violation: the same error (or, in
 -- um_invite and um_request_invitation, the same quiet outcome) when the row
 -- exists already or is inserted concurrently.  Creating and renaming a team
--- keep one such block, in um.write_team below (see 88_teams_and_scopes.sql).
-CREATE OR REPLACE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+-- keep one such block, in um_internal.write_team below (see 88_teams_and_scopes.sql).
+CREATE OR REPLACE FUNCTION um_internal.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
                                p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -1475,31 +2439,31 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_add_member(p_org_id bigint, p_user_id bigint, p_role text, p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'member.add', format('add members to organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize(p_caller, 'member.add', format('add members to organization %s', p_org_id),
                                  'member:create', p_org_id, 'user', p_user_id);
   v_org um.organizations;
-  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_role um.roles := um_internal.require_role(p_org_id, coalesce(p_role, 'member'));
   v_id bigint;
 BEGIN
   -- An acting user never pulls an existing account into their organization
   -- (it would show them its data and put it under their control): people
   -- join through an invitation they accept.
   IF v_actor IS NOT NULL THEN
-    PERFORM um.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
+    PERFORM um_internal.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
       'permission denied to add an existing user directly',
       'People join an organization by accepting an invitation; only a um administrator adds them directly.',
       'Invite the address with um_invite(), or create a new user with um_create_user(org_id, email, ...).');
   END IF;
-  v_org := um.require_organization(p_org_id);
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  v_org := um_internal.require_organization(p_org_id);
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
-  PERFORM um.require_user(p_user_id);
+  PERFORM um_internal.require_user(p_user_id);
   -- nothing inserted for a member already, or one added at this very moment
   INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
   SELECT p_org_id, p_user_id, v_role.id, v_actor
@@ -1511,35 +2475,35 @@ BEGIN
       USING ERRCODE = 'UM022',
             HINT = 'Change the member''s role instead; a user holds one organization role.';
   END IF;
-  PERFORM um.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
+  PERFORM um_internal.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
   RETURN v_id;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text,
+CREATE OR REPLACE FUNCTION um_internal.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text,
                                   p_caller oid)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_caller, 'role.create', format('create roles in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize(p_caller, 'role.create', format('create roles in organization %s', p_org_id),
                                  'role:create', p_org_id, 'role', NULL);
   v_id bigint;
   v_p text;
 BEGIN
   -- bad input first: the refusals below quote the name
-  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+  IF p_name IS NULL OR NOT um_internal.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim or shorten the name.';
   END IF;
   FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
-    PERFORM um.assert_permission_name(v_p, true);
+    PERFORM um_internal.assert_permission_name(v_p, true);
   END LOOP;
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
-                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL,
+                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um_internal.pattern_grants(p) AS g),
                               'role.create', format('create role "%s"', p_name), 'role', NULL);
   INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
   ON CONFLICT (org_id, lower(name)) DO NOTHING
@@ -1556,13 +2520,13 @@ BEGIN
     FROM unnest(coalesce(p_permissions, '{}')) AS p,
          LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
                   UNION ALL
-                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
-  PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
+                  SELECT g FROM um_internal.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
+  PERFORM um_internal.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
   RETURN v_id;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.do_request_invitation(p_org_slug text, p_email text, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_request_invitation(p_org_slug text, p_email text, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1578,7 +2542,7 @@ BEGIN
     RAISE EXCEPTION 'organization "%" does not take invitation requests', p_org_slug
       USING ERRCODE = 'UM055', HINT = 'Ask a member of the organization to invite you.';
   END IF;
-  IF v_email IS NULL OR NOT um.email_is_valid(v_email) THEN
+  IF v_email IS NULL OR NOT um_internal.email_is_valid(v_email) THEN
     RAISE EXCEPTION 'invalid email address "%"', p_email
       USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
   END IF;
@@ -1596,20 +2560,20 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
+  PERFORM um_internal.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;
 
 -- The invalid-address error of users and invitations (UM001, the same
--- detail and hint) comes from one check, um.assert_email, which both
+-- detail and hint) comes from one check, um_internal.assert_email, which both
 -- triggers call.
-CREATE OR REPLACE FUNCTION um.assert_email(email text)
+CREATE OR REPLACE FUNCTION um_internal.assert_email(email text)
 RETURNS void
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF NOT um.email_is_valid(email) THEN
+  IF NOT um_internal.email_is_valid(email) THEN
     RAISE EXCEPTION 'invalid email address "%"', email
       USING ERRCODE = 'UM001',
             DETAIL = 'An address is local-part@domain, in ASCII, at most 254 bytes, with a domain of at least two labels.',
@@ -1617,35 +2581,35 @@ BEGIN
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.assert_email(text) IS
-  'raises SQLSTATE UM001 when email is not a valid address (see um.email_is_valid); NULL passes, for NOT NULL to refuse';
-REVOKE EXECUTE ON FUNCTION um.assert_email(text) FROM PUBLIC;
+COMMENT ON FUNCTION um_internal.assert_email(text) IS
+  'raises SQLSTATE UM001 when email is not a valid address (see um_internal.email_is_valid); NULL passes, for NOT NULL to refuse';
+REVOKE EXECUTE ON FUNCTION um_internal.assert_email(text) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION um.users_before_write()
+CREATE OR REPLACE FUNCTION um_internal.users_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_email(NEW.email);
-  IF NEW.name IS NOT NULL AND NOT um.display_name_is_valid(NEW.name) THEN
+  PERFORM um_internal.assert_email(NEW.email);
+  IF NEW.name IS NOT NULL AND NOT um_internal.display_name_is_valid(NEW.name) THEN
     RAISE EXCEPTION 'invalid user name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim the name, or pass NULL for a user without a name.';
   END IF;
   IF (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone)
-     AND NOT um.timezone_is_valid(NEW.timezone) THEN
+     AND NOT um_internal.timezone_is_valid(NEW.timezone) THEN
     RAISE EXCEPTION 'unknown time zone "%"', NEW.timezone
       USING ERRCODE = 'UM004',
             HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
   END IF;
-  IF NOT um.locale_is_valid(NEW.locale) THEN
+  IF NOT um_internal.locale_is_valid(NEW.locale) THEN
     RAISE EXCEPTION 'invalid locale "%"', NEW.locale
       USING ERRCODE = 'UM005',
             HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
   END IF;
-  IF NEW.mobile IS NOT NULL AND NOT um.mobile_is_valid(NEW.mobile) THEN
+  IF NEW.mobile IS NOT NULL AND NOT um_internal.mobile_is_valid(NEW.mobile) THEN
     RAISE EXCEPTION 'invalid mobile number "%"', NEW.mobile
       USING ERRCODE = 'UM006',
             HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
@@ -1671,21 +2635,21 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.invitations_before_write()
+CREATE OR REPLACE FUNCTION um_internal.invitations_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_email(NEW.email);
+  PERFORM um_internal.assert_email(NEW.email);
   RETURN NEW;
 END
 $$;
 
 -- "organization % already has a team named %" (UM025) written once: creating
--- and renaming a team write the name through um.write_team, which keeps the
+-- and renaming a team write the name through um_internal.write_team, which keeps the
 -- one subtransaction that names a taken name.
-CREATE OR REPLACE FUNCTION um.write_team(p_org_id bigint, p_team_id bigint, p_name text, p_description text)
+CREATE OR REPLACE FUNCTION um_internal.write_team(p_org_id bigint, p_team_id bigint, p_name text, p_description text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -1707,9 +2671,9 @@ BEGIN
   RETURN v_id;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION um.write_team(bigint, bigint, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.write_team(bigint, bigint, text, text) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION um.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_rename_team(p_team_id bigint, p_name text, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1718,19 +2682,19 @@ DECLARE
   v_team um.teams;
 BEGIN
   SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
-  PERFORM um.authorize(p_caller, 'team.rename', format('rename team %s', p_team_id), 'team:update',
+  PERFORM um_internal.authorize(p_caller, 'team.rename', format('rename team %s', p_team_id), 'team:update',
                        v_team.org_id, 'team', p_team_id);
-  v_team := um.require_team(p_team_id);
-  PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
-  PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
+  v_team := um_internal.require_team(p_team_id);
+  PERFORM um_internal.write_team(v_team.org_id, p_team_id, p_name, NULL);
+  PERFORM um_internal.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
 
 -- "the owner of team % cannot be removed" (UM043) as um_remove_member and
--- um_remove_team_member raise it, written once: um.assert_not_team_owner.
+-- um_remove_team_member raise it, written once: um_internal.assert_not_team_owner.
 -- (The trigger team_members_keep_owner keeps its own wording, without the
 -- function to call.)
-CREATE OR REPLACE FUNCTION um.assert_not_team_owner(p_org_id bigint, p_team_id bigint, p_user_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.assert_not_team_owner(p_org_id bigint, p_team_id bigint, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -1751,9 +2715,9 @@ BEGIN
   END IF;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION um.assert_not_team_owner(bigint, bigint, bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.assert_not_team_owner(bigint, bigint, bigint) FROM PUBLIC;
 
-CREATE OR REPLACE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint, p_caller oid)
+CREATE OR REPLACE FUNCTION um_internal.do_remove_member(p_org_id bigint, p_user_id bigint, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1762,50 +2726,50 @@ DECLARE
   v_actor bigint := @extschema@.um_current_user_id(p_org_id);
 BEGIN
   IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
-    PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
+    PERFORM um_internal.require_organization(p_org_id);       -- leaving needs no permission
   ELSE
-    v_actor := um.authorize(p_caller, 'member.remove', format('remove members of organization %s', p_org_id),
+    v_actor := um_internal.authorize(p_caller, 'member.remove', format('remove members of organization %s', p_org_id),
                             'member:remove', p_org_id, 'user', p_user_id);
-    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
   END IF;
-  PERFORM um.require_member(p_org_id, p_user_id);
-  PERFORM um.assert_not_team_owner(p_org_id, NULL, p_user_id);
+  PERFORM um_internal.require_member(p_org_id, p_user_id);
+  PERFORM um_internal.assert_not_team_owner(p_org_id, NULL, p_user_id);
   -- teams they own alone go with them
   DELETE FROM um.teams t
    WHERE t.org_id = p_org_id
      AND EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.user_id = p_user_id AND tm.is_owner);
   DELETE FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id;   -- keeps a Root (UM044)
-  PERFORM um.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
 
 -- the helpers that raise these messages, each written once
-COMMENT ON FUNCTION um.assert_not_team_owner(bigint, bigint, bigint) IS 'internal: refuses (UM043) to remove a team''s owner from the team';
-COMMENT ON FUNCTION um.assert_one_grantee(bigint, bigint) IS 'internal: refuses (UM009) a grant that names both or neither of a user and a team';
-COMMENT ON FUNCTION um.require_actor(text) IS 'internal: the acting user, or UM072 (nobody is acting) with the hint given';
-COMMENT ON FUNCTION um.require_org_team(bigint, bigint) IS 'internal: a team of the organization, or the error that names it (UM033)';
-COMMENT ON FUNCTION um.require_root_candidate(um.users, bigint) IS 'internal: refuses (UM050) a user who cannot be an organization''s Root: suspended (everywhere, or in the organization of a transfer) or not allowed to log in';
-COMMENT ON FUNCTION um.require_team_member(um.teams, bigint, text) IS 'internal: the user''s membership of the team, or UM038 with the hint given';
-COMMENT ON FUNCTION um.write_team(bigint, bigint, text, text) IS 'internal: creates a team (no id) or renames one, raising UM025 when the organization already has a team of that name';
+COMMENT ON FUNCTION um_internal.assert_not_team_owner(bigint, bigint, bigint) IS 'internal: refuses (UM043) to remove a team''s owner from the team';
+COMMENT ON FUNCTION um_internal.assert_one_grantee(bigint, bigint) IS 'internal: refuses (UM009) a grant that names both or neither of a user and a team';
+COMMENT ON FUNCTION um_internal.require_actor(text) IS 'internal: the acting user, or UM072 (nobody is acting) with the hint given';
+COMMENT ON FUNCTION um_internal.require_org_team(bigint, bigint) IS 'internal: a team of the organization, or the error that names it (UM033)';
+COMMENT ON FUNCTION um_internal.require_root_candidate(um.users, bigint) IS 'internal: refuses (UM050) a user who cannot be an organization''s Root: suspended (everywhere, or in the organization of a transfer) or not allowed to log in';
+COMMENT ON FUNCTION um_internal.require_team_member(um.teams, bigint, text) IS 'internal: the user''s membership of the team, or UM038 with the hint given';
+COMMENT ON FUNCTION um_internal.write_team(bigint, bigint, text, text) IS 'internal: creates a team (no id) or renames one, raising UM025 when the organization already has a team of that name';
 
 -- The escalation and impersonation guards and the role closure answer from
 -- the cache's bitmaps in C (src/guards.c): one pass instead of one check per
 -- permission, and the closure of role inclusions written once.
-CREATE OR REPLACE FUNCTION um.role_grants(p_role_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.role_grants(p_role_id bigint)
 RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'um_role_grants'
 LANGUAGE C STABLE;
-CREATE FUNCTION um.lacking_permissions(p_actor bigint, p_org_id bigint, p_scope_id bigint, p_permissions text[])
+CREATE FUNCTION um_internal.lacking_permissions(p_actor bigint, p_org_id bigint, p_scope_id bigint, p_permissions text[])
 RETURNS text[]
 AS 'MODULE_PATHNAME', 'um_lacking_permissions'
 LANGUAGE C STABLE;
-COMMENT ON FUNCTION um.lacking_permissions(bigint, bigint, bigint, text[]) IS 'internal: those of the permissions the actor does not hold in the organization (at the scope node when given), as um_has_permission would answer';
-REVOKE EXECUTE ON FUNCTION um.lacking_permissions(bigint, bigint, bigint, text[]) FROM PUBLIC;
-CREATE OR REPLACE FUNCTION um.impersonation_escalates(p_impersonator bigint, p_target bigint, p_org_id bigint)
+COMMENT ON FUNCTION um_internal.lacking_permissions(bigint, bigint, bigint, text[]) IS 'internal: those of the permissions the actor does not hold in the organization (at the scope node when given), as um_has_permission would answer';
+REVOKE EXECUTE ON FUNCTION um_internal.lacking_permissions(bigint, bigint, bigint, text[]) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION um_internal.impersonation_escalates(p_impersonator bigint, p_target bigint, p_org_id bigint)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'um_impersonation_escalates'
 LANGUAGE C STABLE;
-CREATE OR REPLACE FUNCTION um.guard_escalation(p_actor bigint, p_org_id bigint, p_scope_id bigint,
+CREATE OR REPLACE FUNCTION um_internal.guard_escalation(p_actor bigint, p_org_id bigint, p_scope_id bigint,
                                     p_permissions text[], p_action text, p_what text,
                                     p_target_type text, p_target_id bigint)
 RETURNS void
@@ -1819,9 +2783,9 @@ BEGIN
     RETURN;                                         -- a um administrator
   END IF;
   SELECT array_agg(p ORDER BY p) INTO v_missing
-    FROM unnest(um.lacking_permissions(p_actor, p_org_id, p_scope_id, p_permissions)) AS p;
+    FROM unnest(um_internal.lacking_permissions(p_actor, p_org_id, p_scope_id, p_permissions)) AS p;
   IF v_missing IS NOT NULL THEN
-    PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM073',
+    PERFORM um_internal.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM073',
       format('cannot %s: it would hand out permissions you do not hold', p_what),
       format('You lack %s%s.', array_to_string(v_missing[1:8], ', '),
              CASE WHEN cardinality(v_missing) > 8 THEN format(' and %s more', cardinality(v_missing) - 8) ELSE '' END),
@@ -1855,24 +2819,24 @@ $$;
 -- owner (src/session.c), so that no C function is SECURITY DEFINER.
 -- CREATE OR REPLACE without SECURITY DEFINER or SET resets both and keeps
 -- the ACL (um_set_password stays revoked from PUBLIC) and the comment.
--- um.deny names the caller by um.caller_role() alone; um.invoker_role()
+-- um_internal.deny names the caller by um_internal.caller_role() alone; um.invoker_role()
 -- has no user left.
-CREATE FUNCTION um.do_login(p_email text, p_password text, p_caller oid)
+CREATE FUNCTION um_internal.do_login(p_email text, p_password text, p_caller oid)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  RETURN um.new_session(um.authenticate(p_email, p_password, false), 'user.login');
+  RETURN um_internal.new_session(um_internal.authenticate(p_email, p_password, false), 'user.login');
 END
 $$;
-COMMENT ON FUNCTION um.do_login(text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_login(text, text, oid) IS
   'body of um_login: runs as um''s owner with the calling role passed as p_caller; called only through um_login (EXECUTE held by nobody)';
 
 CREATE OR REPLACE FUNCTION @extschema@.um_login(email text, password text)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text, p_caller oid)
+CREATE FUNCTION um_internal.do_change_password(p_email text, p_old_password text, p_new_password text, p_caller oid)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1881,50 +2845,50 @@ DECLARE
   v um.users;
   v_hash text;
 BEGIN
-  PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
+  PERFORM um_internal.login_settings();                      -- (src/session.c: keeps this statement out of the log)
   IF p_new_password IS NOT DISTINCT FROM p_old_password THEN
     RAISE EXCEPTION 'the new password is not acceptable'
       USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
   END IF;
-  v_hash := um.hash_password(p_new_password);     -- bad input is refused before anything else
-  v := um.authenticate(p_email, p_old_password, true);
+  v_hash := um_internal.hash_password(p_new_password);     -- bad input is refused before anything else
+  v := um_internal.authenticate(p_email, p_old_password, true);
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
    WHERE u.id = v.id
   RETURNING * INTO v;                               -- ends the user's other sessions
-  RETURN um.new_session(v, 'user.change_password');
+  RETURN um_internal.new_session(v, 'user.change_password');
 END
 $$;
-COMMENT ON FUNCTION um.do_change_password(text, text, text, oid) IS
+COMMENT ON FUNCTION um_internal.do_change_password(text, text, text, oid) IS
   'body of um_change_password: runs as um''s owner with the calling role passed as p_caller; called only through um_change_password (EXECUTE held by nobody)';
 
 CREATE OR REPLACE FUNCTION @extschema@.um_change_password(email text, old_password text, new_password text)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean, p_caller oid)
+CREATE FUNCTION um_internal.do_set_password(p_user_id bigint, p_password text, p_must_change boolean, p_caller oid)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);
+  v_hash text := um_internal.hash_password(p_password);
 BEGIN
-  PERFORM um.require_user(p_user_id);
+  PERFORM um_internal.require_user(p_user_id);
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = coalesce(p_must_change, true),
          password_changed_at = now(), failed_login_count = 0, locked_until = NULL
    WHERE u.id = p_user_id;
-  PERFORM um.audit('user.set_password', NULL, 'user', p_user_id,
+  PERFORM um_internal.audit('user.set_password', NULL, 'user', p_user_id,
                    jsonb_build_object('must_change', coalesce(p_must_change, true)));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean, oid) IS
+COMMENT ON FUNCTION um_internal.do_set_password(bigint, text, boolean, oid) IS
   'body of um_set_password: runs as um''s owner with the calling role passed as p_caller; called only through um_set_password (EXECUTE held by nobody)';
 
 CREATE OR REPLACE FUNCTION @extschema@.um_set_password(user_id bigint, password text, must_change boolean DEFAULT true)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE FUNCTION um.do_logout(p_token text, p_caller oid)
+CREATE FUNCTION um_internal.do_logout(p_token text, p_caller oid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -1933,25 +2897,25 @@ DECLARE
   v_session um.sessions;
 BEGIN
   UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout'
-   WHERE s.token_hash = um.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
+   WHERE s.token_hash = um_internal.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
   RETURNING * INTO v_session;
   IF NOT FOUND THEN
     RETURN false;                                   -- unknown, expired or already ended
   END IF;
-  PERFORM um.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
+  PERFORM um_internal.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_logout(text, oid) IS
+COMMENT ON FUNCTION um_internal.do_logout(text, oid) IS
   'body of um_logout: runs as um''s owner with the calling role passed as p_caller; called only through um_logout (EXECUTE held by nobody)';
 
 CREATE OR REPLACE FUNCTION @extschema@.um_logout(token text)
 RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE EXECUTE ON FUNCTION
-  um.do_login(text, text, oid),
-  um.do_change_password(text, text, text, oid),
-  um.do_set_password(bigint, text, boolean, oid),
-  um.do_logout(text, oid)
+  um_internal.do_login(text, text, oid),
+  um_internal.do_change_password(text, text, text, oid),
+  um_internal.do_set_password(bigint, text, boolean, oid),
+  um_internal.do_logout(text, oid)
 FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION @extschema@.um_begin(token text)
@@ -1959,7 +2923,7 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'um_begin'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE OR REPLACE FUNCTION um.deny(p_action text, p_org_id bigint, p_target_type text, p_target_id bigint,
+CREATE OR REPLACE FUNCTION um_internal.deny(p_action text, p_org_id bigint, p_target_type text, p_target_id bigint,
                         p_sqlstate text, p_message text, p_detail text, p_hint text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -1968,87 +2932,87 @@ AS $$
 BEGIN
   IF @extschema@.um_current_user_id() IS NULL THEN
     RAISE LOG 'um: refused % of % % by database role %: %',
-      p_action, p_target_type, p_target_id, coalesce(um.caller_role(), current_user::regrole)::regrole, p_message;
+      p_action, p_target_type, p_target_id, coalesce(um_internal.caller_role(), current_user::regrole)::regrole, p_message;
   ELSE
-    PERFORM um.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
+    PERFORM um_internal.audit_autonomous(p_action, 'denied', p_org_id, p_target_type, p_target_id,
                                 jsonb_build_object('sqlstate', p_sqlstate, 'reason', p_message));
   END IF;
-  PERFORM um.raise(p_sqlstate, p_message, p_detail, p_hint);
+  PERFORM um_internal.raise(p_sqlstate, p_message, p_detail, p_hint);
 END
 $$;
 DROP FUNCTION um.invoker_role();
 
 -- ---------------------------------------------------------------------------
--- The caller reaches a body one way only: um.caller_role(), which the C
+-- The caller reaches a body one way only: um_internal.caller_role(), which the C
 -- entry (src/lifecycle.c) sets while the body runs.  The bodies and the
 -- authorization helpers no longer take it as an argument (p_caller oid).
-DROP FUNCTION um.do_login(text, text, oid);
-DROP FUNCTION um.do_change_password(text, text, text, oid);
-DROP FUNCTION um.do_set_password(bigint, text, boolean, oid);
-DROP FUNCTION um.do_logout(text, oid);
-DROP FUNCTION um.do_impersonate(bigint, oid);
-DROP FUNCTION um.authorize(oid, text, text, text, bigint, text, bigint);
-DROP FUNCTION um.authorize_user(oid, text, text, text, bigint);
-DROP FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb, oid);
-DROP FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text, oid);
-DROP FUNCTION um.do_sign_up(text, text, text, text, text, oid);
-DROP FUNCTION um.do_resend_verification(text, oid);
-DROP FUNCTION um.do_verify_email(text, text, oid);
-DROP FUNCTION um.do_mark_verified(bigint, oid);
-DROP FUNCTION um.do_disable_login(bigint, oid);
-DROP FUNCTION um.do_enable_login(bigint, oid);
-DROP FUNCTION um.do_suspend_user(bigint, bigint, oid);
-DROP FUNCTION um.do_reactivate_user(bigint, bigint, oid);
-DROP FUNCTION um.do_create_organization(text, text, bigint, oid);
-DROP FUNCTION um.do_add_member(bigint, bigint, text, oid);
-DROP FUNCTION um.do_set_org_role(bigint, bigint, text, oid);
-DROP FUNCTION um.do_transfer_org_ownership(bigint, bigint, text, oid);
-DROP FUNCTION um.do_remove_member(bigint, bigint, oid);
-DROP FUNCTION um.do_set_org_setting(bigint, text, jsonb, oid);
-DROP FUNCTION um.do_add_identity_provider(bigint, text, text, text, oid);
-DROP FUNCTION um.do_link_identity(bigint, text, text, bigint, oid);
-DROP FUNCTION um.authorize_team(oid, text, text, bigint, bigint);
-DROP FUNCTION um.do_create_team(bigint, text, text, bigint, oid);
-DROP FUNCTION um.do_rename_team(bigint, text, oid);
-DROP FUNCTION um.do_delete_team(bigint, oid);
-DROP FUNCTION um.do_add_team_member(bigint, bigint, text[], oid);
-DROP FUNCTION um.do_remove_team_member(bigint, bigint, oid);
-DROP FUNCTION um.do_grant_team_role(bigint, bigint, text, oid);
-DROP FUNCTION um.do_revoke_team_role(bigint, bigint, text, oid);
-DROP FUNCTION um.do_transfer_team_ownership(bigint, bigint, oid);
-DROP FUNCTION um.do_create_role(bigint, text, text[], text, oid);
-DROP FUNCTION um.do_delete_role(bigint, oid);
-DROP FUNCTION um.authorize_role_edit(oid, text, bigint, text);
-DROP FUNCTION um.do_grant_permission(bigint, text, oid);
-DROP FUNCTION um.do_revoke_permission(bigint, text, oid);
-DROP FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint, oid);
-DROP FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint, oid);
-DROP FUNCTION um.do_register_permission(text, text, oid);
-DROP FUNCTION um.do_invite(bigint, text, text, bigint, interval, oid);
-DROP FUNCTION um.do_request_invitation(text, text, oid);
-DROP FUNCTION um.do_accept_invitation(text, text, text, oid);
-DROP FUNCTION um.do_revoke_invitation(bigint, oid);
-DROP FUNCTION um.do_expire_invitations(oid);
-DROP FUNCTION um.do_delete_user(bigint, oid);
-DROP FUNCTION um.do_delete_my_account(oid);
-DROP FUNCTION um.do_logout_all(bigint, oid);
-DROP FUNCTION um.do_export_users(bigint, oid);
-DROP FUNCTION um.do_export_users_json(bigint, oid);
-DROP FUNCTION um.do_export_my_data(oid);
+DROP FUNCTION um_internal.do_login(text, text, oid);
+DROP FUNCTION um_internal.do_change_password(text, text, text, oid);
+DROP FUNCTION um_internal.do_set_password(bigint, text, boolean, oid);
+DROP FUNCTION um_internal.do_logout(text, oid);
+DROP FUNCTION um_internal.do_impersonate(bigint, oid);
+DROP FUNCTION um_internal.authorize(oid, text, text, text, bigint, text, bigint);
+DROP FUNCTION um_internal.authorize_user(oid, text, text, text, bigint);
+DROP FUNCTION um_internal.do_create_user(text, text, boolean, text, text, text, jsonb, oid);
+DROP FUNCTION um_internal.do_create_user(bigint, text, text, text, boolean, text, text, text, oid);
+DROP FUNCTION um_internal.do_sign_up(text, text, text, text, text, oid);
+DROP FUNCTION um_internal.do_resend_verification(text, oid);
+DROP FUNCTION um_internal.do_verify_email(text, text, oid);
+DROP FUNCTION um_internal.do_mark_verified(bigint, oid);
+DROP FUNCTION um_internal.do_disable_login(bigint, oid);
+DROP FUNCTION um_internal.do_enable_login(bigint, oid);
+DROP FUNCTION um_internal.do_suspend_user(bigint, bigint, oid);
+DROP FUNCTION um_internal.do_reactivate_user(bigint, bigint, oid);
+DROP FUNCTION um_internal.do_create_organization(text, text, bigint, oid);
+DROP FUNCTION um_internal.do_add_member(bigint, bigint, text, oid);
+DROP FUNCTION um_internal.do_set_org_role(bigint, bigint, text, oid);
+DROP FUNCTION um_internal.do_transfer_org_ownership(bigint, bigint, text, oid);
+DROP FUNCTION um_internal.do_remove_member(bigint, bigint, oid);
+DROP FUNCTION um_internal.do_set_org_setting(bigint, text, jsonb, oid);
+DROP FUNCTION um_internal.do_add_identity_provider(bigint, text, text, text, oid);
+DROP FUNCTION um_internal.do_link_identity(bigint, text, text, bigint, oid);
+DROP FUNCTION um_internal.authorize_team(oid, text, text, bigint, bigint);
+DROP FUNCTION um_internal.do_create_team(bigint, text, text, bigint, oid);
+DROP FUNCTION um_internal.do_rename_team(bigint, text, oid);
+DROP FUNCTION um_internal.do_delete_team(bigint, oid);
+DROP FUNCTION um_internal.do_add_team_member(bigint, bigint, text[], oid);
+DROP FUNCTION um_internal.do_remove_team_member(bigint, bigint, oid);
+DROP FUNCTION um_internal.do_grant_team_role(bigint, bigint, text, oid);
+DROP FUNCTION um_internal.do_revoke_team_role(bigint, bigint, text, oid);
+DROP FUNCTION um_internal.do_transfer_team_ownership(bigint, bigint, oid);
+DROP FUNCTION um_internal.do_create_role(bigint, text, text[], text, oid);
+DROP FUNCTION um_internal.do_delete_role(bigint, oid);
+DROP FUNCTION um_internal.authorize_role_edit(oid, text, bigint, text);
+DROP FUNCTION um_internal.do_grant_permission(bigint, text, oid);
+DROP FUNCTION um_internal.do_revoke_permission(bigint, text, oid);
+DROP FUNCTION um_internal.do_grant_scope_role(bigint, text, bigint, bigint, oid);
+DROP FUNCTION um_internal.do_revoke_scope_role(bigint, text, bigint, bigint, oid);
+DROP FUNCTION um_internal.do_register_permission(text, text, oid);
+DROP FUNCTION um_internal.do_invite(bigint, text, text, bigint, interval, oid);
+DROP FUNCTION um_internal.do_request_invitation(text, text, oid);
+DROP FUNCTION um_internal.do_accept_invitation(text, text, text, oid);
+DROP FUNCTION um_internal.do_revoke_invitation(bigint, oid);
+DROP FUNCTION um_internal.do_expire_invitations(oid);
+DROP FUNCTION um_internal.do_delete_user(bigint, oid);
+DROP FUNCTION um_internal.do_delete_my_account(oid);
+DROP FUNCTION um_internal.do_logout_all(bigint, oid);
+DROP FUNCTION um_internal.do_export_users(bigint, oid);
+DROP FUNCTION um_internal.do_export_users_json(bigint, oid);
+DROP FUNCTION um_internal.do_export_my_data(oid);
 
-CREATE FUNCTION um.do_login(p_email text, p_password text)
+CREATE FUNCTION um_internal.do_login(p_email text, p_password text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  RETURN um.new_session(um.authenticate(p_email, p_password, false), 'user.login');
+  RETURN um_internal.new_session(um_internal.authenticate(p_email, p_password, false), 'user.login');
 END
 $$;
-COMMENT ON FUNCTION um.do_login(text, text) IS
-  'body of um_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_login(text, text) IS
+  'body of um_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_login (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_change_password(p_email text, p_old_password text, p_new_password text)
+CREATE FUNCTION um_internal.do_change_password(p_email text, p_old_password text, p_new_password text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2057,44 +3021,44 @@ DECLARE
   v um.users;
   v_hash text;
 BEGIN
-  PERFORM um.login_settings();                      -- (src/session.c: keeps this statement out of the log)
+  PERFORM um_internal.login_settings();                      -- (src/session.c: keeps this statement out of the log)
   IF p_new_password IS NOT DISTINCT FROM p_old_password THEN
     RAISE EXCEPTION 'the new password is not acceptable'
       USING ERRCODE = 'UM068', DETAIL = 'It is the same as the old one.', HINT = 'Choose a different password.';
   END IF;
-  v_hash := um.hash_password(p_new_password);     -- bad input is refused before anything else
-  v := um.authenticate(p_email, p_old_password, true);
+  v_hash := um_internal.hash_password(p_new_password);     -- bad input is refused before anything else
+  v := um_internal.authenticate(p_email, p_old_password, true);
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
    WHERE u.id = v.id
   RETURNING * INTO v;                               -- ends the user's other sessions
-  RETURN um.new_session(v, 'user.change_password');
+  RETURN um_internal.new_session(v, 'user.change_password');
 END
 $$;
-COMMENT ON FUNCTION um.do_change_password(text, text, text) IS
-  'body of um_change_password: runs as um''s owner, the calling role named by um.caller_role(); called only through um_change_password (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_change_password(text, text, text) IS
+  'body of um_change_password: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_change_password (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_password(p_user_id bigint, p_password text, p_must_change boolean)
+CREATE FUNCTION um_internal.do_set_password(p_user_id bigint, p_password text, p_must_change boolean)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);
+  v_hash text := um_internal.hash_password(p_password);
 BEGIN
-  PERFORM um.require_user(p_user_id);
+  PERFORM um_internal.require_user(p_user_id);
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = coalesce(p_must_change, true),
          password_changed_at = now(), failed_login_count = 0, locked_until = NULL
    WHERE u.id = p_user_id;
-  PERFORM um.audit('user.set_password', NULL, 'user', p_user_id,
+  PERFORM um_internal.audit('user.set_password', NULL, 'user', p_user_id,
                    jsonb_build_object('must_change', coalesce(p_must_change, true)));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_password(bigint, text, boolean) IS
-  'body of um_set_password: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_password (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_password(bigint, text, boolean) IS
+  'body of um_set_password: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_password (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_logout(p_token text)
+CREATE FUNCTION um_internal.do_logout(p_token text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2103,34 +3067,34 @@ DECLARE
   v_session um.sessions;
 BEGIN
   UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout'
-   WHERE s.token_hash = um.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
+   WHERE s.token_hash = um_internal.token_hash(p_token) AND s.revoked_at IS NULL AND s.expires_at > now()
   RETURNING * INTO v_session;
   IF NOT FOUND THEN
     RETURN false;                                   -- unknown, expired or already ended
   END IF;
-  PERFORM um.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
+  PERFORM um_internal.audit('user.logout', NULL, 'user', v_session.user_id, jsonb_build_object('session_id', v_session.id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_logout(text) IS
-  'body of um_logout: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_logout(text) IS
+  'body of um_logout: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_logout (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_impersonate(p_target_user_id bigint)
+CREATE FUNCTION um_internal.do_impersonate(p_target_user_id bigint)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
   v_target um.users;
   v_orgs bigint[];
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
   IF p_target_user_id = v_actor THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
       'cannot impersonate oneself', NULL, 'Pass the id of another user.');
   END IF;
   -- first: may the actor impersonate anybody in an organization of the
@@ -2141,45 +3105,45 @@ BEGIN
    WHERE m.user_id = p_target_user_id AND m.status = 'active'
      AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
       format('permission denied to impersonate user %s', p_target_user_id),
       'Impersonation needs user:impersonate in an organization the target is an active member of.',
       'Ask an Admin of the target''s organization.');
   END IF;
-  v_target := um.require_user(p_target_user_id);
+  v_target := um_internal.require_user(p_target_user_id);
   IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
               WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
       format('cannot impersonate user %s, an Admin or Root', p_target_user_id),
       'Admins and roots (of any organization) are never impersonated.',
       'Ask the user to act themselves.');
   END IF;
   IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
-    PERFORM um.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+    PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
       format('cannot impersonate user %s', p_target_user_id),
       'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
   END IF;
   SELECT array_agg(o ORDER BY o) INTO v_orgs
     FROM unnest(v_orgs) AS o
-   WHERE NOT um.impersonation_escalates(v_actor, v_target.id, o);
+   WHERE NOT um_internal.impersonation_escalates(v_actor, v_target.id, o);
   IF v_orgs IS NULL THEN
-    PERFORM um.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
       format('permission denied to impersonate user %s', p_target_user_id),
       'The target holds a permission you lack; impersonating them would give it to you.',
       'Ask someone who holds every permission of the target''s.');
   END IF;
-  PERFORM um.start_impersonation(v_target.id, v_orgs);
+  PERFORM um_internal.start_impersonation(v_target.id, v_orgs);
   -- committed at once: a transaction that reads as the target and then
   -- rolls back still leaves the impersonation on record
-  PERFORM um.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
+  PERFORM um_internal.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
                               jsonb_build_object('orgs', to_jsonb(v_orgs)));
   RETURN v_orgs;
 END
 $$;
-COMMENT ON FUNCTION um.do_impersonate(bigint) IS
-  'body of um_impersonate: runs as um''s owner, the calling role named by um.caller_role(); called only through um_impersonate (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_impersonate(bigint) IS
+  'body of um_impersonate: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_impersonate (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.authorize(p_action text, p_what text, p_permission text,
+CREATE FUNCTION um_internal.authorize(p_action text, p_what text, p_permission text,
                              p_org_id bigint, p_target_type text, p_target_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -2187,12 +3151,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_actor bigint := @extschema@.um_current_user_id();
-  v_caller oid := um.caller_role();    -- NULL outside a lifecycle function: no administrator
+  v_caller oid := um_internal.caller_role();    -- NULL outside a lifecycle function: no administrator
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   IF v_actor IS NULL THEN
-    IF NOT um.role_administers_um(v_caller) THEN
-      PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
+    IF NOT um_internal.role_administers_um(v_caller) THEN
+      PERFORM um_internal.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
         'permission denied to ' || p_what,
         format('Nobody is acting in this transaction, and database role %s does not administer um.', coalesce(v_caller::regrole::text, current_user)),
         'Call um_begin(token) first to act as a logged-in user, or ask a um administrator.');
@@ -2203,26 +3167,26 @@ BEGIN
        OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = v_actor) THEN
       -- not one of the actor's organizations: say nothing about it, and keep
       -- the refusal out of its audit trail
-      PERFORM um.deny(p_action, NULL, p_target_type, p_target_id, 'UM070',
+      PERFORM um_internal.deny(p_action, NULL, p_target_type, p_target_id, 'UM070',
         'permission denied to ' || p_what,
         format('It needs %s in an organization you belong to.', p_permission),
         'Ask an Admin of the organization for that permission.');
     END IF;
-    PERFORM um.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
+    PERFORM um_internal.deny(p_action, p_org_id, p_target_type, p_target_id, 'UM070',
       'permission denied to ' || p_what,
       format('It needs %s in organization %s.', p_permission, p_org_id),
       'Ask an Admin of the organization for that permission.');
   END IF;
   IF p_org_id IS NOT NULL THEN
-    PERFORM um.require_organization(p_org_id);
+    PERFORM um_internal.require_organization(p_org_id);
   END IF;
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize(text, text, text, bigint, text, bigint) IS
+COMMENT ON FUNCTION um_internal.authorize(text, text, text, bigint, text, bigint) IS
   'internal: may this lifecycle call go ahead? The acting user needs the permission in the organization, or with nobody acting the calling role must administer um; returns the acting user (NULL for an administrator), else refuses (UM070, audited)';
 
-CREATE FUNCTION um.authorize_user(p_action text, p_what text, p_permission text,
+CREATE FUNCTION um_internal.authorize_user(p_action text, p_what text, p_permission text,
                                   p_user_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -2233,7 +3197,7 @@ DECLARE
   v_org bigint;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize(p_action, p_what, NULL, NULL, 'user', p_user_id);
+    PERFORM um_internal.authorize(p_action, p_what, NULL, NULL, 'user', p_user_id);
   ELSE
     -- A refusal is recorded in an organization's audit trail, and named,
     -- only when the actor is a member there (the identity reaching it):
@@ -2242,29 +3206,29 @@ BEGIN
      WHERE m.user_id = p_user_id AND NOT @extschema@.um_has_permission(p_permission, m.org_id)
      ORDER BY m.org_id LIMIT 1;
     IF FOUND OR NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = p_user_id) THEN
-      PERFORM um.deny(p_action, um.actor_org(v_org), 'user', p_user_id, 'UM070',
+      PERFORM um_internal.deny(p_action, um_internal.actor_org(v_org), 'user', p_user_id, 'UM070',
         'permission denied to ' || p_what,
         format('It needs %s in every organization the user belongs to.', p_permission),
         'Ask an Admin of each of the user''s organizations, or a um administrator.');
     END IF;
     SELECT m.org_id INTO v_org FROM um.memberships m
-     WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id) AND NOT um.is_root(m.org_id, v_actor)
+     WHERE m.user_id = p_user_id AND um_internal.is_root(m.org_id, p_user_id) AND NOT um_internal.is_root(m.org_id, v_actor)
      ORDER BY m.org_id LIMIT 1;
     IF FOUND THEN
-      PERFORM um.deny(p_action, v_org, 'user', p_user_id, 'UM073',
+      PERFORM um_internal.deny(p_action, v_org, 'user', p_user_id, 'UM073',
         format('only a Root may %s a Root', p_what),
         format('User %s is a Root of organization %s.', p_user_id, v_org),
         'Ask another Root of that organization.');
     END IF;
   END IF;
-  PERFORM um.require_user(p_user_id);
+  PERFORM um_internal.require_user(p_user_id);
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_user(text, text, text, bigint) IS
+COMMENT ON FUNCTION um_internal.authorize_user(text, text, text, bigint) IS
   'internal: authorization for changes to a user account: the permission in every organization of the user, and only a Root acts on a Root; a user in no organization is only a um administrator''s';
 
-CREATE FUNCTION um.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+CREATE FUNCTION um_internal.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
                                   p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -2274,22 +3238,22 @@ DECLARE
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('user.create', NULL, 'user', NULL, 'UM070',
+    PERFORM um_internal.deny('user.create', NULL, 'user', NULL, 'UM070',
       'permission denied to create a user outside an organization',
       'Only a um administrator, with nobody acting, creates users who belong to no organization.',
       'Create the user in your organization: um_create_user(org_id, email, ...).');
   END IF;
-  PERFORM um.authorize('user.create', 'create a user', NULL, NULL, 'user', NULL);
-  v_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
-  PERFORM um.audit('user.create', NULL, 'user', v_id,
+  PERFORM um_internal.authorize('user.create', 'create a user', NULL, NULL, 'user', NULL);
+  v_id := um_internal.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
+  PERFORM um_internal.audit('user.create', NULL, 'user', v_id,
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true)));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb) IS
-  'body of um_create_user for a user in no organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_user(text, text, boolean, text, text, text, jsonb) IS
+  'body of um_create_user for a user in no organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
+CREATE FUNCTION um_internal.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
                                   p_allow_login boolean, p_timezone text, p_locale text, p_mobile text,
                                   OUT user_id bigint, OUT temporary_password text, OUT verification_token text)
 RETURNS record
@@ -2297,55 +3261,55 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('user.create', format('create users in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('user.create', format('create users in organization %s', p_org_id),
                                  'user:create', p_org_id, 'user', NULL);
-  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_role um.roles := um_internal.require_role(p_org_id, coalesce(p_role, 'member'));
 BEGIN
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'user.create', format('create a user with role "%s"', v_role.name), 'user', NULL);
   -- A tenant user creates accounts only in the organization's own domains.
   -- Anywhere else "already registered" would tell them about someone else's
   -- account, and a new account would wait for a mailbox owner who is not
   -- theirs: there people join by invitation.  Decided before the address is
   -- looked up, so a registered and a new address get the same answer.
-  IF v_actor IS NOT NULL AND NOT um.org_owns_address(p_org_id, p_email) THEN
-    PERFORM um.deny('user.create', p_org_id, 'user', NULL, 'UM074',
+  IF v_actor IS NOT NULL AND NOT um_internal.org_owns_address(p_org_id, p_email) THEN
+    PERFORM um_internal.deny('user.create', p_org_id, 'user', NULL, 'UM074',
       'cannot create an account for an address outside the organization''s domains',
       'Members create accounts only for addresses of domains the organization owns (um.organization_domains).',
       'Invite the address with um_invite(); to create accounts in a domain, have the service''s operator record it (um_add_org_domain).');
   END IF;
-  user_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
+  user_id := um_internal.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
   IF coalesce(p_allow_login, true) THEN
-    temporary_password := um.temporary_password();
-    UPDATE um.users u SET password_hash = um.hash_password(temporary_password),
+    temporary_password := um_internal.temporary_password();
+    UPDATE um.users u SET password_hash = um_internal.hash_password(temporary_password),
                           must_change_password = true, password_changed_at = now()
      WHERE u.id = user_id;
     -- a tenant user must not hold the mailbox's secret (the backend sends
     -- one later with um_resend_verification, with nobody acting)
     IF v_actor IS NULL THEN
-      verification_token := um.new_verification(user_id, true);
+      verification_token := um_internal.new_verification(user_id, true);
     END IF;
   END IF;
   INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
   VALUES (p_org_id, user_id, v_role.id, v_actor);
-  PERFORM um.audit('user.create', p_org_id, 'user', user_id,
+  PERFORM um_internal.audit('user.create', p_org_id, 'user', user_id,
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true), 'role_id', v_role.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text) IS
-  'body of um_create_user for a user in an organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_user(bigint, text, text, text, boolean, text, text, text) IS
+  'body of um_create_user for a user in an organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
+CREATE FUNCTION um_internal.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);     -- bad input is refused first
+  v_hash text := um_internal.hash_password(p_password);     -- bad input is refused first
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+    PERFORM um_internal.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
   END IF;
   -- An unverified account with this address: whoever made it never proved
   -- the mailbox.  The answer looks like a sign-up's, and the secret goes to
@@ -2354,19 +3318,19 @@ BEGIN
   SELECT u.id INTO v_id FROM um.users u
    WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
   IF FOUND THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
-    RETURN um.new_verification(v_id, true);
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_id, '{"claim": true}');
+    RETURN um_internal.new_verification(v_id, true);
   END IF;
-  v_id := um.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+  v_id := um_internal.insert_user(p_email, p_name, true, p_timezone, p_locale, NULL, NULL);
   UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_id;
-  PERFORM um.audit('user.sign_up', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id, false);
+  PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_id, '{}');
+  RETURN um_internal.new_verification(v_id, false);
 END
 $$;
-COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text) IS
-  'body of um_sign_up: runs as um''s owner, the calling role named by um.caller_role(); called only through um_sign_up (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_sign_up(text, text, text, text, text) IS
+  'body of um_sign_up: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_sign_up (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_resend_verification(p_email text)
+CREATE FUNCTION um_internal.do_resend_verification(p_email text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2375,21 +3339,21 @@ DECLARE
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
+    PERFORM um_internal.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
   END IF;
   SELECT u.id INTO v_id FROM um.users u
    WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
   IF NOT FOUND THEN
     RETURN NULL;                       -- unknown or already verified: nothing to send
   END IF;
-  PERFORM um.audit('user.resend_verification', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
+  PERFORM um_internal.audit('user.resend_verification', NULL, 'user', v_id, '{}');
+  RETURN um_internal.new_verification(v_id, true);           -- whoever redeems it chooses the password
 END
 $$;
-COMMENT ON FUNCTION um.do_resend_verification(text) IS
-  'body of um_resend_verification: runs as um''s owner, the calling role named by um.caller_role(); called only through um_resend_verification (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_resend_verification(text) IS
+  'body of um_resend_verification: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_resend_verification (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_verify_email(p_token text, p_password text)
+CREATE FUNCTION um_internal.do_verify_email(p_token text, p_password text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2398,9 +3362,9 @@ DECLARE
   v_tok um.verification_tokens;
   v_hash text;
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   SELECT * INTO v_tok FROM um.verification_tokens t
-   WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
+   WHERE t.token_hash = um_internal.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
      FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'the verification token is not valid'
@@ -2415,7 +3379,7 @@ BEGIN
             HINT = 'Ask for a new password and call um_verify_email(token, password).';
   END IF;
   IF p_password IS NOT NULL THEN
-    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+    v_hash := um_internal.hash_password(p_password);         -- bad input changes nothing
   END IF;
   DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
   UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
@@ -2425,15 +3389,15 @@ BEGIN
                           failed_login_count = 0, locked_until = NULL
      WHERE u.id = v_tok.user_id;
   END IF;
-  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+  PERFORM um_internal.audit('user.verify_email', NULL, 'user', v_tok.user_id,
                    jsonb_build_object('password_set', v_hash IS NOT NULL));
   RETURN v_tok.user_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_verify_email(text, text) IS
-  'body of um_verify_email: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_verify_email(text, text) IS
+  'body of um_verify_email: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_mark_verified(p_user_id bigint)
+CREATE FUNCTION um_internal.do_mark_verified(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2442,46 +3406,46 @@ BEGIN
   -- a tenant user vouching for an address would own it (and every
   -- invitation later sent to it): only a um administrator does
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
+    PERFORM um_internal.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
       'permission denied to mark an email address verified',
       'Only a um administrator, with nobody acting, vouches for an address; a tenant user could claim someone else''s.',
       'Have the backend send a verification (um_resend_verification) to the address instead.');
   END IF;
-  PERFORM um.authorize_user('user.mark_verified', format('mark the email of user %s verified', p_user_id),
+  PERFORM um_internal.authorize_user('user.mark_verified', format('mark the email of user %s verified', p_user_id),
                             'user:update', p_user_id);
   UPDATE um.users u SET email_verified_at = now() WHERE u.id = p_user_id AND u.email_verified_at IS NULL;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
   DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;
-  PERFORM um.audit('user.mark_verified', NULL, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.mark_verified', NULL, 'user', p_user_id, '{}');
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_mark_verified(bigint) IS
-  'body of um_mark_verified: runs as um''s owner, the calling role named by um.caller_role(); called only through um_mark_verified (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_mark_verified(bigint) IS
+  'body of um_mark_verified: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_mark_verified (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_disable_login(p_user_id bigint)
+CREATE FUNCTION um_internal.do_disable_login(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_user('user.disable_login', format('disable the login of user %s', p_user_id),
+  PERFORM um_internal.authorize_user('user.disable_login', format('disable the login of user %s', p_user_id),
                             'user:update', p_user_id);
-  PERFORM um.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
+  PERFORM um_internal.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
   UPDATE um.users u SET allow_login = false, updated_at = now() WHERE u.id = p_user_id AND u.allow_login;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('user.disable_login', NULL, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.disable_login', NULL, 'user', p_user_id, '{}');
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_disable_login(bigint) IS
-  'body of um_disable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_disable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_disable_login(bigint) IS
+  'body of um_disable_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_disable_login (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_enable_login(p_user_id bigint)
+CREATE FUNCTION um_internal.do_enable_login(p_user_id bigint)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2490,28 +3454,28 @@ DECLARE
   v um.users;
   v_password text;
 BEGIN
-  PERFORM um.authorize_user('user.enable_login', format('enable the login of user %s', p_user_id),
+  PERFORM um_internal.authorize_user('user.enable_login', format('enable the login of user %s', p_user_id),
                             'user:update', p_user_id);
   SELECT * INTO v FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
   IF v.allow_login THEN
     RETURN NULL;
   END IF;
   IF v.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM um.user_identities i WHERE i.user_id = p_user_id) THEN
-    v_password := um.temporary_password();
-    UPDATE um.users u SET password_hash = um.hash_password(v_password), must_change_password = true,
+    v_password := um_internal.temporary_password();
+    UPDATE um.users u SET password_hash = um_internal.hash_password(v_password), must_change_password = true,
                           password_changed_at = now()
      WHERE u.id = p_user_id;
   END IF;
   UPDATE um.users u SET allow_login = true, updated_at = now() WHERE u.id = p_user_id;
-  PERFORM um.audit('user.enable_login', NULL, 'user', p_user_id,
+  PERFORM um_internal.audit('user.enable_login', NULL, 'user', p_user_id,
                    jsonb_build_object('temporary_password', v_password IS NOT NULL));
   RETURN v_password;
 END
 $$;
-COMMENT ON FUNCTION um.do_enable_login(bigint) IS
-  'body of um_enable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_enable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_enable_login(bigint) IS
+  'body of um_enable_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_enable_login (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint)
+CREATE FUNCTION um_internal.do_suspend_user(p_user_id bigint, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2520,19 +3484,19 @@ DECLARE
   v_actor bigint;
 BEGIN
   IF p_org_id IS NULL THEN
-    v_actor := um.authorize_user('user.suspend', format('suspend user %s', p_user_id),
+    v_actor := um_internal.authorize_user('user.suspend', format('suspend user %s', p_user_id),
                                  'user:suspend', p_user_id);
   ELSE
-    v_actor := um.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
+    v_actor := um_internal.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
                             'user:suspend', p_org_id, 'user', p_user_id);
-    PERFORM um.require_member(p_org_id, p_user_id);
-    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
+    PERFORM um_internal.require_member(p_org_id, p_user_id);
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
   END IF;
   IF p_user_id = v_actor THEN
-    PERFORM um.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
+    PERFORM um_internal.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
       NULL, 'Ask another administrator.');
   END IF;
-  PERFORM um.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
+  PERFORM um_internal.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
   IF p_org_id IS NULL THEN
     UPDATE um.users u SET status = 'suspended', suspended_at = now(), updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'active';
@@ -2545,13 +3509,13 @@ BEGIN
                     CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
       USING ERRCODE = 'UM051', HINT = 'Reactivate the user with um_reactivate_user().';
   END IF;
-  PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint) IS
-  'body of um_suspend_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_suspend_user(bigint, bigint) IS
+  'body of um_suspend_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint)
+CREATE FUNCTION um_internal.do_reactivate_user(p_user_id bigint, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2560,15 +3524,15 @@ DECLARE
   v_actor bigint;
 BEGIN
   IF p_org_id IS NULL THEN
-    v_actor := um.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
+    v_actor := um_internal.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
                                  'user:suspend', p_user_id);
     UPDATE um.users u SET status = 'active', suspended_at = NULL, updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'suspended';
   ELSE
-    v_actor := um.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
+    v_actor := um_internal.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
                             'user:suspend', p_org_id, 'user', p_user_id);
-    PERFORM um.require_member(p_org_id, p_user_id);
-    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
+    PERFORM um_internal.require_member(p_org_id, p_user_id);
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
     UPDATE um.memberships m SET status = 'active'
      WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'suspended';
   END IF;
@@ -2577,13 +3541,13 @@ BEGIN
                     CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
       USING ERRCODE = 'UM051', HINT = 'Nothing to do; um.users.status and um.memberships.status show suspensions.';
   END IF;
-  PERFORM um.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint) IS
-  'body of um_reactivate_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_reactivate_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_reactivate_user(bigint, bigint) IS
+  'body of um_reactivate_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_reactivate_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_create_organization(p_slug text, p_name text, p_root_user_id bigint)
+CREATE FUNCTION um_internal.do_create_organization(p_slug text, p_name text, p_root_user_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2595,15 +3559,15 @@ DECLARE
   v_root bigint;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize('organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
+    PERFORM um_internal.authorize('organization.create', 'create an organization', NULL, NULL, 'organization', NULL);
   ELSIF p_root_user_id IS DISTINCT FROM v_actor OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
+    PERFORM um_internal.deny('organization.create', NULL, 'user', p_root_user_id, 'UM070',
       'permission denied to create an organization for another user',
       'A logged-in user creates organizations only with themself as the Root (and not while impersonating).',
       'Pass your own user id as root_user_id.');
   END IF;
-  v_user := um.require_user(p_root_user_id);
-  PERFORM um.require_root_candidate(v_user, NULL);
+  v_user := um_internal.require_user(p_root_user_id);
+  PERFORM um_internal.require_root_candidate(v_user, NULL);
   -- nothing inserted for a slug taken already or at this very moment
   INSERT INTO um.organizations (slug, name)
   SELECT p_slug, p_name WHERE NOT EXISTS (SELECT 1 FROM um.organizations o WHERE o.slug = p_slug)
@@ -2613,41 +3577,41 @@ BEGIN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
   END IF;
-  v_root := um.seed_builtin_roles(v_org);
+  v_root := um_internal.seed_builtin_roles(v_org);
   INSERT INTO um.memberships (org_id, user_id, role_id) VALUES (v_org, p_root_user_id, v_root);
-  PERFORM um.audit('organization.create', v_org, 'organization', v_org,
+  PERFORM um_internal.audit('organization.create', v_org, 'organization', v_org,
                    jsonb_build_object('root_user_id', p_root_user_id));
   RETURN v_org;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_organization(text, text, bigint) IS
-  'body of um_create_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_organization (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_organization(text, text, bigint) IS
+  'body of um_create_organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_organization (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_add_member(p_org_id bigint, p_user_id bigint, p_role text)
+CREATE FUNCTION um_internal.do_add_member(p_org_id bigint, p_user_id bigint, p_role text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('member.add', format('add members to organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('member.add', format('add members to organization %s', p_org_id),
                                  'member:create', p_org_id, 'user', p_user_id);
   v_org um.organizations;
-  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_role um.roles := um_internal.require_role(p_org_id, coalesce(p_role, 'member'));
   v_id bigint;
 BEGIN
   -- An acting user never pulls an existing account into their organization
   -- (it would show them its data and put it under their control): people
   -- join through an invitation they accept.
   IF v_actor IS NOT NULL THEN
-    PERFORM um.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
+    PERFORM um_internal.deny('member.add', p_org_id, 'user', p_user_id, 'UM070',
       'permission denied to add an existing user directly',
       'People join an organization by accepting an invitation; only a um administrator adds them directly.',
       'Invite the address with um_invite(), or create a new user with um_create_user(org_id, email, ...).');
   END IF;
-  v_org := um.require_organization(p_org_id);
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  v_org := um_internal.require_organization(p_org_id);
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'member.add', format('add a member with role "%s"', v_role.name), 'user', p_user_id);
-  PERFORM um.require_user(p_user_id);
+  PERFORM um_internal.require_user(p_user_id);
   -- nothing inserted for a member already, or one added at this very moment
   INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
   SELECT p_org_id, p_user_id, v_role.id, v_actor
@@ -2659,62 +3623,62 @@ BEGIN
       USING ERRCODE = 'UM022',
             HINT = 'Change the member''s role instead; a user holds one organization role.';
   END IF;
-  PERFORM um.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
+  PERFORM um_internal.audit('member.add', p_org_id, 'user', p_user_id, jsonb_build_object('role_id', v_role.id));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_add_member(bigint, bigint, text) IS
-  'body of um_add_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_add_member(bigint, bigint, text) IS
+  'body of um_add_member: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_add_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_org_role(p_org_id bigint, p_user_id bigint, p_role text)
+CREATE FUNCTION um_internal.do_set_org_role(p_org_id bigint, p_user_id bigint, p_role text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('member.set_role', format('change roles in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('member.set_role', format('change roles in organization %s', p_org_id),
                                  'role:grant', p_org_id, 'user', p_user_id);
   v_member um.memberships;
   v_role um.roles;
 BEGIN
-  v_member := um.require_member(p_org_id, p_user_id);
-  v_role := um.require_role(p_org_id, p_role);
-  PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.set_role', 'change the role of');
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  v_member := um_internal.require_member(p_org_id, p_user_id);
+  v_role := um_internal.require_role(p_org_id, p_role);
+  PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'member.set_role', 'change the role of');
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'member.set_role', format('give role "%s"', v_role.name), 'user', p_user_id);
   IF v_member.role_id = v_role.id THEN
     RETURN;
   END IF;
   UPDATE um.memberships m SET role_id = v_role.id WHERE m.id = v_member.id;   -- keeps a Root (UM044)
-  PERFORM um.audit('member.set_role', p_org_id, 'user', p_user_id,
+  PERFORM um_internal.audit('member.set_role', p_org_id, 'user', p_user_id,
                    jsonb_build_object('old_role_id', v_member.role_id, 'role_id', v_role.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_org_role(bigint, bigint, text) IS
-  'body of um_set_org_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_org_role(bigint, bigint, text) IS
+  'body of um_set_org_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_org_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text)
+CREATE FUNCTION um_internal.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('organization.transfer', format('transfer organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('organization.transfer', format('transfer organization %s', p_org_id),
                                  'org:update', p_org_id, 'user', p_new_root_user_id);
   v_root bigint;
   v_demote um.roles;
   v_user um.users;
 BEGIN
-  IF v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
-    PERFORM um.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
+  IF v_actor IS NOT NULL AND NOT um_internal.is_root(p_org_id, v_actor) THEN
+    PERFORM um_internal.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
       'only a Root may transfer ownership of an organization', NULL, 'Ask a Root of the organization.');
   END IF;
-  PERFORM um.require_member(p_org_id, p_new_root_user_id);
-  v_user := um.require_user(p_new_root_user_id);
-  PERFORM um.require_root_candidate(v_user, p_org_id);
-  v_demote := um.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
+  PERFORM um_internal.require_member(p_org_id, p_new_root_user_id);
+  v_user := um_internal.require_user(p_new_root_user_id);
+  PERFORM um_internal.require_root_candidate(v_user, p_org_id);
+  v_demote := um_internal.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
   IF v_demote.builtin = 'root' THEN
-    PERFORM um.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
+    PERFORM um_internal.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
   END IF;
   SELECT r.id INTO v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
   -- one statement, so the organization is never without a Root
@@ -2723,14 +3687,14 @@ BEGIN
    WHERE m.org_id = p_org_id
      AND (m.user_id = p_new_root_user_id
           OR (m.role_id = v_root AND (v_actor IS NULL OR m.user_id = v_actor)));
-  PERFORM um.audit('organization.transfer', p_org_id, 'user', p_new_root_user_id,
+  PERFORM um_internal.audit('organization.transfer', p_org_id, 'user', p_new_root_user_id,
                    jsonb_build_object('demoted_to_role_id', v_demote.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_transfer_org_ownership(bigint, bigint, text) IS
-  'body of um_transfer_org_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_org_ownership (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_transfer_org_ownership(bigint, bigint, text) IS
+  'body of um_transfer_org_ownership: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_transfer_org_ownership (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_remove_member(p_org_id bigint, p_user_id bigint)
+CREATE FUNCTION um_internal.do_remove_member(p_org_id bigint, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2739,48 +3703,48 @@ DECLARE
   v_actor bigint := @extschema@.um_current_user_id(p_org_id);
 BEGIN
   IF v_actor IS NOT NULL AND v_actor = p_user_id AND v_actor = @extschema@.um_real_user_id() THEN
-    PERFORM um.require_organization(p_org_id);       -- leaving needs no permission
+    PERFORM um_internal.require_organization(p_org_id);       -- leaving needs no permission
   ELSE
-    v_actor := um.authorize('member.remove', format('remove members of organization %s', p_org_id),
+    v_actor := um_internal.authorize('member.remove', format('remove members of organization %s', p_org_id),
                             'member:remove', p_org_id, 'user', p_user_id);
-    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'member.remove', 'remove');
   END IF;
-  PERFORM um.require_member(p_org_id, p_user_id);
-  PERFORM um.assert_not_team_owner(p_org_id, NULL, p_user_id);
+  PERFORM um_internal.require_member(p_org_id, p_user_id);
+  PERFORM um_internal.assert_not_team_owner(p_org_id, NULL, p_user_id);
   -- teams they own alone go with them
   DELETE FROM um.teams t
    WHERE t.org_id = p_org_id
      AND EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.user_id = p_user_id AND tm.is_owner);
   DELETE FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user_id;   -- keeps a Root (UM044)
-  PERFORM um.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('member.remove', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_remove_member(bigint, bigint) IS
-  'body of um_remove_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_remove_member(bigint, bigint) IS
+  'body of um_remove_member: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_remove_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb)
+CREATE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('organization.set_setting',
+  v_actor bigint := um_internal.authorize('organization.set_setting',
                                  format('change settings of organization %s', p_org_id),
                                  'org:update', p_org_id, 'organization', p_org_id);
 BEGIN
   IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-    PERFORM um.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
+    PERFORM um_internal.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
       'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
   END IF;
   CASE p_setting
     WHEN 'name' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
-        PERFORM um.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
+        PERFORM um_internal.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
       END IF;
       UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
     WHEN 'allow_invite_requests', 'password_login_disabled' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
-        PERFORM um.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+        PERFORM um_internal.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
       END IF;
       IF p_setting = 'allow_invite_requests' THEN
         UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
@@ -2804,14 +3768,14 @@ BEGIN
                              ELSE o.settings || jsonb_build_object(p_setting, p_value) END
        WHERE o.id = p_org_id;
   END CASE;
-  PERFORM um.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
+  PERFORM um_internal.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
                    jsonb_build_object('setting', p_setting));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, jsonb) IS
-  'body of um_set_org_setting: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_org_setting(bigint, text, jsonb) IS
+  'body of um_set_org_setting: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text)
+CREATE FUNCTION um_internal.do_add_identity_provider(p_org_id bigint, p_name text, p_protocol text, p_issuer text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2819,15 +3783,15 @@ AS $$
 DECLARE
   v_id bigint;
 BEGIN
-  PERFORM um.authorize('identity_provider.add', format('add identity providers to organization %s', p_org_id),
+  PERFORM um_internal.authorize('identity_provider.add', format('add identity providers to organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   IF p_protocol IS NULL OR p_protocol NOT IN ('oidc', 'saml') THEN
-    PERFORM um.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
+    PERFORM um_internal.raise('UM009', format('unknown protocol "%s"', p_protocol), NULL, 'Pass ''oidc'' or ''saml''.');
   END IF;
   IF p_issuer IS NULL OR p_issuer !~ '^https://[^[:space:]]+$' THEN
-    PERFORM um.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
+    PERFORM um_internal.raise('UM009', format('invalid issuer "%s"', p_issuer), NULL, 'Pass the provider''s https:// issuer URL.');
   END IF;
-  IF NOT um.display_name_is_valid(p_name, 100) THEN
+  IF NOT um_internal.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid identity provider name "%"', p_name
       USING ERRCODE = 'UM003', HINT = 'Use 1 to 100 characters without surrounding blanks.';
   END IF;
@@ -2839,47 +3803,47 @@ BEGIN
     RAISE EXCEPTION 'organization % already has an identity provider named "%"', p_org_id, p_name
       USING ERRCODE = 'UM027', HINT = 'Choose another name, or use the existing provider.';
   END IF;
-  PERFORM um.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
+  PERFORM um_internal.audit('identity_provider.add', p_org_id, 'identity_provider', v_id, '{}');
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_add_identity_provider(bigint, text, text, text) IS
-  'body of um_add_identity_provider: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_identity_provider (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_add_identity_provider(bigint, text, text, text) IS
+  'body of um_add_identity_provider: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_add_identity_provider (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint)
+CREATE FUNCTION um_internal.do_link_identity(p_org_id bigint, p_provider text, p_subject text, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('user.link_identity', format('link identities in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('user.link_identity', format('link identities in organization %s', p_org_id),
                                  'user:update', p_org_id, 'user', p_user_id);
   v_provider bigint;
   v_user bigint := coalesce(p_user_id, v_actor);
 BEGIN
   -- a sign-in method outlives the impersonation: never while impersonating
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.link_identity', um.actor_org(p_org_id), 'user', v_user, 'UM070',
+    PERFORM um_internal.deny('user.link_identity', um_internal.actor_org(p_org_id), 'user', v_user, 'UM070',
       'permission denied to link identities while impersonating',
       'A linked identity signs in as the account for good.', 'Call um_end_impersonation() first.');
   END IF;
   IF v_user IS NULL THEN
-    PERFORM um.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
+    PERFORM um_internal.raise('UM009', 'a user is required', NULL, 'Pass user_id.');
   END IF;
-  PERFORM um.require_member(p_org_id, v_user);
-  PERFORM um.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
+  PERFORM um_internal.require_member(p_org_id, v_user);
+  PERFORM um_internal.guard_root_target(v_actor, p_org_id, v_user, 'user.link_identity', 'link an identity to');
   -- a sign-in method on an account whose mailbox nobody proved would be
   -- waiting for its owner, who may not be who created it
   IF v_actor IS NOT NULL AND v_actor <> v_user
      AND (SELECT u.email_verified_at IS NULL FROM um.users u WHERE u.id = v_user) THEN
-    PERFORM um.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
+    PERFORM um_internal.deny('user.link_identity', p_org_id, 'user', v_user, 'UM070',
       'permission denied to link an identity to an unverified account',
       'The address of the account was never proven; whoever claims it later must not find a sign-in method of someone else''s.',
       'Have the backend send a verification (um_resend_verification) first.');
   END IF;
   IF v_actor IS NOT NULL AND v_actor <> v_user THEN
     -- a sign-in method is the whole account's, in every organization of the user
-    PERFORM um.authorize_user('user.link_identity', format('link an identity to user %s', v_user),
+    PERFORM um_internal.authorize_user('user.link_identity', format('link an identity to user %s', v_user),
                               'user:update', v_user);
   END IF;
   SELECT p.id INTO v_provider FROM um.identity_providers p
@@ -2889,7 +3853,7 @@ BEGIN
       USING ERRCODE = 'UM037', HINT = 'Add it with um_add_identity_provider(), or see um.identity_providers.';
   END IF;
   IF p_subject IS NULL OR length(p_subject) NOT BETWEEN 1 AND 255 THEN
-    PERFORM um.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
+    PERFORM um_internal.raise('UM009', 'invalid subject', NULL, 'Pass the provider''s subject identifier (1 to 255 characters).');
   END IF;
   INSERT INTO um.user_identities (org_id, provider_id, subject, user_id)
   VALUES (p_org_id, v_provider, p_subject, v_user)
@@ -2898,13 +3862,13 @@ BEGIN
     RAISE EXCEPTION 'that subject of provider "%" is already linked to a user', p_provider
       USING ERRCODE = 'UM027', HINT = 'A provider''s subject identifies one user; unlink it first.';
   END IF;
-  PERFORM um.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
+  PERFORM um_internal.audit('user.link_identity', p_org_id, 'user', v_user, jsonb_build_object('provider_id', v_provider));
 END
 $$;
-COMMENT ON FUNCTION um.do_link_identity(bigint, text, text, bigint) IS
-  'body of um_link_identity: runs as um''s owner, the calling role named by um.caller_role(); called only through um_link_identity (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_link_identity(bigint, text, text, bigint) IS
+  'body of um_link_identity: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_link_identity (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.authorize_team(p_action text, p_what text, p_team_id bigint, p_target_id bigint)
+CREATE FUNCTION um_internal.authorize_team(p_action text, p_what text, p_team_id bigint, p_target_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -2914,7 +3878,7 @@ DECLARE
   v_org bigint;
   v_actor bigint;
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   SELECT t.org_id INTO v_org FROM um.teams t WHERE t.id = p_team_id;
   v_actor := @extschema@.um_current_user_id(v_org);
   IF v_actor IS NOT NULL AND EXISTS (
@@ -2924,44 +3888,44 @@ BEGIN
           AND m.status = 'active' AND u.status = 'active' AND u.allow_login) THEN
     RETURN v_actor;                                  -- the team's owner
   END IF;
-  v_actor := um.authorize(p_action, p_what, 'team:manage', v_org, 'user', p_target_id);
-  v_team := um.require_team(p_team_id);
+  v_actor := um_internal.authorize(p_action, p_what, 'team:manage', v_org, 'user', p_target_id);
+  v_team := um_internal.require_team(p_team_id);
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_team(text, text, bigint, bigint) IS
-  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um.authorize)';
+COMMENT ON FUNCTION um_internal.authorize_team(text, text, bigint, bigint) IS
+  'internal: authorization for managing a team''s members: the team''s owner may, else team:manage in the organization (um_internal.authorize)';
 
-CREATE FUNCTION um.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint)
+CREATE FUNCTION um_internal.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('team.create', format('create teams in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('team.create', format('create teams in organization %s', p_org_id),
                                  'team:create', p_org_id, 'team', NULL);
   v_owner bigint := coalesce(p_owner_user_id, v_actor);
   v_member um.memberships;
   v_id bigint;
 BEGIN
   IF v_owner IS NULL THEN
-    PERFORM um.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
+    PERFORM um_internal.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
   END IF;
-  v_member := um.require_member(p_org_id, v_owner);
+  v_member := um_internal.require_member(p_org_id, v_owner);
   IF v_member.status <> 'active' THEN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
-  v_id := um.write_team(p_org_id, NULL, p_name, p_description);
+  v_id := um_internal.write_team(p_org_id, NULL, p_name, p_description);
   INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
-  PERFORM um.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
+  PERFORM um_internal.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_team(bigint, text, text, bigint) IS
-  'body of um_create_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_team(bigint, text, text, bigint) IS
+  'body of um_create_team: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_team (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_rename_team(p_team_id bigint, p_name text)
+CREATE FUNCTION um_internal.do_rename_team(p_team_id bigint, p_name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2970,17 +3934,17 @@ DECLARE
   v_team um.teams;
 BEGIN
   SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
-  PERFORM um.authorize('team.rename', format('rename team %s', p_team_id), 'team:update',
+  PERFORM um_internal.authorize('team.rename', format('rename team %s', p_team_id), 'team:update',
                        v_team.org_id, 'team', p_team_id);
-  v_team := um.require_team(p_team_id);
-  PERFORM um.write_team(v_team.org_id, p_team_id, p_name, NULL);
-  PERFORM um.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
+  v_team := um_internal.require_team(p_team_id);
+  PERFORM um_internal.write_team(v_team.org_id, p_team_id, p_name, NULL);
+  PERFORM um_internal.audit('team.rename', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_rename_team(bigint, text) IS
-  'body of um_rename_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_rename_team(bigint, text) IS
+  'body of um_rename_team: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_rename_team (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_team(p_team_id bigint)
+CREATE FUNCTION um_internal.do_delete_team(p_team_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -2991,62 +3955,62 @@ DECLARE
   v_owner bigint;
 BEGIN
   SELECT * INTO v_team FROM um.teams t WHERE t.id = p_team_id;
-  v_actor := um.authorize('team.delete', format('delete team %s', p_team_id), 'team:delete',
+  v_actor := um_internal.authorize('team.delete', format('delete team %s', p_team_id), 'team:delete',
                           v_team.org_id, 'team', p_team_id);
-  v_team := um.require_team(p_team_id);
+  v_team := um_internal.require_team(p_team_id);
   -- a Root's team is deleted only by a Root
   SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
   IF v_owner IS NOT NULL THEN
-    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.delete', 'delete the team of');
+    PERFORM um_internal.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.delete', 'delete the team of');
   END IF;
   DELETE FROM um.teams t WHERE t.id = p_team_id;      -- its members, their team roles, its space and grants
-  PERFORM um.audit('team.delete', v_team.org_id, 'team', p_team_id, '{}');
+  PERFORM um_internal.audit('team.delete', v_team.org_id, 'team', p_team_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_team(bigint) IS
-  'body of um_delete_team: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_team (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_team(bigint) IS
+  'body of um_delete_team: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_team (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_add_team_member(p_team_id bigint, p_user_id bigint, p_roles text[])
+CREATE FUNCTION um_internal.do_add_team_member(p_team_id bigint, p_user_id bigint, p_roles text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize_team('team.add_member', format('add members to team %s', p_team_id),
+  v_actor bigint := um_internal.authorize_team('team.add_member', format('add members to team %s', p_team_id),
                                       p_team_id, p_user_id);
-  v_team um.teams := um.require_team(p_team_id);
+  v_team um.teams := um_internal.require_team(p_team_id);
   v_role um.roles;
   v_name text;
 BEGIN
   -- the membership, locked against a concurrent removal or deletion
   PERFORM 1 FROM um.memberships m WHERE m.org_id = v_team.org_id AND m.user_id = p_user_id FOR KEY SHARE;
   IF NOT FOUND THEN
-    PERFORM um.require_member(v_team.org_id, p_user_id);
+    PERFORM um_internal.require_member(v_team.org_id, p_user_id);
   END IF;
   IF EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id) THEN
     RAISE EXCEPTION 'user % is already a member of team "%"', p_user_id, v_team.name
       USING ERRCODE = 'UM024', HINT = 'Give them team roles with um_grant_team_role().';
   END IF;
-  PERFORM um.guard_team_grants(v_actor, p_team_id, 'team.add_member', p_user_id);
+  PERFORM um_internal.guard_team_grants(v_actor, p_team_id, 'team.add_member', p_user_id);
   INSERT INTO um.team_members (org_id, team_id, user_id) VALUES (v_team.org_id, p_team_id, p_user_id);
   FOREACH v_name IN ARRAY coalesce(p_roles, '{}') LOOP
-    v_role := um.require_role(v_team.org_id, v_name);
-    PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+    v_role := um_internal.require_role(v_team.org_id, v_name);
+    PERFORM um_internal.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                                 'team.add_member', format('give team role "%s"', v_role.name), 'user', p_user_id);
     INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
     VALUES (v_team.org_id, p_team_id, p_user_id, v_role.id) ON CONFLICT DO NOTHING;
   END LOOP;
-  PERFORM um.audit('team.add_member', v_team.org_id, 'user', p_user_id,
+  PERFORM um_internal.audit('team.add_member', v_team.org_id, 'user', p_user_id,
                    jsonb_build_object('team_id', p_team_id,
                                       'role_ids', (SELECT coalesce(jsonb_agg(r.role_id ORDER BY r.role_id), '[]')
                                                      FROM um.team_member_roles r
                                                     WHERE r.team_id = p_team_id AND r.user_id = p_user_id)));
 END
 $$;
-COMMENT ON FUNCTION um.do_add_team_member(bigint, bigint, text[]) IS
-  'body of um_add_team_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_team_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_add_team_member(bigint, bigint, text[]) IS
+  'body of um_add_team_member: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_add_team_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_remove_team_member(p_team_id bigint, p_user_id bigint)
+CREATE FUNCTION um_internal.do_remove_team_member(p_team_id bigint, p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3055,47 +4019,47 @@ DECLARE
   v_actor bigint;
   v_team um.teams;
 BEGIN
-  v_actor := um.authorize_team('team.remove_member', format('remove members of team %s', p_team_id),
+  v_actor := um_internal.authorize_team('team.remove_member', format('remove members of team %s', p_team_id),
                                p_team_id, p_user_id);
-  v_team := um.require_team(p_team_id);
-  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
-  PERFORM um.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
-  PERFORM um.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
+  v_team := um_internal.require_team(p_team_id);
+  PERFORM um_internal.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.remove_member', 'remove from a team');
+  PERFORM um_internal.require_team_member(v_team, p_user_id, 'See the team''s members in um.team_members.');
+  PERFORM um_internal.assert_not_team_owner(v_team.org_id, p_team_id, p_user_id);
   DELETE FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.user_id = p_user_id;
-  PERFORM um.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
+  PERFORM um_internal.audit('team.remove_member', v_team.org_id, 'user', p_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
-COMMENT ON FUNCTION um.do_remove_team_member(bigint, bigint) IS
-  'body of um_remove_team_member: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_team_member (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_remove_team_member(bigint, bigint) IS
+  'body of um_remove_team_member: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_remove_team_member (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text)
+CREATE FUNCTION um_internal.do_grant_team_role(p_team_id bigint, p_user_id bigint, p_role text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize_team('team.grant_role', format('give roles in team %s', p_team_id),
+  v_actor bigint := um_internal.authorize_team('team.grant_role', format('give roles in team %s', p_team_id),
                                       p_team_id, p_user_id);
-  v_team um.teams := um.require_team(p_team_id);
-  v_role um.roles := um.require_role(v_team.org_id, p_role);
+  v_team um.teams := um_internal.require_team(p_team_id);
+  v_role um.roles := um_internal.require_role(v_team.org_id, p_role);
 BEGIN
-  PERFORM um.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
-  PERFORM um.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.require_team_member(v_team, p_user_id, 'Add them to the team first (um_add_team_member).');
+  PERFORM um_internal.guard_escalation(v_actor, v_team.org_id, v_team.scope_id, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'team.grant_role', format('give team role "%s"', v_role.name), 'user', p_user_id);
   INSERT INTO um.team_member_roles (org_id, team_id, user_id, role_id)
   VALUES (v_team.org_id, p_team_id, p_user_id, v_role.id) ON CONFLICT DO NOTHING;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('team.grant_role', v_team.org_id, 'user', p_user_id,
+  PERFORM um_internal.audit('team.grant_role', v_team.org_id, 'user', p_user_id,
                    jsonb_build_object('team_id', p_team_id, 'role_id', v_role.id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_team_role(bigint, bigint, text) IS
-  'body of um_grant_team_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_team_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_grant_team_role(bigint, bigint, text) IS
+  'body of um_grant_team_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_grant_team_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_team_role(p_team_id bigint, p_user_id bigint, p_role text)
+CREATE FUNCTION um_internal.do_revoke_team_role(p_team_id bigint, p_user_id bigint, p_role text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3105,25 +4069,25 @@ DECLARE
   v_team um.teams;
   v_role um.roles;
 BEGIN
-  v_actor := um.authorize_team('team.revoke_role', format('take roles in team %s', p_team_id),
+  v_actor := um_internal.authorize_team('team.revoke_role', format('take roles in team %s', p_team_id),
                                p_team_id, p_user_id);
-  v_team := um.require_team(p_team_id);
-  PERFORM um.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.revoke_role', 'take team roles from');
-  v_role := um.require_role(v_team.org_id, p_role);
+  v_team := um_internal.require_team(p_team_id);
+  PERFORM um_internal.guard_root_target(v_actor, v_team.org_id, p_user_id, 'team.revoke_role', 'take team roles from');
+  v_role := um_internal.require_role(v_team.org_id, p_role);
   DELETE FROM um.team_member_roles r
    WHERE r.team_id = p_team_id AND r.user_id = p_user_id AND r.role_id = v_role.id;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('team.revoke_role', v_team.org_id, 'user', p_user_id,
+  PERFORM um_internal.audit('team.revoke_role', v_team.org_id, 'user', p_user_id,
                    jsonb_build_object('team_id', p_team_id, 'role_id', v_role.id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_team_role(bigint, bigint, text) IS
-  'body of um_revoke_team_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_team_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_team_role(bigint, bigint, text) IS
+  'body of um_revoke_team_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_team_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint)
+CREATE FUNCTION um_internal.do_transfer_team_ownership(p_team_id bigint, p_new_owner_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3133,47 +4097,47 @@ DECLARE
   v_owner bigint;
   v_team um.teams;
 BEGIN
-  v_actor := um.authorize_team('team.transfer', format('transfer team %s', p_team_id),
+  v_actor := um_internal.authorize_team('team.transfer', format('transfer team %s', p_team_id),
                                p_team_id, p_new_owner_user_id);
-  v_team := um.require_team(p_team_id);
+  v_team := um_internal.require_team(p_team_id);
   -- the owner loses the team: only a Root takes a team from a Root
   SELECT tm.user_id INTO v_owner FROM um.team_members tm WHERE tm.team_id = p_team_id AND tm.is_owner;
   IF v_owner IS NOT NULL THEN
-    PERFORM um.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
+    PERFORM um_internal.guard_root_target(v_actor, v_team.org_id, v_owner, 'team.transfer', 'take a team from');
   END IF;
-  PERFORM um.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
+  PERFORM um_internal.require_team_member(v_team, p_new_owner_user_id, 'Add them to the team first (um_add_team_member).');
   -- one statement: the team always has exactly one owner
   UPDATE um.team_members tm SET is_owner = (tm.user_id = p_new_owner_user_id)
    WHERE tm.team_id = p_team_id AND (tm.is_owner OR tm.user_id = p_new_owner_user_id);
-  PERFORM um.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
+  PERFORM um_internal.audit('team.transfer', v_team.org_id, 'user', p_new_owner_user_id, jsonb_build_object('team_id', p_team_id));
 END
 $$;
-COMMENT ON FUNCTION um.do_transfer_team_ownership(bigint, bigint) IS
-  'body of um_transfer_team_ownership: runs as um''s owner, the calling role named by um.caller_role(); called only through um_transfer_team_ownership (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_transfer_team_ownership(bigint, bigint) IS
+  'body of um_transfer_team_ownership: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_transfer_team_ownership (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text)
+CREATE FUNCTION um_internal.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('role.create', format('create roles in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('role.create', format('create roles in organization %s', p_org_id),
                                  'role:create', p_org_id, 'role', NULL);
   v_id bigint;
   v_p text;
 BEGIN
   -- bad input first: the refusals below quote the name
-  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+  IF p_name IS NULL OR NOT um_internal.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim or shorten the name.';
   END IF;
   FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
-    PERFORM um.assert_permission_name(v_p, true);
+    PERFORM um_internal.assert_permission_name(v_p, true);
   END LOOP;
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
-                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL,
+                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um_internal.pattern_grants(p) AS g),
                               'role.create', format('create role "%s"', p_name), 'role', NULL);
   INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
   ON CONFLICT (org_id, lower(name)) DO NOTHING
@@ -3190,15 +4154,15 @@ BEGIN
     FROM unnest(coalesce(p_permissions, '{}')) AS p,
          LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
                   UNION ALL
-                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
-  PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
+                  SELECT g FROM um_internal.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
+  PERFORM um_internal.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text) IS
-  'body of um_create_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_role(bigint, text, text[], text) IS
+  'body of um_create_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_role(p_role_id bigint)
+CREATE FUNCTION um_internal.do_delete_role(p_role_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3208,9 +4172,9 @@ DECLARE
   v_n bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  PERFORM um.authorize('role.delete', format('delete role %s', p_role_id), 'role:delete',
+  PERFORM um_internal.authorize('role.delete', format('delete role %s', p_role_id), 'role:delete',
                        v_role.org_id, 'role', p_role_id);
-  v_role := um.require_role_id(p_role_id);
+  v_role := um_internal.require_role_id(p_role_id);
   IF v_role.builtin IS NOT NULL THEN
     RAISE EXCEPTION 'built-in role "%" cannot be deleted', v_role.name
       USING ERRCODE = 'UM042', HINT = 'Edit its permissions instead (um_grant_permission, um_revoke_permission).';
@@ -3221,13 +4185,13 @@ BEGIN
       USING ERRCODE = 'UM049', HINT = 'Give them another role first (um_set_org_role).';
   END IF;
   DELETE FROM um.roles r WHERE r.id = p_role_id;      -- its grants, team roles and open invitations go too
-  PERFORM um.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
+  PERFORM um_internal.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_role(bigint) IS
-  'body of um_delete_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_role(bigint) IS
+  'body of um_delete_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
+CREATE FUNCTION um_internal.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
 RETURNS um.roles
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -3237,33 +4201,33 @@ DECLARE
   v_actor bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  v_actor := um.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
+  v_actor := um_internal.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
                           v_role.org_id, 'role', p_role_id);
-  v_role := um.require_role_id(p_role_id);
-  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
-    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+  v_role := um_internal.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um_internal.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um_internal.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+    PERFORM um_internal.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
-  PERFORM um.assert_permission_name(p_permission, true);
+  PERFORM um_internal.assert_permission_name(p_permission, true);
   RETURN v_role;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
+COMMENT ON FUNCTION um_internal.authorize_role_edit(text, bigint, text) IS
   'internal: authorization for granting or revoking a role''s permission: role:update, only a Root edits the Root role, a valid name or pattern; returns the role';
 
-CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text)
+CREATE FUNCTION um_internal.do_grant_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.grant_permission', p_role_id, p_permission);
+  v_role um.roles := um_internal.authorize_role_edit('role.grant_permission', p_role_id, p_permission);
 BEGIN
-  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
-                              ARRAY(SELECT um.pattern_grants(p_permission)),
+  PERFORM um_internal.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um_internal.pattern_grants(p_permission)),
                               'role.grant_permission', format('add %s to role "%s"', p_permission, v_role.name),
                               'role', p_role_id);
   -- as in um_create_role, an acting user's pattern is stored as the permissions it stands for today
@@ -3271,39 +4235,39 @@ BEGIN
   SELECT v_role.org_id, p_role_id, x
     FROM (SELECT p_permission WHERE @extschema@.um_current_user_id() IS NULL OR strpos(p_permission, '*') = 0
           UNION ALL
-          SELECT g FROM um.pattern_grants(p_permission) AS g
+          SELECT g FROM um_internal.pattern_grants(p_permission) AS g
            WHERE @extschema@.um_current_user_id() IS NOT NULL AND strpos(p_permission, '*') > 0) AS e(x)
   ON CONFLICT DO NOTHING;                                                          -- unknown names: UM011
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.grant_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  PERFORM um_internal.audit('role.grant_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_permission(bigint, text) IS
-  'body of um_grant_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_grant_permission(bigint, text) IS
+  'body of um_grant_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_grant_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text)
+CREATE FUNCTION um_internal.do_revoke_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.revoke_permission', p_role_id, p_permission);
+  v_role um.roles := um_internal.authorize_role_edit('role.revoke_permission', p_role_id, p_permission);
 BEGIN
   DELETE FROM um.role_permissions rp WHERE rp.role_id = p_role_id AND rp.permission = p_permission;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.revoke_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  PERFORM um_internal.audit('role.revoke_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_permission(bigint, text) IS
-  'body of um_revoke_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_permission(bigint, text) IS
+  'body of um_revoke_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
+CREATE FUNCTION um_internal.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3315,17 +4279,17 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize('grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um_internal.authorize('grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
-  v_scope := um.require_scope(p_scope_id);
-  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
-  v_role := um.require_role(v_scope.org_id, p_role);
+  v_scope := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um_internal.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
-    PERFORM um.require_member(v_scope.org_id, p_user_id);
+    PERFORM um_internal.require_member(v_scope.org_id, p_user_id);
   ELSE
-    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
+    PERFORM um_internal.require_org_team(v_scope.org_id, p_team_id);
   END IF;
-  PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
   INSERT INTO um.grants (org_id, role_id, user_id, team_id, scope_id, granted_by)
   VALUES (v_scope.org_id, v_role.id, p_user_id, p_team_id, p_scope_id, v_actor)
@@ -3337,15 +4301,15 @@ BEGIN
        AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id;
     RETURN v_id;
   END IF;
-  PERFORM um.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
+  PERFORM um_internal.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
                    jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint) IS
-  'body of um_grant_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_grant_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_grant_scope_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_grant_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
+CREATE FUNCTION um_internal.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3357,13 +4321,13 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize('grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um_internal.authorize('grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
-  v_scope := um.require_scope(p_scope_id);
-  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
-  v_role := um.require_role(v_scope.org_id, p_role);
+  v_scope := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um_internal.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
-    PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
+    PERFORM um_internal.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
   END IF;
   DELETE FROM um.grants g
    WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
@@ -3372,81 +4336,81 @@ BEGIN
   IF v_id IS NULL THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
+  PERFORM um_internal.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
                    jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint) IS
-  'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_register_permission(p_permission text, p_description text)
+CREATE FUNCTION um_internal.do_register_permission(p_permission text, p_description text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
+    PERFORM um_internal.deny('permission.register', NULL, 'permission', NULL, 'UM070',
       'permission denied to change the permission catalog',
       'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
       'Register the application''s permissions from its migrations, as a um administrator.');
   END IF;
-  PERFORM um.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  PERFORM um_internal.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
   IF p_permission IS NULL THEN
     RAISE EXCEPTION 'a permission name is required'
       USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
   END IF;
-  PERFORM um.assert_permission_name(p_permission, false);
+  PERFORM um_internal.assert_permission_name(p_permission, false);
   INSERT INTO um.permissions AS p (name, description)
   VALUES (p_permission, p_description)
   ON CONFLICT (name) DO UPDATE
      SET description = coalesce(excluded.description, p.description)
    WHERE NOT p.builtin;
-  PERFORM um.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
+  PERFORM um_internal.audit('permission.register', NULL, 'permission', NULL, jsonb_build_object('permission', p_permission));
 END
 $$;
-COMMENT ON FUNCTION um.do_register_permission(text, text) IS
-  'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_register_permission(text, text) IS
+  'body of um_register_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval)
+CREATE FUNCTION um_internal.do_invite(p_org_id bigint, p_emails text, p_role text, p_team_id bigint, p_valid_for interval)
 RETURNS TABLE (email text, status text, invitation_id bigint, token text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-  v_actor bigint := um.authorize('invitation.create', format('invite people to organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('invitation.create', format('invite people to organization %s', p_org_id),
                                  'member:invite', p_org_id, 'invitation', NULL);
-  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
-  v_emails text[] := um.parse_email_batch(p_emails);
+  v_role um.roles := um_internal.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_emails text[] := um_internal.parse_email_batch(p_emails);
   v_bad text[];
   v_email text;
   v_token text;
   v_id bigint;
   v_expires timestamptz;
 BEGIN
-  IF v_role.builtin = 'root' AND v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
-    PERFORM um.deny('invitation.create', p_org_id, 'invitation', NULL, 'UM073',
+  IF v_role.builtin = 'root' AND v_actor IS NOT NULL AND NOT um_internal.is_root(p_org_id, v_actor) THEN
+    PERFORM um_internal.deny('invitation.create', p_org_id, 'invitation', NULL, 'UM073',
       'only a Root may invite a Root', NULL, 'Invite with another role; a Root can promote the member later.');
   END IF;
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'invitation.create', format('invite with role "%s"', v_role.name), 'invitation', NULL);
   IF p_team_id IS NOT NULL THEN
-    PERFORM um.require_org_team(p_org_id, p_team_id);
+    PERFORM um_internal.require_org_team(p_org_id, p_team_id);
     -- inviting into a team is adding a team member: team:manage or its owner,
     -- and no team whose grants hold more than the inviter
-    PERFORM um.authorize_team('invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
-    PERFORM um.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
+    PERFORM um_internal.authorize_team('invitation.create', format('invite people into team %s', p_team_id), p_team_id, NULL);
+    PERFORM um_internal.guard_team_grants(v_actor, p_team_id, 'invitation.create', NULL);
   END IF;
   IF p_valid_for IS NULL OR p_valid_for <= interval '0' OR p_valid_for > interval '90 days' THEN
-    PERFORM um.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
+    PERFORM um_internal.raise('UM009', format('invalid validity "%s"', p_valid_for), NULL, 'Pass an interval between 1 second and 90 days.');
   END IF;
   IF cardinality(v_emails) = 0 THEN
     RAISE EXCEPTION 'no email addresses given'
       USING ERRCODE = 'UM054', HINT = 'Pass addresses separated by commas, semicolons or new lines.';
   END IF;
-  SELECT array_agg(e ORDER BY n) INTO v_bad FROM unnest(v_emails) WITH ORDINALITY AS x(e, n) WHERE NOT um.email_is_valid(e);
+  SELECT array_agg(e ORDER BY n) INTO v_bad FROM unnest(v_emails) WITH ORDINALITY AS x(e, n) WHERE NOT um_internal.email_is_valid(e);
   IF v_bad IS NOT NULL THEN
     RAISE EXCEPTION '% of % email addresses are invalid; nobody was invited', cardinality(v_bad), cardinality(v_emails)
       USING ERRCODE = 'UM054',
@@ -3462,10 +4426,10 @@ BEGIN
       RETURN NEXT;
       CONTINUE;
     END IF;
-    v_token := um.generate_token();
+    v_token := um_internal.generate_token();
     -- an open invitation (or request) for the address is renewed
     UPDATE um.invitations i
-       SET state = 'pending', token_hash = um.token_hash(v_token), expires_at = v_expires, role_id = v_role.id,
+       SET state = 'pending', token_hash = um_internal.token_hash(v_token), expires_at = v_expires, role_id = v_role.id,
            team_id = p_team_id, invited_by = v_actor, created_at = now()
      WHERE i.org_id = p_org_id AND lower(i.email) = lower(v_email) AND i.state IN ('pending', 'requested')
     RETURNING i.id INTO v_id;
@@ -3473,7 +4437,7 @@ BEGIN
       status := 'renewed';
     ELSE
       INSERT INTO um.invitations (org_id, email, role_id, team_id, state, token_hash, invited_by, expires_at)
-      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um.token_hash(v_token), v_actor, v_expires)
+      VALUES (p_org_id, v_email, v_role.id, p_team_id, 'pending', um_internal.token_hash(v_token), v_actor, v_expires)
       ON CONFLICT (org_id, lower(email)) WHERE state IN ('requested', 'pending') DO NOTHING
       RETURNING id INTO v_id;
       IF NOT FOUND THEN                             -- invited at this very moment by someone else
@@ -3484,16 +4448,16 @@ BEGIN
       status := 'invited';
     END IF;
     invitation_id := v_id; token := v_token;
-    PERFORM um.audit('invitation.create', p_org_id, 'invitation', v_id,
+    PERFORM um_internal.audit('invitation.create', p_org_id, 'invitation', v_id,
                      jsonb_build_object('role_id', v_role.id, 'team_id', p_team_id, 'renewed', status = 'renewed'));
     RETURN NEXT;
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION um.do_invite(bigint, text, text, bigint, interval) IS
-  'body of um_invite: runs as um''s owner, the calling role named by um.caller_role(); called only through um_invite (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_invite(bigint, text, text, bigint, interval) IS
+  'body of um_invite: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_invite (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_request_invitation(p_org_slug text, p_email text)
+CREATE FUNCTION um_internal.do_request_invitation(p_org_slug text, p_email text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3509,7 +4473,7 @@ BEGIN
     RAISE EXCEPTION 'organization "%" does not take invitation requests', p_org_slug
       USING ERRCODE = 'UM055', HINT = 'Ask a member of the organization to invite you.';
   END IF;
-  IF v_email IS NULL OR NOT um.email_is_valid(v_email) THEN
+  IF v_email IS NULL OR NOT um_internal.email_is_valid(v_email) THEN
     RAISE EXCEPTION 'invalid email address "%"', p_email
       USING ERRCODE = 'UM001', HINT = 'Check the address for typos.';
   END IF;
@@ -3527,13 +4491,13 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  PERFORM um.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
+  PERFORM um_internal.audit('invitation.request', v_org.id, 'invitation', v_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_request_invitation(text, text) IS
-  'body of um_request_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_request_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_request_invitation(text, text) IS
+  'body of um_request_invitation: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_request_invitation (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_accept_invitation(p_token text, p_password text, p_name text)
+CREATE FUNCTION um_internal.do_accept_invitation(p_token text, p_password text, p_name text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3544,10 +4508,10 @@ DECLARE
   v_user um.users;
   v_user_id bigint;
 BEGIN
-  PERFORM um.assert_no_app_cascades();
-  SELECT * INTO v_inv FROM um.invitations i WHERE i.token_hash = um.token_hash(coalesce(p_token, '')) FOR UPDATE;
+  PERFORM um_internal.assert_no_app_cascades();
+  SELECT * INTO v_inv FROM um.invitations i WHERE i.token_hash = um_internal.token_hash(coalesce(p_token, '')) FOR UPDATE;
   IF NOT FOUND OR v_inv.state <> 'pending' OR v_inv.expires_at <= now() THEN
-    PERFORM um.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM053',
+    PERFORM um_internal.deny('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, 'UM053',
       'the invitation is not valid',
       CASE WHEN v_inv.id IS NULL THEN 'The token is unknown.'
            WHEN v_inv.state = 'accepted' THEN 'It was already accepted.'
@@ -3562,25 +4526,25 @@ BEGIN
   SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_inv.email) FOR UPDATE;
   IF FOUND AND v_actor IS NOT NULL THEN
     IF v_actor <> v_user.id OR v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
+      PERFORM um_internal.deny('invitation.accept', um_internal.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
         'the invitation is for another account', 'It was sent to the address of another user.',
         'Log in as the invited address to accept it.');
     END IF;
     v_user_id := v_user.id;                         -- the invited user, logged in
   ELSIF FOUND THEN
-    PERFORM um.deny('invitation.accept', NULL, 'invitation', v_inv.id, 'UM056',
+    PERFORM um_internal.deny('invitation.accept', NULL, 'invitation', v_inv.id, 'UM056',
       'the invited address already has an account',
       'An existing account accepts its invitations only while logged in.',
       'Log in as the invited address, then accept; if its address was never verified, the backend sends it a verification (um_resend_verification) to claim it.');
   ELSE
     IF v_actor IS NOT NULL THEN
-      PERFORM um.deny('invitation.accept', um.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
+      PERFORM um_internal.deny('invitation.accept', um_internal.actor_org(v_inv.org_id), 'invitation', v_inv.id, 'UM056',
         'the invitation is for another account', 'It was sent to an address that is not yours.',
         'Accept it logged out, as the invited address, choosing a password.');
     END IF;
     -- a new account, unverified: it logs in once the mailbox is proven
-    v_user_id := um.insert_user(v_inv.email, p_name, true, NULL, NULL, NULL, NULL);
-    UPDATE um.users u SET password_hash = um.hash_password(p_password), password_changed_at = now()
+    v_user_id := um_internal.insert_user(v_inv.email, p_name, true, NULL, NULL, NULL, NULL);
+    UPDATE um.users u SET password_hash = um_internal.hash_password(p_password), password_changed_at = now()
      WHERE u.id = v_user_id;
   END IF;
   IF EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_inv.org_id AND m.user_id = v_user_id) THEN
@@ -3594,14 +4558,14 @@ BEGIN
   END IF;
   UPDATE um.invitations i SET state = 'accepted', accepted_by = v_user_id, decided_at = now(), token_hash = NULL
    WHERE i.id = v_inv.id;
-  PERFORM um.audit('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, jsonb_build_object('user_id', v_user_id));
+  PERFORM um_internal.audit('invitation.accept', v_inv.org_id, 'invitation', v_inv.id, jsonb_build_object('user_id', v_user_id));
   RETURN v_user_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_accept_invitation(text, text, text) IS
-  'body of um_accept_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_accept_invitation(text, text, text) IS
+  'body of um_accept_invitation: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_accept_invitation (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_invitation(p_invitation_id bigint)
+CREATE FUNCTION um_internal.do_revoke_invitation(p_invitation_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3610,7 +4574,7 @@ DECLARE
   v_inv um.invitations;
 BEGIN
   SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id;
-  PERFORM um.authorize('invitation.revoke', format('revoke invitation %s', p_invitation_id),
+  PERFORM um_internal.authorize('invitation.revoke', format('revoke invitation %s', p_invitation_id),
                        'member:invite', v_inv.org_id, 'invitation', p_invitation_id);
   SELECT * INTO v_inv FROM um.invitations i WHERE i.id = p_invitation_id FOR UPDATE;
   IF NOT FOUND THEN
@@ -3622,13 +4586,13 @@ BEGIN
       USING ERRCODE = 'UM053', DETAIL = format('It is %s.', v_inv.state), HINT = 'Nothing to revoke.';
   END IF;
   UPDATE um.invitations i SET state = 'revoked', decided_at = now(), token_hash = NULL WHERE i.id = p_invitation_id;
-  PERFORM um.audit('invitation.revoke', v_inv.org_id, 'invitation', p_invitation_id, '{}');
+  PERFORM um_internal.audit('invitation.revoke', v_inv.org_id, 'invitation', p_invitation_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_invitation(bigint) IS
-  'body of um_revoke_invitation: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_invitation (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_invitation(bigint) IS
+  'body of um_revoke_invitation: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_invitation (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_expire_invitations()
+CREATE FUNCTION um_internal.do_expire_invitations()
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3636,9 +4600,9 @@ AS $$
 DECLARE
   v_n integer;
 BEGIN
-  PERFORM um.authorize('invitation.expire', 'expire invitations', NULL, NULL, 'invitation', NULL);
+  PERFORM um_internal.authorize('invitation.expire', 'expire invitations', NULL, NULL, 'invitation', NULL);
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('invitation.expire', NULL, 'invitation', NULL, 'UM070', 'permission denied to expire invitations',
+    PERFORM um_internal.deny('invitation.expire', NULL, 'invitation', NULL, 'UM070', 'permission denied to expire invitations',
       'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
   END IF;
   UPDATE um.invitations i SET state = 'expired', decided_at = now(), token_hash = NULL
@@ -3646,46 +4610,46 @@ BEGIN
       OR (i.state = 'requested' AND i.created_at <= now() - interval '30 days');   -- unanswered requests
   GET DIAGNOSTICS v_n = ROW_COUNT;
   IF v_n > 0 THEN
-    PERFORM um.audit('invitation.expire', NULL, 'invitation', NULL, jsonb_build_object('count', v_n));
+    PERFORM um_internal.audit('invitation.expire', NULL, 'invitation', NULL, jsonb_build_object('count', v_n));
   END IF;
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um.do_expire_invitations() IS
-  'body of um_expire_invitations: runs as um''s owner, the calling role named by um.caller_role(); called only through um_expire_invitations (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_expire_invitations() IS
+  'body of um_expire_invitations: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_expire_invitations (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_user(p_user_id bigint)
+CREATE FUNCTION um_internal.do_delete_user(p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
-  PERFORM um.erase_user(p_user_id, 'user.delete');
+  PERFORM um_internal.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
+  PERFORM um_internal.erase_user(p_user_id, 'user.delete');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_user(bigint) IS
-  'body of um_delete_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_user(bigint) IS
+  'body of um_delete_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_my_account()
+CREATE FUNCTION um_internal.do_delete_my_account()
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
+    PERFORM um_internal.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
       'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  PERFORM um.erase_user(v_actor, 'user.delete_self');
+  PERFORM um_internal.erase_user(v_actor, 'user.delete_self');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_my_account() IS
-  'body of um_delete_my_account: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_my_account (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_my_account() IS
+  'body of um_delete_my_account: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_my_account (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_logout_all(p_user_id bigint)
+CREATE FUNCTION um_internal.do_logout_all(p_user_id bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3696,11 +4660,11 @@ DECLARE
   v_n integer;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize('user.logout_all', format('end the sessions of user %s', p_user_id),
+    PERFORM um_internal.authorize('user.logout_all', format('end the sessions of user %s', p_user_id),
                          NULL, NULL, 'user', p_user_id);
-    PERFORM um.require_user(p_user_id);
+    PERFORM um_internal.require_user(p_user_id);
   ELSIF v_actor <> v_real THEN
-    PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
+    PERFORM um_internal.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
       'permission denied to end sessions while impersonating',
       NULL, 'Call um_end_impersonation() first.');
   ELSIF v_actor <> p_user_id
@@ -3708,9 +4672,9 @@ BEGIN
                           WHERE m.user_id = p_user_id AND @extschema@.um_has_permission('user:suspend', m.org_id))
              -- sessions are the whole account's: a Root anywhere is ended only by a Root there
              OR EXISTS (SELECT 1 FROM um.memberships m
-                         WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id)
-                           AND NOT um.is_root(m.org_id, v_actor))) THEN
-    PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
+                         WHERE m.user_id = p_user_id AND um_internal.is_root(m.org_id, p_user_id)
+                           AND NOT um_internal.is_root(m.org_id, v_actor))) THEN
+    PERFORM um_internal.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
       'permission denied to end the sessions of user ' || p_user_id,
       'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by a Root of each organization where they are Root), may.',
       'Ask an Admin of the user''s organization.');
@@ -3718,14 +4682,14 @@ BEGIN
   UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout of all sessions'
    WHERE s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > now();
   GET DIAGNOSTICS v_n = ROW_COUNT;
-  PERFORM um.audit('user.logout_all', NULL, 'user', p_user_id, jsonb_build_object('sessions', v_n));
+  PERFORM um_internal.audit('user.logout_all', NULL, 'user', p_user_id, jsonb_build_object('sessions', v_n));
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um.do_logout_all(bigint) IS
-  'body of um_logout_all: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout_all (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_logout_all(bigint) IS
+  'body of um_logout_all: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_logout_all (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_users(p_org_id bigint)
+CREATE FUNCTION um_internal.do_export_users(p_org_id bigint)
 RETURNS TABLE (user_id bigint, email text, name text, user_status text, allow_login boolean,
                email_verified boolean, org_role text, membership_status text, member_since timestamptz,
                teams text, team_roles text, scope_roles text)
@@ -3733,9 +4697,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
+  PERFORM um_internal.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
                        'user:read', p_org_id, 'organization', p_org_id);
-  PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, '{}');
+  PERFORM um_internal.audit('organization.export_users', p_org_id, 'organization', p_org_id, '{}');
   RETURN QUERY
   SELECT u.id, u.email, u.name, u.status, u.allow_login, u.email_verified_at IS NOT NULL,
          r.name, m.status, m.created_at,
@@ -3754,10 +4718,10 @@ BEGIN
    ORDER BY u.id;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_users(bigint) IS
-  'body of um_export_users: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_export_users(bigint) IS
+  'body of um_export_users: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_export_users (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_users_json(p_org_id bigint)
+CREATE FUNCTION um_internal.do_export_users_json(p_org_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -3765,7 +4729,7 @@ AS $$
 DECLARE
   v jsonb;
 BEGIN
-  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
+  PERFORM um_internal.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
                        'user:read', p_org_id, 'organization', p_org_id);
   SELECT jsonb_build_object(
            'organization', jsonb_build_object('id', o.id, 'slug', o.slug, 'name', o.name),
@@ -3794,24 +4758,24 @@ BEGIN
               WHERE m.org_id = o.id), '[]'))
     INTO v
     FROM um.organizations o WHERE o.id = p_org_id;
-  PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, jsonb_build_object('format', 'json'));
+  PERFORM um_internal.audit('organization.export_users', p_org_id, 'organization', p_org_id, jsonb_build_object('format', 'json'));
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_users_json(bigint) IS
-  'body of um_export_users_json: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users_json (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_export_users_json(bigint) IS
+  'body of um_export_users_json: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_export_users_json (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_my_data()
+CREATE FUNCTION um_internal.do_export_my_data()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first: users export their own data.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: users export their own data.');
   v jsonb;
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
+    PERFORM um_internal.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
       'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
   END IF;
   SELECT jsonb_build_object(
@@ -3852,67 +4816,67 @@ BEGIN
                              WHERE a.actor_user_id = u.id OR (a.target_type = 'user' AND a.target_id = u.id)))
     INTO v
     FROM um.users u WHERE u.id = v_actor;
-  PERFORM um.audit('user.export_self', NULL, 'user', v_actor, '{}');
+  PERFORM um_internal.audit('user.export_self', NULL, 'user', v_actor, '{}');
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_my_data() IS
-  'body of um_export_my_data: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_my_data (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_export_my_data() IS
+  'body of um_export_my_data: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_export_my_data (EXECUTE held by nobody)';
 
 REVOKE EXECUTE ON FUNCTION
-  um.do_login(text, text),
-  um.do_change_password(text, text, text),
-  um.do_set_password(bigint, text, boolean),
-  um.do_logout(text),
-  um.do_impersonate(bigint),
-  um.authorize(text, text, text, bigint, text, bigint),
-  um.authorize_user(text, text, text, bigint),
-  um.do_create_user(text, text, boolean, text, text, text, jsonb),
-  um.do_create_user(bigint, text, text, text, boolean, text, text, text),
-  um.do_sign_up(text, text, text, text, text),
-  um.do_resend_verification(text),
-  um.do_verify_email(text, text),
-  um.do_mark_verified(bigint),
-  um.do_disable_login(bigint),
-  um.do_enable_login(bigint),
-  um.do_suspend_user(bigint, bigint),
-  um.do_reactivate_user(bigint, bigint),
-  um.do_create_organization(text, text, bigint),
-  um.do_add_member(bigint, bigint, text),
-  um.do_set_org_role(bigint, bigint, text),
-  um.do_transfer_org_ownership(bigint, bigint, text),
-  um.do_remove_member(bigint, bigint),
-  um.do_set_org_setting(bigint, text, jsonb),
-  um.do_add_identity_provider(bigint, text, text, text),
-  um.do_link_identity(bigint, text, text, bigint),
-  um.authorize_team(text, text, bigint, bigint),
-  um.do_create_team(bigint, text, text, bigint),
-  um.do_rename_team(bigint, text),
-  um.do_delete_team(bigint),
-  um.do_add_team_member(bigint, bigint, text[]),
-  um.do_remove_team_member(bigint, bigint),
-  um.do_grant_team_role(bigint, bigint, text),
-  um.do_revoke_team_role(bigint, bigint, text),
-  um.do_transfer_team_ownership(bigint, bigint),
-  um.do_create_role(bigint, text, text[], text),
-  um.do_delete_role(bigint),
-  um.authorize_role_edit(text, bigint, text),
-  um.do_grant_permission(bigint, text),
-  um.do_revoke_permission(bigint, text),
-  um.do_grant_scope_role(bigint, text, bigint, bigint),
-  um.do_revoke_scope_role(bigint, text, bigint, bigint),
-  um.do_register_permission(text, text),
-  um.do_invite(bigint, text, text, bigint, interval),
-  um.do_request_invitation(text, text),
-  um.do_accept_invitation(text, text, text),
-  um.do_revoke_invitation(bigint),
-  um.do_expire_invitations(),
-  um.do_delete_user(bigint),
-  um.do_delete_my_account(),
-  um.do_logout_all(bigint),
-  um.do_export_users(bigint),
-  um.do_export_users_json(bigint),
-  um.do_export_my_data()
+  um_internal.do_login(text, text),
+  um_internal.do_change_password(text, text, text),
+  um_internal.do_set_password(bigint, text, boolean),
+  um_internal.do_logout(text),
+  um_internal.do_impersonate(bigint),
+  um_internal.authorize(text, text, text, bigint, text, bigint),
+  um_internal.authorize_user(text, text, text, bigint),
+  um_internal.do_create_user(text, text, boolean, text, text, text, jsonb),
+  um_internal.do_create_user(bigint, text, text, text, boolean, text, text, text),
+  um_internal.do_sign_up(text, text, text, text, text),
+  um_internal.do_resend_verification(text),
+  um_internal.do_verify_email(text, text),
+  um_internal.do_mark_verified(bigint),
+  um_internal.do_disable_login(bigint),
+  um_internal.do_enable_login(bigint),
+  um_internal.do_suspend_user(bigint, bigint),
+  um_internal.do_reactivate_user(bigint, bigint),
+  um_internal.do_create_organization(text, text, bigint),
+  um_internal.do_add_member(bigint, bigint, text),
+  um_internal.do_set_org_role(bigint, bigint, text),
+  um_internal.do_transfer_org_ownership(bigint, bigint, text),
+  um_internal.do_remove_member(bigint, bigint),
+  um_internal.do_set_org_setting(bigint, text, jsonb),
+  um_internal.do_add_identity_provider(bigint, text, text, text),
+  um_internal.do_link_identity(bigint, text, text, bigint),
+  um_internal.authorize_team(text, text, bigint, bigint),
+  um_internal.do_create_team(bigint, text, text, bigint),
+  um_internal.do_rename_team(bigint, text),
+  um_internal.do_delete_team(bigint),
+  um_internal.do_add_team_member(bigint, bigint, text[]),
+  um_internal.do_remove_team_member(bigint, bigint),
+  um_internal.do_grant_team_role(bigint, bigint, text),
+  um_internal.do_revoke_team_role(bigint, bigint, text),
+  um_internal.do_transfer_team_ownership(bigint, bigint),
+  um_internal.do_create_role(bigint, text, text[], text),
+  um_internal.do_delete_role(bigint),
+  um_internal.authorize_role_edit(text, bigint, text),
+  um_internal.do_grant_permission(bigint, text),
+  um_internal.do_revoke_permission(bigint, text),
+  um_internal.do_grant_scope_role(bigint, text, bigint, bigint),
+  um_internal.do_revoke_scope_role(bigint, text, bigint, bigint),
+  um_internal.do_register_permission(text, text),
+  um_internal.do_invite(bigint, text, text, bigint, interval),
+  um_internal.do_request_invitation(text, text),
+  um_internal.do_accept_invitation(text, text, text),
+  um_internal.do_revoke_invitation(bigint),
+  um_internal.do_expire_invitations(),
+  um_internal.do_delete_user(bigint),
+  um_internal.do_delete_my_account(),
+  um_internal.do_logout_all(bigint),
+  um_internal.do_export_users(bigint),
+  um_internal.do_export_users_json(bigint),
+  um_internal.do_export_my_data()
 FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
@@ -3946,7 +4910,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION um.cache_invalidate() IS 'trigger: every backend drops the permission cache entries of the users and organizations a changed row names (its arguments: the table''s cache_key), or its whole cache (no arguments, or TRUNCATE), once the change is visible to it';
+COMMENT ON FUNCTION um_internal.cache_invalidate() IS 'trigger: every backend drops the permission cache entries of the users and organizations a changed row names (its arguments: the table''s cache_key), or its whole cache (no arguments, or TRUNCATE), once the change is visible to it';
 
 -- Row triggers, ENABLE ALWAYS: they also fire under
 -- session_replication_role = replica, so changes a logical replication
@@ -3963,12 +4927,12 @@ DECLARE
 BEGIN
   FOR t IN SELECT s.relname, s.invalidating_columns, s.cache_key FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
     EXECUTE format('CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE ON um.%I '
-                   'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate(%s)',
+                   'FOR EACH ROW EXECUTE FUNCTION um_internal.cache_invalidate(%s)',
                    CASE WHEN t.invalidating_columns IS NOT NULL
                         THEN ' OF ' || (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.invalidating_columns) c) END,
                    t.relname, coalesce(quote_literal(t.cache_key), ''));
     EXECUTE format('CREATE TRIGGER cache_invalidate_truncate AFTER TRUNCATE ON um.%I '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate()', t.relname);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION um_internal.cache_invalidate()', t.relname);
     EXECUTE format('COMMENT ON TRIGGER cache_invalidate ON um.%I IS %L', t.relname,
                    format('every backend drops the permission cache entries %s once %s is visible to it (row trigger, enabled always)',
                           CASE WHEN t.cache_key IS NULL THEN 'it holds'
@@ -4006,7 +4970,7 @@ AS $$
     FROM um.organizations o
    WHERE EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                   WHERE m.org_id = o.id AND r.builtin = 'root')
-     AND NOT um.has_usable_root(o.id)
+     AND NOT um_internal.has_usable_root(o.id)
   UNION ALL
   -- every organization has each built-in role
   SELECT 'organization has its built-in roles', format('organization %s (%s)', o.id, o.slug),
@@ -4152,7 +5116,7 @@ AS $$
      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
                       WHERE c.relnamespace = 'um'::regnamespace AND c.relname = s.relname
                         AND t.tgname = x.tgname AND t.tgenabled = 'A' AND (t.tgtype & 66) = 0
-                        AND t.tgfoid = 'um.cache_invalidate()'::pg_catalog.regprocedure
+                        AND t.tgfoid = 'um_internal.cache_invalidate()'::pg_catalog.regprocedure
                         AND CASE x.kind
                               WHEN 'R' THEN (t.tgtype & 1) = 1 AND (t.tgtype & 28) = 28
                                             AND t.tgargs = CASE WHEN s.cache_key IS NULL THEN ''::bytea
@@ -4176,12 +5140,12 @@ CREATE INDEX grants_user_id_idx ON um.grants (user_id) WHERE user_id IS NOT NULL
 
 -- Lifecycle calls near the cost of their writes (issue 15).  The SQL
 -- helpers a lifecycle call runs at every call (validators in the CHECK
--- constraints um.lock_organization's UPDATE evaluates, the Root tests, the
+-- constraints um_internal.lock_organization's UPDATE evaluates, the Root tests, the
 -- audit append) become plpgsql, whose plans last the session: a SQL function
 -- with a pinned search_path is never inlined and was planned at every call.
 -- The cascading-key guard moves to C, which reads the catalogs again only
 -- after an invalidation that may have changed its answer.
-CREATE OR REPLACE FUNCTION um.email_is_valid(email text)
+CREATE OR REPLACE FUNCTION um_internal.email_is_valid(email text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -4193,7 +5157,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.display_name_is_valid(name text, max_len integer DEFAULT 200)
+CREATE OR REPLACE FUNCTION um_internal.display_name_is_valid(name text, max_len integer DEFAULT 200)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -4203,7 +5167,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.slug_is_valid(slug text)
+CREATE OR REPLACE FUNCTION um_internal.slug_is_valid(slug text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -4213,7 +5177,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.locale_is_valid(locale text)
+CREATE OR REPLACE FUNCTION um_internal.locale_is_valid(locale text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -4223,7 +5187,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.mobile_is_valid(mobile text)
+CREATE OR REPLACE FUNCTION um_internal.mobile_is_valid(mobile text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -4233,7 +5197,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.identifier_is_valid(ident text)
+CREATE OR REPLACE FUNCTION um_internal.identifier_is_valid(ident text)
 RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -4243,7 +5207,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.has_usable_root(p_org_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.has_usable_root(p_org_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4255,7 +5219,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.audit(p_action text, p_org_id bigint, p_target_type text,
+CREATE OR REPLACE FUNCTION um_internal.audit(p_action text, p_org_id bigint, p_target_type text,
                          p_target_id bigint, p_details jsonb DEFAULT '{}',
                          p_outcome text DEFAULT 'ok')
 RETURNS void
@@ -4268,7 +5232,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.is_root(p_org_id bigint, p_user_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.is_root(p_org_id bigint, p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4279,7 +5243,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION um.assert_no_app_cascades()
+CREATE OR REPLACE FUNCTION um_internal.assert_no_app_cascades()
 RETURNS void
 AS 'MODULE_PATHNAME', 'um_assert_no_app_cascades'
 LANGUAGE C STABLE;
@@ -4295,17 +5259,17 @@ COMMENT ON COLUMN um.verification_tokens.sets_password IS
 COMMENT ON COLUMN um.verification_tokens.claim IS
   'asked for by a sign-up: whoever redeems it gets the account without what others attached to it while its mailbox was unproven (memberships, teams, grants, identity links, mobile number, attributes); kept by every later token until the address is verified';
 -- outstanding first sign-up tokens keep working as they were issued
-DROP FUNCTION um.new_verification(bigint, boolean);
-CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean, p_claim boolean DEFAULT false)
+DROP FUNCTION um_internal.new_verification(bigint, boolean);
+CREATE FUNCTION um_internal.new_verification(p_user_id bigint, p_sets_password boolean, p_claim boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_token text := um.generate_token();
+  v_token text := um_internal.generate_token();
   v_claim boolean;
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
     RAISE EXCEPTION 'a verification secret is only issued with nobody acting'
       USING ERRCODE = 'UM058',
@@ -4315,14 +5279,14 @@ BEGIN
   WITH gone AS (DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id RETURNING t.claim)   -- one live token per user
   SELECT coalesce(p_claim, false) OR coalesce(bool_or(gone.claim), false) INTO v_claim FROM gone;
   INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password, claim)
-  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password, v_claim);
+  VALUES (um_internal.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password, v_claim);
   RETURN v_token;
 END
 $$;
-COMMENT ON FUNCTION um.new_verification(bigint, boolean, boolean) IS
+COMMENT ON FUNCTION um_internal.new_verification(bigint, boolean, boolean) IS
   'internal: issues a verification token for the user (replacing any earlier one, and a claim stays a claim) and returns it; only with nobody acting (UM058), so no tenant user sees it';
 
-CREATE FUNCTION um.detach_unproven(p_user_id bigint)
+CREATE FUNCTION um_internal.detach_unproven(p_user_id bigint)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -4334,7 +5298,7 @@ DECLARE
 BEGIN
   -- an organization that owns the address's domain keeps what it attached
   FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id
-                  AND NOT um.org_owns_address(m.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id))
+                  AND NOT um_internal.org_owns_address(m.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id))
                 ORDER BY m.org_id LOOP
     BEGIN
       FOR v_team IN
@@ -4354,37 +5318,37 @@ BEGIN
         END IF;
       END LOOP;
       DELETE FROM um.memberships m WHERE m.org_id = v_org AND m.user_id = p_user_id;
-      PERFORM um.audit('member.remove', v_org, 'user', p_user_id, '{"reason": "address claimed"}');
+      PERFORM um_internal.audit('member.remove', v_org, 'user', p_user_id, '{"reason": "address claimed"}');
       v_left := v_left || v_org;
     EXCEPTION WHEN SQLSTATE 'UM044' THEN
       NULL;                                          -- its last usable Root stays
     END;
   END LOOP;
   DELETE FROM um.user_identities i WHERE i.user_id = p_user_id
-     AND NOT um.org_owns_address(i.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id));
+     AND NOT um_internal.org_owns_address(i.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id));
   UPDATE um.users u SET mobile = NULL, attributes = '{}'
    WHERE u.id = p_user_id AND (u.mobile IS NOT NULL OR u.attributes <> '{}');
   RETURN v_left;
 END
 $$;
-COMMENT ON FUNCTION um.detach_unproven(bigint) IS
+COMMENT ON FUNCTION um_internal.detach_unproven(bigint) IS
   'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root and those of the organization owning the address''s domain, teams, grants, identity links, mobile, attributes); returns the organizations it left';
 
-CREATE OR REPLACE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
+CREATE OR REPLACE FUNCTION um_internal.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);     -- bad input is refused first,
+  v_hash text := um_internal.hash_password(p_password);     -- bad input is refused first,
   v_email text := btrim(p_email, E' \t\r\n');
   v_user um.users;
   v_tries integer := 0;
 BEGIN
   -- ... every field of it, whether or not the address is registered
-  PERFORM um.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
+  PERFORM um_internal.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+    PERFORM um_internal.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
   END IF;
   -- Every answer is a secret for the backend to mail, so the caller never
   -- learns whether the address is registered.  Redeeming it
@@ -4395,7 +5359,7 @@ BEGIN
   --   mailbox's owner types it again);
   -- * an unverified account: whoever made it never proved the mailbox; the
   --   secret claims it, and leaves behind what others attached to it
-  --   (um.detach_unproven); this password is not used;
+  --   (um_internal.detach_unproven); this password is not used;
   -- * a verified account: a secret that redeems nothing (whoever holds a
   --   sign-up's secret must never set the password of an account someone
   --   proved; its owner logs in, or resets the password);
@@ -4407,7 +5371,7 @@ BEGIN
     SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_email);
     EXIT WHEN FOUND;
     BEGIN
-      v_user.id := um.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+      v_user.id := um_internal.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
     EXCEPTION WHEN SQLSTATE 'UM020' THEN
       v_tries := v_tries + 1;
       IF v_tries > 1 THEN                            -- invisible to this snapshot (REPEATABLE READ)
@@ -4417,22 +5381,22 @@ BEGIN
       CONTINUE;                                       -- registered a moment ago
     END;
     UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_user.id;
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
-    RETURN um.new_verification(v_user.id, true, true);
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
+    RETURN um_internal.new_verification(v_user.id, true, true);
   END LOOP;
   PERFORM nextval(pg_get_serial_sequence('um.users', 'id'));
   IF NOT v_user.allow_login THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
-    RETURN um.generate_token();
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
+    RETURN um_internal.generate_token();
   ELSIF v_user.email_verified_at IS NULL THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"claim": true}');
-    RETURN um.new_verification(v_user.id, true, true);
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{"claim": true}');
+    RETURN um_internal.new_verification(v_user.id, true, true);
   END IF;
-  PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
-  RETURN um.generate_token();
+  PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
+  RETURN um_internal.generate_token();
 END
 $$;
-CREATE OR REPLACE FUNCTION um.do_verify_email(p_token text, p_password text)
+CREATE OR REPLACE FUNCTION um_internal.do_verify_email(p_token text, p_password text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -4442,9 +5406,9 @@ DECLARE
   v_hash text;
   v_left bigint[];
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   SELECT * INTO v_tok FROM um.verification_tokens t
-   WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
+   WHERE t.token_hash = um_internal.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
      FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'the verification token is not valid'
@@ -4459,11 +5423,11 @@ BEGIN
             HINT = 'Ask for a new password and call um_verify_email(token, password).';
   END IF;
   IF p_password IS NOT NULL THEN
-    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+    v_hash := um_internal.hash_password(p_password);         -- bad input changes nothing
   END IF;
   DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
   IF v_tok.claim THEN
-    v_left := um.detach_unproven(v_tok.user_id);
+    v_left := um_internal.detach_unproven(v_tok.user_id);
   END IF;
   UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
   IF v_hash IS NOT NULL THEN
@@ -4472,7 +5436,7 @@ BEGIN
                           failed_login_count = 0, locked_until = NULL
      WHERE u.id = v_tok.user_id;
   END IF;
-  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+  PERFORM um_internal.audit('user.verify_email', NULL, 'user', v_tok.user_id,
                    jsonb_build_object('password_set', v_hash IS NOT NULL, 'claim', v_tok.claim,
                                       'left_org_ids', to_jsonb(v_left)));
   RETURN v_tok.user_id;
@@ -4480,35 +5444,35 @@ END
 $$;
 -- Sign-up answers the same for every address (a secret to mail, never
 -- UM020), and refuses bad input before it looks the address up.
--- um.assert_user_fields: a user's fields, each refused with its SQLSTATE;
+-- um_internal.assert_user_fields: a user's fields, each refused with its SQLSTATE;
 -- the row trigger and the calls that must refuse bad input before they look
 -- anything up (um_sign_up) share it.  A NULL time zone is not checked (an
 -- UPDATE checks it only when it changes: the zone database may change).
-CREATE FUNCTION um.assert_user_fields(p_email text, p_name text, p_timezone text, p_locale text,
+CREATE FUNCTION um_internal.assert_user_fields(p_email text, p_name text, p_timezone text, p_locale text,
                                       p_mobile text, p_attributes jsonb)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_email(p_email);
-  IF p_name IS NOT NULL AND NOT um.display_name_is_valid(p_name) THEN
+  PERFORM um_internal.assert_email(p_email);
+  IF p_name IS NOT NULL AND NOT um_internal.display_name_is_valid(p_name) THEN
     RAISE EXCEPTION 'invalid user name "%"', p_name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim the name, or pass NULL for a user without a name.';
   END IF;
-  IF p_timezone IS NOT NULL AND NOT um.timezone_is_valid(p_timezone) THEN
+  IF p_timezone IS NOT NULL AND NOT um_internal.timezone_is_valid(p_timezone) THEN
     RAISE EXCEPTION 'unknown time zone "%"', p_timezone
       USING ERRCODE = 'UM004',
             HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
   END IF;
-  IF NOT um.locale_is_valid(p_locale) THEN
+  IF NOT um_internal.locale_is_valid(p_locale) THEN
     RAISE EXCEPTION 'invalid locale "%"', p_locale
       USING ERRCODE = 'UM005',
             HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
   END IF;
-  IF p_mobile IS NOT NULL AND NOT um.mobile_is_valid(p_mobile) THEN
+  IF p_mobile IS NOT NULL AND NOT um_internal.mobile_is_valid(p_mobile) THEN
     RAISE EXCEPTION 'invalid mobile number "%"', p_mobile
       USING ERRCODE = 'UM006',
             HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
@@ -4521,16 +5485,16 @@ BEGIN
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.assert_user_fields(text, text, text, text, text, jsonb) IS
+COMMENT ON FUNCTION um_internal.assert_user_fields(text, text, text, text, text, jsonb) IS
   'internal: refuses an invalid email (UM001), name (UM003), time zone (UM004, unless NULL), locale (UM005), mobile (UM006) or attributes (UM007)';
 
-CREATE OR REPLACE FUNCTION um.users_before_write()
+CREATE OR REPLACE FUNCTION um_internal.users_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_user_fields(NEW.email, NEW.name,
+  PERFORM um_internal.assert_user_fields(NEW.email, NEW.name,
                                 CASE WHEN TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone
                                      THEN coalesce(NEW.timezone, '') END,
                                 NEW.locale, NEW.mobile, NEW.attributes);
@@ -4547,8 +5511,8 @@ BEGIN
   RETURN NEW;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION um.new_verification(bigint, boolean, boolean), um.detach_unproven(bigint),
-  um.assert_user_fields(text, text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.new_verification(bigint, boolean, boolean), um_internal.detach_unproven(bigint),
+  um_internal.assert_user_fields(text, text, text, text, text, jsonb) FROM PUBLIC;
 
 
 -- Domains an organization owns: its members create accounts only for
@@ -4558,14 +5522,14 @@ REVOKE EXECUTE ON FUNCTION um.new_verification(bigint, boolean, boolean), um.det
 
 -- A DNS name of at least two labels with an alphabetic (or punycode)
 -- top-level label, in lowercase, at most 253 bytes: the domain part that
--- um.email_is_valid accepts.
-CREATE FUNCTION um.domain_is_valid(domain text)
+-- um_internal.email_is_valid accepts.
+CREATE FUNCTION um_internal.domain_is_valid(domain text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN octet_length(domain) <= 253
    AND domain ~ '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$';
-COMMENT ON FUNCTION um.domain_is_valid(text) IS 'true when domain is a lowercase DNS name of at least two labels, as in an address um accepts';
+COMMENT ON FUNCTION um_internal.domain_is_valid(text) IS 'true when domain is a lowercase DNS name of at least two labels, as in an address um accepts';
 
 -- Domains an organization owns.  The backend proves ownership (a DNS TXT
 -- record, say) and records it with um_add_org_domain; a tenant user creates
@@ -4574,7 +5538,7 @@ COMMENT ON FUNCTION um.domain_is_valid(text) IS 'true when domain is a lowercase
 CREATE TABLE um.organization_domains (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
-  domain text NOT NULL CONSTRAINT organization_domains_domain_check CHECK (um.domain_is_valid(domain)),
+  domain text NOT NULL CONSTRAINT organization_domains_domain_check CHECK (um_internal.domain_is_valid(domain)),
   verified_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT organization_domains_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT organization_domains_org_id_domain_key UNIQUE (org_id, domain)
@@ -4591,7 +5555,7 @@ COMMENT ON COLUMN um.organization_domains.verified_at IS 'when a um administrato
 INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter)
 VALUES ('organization_domains', 'tenant', '%1$I.um_has_permission(''org:read'', org_id)', NULL, false, NULL, NULL, '');
 ALTER TABLE um.organization_domains ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
-CREATE POLICY um_administrators ON um.organization_domains USING (um.administers_um()) WITH CHECK (um.administers_um());
+CREATE POLICY um_administrators ON um.organization_domains USING (um_internal.administers_um()) WITH CHECK (um_internal.administers_um());
 CREATE POLICY um_read ON um.organization_domains FOR SELECT USING (@extschema@.um_has_permission('org:read', org_id));
 GRANT SELECT ON um.organization_domains TO PUBLIC;
 REVOKE REFERENCES ON um.organization_domains FROM PUBLIC;
@@ -4605,7 +5569,7 @@ SELECT pg_catalog.pg_extension_config_dump('um.organization_domains_id_seq', '')
 -- ownership (a TXT record it asked the tenant to publish, say) and records
 -- it here with nobody acting; a tenant user never does, since a domain lets
 -- its members create accounts for every address in it.
-CREATE FUNCTION um.do_add_org_domain(p_org_id bigint, p_domain text)
+CREATE FUNCTION um_internal.do_add_org_domain(p_org_id bigint, p_domain text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -4616,16 +5580,16 @@ DECLARE
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('org.domain_add', um.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
+    PERFORM um_internal.deny('org.domain_add', um_internal.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
       'permission denied to record a domain',
       'Only a um administrator, with nobody acting, records that an organization owns a domain: um cannot check DNS itself.',
       'Have the backend verify the domain (a DNS record), then call um_add_org_domain() with nobody acting.');
   END IF;
-  PERFORM um.authorize('org.domain_add', format('record domains of organization %s', p_org_id),
+  PERFORM um_internal.authorize('org.domain_add', format('record domains of organization %s', p_org_id),
                        NULL, p_org_id, 'organization', p_org_id);
-  PERFORM um.require_organization(p_org_id);
-  IF v_domain IS NULL OR NOT um.domain_is_valid(v_domain) THEN
-    PERFORM um.raise('UM012', format('invalid domain "%s"', p_domain),
+  PERFORM um_internal.require_organization(p_org_id);
+  IF v_domain IS NULL OR NOT um_internal.domain_is_valid(v_domain) THEN
+    PERFORM um_internal.raise('UM012', format('invalid domain "%s"', p_domain),
       'A domain is a DNS name of at least two labels, in ASCII, at most 253 bytes.',
       'Pass the part of the addresses after the @, e.g. ''example.com''; write internationalized domains in their xn-- form.');
   END IF;
@@ -4635,19 +5599,19 @@ BEGIN
   IF v_owner = p_org_id THEN
     RETURN false;                                    -- recorded already
   ELSIF v_owner IS NOT NULL THEN
-    PERFORM um.raise('UM028', format('domain "%s" belongs to organization %s', v_domain, v_owner),
+    PERFORM um_internal.raise('UM028', format('domain "%s" belongs to organization %s', v_domain, v_owner),
       'One organization owns a domain.',
       'Remove it from that organization first (um_remove_org_domain), if the domain changed hands.');
   END IF;
   INSERT INTO um.organization_domains (org_id, domain) VALUES (p_org_id, v_domain) RETURNING id INTO v_id;
-  PERFORM um.audit('org.domain_add', p_org_id, 'organization_domain', v_id, '{}');
+  PERFORM um_internal.audit('org.domain_add', p_org_id, 'organization_domain', v_id, '{}');
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_add_org_domain(bigint, text) IS
-  'body of um_add_org_domain: runs as um''s owner, the calling role named by um.caller_role(); called only through um_add_org_domain (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_add_org_domain(bigint, text) IS
+  'body of um_add_org_domain: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_add_org_domain (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_remove_org_domain(p_org_id bigint, p_domain text)
+CREATE FUNCTION um_internal.do_remove_org_domain(p_org_id bigint, p_domain text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -4657,27 +5621,27 @@ DECLARE
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('org.domain_remove', um.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
+    PERFORM um_internal.deny('org.domain_remove', um_internal.actor_org(p_org_id), 'organization', p_org_id, 'UM070',
       'permission denied to remove a domain',
       'Only a um administrator, with nobody acting, records which domains an organization owns.',
       'Ask the service''s operator; the backend calls um_remove_org_domain() with nobody acting.');
   END IF;
-  PERFORM um.authorize('org.domain_remove', format('remove domains of organization %s', p_org_id),
+  PERFORM um_internal.authorize('org.domain_remove', format('remove domains of organization %s', p_org_id),
                        NULL, p_org_id, 'organization', p_org_id);
-  PERFORM um.require_organization(p_org_id);
+  PERFORM um_internal.require_organization(p_org_id);
   DELETE FROM um.organization_domains d WHERE d.org_id = p_org_id AND d.domain = v_domain RETURNING d.id INTO v_id;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('org.domain_remove', p_org_id, 'organization_domain', v_id, '{}');
+  PERFORM um_internal.audit('org.domain_remove', p_org_id, 'organization_domain', v_id, '{}');
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_remove_org_domain(bigint, text) IS
-  'body of um_remove_org_domain: runs as um''s owner, the calling role named by um.caller_role(); called only through um_remove_org_domain (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_remove_org_domain(bigint, text) IS
+  'body of um_remove_org_domain: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_remove_org_domain (EXECUTE held by nobody)';
 
 -- does the organization own the address's domain?
-CREATE FUNCTION um.org_owns_address(p_org_id bigint, p_email text)
+CREATE FUNCTION um_internal.org_owns_address(p_org_id bigint, p_email text)
 RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4686,7 +5650,7 @@ AS $$
                   WHERE d.org_id = p_org_id
                     AND d.domain = lower(substring(btrim(p_email, E' \t\r\n') FROM '@([^@]*)$')));
 $$;
-COMMENT ON FUNCTION um.org_owns_address(bigint, text) IS
+COMMENT ON FUNCTION um_internal.org_owns_address(bigint, text) IS
   'internal: is the address in one of the organization''s domains (um.organization_domains)?';
 
 CREATE FUNCTION @extschema@.um_add_org_domain(org_id bigint, domain text)
@@ -4698,8 +5662,8 @@ CREATE FUNCTION @extschema@.um_remove_org_domain(org_id bigint, domain text)
 RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_remove_org_domain(bigint, text) IS
   'um administrators: the organization no longer owns a domain; true when it was recorded';
-REVOKE EXECUTE ON FUNCTION um.domain_is_valid(text), um.org_owns_address(bigint, text),
-  um.do_add_org_domain(bigint, text), um.do_remove_org_domain(bigint, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.domain_is_valid(text), um_internal.org_owns_address(bigint, text),
+  um_internal.do_add_org_domain(bigint, text), um_internal.do_remove_org_domain(bigint, text) FROM PUBLIC;
 
 -- um's SQLSTATEs for an application to load: each code's name, what it
 -- means (as doc/errors.md says) and the HTTP status an API would answer
@@ -4784,10 +5748,10 @@ ALTER VIEW um.error_codes SET (security_invoker = true);
 GRANT SELECT ON um.error_codes TO PUBLIC;
 
 -- Verifying an address can log the user in (issue 16): the login checks
--- of um.authenticate, shared as um.login_refusal and um.raise_login_refusal.
+-- of um_internal.authenticate, shared as um_internal.login_refusal and um_internal.raise_login_refusal.
 -- Why a user who proved who they are may not log in now (NULL: they may),
 -- and the organization that requires single sign-on when that is why.
-CREATE FUNCTION um.login_refusal(p_user um.users, p_changing_password boolean, OUT reason text, OUT sso_org text)
+CREATE FUNCTION um_internal.login_refusal(p_user um.users, p_changing_password boolean, OUT reason text, OUT sso_org text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -4803,11 +5767,11 @@ BEGIN
                  WHEN p_user.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
 END
 $$;
-COMMENT ON FUNCTION um.login_refusal(um.users, boolean) IS
+COMMENT ON FUNCTION um_internal.login_refusal(um.users, boolean) IS
   'internal: why the user may not log in now (suspended, login not allowed, email not verified, password login disabled, password must be changed), or NULL; with the organization requiring single sign-on';
 
--- The error for a refusal um.login_refusal found (nothing for NULL).
-CREATE FUNCTION um.raise_login_refusal(p_reason text, p_sso_org text)
+-- The error for a refusal um_internal.login_refusal found (nothing for NULL).
+CREATE FUNCTION um_internal.raise_login_refusal(p_reason text, p_sso_org text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -4815,27 +5779,27 @@ AS $$
 BEGIN
   CASE p_reason
     WHEN 'suspended' THEN
-      PERFORM um.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
+      PERFORM um_internal.raise('UM061', 'the user is suspended', NULL, 'Ask an administrator of your organization to reactivate you.');
     WHEN 'login not allowed' THEN
-      PERFORM um.raise('UM062', 'this user may not log in',
+      PERFORM um_internal.raise('UM062', 'this user may not log in',
         'The user receives notifications only (allow_login is false).', 'Ask an administrator to enable login.');
     WHEN 'email not verified' THEN
-      PERFORM um.raise('UM063', 'the email address is not verified', NULL,
+      PERFORM um_internal.raise('UM063', 'the email address is not verified', NULL,
         'Follow the link in the verification email, or ask an administrator to mark the address verified.');
     WHEN 'password login disabled' THEN
-      PERFORM um.raise('UM065', 'password login is turned off for this user''s organization',
+      PERFORM um_internal.raise('UM065', 'password login is turned off for this user''s organization',
         format('Organization "%s" requires single sign-on.', p_sso_org), 'Sign in through the organization''s identity provider.');
     WHEN 'password must be changed' THEN
-      PERFORM um.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
+      PERFORM um_internal.raise('UM064', 'the password must be changed before logging in', 'It is a temporary password.',
         'Call um_change_password(email, temporary_password, new_password), which returns a session token.');
     ELSE
       NULL;
   END CASE;
 END
 $$;
-COMMENT ON FUNCTION um.raise_login_refusal(text, text) IS 'internal: raises the error of a login refusal (UM061 to UM065), nothing for NULL';
+COMMENT ON FUNCTION um_internal.raise_login_refusal(text, text) IS 'internal: raises the error of a login refusal (UM061 to UM065), nothing for NULL';
 
--- um.authenticate: the checks of um_login and um_change_password, in an
+-- um_internal.authenticate: the checks of um_login and um_change_password, in an
 -- order that tells a stranger nothing.  Every attempt costs one bcrypt
 -- (an unknown email hashes against nothing) and is recorded by the audit
 -- writer before anything is revealed (src/autonomous.c): it counts a wrong
@@ -4845,7 +5809,7 @@ COMMENT ON FUNCTION um.raise_login_refusal(text, text) IS 'internal: raises the 
 -- password and a locked account get the same error (UM060); only a right
 -- password on an unlocked account learns why else the login is refused.
 -- p_changing_password accepts a temporary password that must be changed.
-CREATE OR REPLACE FUNCTION um.authenticate(p_email text, p_password text, p_changing_password boolean)
+CREATE OR REPLACE FUNCTION um_internal.authenticate(p_email text, p_password text, p_changing_password boolean)
 RETURNS um.users
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -4853,7 +5817,7 @@ AS $$
 DECLARE
   v um.users;
   v_action text := CASE WHEN p_changing_password THEN 'user.change_password' ELSE 'user.login' END;
-  v_settings record := um.login_settings();
+  v_settings record := um_internal.login_settings();
   v_ok boolean;
   v_org text;
   v_reason text;
@@ -4867,15 +5831,15 @@ BEGIN
   SELECT * INTO v FROM um.users u
    WHERE lower(u.email) = lower(btrim(coalesce(p_email, ''), E' \t\r\n'));
   IF NOT FOUND THEN
-    PERFORM um.password_matches(p_password, NULL);
-    PERFORM um.record_login(NULL, v_action, 'unknown_email', 'unknown email');
+    PERFORM um_internal.password_matches(p_password, NULL);
+    PERFORM um_internal.record_login(NULL, v_action, 'unknown_email', 'unknown email');
     v_ok := false;
   ELSE
-    v_ok := um.password_matches(p_password, v.password_hash);
+    v_ok := um_internal.password_matches(p_password, v.password_hash);
     IF v_ok THEN
-      SELECT r.reason, r.sso_org INTO v_reason, v_org FROM um.login_refusal(v, p_changing_password) r;
+      SELECT r.reason, r.sso_org INTO v_reason, v_org FROM um_internal.login_refusal(v, p_changing_password) r;
     END IF;
-    v_rec := um.record_login(v.id, v_action,
+    v_rec := um_internal.record_login(v.id, v_action,
                              CASE WHEN NOT v_ok THEN 'wrong' WHEN v_reason IS NOT NULL THEN 'refused' ELSE 'success' END,
                              CASE WHEN NOT v_ok THEN (CASE WHEN v.password_hash IS NULL THEN 'no password' ELSE 'wrong password' END)
                                   ELSE v_reason END);
@@ -4884,19 +5848,19 @@ BEGIN
     END IF;
   END IF;
   IF NOT v_ok THEN
-    PERFORM um.raise('UM060', 'invalid email or password', NULL,
+    PERFORM um_internal.raise('UM060', 'invalid email or password', NULL,
       format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
              v_settings.max_failures,
              CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
                   ELSE v_settings.lockout_seconds || ' seconds' END));
   END IF;
-  PERFORM um.raise_login_refusal(v_reason, v_org);
+  PERFORM um_internal.raise_login_refusal(v_reason, v_org);
   -- a hash made at a lower cost than today's is made again, now that the
   -- password is known to be right (after the attempt was recorded, whose
   -- writer locks the row); sessions go on
-  IF um.hash_cost(v.password_hash) < v_settings.password_hash_cost AND NOT p_changing_password
+  IF um_internal.hash_cost(v.password_hash) < v_settings.password_hash_cost AND NOT p_changing_password
      AND char_length(p_password) >= 8 AND octet_length(p_password) <= 72 THEN
-    UPDATE um.users u SET password_hash = um.hash_password(p_password) WHERE u.id = v.id
+    UPDATE um.users u SET password_hash = um_internal.hash_password(p_password) WHERE u.id = v.id
     RETURNING * INTO v;
   END IF;
   RETURN v;
@@ -4907,7 +5871,7 @@ $$;
 -- whoever holds the mailbox's secret and chooses the password, then a
 -- session, as um_login would give.  A refusal undoes the verification too
 -- (the secret stays valid).
-CREATE FUNCTION um.do_verify_email_and_login(p_token text, p_password text)
+CREATE FUNCTION um_internal.do_verify_email_and_login(p_token text, p_password text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -4918,26 +5882,26 @@ DECLARE
   v_refusal record;
 BEGIN
   IF p_password IS NULL THEN
-    PERFORM um.raise('UM059', 'choose a password to verify this address and log in',
+    PERFORM um_internal.raise('UM059', 'choose a password to verify this address and log in',
       'The session is for whoever proves the mailbox and sets the account''s password.',
       'Ask for a new password and call um_verify_email_and_login(token, password).');
   END IF;
-  v_id := um.do_verify_email(p_token, p_password);
+  v_id := um_internal.do_verify_email(p_token, p_password);
   SELECT * INTO v FROM um.users u WHERE u.id = v_id;
-  v_refusal := um.login_refusal(v, false);
-  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
-  RETURN um.new_session(v, 'user.login');
+  v_refusal := um_internal.login_refusal(v, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  RETURN um_internal.new_session(v, 'user.login');
 END
 $$;
-COMMENT ON FUNCTION um.do_verify_email_and_login(text, text) IS
-  'body of um_verify_email_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email_and_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_verify_email_and_login(text, text) IS
+  'body of um_verify_email_and_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_verify_email_and_login (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_verify_email_and_login(token text, password text)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_verify_email_and_login(text, text) IS
   'redeem an email verification token with the password the mailbox''s owner chooses, and return a session token (as um_login would)';
-REVOKE EXECUTE ON FUNCTION um.login_refusal(um.users, boolean), um.raise_login_refusal(text, text),
-  um.do_verify_email_and_login(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.login_refusal(um.users, boolean), um_internal.raise_login_refusal(text, text),
+  um_internal.do_verify_email_and_login(text, text) FROM PUBLIC;
 
 -- um_lint: login roles whose settings log the secrets they pass to um (issue 16)
 CREATE OR REPLACE FUNCTION @extschema@.um_lint()
@@ -4950,7 +5914,7 @@ AS $$
     SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relispartition
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'um', 'pg_toast')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'um', 'um_internal', 'pg_toast')
        AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'),
   org_columns AS (
     -- a column that references um.organizations, or is called org_id / organization_id
@@ -5250,14 +6214,14 @@ COMMENT ON FUNCTION @extschema@.um_my_permissions(bigint, bigint) IS
 -- What an application reads about the acting user: their organizations
 -- with their role there (a Member may not read roles otherwise), and, for a
 -- user interface, every permission they hold in one organization.
-CREATE FUNCTION um.do_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
+CREATE FUNCTION um_internal.do_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
                                        OUT role_id bigint, OUT status text, OUT member_since timestamptz)
 RETURNS SETOF record
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.require_actor('Call um_begin(token) first: this lists the organizations of the acting user.');
+  PERFORM um_internal.require_actor('Call um_begin(token) first: this lists the organizations of the acting user.');
   -- while impersonating, the impersonated organizations only
   RETURN QUERY
     SELECT o.id, o.slug, o.name, r.name, r.id, m.status, m.created_at
@@ -5269,15 +6233,15 @@ BEGIN
      ORDER BY o.slug;
 END
 $$;
-COMMENT ON FUNCTION um.do_my_organizations() IS
-  'body of um_my_organizations: runs as um''s owner, the calling role named by um.caller_role(); called only through um_my_organizations (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_my_organizations() IS
+  'body of um_my_organizations: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_my_organizations (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
                                                 OUT role_id bigint, OUT status text, OUT member_since timestamptz)
 RETURNS SETOF record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_my_organizations() IS
   'the acting user''s organizations (only the impersonated ones while impersonating), with their organization role and membership status, by slug';
-REVOKE EXECUTE ON FUNCTION um.do_my_organizations() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.do_my_organizations() FROM PUBLIC;
 UPDATE um.state_tables
    SET read_rule = '%1$I.um_has_permission(''role:read'', org_id) OR %1$I.um_has_permission(''member:read'', org_id)'
  WHERE relname = 'roles';
@@ -5289,7 +6253,7 @@ COMMENT ON POLICY um_read ON um.roles IS 'application roles read the roles of or
 -- driver's string parameter becomes: parsed here, so that a value that is
 -- not JSON gets UM009 naming the type the setting takes (a jsonb parameter
 -- would fail with a raw 22P02 before um could say anything).
-CREATE FUNCTION um.do_set_org_setting(p_org_id bigint, p_setting text, p_value text)
+CREATE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -5297,33 +6261,33 @@ AS $$
 DECLARE
   v_value jsonb;
 BEGIN
-  PERFORM um.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
+  PERFORM um_internal.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-    PERFORM um.do_set_org_setting(p_org_id, p_setting, NULL::jsonb);   -- the name's error (UM009)
+    PERFORM um_internal.do_set_org_setting(p_org_id, p_setting, NULL::jsonb);   -- the name's error (UM009)
   END IF;
   BEGIN
     v_value := p_value::jsonb;
   EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
                  OR program_limit_exceeded THEN
     -- (the value is not repeated: a setting may hold a secret)
-    PERFORM um.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
+    PERFORM um_internal.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
       'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
       CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
            WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
            ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);
   END;
-  PERFORM um.do_set_org_setting(p_org_id, p_setting, v_value);
+  PERFORM um_internal.do_set_org_setting(p_org_id, p_setting, v_value);
 END
 $$;
-COMMENT ON FUNCTION um.do_set_org_setting(bigint, text, text) IS
-  'body of um_set_org_setting with a text value: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_org_setting(bigint, text, text) IS
+  'body of um_set_org_setting with a text value: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_org_setting (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_set_org_setting(org_id bigint, setting text, value text)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION @extschema@.um_set_org_setting(bigint, text, text) IS
   'the same with the value as JSON text (what a string literal or a driver''s text parameter is): a value that is not JSON is refused with UM009 naming the type the setting takes';
-REVOKE EXECUTE ON FUNCTION um.do_set_org_setting(bigint, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.do_set_org_setting(bigint, text, text) FROM PUBLIC;
 
 -- The application's role template (issue 16, items 1 and 2): um's
 -- built-in roles become a template the application changes through
@@ -5355,7 +6319,7 @@ ALTER TABLE um.builtin_role_permissions DROP CONSTRAINT builtin_role_permissions
 ALTER TABLE um.builtin_role_permissions ADD CONSTRAINT builtin_role_permissions_role_key_fkey
   FOREIGN KEY (role_key) REFERENCES um.builtin_roles (key) ON DELETE CASCADE;
 ALTER TABLE um.builtin_role_permissions ADD CONSTRAINT builtin_role_permissions_permission_check
-  CHECK (um.permission_name_is_valid(permission, true));
+  CHECK (um_internal.permission_name_is_valid(permission, true));
 ALTER TABLE um.builtin_role_permissions ADD COLUMN source text NOT NULL DEFAULT 'um'
   CONSTRAINT builtin_role_permissions_source_check CHECK (source IN ('um', 'application'));
 ALTER TABLE um.builtin_role_permissions ALTER COLUMN source DROP DEFAULT;
@@ -5373,7 +6337,7 @@ DELETE FROM um.role_permissions rp USING um.roles r
 INSERT INTO um.role_permissions (org_id, role_id, permission)
 SELECT r.org_id, r.id, '*' FROM um.roles r WHERE r.builtin = 'root';
 
-CREATE FUNCTION um.builtin_role_permissions_before_write()
+CREATE FUNCTION um_internal.builtin_role_permissions_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -5387,18 +6351,18 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.builtin_role_permissions_before_write() IS
+COMMENT ON FUNCTION um_internal.builtin_role_permissions_before_write() IS
   'trigger on um.builtin_role_permissions: the root role holds exactly *, no other template role holds * (UM042)';
 
 CREATE TRIGGER builtin_role_permissions_before_write BEFORE INSERT OR UPDATE ON um.builtin_role_permissions
-  FOR EACH ROW EXECUTE FUNCTION um.builtin_role_permissions_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.builtin_role_permissions_before_write();
 
 UPDATE um.state_tables SET dump_filter = 'WHERE source = ''application'''
  WHERE relname IN ('builtin_roles', 'builtin_role_permissions');
 SELECT pg_catalog.pg_extension_config_dump('um.builtin_roles', 'WHERE source = ''application''');
 SELECT pg_catalog.pg_extension_config_dump('um.builtin_role_permissions', 'WHERE source = ''application''');
 
-CREATE OR REPLACE FUNCTION um.roles_before_write()
+CREATE OR REPLACE FUNCTION um_internal.roles_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -5443,7 +6407,7 @@ BEGIN
               HINT = 'Built-in roles are created with the organization.';
     END IF;
   END IF;
-  IF NOT um.display_name_is_valid(NEW.name, 100) THEN
+  IF NOT um_internal.display_name_is_valid(NEW.name, 100) THEN
     RAISE EXCEPTION 'invalid role name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
@@ -5452,9 +6416,9 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, made from custom ones, or renamed unless the template allows it (UM042); no role moves to another organization; validates the name';
+COMMENT ON FUNCTION um_internal.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, made from custom ones, or renamed unless the template allows it (UM042); no role moves to another organization; validates the name';
 
-CREATE OR REPLACE FUNCTION um.role_permissions_before_write()
+CREATE OR REPLACE FUNCTION um_internal.role_permissions_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -5462,7 +6426,7 @@ AS $$
 DECLARE
   v_known boolean;
 BEGIN
-  PERFORM um.assert_permission_name(NEW.permission, true);
+  PERFORM um_internal.assert_permission_name(NEW.permission, true);
   IF strpos(NEW.permission, '*') = 0 THEN
     v_known := EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = NEW.permission);
   ELSE
@@ -5477,9 +6441,9 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
+COMMENT ON FUNCTION um_internal.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
 
-CREATE OR REPLACE FUNCTION um.permissions_before_write()
+CREATE OR REPLACE FUNCTION um_internal.permissions_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -5488,7 +6452,7 @@ DECLARE
   v_roles bigint;
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    PERFORM um.assert_permission_name(NEW.name, false);
+    PERFORM um_internal.assert_permission_name(NEW.name, false);
     RETURN NEW;
   END IF;
   IF OLD.builtin THEN
@@ -5519,9 +6483,9 @@ BEGIN
   RETURN OLD;
 END
 $$;
-COMMENT ON FUNCTION um.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
+COMMENT ON FUNCTION um_internal.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
 
-CREATE OR REPLACE FUNCTION um.seed_builtin_roles(p_org_id bigint)
+CREATE OR REPLACE FUNCTION um_internal.seed_builtin_roles(p_org_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
@@ -5541,10 +6505,10 @@ BEGIN
   RETURN v_root;
 END
 $$;
-COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
+COMMENT ON FUNCTION um_internal.seed_builtin_roles(bigint) IS
   'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';
 
-CREATE OR REPLACE FUNCTION um.require_role(p_org_id bigint, p_role text)
+CREATE OR REPLACE FUNCTION um_internal.require_role(p_org_id bigint, p_role text)
 RETURNS um.roles
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -5562,10 +6526,10 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.require_role(bigint, text) IS
+COMMENT ON FUNCTION um_internal.require_role(bigint, text) IS
   'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';
 
-CREATE OR REPLACE FUNCTION um.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
+CREATE OR REPLACE FUNCTION um_internal.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
 RETURNS um.roles
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -5575,29 +6539,29 @@ DECLARE
   v_actor bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  v_actor := um.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
+  v_actor := um_internal.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
                           v_role.org_id, 'role', p_role_id);
-  v_role := um.require_role_id(p_role_id);
-  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
-    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+  v_role := um_internal.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um_internal.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um_internal.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
   IF p_action NOT IN ('role.grant_permission', 'role.revoke_permission') THEN
     RETURN v_role;                                  -- a rename, a description, an inclusion
   END IF;
   IF v_role.builtin = 'root' THEN
-    PERFORM um.raise('UM042', format('role "%s" is the root role: it holds every permission', v_role.name),
+    PERFORM um_internal.raise('UM042', format('role "%s" is the root role: it holds every permission', v_role.name),
       'The root role''s permissions are * in every organization, so that its members can hand out any of them.',
       'Give the permission to, or take it from, another role.');
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+    PERFORM um_internal.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
-  PERFORM um.assert_permission_name(p_permission, true);
+  PERFORM um_internal.assert_permission_name(p_permission, true);
   RETURN v_role;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
+COMMENT ON FUNCTION um_internal.authorize_role_edit(text, bigint, text) IS
   'internal: authorization for editing a role: role:update, only a Root edits the Root role; for a permission, never the root role''s and a valid name or pattern; returns the role';
 
 -- The role template: the built-in roles every organization has, and what
@@ -5616,7 +6580,7 @@ COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
 -- application's template arriving while um's default is in place and no
 -- organization has roles is a restore (pg_dump keeps only the application's
 -- template): the default makes way for it.
-CREATE FUNCTION um.builtin_roles_before_write()
+CREATE FUNCTION um_internal.builtin_roles_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -5643,27 +6607,27 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.builtin_roles_before_write() IS
+COMMENT ON FUNCTION um_internal.builtin_roles_before_write() IS
   'trigger on um.builtin_roles: the root role stays and keys never change (UM042); a restored application template replaces um''s default';
 CREATE TRIGGER builtin_roles_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.builtin_roles
-  FOR EACH ROW EXECUTE FUNCTION um.builtin_roles_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.builtin_roles_before_write();
 
 -- Who changes the template: a um administrator, with nobody acting.
-CREATE FUNCTION um.authorize_template(p_action text, p_what text)
+CREATE FUNCTION um_internal.authorize_template(p_action text, p_what text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny(p_action, NULL, 'role_template', NULL, 'UM070',
+    PERFORM um_internal.deny(p_action, NULL, 'role_template', NULL, 'UM070',
       'permission denied to ' || p_what,
       'The role template is shared by every organization; only a um administrator, with nobody acting, changes it.',
       'Change the application''s roles from its migrations, as a um administrator.');
   END IF;
-  PERFORM um.authorize(p_action, p_what, NULL, NULL, 'role_template', NULL);
+  PERFORM um_internal.authorize(p_action, p_what, NULL, NULL, 'role_template', NULL);
   -- one template change at a time, and none while an organization is being
-  -- made (um.seed_builtin_roles takes ROW SHARE)
+  -- made (um_internal.seed_builtin_roles takes ROW SHARE)
   LOCK TABLE um.builtin_roles IN EXCLUSIVE MODE;
   -- from the first change on, the whole template is the application's,
   -- which pg_dump keeps
@@ -5671,10 +6635,10 @@ BEGIN
   UPDATE um.builtin_roles b SET source = 'application' WHERE b.source = 'um';
 END
 $$;
-COMMENT ON FUNCTION um.authorize_template(text, text) IS
+COMMENT ON FUNCTION um_internal.authorize_template(text, text) IS
   'internal: only a um administrator with nobody acting changes the role template (UM070, audited); locks it and makes it the application''s';
 
-CREATE FUNCTION um.require_template(p_key text)
+CREATE FUNCTION um_internal.require_template(p_key text)
 RETURNS um.builtin_roles
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -5691,42 +6655,42 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.require_template(text) IS 'internal: the template role of that key, or UM039';
+COMMENT ON FUNCTION um_internal.require_template(text) IS 'internal: the template role of that key, or UM039';
 
 -- A permission or pattern a template role may hold: valid, known to the
 -- catalog, and never for the root role (which holds *) nor * for another.
-CREATE FUNCTION um.assert_template_permission(p_key text, p_permission text)
+CREATE FUNCTION um_internal.assert_template_permission(p_key text, p_permission text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF p_permission IS NULL THEN
-    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+    PERFORM um_internal.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
-  PERFORM um.assert_permission_name(p_permission, true);
+  PERFORM um_internal.assert_permission_name(p_permission, true);
   IF p_key = 'root' THEN
-    PERFORM um.raise('UM042', 'the root role holds every permission',
+    PERFORM um_internal.raise('UM042', 'the root role holds every permission',
       'Its permissions are * in every organization: the catalog''s, and every permission registered later.', 
       'Give the permission to the other roles that need it.');
   END IF;
   IF p_permission IN ('*', '*:*') THEN                 -- both stand for every permission
-    PERFORM um.raise('UM042', 'only the root role holds *',
+    PERFORM um_internal.raise('UM042', 'only the root role holds *',
       format('Built-in role "%s" would hold every permission, the root role''s included.', p_key),
       'Give it patterns for the parts it needs (invoice:*, *:read).');
   END IF;
   IF NOT EXISTS (SELECT 1 FROM um.permissions p WHERE @extschema@.um_permission_matches(p_permission, p.name)) THEN
-    PERFORM um.raise('UM011', format('unknown permission "%s"', p_permission),
+    PERFORM um_internal.raise('UM011', format('unknown permission "%s"', p_permission),
       'No permission in the catalog (um.permissions) matches it.',
       'Register the permission first with um_register_permission().');
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.assert_template_permission(text, text) IS
+COMMENT ON FUNCTION um_internal.assert_template_permission(text, text) IS
   'internal: a permission or pattern a template role may hold (UM009, UM010, UM011; UM042 for the root role or *)';
 
 -- Add a permission to a template role and to that role in every organization.
-CREATE FUNCTION um.template_add(p_key text, p_permission text)
+CREATE FUNCTION um_internal.template_add(p_key text, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -5743,10 +6707,10 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.template_add(text, text) IS
+COMMENT ON FUNCTION um_internal.template_add(text, text) IS
   'internal: adds a permission to a template role and to that built-in role of every organization; false when the template had it';
 
-CREATE FUNCTION um.template_remove(p_key text, p_permission text)
+CREATE FUNCTION um_internal.template_remove(p_key text, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -5761,12 +6725,12 @@ BEGIN
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.template_remove(text, text) IS
+COMMENT ON FUNCTION um_internal.template_remove(text, text) IS
   'internal: takes a permission from a template role and from that built-in role of every organization; false when the template did not have it';
 
 -- A display name for a template role that no other role uses: not another
 -- template role, not a role of an organization that would get it.
-CREATE FUNCTION um.assert_template_name(p_key text, p_name text, p_old_name text)
+CREATE FUNCTION um_internal.assert_template_name(p_key text, p_name text, p_old_name text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -5775,13 +6739,13 @@ DECLARE
   v_slug text;
   v_n bigint;
 BEGIN
-  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
-    PERFORM um.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
+  IF p_name IS NULL OR NOT um_internal.display_name_is_valid(p_name, 100) THEN
+    PERFORM um_internal.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
       'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
       'Trim or shorten the name.');
   END IF;
   IF EXISTS (SELECT 1 FROM um.builtin_roles b WHERE lower(b.name) = lower(p_name) AND b.key <> p_key) THEN
-    PERFORM um.raise('UM026', format('the role template already has a role named "%s"', p_name),
+    PERFORM um_internal.raise('UM026', format('the role template already has a role named "%s"', p_name),
       NULL, 'Choose another name (role names are unique regardless of letter case).');
   END IF;
   -- the organizations whose copy would take the name: all of them for a new
@@ -5792,16 +6756,16 @@ BEGIN
      AND (p_old_name IS NULL
           OR EXISTS (SELECT 1 FROM um.roles r WHERE r.org_id = x.org_id AND r.builtin = p_key AND r.name = p_old_name));
   IF v_n > 0 THEN
-    PERFORM um.raise('UM026', format('%s organization(s) already have a role named "%s"', v_n, p_name),
+    PERFORM um_internal.raise('UM026', format('%s organization(s) already have a role named "%s"', v_n, p_name),
       format('Organization "%s" is one of them.', v_slug),
       'Choose another name, or have those organizations rename their role first.');
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.assert_template_name(text, text, text) IS
+COMMENT ON FUNCTION um_internal.assert_template_name(text, text, text) IS
   'internal: a valid display name for a template role that no other template role and no role of an organization that would take it uses (UM003, UM026)';
 
-CREATE FUNCTION um.do_set_role_template(p_key text, p_name text, p_description text, p_permissions text[],
+CREATE FUNCTION um_internal.do_set_role_template(p_key text, p_name text, p_description text, p_permissions text[],
                                         p_renamable boolean, p_position integer)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -5813,20 +6777,20 @@ DECLARE
   v_added text[];
   v_removed text[];
 BEGIN
-  PERFORM um.authorize_template('role_template.set', 'change the role template');
+  PERFORM um_internal.authorize_template('role_template.set', 'change the role template');
   IF p_key IS NULL OR p_key !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-    PERFORM um.raise('UM009', format('invalid role template key "%s"', left(p_key, 100)),
+    PERFORM um_internal.raise('UM009', format('invalid role template key "%s"', left(p_key, 100)),
       'A key is a lower-case letter followed by up to 62 lower-case letters, digits or _.',
       'Pass a stable identifier such as ''billing_admin''.');
   END IF;
   IF p_position IS NOT NULL AND p_position < 1 THEN
-    PERFORM um.raise('UM009', 'a position is a positive number', NULL, 'Pass 1 for the first role, or NULL.');
+    PERFORM um_internal.raise('UM009', 'a position is a positive number', NULL, 'Pass 1 for the first role, or NULL.');
   END IF;
   SELECT * INTO v_old FROM um.builtin_roles b WHERE b.key = p_key;
-  PERFORM um.assert_template_name(p_key, p_name, CASE WHEN v_old.key IS NULL THEN NULL ELSE v_old.name END);
+  PERFORM um_internal.assert_template_name(p_key, p_name, CASE WHEN v_old.key IS NULL THEN NULL ELSE v_old.name END);
   IF p_permissions IS NOT NULL AND NOT (p_key = 'root' AND p_permissions = '{*}') THEN
     FOREACH v_p IN ARRAY p_permissions LOOP
-      PERFORM um.assert_template_permission(p_key, v_p);
+      PERFORM um_internal.assert_template_permission(p_key, v_p);
     END LOOP;
   END IF;
 
@@ -5838,8 +6802,8 @@ BEGIN
     INSERT INTO um.roles (org_id, name, description, builtin)
     SELECT o.id, p_name, p_description, p_key FROM um.organizations o ORDER BY o.id;
     SELECT array_agg(DISTINCT x ORDER BY x) INTO v_added FROM unnest(p_permissions) AS x;
-    PERFORM um.template_add(p_key, x) FROM unnest(v_added) AS x;
-    PERFORM um.audit('role_template.set', NULL, 'role_template', NULL,
+    PERFORM um_internal.template_add(p_key, x) FROM unnest(v_added) AS x;
+    PERFORM um_internal.audit('role_template.set', NULL, 'role_template', NULL,
                      jsonb_build_object('key', p_key, 'created', true, 'name', p_name,
                                         'permissions', to_jsonb(coalesce(v_added, '{}'))));
     RETURN true;
@@ -5861,66 +6825,66 @@ BEGIN
      WHERE NOT EXISTS (SELECT 1 FROM um.builtin_role_permissions t WHERE t.role_key = p_key AND t.permission = x);
     SELECT array_agg(t.permission ORDER BY t.permission) INTO v_removed FROM um.builtin_role_permissions t
      WHERE t.role_key = p_key AND t.permission <> ALL (p_permissions);
-    PERFORM um.template_add(p_key, x) FROM unnest(v_added) AS x;
-    PERFORM um.template_remove(p_key, x) FROM unnest(v_removed) AS x;
+    PERFORM um_internal.template_add(p_key, x) FROM unnest(v_added) AS x;
+    PERFORM um_internal.template_remove(p_key, x) FROM unnest(v_removed) AS x;
   END IF;
-  PERFORM um.audit('role_template.set', NULL, 'role_template', NULL,
+  PERFORM um_internal.audit('role_template.set', NULL, 'role_template', NULL,
                    jsonb_build_object('key', p_key, 'created', false, 'name', p_name,
                                       'added', to_jsonb(coalesce(v_added, '{}')),
                                       'removed', to_jsonb(coalesce(v_removed, '{}'))));
   RETURN false;
 END
 $$;
-COMMENT ON FUNCTION um.do_set_role_template(text, text, text, text[], boolean, integer) IS
-  'body of um_set_role_template: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_role_template (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_role_template(text, text, text, text[], boolean, integer) IS
+  'body of um_set_role_template: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_role_template (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_grant_template_permission(p_key text, p_permission text)
+CREATE FUNCTION um_internal.do_grant_template_permission(p_key text, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_template('role_template.grant_permission', 'change the role template');
-  PERFORM um.require_template(p_key);
-  PERFORM um.assert_template_permission(p_key, p_permission);
-  IF NOT um.template_add(p_key, p_permission) THEN
+  PERFORM um_internal.authorize_template('role_template.grant_permission', 'change the role template');
+  PERFORM um_internal.require_template(p_key);
+  PERFORM um_internal.assert_template_permission(p_key, p_permission);
+  IF NOT um_internal.template_add(p_key, p_permission) THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role_template.grant_permission', NULL, 'role_template', NULL,
+  PERFORM um_internal.audit('role_template.grant_permission', NULL, 'role_template', NULL,
                    jsonb_build_object('key', p_key, 'permission', p_permission));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_template_permission(text, text) IS
-  'body of um_grant_template_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_template_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_grant_template_permission(text, text) IS
+  'body of um_grant_template_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_grant_template_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_template_permission(p_key text, p_permission text)
+CREATE FUNCTION um_internal.do_revoke_template_permission(p_key text, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_template('role_template.revoke_permission', 'change the role template');
-  PERFORM um.require_template(p_key);
+  PERFORM um_internal.authorize_template('role_template.revoke_permission', 'change the role template');
+  PERFORM um_internal.require_template(p_key);
   IF p_key = 'root' THEN
-    PERFORM um.assert_template_permission(p_key, coalesce(p_permission, '*'));   -- UM042
+    PERFORM um_internal.assert_template_permission(p_key, coalesce(p_permission, '*'));   -- UM042
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+    PERFORM um_internal.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
-  PERFORM um.assert_permission_name(p_permission, true);
-  IF NOT um.template_remove(p_key, p_permission) THEN
+  PERFORM um_internal.assert_permission_name(p_permission, true);
+  IF NOT um_internal.template_remove(p_key, p_permission) THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role_template.revoke_permission', NULL, 'role_template', NULL,
+  PERFORM um_internal.audit('role_template.revoke_permission', NULL, 'role_template', NULL,
                    jsonb_build_object('key', p_key, 'permission', p_permission));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_template_permission(text, text) IS
-  'body of um_revoke_template_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_template_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_template_permission(text, text) IS
+  'body of um_revoke_template_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_template_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_drop_role_template(p_key text)
+CREATE FUNCTION um_internal.do_drop_role_template(p_key text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -5928,10 +6892,10 @@ AS $$
 DECLARE
   v_n bigint;
 BEGIN
-  PERFORM um.authorize_template('role_template.drop', 'change the role template');
-  PERFORM um.require_template(p_key);
+  PERFORM um_internal.authorize_template('role_template.drop', 'change the role template');
+  PERFORM um_internal.require_template(p_key);
   IF p_key = 'root' THEN
-    PERFORM um.raise('UM042', 'the root role cannot be dropped from the template',
+    PERFORM um_internal.raise('UM042', 'the root role cannot be dropped from the template',
       'Every organization has one root role: its owners, whom the last-Root rule protects.',
       'Give it the display name you want (um_set_role_template(''root'', ...)).');
   END IF;
@@ -5939,12 +6903,12 @@ BEGIN
   -- every organization's copy becomes a custom role (the foreign key's SET
   -- NULL): its members, grants and permissions stay as they are
   DELETE FROM um.builtin_roles b WHERE b.key = p_key;
-  PERFORM um.audit('role_template.drop', NULL, 'role_template', NULL,
+  PERFORM um_internal.audit('role_template.drop', NULL, 'role_template', NULL,
                    jsonb_build_object('key', p_key, 'organizations', v_n));
 END
 $$;
-COMMENT ON FUNCTION um.do_drop_role_template(text) IS
-  'body of um_drop_role_template: runs as um''s owner, the calling role named by um.caller_role(); called only through um_drop_role_template (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_drop_role_template(text) IS
+  'body of um_drop_role_template: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_drop_role_template (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- What the template is, for everybody to read.
@@ -5990,9 +6954,9 @@ RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARA
 COMMENT ON FUNCTION @extschema@.um_drop_role_template(text) IS
   'um administrators: remove a built-in role from the template; each organization keeps its copy as a custom role (never the root role)';
 DROP FUNCTION @extschema@.um_register_permission(text, text);
-DROP FUNCTION um.do_register_permission(text, text);
+DROP FUNCTION um_internal.do_register_permission(text, text);
 
-CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_roles text[])
+CREATE FUNCTION um_internal.do_register_permission(p_permission text, p_description text, p_roles text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -6001,21 +6965,21 @@ DECLARE
   v_key text;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
+    PERFORM um_internal.deny('permission.register', NULL, 'permission', NULL, 'UM070',
       'permission denied to change the permission catalog',
       'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
       'Register the application''s permissions from its migrations, as a um administrator.');
   END IF;
-  PERFORM um.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  PERFORM um_internal.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
   IF p_permission IS NULL THEN
     RAISE EXCEPTION 'a permission name is required'
       USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
   END IF;
-  PERFORM um.assert_permission_name(p_permission, false);
+  PERFORM um_internal.assert_permission_name(p_permission, false);
   IF cardinality(p_roles) > 0 THEN
-    PERFORM um.authorize_template('permission.register', 'change the role template');
+    PERFORM um_internal.authorize_template('permission.register', 'change the role template');
     FOREACH v_key IN ARRAY p_roles LOOP
-      PERFORM um.require_template(v_key);                          -- UM039 before any change
+      PERFORM um_internal.require_template(v_key);                          -- UM039 before any change
     END LOOP;
   END IF;
   INSERT INTO um.permissions AS p (name, description)
@@ -6025,14 +6989,14 @@ BEGIN
    WHERE NOT p.builtin;
   -- the roles that hold it, in every organization (the root role holds
   -- every permission already)
-  PERFORM um.template_add(k, p_permission)
+  PERFORM um_internal.template_add(k, p_permission)
      FROM unnest(p_roles) AS k WHERE k <> 'root';
-  PERFORM um.audit('permission.register', NULL, 'permission', NULL,
+  PERFORM um_internal.audit('permission.register', NULL, 'permission', NULL,
                    jsonb_build_object('permission', p_permission, 'roles', to_jsonb(coalesce(p_roles, '{}'))));
 END
 $$;
-COMMENT ON FUNCTION um.do_register_permission(text, text, text[]) IS
-  'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_register_permission(text, text, text[]) IS
+  'body of um_register_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_register_permission(permission text, description text DEFAULT NULL,
                                                    roles text[] DEFAULT NULL)
@@ -6043,22 +7007,22 @@ COMMENT ON FUNCTION @extschema@.um_register_permission(text, text, text[]) IS
 
 -- Tenants rename their roles and describe them, and make roles include others (issue 16, item 3).
 
-CREATE FUNCTION um.do_rename_role(p_role_id bigint, p_name text)
+CREATE FUNCTION um_internal.do_rename_role(p_role_id bigint, p_name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.rename', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.rename', p_role_id, NULL);
 BEGIN
-  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
-    PERFORM um.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
+  IF p_name IS NULL OR NOT um_internal.display_name_is_valid(p_name, 100) THEN
+    PERFORM um_internal.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
       'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
       'Trim or shorten the name.');
   END IF;
   IF v_role.builtin IS NOT NULL
      AND NOT EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.key = v_role.builtin AND (b.renamable OR b.name = p_name)) THEN
-    PERFORM um.raise('UM042', format('built-in role "%s" cannot be renamed', v_role.name),
+    PERFORM um_internal.raise('UM042', format('built-in role "%s" cannot be renamed', v_role.name),
       'The application keeps the names of its built-in roles the same in every organization.',
       'Create a custom role with the name you want, including the built-in role if it should grant the same.');
   END IF;
@@ -6070,54 +7034,54 @@ BEGIN
       USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
   END IF;
   UPDATE um.roles r SET name = p_name WHERE r.id = p_role_id;
-  PERFORM um.audit('role.rename', v_role.org_id, 'role', p_role_id,
+  PERFORM um_internal.audit('role.rename', v_role.org_id, 'role', p_role_id,
                    jsonb_build_object('from', v_role.name, 'to', p_name));
 END
 $$;
-COMMENT ON FUNCTION um.do_rename_role(bigint, text) IS
-  'body of um_rename_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_rename_role(bigint, text) IS
+  'body of um_rename_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_rename_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_role_description(p_role_id bigint, p_description text)
+CREATE FUNCTION um_internal.do_set_role_description(p_role_id bigint, p_description text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.update', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.update', p_role_id, NULL);
 BEGIN
   IF length(p_description) > 1000 THEN
-    PERFORM um.raise('UM009', 'a role description has at most 1000 characters', NULL, 'Shorten the description.');
+    PERFORM um_internal.raise('UM009', 'a role description has at most 1000 characters', NULL, 'Shorten the description.');
   END IF;
   IF p_description IS NOT DISTINCT FROM v_role.description THEN
     RETURN;
   END IF;
   UPDATE um.roles r SET description = p_description WHERE r.id = p_role_id;
-  PERFORM um.audit('role.update', v_role.org_id, 'role', p_role_id, jsonb_build_object('description', p_description));
+  PERFORM um_internal.audit('role.update', v_role.org_id, 'role', p_role_id, jsonb_build_object('description', p_description));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_role_description(bigint, text) IS
-  'body of um_set_role_description: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_role_description (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_role_description(bigint, text) IS
+  'body of um_set_role_description: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_role_description (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_include_role(p_role_id bigint, p_included_role_id bigint)
+CREATE FUNCTION um_internal.do_include_role(p_role_id bigint, p_included_role_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.include', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.include', p_role_id, NULL);
   v_included um.roles;
 BEGIN
   SELECT * INTO v_included FROM um.roles r WHERE r.id = p_included_role_id AND r.org_id = v_role.org_id;
   IF NOT FOUND THEN
-    PERFORM um.raise('UM032', format('organization %s has no role %s', v_role.org_id, coalesce(p_included_role_id::text, 'NULL')),
+    PERFORM um_internal.raise('UM032', format('organization %s has no role %s', v_role.org_id, coalesce(p_included_role_id::text, 'NULL')),
       NULL, 'Pass the id of a role of the same organization (see um.roles).');
   END IF;
   IF p_included_role_id = p_role_id THEN
-    PERFORM um.raise('UM040', format('role "%s" cannot include itself', v_role.name), NULL,
+    PERFORM um_internal.raise('UM040', format('role "%s" cannot include itself', v_role.name), NULL,
       'Include other roles only.');
   END IF;
-  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
-                              ARRAY(SELECT um.role_grants(p_included_role_id)),
+  PERFORM um_internal.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um_internal.role_grants(p_included_role_id)),
                               'role.include', format('make role "%s" include role "%s"', v_role.name, v_included.name),
                               'role', p_role_id);
   INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
@@ -6126,34 +7090,34 @@ BEGIN
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.include', v_role.org_id, 'role', p_role_id,
+  PERFORM um_internal.audit('role.include', v_role.org_id, 'role', p_role_id,
                    jsonb_build_object('included_role_id', p_included_role_id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_include_role(bigint, bigint) IS
-  'body of um_include_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_include_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_include_role(bigint, bigint) IS
+  'body of um_include_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_include_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_exclude_role(p_role_id bigint, p_included_role_id bigint)
+CREATE FUNCTION um_internal.do_exclude_role(p_role_id bigint, p_included_role_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.exclude', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.exclude', p_role_id, NULL);
 BEGIN
   DELETE FROM um.role_inclusions ri
    WHERE ri.org_id = v_role.org_id AND ri.role_id = p_role_id AND ri.included_role_id = p_included_role_id;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.exclude', v_role.org_id, 'role', p_role_id,
+  PERFORM um_internal.audit('role.exclude', v_role.org_id, 'role', p_role_id,
                    jsonb_build_object('included_role_id', p_included_role_id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_exclude_role(bigint, bigint) IS
-  'body of um_exclude_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_exclude_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_exclude_role(bigint, bigint) IS
+  'body of um_exclude_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_exclude_role (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_rename_role(role_id bigint, name text)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -6178,14 +7142,14 @@ COMMENT ON FUNCTION @extschema@.um_exclude_role(bigint, bigint) IS
 
 ALTER VIEW um.role_template_list SET (security_invoker = true);
 GRANT SELECT ON um.role_template_list TO PUBLIC;
-REVOKE EXECUTE ON FUNCTION um.authorize_template(text, text), um.require_template(text),
-  um.assert_template_permission(text, text), um.template_add(text, text), um.template_remove(text, text),
-  um.assert_template_name(text, text, text),
-  um.do_set_role_template(text, text, text, text[], boolean, integer), um.do_grant_template_permission(text, text),
-  um.do_revoke_template_permission(text, text), um.do_drop_role_template(text),
-  um.do_register_permission(text, text, text[]), um.do_rename_role(bigint, text),
-  um.do_set_role_description(bigint, text), um.do_include_role(bigint, bigint), um.do_exclude_role(bigint, bigint),
-  um.builtin_roles_before_write(), um.builtin_role_permissions_before_write()
+REVOKE EXECUTE ON FUNCTION um_internal.authorize_template(text, text), um_internal.require_template(text),
+  um_internal.assert_template_permission(text, text), um_internal.template_add(text, text), um_internal.template_remove(text, text),
+  um_internal.assert_template_name(text, text, text),
+  um_internal.do_set_role_template(text, text, text, text[], boolean, integer), um_internal.do_grant_template_permission(text, text),
+  um_internal.do_revoke_template_permission(text, text), um_internal.do_drop_role_template(text),
+  um_internal.do_register_permission(text, text, text[]), um_internal.do_rename_role(bigint, text),
+  um_internal.do_set_role_description(bigint, text), um_internal.do_include_role(bigint, bigint), um_internal.do_exclude_role(bigint, bigint),
+  um_internal.builtin_roles_before_write(), um_internal.builtin_role_permissions_before_write()
   FROM PUBLIC;
 
 -- the comments 97_trigger_comments gives these triggers (a new function, or a changed comment)
@@ -6210,12 +7174,12 @@ $$;
 
 -- Deleting what application rows may reference.  A foreign key of an
 -- application table into um's tables refuses the deletion while rows hold
--- it (one that cascades is refused earlier: um.assert_no_app_cascades);
+-- it (one that cascades is refused earlier: um_internal.assert_no_app_cascades);
 -- um names the table.  PostgreSQL checks such a key by querying the table as
 -- its owner; a key whose column is not bigint makes that query run a cast,
 -- the application's code, inside the deleting user's transaction, so
 -- deletion is refused outright while one exists (um_lint reports it).
-CREATE FUNCTION um.delete_referenced(p_table text, p_id bigint, p_what text)
+CREATE FUNCTION um_internal.delete_referenced(p_table text, p_id bigint, p_what text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -6274,22 +7238,22 @@ BEGIN
   END;
 END
 $$;
-COMMENT ON FUNCTION um.delete_referenced(text, bigint, text) IS
+COMMENT ON FUNCTION um_internal.delete_referenced(text, bigint, text) IS
   'internal: deletes an organization or a scope node (with everything under it), refusing with UM081 named after the application table whose foreign key still references it, or whose key is deferrable or its column not bigint';
 
 -- Renaming, a new slug, deletion.  A new slug changes the organization's
 -- URLs and what its members type at login: like deletion, only a Root or a
 -- um administrator does it.
-CREATE FUNCTION um.authorize_root(p_action text, p_what text, p_permission text, p_org_id bigint)
+CREATE FUNCTION um_internal.authorize_root(p_action text, p_what text, p_permission text, p_org_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize(p_action, p_what, p_permission, p_org_id, 'organization', p_org_id);
+  v_actor bigint := um_internal.authorize(p_action, p_what, p_permission, p_org_id, 'organization', p_org_id);
 BEGIN
-  IF v_actor IS NOT NULL AND NOT um.is_root(p_org_id, v_actor) THEN
-    PERFORM um.deny(p_action, p_org_id, 'organization', p_org_id, 'UM070',
+  IF v_actor IS NOT NULL AND NOT um_internal.is_root(p_org_id, v_actor) THEN
+    PERFORM um_internal.deny(p_action, p_org_id, 'organization', p_org_id, 'UM070',
       'permission denied to ' || p_what,
       format('Only a Root of organization %s (or a um administrator) may.', p_org_id),
       'Ask a Root of the organization.');
@@ -6297,10 +7261,10 @@ BEGIN
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_root(text, text, text, bigint) IS
-  'internal: um.authorize, and the acting user must also be a Root of the organization (UM070, audited)';
+COMMENT ON FUNCTION um_internal.authorize_root(text, text, text, bigint) IS
+  'internal: um_internal.authorize, and the acting user must also be a Root of the organization (UM070, audited)';
 
-CREATE FUNCTION um.do_rename_organization(p_org_id bigint, p_name text)
+CREATE FUNCTION um_internal.do_rename_organization(p_org_id bigint, p_name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -6308,25 +7272,25 @@ AS $$
 DECLARE
   v_old text;
 BEGIN
-  PERFORM um.authorize('organization.rename', format('rename organization %s', p_org_id),
+  PERFORM um_internal.authorize('organization.rename', format('rename organization %s', p_org_id),
                        'org:update', p_org_id, 'organization', p_org_id);
   SELECT o.name INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
-  PERFORM um.require_organization(p_org_id);          -- deleted meanwhile: UM030
+  PERFORM um_internal.require_organization(p_org_id);          -- deleted meanwhile: UM030
   IF p_name IS NOT DISTINCT FROM v_old THEN
     RETURN;
   END IF;
   IF p_name IS NULL THEN
-    PERFORM um.raise('UM003', 'invalid organization name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
+    PERFORM um_internal.raise('UM003', 'invalid organization name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
   END IF;
   UPDATE um.organizations o SET name = p_name WHERE o.id = p_org_id;     -- UM003
-  PERFORM um.audit('organization.rename', p_org_id, 'organization', p_org_id,
+  PERFORM um_internal.audit('organization.rename', p_org_id, 'organization', p_org_id,
                    jsonb_build_object('from', v_old, 'to', p_name));
 END
 $$;
-COMMENT ON FUNCTION um.do_rename_organization(bigint, text) IS
-  'body of um_rename_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_organization (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_rename_organization(bigint, text) IS
+  'body of um_rename_organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_rename_organization (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_org_slug(p_org_id bigint, p_slug text)
+CREATE FUNCTION um_internal.do_set_org_slug(p_org_id bigint, p_slug text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -6334,15 +7298,15 @@ AS $$
 DECLARE
   v_old text;
 BEGIN
-  PERFORM um.authorize_root('organization.set_slug', format('change the slug of organization %s', p_org_id),
+  PERFORM um_internal.authorize_root('organization.set_slug', format('change the slug of organization %s', p_org_id),
                             'org:update', p_org_id);
   SELECT o.slug INTO v_old FROM um.organizations o WHERE o.id = p_org_id FOR NO KEY UPDATE;
-  PERFORM um.require_organization(p_org_id);          -- deleted meanwhile: UM030
+  PERFORM um_internal.require_organization(p_org_id);          -- deleted meanwhile: UM030
   IF p_slug IS NOT DISTINCT FROM v_old THEN
     RETURN;
   END IF;
-  IF p_slug IS NULL OR NOT um.slug_is_valid(p_slug) THEN
-    PERFORM um.raise('UM002', format('invalid organization slug "%s"', coalesce(p_slug, 'NULL')),
+  IF p_slug IS NULL OR NOT um_internal.slug_is_valid(p_slug) THEN
+    PERFORM um_internal.raise('UM002', format('invalid organization slug "%s"', coalesce(p_slug, 'NULL')),
       'A slug has 1 to 63 lowercase ASCII letters, digits and hyphens, and starts and ends with a letter or digit.',
       'Use something like "acme" or "acme-eu".');
   END IF;
@@ -6352,19 +7316,19 @@ BEGIN
     RAISE EXCEPTION 'organization slug "%" is already taken', p_slug
       USING ERRCODE = 'UM021', HINT = 'Choose another slug.';
   END;
-  PERFORM um.audit('organization.set_slug', p_org_id, 'organization', p_org_id,
+  PERFORM um_internal.audit('organization.set_slug', p_org_id, 'organization', p_org_id,
                    jsonb_build_object('from', v_old, 'to', p_slug));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_org_slug(bigint, text) IS
-  'body of um_set_org_slug: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_org_slug (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_org_slug(bigint, text) IS
+  'body of um_set_org_slug: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_org_slug (EXECUTE held by nobody)';
 
 -- Deletion takes everything of the organization: roles, memberships, teams,
 -- scope nodes, grants, invitations, identity providers and links, domains.
 -- Accounts stay (they are the users'); so does the audit trail, which is
 -- append-only, with the deletion as its last event.  The caller names the
 -- slug too, so that a wrong id deletes nothing.
-CREATE FUNCTION um.do_delete_organization(p_org_id bigint, p_slug text)
+CREATE FUNCTION um_internal.do_delete_organization(p_org_id bigint, p_slug text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -6373,22 +7337,22 @@ DECLARE
   v_org um.organizations;
   v_members bigint;
 BEGIN
-  PERFORM um.authorize_root('organization.delete', format('delete organization %s', p_org_id),
+  PERFORM um_internal.authorize_root('organization.delete', format('delete organization %s', p_org_id),
                             'org:delete', p_org_id);
   SELECT * INTO v_org FROM um.organizations o WHERE o.id = p_org_id FOR UPDATE;
   IF p_slug IS DISTINCT FROM v_org.slug THEN
-    PERFORM um.raise('UM009', format('organization %s does not have slug "%s"', p_org_id, p_slug),
+    PERFORM um_internal.raise('UM009', format('organization %s does not have slug "%s"', p_org_id, p_slug),
       'Deleting an organization takes its id and its slug, which must match.',
       format('Pass the organization''s slug to confirm the deletion of organization %s.', p_org_id));
   END IF;
   SELECT count(*) INTO v_members FROM um.memberships m WHERE m.org_id = p_org_id;
-  PERFORM um.delete_referenced('organizations', p_org_id, format('organization "%s"', v_org.slug));
-  PERFORM um.audit('organization.delete', p_org_id, 'organization', p_org_id,
+  PERFORM um_internal.delete_referenced('organizations', p_org_id, format('organization "%s"', v_org.slug));
+  PERFORM um_internal.audit('organization.delete', p_org_id, 'organization', p_org_id,
                    jsonb_build_object('slug', v_org.slug, 'name', v_org.name, 'members', v_members));
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_organization(bigint, text) IS
-  'body of um_delete_organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_organization (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_organization(bigint, text) IS
+  'body of um_delete_organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_organization (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_rename_organization(org_id bigint, name text)
 RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -6409,9 +7373,9 @@ COMMENT ON FUNCTION @extschema@.um_delete_organization(bigint, text) IS
 -- a new node, in the organization for a top-level one), so a grant on a
 -- project lets its holder manage what lies below it.
 
--- um.authorize_scope: um.authorize, with the permission checked on a node
+-- um_internal.authorize_scope: um_internal.authorize, with the permission checked on a node
 -- of the organization when one is given.
-CREATE FUNCTION um.authorize_scope(p_action text, p_what text, p_permission text,
+CREATE FUNCTION um_internal.authorize_scope(p_action text, p_what text, p_permission text,
                                    p_org_id bigint, p_node_id bigint, p_target_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -6422,19 +7386,19 @@ DECLARE
 BEGIN
   IF v_actor IS NOT NULL AND p_node_id IS NOT NULL
      AND @extschema@.um_has_permission(p_permission, p_org_id, p_node_id) THEN
-    PERFORM um.assert_no_app_cascades();
-    PERFORM um.require_organization(p_org_id);
+    PERFORM um_internal.assert_no_app_cascades();
+    PERFORM um_internal.require_organization(p_org_id);
     RETURN v_actor;
   END IF;
-  RETURN um.authorize(p_action, p_what, p_permission, p_org_id, 'scope', p_target_id);
+  RETURN um_internal.authorize(p_action, p_what, p_permission, p_org_id, 'scope', p_target_id);
 END
 $$;
-COMMENT ON FUNCTION um.authorize_scope(text, text, text, bigint, bigint, bigint) IS
-  'internal: um.authorize with the permission checked on a scope node of the organization (when given): the acting user may hold it there only';
+COMMENT ON FUNCTION um_internal.authorize_scope(text, text, text, bigint, bigint, bigint) IS
+  'internal: um_internal.authorize with the permission checked on a scope node of the organization (when given): the acting user may hold it there only';
 
--- um.org_scope: a node of the organization, or UM036 (a node of another
+-- um_internal.org_scope: a node of the organization, or UM036 (a node of another
 -- organization is not named as such: that would tell it exists).
-CREATE FUNCTION um.org_scope(p_org_id bigint, p_scope_id bigint, p_role text)
+CREATE FUNCTION um_internal.org_scope(p_org_id bigint, p_scope_id bigint, p_role text)
 RETURNS um.scopes
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -6450,11 +7414,11 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.org_scope(bigint, bigint, text) IS 'internal: a scope node of the organization, or UM036 naming the argument';
+COMMENT ON FUNCTION um_internal.org_scope(bigint, bigint, text) IS 'internal: a scope node of the organization, or UM036 naming the argument';
 
--- um.write_scope: insert (p_id NULL) or update a node, saying which name or
+-- um_internal.write_scope: insert (p_id NULL) or update a node, saying which name or
 -- ref is taken instead of a raw unique violation.
-CREATE FUNCTION um.write_scope(p_id bigint, p_org_id bigint, p_parent_id bigint, p_kind text,
+CREATE FUNCTION um_internal.write_scope(p_id bigint, p_org_id bigint, p_parent_id bigint, p_kind text,
                                p_name text, p_ref text, p_inherit boolean)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -6465,13 +7429,13 @@ DECLARE
   v_constraint text;
 BEGIN
   IF p_kind IS NULL THEN
-    PERFORM um.raise('UM008', 'invalid scope kind "NULL"', NULL, 'Pass a lowercase identifier such as project or environment.');
+    PERFORM um_internal.raise('UM008', 'invalid scope kind "NULL"', NULL, 'Pass a lowercase identifier such as project or environment.');
   END IF;
   IF p_name IS NULL THEN
-    PERFORM um.raise('UM003', 'invalid scope name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
+    PERFORM um_internal.raise('UM003', 'invalid scope name "NULL"', NULL, 'Pass a name of 1 to 200 characters.');
   END IF;
   IF p_ref IS NOT NULL AND length(p_ref) NOT BETWEEN 1 AND 200 THEN
-    PERFORM um.raise('UM009', 'invalid scope ref', 'A ref has 1 to 200 characters.',
+    PERFORM um_internal.raise('UM009', 'invalid scope ref', 'A ref has 1 to 200 characters.',
                      'Pass the application''s own key of the resource (e.g. its id), or NULL.');
   END IF;
   BEGIN
@@ -6497,10 +7461,10 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.write_scope(bigint, bigint, bigint, text, text, text, boolean) IS
+COMMENT ON FUNCTION um_internal.write_scope(bigint, bigint, bigint, text, text, text, boolean) IS
   'internal: inserts a scope node (no id) or updates one, raising UM023 when a sibling of the kind has the name or a node of the kind has the ref';
 
-CREATE FUNCTION um.do_create_scope(p_org_id bigint, p_kind text, p_name text, p_parent_id bigint,
+CREATE FUNCTION um_internal.do_create_scope(p_org_id bigint, p_kind text, p_name text, p_parent_id bigint,
                                    p_ref text, p_inherit boolean)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -6510,30 +7474,30 @@ DECLARE
   v_id bigint;
 BEGIN
   IF p_parent_id IS NOT NULL AND EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_parent_id AND s.org_id = p_org_id) THEN
-    PERFORM um.authorize_scope('scope.create', format('create scope nodes in organization %s', p_org_id),
+    PERFORM um_internal.authorize_scope('scope.create', format('create scope nodes in organization %s', p_org_id),
                                'scope:create', p_org_id, p_parent_id, NULL);
   ELSE
-    PERFORM um.authorize('scope.create', format('create scope nodes in organization %s', p_org_id),
+    PERFORM um_internal.authorize('scope.create', format('create scope nodes in organization %s', p_org_id),
                          'scope:create', p_org_id, 'scope', NULL);
     IF p_parent_id IS NOT NULL THEN
-      PERFORM um.org_scope(p_org_id, p_parent_id, 'parent_id');
+      PERFORM um_internal.org_scope(p_org_id, p_parent_id, 'parent_id');
     END IF;
   END IF;
   IF p_inherit IS NULL THEN
-    PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false.');
+    PERFORM um_internal.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false.');
   END IF;
-  PERFORM um.lock_organization(p_org_id);      -- one change to a tree at a time (its depth: UM041)
-  v_id := um.write_scope(NULL, p_org_id, p_parent_id, p_kind, p_name, p_ref, p_inherit);
-  PERFORM um.audit('scope.create', p_org_id, 'scope', v_id,
+  PERFORM um_internal.lock_organization(p_org_id);      -- one change to a tree at a time (its depth: UM041)
+  v_id := um_internal.write_scope(NULL, p_org_id, p_parent_id, p_kind, p_name, p_ref, p_inherit);
+  PERFORM um_internal.audit('scope.create', p_org_id, 'scope', v_id,
                    jsonb_build_object('kind', p_kind, 'parent_id', p_parent_id, 'ref', p_ref, 'inherit', p_inherit));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_scope(bigint, text, text, bigint, text, boolean) IS
-  'body of um_create_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_scope (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_scope(bigint, text, text, bigint, text, boolean) IS
+  'body of um_create_scope: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_scope (EXECUTE held by nobody)';
 
 -- The node, for a change to it: authorized on the node itself.
-CREATE FUNCTION um.scope_for_change(p_scope_id bigint, p_action text, p_what text, p_permission text)
+CREATE FUNCTION um_internal.scope_for_change(p_scope_id bigint, p_action text, p_what text, p_permission text)
 RETURNS um.scopes
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -6542,98 +7506,98 @@ DECLARE
   v um.scopes;
 BEGIN
   SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
-  PERFORM um.authorize_scope(p_action, format(p_what, p_scope_id), p_permission, v.org_id, v.id, p_scope_id);
-  v := um.require_scope(p_scope_id);
-  PERFORM um.lock_organization(v.org_id);      -- one change to a tree at a time
+  PERFORM um_internal.authorize_scope(p_action, format(p_what, p_scope_id), p_permission, v.org_id, v.id, p_scope_id);
+  v := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.lock_organization(v.org_id);      -- one change to a tree at a time
   SELECT * INTO v FROM um.scopes s WHERE s.id = p_scope_id;
-  RETURN um.require_scope(v.id);
+  RETURN um_internal.require_scope(v.id);
 END
 $$;
-COMMENT ON FUNCTION um.scope_for_change(bigint, text, text, text) IS
+COMMENT ON FUNCTION um_internal.scope_for_change(bigint, text, text, text) IS
   'internal: the scope node, once the caller may make this change to it (the permission on the node), with its organization locked';
 
-CREATE FUNCTION um.do_rename_scope(p_scope_id bigint, p_name text)
+CREATE FUNCTION um_internal.do_rename_scope(p_scope_id bigint, p_name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v um.scopes := um.scope_for_change(p_scope_id, 'scope.rename', 'rename scope node %s', 'scope:update');
+  v um.scopes := um_internal.scope_for_change(p_scope_id, 'scope.rename', 'rename scope node %s', 'scope:update');
 BEGIN
   IF p_name IS NOT DISTINCT FROM v.name THEN
     RETURN;
   END IF;
-  PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, p_name, v.ref, v.inherit);
-  PERFORM um.audit('scope.rename', v.org_id, 'scope', v.id, jsonb_build_object('from', v.name, 'to', p_name));
+  PERFORM um_internal.write_scope(v.id, v.org_id, v.parent_id, v.kind, p_name, v.ref, v.inherit);
+  PERFORM um_internal.audit('scope.rename', v.org_id, 'scope', v.id, jsonb_build_object('from', v.name, 'to', p_name));
 END
 $$;
-COMMENT ON FUNCTION um.do_rename_scope(bigint, text) IS
-  'body of um_rename_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_scope (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_rename_scope(bigint, text) IS
+  'body of um_rename_scope: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_rename_scope (EXECUTE held by nobody)';
 
 -- Moving a node changes whose grants reach its subtree: scope:update is
 -- needed on the node and on its new parent (in the organization, to make it
 -- top-level).
-CREATE FUNCTION um.do_move_scope(p_scope_id bigint, p_parent_id bigint)
+CREATE FUNCTION um_internal.do_move_scope(p_scope_id bigint, p_parent_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v um.scopes := um.scope_for_change(p_scope_id, 'scope.move', 'move scope node %s', 'scope:update');
+  v um.scopes := um_internal.scope_for_change(p_scope_id, 'scope.move', 'move scope node %s', 'scope:update');
 BEGIN
   IF p_parent_id IS NULL THEN
-    PERFORM um.authorize('scope.move', format('make scope node %s top-level', p_scope_id),
+    PERFORM um_internal.authorize('scope.move', format('make scope node %s top-level', p_scope_id),
                          'scope:update', v.org_id, 'scope', p_scope_id);
   ELSE
-    PERFORM um.org_scope(v.org_id, p_parent_id, 'parent_id');
-    PERFORM um.authorize_scope('scope.move', format('move scope nodes under node %s', p_parent_id),
+    PERFORM um_internal.org_scope(v.org_id, p_parent_id, 'parent_id');
+    PERFORM um_internal.authorize_scope('scope.move', format('move scope nodes under node %s', p_parent_id),
                                'scope:update', v.org_id, p_parent_id, p_scope_id);
   END IF;
   IF p_parent_id IS NOT DISTINCT FROM v.parent_id THEN
     RETURN;
   END IF;
   IF v.inherit THEN
-    PERFORM um.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, p_parent_id, v.parent_id, 'scope.move');
+    PERFORM um_internal.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, p_parent_id, v.parent_id, 'scope.move');
   END IF;
-  PERFORM um.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle, too deep: UM041
-  PERFORM um.audit('scope.move', v.org_id, 'scope', v.id, jsonb_build_object('from', v.parent_id, 'to', p_parent_id));
+  PERFORM um_internal.write_scope(v.id, v.org_id, p_parent_id, v.kind, v.name, v.ref, v.inherit);   -- a cycle, too deep: UM041
+  PERFORM um_internal.audit('scope.move', v.org_id, 'scope', v.id, jsonb_build_object('from', v.parent_id, 'to', p_parent_id));
 END
 $$;
-COMMENT ON FUNCTION um.do_move_scope(bigint, bigint) IS
-  'body of um_move_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_move_scope (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_move_scope(bigint, bigint) IS
+  'body of um_move_scope: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_move_scope (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_scope_inherit(p_scope_id bigint, p_inherit boolean)
+CREATE FUNCTION um_internal.do_set_scope_inherit(p_scope_id bigint, p_inherit boolean)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v um.scopes := um.scope_for_change(p_scope_id, 'scope.set_inherit', 'change inheritance of scope node %s', 'scope:update');
+  v um.scopes := um_internal.scope_for_change(p_scope_id, 'scope.set_inherit', 'change inheritance of scope node %s', 'scope:update');
 BEGIN
   IF p_inherit IS NULL THEN
-    PERFORM um.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false (only grants made on it and below apply).');
+    PERFORM um_internal.raise('UM009', 'inherit is NULL', NULL, 'Pass true (the node inherits its ancestors'' grants) or false (only grants made on it and below apply).');
   END IF;
   IF p_inherit = v.inherit THEN
     RETURN false;
   END IF;
   IF p_inherit THEN
-    PERFORM um.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, v.parent_id, NULL, 'scope.set_inherit');
+    PERFORM um_internal.guard_scope_reach(@extschema@.um_current_user_id(v.org_id), v, v.parent_id, NULL, 'scope.set_inherit');
   END IF;
-  PERFORM um.write_scope(v.id, v.org_id, v.parent_id, v.kind, v.name, v.ref, p_inherit);
-  PERFORM um.audit('scope.set_inherit', v.org_id, 'scope', v.id, jsonb_build_object('inherit', p_inherit));
+  PERFORM um_internal.write_scope(v.id, v.org_id, v.parent_id, v.kind, v.name, v.ref, p_inherit);
+  PERFORM um_internal.audit('scope.set_inherit', v.org_id, 'scope', v.id, jsonb_build_object('inherit', p_inherit));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_set_scope_inherit(bigint, boolean) IS
-  'body of um_set_scope_inherit: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_scope_inherit (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_scope_inherit(bigint, boolean) IS
+  'body of um_set_scope_inherit: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_scope_inherit (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_scope(p_scope_id bigint)
+CREATE FUNCTION um_internal.do_delete_scope(p_scope_id bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v um.scopes := um.scope_for_change(p_scope_id, 'scope.delete', 'delete scope node %s', 'scope:delete');
+  v um.scopes := um_internal.scope_for_change(p_scope_id, 'scope.delete', 'delete scope node %s', 'scope:delete');
   v_nodes bigint[];
   v_team record;
   v_grants bigint[];
@@ -6654,21 +7618,21 @@ BEGIN
   -- the grants on the subtree go with it: what taking them needs (um_revoke_scope_role)
   SELECT array_agg(g.id ORDER BY g.id) INTO v_grants FROM um.grants g WHERE g.scope_id = ANY (v_nodes);
   IF v_grants IS NOT NULL THEN
-    PERFORM um.authorize('scope.delete', format('take the roles granted on scope node %s and below', p_scope_id),
+    PERFORM um_internal.authorize('scope.delete', format('take the roles granted on scope node %s and below', p_scope_id),
                          'role:grant', v.org_id, 'scope', p_scope_id);
     FOR v_user IN SELECT DISTINCT g.user_id FROM um.grants g WHERE g.id = ANY (v_grants) AND g.user_id IS NOT NULL ORDER BY 1 LOOP
-      PERFORM um.guard_root_target(@extschema@.um_current_user_id(v.org_id), v.org_id, v_user, 'scope.delete', 'take roles from');
+      PERFORM um_internal.guard_root_target(@extschema@.um_current_user_id(v.org_id), v.org_id, v_user, 'scope.delete', 'take roles from');
     END LOOP;
   END IF;
-  PERFORM um.delete_referenced('scopes', p_scope_id, format('scope node %s', p_scope_id));
-  PERFORM um.audit('scope.delete', v.org_id, 'scope', v.id,
+  PERFORM um_internal.delete_referenced('scopes', p_scope_id, format('scope node %s', p_scope_id));
+  PERFORM um_internal.audit('scope.delete', v.org_id, 'scope', v.id,
                    jsonb_build_object('kind', v.kind, 'ref', v.ref, 'nodes', to_jsonb(v_nodes),
                                       'grants', coalesce(to_jsonb(v_grants), '[]'::jsonb)));
   RETURN cardinality(v_nodes);
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_scope(bigint) IS
-  'body of um_delete_scope: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_scope (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_scope(bigint) IS
+  'body of um_delete_scope: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_scope (EXECUTE held by nobody)';
 
 CREATE FUNCTION @extschema@.um_create_scope(org_id bigint, kind text, name text, parent_id bigint DEFAULT NULL,
                                             ref text DEFAULT NULL, inherit boolean DEFAULT true)
@@ -6695,33 +7659,33 @@ RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE P
 COMMENT ON FUNCTION @extschema@.um_delete_scope(bigint) IS
   'delete a scope node with its subtree and every grant on them (scope:delete on it); refused (UM081) while a team''s space or application rows are in it; returns the number of nodes deleted';
 
-REVOKE EXECUTE ON FUNCTION um.delete_referenced(text, bigint, text),
-  um.authorize_root(text, text, text, bigint),
-  um.do_rename_organization(bigint, text),
-  um.do_set_org_slug(bigint, text),
-  um.do_delete_organization(bigint, text),
-  um.authorize_scope(text, text, text, bigint, bigint, bigint),
-  um.org_scope(bigint, bigint, text),
-  um.write_scope(bigint, bigint, bigint, text, text, text, boolean),
-  um.do_create_scope(bigint, text, text, bigint, text, boolean),
-  um.scope_for_change(bigint, text, text, text),
-  um.do_rename_scope(bigint, text),
-  um.do_move_scope(bigint, bigint),
-  um.do_set_scope_inherit(bigint, boolean),
-  um.do_delete_scope(bigint)
+REVOKE EXECUTE ON FUNCTION um_internal.delete_referenced(text, bigint, text),
+  um_internal.authorize_root(text, text, text, bigint),
+  um_internal.do_rename_organization(bigint, text),
+  um_internal.do_set_org_slug(bigint, text),
+  um_internal.do_delete_organization(bigint, text),
+  um_internal.authorize_scope(text, text, text, bigint, bigint, bigint),
+  um_internal.org_scope(bigint, bigint, text),
+  um_internal.write_scope(bigint, bigint, bigint, text, text, text, boolean),
+  um_internal.do_create_scope(bigint, text, text, bigint, text, boolean),
+  um_internal.scope_for_change(bigint, text, text, text),
+  um_internal.do_rename_scope(bigint, text),
+  um_internal.do_move_scope(bigint, bigint),
+  um_internal.do_set_scope_inherit(bigint, boolean),
+  um_internal.do_delete_scope(bigint)
   FROM PUBLIC;
 
 -- A scope branch is at most 64 levels deep (the evaluator follows no
 -- more); moving a node, or letting it inherit again, needs what granting
 -- the roles that newly reach it needs; deleting a subtree's grants needs
 -- what revoking them needs (UM041, UM070, UM073).
--- (um.scopes_check_cycle: see the scope tree's triggers below)
-COMMENT ON FUNCTION um.scopes_check_cycle() IS 'trigger on um.scopes: the parent exists in the same organization (UM036, locked as a foreign key would); refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
+-- (um_internal.scopes_check_cycle: see the scope tree's triggers below)
+COMMENT ON FUNCTION um_internal.scopes_check_cycle() IS 'trigger on um.scopes: the parent exists in the same organization (UM036, locked as a foreign key would); refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
 
 -- The nodes whose grants reach a node: the node, then its ancestors up to
 -- and including the first that does not inherit (as src/cache.c follows
 -- them).  Empty for NULL.
-CREATE FUNCTION um.scope_chain(p_node_id bigint)
+CREATE FUNCTION um_internal.scope_chain(p_node_id bigint)
 RETURNS TABLE (id bigint, kind text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -6734,7 +7698,7 @@ AS $$
      WHERE up.inherit AND up.d <= 64)
   SELECT up.id, up.kind FROM up
 $$;
-COMMENT ON FUNCTION um.scope_chain(bigint) IS
+COMMENT ON FUNCTION um_internal.scope_chain(bigint) IS
   'internal: the node and the ancestors whose grants reach it (up to the first that does not inherit), as the evaluator follows them';
 
 -- Moving a node, or letting it inherit again, makes the grants on its new
@@ -6742,7 +7706,7 @@ COMMENT ON FUNCTION um.scope_chain(bigint) IS
 -- needs what granting them there needs (role:grant, and every permission
 -- of each such role held on the node before the change).
 -- p_old_parent: where the node's grants came from until now (NULL: none).
-CREATE FUNCTION um.guard_scope_reach(p_actor bigint, p_node um.scopes, p_new_parent bigint,
+CREATE FUNCTION um_internal.guard_scope_reach(p_actor bigint, p_node um.scopes, p_new_parent bigint,
                                      p_old_parent bigint, p_action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -6763,8 +7727,8 @@ BEGIN
     RETURN;                                       -- into its own subtree: the move itself is refused (UM041)
   END IF;
   FOR g IN
-    WITH new_chain AS (SELECT * FROM um.scope_chain(p_new_parent)),
-         old_chain AS (SELECT * FROM um.scope_chain(p_old_parent))
+    WITH new_chain AS (SELECT * FROM um_internal.scope_chain(p_new_parent)),
+         old_chain AS (SELECT * FROM um_internal.scope_chain(p_old_parent))
     SELECT DISTINCT r.id, r.name
       FROM (SELECT gr.role_id FROM um.grants gr
              WHERE gr.org_id = p_node.org_id
@@ -6779,20 +7743,20 @@ BEGIN
      ORDER BY r.id
   LOOP
     IF v_first THEN
-      PERFORM um.authorize(p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
+      PERFORM um_internal.authorize(p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
                            'role:grant', p_node.org_id, 'scope', p_node.id);    -- as um_grant_scope_role
       v_first := false;
     END IF;
-    PERFORM um.guard_escalation(p_actor, p_node.org_id, p_node.id, ARRAY(SELECT um.role_grants(g.id)),
+    PERFORM um_internal.guard_escalation(p_actor, p_node.org_id, p_node.id, ARRAY(SELECT um_internal.role_grants(g.id)),
                                 p_action, format('let the grants of role "%s" reach scope node %s', g.name, p_node.id),
                                 'scope', p_node.id);
   END LOOP;
 END
 $$;
-COMMENT ON FUNCTION um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text) IS
+COMMENT ON FUNCTION um_internal.guard_scope_reach(bigint, um.scopes, bigint, bigint, text) IS
   'internal: moving a scope node or letting it inherit again hands out the roles granted on its new ancestors: role:grant and every permission of those roles on the node (UM070, UM073)';
-REVOKE EXECUTE ON FUNCTION um.scope_chain(bigint),
-  um.guard_scope_reach(bigint, um.scopes, bigint, bigint, text)
+REVOKE EXECUTE ON FUNCTION um_internal.scope_chain(bigint),
+  um_internal.guard_scope_reach(bigint, um.scopes, bigint, bigint, text)
   FROM PUBLIC;
 
 -- Ids an application pages by (issue 16): new columns at the end of the
@@ -6854,7 +7818,7 @@ CREATE INDEX audit_events_org_id_at_id_idx ON um.audit_events (org_id, at, id); 
 -- but um_invite returned it to the inviter's request too: it proves the
 -- mailbox only where the application promises that inviters never see it
 -- (um.invitations_prove_address, which only a superuser sets).
-CREATE FUNCTION um.do_accept_invitation_and_login(p_token text, p_password text, p_name text)
+CREATE FUNCTION um_internal.do_accept_invitation_and_login(p_token text, p_password text, p_name text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -6865,31 +7829,31 @@ DECLARE
   v_refusal record;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.raise('UM058', 'someone is acting in this transaction',
+    PERFORM um_internal.raise('UM058', 'someone is acting in this transaction',
       'A logged-in user already has a session; um_accept_invitation_and_login is for a new address, logged out.',
       'Accept with um_accept_invitation(token) inside the user''s request.');
   END IF;
   IF p_password IS NULL THEN
-    PERFORM um.raise('UM059', 'choose a password to accept this invitation and log in', NULL,
+    PERFORM um_internal.raise('UM059', 'choose a password to accept this invitation and log in', NULL,
       'Pass the password the invitee chose.');
   END IF;
   IF coalesce(current_setting('um.invitations_prove_address', true), 'off') <> 'on' THEN
-    PERFORM um.raise('UM063', 'accepting an invitation does not prove the address here',
+    PERFORM um_internal.raise('UM063', 'accepting an invitation does not prove the address here',
       'um.invitations_prove_address is off: the inviter may have seen the token, so the new account stays unverified and cannot log in yet.',
       'Accept with um_accept_invitation(token, password, name), mail a verification (um_resend_verification) and log in with um_verify_email_and_login; or, if your backend never shows invitation tokens to inviters, have a superuser turn um.invitations_prove_address on.');
   END IF;
-  v_id := um.do_accept_invitation(p_token, p_password, p_name);    -- an existing account: UM056
+  v_id := um_internal.do_accept_invitation(p_token, p_password, p_name);    -- an existing account: UM056
   UPDATE um.users u SET email_verified_at = now() WHERE u.id = v_id AND u.email_verified_at IS NULL;
-  PERFORM um.audit('user.verify_email', NULL, 'user', v_id, jsonb_build_object('via', 'invitation'));
+  PERFORM um_internal.audit('user.verify_email', NULL, 'user', v_id, jsonb_build_object('via', 'invitation'));
   SELECT * INTO v FROM um.users u WHERE u.id = v_id;
-  v_refusal := um.login_refusal(v, false);
-  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);   -- e.g. single sign-on: nothing stays
-  RETURN um.new_session(v, 'user.login');
+  v_refusal := um_internal.login_refusal(v, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);   -- e.g. single sign-on: nothing stays
+  RETURN um_internal.new_session(v, 'user.login');
 END
 $$;
-COMMENT ON FUNCTION um.do_accept_invitation_and_login(text, text, text) IS
-  'body of um_accept_invitation_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_accept_invitation_and_login (EXECUTE held by nobody)';
-REVOKE EXECUTE ON FUNCTION um.do_accept_invitation_and_login(text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION um_internal.do_accept_invitation_and_login(text, text, text) IS
+  'body of um_accept_invitation_and_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_accept_invitation_and_login (EXECUTE held by nobody)';
+REVOKE EXECUTE ON FUNCTION um_internal.do_accept_invitation_and_login(text, text, text) FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.um_accept_invitation_and_login(token text, password text, name text DEFAULT NULL)
 RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -6900,7 +7864,7 @@ COMMENT ON FUNCTION @extschema@.um_accept_invitation_and_login(text, text, text)
 -- um.scopes to itself, which made every pg_dump warn about circular
 -- foreign keys (um's tables' data is dumped as extension configuration).
 ALTER TABLE um.scopes DROP CONSTRAINT scopes_parent_fkey;
-CREATE OR REPLACE FUNCTION um.scopes_before_write()
+CREATE OR REPLACE FUNCTION um_internal.scopes_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -6913,12 +7877,12 @@ BEGIN
       USING ERRCODE = 'UM046',
             HINT = 'Create the node in the other organization instead.';
   END IF;
-  IF NOT um.identifier_is_valid(NEW.kind) THEN
+  IF NOT um_internal.identifier_is_valid(NEW.kind) THEN
     RAISE EXCEPTION 'invalid scope kind "%"', NEW.kind
       USING ERRCODE = 'UM008',
             HINT = 'A kind is a lowercase identifier such as project, environment or dashboard_group.';
   END IF;
-  IF NOT um.display_name_is_valid(NEW.name) THEN
+  IF NOT um_internal.display_name_is_valid(NEW.name) THEN
     RAISE EXCEPTION 'invalid scope name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
@@ -6945,7 +7909,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-CREATE OR REPLACE FUNCTION um.scopes_check_cycle()
+CREATE OR REPLACE FUNCTION um_internal.scopes_check_cycle()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -6959,7 +7923,7 @@ BEGIN
     RETURN NULL;
   END IF;
   IF TG_OP = 'UPDATE' THEN
-    PERFORM um.lock_organization(NEW.org_id);
+    PERFORM um_internal.lock_organization(NEW.org_id);
   END IF;
   -- the parent exists, in the same organization, and stays until this
   -- transaction ends (what a foreign key would do; um.scopes has none to
@@ -7000,7 +7964,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
-CREATE FUNCTION um.scopes_delete_children()
+CREATE FUNCTION um_internal.scopes_delete_children()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -7012,12 +7976,12 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.scopes_delete_children() IS 'statement trigger on um.scopes: deleting nodes deletes their children, and so the whole subtree';
-REVOKE EXECUTE ON FUNCTION um.scopes_delete_children() FROM PUBLIC;
+COMMENT ON FUNCTION um_internal.scopes_delete_children() IS 'statement trigger on um.scopes: deleting nodes deletes their children, and so the whole subtree';
+REVOKE EXECUTE ON FUNCTION um_internal.scopes_delete_children() FROM PUBLIC;
 CREATE TRIGGER scopes_delete_children AFTER DELETE ON um.scopes
-  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION um.scopes_delete_children();
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION um_internal.scopes_delete_children();
 COMMENT ON TRIGGER scopes_delete_children ON um.scopes IS
-  'runs um.scopes_delete_children(): statement trigger on um.scopes: deleting nodes deletes their children, and so the whole subtree';
+  'runs um_internal.scopes_delete_children(): statement trigger on um.scopes: deleting nodes deletes their children, and so the whole subtree';
 COMMENT ON COLUMN um.scopes.parent_id IS 'the parent node, of the same organization (kept by triggers: deleting a node deletes its subtree); NULL for a top-level node';
 
 -- Last: tell every backend to empty its cache and look the message

@@ -9,7 +9,7 @@
  * a failed login's count) cannot be written by the caller.  It is handed to
  * a background worker instead, which commits it in a transaction of its
  * own while the caller waits, before the caller answers.  A job is one of
- * two kinds: an audit event (um.audit_autonomous(), here), or a login
+ * two kinds: an audit event (um_internal.audit_autonomous(), here), or a login
  * attempt, whose rules (counting, lockout) are login.c's; the worker runs
  * those through um_login_execute().
  *
@@ -494,7 +494,7 @@ um_job_free(UmJob *job)
 }
 
 /*
- * um.audit_autonomous(action text, outcome text, org_id bigint,
+ * um_internal.audit_autonomous(action text, outcome text, org_id bigint,
  *     target_type text, target_id bigint, details jsonb)  returns void
  *
  * Internal (EXECUTE revoked from PUBLIC).  Commits one audit event in a

@@ -11,14 +11,14 @@
  * those bitmaps, answered with the same entries, rules and snapshot as
  * um_has_permission, instead of one check per catalog permission.
  *
- *	um.role_grants(role)                          what a role grants
- *	um.lacking_permissions(actor, org, scope, p)  which of p the actor lacks
- *	um.impersonation_escalates(imp, target, org)  does the target hold more?
+ *	um_internal.role_grants(role)                          what a role grants
+ *	um_internal.lacking_permissions(actor, org, scope, p)  which of p the actor lacks
+ *	um_internal.impersonation_escalates(imp, target, org)  does the target hold more?
  *
  * And one guard that is not about permissions, kept here with the others
  * every lifecycle call passes:
  *
- *	um.assert_no_app_cascades()   no application foreign key cascades from
+ *	um_internal.assert_no_app_cascades()   no application foreign key cascades from
  *	                              um's tables (UM057)
  *
  * Its answer depends only on the catalogs, so a backend asks them again
@@ -73,7 +73,7 @@ um_guards_init(void)
 }
 
 /*
- * um.assert_no_app_cascades(): refuses (UM057) while a table outside um has
+ * um_internal.assert_no_app_cascades(): refuses (UM057) while a table outside um has
  * a foreign key into one of um's tables with a cascading action (CASCADE,
  * SET NULL, SET DEFAULT on delete or update).  A lifecycle call that
  * deletes or updates um's rows would otherwise make PostgreSQL's
@@ -153,7 +153,7 @@ role_org(int64 role_id, int64 *org_id)
 }
 
 /*
- * um.role_grants(role_id bigint) RETURNS SETOF text: every catalog
+ * um_internal.role_grants(role_id bigint) RETURNS SETOF text: every catalog
  * permission the role grants, its own and those of the roles it includes,
  * patterns expanded; in the byte order of the names.  Nothing for an
  * unknown role.
@@ -207,7 +207,7 @@ held_bits(int64 user_id, int64 org_id, bool has_scope, int64 scope_id)
 }
 
 /*
- * um.lacking_permissions(actor bigint, org_id bigint, scope_id bigint,
+ * um_internal.lacking_permissions(actor bigint, org_id bigint, scope_id bigint,
  * permissions text[]) RETURNS text[]: those of the permissions the actor
  * does not hold in the organization (at the scope node when one is given),
  * in the order given; exactly those for which um_has_permission(actor, p,
@@ -270,7 +270,7 @@ holds_more(const uint64 *a, const uint64 *b, int nwords)
 }
 
 /*
- * um.impersonation_escalates(impersonator bigint, target bigint, org_id
+ * um_internal.impersonation_escalates(impersonator bigint, target bigint, org_id
  * bigint) RETURNS boolean: does the target hold, in the organization or at
  * any of its scope nodes, a permission the impersonator does not hold
  * there?  Acting as such a target would lend the impersonator more than

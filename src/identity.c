@@ -22,7 +22,7 @@
  *	- um_begin(token) (session.c), for everyone: a valid session token;
  *	- um_act_as(user_id), revoked from PUBLIC: the DBA grants it to the
  *	  roles of backends that authenticate users themselves;
- *	- um.start_impersonation(target, orgs), revoked from PUBLIC: called only
+ *	- um_internal.start_impersonation(target, orgs), revoked from PUBLIC: called only
  *	  by um_impersonate(), which checks the impersonator's rights first.
  *
  * While impersonating, checks answer as the target, and only in the
@@ -362,7 +362,7 @@ cmp_int64(const void *a, const void *b)
 }
 
 /*
- * um.start_impersonation(target bigint, orgs bigint[]): internal, called
+ * um_internal.start_impersonation(target bigint, orgs bigint[]): internal, called
  * by um_impersonate() after its checks; EXECUTE is revoked from PUBLIC.
  * The acting user becomes the impersonator; checks answer as the target in
  * the given organizations only.
@@ -379,9 +379,9 @@ um_start_impersonation(PG_FUNCTION_ARGS)
 				i;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		elog(ERROR, "um.start_impersonation: NULL argument");
+		elog(ERROR, "um_internal.start_impersonation: NULL argument");
 	if (!now->set || now->impersonating)
-		elog(ERROR, "um.start_impersonation: needs an acting user who is not impersonating");
+		elog(ERROR, "um_internal.start_impersonation: needs an acting user who is not impersonating");
 	arr = PG_GETARG_ARRAYTYPE_P(1);
 	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &elems, &nulls, &n);
 	memset(&id, 0, sizeof(id));

@@ -15,9 +15,9 @@
  *
  * So each public function is this C function, running with the caller's
  * rights (SECURITY INVOKER).  It notes the current user, the role really
- * calling, and calls the body, um.do_<name>(the same arguments...), a
+ * calling, and calls the body, um_internal.do_<name>(the same arguments...), a
  * SECURITY DEFINER function whose EXECUTE nobody holds: fmgr calls it
- * directly.  While the body runs, um.caller_role() names the role noted
+ * directly.  While the body runs, um_internal.caller_role() names the role noted
  * here: that is the only way the caller reaches a body (its authorization,
  * the audit trail's database role column, the log line of a refusal), and
  * nothing the caller can set changes it.
@@ -105,8 +105,16 @@ lookup_body(FunctionCallInfo fcinfo)
 	body_name = psprintf("do_%s", public_name + 3);
 	ReleaseSysCache(tup);
 
-	body_oid = LookupFuncName(list_make2(makeString("um"), makeString(body_name)),
+	/*
+	 * The bodies live in um_internal; the SQL of releases before 0.3 kept
+	 * them in um (with the caller as a last argument before 0.2), and this
+	 * library serves that SQL until ALTER EXTENSION um UPDATE.
+	 */
+	body_oid = LookupFuncName(list_make2(makeString(UM_INTERNAL_SCHEMA), makeString(body_name)),
 							  nargs, argtypes, true);
+	if (!OidIsValid(body_oid))
+		body_oid = LookupFuncName(list_make2(makeString("um"), makeString(body_name)),
+								  nargs, argtypes, true);
 	if (!OidIsValid(body_oid))
 	{
 		body_oid = LookupFuncName(list_make2(makeString("um"), makeString(body_name)),
@@ -117,7 +125,7 @@ lookup_body(FunctionCallInfo fcinfo)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the body of um function \"%s\" is missing", public_name),
-				 errdetail("um.%s is not in the database.", body_name),
+				 errdetail("%s.%s is not in the database.", UM_INTERNAL_SCHEMA, body_name),
 				 errhint("Run ALTER EXTENSION um UPDATE so that the SQL matches the installed library.")));
 
 	body = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(LifecycleBody));
@@ -180,7 +188,7 @@ um_lifecycle_entry(PG_FUNCTION_ARGS)
 }
 
 /*
- * um.caller_role(): the role that called the innermost lifecycle function
+ * um_internal.caller_role(): the role that called the innermost lifecycle function
  * running, NULL outside them.
  */
 Datum

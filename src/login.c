@@ -13,7 +13,7 @@
  * (audit_writer.c), which runs um_login_execute() in its own transaction
  * while the caller waits, before the caller answers.
  *
- * Logins fail closed.  um.record_login() is called for every attempt, after
+ * Logins fail closed.  um_internal.record_login() is called for every attempt, after
  * the password was checked but before anything is revealed, right or wrong;
  * the worker decides under a row lock whether the account was locked at that
  * moment (then the attempt fails whatever the password), counts a wrong
@@ -120,7 +120,7 @@ um_login_init(void)
 }
 
 /*
- * um.login_settings(): the login settings, for the SQL functions.  (Asking
+ * um_internal.login_settings(): the login settings, for the SQL functions.  (Asking
  * for them through a C function also loads the module, which defines them:
  * current_setting() in a fresh session would not know them yet.)
  */
@@ -144,7 +144,7 @@ um_login_settings(PG_FUNCTION_ARGS)
 }
 
 /*
- * um.record_login(user_id bigint, action text, result text, reason text,
+ * um_internal.record_login(user_id bigint, action text, result text, reason text,
  *     OUT was_locked boolean, OUT failed_logins integer, OUT locked boolean)
  *
  * Internal.  result is 'unknown_email', 'wrong', 'refused' or 'success';
@@ -165,7 +165,7 @@ um_record_login(PG_FUNCTION_ARGS)
 	bool		nulls[3] = {false, false, false};
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
-		elog(ERROR, "um.record_login: action and result are required");
+		elog(ERROR, "um_internal.record_login: action and result are required");
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	has_user = !PG_ARGISNULL(0);
@@ -179,9 +179,9 @@ um_record_login(PG_FUNCTION_ARGS)
 	else if (strcmp(result, "success") == 0)
 		login_result = LOGIN_SUCCESS;
 	else
-		elog(ERROR, "um.record_login: unknown result \"%s\"", result);
+		elog(ERROR, "um_internal.record_login: unknown result \"%s\"", result);
 	if (!has_user && login_result != LOGIN_UNKNOWN_EMAIL)
-		elog(ERROR, "um.record_login: a known user's attempt needs the user id");
+		elog(ERROR, "um_internal.record_login: a known user's attempt needs the user id");
 
 	job = um_job_new(UM_JOB_LOGIN, text_to_cstring(PG_GETARG_TEXT_PP(1)), "user",
 					 has_user, has_user ? PG_GETARG_INT64(0) : 0);

@@ -36,7 +36,7 @@
  * the role that ran CREATE EXTENSION (a superuser: um is not trusted) and
  * owns every object of um; REASSIGN OWNED moves both together.  The SQL
  * side asks the same question of pg_extension.extowner
- * (um.role_administers_um, the policies of um's own tables).
+ * (um_internal.role_administers_um, the policies of um's own tables).
  */
 Oid
 um_owner(void)

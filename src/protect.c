@@ -7,7 +7,7 @@
  * PostgreSQL's own checks decide who may enable row-level security on a
  * table and create or drop its policies: its owner.  What they may not do
  * with the caller's rights is write um's tables: register the resource's
- * permissions and the audit event.  um.protection_note() does that as the
+ * permissions and the audit event.  um_internal.protection_note() does that as the
  * owner of um's tables, after checking that the role running it (the
  * current user, not whoever started the session or the maintenance
  * command) owns the table, and never inside a security-restricted
@@ -122,7 +122,7 @@ owns_relation(Oid relid, Oid roleid)
 }
 
 /*
- * um.protection_note(tbl regclass, action text, resource text)
+ * um_internal.protection_note(tbl regclass, action text, resource text)
  *
  * action is 'table.protect' (with the table's resource) or
  * 'table.unprotect'.  Writes the audit event, whose details it builds
@@ -144,7 +144,7 @@ um_protection_note(PG_FUNCTION_ARGS)
 	bool		isnull;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		elog(ERROR, "um.protection_note: table and action are required");
+		elog(ERROR, "um_internal.protection_note: table and action are required");
 	relid = PG_GETARG_OID(0);
 	action = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	if (strcmp(action, "table.protect") != 0 && strcmp(action, "table.unprotect") != 0)
@@ -153,7 +153,7 @@ um_protection_note(PG_FUNCTION_ARGS)
 				 errmsg("invalid protection action \"%s\"", action),
 				 errhint("um_protect_table and um_unprotect_table call this; call them instead.")));
 	if (strcmp(action, "table.protect") == 0 && PG_ARGISNULL(2))
-		elog(ERROR, "um.protection_note: table.protect needs the resource");
+		elog(ERROR, "um_internal.protection_note: table.protect needs the resource");
 	if (InSecurityRestrictedOperation())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -199,13 +199,13 @@ um_protection_note(PG_FUNCTION_ARGS)
 								   "  WHERE p.name OPERATOR(pg_catalog.=) ($1 OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) a))",
 								   1, types, vals, NULL, true, 1);
 		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "um.protection_note: catalog lookup failed: %s", SPI_result_code_string(rc));
+			elog(ERROR, "um_internal.protection_note: catalog lookup failed: %s", SPI_result_code_string(rc));
 		missing = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		if (missing > 0)
 		{
-			rc = SPI_execute_with_args("SELECT um.role_administers_um($2)", 2, types, vals, NULL, true, 1);
+			rc = SPI_execute_with_args("SELECT um_internal.role_administers_um($2)", 2, types, vals, NULL, true, 1);
 			if (rc != SPI_OK_SELECT)
-				elog(ERROR, "um.protection_note: role lookup failed: %s", SPI_result_code_string(rc));
+				elog(ERROR, "um_internal.protection_note: role lookup failed: %s", SPI_result_code_string(rc));
 			if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 				ereport(ERROR,
 						(errcode(ERRCODE_UM_UNKNOWN_PERMISSION),
@@ -223,7 +223,7 @@ um_protection_note(PG_FUNCTION_ARGS)
 									   " ON CONFLICT (name) DO NOTHING",
 									   1, types, vals, NULL, false, 0);
 			if (rc != SPI_OK_INSERT)
-				elog(ERROR, "um.protection_note: registering permissions failed: %s", SPI_result_code_string(rc));
+				elog(ERROR, "um_internal.protection_note: registering permissions failed: %s", SPI_result_code_string(rc));
 		}
 	}
 	if (!noted_before(relid, action))
@@ -247,7 +247,7 @@ um_protection_note(PG_FUNCTION_ARGS)
 								   " pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('table', $2, 'resource', $3)), $4)",
 								   4, types, vals, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "um.protection_note: audit failed: %s", SPI_result_code_string(rc));
+			elog(ERROR, "um_internal.protection_note: audit failed: %s", SPI_result_code_string(rc));
 	}
 	um_run_as_end(&ra);
 	PG_RETURN_VOID();

@@ -11,7 +11,7 @@
  * column that holds user ids with um_add_user_reference() instead, which
  * gives it this trigger:
  *
- * um.user_reference_check(column) is an AFTER INSERT OR UPDATE trigger on
+ * um_internal.user_reference_check(column) is an AFTER INSERT OR UPDATE trigger on
  * the application table.  It reads the column straight from the new tuple
  * (it must be bigint: no cast, no operator of the application's is ever
  * called) and looks the user up as um's owner with a fixed query that
@@ -20,7 +20,7 @@
  * then finds the row (below), and an insert waiting for a deletion finds
  * the user gone.
  *
- * um.user_reference_probe(user_id) says which registered column (or legacy
+ * um_internal.user_reference_probe(user_id) says which registered column (or legacy
  * foreign key) still holds the user: for account deletion, which must name
  * the table.  It reads each table as the table's own owner, inside a
  * security-restricted operation (as VACUUM and REFRESH run table owners'
@@ -100,7 +100,7 @@ static const char *const user_lock_sql =
 static SPIPlanPtr user_lock_plan = NULL;
 
 /*
- * um.user_reference_check(): the trigger.  Its one argument names the
+ * um_internal.user_reference_check(): the trigger.  Its one argument names the
  * column; a NULL is no reference.
  */
 Datum
@@ -116,7 +116,7 @@ um_user_reference_check(PG_FUNCTION_ARGS)
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "um.user_reference_check must be an AFTER ROW trigger with the column's name as argument");
+		elog(ERROR, "um_internal.user_reference_check must be an AFTER ROW trigger with the column's name as argument");
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
 	attno = user_column(trigdata->tg_relation, trigdata->tg_trigger->tgargs[0]);
 	value = heap_getattr(tuple, attno, RelationGetDescr(trigdata->tg_relation), &isnull);
@@ -133,11 +133,11 @@ um_user_reference_check(PG_FUNCTION_ARGS)
 			SPIPlanPtr	plan = SPI_prepare(user_lock_sql, 1, types);
 
 			if (plan == NULL || SPI_keepplan(plan) != 0)
-				elog(ERROR, "um.user_reference_check: could not prepare the lookup");
+				elog(ERROR, "um_internal.user_reference_check: could not prepare the lookup");
 			user_lock_plan = plan;
 		}
 		if (SPI_execute_plan(user_lock_plan, vals, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "um.user_reference_check: lookup failed");
+			elog(ERROR, "um_internal.user_reference_check: lookup failed");
 		found = SPI_processed;
 	}
 	um_run_as_end(&ra);
@@ -192,7 +192,7 @@ probe_as_owner(Oid relid, const char *colname, int64 user_id)
 		Datum		vals[1] = {Int64GetDatum(user_id)};
 
 		if (SPI_execute_with_args(sql, 1, types, vals, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "um.user_reference_probe: probe failed");
+			elog(ERROR, "um_internal.user_reference_probe: probe failed");
 		found = SPI_processed > 0;
 	}
 	um_run_as_end(&ra);
@@ -215,7 +215,7 @@ probe_row(TupleDesc tupdesc, Oid relid, const char *col, bool unsafe)
 }
 
 /*
- * um.user_reference_probe(user_id bigint, OUT tbl regclass, OUT col name,
+ * um_internal.user_reference_probe(user_id bigint, OUT tbl regclass, OUT col name,
  *     OUT unsafe boolean)
  *
  * The first table found whose registered column, or whose single-column
@@ -244,7 +244,7 @@ um_user_reference_probe(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	check_fn = LookupFuncName(list_make2(makeString("um"), makeString("user_reference_check")),
+	check_fn = LookupFuncName(list_make2(makeString(UM_INTERNAL_SCHEMA), makeString("user_reference_check")),
 							  0, NULL, false);
 	users_relid = RangeVarGetRelid(makeRangeVar("um", "users", -1), NoLock, false);
 
@@ -422,7 +422,7 @@ ddl_as_um_owner(const char *sql)
 static bool
 has_reference_trigger(Oid relid, const char *tgname)
 {
-	Oid			check_fn = LookupFuncName(list_make2(makeString("um"), makeString("user_reference_check")),
+	Oid			check_fn = LookupFuncName(list_make2(makeString(UM_INTERNAL_SCHEMA), makeString("user_reference_check")),
 										  0, NULL, false);
 	Relation	catalog = table_open(TriggerRelationId, AccessShareLock);
 	SysScanDesc scan;
@@ -447,7 +447,7 @@ has_reference_trigger(Oid relid, const char *tgname)
  * tbl, partitions included).  Run by the table's owner, and only by roles
  * granted EXECUTE: a registered table takes part in every account deletion.
  * The rows already there are checked; the trigger is created by um's owner,
- * since nobody else may use um.user_reference_check.  Idempotent.
+ * since nobody else may use um_internal.user_reference_check.  Idempotent.
  */
 Datum
 um_add_user_reference(PG_FUNCTION_ARGS)
@@ -504,7 +504,7 @@ um_add_user_reference(PG_FUNCTION_ARGS)
 	if (has_reference_trigger(relid, tgname))
 		PG_RETURN_VOID();
 	ddl_as_um_owner(psprintf("CREATE TRIGGER %s AFTER INSERT OR UPDATE OF %s ON %s FOR EACH ROW"
-							 " EXECUTE FUNCTION um.user_reference_check(%s)",
+							 " EXECUTE FUNCTION um_internal.user_reference_check(%s)",
 							 quote_identifier(tgname), quote_identifier(colname), qualified,
 							 quote_literal_cstr(colname)));
 	PG_RETURN_VOID();

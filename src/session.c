@@ -308,7 +308,7 @@ static const char b64url[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /*
- * um.generate_token(): a fresh session or invitation token.
+ * um_internal.generate_token(): a fresh session or invitation token.
  */
 Datum
 um_generate_token(PG_FUNCTION_ARGS)
@@ -460,7 +460,7 @@ um_begin(PG_FUNCTION_ARGS)
 	if (!token_well_formed(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 		invalid_token("The token is not one um issued.");
 
-	/* what um.token_hash() computes: a well-formed token is ASCII, the same bytes in UTF8 */
+	/* what um_internal.token_hash() computes: a well-formed token is ASCII, the same bytes in UTF8 */
 	ctx = pg_cryptohash_create(PG_SHA256);
 	if (pg_cryptohash_init(ctx) < 0 ||
 		pg_cryptohash_update(ctx, (const uint8 *) VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)) < 0 ||

@@ -38,6 +38,9 @@
 #define ERRCODE_UM_APP_CASCADE				MAKE_SQLSTATE('U','M','0','5','7')
 #define ERRCODE_UM_AUDIT_UNAVAILABLE		MAKE_SQLSTATE('U','M','0','6','9')
 
+/* Tables, views and types live in schema um; internal functions here. */
+#define UM_INTERNAL_SCHEMA		"um_internal"
+
 /* ---- permname.c: permission names "resource:action" and grant patterns */
 
 /* Longest resource or action part, and longest whole name, in bytes. */

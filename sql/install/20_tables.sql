@@ -10,8 +10,8 @@
 
 CREATE TABLE um.organizations (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  slug text NOT NULL CONSTRAINT organizations_slug_check CHECK (um.slug_is_valid(slug)),
-  name text NOT NULL CONSTRAINT organizations_name_check CHECK (um.display_name_is_valid(name)),
+  slug text NOT NULL CONSTRAINT organizations_slug_check CHECK (um_internal.slug_is_valid(slug)),
+  name text NOT NULL CONSTRAINT organizations_name_check CHECK (um_internal.display_name_is_valid(name)),
   allow_invite_requests boolean NOT NULL DEFAULT false,
   password_login_disabled boolean NOT NULL DEFAULT false,
   settings jsonb NOT NULL DEFAULT '{}'
@@ -37,11 +37,11 @@ COMMENT ON COLUMN um.organizations.created_at IS 'when the organization was crea
 
 CREATE TABLE um.users (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  email text NOT NULL CONSTRAINT users_email_check CHECK (um.email_is_valid(email)),
-  name text CONSTRAINT users_name_check CHECK (um.display_name_is_valid(name)),
+  email text NOT NULL CONSTRAINT users_email_check CHECK (um_internal.email_is_valid(email)),
+  name text CONSTRAINT users_name_check CHECK (um_internal.display_name_is_valid(name)),
   timezone text NOT NULL DEFAULT 'UTC',
-  locale text NOT NULL DEFAULT 'en' CONSTRAINT users_locale_check CHECK (um.locale_is_valid(locale)),
-  mobile text CONSTRAINT users_mobile_check CHECK (um.mobile_is_valid(mobile)),
+  locale text NOT NULL DEFAULT 'en' CONSTRAINT users_locale_check CHECK (um_internal.locale_is_valid(locale)),
+  mobile text CONSTRAINT users_mobile_check CHECK (um_internal.mobile_is_valid(mobile)),
   allow_login boolean NOT NULL DEFAULT true,
   status text NOT NULL DEFAULT 'active'
     CONSTRAINT users_status_check CHECK (status IN ('active', 'suspended')),
@@ -110,7 +110,7 @@ COMMENT ON COLUMN um.builtin_roles.source IS
 CREATE TABLE um.roles (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
-  name text NOT NULL CONSTRAINT roles_name_check CHECK (um.display_name_is_valid(name, 100)),
+  name text NOT NULL CONSTRAINT roles_name_check CHECK (um_internal.display_name_is_valid(name, 100)),
   description text,
   builtin text REFERENCES um.builtin_roles (key) ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -144,7 +144,7 @@ COMMENT ON COLUMN um.role_inclusions.role_id IS 'the including role';
 COMMENT ON COLUMN um.role_inclusions.included_role_id IS 'the role whose permissions role_id also grants';
 
 CREATE TABLE um.permissions (
-  name text PRIMARY KEY CONSTRAINT permissions_name_check CHECK (um.permission_name_is_valid(name, false)),
+  name text PRIMARY KEY CONSTRAINT permissions_name_check CHECK (um_internal.permission_name_is_valid(name, false)),
   resource text GENERATED ALWAYS AS (split_part(name, ':', 1)) STORED,
   action text GENERATED ALWAYS AS (split_part(name, ':', 2)) STORED,
   description text,
@@ -164,7 +164,7 @@ CREATE TABLE um.role_permissions (
   org_id bigint NOT NULL,
   role_id bigint NOT NULL,
   permission text NOT NULL
-    CONSTRAINT role_permissions_permission_check CHECK (um.permission_name_is_valid(permission, true)),
+    CONSTRAINT role_permissions_permission_check CHECK (um_internal.permission_name_is_valid(permission, true)),
   PRIMARY KEY (org_id, role_id, permission),
   FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id) ON DELETE CASCADE
 );
@@ -178,8 +178,8 @@ CREATE TABLE um.scopes (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
   parent_id bigint,
-  kind text NOT NULL CONSTRAINT scopes_kind_check CHECK (um.identifier_is_valid(kind)),
-  name text NOT NULL CONSTRAINT scopes_name_check CHECK (um.display_name_is_valid(name)),
+  kind text NOT NULL CONSTRAINT scopes_kind_check CHECK (um_internal.identifier_is_valid(kind)),
+  name text NOT NULL CONSTRAINT scopes_name_check CHECK (um_internal.display_name_is_valid(name)),
   ref text CONSTRAINT scopes_ref_check CHECK (length(ref) BETWEEN 1 AND 200),
   inherit boolean NOT NULL DEFAULT true,
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -230,7 +230,7 @@ COMMENT ON COLUMN um.memberships.created_at IS 'when the user joined';
 CREATE TABLE um.teams (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
-  name text NOT NULL CONSTRAINT teams_name_check CHECK (um.display_name_is_valid(name, 100)),
+  name text NOT NULL CONSTRAINT teams_name_check CHECK (um_internal.display_name_is_valid(name, 100)),
   description text,
   scope_id bigint NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -296,7 +296,7 @@ CREATE TABLE um.grants (
   user_id bigint,
   team_id bigint,
   scope_id bigint,
-  scope_kind text CONSTRAINT grants_scope_kind_check CHECK (um.identifier_is_valid(scope_kind)),
+  scope_kind text CONSTRAINT grants_scope_kind_check CHECK (um_internal.identifier_is_valid(scope_kind)),
   granted_by bigint REFERENCES um.users ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT grants_pkey PRIMARY KEY (org_id, id),
@@ -330,7 +330,7 @@ COMMENT ON COLUMN um.grants.created_at IS 'when the grant was made';
 CREATE TABLE um.invitations (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
-  email text NOT NULL CONSTRAINT invitations_email_check CHECK (um.email_is_valid(email)),
+  email text NOT NULL CONSTRAINT invitations_email_check CHECK (um_internal.email_is_valid(email)),
   role_id bigint NOT NULL,
   team_id bigint,
   state text NOT NULL DEFAULT 'pending'
@@ -392,7 +392,7 @@ COMMENT ON COLUMN um.sessions.revoked_at IS 'when the session was ended early; N
 CREATE TABLE um.identity_providers (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
-  name text NOT NULL CONSTRAINT identity_providers_name_check CHECK (um.display_name_is_valid(name, 100)),
+  name text NOT NULL CONSTRAINT identity_providers_name_check CHECK (um_internal.display_name_is_valid(name, 100)),
   protocol text NOT NULL CONSTRAINT identity_providers_protocol_check CHECK (protocol IN ('oidc', 'saml')),
   issuer text NOT NULL CONSTRAINT identity_providers_issuer_check CHECK (issuer ~ '^https://[^[:space:]]+$'),
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -478,7 +478,7 @@ COMMENT ON COLUMN um.verification_tokens.claim IS
 CREATE TABLE um.organization_domains (
   id bigint GENERATED ALWAYS AS IDENTITY,
   org_id bigint NOT NULL REFERENCES um.organizations ON DELETE CASCADE,
-  domain text NOT NULL CONSTRAINT organization_domains_domain_check CHECK (um.domain_is_valid(domain)),
+  domain text NOT NULL CONSTRAINT organization_domains_domain_check CHECK (um_internal.domain_is_valid(domain)),
   verified_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT organization_domains_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT organization_domains_org_id_domain_key UNIQUE (org_id, domain)

@@ -7,13 +7,13 @@
 -- table, so a bulk change is checked once per organization, after all its
 -- rows are in place.
 
--- um.lock_organization: serialize changes to one organization's invariants.
+-- um_internal.lock_organization: serialize changes to one organization's invariants.
 -- Updating (not just locking) the row makes a concurrent REPEATABLE READ
 -- transaction fail with a serialization error instead of deciding on a stale
 -- snapshot; under READ COMMITTED the second transaction waits and the checks
 -- after this call see what the first one committed.  Returns false when the
 -- organization no longer exists (it is being deleted).
-CREATE FUNCTION um.lock_organization(p_org_id bigint)
+CREATE FUNCTION um_internal.lock_organization(p_org_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
@@ -23,38 +23,38 @@ BEGIN
   RETURN FOUND;
 END
 $$;
-COMMENT ON FUNCTION um.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
+COMMENT ON FUNCTION um_internal.lock_organization(bigint) IS 'internal: serializes changes to one organization''s invariants by updating its row (a concurrent REPEATABLE READ transaction fails instead of deciding on a stale snapshot); false when the organization is gone';
 
 -- users ---------------------------------------------------------------------
--- um.assert_user_fields: a user's fields, each refused with its SQLSTATE;
+-- um_internal.assert_user_fields: a user's fields, each refused with its SQLSTATE;
 -- the row trigger and the calls that must refuse bad input before they look
 -- anything up (um_sign_up) share it.  A NULL time zone is not checked (an
 -- UPDATE checks it only when it changes: the zone database may change).
-CREATE FUNCTION um.assert_user_fields(p_email text, p_name text, p_timezone text, p_locale text,
+CREATE FUNCTION um_internal.assert_user_fields(p_email text, p_name text, p_timezone text, p_locale text,
                                       p_mobile text, p_attributes jsonb)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_email(p_email);
-  IF p_name IS NOT NULL AND NOT um.display_name_is_valid(p_name) THEN
+  PERFORM um_internal.assert_email(p_email);
+  IF p_name IS NOT NULL AND NOT um_internal.display_name_is_valid(p_name) THEN
     RAISE EXCEPTION 'invalid user name "%"', p_name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim the name, or pass NULL for a user without a name.';
   END IF;
-  IF p_timezone IS NOT NULL AND NOT um.timezone_is_valid(p_timezone) THEN
+  IF p_timezone IS NOT NULL AND NOT um_internal.timezone_is_valid(p_timezone) THEN
     RAISE EXCEPTION 'unknown time zone "%"', p_timezone
       USING ERRCODE = 'UM004',
             HINT = 'Use an IANA time zone name such as UTC, Europe/Paris or America/New_York (see pg_timezone_names).';
   END IF;
-  IF NOT um.locale_is_valid(p_locale) THEN
+  IF NOT um_internal.locale_is_valid(p_locale) THEN
     RAISE EXCEPTION 'invalid locale "%"', p_locale
       USING ERRCODE = 'UM005',
             HINT = 'Use a BCP 47 language tag such as en, en-GB, pt-BR or zh-Hant-TW.';
   END IF;
-  IF p_mobile IS NOT NULL AND NOT um.mobile_is_valid(p_mobile) THEN
+  IF p_mobile IS NOT NULL AND NOT um_internal.mobile_is_valid(p_mobile) THEN
     RAISE EXCEPTION 'invalid mobile number "%"', p_mobile
       USING ERRCODE = 'UM006',
             HINT = 'Use the E.164 form: "+", country code and number, digits only, e.g. +14155550123.';
@@ -67,16 +67,16 @@ BEGIN
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.assert_user_fields(text, text, text, text, text, jsonb) IS
+COMMENT ON FUNCTION um_internal.assert_user_fields(text, text, text, text, text, jsonb) IS
   'internal: refuses an invalid email (UM001), name (UM003), time zone (UM004, unless NULL), locale (UM005), mobile (UM006) or attributes (UM007)';
 
-CREATE FUNCTION um.users_before_write()
+CREATE FUNCTION um_internal.users_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_user_fields(NEW.email, NEW.name,
+  PERFORM um_internal.assert_user_fields(NEW.email, NEW.name,
                                 CASE WHEN TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone
                                      THEN coalesce(NEW.timezone, '') END,
                                 NEW.locale, NEW.mobile, NEW.attributes);
@@ -93,12 +93,12 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.users_before_write() IS 'trigger on um.users: validates email, name, time zone, locale, mobile and attributes with explanations; keeps updated_at, suspended_at, and unverifies a changed address';
+COMMENT ON FUNCTION um_internal.users_before_write() IS 'trigger on um.users: validates email, name, time zone, locale, mobile and attributes with explanations; keeps updated_at, suspended_at, and unverifies a changed address';
 CREATE TRIGGER users_before_write BEFORE INSERT OR UPDATE ON um.users
-  FOR EACH ROW EXECUTE FUNCTION um.users_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.users_before_write();
 
 -- organizations ---------------------------------------------------------------
-CREATE FUNCTION um.organizations_before_write()
+CREATE FUNCTION um_internal.organizations_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -106,15 +106,15 @@ AS $$
 BEGIN
   IF TG_OP = 'UPDATE' AND NEW.slug = OLD.slug AND NEW.name = OLD.name
      AND NEW.password_login_disabled = OLD.password_login_disabled THEN
-    RETURN NEW;                           -- e.g. um.lock_organization
+    RETURN NEW;                           -- e.g. um_internal.lock_organization
   END IF;
-  IF NOT um.slug_is_valid(NEW.slug) THEN
+  IF NOT um_internal.slug_is_valid(NEW.slug) THEN
     RAISE EXCEPTION 'invalid organization slug "%"', NEW.slug
       USING ERRCODE = 'UM002',
             DETAIL = 'A slug has 1 to 63 lowercase ASCII letters, digits and hyphens, and starts and ends with a letter or digit.',
             HINT = 'Use something like "acme" or "acme-eu".';
   END IF;
-  IF NOT um.display_name_is_valid(NEW.name) THEN
+  IF NOT um_internal.display_name_is_valid(NEW.name) THEN
     RAISE EXCEPTION 'invalid organization name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
@@ -133,11 +133,11 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.organizations_before_write() IS 'trigger on um.organizations: validates slug and name; refuses password_login_disabled without an identity provider (UM045)';
+COMMENT ON FUNCTION um_internal.organizations_before_write() IS 'trigger on um.organizations: validates slug and name; refuses password_login_disabled without an identity provider (UM045)';
 CREATE TRIGGER organizations_before_write BEFORE INSERT OR UPDATE ON um.organizations
-  FOR EACH ROW EXECUTE FUNCTION um.organizations_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.organizations_before_write();
 
-CREATE FUNCTION um.identity_providers_before_delete()
+CREATE FUNCTION um_internal.identity_providers_before_delete()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -157,12 +157,12 @@ BEGIN
   RETURN OLD;
 END
 $$;
-COMMENT ON FUNCTION um.identity_providers_before_delete() IS 'trigger on um.identity_providers: refuses to remove the last provider of an organization whose password login is disabled (UM045)';
+COMMENT ON FUNCTION um_internal.identity_providers_before_delete() IS 'trigger on um.identity_providers: refuses to remove the last provider of an organization whose password login is disabled (UM045)';
 CREATE TRIGGER identity_providers_before_delete BEFORE DELETE ON um.identity_providers
-  FOR EACH ROW EXECUTE FUNCTION um.identity_providers_before_delete();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.identity_providers_before_delete();
 
 -- roles -----------------------------------------------------------------------
-CREATE FUNCTION um.roles_before_write()
+CREATE FUNCTION um_internal.roles_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -207,7 +207,7 @@ BEGIN
               HINT = 'Built-in roles are created with the organization.';
     END IF;
   END IF;
-  IF NOT um.display_name_is_valid(NEW.name, 100) THEN
+  IF NOT um_internal.display_name_is_valid(NEW.name, 100) THEN
     RAISE EXCEPTION 'invalid role name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
@@ -216,11 +216,11 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, made from custom ones, or renamed unless the template allows it (UM042); no role moves to another organization; validates the name';
+COMMENT ON FUNCTION um_internal.roles_before_write() IS 'trigger on um.roles: built-in roles are not deleted, made from custom ones, or renamed unless the template allows it (UM042); no role moves to another organization; validates the name';
 CREATE TRIGGER roles_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.roles
-  FOR EACH ROW EXECUTE FUNCTION um.roles_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.roles_before_write();
 
-CREATE FUNCTION um.role_inclusions_check_cycle()
+CREATE FUNCTION um_internal.role_inclusions_check_cycle()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -229,7 +229,7 @@ DECLARE
   v_role text;
   v_included text;
 BEGIN
-  PERFORM um.lock_organization(NEW.org_id);
+  PERFORM um_internal.lock_organization(NEW.org_id);
   IF EXISTS (
       WITH RECURSIVE reach(role_id) AS (
         SELECT NEW.included_role_id
@@ -247,12 +247,12 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.role_inclusions_check_cycle() IS 'statement trigger on um.role_inclusions: refuses an inclusion that would make a cycle of roles (UM040)';
+COMMENT ON FUNCTION um_internal.role_inclusions_check_cycle() IS 'statement trigger on um.role_inclusions: refuses an inclusion that would make a cycle of roles (UM040)';
 CREATE TRIGGER role_inclusions_check_cycle AFTER INSERT OR UPDATE ON um.role_inclusions
-  FOR EACH ROW EXECUTE FUNCTION um.role_inclusions_check_cycle();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.role_inclusions_check_cycle();
 
 -- permissions -----------------------------------------------------------------
-CREATE FUNCTION um.role_permissions_before_write()
+CREATE FUNCTION um_internal.role_permissions_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -260,7 +260,7 @@ AS $$
 DECLARE
   v_known boolean;
 BEGIN
-  PERFORM um.assert_permission_name(NEW.permission, true);
+  PERFORM um_internal.assert_permission_name(NEW.permission, true);
   IF strpos(NEW.permission, '*') = 0 THEN
     v_known := EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = NEW.permission);
   ELSE
@@ -275,11 +275,11 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
+COMMENT ON FUNCTION um_internal.role_permissions_before_write() IS 'trigger on um.role_permissions: the permission must be a valid name or pattern and name or match catalog permissions (UM010, UM011)';
 CREATE TRIGGER role_permissions_before_write BEFORE INSERT OR UPDATE ON um.role_permissions
-  FOR EACH ROW EXECUTE FUNCTION um.role_permissions_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.role_permissions_before_write();
 
-CREATE FUNCTION um.permissions_before_write()
+CREATE FUNCTION um_internal.permissions_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -288,7 +288,7 @@ DECLARE
   v_roles bigint;
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    PERFORM um.assert_permission_name(NEW.name, false);
+    PERFORM um_internal.assert_permission_name(NEW.name, false);
     RETURN NEW;
   END IF;
   IF OLD.builtin THEN
@@ -319,12 +319,12 @@ BEGIN
   RETURN OLD;
 END
 $$;
-COMMENT ON FUNCTION um.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
+COMMENT ON FUNCTION um_internal.permissions_before_write() IS 'trigger on um.permissions: validates new names; built-in permissions are never changed or deleted, none is renamed, nor deleted while a role grants it (UM048)';
 CREATE TRIGGER permissions_before_write BEFORE INSERT OR UPDATE OR DELETE ON um.permissions
-  FOR EACH ROW EXECUTE FUNCTION um.permissions_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.permissions_before_write();
 
 -- memberships -----------------------------------------------------------------
-CREATE FUNCTION um.memberships_before_update()
+CREATE FUNCTION um_internal.memberships_before_update()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -338,13 +338,13 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.memberships_before_update() IS 'trigger on um.memberships: a membership never moves to another organization or user (UM046)';
+COMMENT ON FUNCTION um_internal.memberships_before_update() IS 'trigger on um.memberships: a membership never moves to another organization or user (UM046)';
 CREATE TRIGGER memberships_before_update BEFORE UPDATE ON um.memberships
-  FOR EACH ROW EXECUTE FUNCTION um.memberships_before_update();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.memberships_before_update();
 
--- um.has_usable_root: does the organization have a Root who can act (an
+-- um_internal.has_usable_root: does the organization have a Root who can act (an
 -- active membership of an active user who may log in)?
-CREATE FUNCTION um.has_usable_root(p_org_id bigint)
+CREATE FUNCTION um_internal.has_usable_root(p_org_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -355,17 +355,17 @@ BEGIN
                     AND u.status = 'active' AND u.allow_login);
 END
 $$;
-COMMENT ON FUNCTION um.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
+COMMENT ON FUNCTION um_internal.has_usable_root(bigint) IS 'internal: does the organization have a Root who can act (active membership, active user allowed to log in)?';
 
 -- An organization with members always has a Root among them, and no change
 -- of memberships takes away its last Root who can log in (a Root leaving,
 -- demoted, removed, suspended in it or deleted while the other Roots cannot
 -- log in).  A membership whose user is gone (an account being deleted)
 -- counts as one that could log in.  Suspending a user or taking their login
--- is guarded by the lifecycle functions (um.guard_last_active_root); a direct
+-- is guarded by the lifecycle functions (um_internal.guard_last_active_root); a direct
 -- UPDATE of um.users by an administrator is not, and um_check_integrity()
 -- reports what it leaves.
-CREATE FUNCTION um.memberships_keep_root()
+CREATE FUNCTION um_internal.memberships_keep_root()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -375,7 +375,7 @@ DECLARE
   v_slug text;
 BEGIN
   FOR v_org IN SELECT DISTINCT c.org_id FROM changed_rows c ORDER BY 1 LOOP
-    CONTINUE WHEN NOT um.lock_organization(v_org);   -- organization being deleted
+    CONTINUE WHEN NOT um_internal.lock_organization(v_org);   -- organization being deleted
     CONTINUE WHEN NOT EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = v_org);
     IF NOT EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                     WHERE m.org_id = v_org AND r.builtin = 'root') THEN
@@ -390,7 +390,7 @@ BEGIN
                      LEFT JOIN um.users u ON u.id = c.user_id
                     WHERE c.org_id = v_org AND r.builtin = 'root' AND c.status = 'active'
                       AND (u.id IS NULL OR (u.status = 'active' AND u.allow_login)))
-       AND NOT um.has_usable_root(v_org) THEN
+       AND NOT um_internal.has_usable_root(v_org) THEN
       SELECT slug INTO v_slug FROM um.organizations WHERE id = v_org;
       RAISE EXCEPTION 'organization "%" would be left without a Root who can log in', v_slug
         USING ERRCODE = 'UM044',
@@ -401,20 +401,20 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.memberships_keep_root() IS 'statement trigger on um.memberships: an organization with members keeps a Root, and a Root who can log in (UM044)';
+COMMENT ON FUNCTION um_internal.memberships_keep_root() IS 'statement trigger on um.memberships: an organization with members keeps a Root, and a Root who can log in (UM044)';
 CREATE TRIGGER memberships_keep_root_ins AFTER INSERT ON um.memberships
   REFERENCING NEW TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+  FOR EACH STATEMENT EXECUTE FUNCTION um_internal.memberships_keep_root();
 CREATE TRIGGER memberships_keep_root_upd AFTER UPDATE ON um.memberships
   REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+  FOR EACH STATEMENT EXECUTE FUNCTION um_internal.memberships_keep_root();
 CREATE TRIGGER memberships_keep_root_del AFTER DELETE ON um.memberships
   REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION um.memberships_keep_root();
+  FOR EACH STATEMENT EXECUTE FUNCTION um_internal.memberships_keep_root();
 
 
 -- teams -----------------------------------------------------------------------
-CREATE FUNCTION um.teams_before_write()
+CREATE FUNCTION um_internal.teams_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -425,7 +425,7 @@ BEGIN
       USING ERRCODE = 'UM046',
             HINT = 'Create a team in the other organization instead.';
   END IF;
-  IF NOT um.display_name_is_valid(NEW.name, 100) THEN
+  IF NOT um_internal.display_name_is_valid(NEW.name, 100) THEN
     RAISE EXCEPTION 'invalid team name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
@@ -439,13 +439,13 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.teams_before_write() IS 'trigger on um.teams: validates the name, keeps the team in its organization, and creates its team space (a scope node of kind "team") when none is given';
+COMMENT ON FUNCTION um_internal.teams_before_write() IS 'trigger on um.teams: validates the name, keeps the team in its organization, and creates its team space (a scope node of kind "team") when none is given';
 CREATE TRIGGER teams_before_write BEFORE INSERT OR UPDATE ON um.teams
-  FOR EACH ROW EXECUTE FUNCTION um.teams_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.teams_before_write();
 
 -- A deleted team takes its team space (and the grants on it) along, unless
 -- another team still uses that node.
-CREATE FUNCTION um.teams_after_delete()
+CREATE FUNCTION um_internal.teams_after_delete()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -457,11 +457,11 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.teams_after_delete() IS 'statement trigger on um.teams: a deleted team takes its team space (and the grants on it) along, unless another team uses that node';
+COMMENT ON FUNCTION um_internal.teams_after_delete() IS 'statement trigger on um.teams: a deleted team takes its team space (and the grants on it) along, unless another team uses that node';
 CREATE TRIGGER teams_after_delete AFTER DELETE ON um.teams
-  FOR EACH ROW EXECUTE FUNCTION um.teams_after_delete();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.teams_after_delete();
 
-CREATE FUNCTION um.team_members_keep_owner()
+CREATE FUNCTION um_internal.team_members_keep_owner()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -485,15 +485,15 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.team_members_keep_owner() IS 'statement trigger on um.team_members: a team''s owner cannot be removed or lose ownership without a successor (UM043); not when the team or organization goes';
+COMMENT ON FUNCTION um_internal.team_members_keep_owner() IS 'statement trigger on um.team_members: a team''s owner cannot be removed or lose ownership without a successor (UM043); not when the team or organization goes';
 CREATE TRIGGER team_members_keep_owner_upd AFTER UPDATE ON um.team_members
   REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION um.team_members_keep_owner();
+  FOR EACH STATEMENT EXECUTE FUNCTION um_internal.team_members_keep_owner();
 CREATE TRIGGER team_members_keep_owner_del AFTER DELETE ON um.team_members
   REFERENCING OLD TABLE AS changed_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION um.team_members_keep_owner();
+  FOR EACH STATEMENT EXECUTE FUNCTION um_internal.team_members_keep_owner();
 
-CREATE FUNCTION um.team_members_before_update()
+CREATE FUNCTION um_internal.team_members_before_update()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -507,27 +507,27 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
+COMMENT ON FUNCTION um_internal.team_members_before_update() IS 'trigger on um.team_members: a team membership never moves to another team or user (UM046)';
 CREATE TRIGGER team_members_before_update BEFORE UPDATE ON um.team_members
-  FOR EACH ROW EXECUTE FUNCTION um.team_members_before_update();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.team_members_before_update();
 
 -- invitations -----------------------------------------------------------------
-CREATE FUNCTION um.invitations_before_write()
+CREATE FUNCTION um_internal.invitations_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_email(NEW.email);
+  PERFORM um_internal.assert_email(NEW.email);
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.invitations_before_write() IS 'trigger on um.invitations: validates the address with an explanation (UM001)';
+COMMENT ON FUNCTION um_internal.invitations_before_write() IS 'trigger on um.invitations: validates the address with an explanation (UM001)';
 CREATE TRIGGER invitations_before_write BEFORE INSERT OR UPDATE ON um.invitations
-  FOR EACH ROW EXECUTE FUNCTION um.invitations_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.invitations_before_write();
 
 -- audit -----------------------------------------------------------------------
-CREATE FUNCTION um.audit_events_append_only()
+CREATE FUNCTION um_internal.audit_events_append_only()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -539,8 +539,8 @@ BEGIN
           HINT = 'Audit events are never changed; to prune old events, a superuser disables trigger audit_events_append_only for that one transaction.';
 END
 $$;
-COMMENT ON FUNCTION um.audit_events_append_only() IS 'trigger on um.audit_events: refuses UPDATE, DELETE and TRUNCATE (UM047); a superuser disables it for one transaction to prune old events';
+COMMENT ON FUNCTION um_internal.audit_events_append_only() IS 'trigger on um.audit_events: refuses UPDATE, DELETE and TRUNCATE (UM047); a superuser disables it for one transaction to prune old events';
 CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON um.audit_events
-  FOR EACH ROW EXECUTE FUNCTION um.audit_events_append_only();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.audit_events_append_only();
 CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON um.audit_events
-  FOR EACH STATEMENT EXECUTE FUNCTION um.audit_events_append_only();
+  FOR EACH STATEMENT EXECUTE FUNCTION um_internal.audit_events_append_only();

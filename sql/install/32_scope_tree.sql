@@ -3,7 +3,7 @@
 -- subtree.  Triggers rather than a foreign key of um.scopes to itself:
 -- pg_dump warns about every table whose data refers to itself.
 
-CREATE FUNCTION um.scopes_before_write()
+CREATE FUNCTION um_internal.scopes_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -16,12 +16,12 @@ BEGIN
       USING ERRCODE = 'UM046',
             HINT = 'Create the node in the other organization instead.';
   END IF;
-  IF NOT um.identifier_is_valid(NEW.kind) THEN
+  IF NOT um_internal.identifier_is_valid(NEW.kind) THEN
     RAISE EXCEPTION 'invalid scope kind "%"', NEW.kind
       USING ERRCODE = 'UM008',
             HINT = 'A kind is a lowercase identifier such as project, environment or dashboard_group.';
   END IF;
-  IF NOT um.display_name_is_valid(NEW.name) THEN
+  IF NOT um_internal.display_name_is_valid(NEW.name) THEN
     RAISE EXCEPTION 'invalid scope name "%"', NEW.name
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 200 characters, no leading or trailing blanks and no control characters.',
@@ -48,14 +48,14 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
+COMMENT ON FUNCTION um_internal.scopes_before_write() IS 'trigger on um.scopes: validates kind and name; a node stays in its organization, is not its own parent, and its parent is in the same organization';
 CREATE TRIGGER scopes_before_write BEFORE INSERT OR UPDATE ON um.scopes
-  FOR EACH ROW EXECUTE FUNCTION um.scopes_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.scopes_before_write();
 
 -- A new node with an existing parent cannot close a cycle; only re-parenting
 -- can, or rows inserted together with explicit ids.  Checked after the
 -- statement, when all its rows are visible.
-CREATE FUNCTION um.scopes_check_cycle()
+CREATE FUNCTION um_internal.scopes_check_cycle()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -69,7 +69,7 @@ BEGIN
     RETURN NULL;
   END IF;
   IF TG_OP = 'UPDATE' THEN
-    PERFORM um.lock_organization(NEW.org_id);
+    PERFORM um_internal.lock_organization(NEW.org_id);
   END IF;
   -- the parent exists, in the same organization, and stays until this
   -- transaction ends (what a foreign key would do; um.scopes has none to
@@ -110,13 +110,13 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.scopes_check_cycle() IS 'trigger on um.scopes: the parent exists in the same organization (UM036, locked as a foreign key would); refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
+COMMENT ON FUNCTION um_internal.scopes_check_cycle() IS 'trigger on um.scopes: the parent exists in the same organization (UM036, locked as a foreign key would); refuses re-parenting that would make a cycle in the scope tree, and a branch deeper than the 64 levels the evaluator follows (UM041)';
 CREATE TRIGGER scopes_check_cycle AFTER INSERT OR UPDATE OF parent_id ON um.scopes
-  FOR EACH ROW EXECUTE FUNCTION um.scopes_check_cycle();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.scopes_check_cycle();
 
 -- Deleting a node deletes its subtree, one level a statement (what ON
 -- DELETE CASCADE of a key to itself would do).
-CREATE FUNCTION um.scopes_delete_children()
+CREATE FUNCTION um_internal.scopes_delete_children()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -128,7 +128,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
-COMMENT ON FUNCTION um.scopes_delete_children() IS 'statement trigger on um.scopes: deleting nodes deletes their children, and so the whole subtree';
+COMMENT ON FUNCTION um_internal.scopes_delete_children() IS 'statement trigger on um.scopes: deleting nodes deletes their children, and so the whole subtree';
 CREATE TRIGGER scopes_delete_children AFTER DELETE ON um.scopes
-  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION um.scopes_delete_children();
+  REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION um_internal.scopes_delete_children();
 

@@ -16,7 +16,7 @@
 CREATE TABLE um.builtin_role_permissions (
   role_key text NOT NULL REFERENCES um.builtin_roles (key) ON DELETE CASCADE,
   permission text NOT NULL
-    CONSTRAINT builtin_role_permissions_permission_check CHECK (um.permission_name_is_valid(permission, true)),
+    CONSTRAINT builtin_role_permissions_permission_check CHECK (um_internal.permission_name_is_valid(permission, true)),
   source text NOT NULL CONSTRAINT builtin_role_permissions_source_check CHECK (source IN ('um', 'application')),
   PRIMARY KEY (role_key, permission)
 );
@@ -27,7 +27,7 @@ COMMENT ON COLUMN um.builtin_role_permissions.permission IS 'a catalog permissio
 COMMENT ON COLUMN um.builtin_role_permissions.source IS
   'um: part of the default template of um''s script (not dumped); application: the application''s template (dumped)';
 
-CREATE FUNCTION um.builtin_role_permissions_before_write()
+CREATE FUNCTION um_internal.builtin_role_permissions_before_write()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -41,10 +41,10 @@ BEGIN
   RETURN NEW;
 END
 $$;
-COMMENT ON FUNCTION um.builtin_role_permissions_before_write() IS
+COMMENT ON FUNCTION um_internal.builtin_role_permissions_before_write() IS
   'trigger on um.builtin_role_permissions: the root role holds exactly *, no other template role holds * (UM042)';
 CREATE TRIGGER builtin_role_permissions_before_write BEFORE INSERT OR UPDATE ON um.builtin_role_permissions
-  FOR EACH ROW EXECUTE FUNCTION um.builtin_role_permissions_before_write();
+  FOR EACH ROW EXECUTE FUNCTION um_internal.builtin_role_permissions_before_write();
 
 INSERT INTO um.builtin_roles (key, name, description, position, source)
 SELECT v.*, 'um' FROM (VALUES
@@ -56,7 +56,7 @@ SELECT v.*, 'um' FROM (VALUES
   ('member',           'Member',           'Belongs to the organization: sees it, its members and its teams.', 6)) AS v;
 
 -- CRUDL letters as in the seed's legend, expanded into actions.
-CREATE FUNCTION um.crudl_actions(letters text)
+CREATE FUNCTION um_internal.crudl_actions(letters text)
 RETURNS SETOF text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -67,7 +67,7 @@ AS $$
    WHERE strpos(letters, a.letter) > 0
    ORDER BY a.n
 $$;
-COMMENT ON FUNCTION um.crudl_actions(text) IS
+COMMENT ON FUNCTION um_internal.crudl_actions(text) IS
   'internal: the actions CRUDL letters stand for (C create, R read, U update, D delete, L list), as in the built-in role matrix';
 
 INSERT INTO um.permissions (name, description, builtin)
@@ -89,7 +89,7 @@ SELECT r.resource || ':' || a.action,
     ('scope',    'the organization''s scope tree'),
     ('org',      'the organization and its settings'),
     ('audit',    'the organization''s audit trail')) AS r(resource, what)
-  CROSS JOIN um.crudl_actions('crudl') AS a(action)
+  CROSS JOIN um_internal.crudl_actions('crudl') AS a(action)
 UNION ALL
 SELECT v.name, v.description, true
   FROM (VALUES
@@ -131,7 +131,7 @@ SELECT m.role_key, m.resource || ':' || a.action
     ('service_reader', 'service', 'rl'), ('service_reader', 'fleet', 'rl'),
     ('service_reader', 'plan', 'rl'), ('service_reader', 'instance', 'crudl'),
     ('service_reader', 'template', 'rl')) AS m(role_key, resource, letters)
-  CROSS JOIN LATERAL um.crudl_actions(m.letters) AS a(action)
+  CROSS JOIN LATERAL um_internal.crudl_actions(m.letters) AS a(action)
 UNION ALL
 -- named actions
 SELECT r.role_key, p.permission
@@ -144,12 +144,12 @@ SELECT r.role_key, p.permission
   FROM (VALUES ('service_editor'), ('service_operator'), ('service_reader'), ('member')) AS r(role_key)
   CROSS JOIN (VALUES ('org:read'), ('member:read'), ('member:list'), ('team:read'), ('team:list')) AS p(permission)) AS x;
 
--- um.seed_builtin_roles: give an organization its built-in roles, each with
+-- um_internal.seed_builtin_roles: give an organization its built-in roles, each with
 -- the template's permissions.  Returns the id of its Root role.  The lock
 -- (before the statement that reads the template) makes a template change
 -- and an organization's creation wait for each other: an organization made
 -- while the template changes gets the new template or is reached by it.
-CREATE FUNCTION um.seed_builtin_roles(p_org_id bigint)
+CREATE FUNCTION um_internal.seed_builtin_roles(p_org_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE STRICT
 SET search_path = pg_catalog, pg_temp
@@ -169,5 +169,5 @@ BEGIN
   RETURN v_root;
 END
 $$;
-COMMENT ON FUNCTION um.seed_builtin_roles(bigint) IS
+COMMENT ON FUNCTION um_internal.seed_builtin_roles(bigint) IS
   'internal: gives an organization its built-in roles with the template''s permissions (um.builtin_roles, um.builtin_role_permissions); returns its Root role''s id';

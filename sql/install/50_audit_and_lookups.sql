@@ -1,9 +1,9 @@
 -- Helpers of the lifecycle functions (85_authorization.sql onwards): the audit trail,
 -- the one raise helper, and lookups that name what is missing.
 
--- um.audit: append one audit event.  The actor columns are filled in by the
+-- um_internal.audit: append one audit event.  The actor columns are filled in by the
 -- identity module once it exists; the database role is always recorded.
-CREATE FUNCTION um.audit(p_action text, p_org_id bigint, p_target_type text,
+CREATE FUNCTION um_internal.audit(p_action text, p_org_id bigint, p_target_type text,
                          p_target_id bigint, p_details jsonb DEFAULT '{}',
                          p_outcome text DEFAULT 'ok')
 RETURNS void
@@ -15,12 +15,12 @@ BEGIN
   VALUES (p_action, p_outcome, p_org_id, p_target_type, p_target_id, coalesce(p_details, '{}'));
 END
 $$;
-COMMENT ON FUNCTION um.audit(text, bigint, text, bigint, jsonb, text) IS
+COMMENT ON FUNCTION um_internal.audit(text, bigint, text, bigint, jsonb, text) IS
   'internal: appends one event to um.audit_events in the current transaction (actor columns are stamped by its trigger)';
 
--- um.raise: raise an error with an optional detail and hint.  The one raise
--- helper, for an error whose code and text are passed in (um.deny uses it).
-CREATE FUNCTION um.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
+-- um_internal.raise: raise an error with an optional detail and hint.  The one raise
+-- helper, for an error whose code and text are passed in (um_internal.deny uses it).
+CREATE FUNCTION um_internal.raise(p_sqlstate text, p_message text, p_detail text, p_hint text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -37,10 +37,10 @@ BEGIN
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
+COMMENT ON FUNCTION um_internal.raise(text, text, text, text) IS 'internal: raises an error with this SQLSTATE, message and optional detail and hint';
 
 -- um.require_*: look a thing up or raise the error that names it.
-CREATE FUNCTION um.require_organization(p_org_id bigint)
+CREATE FUNCTION um_internal.require_organization(p_org_id bigint)
 RETURNS um.organizations
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -57,9 +57,9 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.require_organization(bigint) IS 'internal: the organization, or the error that names it (UM030)';
+COMMENT ON FUNCTION um_internal.require_organization(bigint) IS 'internal: the organization, or the error that names it (UM030)';
 
-CREATE FUNCTION um.require_user(p_user_id bigint)
+CREATE FUNCTION um_internal.require_user(p_user_id bigint)
 RETURNS um.users
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -76,10 +76,10 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.require_user(bigint) IS 'internal: the user, or the error that names them (UM031)';
+COMMENT ON FUNCTION um_internal.require_user(bigint) IS 'internal: the user, or the error that names them (UM031)';
 
 -- A role of an organization by name (any letter case) or built-in key.
-CREATE FUNCTION um.require_role(p_org_id bigint, p_role text)
+CREATE FUNCTION um_internal.require_role(p_org_id bigint, p_role text)
 RETURNS um.roles
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -97,12 +97,12 @@ BEGIN
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.require_role(bigint, text) IS
+COMMENT ON FUNCTION um_internal.require_role(bigint, text) IS
   'internal: an organization''s role by name (any letter case) or built-in key, or the error that names it (UM032)';
 
 -- The acting user, or the error that says nobody is (p_hint: what to do
 -- first, for what the caller was about to do).
-CREATE FUNCTION um.require_actor(p_hint text)
+CREATE FUNCTION um_internal.require_actor(p_hint text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -117,4 +117,4 @@ BEGIN
   RETURN v_actor;
 END
 $$;
-COMMENT ON FUNCTION um.require_actor(text) IS 'internal: the acting user, or UM072 (nobody is acting) with the hint given';
+COMMENT ON FUNCTION um_internal.require_actor(text) IS 'internal: the acting user, or UM072 (nobody is acting) with the hint given';

@@ -23,11 +23,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION um.cache_invalidate()
+CREATE FUNCTION um_internal.cache_invalidate()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'um_cache_invalidate_trigger'
 LANGUAGE C;
-COMMENT ON FUNCTION um.cache_invalidate() IS 'trigger: every backend drops the permission cache entries of the users and organizations a changed row names (its arguments: the table''s cache_key), or its whole cache (no arguments, or TRUNCATE), once the change is visible to it';
+COMMENT ON FUNCTION um_internal.cache_invalidate() IS 'trigger: every backend drops the permission cache entries of the users and organizations a changed row names (its arguments: the table''s cache_key), or its whole cache (no arguments, or TRUNCATE), once the change is visible to it';
 
 -- Row triggers, ENABLE ALWAYS: they also fire under
 -- session_replication_role = replica, so changes a logical replication
@@ -44,12 +44,12 @@ DECLARE
 BEGIN
   FOR t IN SELECT s.relname, s.invalidating_columns, s.cache_key FROM um.state_tables s WHERE s.evaluator_input ORDER BY s.relname LOOP
     EXECUTE format('CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE%s OR DELETE ON um.%I '
-                   'FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate(%s)',
+                   'FOR EACH ROW EXECUTE FUNCTION um_internal.cache_invalidate(%s)',
                    CASE WHEN t.invalidating_columns IS NOT NULL
                         THEN ' OF ' || (SELECT string_agg(quote_ident(c), ', ') FROM unnest(t.invalidating_columns) c) END,
                    t.relname, coalesce(quote_literal(t.cache_key), ''));
     EXECUTE format('CREATE TRIGGER cache_invalidate_truncate AFTER TRUNCATE ON um.%I '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION um.cache_invalidate()', t.relname);
+                   'FOR EACH STATEMENT EXECUTE FUNCTION um_internal.cache_invalidate()', t.relname);
     EXECUTE format('COMMENT ON TRIGGER cache_invalidate ON um.%I IS %L', t.relname,
                    format('every backend drops the permission cache entries %s once %s is visible to it (row trigger, enabled always)',
                           CASE WHEN t.cache_key IS NULL THEN 'it holds'
@@ -120,16 +120,16 @@ COMMENT ON FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) 
 -- The planner support function (src/support.c): a call whose organization
 -- (or scope) argument is an indexed column becomes an index condition
 -- org_id = ANY (um_permitted_orgs(...)), evaluated once per scan.
-CREATE FUNCTION um.has_permission_support(internal)
+CREATE FUNCTION um_internal.has_permission_support(internal)
 RETURNS internal
 AS 'MODULE_PATHNAME', 'um_has_permission_support'
 LANGUAGE C STRICT;
-COMMENT ON FUNCTION um.has_permission_support(internal) IS
+COMMENT ON FUNCTION um_internal.has_permission_support(internal) IS
   'planner support function of um_has_permission: turns a check on an indexed organization (or scope) column into an index condition over um_permitted_orgs (or um_permitted_scopes)';
-ALTER FUNCTION @extschema@.um_has_permission(text, bigint) SUPPORT um.has_permission_support;
-ALTER FUNCTION @extschema@.um_has_permission(text, bigint, bigint) SUPPORT um.has_permission_support;
-ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint) SUPPORT um.has_permission_support;
-ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) SUPPORT um.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(text, bigint) SUPPORT um_internal.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(text, bigint, bigint) SUPPORT um_internal.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint) SUPPORT um_internal.has_permission_support;
+ALTER FUNCTION @extschema@.um_has_permission(bigint, text, bigint, bigint) SUPPORT um_internal.has_permission_support;
 
 -- Companions for policies that should use an index: org_id = ANY (um_permitted_orgs('invoice:read')).
 CREATE FUNCTION @extschema@.um_permitted_orgs(permission text)

@@ -21,19 +21,19 @@
 --       - grants on that node's kind to the user or to a team the user is in;
 --       - the user's team roles in a team whose space is that node.
 
--- um.ref_pattern_covers: wildcard matching, written independently of the C.
-CREATE FUNCTION um.ref_pattern_covers(pattern text, permission text)
+-- um_internal.ref_pattern_covers: wildcard matching, written independently of the C.
+CREATE FUNCTION um_internal.ref_pattern_covers(pattern text, permission text)
 RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 RETURN pattern = '*'
     OR (split_part(pattern, ':', 1) IN ('*', split_part(permission, ':', 1))
         AND split_part(pattern, ':', 2) IN ('*', split_part(permission, ':', 2)));
-COMMENT ON FUNCTION um.ref_pattern_covers(text, text) IS
+COMMENT ON FUNCTION um_internal.ref_pattern_covers(text, text) IS
   'reference evaluator: does a permission pattern ("*" for a whole part) cover the permission? Written independently of the C, for the differential tests';
 
--- um.ref_applicable_roles: the roles that apply directly (before inclusions), with where they come from.
-CREATE FUNCTION um.ref_applicable_roles(p_user_id bigint, p_org_id bigint, p_scope_id bigint)
+-- um_internal.ref_applicable_roles: the roles that apply directly (before inclusions), with where they come from.
+CREATE FUNCTION um_internal.ref_applicable_roles(p_user_id bigint, p_org_id bigint, p_scope_id bigint)
 RETURNS TABLE (role_id bigint, source text)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -70,11 +70,11 @@ AS $$
     FROM um.team_member_roles r JOIN my_teams t ON t.id = r.team_id JOIN chain c ON c.id = t.scope_id
    WHERE r.user_id = p_user_id
 $$;
-COMMENT ON FUNCTION um.ref_applicable_roles(bigint, bigint, bigint) IS
+COMMENT ON FUNCTION um_internal.ref_applicable_roles(bigint, bigint, bigint) IS
   'reference evaluator: the roles that apply directly to the user in the organization (and scope node), before inclusions, with where each comes from';
 
--- um.ref_denial: why the user cannot act here at all, or NULL when they can.
-CREATE FUNCTION um.ref_denial(p_user_id bigint, p_org_id bigint, p_scope_id bigint, p_has_scope boolean)
+-- um_internal.ref_denial: why the user cannot act here at all, or NULL when they can.
+CREATE FUNCTION um_internal.ref_denial(p_user_id bigint, p_org_id bigint, p_scope_id bigint, p_has_scope boolean)
 RETURNS text
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -95,16 +95,16 @@ AS $$
     LEFT JOIN um.users u ON u.id = p_user_id
     LEFT JOIN um.memberships m ON m.org_id = p_org_id AND m.user_id = p_user_id
 $$;
-COMMENT ON FUNCTION um.ref_denial(bigint, bigint, bigint, boolean) IS
+COMMENT ON FUNCTION um_internal.ref_denial(bigint, bigint, bigint, boolean) IS
   'reference evaluator: why the user cannot act in the organization (or on the node) at all, or NULL when they can';
 
-CREATE FUNCTION um.ref_check_permission_name(p_permission text)
+CREATE FUNCTION um_internal.ref_check_permission_name(p_permission text)
 RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.assert_permission_name(p_permission, false);
+  PERFORM um_internal.assert_permission_name(p_permission, false);
   IF NOT EXISTS (SELECT 1 FROM um.permissions p WHERE p.name = p_permission) THEN
     RAISE EXCEPTION 'unknown permission "%"', p_permission
       USING ERRCODE = 'UM011',
@@ -113,10 +113,10 @@ BEGIN
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.ref_check_permission_name(text) IS 'reference evaluator: raises unless the name is a valid catalog permission (UM010, UM011)';
+COMMENT ON FUNCTION um_internal.ref_check_permission_name(text) IS 'reference evaluator: raises unless the name is a valid catalog permission (UM010, UM011)';
 
--- um.ref_has_permission: the plain-SQL reference for um_has_permission(user_id, ...).
-CREATE FUNCTION um.ref_has_permission(p_user_id bigint, p_permission text, p_org_id bigint,
+-- um_internal.ref_has_permission: the plain-SQL reference for um_has_permission(user_id, ...).
+CREATE FUNCTION um_internal.ref_has_permission(p_user_id bigint, p_permission text, p_org_id bigint,
                                       p_scope_id bigint DEFAULT NULL, p_has_scope boolean DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
@@ -126,20 +126,20 @@ BEGIN
   IF p_permission IS NULL THEN
     RETURN false;
   END IF;
-  PERFORM um.ref_check_permission_name(p_permission);
-  IF um.ref_denial(p_user_id, p_org_id, p_scope_id, coalesce(p_has_scope, p_scope_id IS NOT NULL)) IS NOT NULL THEN
+  PERFORM um_internal.ref_check_permission_name(p_permission);
+  IF um_internal.ref_denial(p_user_id, p_org_id, p_scope_id, coalesce(p_has_scope, p_scope_id IS NOT NULL)) IS NOT NULL THEN
     RETURN false;
   END IF;
   RETURN EXISTS (
     WITH RECURSIVE closure(role_id) AS (
-        SELECT a.role_id FROM um.ref_applicable_roles(p_user_id, p_org_id, p_scope_id) a
+        SELECT a.role_id FROM um_internal.ref_applicable_roles(p_user_id, p_org_id, p_scope_id) a
       UNION
         SELECT ri.included_role_id FROM um.role_inclusions ri JOIN closure c ON ri.role_id = c.role_id)
     SELECT 1 FROM closure c JOIN um.role_permissions rp ON rp.role_id = c.role_id
-     WHERE um.ref_pattern_covers(rp.permission, p_permission));
+     WHERE um_internal.ref_pattern_covers(rp.permission, p_permission));
 END
 $$;
-COMMENT ON FUNCTION um.ref_has_permission(bigint, text, bigint, bigint, boolean) IS
+COMMENT ON FUNCTION um_internal.ref_has_permission(bigint, text, bigint, bigint, boolean) IS
   'the evaluator''s rules in plain SQL: the oracle the C um_has_permission() is tested against';
 
 -- um_explain_permission: why access is granted or denied, readable in psql.
@@ -154,11 +154,11 @@ DECLARE
   v_granted boolean := false;
   r record;
 BEGIN
-  PERFORM um.ref_check_permission_name(permission);
+  PERFORM um_internal.ref_check_permission_name(permission);
   step := 'permission'; outcome := 'known'; detail := format('"%s" is in the catalog', permission);
   RETURN NEXT;
 
-  v_denial := um.ref_denial(user_id, org_id, scope_id, scope_id IS NOT NULL);
+  v_denial := um_internal.ref_denial(user_id, org_id, scope_id, scope_id IS NOT NULL);
   IF v_denial IS NOT NULL THEN
     step := 'verdict'; outcome := 'denied'; detail := v_denial;
     RETURN NEXT;
@@ -188,7 +188,7 @@ BEGIN
   FOR r IN
     WITH RECURSIVE paths(source, role_id, path) AS (
         SELECT a.source, a.role_id, ARRAY[a.role_id]
-          FROM um.ref_applicable_roles(um_explain_permission.user_id, um_explain_permission.org_id,
+          FROM um_internal.ref_applicable_roles(um_explain_permission.user_id, um_explain_permission.org_id,
                                        um_explain_permission.scope_id) a
       UNION ALL
         SELECT p.source, ri.included_role_id, p.path || ri.included_role_id
@@ -199,7 +199,7 @@ BEGIN
               FROM unnest(p.path) WITH ORDINALITY AS x(id, n) JOIN um.roles ro ON ro.id = x.id) AS roles,
            rp.permission AS pattern
       FROM paths p JOIN um.role_permissions rp ON rp.role_id = p.role_id
-     WHERE um.ref_pattern_covers(rp.permission, um_explain_permission.permission)
+     WHERE um_internal.ref_pattern_covers(rp.permission, um_explain_permission.permission)
      ORDER BY 1, 2, 3
   LOOP
     v_granted := true;

@@ -10,7 +10,7 @@ AS $$
     SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relispartition
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind IN ('r', 'p')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'um', 'pg_toast')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'um', 'um_internal', 'pg_toast')
        AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'),
   org_columns AS (
     -- a column that references um.organizations, or is called org_id / organization_id

@@ -13,16 +13,16 @@
 -- replaces it until the address is verified: someone who attached things to
 -- the account cannot turn the owner's clean account back into theirs by
 -- having a verification resent.
-CREATE FUNCTION um.new_verification(p_user_id bigint, p_sets_password boolean, p_claim boolean DEFAULT false)
+CREATE FUNCTION um_internal.new_verification(p_user_id bigint, p_sets_password boolean, p_claim boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_token text := um.generate_token();
+  v_token text := um_internal.generate_token();
   v_claim boolean;
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
     RAISE EXCEPTION 'a verification secret is only issued with nobody acting'
       USING ERRCODE = 'UM058',
@@ -32,14 +32,14 @@ BEGIN
   WITH gone AS (DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id RETURNING t.claim)   -- one live token per user
   SELECT coalesce(p_claim, false) OR coalesce(bool_or(gone.claim), false) INTO v_claim FROM gone;
   INSERT INTO um.verification_tokens (token_hash, user_id, expires_at, sets_password, claim)
-  VALUES (um.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password, v_claim);
+  VALUES (um_internal.token_hash(v_token), p_user_id, now() + interval '48 hours', p_sets_password, v_claim);
   RETURN v_token;
 END
 $$;
-COMMENT ON FUNCTION um.new_verification(bigint, boolean, boolean) IS
+COMMENT ON FUNCTION um_internal.new_verification(bigint, boolean, boolean) IS
   'internal: issues a verification token for the user (replacing any earlier one, and a claim stays a claim) and returns it; only with nobody acting (UM058), so no tenant user sees it';
 
--- um.detach_unproven: what the owner of a mailbox gets when they claim an
+-- um_internal.detach_unproven: what the owner of a mailbox gets when they claim an
 -- account through a sign-up is the account, and nothing that others attached
 -- to it while nobody had proven the address: an organization that created
 -- it for an address it does not own would otherwise manage the owner's
@@ -50,7 +50,7 @@ COMMENT ON FUNCTION um.new_verification(bigint, boolean, boolean) IS
 -- Root who can log in stays (only a Root acts on a Root, so nobody there
 -- gains anything over the account).  Identity links, the mobile number and
 -- the attributes go too.  Returns the organizations left.
-CREATE FUNCTION um.detach_unproven(p_user_id bigint)
+CREATE FUNCTION um_internal.detach_unproven(p_user_id bigint)
 RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -62,7 +62,7 @@ DECLARE
 BEGIN
   -- an organization that owns the address's domain keeps what it attached
   FOR v_org IN SELECT m.org_id FROM um.memberships m WHERE m.user_id = p_user_id
-                  AND NOT um.org_owns_address(m.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id))
+                  AND NOT um_internal.org_owns_address(m.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id))
                 ORDER BY m.org_id LOOP
     BEGIN
       FOR v_team IN
@@ -82,32 +82,32 @@ BEGIN
         END IF;
       END LOOP;
       DELETE FROM um.memberships m WHERE m.org_id = v_org AND m.user_id = p_user_id;
-      PERFORM um.audit('member.remove', v_org, 'user', p_user_id, '{"reason": "address claimed"}');
+      PERFORM um_internal.audit('member.remove', v_org, 'user', p_user_id, '{"reason": "address claimed"}');
       v_left := v_left || v_org;
     EXCEPTION WHEN SQLSTATE 'UM044' THEN
       NULL;                                          -- its last usable Root stays
     END;
   END LOOP;
   DELETE FROM um.user_identities i WHERE i.user_id = p_user_id
-     AND NOT um.org_owns_address(i.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id));
+     AND NOT um_internal.org_owns_address(i.org_id, (SELECT u.email FROM um.users u WHERE u.id = p_user_id));
   UPDATE um.users u SET mobile = NULL, attributes = '{}'
    WHERE u.id = p_user_id AND (u.mobile IS NOT NULL OR u.attributes <> '{}');
   RETURN v_left;
 END
 $$;
-COMMENT ON FUNCTION um.detach_unproven(bigint) IS
+COMMENT ON FUNCTION um_internal.detach_unproven(bigint) IS
   'internal: at a sign-up''s claim, removes what others attached to the account while its address was unproven (memberships but a last Root and those of the organization owning the address''s domain, teams, grants, identity links, mobile, attributes); returns the organizations it left';
 
 -- A temporary password: 120 random bits, which the user must change.
-CREATE FUNCTION um.temporary_password()
+CREATE FUNCTION um_internal.temporary_password()
 RETURNS text
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
-RETURN substr(um.generate_token(), 4, 20);
-COMMENT ON FUNCTION um.temporary_password() IS 'internal: a random temporary password (120 bits), which the user must change';
+RETURN substr(um_internal.generate_token(), 4, 20);
+COMMENT ON FUNCTION um_internal.temporary_password() IS 'internal: a random temporary password (120 bits), which the user must change';
 
 -- Insert a user, or say why not.
-CREATE FUNCTION um.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+CREATE FUNCTION um_internal.insert_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
                                p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
@@ -139,11 +139,11 @@ BEGIN
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.insert_user(text, text, boolean, text, text, text, jsonb) IS
+COMMENT ON FUNCTION um_internal.insert_user(text, text, boolean, text, text, text, jsonb) IS
   'internal: inserts a user and returns the id, or says why not (UM001 no address, UM020 address registered)';
 
 -- psql administration: a user in no organization yet.
-CREATE FUNCTION um.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
+CREATE FUNCTION um_internal.do_create_user(p_email text, p_name text, p_allow_login boolean, p_timezone text,
                                   p_locale text, p_mobile text, p_attributes jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -153,23 +153,23 @@ DECLARE
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('user.create', NULL, 'user', NULL, 'UM070',
+    PERFORM um_internal.deny('user.create', NULL, 'user', NULL, 'UM070',
       'permission denied to create a user outside an organization',
       'Only a um administrator, with nobody acting, creates users who belong to no organization.',
       'Create the user in your organization: um_create_user(org_id, email, ...).');
   END IF;
-  PERFORM um.authorize('user.create', 'create a user', NULL, NULL, 'user', NULL);
-  v_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
-  PERFORM um.audit('user.create', NULL, 'user', v_id,
+  PERFORM um_internal.authorize('user.create', 'create a user', NULL, NULL, 'user', NULL);
+  v_id := um_internal.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, p_attributes);
+  PERFORM um_internal.audit('user.create', NULL, 'user', v_id,
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true)));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_user(text, text, boolean, text, text, text, jsonb) IS
-  'body of um_create_user for a user in no organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_user(text, text, boolean, text, text, text, jsonb) IS
+  'body of um_create_user for a user in no organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
 
 -- An Admin creates a user in their organization.
-CREATE FUNCTION um.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
+CREATE FUNCTION um_internal.do_create_user(p_org_id bigint, p_email text, p_role text, p_name text,
                                   p_allow_login boolean, p_timezone text, p_locale text, p_mobile text,
                                   OUT user_id bigint, OUT temporary_password text, OUT verification_token text)
 RETURNS record
@@ -177,59 +177,59 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('user.create', format('create users in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('user.create', format('create users in organization %s', p_org_id),
                                  'user:create', p_org_id, 'user', NULL);
-  v_role um.roles := um.require_role(p_org_id, coalesce(p_role, 'member'));
+  v_role um.roles := um_internal.require_role(p_org_id, coalesce(p_role, 'member'));
 BEGIN
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'user.create', format('create a user with role "%s"', v_role.name), 'user', NULL);
   -- A tenant user creates accounts only in the organization's own domains.
   -- Anywhere else "already registered" would tell them about someone else's
   -- account, and a new account would wait for a mailbox owner who is not
   -- theirs: there people join by invitation.  Decided before the address is
   -- looked up, so a registered and a new address get the same answer.
-  IF v_actor IS NOT NULL AND NOT um.org_owns_address(p_org_id, p_email) THEN
-    PERFORM um.deny('user.create', p_org_id, 'user', NULL, 'UM074',
+  IF v_actor IS NOT NULL AND NOT um_internal.org_owns_address(p_org_id, p_email) THEN
+    PERFORM um_internal.deny('user.create', p_org_id, 'user', NULL, 'UM074',
       'cannot create an account for an address outside the organization''s domains',
       'Members create accounts only for addresses of domains the organization owns (um.organization_domains).',
       'Invite the address with um_invite(); to create accounts in a domain, have the service''s operator record it (um_add_org_domain).');
   END IF;
-  user_id := um.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
+  user_id := um_internal.insert_user(p_email, p_name, p_allow_login, p_timezone, p_locale, p_mobile, NULL);
   IF coalesce(p_allow_login, true) THEN
-    temporary_password := um.temporary_password();
-    UPDATE um.users u SET password_hash = um.hash_password(temporary_password),
+    temporary_password := um_internal.temporary_password();
+    UPDATE um.users u SET password_hash = um_internal.hash_password(temporary_password),
                           must_change_password = true, password_changed_at = now()
      WHERE u.id = user_id;
     -- a tenant user must not hold the mailbox's secret (the backend sends
     -- one later with um_resend_verification, with nobody acting)
     IF v_actor IS NULL THEN
-      verification_token := um.new_verification(user_id, true);
+      verification_token := um_internal.new_verification(user_id, true);
     END IF;
   END IF;
   INSERT INTO um.memberships (org_id, user_id, role_id, invited_by)
   VALUES (p_org_id, user_id, v_role.id, v_actor);
-  PERFORM um.audit('user.create', p_org_id, 'user', user_id,
+  PERFORM um_internal.audit('user.create', p_org_id, 'user', user_id,
                    jsonb_build_object('allow_login', coalesce(p_allow_login, true), 'role_id', v_role.id));
 END
 $$;
-COMMENT ON FUNCTION um.do_create_user(bigint, text, text, text, boolean, text, text, text) IS
-  'body of um_create_user for a user in an organization: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_user(bigint, text, text, text, boolean, text, text, text) IS
+  'body of um_create_user for a user in an organization: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
+CREATE FUNCTION um_internal.do_sign_up(p_email text, p_password text, p_name text, p_timezone text, p_locale text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_hash text := um.hash_password(p_password);     -- bad input is refused first,
+  v_hash text := um_internal.hash_password(p_password);     -- bad input is refused first,
   v_email text := btrim(p_email, E' \t\r\n');
   v_user um.users;
   v_tries integer := 0;
 BEGIN
   -- ... every field of it, whether or not the address is registered
-  PERFORM um.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
+  PERFORM um_internal.assert_user_fields(v_email, p_name, coalesce(p_timezone, 'UTC'), coalesce(p_locale, 'en'), NULL, '{}');
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
+    PERFORM um_internal.new_verification(NULL, false);      -- UM058: secrets only with nobody acting
   END IF;
   -- Every answer is a secret for the backend to mail, so the caller never
   -- learns whether the address is registered.  Redeeming it
@@ -240,7 +240,7 @@ BEGIN
   --   mailbox's owner types it again);
   -- * an unverified account: whoever made it never proved the mailbox; the
   --   secret claims it, and leaves behind what others attached to it
-  --   (um.detach_unproven); this password is not used;
+  --   (um_internal.detach_unproven); this password is not used;
   -- * a verified account: a secret that redeems nothing (whoever holds a
   --   sign-up's secret must never set the password of an account someone
   --   proved; its owner logs in, or resets the password);
@@ -252,7 +252,7 @@ BEGIN
     SELECT * INTO v_user FROM um.users u WHERE lower(u.email) = lower(v_email);
     EXIT WHEN FOUND;
     BEGIN
-      v_user.id := um.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
+      v_user.id := um_internal.insert_user(v_email, p_name, true, p_timezone, p_locale, NULL, NULL);
     EXCEPTION WHEN SQLSTATE 'UM020' THEN
       v_tries := v_tries + 1;
       IF v_tries > 1 THEN                            -- invisible to this snapshot (REPEATABLE READ)
@@ -262,25 +262,25 @@ BEGIN
       CONTINUE;                                       -- registered a moment ago
     END;
     UPDATE um.users u SET password_hash = v_hash, password_changed_at = now() WHERE u.id = v_user.id;
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
-    RETURN um.new_verification(v_user.id, true, true);
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{}');
+    RETURN um_internal.new_verification(v_user.id, true, true);
   END LOOP;
   PERFORM nextval(pg_get_serial_sequence('um.users', 'id'));
   IF NOT v_user.allow_login THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
-    RETURN um.generate_token();
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true, "notification_only": true}');
+    RETURN um_internal.generate_token();
   ELSIF v_user.email_verified_at IS NULL THEN
-    PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"claim": true}');
-    RETURN um.new_verification(v_user.id, true, true);
+    PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{"claim": true}');
+    RETURN um_internal.new_verification(v_user.id, true, true);
   END IF;
-  PERFORM um.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
-  RETURN um.generate_token();
+  PERFORM um_internal.audit('user.sign_up', NULL, 'user', v_user.id, '{"registered": true}');
+  RETURN um_internal.generate_token();
 END
 $$;
-COMMENT ON FUNCTION um.do_sign_up(text, text, text, text, text) IS
-  'body of um_sign_up: runs as um''s owner, the calling role named by um.caller_role(); called only through um_sign_up (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_sign_up(text, text, text, text, text) IS
+  'body of um_sign_up: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_sign_up (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_resend_verification(p_email text)
+CREATE FUNCTION um_internal.do_resend_verification(p_email text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -289,21 +289,21 @@ DECLARE
   v_id bigint;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
+    PERFORM um_internal.new_verification(NULL, true);       -- UM058: secrets only with nobody acting
   END IF;
   SELECT u.id INTO v_id FROM um.users u
    WHERE lower(u.email) = lower(btrim(p_email, E' \t\r\n')) AND u.email_verified_at IS NULL AND u.allow_login;
   IF NOT FOUND THEN
     RETURN NULL;                       -- unknown or already verified: nothing to send
   END IF;
-  PERFORM um.audit('user.resend_verification', NULL, 'user', v_id, '{}');
-  RETURN um.new_verification(v_id, true);           -- whoever redeems it chooses the password
+  PERFORM um_internal.audit('user.resend_verification', NULL, 'user', v_id, '{}');
+  RETURN um_internal.new_verification(v_id, true);           -- whoever redeems it chooses the password
 END
 $$;
-COMMENT ON FUNCTION um.do_resend_verification(text) IS
-  'body of um_resend_verification: runs as um''s owner, the calling role named by um.caller_role(); called only through um_resend_verification (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_resend_verification(text) IS
+  'body of um_resend_verification: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_resend_verification (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_verify_email(p_token text, p_password text)
+CREATE FUNCTION um_internal.do_verify_email(p_token text, p_password text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -313,9 +313,9 @@ DECLARE
   v_hash text;
   v_left bigint[];
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   SELECT * INTO v_tok FROM um.verification_tokens t
-   WHERE t.token_hash = um.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
+   WHERE t.token_hash = um_internal.token_hash(coalesce(p_token, '')) AND t.expires_at > now()
      FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'the verification token is not valid'
@@ -330,11 +330,11 @@ BEGIN
             HINT = 'Ask for a new password and call um_verify_email(token, password).';
   END IF;
   IF p_password IS NOT NULL THEN
-    v_hash := um.hash_password(p_password);         -- bad input changes nothing
+    v_hash := um_internal.hash_password(p_password);         -- bad input changes nothing
   END IF;
   DELETE FROM um.verification_tokens t WHERE t.token_hash = v_tok.token_hash;
   IF v_tok.claim THEN
-    v_left := um.detach_unproven(v_tok.user_id);
+    v_left := um_internal.detach_unproven(v_tok.user_id);
   END IF;
   UPDATE um.users u SET email_verified_at = coalesce(u.email_verified_at, now()) WHERE u.id = v_tok.user_id;
   IF v_hash IS NOT NULL THEN
@@ -343,20 +343,20 @@ BEGIN
                           failed_login_count = 0, locked_until = NULL
      WHERE u.id = v_tok.user_id;
   END IF;
-  PERFORM um.audit('user.verify_email', NULL, 'user', v_tok.user_id,
+  PERFORM um_internal.audit('user.verify_email', NULL, 'user', v_tok.user_id,
                    jsonb_build_object('password_set', v_hash IS NOT NULL, 'claim', v_tok.claim,
                                       'left_org_ids', to_jsonb(v_left)));
   RETURN v_tok.user_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_verify_email(text, text) IS
-  'body of um_verify_email: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_verify_email(text, text) IS
+  'body of um_verify_email: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_verify_email (EXECUTE held by nobody)';
 
 -- Verify an address and log in: the same redemption as um_verify_email, by
 -- whoever holds the mailbox's secret and chooses the password, then a
 -- session, as um_login would give.  A refusal undoes the verification too
 -- (the secret stays valid).
-CREATE FUNCTION um.do_verify_email_and_login(p_token text, p_password text)
+CREATE FUNCTION um_internal.do_verify_email_and_login(p_token text, p_password text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -367,21 +367,21 @@ DECLARE
   v_refusal record;
 BEGIN
   IF p_password IS NULL THEN
-    PERFORM um.raise('UM059', 'choose a password to verify this address and log in',
+    PERFORM um_internal.raise('UM059', 'choose a password to verify this address and log in',
       'The session is for whoever proves the mailbox and sets the account''s password.',
       'Ask for a new password and call um_verify_email_and_login(token, password).');
   END IF;
-  v_id := um.do_verify_email(p_token, p_password);
+  v_id := um_internal.do_verify_email(p_token, p_password);
   SELECT * INTO v FROM um.users u WHERE u.id = v_id;
-  v_refusal := um.login_refusal(v, false);
-  PERFORM um.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
-  RETURN um.new_session(v, 'user.login');
+  v_refusal := um_internal.login_refusal(v, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  RETURN um_internal.new_session(v, 'user.login');
 END
 $$;
-COMMENT ON FUNCTION um.do_verify_email_and_login(text, text) IS
-  'body of um_verify_email_and_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_verify_email_and_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_verify_email_and_login(text, text) IS
+  'body of um_verify_email_and_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_verify_email_and_login (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_mark_verified(p_user_id bigint)
+CREATE FUNCTION um_internal.do_mark_verified(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -390,47 +390,47 @@ BEGIN
   -- a tenant user vouching for an address would own it (and every
   -- invitation later sent to it): only a um administrator does
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
+    PERFORM um_internal.deny('user.mark_verified', NULL, 'user', p_user_id, 'UM070',
       'permission denied to mark an email address verified',
       'Only a um administrator, with nobody acting, vouches for an address; a tenant user could claim someone else''s.',
       'Have the backend send a verification (um_resend_verification) to the address instead.');
   END IF;
-  PERFORM um.authorize_user('user.mark_verified', format('mark the email of user %s verified', p_user_id),
+  PERFORM um_internal.authorize_user('user.mark_verified', format('mark the email of user %s verified', p_user_id),
                             'user:update', p_user_id);
   UPDATE um.users u SET email_verified_at = now() WHERE u.id = p_user_id AND u.email_verified_at IS NULL;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
   DELETE FROM um.verification_tokens t WHERE t.user_id = p_user_id;
-  PERFORM um.audit('user.mark_verified', NULL, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.mark_verified', NULL, 'user', p_user_id, '{}');
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_mark_verified(bigint) IS
-  'body of um_mark_verified: runs as um''s owner, the calling role named by um.caller_role(); called only through um_mark_verified (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_mark_verified(bigint) IS
+  'body of um_mark_verified: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_mark_verified (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_disable_login(p_user_id bigint)
+CREATE FUNCTION um_internal.do_disable_login(p_user_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_user('user.disable_login', format('disable the login of user %s', p_user_id),
+  PERFORM um_internal.authorize_user('user.disable_login', format('disable the login of user %s', p_user_id),
                             'user:update', p_user_id);
-  PERFORM um.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
+  PERFORM um_internal.guard_last_active_root(p_user_id, NULL, 'user.disable_login', 'disable the login of');
   UPDATE um.users u SET allow_login = false, updated_at = now() WHERE u.id = p_user_id AND u.allow_login;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('user.disable_login', NULL, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.disable_login', NULL, 'user', p_user_id, '{}');
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_disable_login(bigint) IS
-  'body of um_disable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_disable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_disable_login(bigint) IS
+  'body of um_disable_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_disable_login (EXECUTE held by nobody)';
 
 -- Returns a temporary password when the user had none (and no identity link).
-CREATE FUNCTION um.do_enable_login(p_user_id bigint)
+CREATE FUNCTION um_internal.do_enable_login(p_user_id bigint)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -439,30 +439,30 @@ DECLARE
   v um.users;
   v_password text;
 BEGIN
-  PERFORM um.authorize_user('user.enable_login', format('enable the login of user %s', p_user_id),
+  PERFORM um_internal.authorize_user('user.enable_login', format('enable the login of user %s', p_user_id),
                             'user:update', p_user_id);
   SELECT * INTO v FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
   IF v.allow_login THEN
     RETURN NULL;
   END IF;
   IF v.password_hash IS NULL AND NOT EXISTS (SELECT 1 FROM um.user_identities i WHERE i.user_id = p_user_id) THEN
-    v_password := um.temporary_password();
-    UPDATE um.users u SET password_hash = um.hash_password(v_password), must_change_password = true,
+    v_password := um_internal.temporary_password();
+    UPDATE um.users u SET password_hash = um_internal.hash_password(v_password), must_change_password = true,
                           password_changed_at = now()
      WHERE u.id = p_user_id;
   END IF;
   UPDATE um.users u SET allow_login = true, updated_at = now() WHERE u.id = p_user_id;
-  PERFORM um.audit('user.enable_login', NULL, 'user', p_user_id,
+  PERFORM um_internal.audit('user.enable_login', NULL, 'user', p_user_id,
                    jsonb_build_object('temporary_password', v_password IS NOT NULL));
   RETURN v_password;
 END
 $$;
-COMMENT ON FUNCTION um.do_enable_login(bigint) IS
-  'body of um_enable_login: runs as um''s owner, the calling role named by um.caller_role(); called only through um_enable_login (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_enable_login(bigint) IS
+  'body of um_enable_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_enable_login (EXECUTE held by nobody)';
 
 -- Suspension: of the account (every organization), or of one membership.
 -- It keeps everything and blocks all access; reactivation undoes exactly it.
-CREATE FUNCTION um.do_suspend_user(p_user_id bigint, p_org_id bigint)
+CREATE FUNCTION um_internal.do_suspend_user(p_user_id bigint, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -471,19 +471,19 @@ DECLARE
   v_actor bigint;
 BEGIN
   IF p_org_id IS NULL THEN
-    v_actor := um.authorize_user('user.suspend', format('suspend user %s', p_user_id),
+    v_actor := um_internal.authorize_user('user.suspend', format('suspend user %s', p_user_id),
                                  'user:suspend', p_user_id);
   ELSE
-    v_actor := um.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
+    v_actor := um_internal.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
                             'user:suspend', p_org_id, 'user', p_user_id);
-    PERFORM um.require_member(p_org_id, p_user_id);
-    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
+    PERFORM um_internal.require_member(p_org_id, p_user_id);
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
   END IF;
   IF p_user_id = v_actor THEN
-    PERFORM um.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
+    PERFORM um_internal.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
       NULL, 'Ask another administrator.');
   END IF;
-  PERFORM um.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
+  PERFORM um_internal.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
   IF p_org_id IS NULL THEN
     UPDATE um.users u SET status = 'suspended', suspended_at = now(), updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'active';
@@ -496,13 +496,13 @@ BEGIN
                     CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
       USING ERRCODE = 'UM051', HINT = 'Reactivate the user with um_reactivate_user().';
   END IF;
-  PERFORM um.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.suspend', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_suspend_user(bigint, bigint) IS
-  'body of um_suspend_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_suspend_user(bigint, bigint) IS
+  'body of um_suspend_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_reactivate_user(p_user_id bigint, p_org_id bigint)
+CREATE FUNCTION um_internal.do_reactivate_user(p_user_id bigint, p_org_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -511,15 +511,15 @@ DECLARE
   v_actor bigint;
 BEGIN
   IF p_org_id IS NULL THEN
-    v_actor := um.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
+    v_actor := um_internal.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
                                  'user:suspend', p_user_id);
     UPDATE um.users u SET status = 'active', suspended_at = NULL, updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'suspended';
   ELSE
-    v_actor := um.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
+    v_actor := um_internal.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
                             'user:suspend', p_org_id, 'user', p_user_id);
-    PERFORM um.require_member(p_org_id, p_user_id);
-    PERFORM um.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
+    PERFORM um_internal.require_member(p_org_id, p_user_id);
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
     UPDATE um.memberships m SET status = 'active'
      WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'suspended';
   END IF;
@@ -528,15 +528,15 @@ BEGIN
                     CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
       USING ERRCODE = 'UM051', HINT = 'Nothing to do; um.users.status and um.memberships.status show suspensions.';
   END IF;
-  PERFORM um.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
+  PERFORM um_internal.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_reactivate_user(bigint, bigint) IS
-  'body of um_reactivate_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_reactivate_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_reactivate_user(bigint, bigint) IS
+  'body of um_reactivate_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_reactivate_user (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls
--- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL argument gets
 -- the error that names it.
 
 CREATE FUNCTION @extschema@.um_sign_up(email text, password text, name text DEFAULT NULL,

@@ -4,29 +4,29 @@
 -- ---------------------------------------------------------------------------
 -- Roles and grants
 
-CREATE FUNCTION um.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text)
+CREATE FUNCTION um_internal.do_create_role(p_org_id bigint, p_name text, p_permissions text[], p_description text)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.authorize('role.create', format('create roles in organization %s', p_org_id),
+  v_actor bigint := um_internal.authorize('role.create', format('create roles in organization %s', p_org_id),
                                  'role:create', p_org_id, 'role', NULL);
   v_id bigint;
   v_p text;
 BEGIN
   -- bad input first: the refusals below quote the name
-  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
+  IF p_name IS NULL OR NOT um_internal.display_name_is_valid(p_name, 100) THEN
     RAISE EXCEPTION 'invalid role name "%"', left(p_name, 100) || CASE WHEN length(p_name) > 100 THEN '...' ELSE '' END
       USING ERRCODE = 'UM003',
             DETAIL = 'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
             HINT = 'Trim or shorten the name.';
   END IF;
   FOREACH v_p IN ARRAY coalesce(p_permissions, '{}') LOOP
-    PERFORM um.assert_permission_name(v_p, true);
+    PERFORM um_internal.assert_permission_name(v_p, true);
   END LOOP;
-  PERFORM um.guard_escalation(v_actor, p_org_id, NULL,
-                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um.pattern_grants(p) AS g),
+  PERFORM um_internal.guard_escalation(v_actor, p_org_id, NULL,
+                              ARRAY(SELECT DISTINCT g FROM unnest(coalesce(p_permissions, '{}')) AS p, um_internal.pattern_grants(p) AS g),
                               'role.create', format('create role "%s"', p_name), 'role', NULL);
   INSERT INTO um.roles (org_id, name, description) VALUES (p_org_id, p_name, p_description)
   ON CONFLICT (org_id, lower(name)) DO NOTHING
@@ -43,15 +43,15 @@ BEGIN
     FROM unnest(coalesce(p_permissions, '{}')) AS p,
          LATERAL (SELECT p WHERE v_actor IS NULL OR strpos(p, '*') = 0
                   UNION ALL
-                  SELECT g FROM um.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
-  PERFORM um.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
+                  SELECT g FROM um_internal.pattern_grants(p) AS g WHERE v_actor IS NOT NULL AND strpos(p, '*') > 0) AS e(x);   -- unknown names: UM011
+  PERFORM um_internal.audit('role.create', p_org_id, 'role', v_id, jsonb_build_object('permissions', to_jsonb(coalesce(p_permissions, '{}'))));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_create_role(bigint, text, text[], text) IS
-  'body of um_create_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_create_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_create_role(bigint, text, text[], text) IS
+  'body of um_create_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_create_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_role(p_role_id bigint)
+CREATE FUNCTION um_internal.do_delete_role(p_role_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -61,9 +61,9 @@ DECLARE
   v_n bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  PERFORM um.authorize('role.delete', format('delete role %s', p_role_id), 'role:delete',
+  PERFORM um_internal.authorize('role.delete', format('delete role %s', p_role_id), 'role:delete',
                        v_role.org_id, 'role', p_role_id);
-  v_role := um.require_role_id(p_role_id);
+  v_role := um_internal.require_role_id(p_role_id);
   IF v_role.builtin IS NOT NULL THEN
     RAISE EXCEPTION 'built-in role "%" cannot be deleted', v_role.name
       USING ERRCODE = 'UM042', HINT = 'Edit its permissions instead (um_grant_permission, um_revoke_permission).';
@@ -74,13 +74,13 @@ BEGIN
       USING ERRCODE = 'UM049', HINT = 'Give them another role first (um_set_org_role).';
   END IF;
   DELETE FROM um.roles r WHERE r.id = p_role_id;      -- its grants, team roles and open invitations go too
-  PERFORM um.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
+  PERFORM um_internal.audit('role.delete', v_role.org_id, 'role', p_role_id, '{}');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_role(bigint) IS
-  'body of um_delete_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_role(bigint) IS
+  'body of um_delete_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
+CREATE FUNCTION um_internal.authorize_role_edit(p_action text, p_role_id bigint, p_permission text)
 RETURNS um.roles
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -90,41 +90,41 @@ DECLARE
   v_actor bigint;
 BEGIN
   SELECT * INTO v_role FROM um.roles r WHERE r.id = p_role_id;
-  v_actor := um.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
+  v_actor := um_internal.authorize(p_action, format('edit role %s', p_role_id), 'role:update',
                           v_role.org_id, 'role', p_role_id);
-  v_role := um.require_role_id(p_role_id);
-  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um.is_root(v_role.org_id, v_actor) THEN
-    PERFORM um.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
+  v_role := um_internal.require_role_id(p_role_id);
+  IF v_actor IS NOT NULL AND v_role.builtin = 'root' AND NOT um_internal.is_root(v_role.org_id, v_actor) THEN
+    PERFORM um_internal.deny(p_action, v_role.org_id, 'role', p_role_id, 'UM073',
       'only a Root may edit the Root role', NULL, 'Ask a Root of the organization.');
   END IF;
   IF p_action NOT IN ('role.grant_permission', 'role.revoke_permission') THEN
     RETURN v_role;                                  -- a rename, a description, an inclusion
   END IF;
   IF v_role.builtin = 'root' THEN
-    PERFORM um.raise('UM042', format('role "%s" is the root role: it holds every permission', v_role.name),
+    PERFORM um_internal.raise('UM042', format('role "%s" is the root role: it holds every permission', v_role.name),
       'The root role''s permissions are * in every organization, so that its members can hand out any of them.',
       'Give the permission to, or take it from, another role.');
   END IF;
   IF p_permission IS NULL THEN
-    PERFORM um.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
+    PERFORM um_internal.raise('UM009', 'a permission is required', NULL, 'Pass "resource:action", or a pattern with *.');
   END IF;
-  PERFORM um.assert_permission_name(p_permission, true);
+  PERFORM um_internal.assert_permission_name(p_permission, true);
   RETURN v_role;
 END
 $$;
-COMMENT ON FUNCTION um.authorize_role_edit(text, bigint, text) IS
+COMMENT ON FUNCTION um_internal.authorize_role_edit(text, bigint, text) IS
   'internal: authorization for editing a role: role:update, only a Root edits the Root role; for a permission, never the root role''s and a valid name or pattern; returns the role';
 
-CREATE FUNCTION um.do_grant_permission(p_role_id bigint, p_permission text)
+CREATE FUNCTION um_internal.do_grant_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.grant_permission', p_role_id, p_permission);
+  v_role um.roles := um_internal.authorize_role_edit('role.grant_permission', p_role_id, p_permission);
 BEGIN
-  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
-                              ARRAY(SELECT um.pattern_grants(p_permission)),
+  PERFORM um_internal.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um_internal.pattern_grants(p_permission)),
                               'role.grant_permission', format('add %s to role "%s"', p_permission, v_role.name),
                               'role', p_role_id);
   -- as in um_create_role, an acting user's pattern is stored as the permissions it stands for today
@@ -132,54 +132,54 @@ BEGIN
   SELECT v_role.org_id, p_role_id, x
     FROM (SELECT p_permission WHERE @extschema@.um_current_user_id() IS NULL OR strpos(p_permission, '*') = 0
           UNION ALL
-          SELECT g FROM um.pattern_grants(p_permission) AS g
+          SELECT g FROM um_internal.pattern_grants(p_permission) AS g
            WHERE @extschema@.um_current_user_id() IS NOT NULL AND strpos(p_permission, '*') > 0) AS e(x)
   ON CONFLICT DO NOTHING;                                                          -- unknown names: UM011
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.grant_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  PERFORM um_internal.audit('role.grant_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_permission(bigint, text) IS
-  'body of um_grant_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_grant_permission(bigint, text) IS
+  'body of um_grant_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_grant_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_permission(p_role_id bigint, p_permission text)
+CREATE FUNCTION um_internal.do_revoke_permission(p_role_id bigint, p_permission text)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.revoke_permission', p_role_id, p_permission);
+  v_role um.roles := um_internal.authorize_role_edit('role.revoke_permission', p_role_id, p_permission);
 BEGIN
   DELETE FROM um.role_permissions rp WHERE rp.role_id = p_role_id AND rp.permission = p_permission;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.revoke_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
+  PERFORM um_internal.audit('role.revoke_permission', v_role.org_id, 'role', p_role_id, jsonb_build_object('permission', p_permission));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_permission(bigint, text) IS
-  'body of um_revoke_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_permission(bigint, text) IS
+  'body of um_revoke_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_permission (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_rename_role(p_role_id bigint, p_name text)
+CREATE FUNCTION um_internal.do_rename_role(p_role_id bigint, p_name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.rename', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.rename', p_role_id, NULL);
 BEGIN
-  IF p_name IS NULL OR NOT um.display_name_is_valid(p_name, 100) THEN
-    PERFORM um.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
+  IF p_name IS NULL OR NOT um_internal.display_name_is_valid(p_name, 100) THEN
+    PERFORM um_internal.raise('UM003', format('invalid role name "%s"', left(p_name, 100)),
       'A name has 1 to 100 characters, no leading or trailing blanks and no control characters.',
       'Trim or shorten the name.');
   END IF;
   IF v_role.builtin IS NOT NULL
      AND NOT EXISTS (SELECT 1 FROM um.builtin_roles b WHERE b.key = v_role.builtin AND (b.renamable OR b.name = p_name)) THEN
-    PERFORM um.raise('UM042', format('built-in role "%s" cannot be renamed', v_role.name),
+    PERFORM um_internal.raise('UM042', format('built-in role "%s" cannot be renamed', v_role.name),
       'The application keeps the names of its built-in roles the same in every organization.',
       'Create a custom role with the name you want, including the built-in role if it should grant the same.');
   END IF;
@@ -191,56 +191,56 @@ BEGIN
       USING ERRCODE = 'UM026', HINT = 'Choose another name (role names are unique regardless of letter case).';
   END IF;
   UPDATE um.roles r SET name = p_name WHERE r.id = p_role_id;
-  PERFORM um.audit('role.rename', v_role.org_id, 'role', p_role_id,
+  PERFORM um_internal.audit('role.rename', v_role.org_id, 'role', p_role_id,
                    jsonb_build_object('from', v_role.name, 'to', p_name));
 END
 $$;
-COMMENT ON FUNCTION um.do_rename_role(bigint, text) IS
-  'body of um_rename_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_rename_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_rename_role(bigint, text) IS
+  'body of um_rename_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_rename_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_set_role_description(p_role_id bigint, p_description text)
+CREATE FUNCTION um_internal.do_set_role_description(p_role_id bigint, p_description text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.update', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.update', p_role_id, NULL);
 BEGIN
   IF length(p_description) > 1000 THEN
-    PERFORM um.raise('UM009', 'a role description has at most 1000 characters', NULL, 'Shorten the description.');
+    PERFORM um_internal.raise('UM009', 'a role description has at most 1000 characters', NULL, 'Shorten the description.');
   END IF;
   IF p_description IS NOT DISTINCT FROM v_role.description THEN
     RETURN;
   END IF;
   UPDATE um.roles r SET description = p_description WHERE r.id = p_role_id;
-  PERFORM um.audit('role.update', v_role.org_id, 'role', p_role_id, jsonb_build_object('description', p_description));
+  PERFORM um_internal.audit('role.update', v_role.org_id, 'role', p_role_id, jsonb_build_object('description', p_description));
 END
 $$;
-COMMENT ON FUNCTION um.do_set_role_description(bigint, text) IS
-  'body of um_set_role_description: runs as um''s owner, the calling role named by um.caller_role(); called only through um_set_role_description (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_set_role_description(bigint, text) IS
+  'body of um_set_role_description: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_set_role_description (EXECUTE held by nobody)';
 
 -- A role that includes another grants what the other grants: whoever holds
 -- the first gets the second's permissions, so the actor must hold them all.
-CREATE FUNCTION um.do_include_role(p_role_id bigint, p_included_role_id bigint)
+CREATE FUNCTION um_internal.do_include_role(p_role_id bigint, p_included_role_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.include', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.include', p_role_id, NULL);
   v_included um.roles;
 BEGIN
   SELECT * INTO v_included FROM um.roles r WHERE r.id = p_included_role_id AND r.org_id = v_role.org_id;
   IF NOT FOUND THEN
-    PERFORM um.raise('UM032', format('organization %s has no role %s', v_role.org_id, coalesce(p_included_role_id::text, 'NULL')),
+    PERFORM um_internal.raise('UM032', format('organization %s has no role %s', v_role.org_id, coalesce(p_included_role_id::text, 'NULL')),
       NULL, 'Pass the id of a role of the same organization (see um.roles).');
   END IF;
   IF p_included_role_id = p_role_id THEN
-    PERFORM um.raise('UM040', format('role "%s" cannot include itself', v_role.name), NULL,
+    PERFORM um_internal.raise('UM040', format('role "%s" cannot include itself', v_role.name), NULL,
       'Include other roles only.');
   END IF;
-  PERFORM um.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
-                              ARRAY(SELECT um.role_grants(p_included_role_id)),
+  PERFORM um_internal.guard_escalation(@extschema@.um_current_user_id(), v_role.org_id, NULL,
+                              ARRAY(SELECT um_internal.role_grants(p_included_role_id)),
                               'role.include', format('make role "%s" include role "%s"', v_role.name, v_included.name),
                               'role', p_role_id);
   INSERT INTO um.role_inclusions (org_id, role_id, included_role_id)
@@ -249,51 +249,51 @@ BEGIN
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.include', v_role.org_id, 'role', p_role_id,
+  PERFORM um_internal.audit('role.include', v_role.org_id, 'role', p_role_id,
                    jsonb_build_object('included_role_id', p_included_role_id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_include_role(bigint, bigint) IS
-  'body of um_include_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_include_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_include_role(bigint, bigint) IS
+  'body of um_include_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_include_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_exclude_role(p_role_id bigint, p_included_role_id bigint)
+CREATE FUNCTION um_internal.do_exclude_role(p_role_id bigint, p_included_role_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_role um.roles := um.authorize_role_edit('role.exclude', p_role_id, NULL);
+  v_role um.roles := um_internal.authorize_role_edit('role.exclude', p_role_id, NULL);
 BEGIN
   DELETE FROM um.role_inclusions ri
    WHERE ri.org_id = v_role.org_id AND ri.role_id = p_role_id AND ri.included_role_id = p_included_role_id;
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('role.exclude', v_role.org_id, 'role', p_role_id,
+  PERFORM um_internal.audit('role.exclude', v_role.org_id, 'role', p_role_id,
                    jsonb_build_object('included_role_id', p_included_role_id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_exclude_role(bigint, bigint) IS
-  'body of um_exclude_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_exclude_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_exclude_role(bigint, bigint) IS
+  'body of um_exclude_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_exclude_role (EXECUTE held by nobody)';
 
 -- A grant on a scope node is for a member or for a team.
-CREATE FUNCTION um.assert_one_grantee(p_user_id bigint, p_team_id bigint)
+CREATE FUNCTION um_internal.assert_one_grantee(p_user_id bigint, p_team_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   IF num_nonnulls(p_user_id, p_team_id) <> 1 THEN
-    PERFORM um.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
+    PERFORM um_internal.raise('UM009', 'name exactly one grantee', NULL, 'Pass user_id or team_id, not both.');
   END IF;
 END
 $$;
-COMMENT ON FUNCTION um.assert_one_grantee(bigint, bigint) IS 'internal: refuses (UM009) a grant that names both or neither of a user and a team';
+COMMENT ON FUNCTION um_internal.assert_one_grantee(bigint, bigint) IS 'internal: refuses (UM009) a grant that names both or neither of a user and a team';
 
 -- A role on one scope node (and what inherits from it), for a member or a team.
-CREATE FUNCTION um.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
+CREATE FUNCTION um_internal.do_grant_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -305,17 +305,17 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize('grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um_internal.authorize('grant.create', format('give roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
-  v_scope := um.require_scope(p_scope_id);
-  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
-  v_role := um.require_role(v_scope.org_id, p_role);
+  v_scope := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um_internal.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
-    PERFORM um.require_member(v_scope.org_id, p_user_id);
+    PERFORM um_internal.require_member(v_scope.org_id, p_user_id);
   ELSE
-    PERFORM um.require_org_team(v_scope.org_id, p_team_id);
+    PERFORM um_internal.require_org_team(v_scope.org_id, p_team_id);
   END IF;
-  PERFORM um.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um.role_grants(v_role.id)),
+  PERFORM um_internal.guard_escalation(v_actor, v_scope.org_id, p_scope_id, ARRAY(SELECT um_internal.role_grants(v_role.id)),
                               'grant.create', format('give role "%s"', v_role.name), 'scope', p_scope_id);
   INSERT INTO um.grants (org_id, role_id, user_id, team_id, scope_id, granted_by)
   VALUES (v_scope.org_id, v_role.id, p_user_id, p_team_id, p_scope_id, v_actor)
@@ -327,15 +327,15 @@ BEGIN
        AND g.user_id IS NOT DISTINCT FROM p_user_id AND g.team_id IS NOT DISTINCT FROM p_team_id;
     RETURN v_id;
   END IF;
-  PERFORM um.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
+  PERFORM um_internal.audit('grant.create', v_scope.org_id, 'scope', p_scope_id,
                    jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
   RETURN v_id;
 END
 $$;
-COMMENT ON FUNCTION um.do_grant_scope_role(bigint, text, bigint, bigint) IS
-  'body of um_grant_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_grant_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_grant_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_grant_scope_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_grant_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
+CREATE FUNCTION um_internal.do_revoke_scope_role(p_scope_id bigint, p_role text, p_user_id bigint, p_team_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -347,13 +347,13 @@ DECLARE
   v_id bigint;
 BEGIN
   SELECT * INTO v_scope FROM um.scopes s WHERE s.id = p_scope_id;
-  v_actor := um.authorize('grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
+  v_actor := um_internal.authorize('grant.delete', format('take roles on scope node %s', p_scope_id), 'role:grant',
                           v_scope.org_id, 'scope', p_scope_id);
-  v_scope := um.require_scope(p_scope_id);
-  PERFORM um.assert_one_grantee(p_user_id, p_team_id);
-  v_role := um.require_role(v_scope.org_id, p_role);
+  v_scope := um_internal.require_scope(p_scope_id);
+  PERFORM um_internal.assert_one_grantee(p_user_id, p_team_id);
+  v_role := um_internal.require_role(v_scope.org_id, p_role);
   IF p_user_id IS NOT NULL THEN
-    PERFORM um.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
+    PERFORM um_internal.guard_root_target(v_actor, v_scope.org_id, p_user_id, 'grant.delete', 'take roles from');
   END IF;
   DELETE FROM um.grants g
    WHERE g.org_id = v_scope.org_id AND g.role_id = v_role.id AND g.scope_id = p_scope_id AND g.scope_kind IS NULL
@@ -362,15 +362,15 @@ BEGIN
   IF v_id IS NULL THEN
     RETURN false;
   END IF;
-  PERFORM um.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
+  PERFORM um_internal.audit('grant.delete', v_scope.org_id, 'scope', p_scope_id,
                    jsonb_build_object('grant_id', v_id, 'role_id', v_role.id, 'user_id', p_user_id, 'team_id', p_team_id));
   RETURN true;
 END
 $$;
-COMMENT ON FUNCTION um.do_revoke_scope_role(bigint, text, bigint, bigint) IS
-  'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_revoke_scope_role(bigint, text, bigint, bigint) IS
+  'body of um_revoke_scope_role: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_revoke_scope_role (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_register_permission(p_permission text, p_description text, p_roles text[])
+CREATE FUNCTION um_internal.do_register_permission(p_permission text, p_description text, p_roles text[])
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -379,21 +379,21 @@ DECLARE
   v_key text;
 BEGIN
   IF @extschema@.um_current_user_id() IS NOT NULL THEN
-    PERFORM um.deny('permission.register', NULL, 'permission', NULL, 'UM070',
+    PERFORM um_internal.deny('permission.register', NULL, 'permission', NULL, 'UM070',
       'permission denied to change the permission catalog',
       'The catalog is shared by every organization; only a um administrator, with nobody acting, changes it.',
       'Register the application''s permissions from its migrations, as a um administrator.');
   END IF;
-  PERFORM um.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
+  PERFORM um_internal.authorize('permission.register', 'change the permission catalog', NULL, NULL, 'permission', NULL);
   IF p_permission IS NULL THEN
     RAISE EXCEPTION 'a permission name is required'
       USING ERRCODE = 'UM010', HINT = 'Pass "resource:action", e.g. ''invoice:read''.';
   END IF;
-  PERFORM um.assert_permission_name(p_permission, false);
+  PERFORM um_internal.assert_permission_name(p_permission, false);
   IF cardinality(p_roles) > 0 THEN
-    PERFORM um.authorize_template('permission.register', 'change the role template');
+    PERFORM um_internal.authorize_template('permission.register', 'change the role template');
     FOREACH v_key IN ARRAY p_roles LOOP
-      PERFORM um.require_template(v_key);                          -- UM039 before any change
+      PERFORM um_internal.require_template(v_key);                          -- UM039 before any change
     END LOOP;
   END IF;
   INSERT INTO um.permissions AS p (name, description)
@@ -403,18 +403,18 @@ BEGIN
    WHERE NOT p.builtin;
   -- the roles that hold it, in every organization (the root role holds
   -- every permission already)
-  PERFORM um.template_add(k, p_permission)
+  PERFORM um_internal.template_add(k, p_permission)
      FROM unnest(p_roles) AS k WHERE k <> 'root';
-  PERFORM um.audit('permission.register', NULL, 'permission', NULL,
+  PERFORM um_internal.audit('permission.register', NULL, 'permission', NULL,
                    jsonb_build_object('permission', p_permission, 'roles', to_jsonb(coalesce(p_roles, '{}'))));
 END
 $$;
-COMMENT ON FUNCTION um.do_register_permission(text, text, text[]) IS
-  'body of um_register_permission: runs as um''s owner, the calling role named by um.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_register_permission(text, text, text[]) IS
+  'body of um_register_permission: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_register_permission (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls
--- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL argument gets
 -- the error that names it.
 
 CREATE FUNCTION @extschema@.um_create_role(org_id bigint, name text, permissions text[] DEFAULT '{}',

@@ -6,7 +6,7 @@
 
 -- What stops a user's deletion, if anything: the first blocker as
 -- (kind, what, detail).
-CREATE FUNCTION um.deletion_blocker(p_user_id bigint, OUT kind text, OUT what text, OUT detail text)
+CREATE FUNCTION um_internal.deletion_blocker(p_user_id bigint, OUT kind text, OUT what text, OUT detail text)
 RETURNS record
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -42,14 +42,14 @@ BEGIN
               THEN format('Table %s has a foreign key into um.users on column %s, which is not bigint: PostgreSQL would run its cast while deleting.', r.tbl, r.col)
               ELSE format('Rows of table %s still reference the user (column %s).', r.tbl, r.col) END
     INTO kind, what, detail
-    FROM um.user_reference_probe(p_user_id) r
+    FROM um_internal.user_reference_probe(p_user_id) r
    WHERE r.tbl IS NOT NULL;
 END
 $$;
-COMMENT ON FUNCTION um.deletion_blocker(bigint) IS
+COMMENT ON FUNCTION um_internal.deletion_blocker(bigint) IS
   'internal: what stops the user''s deletion (the only Root who can log in of an organization with other members, the owner of a team with other members) as (kind, what, detail); NULLs when nothing does';
 
-CREATE FUNCTION um.erase_user(p_user_id bigint, p_action text)
+CREATE FUNCTION um_internal.erase_user(p_user_id bigint, p_action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -59,9 +59,9 @@ DECLARE
   v_email text;
   v_orgs bigint[];
 BEGIN
-  PERFORM um.assert_no_app_cascades();
+  PERFORM um_internal.assert_no_app_cascades();
   SELECT u.email INTO v_email FROM um.users u WHERE u.id = p_user_id FOR UPDATE;
-  v_block := um.deletion_blocker(p_user_id);
+  v_block := um_internal.deletion_blocker(p_user_id);
   IF v_block.kind IS NOT NULL THEN
     RAISE EXCEPTION 'user % cannot be deleted yet', p_user_id
       USING ERRCODE = 'UM052', DETAIL = v_block.detail,
@@ -77,47 +77,47 @@ BEGIN
    WHERE EXISTS (SELECT 1 FROM um.team_members tm WHERE tm.team_id = t.id AND tm.user_id = p_user_id AND tm.is_owner);
   DELETE FROM um.invitations i WHERE lower(i.email) = lower(v_email);
   DELETE FROM um.users u WHERE u.id = p_user_id;   -- memberships, team seats, grants, sessions, links, tokens
-  PERFORM um.audit(p_action, NULL, 'user', p_user_id, jsonb_build_object('orgs', to_jsonb(coalesce(v_orgs, '{}'))));
+  PERFORM um_internal.audit(p_action, NULL, 'user', p_user_id, jsonb_build_object('orgs', to_jsonb(coalesce(v_orgs, '{}'))));
 END
 $$;
-COMMENT ON FUNCTION um.erase_user(bigint, text) IS
-  'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um.deletion_blocker names something';
+COMMENT ON FUNCTION um_internal.erase_user(bigint, text) IS
+  'internal: deletes a user with everything that is theirs (memberships, team seats, grants, sessions, links, tokens, invitations to the address) and audits it; refuses (UM052) while um_internal.deletion_blocker names something';
 
-CREATE FUNCTION um.do_delete_user(p_user_id bigint)
+CREATE FUNCTION um_internal.do_delete_user(p_user_id bigint)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
-  PERFORM um.erase_user(p_user_id, 'user.delete');
+  PERFORM um_internal.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
+  PERFORM um_internal.erase_user(p_user_id, 'user.delete');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_user(bigint) IS
-  'body of um_delete_user: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_user (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_user(bigint) IS
+  'body of um_delete_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_user (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_delete_my_account()
+CREATE FUNCTION um_internal.do_delete_my_account()
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
+    PERFORM um_internal.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
       'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  PERFORM um.erase_user(v_actor, 'user.delete_self');
+  PERFORM um_internal.erase_user(v_actor, 'user.delete_self');
 END
 $$;
-COMMENT ON FUNCTION um.do_delete_my_account() IS
-  'body of um_delete_my_account: runs as um''s owner, the calling role named by um.caller_role(); called only through um_delete_my_account (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_delete_my_account() IS
+  'body of um_delete_my_account: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_delete_my_account (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- Sessions of another user
 
-CREATE FUNCTION um.do_logout_all(p_user_id bigint)
+CREATE FUNCTION um_internal.do_logout_all(p_user_id bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -128,11 +128,11 @@ DECLARE
   v_n integer;
 BEGIN
   IF v_actor IS NULL THEN
-    PERFORM um.authorize('user.logout_all', format('end the sessions of user %s', p_user_id),
+    PERFORM um_internal.authorize('user.logout_all', format('end the sessions of user %s', p_user_id),
                          NULL, NULL, 'user', p_user_id);
-    PERFORM um.require_user(p_user_id);
+    PERFORM um_internal.require_user(p_user_id);
   ELSIF v_actor <> v_real THEN
-    PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
+    PERFORM um_internal.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
       'permission denied to end sessions while impersonating',
       NULL, 'Call um_end_impersonation() first.');
   ELSIF v_actor <> p_user_id
@@ -140,9 +140,9 @@ BEGIN
                           WHERE m.user_id = p_user_id AND @extschema@.um_has_permission('user:suspend', m.org_id))
              -- sessions are the whole account's: a Root anywhere is ended only by a Root there
              OR EXISTS (SELECT 1 FROM um.memberships m
-                         WHERE m.user_id = p_user_id AND um.is_root(m.org_id, p_user_id)
-                           AND NOT um.is_root(m.org_id, v_actor))) THEN
-    PERFORM um.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
+                         WHERE m.user_id = p_user_id AND um_internal.is_root(m.org_id, p_user_id)
+                           AND NOT um_internal.is_root(m.org_id, v_actor))) THEN
+    PERFORM um_internal.deny('user.logout_all', NULL, 'user', p_user_id, 'UM070',
       'permission denied to end the sessions of user ' || p_user_id,
       'Only the user, or someone holding user:suspend in an organization of theirs (a Root''s only by a Root of each organization where they are Root), may.',
       'Ask an Admin of the user''s organization.');
@@ -150,16 +150,16 @@ BEGIN
   UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by a logout of all sessions'
    WHERE s.user_id = p_user_id AND s.revoked_at IS NULL AND s.expires_at > now();
   GET DIAGNOSTICS v_n = ROW_COUNT;
-  PERFORM um.audit('user.logout_all', NULL, 'user', p_user_id, jsonb_build_object('sessions', v_n));
+  PERFORM um_internal.audit('user.logout_all', NULL, 'user', p_user_id, jsonb_build_object('sessions', v_n));
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um.do_logout_all(bigint) IS
-  'body of um_logout_all: runs as um''s owner, the calling role named by um.caller_role(); called only through um_logout_all (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_logout_all(bigint) IS
+  'body of um_logout_all: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_logout_all (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls
--- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL argument gets
 -- the error that names it.
 
 CREATE FUNCTION @extschema@.um_delete_user(user_id bigint)

@@ -3,7 +3,7 @@
 -- ---------------------------------------------------------------------------
 -- Export
 
-CREATE FUNCTION um.do_export_users(p_org_id bigint)
+CREATE FUNCTION um_internal.do_export_users(p_org_id bigint)
 RETURNS TABLE (user_id bigint, email text, name text, user_status text, allow_login boolean,
                email_verified boolean, org_role text, membership_status text, member_since timestamptz,
                teams text, team_roles text, scope_roles text)
@@ -11,9 +11,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
+  PERFORM um_internal.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
                        'user:read', p_org_id, 'organization', p_org_id);
-  PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, '{}');
+  PERFORM um_internal.audit('organization.export_users', p_org_id, 'organization', p_org_id, '{}');
   RETURN QUERY
   SELECT u.id, u.email, u.name, u.status, u.allow_login, u.email_verified_at IS NOT NULL,
          r.name, m.status, m.created_at,
@@ -32,10 +32,10 @@ BEGIN
    ORDER BY u.id;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_users(bigint) IS
-  'body of um_export_users: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_export_users(bigint) IS
+  'body of um_export_users: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_export_users (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_users_json(p_org_id bigint)
+CREATE FUNCTION um_internal.do_export_users_json(p_org_id bigint)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -43,7 +43,7 @@ AS $$
 DECLARE
   v jsonb;
 BEGIN
-  PERFORM um.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
+  PERFORM um_internal.authorize('organization.export_users', format('export the users of organization %s', p_org_id),
                        'user:read', p_org_id, 'organization', p_org_id);
   SELECT jsonb_build_object(
            'organization', jsonb_build_object('id', o.id, 'slug', o.slug, 'name', o.name),
@@ -72,24 +72,24 @@ BEGIN
               WHERE m.org_id = o.id), '[]'))
     INTO v
     FROM um.organizations o WHERE o.id = p_org_id;
-  PERFORM um.audit('organization.export_users', p_org_id, 'organization', p_org_id, jsonb_build_object('format', 'json'));
+  PERFORM um_internal.audit('organization.export_users', p_org_id, 'organization', p_org_id, jsonb_build_object('format', 'json'));
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_users_json(bigint) IS
-  'body of um_export_users_json: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_users_json (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_export_users_json(bigint) IS
+  'body of um_export_users_json: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_export_users_json (EXECUTE held by nobody)';
 
-CREATE FUNCTION um.do_export_my_data()
+CREATE FUNCTION um_internal.do_export_my_data()
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_actor bigint := um.require_actor('Call um_begin(token) first: users export their own data.');
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: users export their own data.');
   v jsonb;
 BEGIN
   IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
-    PERFORM um.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
+    PERFORM um_internal.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
       'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
   END IF;
   SELECT jsonb_build_object(
@@ -130,16 +130,16 @@ BEGIN
                              WHERE a.actor_user_id = u.id OR (a.target_type = 'user' AND a.target_id = u.id)))
     INTO v
     FROM um.users u WHERE u.id = v_actor;
-  PERFORM um.audit('user.export_self', NULL, 'user', v_actor, '{}');
+  PERFORM um_internal.audit('user.export_self', NULL, 'user', v_actor, '{}');
   RETURN v;
 END
 $$;
-COMMENT ON FUNCTION um.do_export_my_data() IS
-  'body of um_export_my_data: runs as um''s owner, the calling role named by um.caller_role(); called only through um_export_my_data (EXECUTE held by nobody)';
+COMMENT ON FUNCTION um_internal.do_export_my_data() IS
+  'body of um_export_my_data: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_export_my_data (EXECUTE held by nobody)';
 
 -- ---------------------------------------------------------------------------
 -- The public functions: each is src/lifecycle.c's entry point, which calls
--- um.do_<name> with the calling role.  None is STRICT: a NULL argument gets
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL argument gets
 -- the error that names it.
 
 CREATE FUNCTION @extschema@.um_export_users(org_id bigint)

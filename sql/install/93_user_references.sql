@@ -3,18 +3,18 @@
 -- check runs as the owner of the referenced table, with the referencing
 -- column's casts).  Nobody but um's owner holds REFERENCES on um's tables.
 
-CREATE FUNCTION um.user_reference_check()
+CREATE FUNCTION um_internal.user_reference_check()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'um_user_reference_check'
 LANGUAGE C;
-COMMENT ON FUNCTION um.user_reference_check() IS
+COMMENT ON FUNCTION um_internal.user_reference_check() IS
   'trigger of um_add_user_reference(): the new value of the column it names is an existing user''s id (locked FOR KEY SHARE, as a foreign key would)';
 
-CREATE FUNCTION um.user_reference_probe(p_user_id bigint, OUT tbl regclass, OUT col name, OUT unsafe boolean)
+CREATE FUNCTION um_internal.user_reference_probe(p_user_id bigint, OUT tbl regclass, OUT col name, OUT unsafe boolean)
 RETURNS record
 AS 'MODULE_PATHNAME', 'um_user_reference_probe'
 LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION um.user_reference_probe(bigint) IS
+COMMENT ON FUNCTION um_internal.user_reference_probe(bigint) IS
   'internal to account deletion: the first registered column (or foreign key into um.users) still holding the user, each table read as its own owner; unsafe: a foreign key whose column is not bigint';
 
 -- Registering takes part in every account deletion: EXECUTE only for the

@@ -12,9 +12,9 @@
 -- loader); um administrators, the roles with the privileges of the
 -- extension's owner, through the um_administrators policy.
 
--- um.administers_um: does the current role administer um?  (EXECUTE stays
+-- um_internal.administers_um: does the current role administer um?  (EXECUTE stays
 -- granted to PUBLIC: every policy below calls it for whoever reads.)
-CREATE FUNCTION um.administers_um()
+CREATE FUNCTION um_internal.administers_um()
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
@@ -22,7 +22,7 @@ AS $$
   SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, e.extowner, 'USAGE')
                      FROM pg_catalog.pg_extension e WHERE e.extname = 'um'), false);
 $$;
-COMMENT ON FUNCTION um.administers_um() IS
+COMMENT ON FUNCTION um_internal.administers_um() IS
   'does the current role administer um (with the privileges of the extension''s owner)? Called by the um_administrators policies; EXECUTE granted to PUBLIC';
 
 -- Each table as um.state_tables says: tenant tables show application roles
@@ -35,7 +35,7 @@ BEGIN
   FOR t IN SELECT * FROM um.state_tables s ORDER BY s.relname LOOP
     IF t.access IN ('tenant', 'secret') THEN
       EXECUTE format('ALTER TABLE um.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', t.relname);
-      EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um.administers_um()) WITH CHECK (um.administers_um())', t.relname);
+      EXECUTE format('CREATE POLICY um_administrators ON um.%I USING (um_internal.administers_um()) WITH CHECK (um_internal.administers_um())', t.relname);
     END IF;
     IF t.access = 'tenant' THEN
       EXECUTE format('CREATE POLICY um_read ON um.%I FOR SELECT USING (%s)', t.relname, format(t.read_rule, '@extschema@'));
@@ -97,15 +97,18 @@ ALTER VIEW um.error_codes SET (security_invoker = true);
 ALTER VIEW um.role_template_list SET (security_invoker = true);
 GRANT SELECT ON um.member_list, um.role_permission_list, um.organization_list, um.error_codes, um.role_template_list TO PUBLIC;
 GRANT USAGE ON SCHEMA um TO PUBLIC;
+-- um_protect_table and the other invoker-rights functions name internals
+-- with their caller's rights, so the schema is usable ...
+GRANT USAGE ON SCHEMA um_internal TO PUBLIC;
 
--- With the schema usable, no internal function may be: EXECUTE on every
--- function in um is revoked from PUBLIC, except the one the policies call.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA um FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION um.administers_um() TO PUBLIC;
+-- ... but no internal function is: EXECUTE on every function in
+-- um_internal is revoked from PUBLIC, except the one the policies call.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA um_internal FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION um_internal.administers_um() TO PUBLIC;
 -- and the ones um_protect_table / um_unprotect_table call with their caller's rights
-GRANT EXECUTE ON FUNCTION um.protection_note(regclass, text, text), um.protection_tree(regclass), um.protection_state(regclass[]),
-  um.policy_check(text, name, name),
-  um.drop_um_policies(regclass), um.check_column(regclass, name, text), um.assert_permission_name(text, boolean)
+GRANT EXECUTE ON FUNCTION um_internal.protection_note(regclass, text, text), um_internal.protection_tree(regclass), um_internal.protection_state(regclass[]),
+  um_internal.policy_check(text, name, name),
+  um_internal.drop_um_policies(regclass), um_internal.check_column(regclass, name, text), um_internal.assert_permission_name(text, boolean)
   TO PUBLIC;
 -- No foreign keys into um's tables: PostgreSQL would check them as um's
 -- owner, running the referencing column's casts (um_add_user_reference).

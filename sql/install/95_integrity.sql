@@ -23,7 +23,7 @@ AS $$
     FROM um.organizations o
    WHERE EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
                   WHERE m.org_id = o.id AND r.builtin = 'root')
-     AND NOT um.has_usable_root(o.id)
+     AND NOT um_internal.has_usable_root(o.id)
   UNION ALL
   -- every organization has each built-in role
   SELECT 'organization has its built-in roles', format('organization %s (%s)', o.id, o.slug),
@@ -169,7 +169,7 @@ AS $$
      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
                       WHERE c.relnamespace = 'um'::regnamespace AND c.relname = s.relname
                         AND t.tgname = x.tgname AND t.tgenabled = 'A' AND (t.tgtype & 66) = 0
-                        AND t.tgfoid = 'um.cache_invalidate()'::pg_catalog.regprocedure
+                        AND t.tgfoid = 'um_internal.cache_invalidate()'::pg_catalog.regprocedure
                         AND CASE x.kind
                               WHEN 'R' THEN (t.tgtype & 1) = 1 AND (t.tgtype & 28) = 28
                                             AND t.tgargs = CASE WHEN s.cache_key IS NULL THEN ''::bytea

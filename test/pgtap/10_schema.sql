@@ -1,6 +1,6 @@
 BEGIN;
 \ir fixture.psql
-SELECT plan(37);
+SELECT plan(40);
 
 SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
@@ -165,10 +165,21 @@ SELECT is(ARRAY(SELECT c.oid::regclass::text || '.' || a.attname FROM pg_class c
                    AND col_description(c.oid, a.attnum) IS NULL ORDER BY 1),
           '{}'::text[], 'every column of every table and view in schema um has a comment');
 SELECT is(ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
-                 WHERE (p.pronamespace = 'um'::regnamespace
+                 WHERE (p.pronamespace = 'um_internal'::regnamespace
                         OR (p.pronamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'um') AND p.proname LIKE 'um\_%'))
                    AND obj_description(p.oid, 'pg_proc') IS NULL ORDER BY 1),
-          '{}'::text[], 'every function and procedure in schema um, and every um_* function, has a comment');
+          '{}'::text[], 'every function and procedure in schema um_internal, and every um_* function, has a comment');
+-- the internals live apart from what applications use: schema um holds
+-- tables, views and types, no function; the extension's schema holds only um_*
+SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p WHERE p.pronamespace = 'um'::regnamespace),
+          NULL, 'schema um holds no function: every internal one is in um_internal');
+SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
+            JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+                            AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'um')
+           WHERE p.pronamespace <> 'um_internal'::regnamespace AND p.proname NOT LIKE 'um\_%'),
+          NULL, 'every function of um outside um_internal is named um_*');
+SELECT ok(obj_description('um_internal'::regnamespace, 'pg_namespace') ~ 'internal',
+          'schema um_internal says it is internal');
 SELECT is(ARRAY(SELECT t.oid::regtype::text FROM pg_type t
                  WHERE t.typnamespace = 'um'::regnamespace AND t.typtype IN ('d', 'e', 'r', 'm')
                    AND obj_description(t.oid, 'pg_type') IS NULL ORDER BY 1),

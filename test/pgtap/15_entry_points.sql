@@ -4,9 +4,9 @@
 --
 -- Mechanisms:
 --   lifecycle  C entry point (src/lifecycle.c) with the caller's rights, whose
---              body um.do_<name>(same arguments) runs as um's owner:
+--              body um_internal.do_<name>(same arguments) runs as um's owner:
 --              SECURITY DEFINER, pinned search_path, EXECUTE held by nobody
---              else; um.caller_role() names its caller while it runs
+--              else; um_internal.caller_role() names its caller while it runs
 --   invoker    the caller's rights (checks, companions, protect, lint,
 --              um_begin, whose lookup alone runs as um's owner in C)
 -- No public function of um is SECURITY DEFINER itself.
@@ -132,38 +132,38 @@ SELECT is((SELECT string_agg(e.fn || CASE WHEN e.execute THEN ' should' ELSE ' s
              FROM entry e JOIN public_fn f USING (fn) WHERE e.execute <> f.public_execute),
           NULL, 'PUBLIC may call exactly the functions whose line says so');
 
--- the body of every lifecycle entry: um.do_<name>(the same arguments...)
+-- the body of every lifecycle entry: um_internal.do_<name>(the same arguments...)
 CREATE TEMP VIEW body AS
   SELECT f.fn, b.oid AS body_oid, b.prosecdef, b.proconfig, b.proowner
     FROM public_fn f
     LEFT JOIN pg_proc pf ON pf.oid = f.oid
-    LEFT JOIN pg_proc b ON b.pronamespace = 'um'::regnamespace AND b.proname = 'do_' || substr(pf.proname, 4)
+    LEFT JOIN pg_proc b ON b.pronamespace = 'um_internal'::regnamespace AND b.proname = 'do_' || substr(pf.proname, 4)
                        AND b.proargtypes::oid[] = pf.proargtypes::oid[]
    WHERE f.prosrc = 'um_lifecycle_entry';
 SELECT is((SELECT string_agg(fn, ', ') FROM body WHERE body_oid IS NULL), NULL,
-          'every lifecycle entry has its body um.do_<name>(same arguments)');
--- the caller reaches a body one way only (um.caller_role()), never as an
+          'every lifecycle entry has its body um_internal.do_<name>(same arguments)');
+-- the caller reaches a body one way only (um_internal.caller_role()), never as an
 -- argument a body or a helper could be handed by someone else
 SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
-            WHERE p.pronamespace = 'um'::regnamespace AND 'p_caller' = ANY (p.proargnames)), NULL,
+            WHERE p.pronamespace = 'um_internal'::regnamespace AND 'p_caller' = ANY (p.proargnames)), NULL,
           'no function of um takes the caller as an argument');
 SELECT is((SELECT string_agg(fn, ', ') FROM body
             WHERE NOT prosecdef OR proconfig IS DISTINCT FROM '{"search_path=pg_catalog, pg_temp"}'
                OR proowner <> (SELECT extowner FROM pg_extension WHERE extname = 'um')), NULL,
           'every body runs as the extension''s owner (SECURITY DEFINER, owned by it) with search_path pinned to pg_catalog, pg_temp');
 SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
-            WHERE p.pronamespace = 'um'::regnamespace AND p.proname LIKE 'do\_%'
+            WHERE p.pronamespace = 'um_internal'::regnamespace AND p.proname LIKE 'do\_%'
               AND (has_function_privilege('public', p.oid, 'EXECUTE')
                    OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner))), NULL,
           'nobody but the owner may call a body directly');
 SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
-            WHERE p.pronamespace = 'um'::regnamespace AND p.proname LIKE 'do\_%'
+            WHERE p.pronamespace = 'um_internal'::regnamespace AND p.proname LIKE 'do\_%'
               AND p.oid NOT IN (SELECT body_oid FROM body WHERE body_oid IS NOT NULL)), NULL,
           'and every body has its entry (no body is reachable some other way)');
 SELECT is((SELECT string_agg(f.fn, ', ') FROM public_fn f WHERE f.prosecdef), NULL,
           'no public function of um is SECURITY DEFINER: each runs with its caller''s rights');
 SELECT is((SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p
-            WHERE p.pronamespace IN ('um'::regnamespace, 'public'::regnamespace) AND p.prosecdef
+            WHERE p.pronamespace IN ('um'::regnamespace, 'um_internal'::regnamespace, 'public'::regnamespace) AND p.prosecdef
               AND p.proname NOT LIKE 'do\_%' AND p.oid NOT IN (SELECT oid FROM public_fn)), NULL,
           'no other function of um runs with its owner''s rights');
 

@@ -10,7 +10,7 @@ CREATE FUNCTION pg_temp.can(who text, perm text, org text, scope bigint DEFAULT 
   SELECT CASE WHEN scope IS NULL THEN um_has_permission(pg_temp.usr(who), perm, pg_temp.org(org))
               ELSE um_has_permission(pg_temp.usr(who), perm, pg_temp.org(org), scope) END $$;
 CREATE FUNCTION pg_temp.ref(who text, perm text, org text, scope bigint DEFAULT NULL) RETURNS boolean LANGUAGE sql AS $$
-  SELECT um.ref_has_permission(pg_temp.usr(who), perm, pg_temp.org(org), scope) $$;
+  SELECT um_internal.ref_has_permission(pg_temp.usr(who), perm, pg_temp.org(org), scope) $$;
 
 -- the organization role
 SELECT ok(pg_temp.can('ada', 'billing:delete', 'acme'), 'Root may delete billing');
@@ -165,7 +165,7 @@ CREATE TEMP TABLE fill AS SELECT um_has_permission(m.user_id, 'org:read', m.org_
 CREATE TEMP TABLE many AS
   SELECT u.id AS u, o.id AS o, p.name AS p FROM um.users u, um.organizations o, um.permissions p
    WHERE u.id NOT IN (SELECT id FROM bulk);
-SELECT is((SELECT count(*) FROM many WHERE um_has_permission(u, p, o) IS DISTINCT FROM um.ref_has_permission(u, p, o)), 0::bigint,
+SELECT is((SELECT count(*) FROM many WHERE um_has_permission(u, p, o) IS DISTINCT FROM um_internal.ref_has_permission(u, p, o)), 0::bigint,
           'with a tiny memory limit the answers still equal the SQL reference');
 SELECT cmp_ok((SELECT evictions FROM um_cache_stats()), '>', 0::bigint, 'entries were dropped at the memory limit');
 SELECT is((SELECT s.resets - b.resets FROM um_cache_stats() s, before_many b), 0::bigint, 'and the cache was never emptied whole for it');

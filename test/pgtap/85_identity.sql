@@ -199,8 +199,8 @@ RESET ALL;
 SELECT is(um_current_user_id(), :dave::bigint, 'and RESET ALL does not drop or change the real one');
 COMMIT;
 SELECT throws_ok($$ SELECT um_act_as(1) $$, '42501', NULL, 'um_act_as is not for application roles');
-SELECT throws_ok($$ SELECT um.start_impersonation(1, '{1}') $$, '42501', NULL, 'nor are um''s internal functions');
-SELECT throws_ok($$ SELECT um.audit_autonomous('user.login', 'ok', NULL, 'user', 1, '{}') $$, '42501', NULL,
+SELECT throws_ok($$ SELECT um_internal.start_impersonation(1, '{1}') $$, '42501', NULL, 'nor are um''s internal functions');
+SELECT throws_ok($$ SELECT um_internal.audit_autonomous('user.login', 'ok', NULL, 'user', 1, '{}') $$, '42501', NULL,
                  'including the audit writer');
 SELECT throws_ok($$ SELECT um_begin('um_'' OR ''1''=''1') $$, 'UM067', 'session token is not valid',
                  'SQL in a token string is just a wrong token');
@@ -351,7 +351,7 @@ RESET ROLE;
 BEGIN;
 SELECT um_act_as(:carol) AS a \gset
 SELECT um_impersonate(:dave) IS NOT NULL AS impersonating \gset
-SELECT um.audit('test.event', :acme, 'user', :dave) AS a \gset
+SELECT um_internal.audit('test.event', :acme, 'user', :dave) AS a \gset
 SELECT is((SELECT ARRAY[actor_user_id, impersonator_user_id] FROM um.audit_events WHERE action = 'test.event'),
           ARRAY[:dave, :carol]::bigint[], 'an audit event written while impersonating names both the target and the impersonator');
 SELECT is((SELECT ARRAY[actor_user_id, impersonator_user_id] FROM um.audit_events WHERE action = 'user.impersonate' ORDER BY id DESC LIMIT 1),

@@ -118,7 +118,7 @@ SELECT throws_ok($$ SELECT public.regress_um_lc_trap() $$, 'UM070', NULL,
                  'a um administrator running another role''s SECURITY DEFINER function lends it no rights');
 RESET ROLE;
 SET ROLE regress_um_lc_app;
-SELECT throws_ok($$ SELECT um.do_create_team(1, 'x', NULL, 1) $$, '42501', NULL,
+SELECT throws_ok($$ SELECT um_internal.do_create_team(1, 'x', NULL, 1) $$, '42501', NULL,
                  'nobody may call a body directly, past the entry that names the caller (EXECUTE is revoked)');
 RESET ROLE;
 SELECT is(pg_temp.try_as(:dave, format('SELECT um_create_team(%s, %L)', :acme, 'Dave team')), 'UM070',

@@ -151,7 +151,7 @@ SELECT is(pg_temp.as_token(:'mallory_token', format('SELECT um_transfer_org_owne
 SELECT um_sign_up('heir@example.com', 'heirs-first-try') AS heir_claim \gset
 SELECT is(um_verify_email(:'heir_claim', 'heirs-password'), :heir::bigint, 'the owner claims the account');
 RESET ROLE;
-SELECT ok(um.is_root(:evil, :heir), 'it stays the organization''s Root (an organization with members keeps one) ...');
+SELECT ok(um_internal.is_root(:evil, :heir), 'it stays the organization''s Root (an organization with members keeps one) ...');
 SET ROLE regress_um_claims_app;
 SELECT is(pg_temp.as_token(:'mallory_token', format('SELECT um_link_identity(%s, %L, %L, %s)', :evil, 'evil-idp', 'mallory-sub', :heir)),
           'UM073', '... over which mallory, now an Admin, gains nothing');

@@ -34,7 +34,7 @@ SELECT throws_ok(format('INSERT INTO um.memberships (org_id, user_id, role_id) V
                  '42501', NULL, 'an application role cannot write um''s tables: no joining globex as Root');
 SELECT throws_ok(format('UPDATE um.users SET status = ''active'' WHERE id = %s', :dave), '42501', NULL, 'nor updating users');
 SELECT throws_ok('DELETE FROM um.audit_events', '42501', NULL, 'nor deleting the audit trail');
-SELECT throws_ok('SELECT um.lock_organization(1)', '42501', NULL, 'nor calling um''s internal functions');
+SELECT throws_ok('SELECT um_internal.lock_organization(1)', '42501', NULL, 'nor calling um''s internal functions');
 SELECT um_act_as(:dave) AS a \gset
 SELECT is((SELECT array_agg(slug::text ORDER BY slug) FROM um.organizations), ARRAY['acme', 'globex'],
           'dave (a member of both) reads both');
@@ -64,8 +64,8 @@ SELECT is((SELECT array_agg(email) FROM um.users), ARRAY['erin@example.com'], 'a
 SELECT is((SELECT count(*) FROM um.memberships), 0::bigint, 'and no memberships');
 SELECT is((SELECT count(*) FROM um_my_organizations()), 0::bigint, 'and has no organizations');
 RESET ROLE;
-SELECT array_agg(name ORDER BY name)::text AS dave_ref FROM um.permissions WHERE um.ref_has_permission(:dave, name, :acme, NULL) \gset
-SELECT array_agg(name ORDER BY name)::text AS carol_ref FROM um.permissions WHERE um.ref_has_permission(:carol, name, :acme, NULL) \gset
+SELECT array_agg(name ORDER BY name)::text AS dave_ref FROM um.permissions WHERE um_internal.ref_has_permission(:dave, name, :acme, NULL) \gset
+SELECT array_agg(name ORDER BY name)::text AS carol_ref FROM um.permissions WHERE um_internal.ref_has_permission(:carol, name, :acme, NULL) \gset
 SET ROLE regress_um_app;
 SELECT um_act_as(:dave) AS a \gset
 SELECT is(ARRAY(SELECT um_my_permissions(:acme))::text, :'dave_ref', 'um_my_permissions: what the reference evaluator says dave holds in acme ...');

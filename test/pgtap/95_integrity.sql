@@ -91,7 +91,7 @@ ALTER TABLE um.grants DISABLE TRIGGER cache_invalidate;
 ALTER TABLE um.roles ENABLE TRIGGER cache_invalidate_truncate;  -- ORIGIN instead of ALWAYS
 DROP TRIGGER cache_invalidate ON um.scopes;
 CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OR DELETE ON um.scopes
-  FOR EACH ROW EXECUTE FUNCTION um.cache_invalidate('user:org_id');   -- the wrong key
+  FOR EACH ROW EXECUTE FUNCTION um_internal.cache_invalidate('user:org_id');   -- the wrong key
 ALTER TABLE um.scopes ENABLE ALWAYS TRIGGER cache_invalidate;
 CREATE TABLE um.stray (id int);
 CREATE TEMP TABLE found2 AS SELECT * FROM um_check_integrity() WHERE object LIKE 'table um.%';

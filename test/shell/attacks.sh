@@ -90,7 +90,7 @@ SQL
 is "1: a role with no grant cannot register a table in account deletions (42501)" \
    "$(st regress_atk_nogrant "CREATE TABLE public.reg (u bigint); SELECT um_add_user_reference('public.reg', 'u')")" "42501"
 is "1: nor attach um's check trigger itself (42501)" \
-   "$(st regress_atk_nogrant "CREATE TEMP TABLE t (u bigint); CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION um.user_reference_check('u')")" "42501"
+   "$(st regress_atk_nogrant "CREATE TEMP TABLE t (u bigint); CREATE TRIGGER x AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION um_internal.user_reference_check('u')")" "42501"
 is "1: no application role holds REFERENCES on um.users" \
    "$(su "SELECT has_table_privilege('regress_atk_mallory', 'um.users', 'REFERENCES') OR has_any_column_privilege('regress_atk_mallory', 'um.users', 'REFERENCES')")" "f"
 su "GRANT EXECUTE ON FUNCTION um_add_user_reference(regclass, name), um_drop_user_reference(regclass, name) TO regress_atk_mallory" >/dev/null
@@ -172,22 +172,22 @@ is "3: valid@startup.dev, ops@agency.gov, info@studio.tv are invited as written"
    "$(appq $ada "SELECT string_agg(email, ' ' ORDER BY email) FROM um_invite($acme, 'valid@startup.dev, ops@agency.gov; info@studio.tv')")" \
    "info@studio.tv ops@agency.gov valid@startup.dev"
 is "3: addresses beginning and ending with every letter survive the batch parser" \
-   "$(su "SELECT um.parse_email_batch(string_agg(format(E' %sx@d.t%s\\x0b', l, l), ',')) = array_agg(format('%sx@d.t%s', l, l)) FROM unnest(string_to_array('abcdefghijklmnopqrstuvwxyz', NULL)) l")" "t"
+   "$(su "SELECT um_internal.parse_email_batch(string_agg(format(E' %sx@d.t%s\\x0b', l, l), ',')) = array_agg(format('%sx@d.t%s', l, l)) FROM unnest(string_to_array('abcdefghijklmnopqrstuvwxyz', NULL)) l")" "t"
 
 # ---- 4. a role with no um grants writes nothing global -------------------------
 perms=$(su "SELECT count(*) FROM um.permissions"); events=$(su "SELECT count(*) FROM um.audit_events")
 is "4: a TEMP table cannot be protected (UM080)" \
    "$(st regress_atk_nogrant "CREATE TEMP TABLE t (org_id bigint); SELECT um_protect_table('t', 'org_id', 'spam')")" "UM080"
 is "4: protection_note refuses a TEMP table" \
-   "$(st regress_atk_nogrant "CREATE TEMP TABLE t (org_id bigint); SELECT um.protection_note('t', 'table.protect', 'spam')")" "UM080"
+   "$(st regress_atk_nogrant "CREATE TEMP TABLE t (org_id bigint); SELECT um_internal.protection_note('t', 'table.protect', 'spam')")" "UM080"
 is "4: and an action of the caller's choosing" \
-   "$(st regress_atk_nogrant "CREATE TABLE public.mine (org_id bigint)" >/dev/null; st regress_atk_nogrant "SELECT um.protection_note('public.mine', 'user.delete', NULL)")" "22023"
+   "$(st regress_atk_nogrant "CREATE TABLE public.mine (org_id bigint)" >/dev/null; st regress_atk_nogrant "SELECT um_internal.protection_note('public.mine', 'user.delete', NULL)")" "22023"
 is "4: a new resource from a role with no um rights is refused (UM011)" \
    "$(st regress_atk_nogrant "SELECT um_protect_table('public.mine', 'org_id', 'spam')")" "UM011"
 is "4: a note of a protection this transaction did not make is refused" \
-   "$(st regress_atk_nogrant "SELECT um.protection_note('public.mine', 'table.protect', 'member')")" "55000"
+   "$(st regress_atk_nogrant "SELECT um_internal.protection_note('public.mine', 'table.protect', 'member')")" "55000"
 is "4: a flood of notes in one transaction writes one event at most" \
-   "$(st regress_atk_nogrant "SELECT count(um.protection_note('public.mine', 'table.unprotect', NULL)) FROM generate_series(1, 1000)")/$(su "SELECT count(*) - $events FROM um.audit_events")" "ok/1"
+   "$(st regress_atk_nogrant "SELECT count(um_internal.protection_note('public.mine', 'table.unprotect', NULL)) FROM generate_series(1, 1000)")/$(su "SELECT count(*) - $events FROM um.audit_events")" "ok/1"
 events=$((events + 1))   # (that one event stays: the trail is append-only)
 is "4: nothing global grew" "$(su "SELECT count(*) FROM um.permissions")/$(su "SELECT count(*) FROM um.audit_events")" "$perms/$events"
 # a warm reader's cache is not reset by repeated protection of an existing resource
@@ -255,17 +255,17 @@ su "UPDATE um.users SET status = 'active', allow_login = true WHERE id IN ($bob,
 is "10: an overlong role name is refused as bad input (UM003)" \
    "$(app $carol "SELECT um_create_role($acme, repeat('Payroll ', 140), '{billing:update}')")" "UM003"
 is "10: the audit writer keeps an overlong refusal, cut to valid JSON" \
-   "$(su "SELECT um.audit_autonomous('probe.long', 'denied', NULL, 'user', NULL, jsonb_build_object('reason', repeat('x', 100000)))" >/dev/null; su "SELECT details->>'truncated' FROM um.audit_events WHERE action = 'probe.long'")" "true"
+   "$(su "SELECT um_internal.audit_autonomous('probe.long', 'denied', NULL, 'user', NULL, jsonb_build_object('reason', repeat('x', 100000)))" >/dev/null; su "SELECT details->>'truncated' FROM um.audit_events WHERE action = 'probe.long'")" "true"
 
 # ---- 11. oracles ----------------------------------------------------------------
 is "11: a login for an account hashed at a lower cost spends today's cost as well" \
-   "$(q postgres "UPDATE um.users SET password_hash = crypt('old-pass', gen_salt('bf', 4)) WHERE id = $ada" >/dev/null; psql -X -A -t -q -d $db -c "SET track_functions = 'pl'" -c "BEGIN" -c "SELECT um_login('ada@example.com', 'wrong-pass') IS NULL" -c "ROLLBACK" >/dev/null 2>&1; psql -X -A -t -q -d $db -c "SET track_functions = 'pl'" -c "DO \$\$ BEGIN PERFORM um.password_matches('wrong-pass', (SELECT password_hash FROM um.users WHERE id = $ada)); END \$\$" -c "SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = 'password_matches'" 2>&1 | tail -1)" "2"
+   "$(q postgres "UPDATE um.users SET password_hash = crypt('old-pass', gen_salt('bf', 4)) WHERE id = $ada" >/dev/null; psql -X -A -t -q -d $db -c "SET track_functions = 'pl'" -c "BEGIN" -c "SELECT um_login('ada@example.com', 'wrong-pass') IS NULL" -c "ROLLBACK" >/dev/null 2>&1; psql -X -A -t -q -d $db -c "SET track_functions = 'pl'" -c "DO \$\$ BEGIN PERFORM um_internal.password_matches('wrong-pass', (SELECT password_hash FROM um.users WHERE id = $ada)); END \$\$" -c "SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = 'password_matches'" 2>&1 | tail -1)" "2"
 
-s0=$(su "SELECT um.generate_token()")
-su "INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES ($ada, um.token_hash('$s0'), now() + interval '1 hour')" >/dev/null
+s0=$(su "SELECT um_internal.generate_token()")
+su "INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES ($ada, um_internal.token_hash('$s0'), now() + interval '1 hour')" >/dev/null
 su "SELECT um_login('ada@example.com', 'old-pass')" >/dev/null
 is "11: a right password hashed at a lower cost is hashed again at today's cost, and the user's sessions go on" \
-   "$(su "SELECT um.hash_cost(password_hash) FROM um.users WHERE id = $ada")/$(su "BEGIN; SELECT um_begin('$s0') = $ada; COMMIT;")" "10/t"
+   "$(su "SELECT um_internal.hash_cost(password_hash) FROM um.users WHERE id = $ada")/$(su "BEGIN; SELECT um_begin('$s0') = $ada; COMMIT;")" "10/t"
 
 # ---- 12. a logged-out token is dead inside an older snapshot too ------------------
 token=$(su "SELECT um_login('carol@example.com', 'x')" 2>/dev/null | grep '^um_'; true)
@@ -322,6 +322,6 @@ is "13: a statement's shape is at most 4 kB, even in a long quoted identifier" \
 
 # ---- 14. the evaluator and the reference agree on scope node 0 --------------------
 is "14: um_has_permission with scope node 0 denies, as the reference does" \
-   "$(su "SELECT um_has_permission($ada, 'member:read', $acme, 0) = um.ref_has_permission($ada, 'member:read', $acme, 0) AND NOT um_has_permission($ada, 'member:read', $acme, 0)")" "t"
+   "$(su "SELECT um_has_permission($ada, 'member:read', $acme, 0) = um_internal.ref_has_permission($ada, 'member:read', $acme, 0) AND NOT um_has_permission($ada, 'member:read', $acme, 0)")" "t"
 
 

@@ -34,7 +34,7 @@ check "version $current installs fresh" '[ $? -eq 0 ]' "$work/fresh.log"
 describe() {
   psql -X -A -t -d "$1" <<'SQL'
 WITH ext AS (SELECT oid, extnamespace FROM pg_extension WHERE extname = 'um'),
-nsp AS (SELECT n.oid FROM pg_namespace n WHERE n.nspname = 'um' OR n.oid = (SELECT extnamespace FROM ext))
+nsp AS (SELECT n.oid FROM pg_namespace n WHERE n.nspname IN ('um', 'um_internal') OR n.oid = (SELECT extnamespace FROM ext))
 SELECT 'function ' || p.oid::regprocedure || ' ' || p.prokind::text || p.provolatile::text || p.proisstrict::text || p.proparallel::text
        || p.prosecdef::text || ' ' || coalesce(array_to_string(p.proconfig, ','), '') || ' ' || coalesce(p.proacl::text, '')
        || ' ' || md5(p.prosrc) || ' ' || coalesce(p.probin, '') || ' ' || p.prorettype::regtype
@@ -85,9 +85,9 @@ SELECT 'comment ' || pg_describe_object(ds.classoid, ds.objoid, ds.objsubid) || 
           (SELECT t.oid FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relnamespace IN (SELECT oid FROM nsp)))
     OR (ds.classoid = 'pg_policy'::regclass AND ds.objoid IN
           (SELECT p.oid FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace IN (SELECT oid FROM nsp)))
-    OR (ds.classoid = 'pg_namespace'::regclass AND ds.objoid IN (SELECT oid FROM pg_namespace WHERE nspname = 'um'))
+    OR (ds.classoid = 'pg_namespace'::regclass AND ds.objoid IN (SELECT oid FROM pg_namespace WHERE nspname IN ('um', 'um_internal')))
 UNION ALL
-SELECT 'schema um ' || coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.nspname = 'um'
+SELECT 'schema ' || n.nspname || ' ' || coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.nspname IN ('um', 'um_internal')
 UNION ALL
 SELECT 'dumped ' || x.oid::regclass || ' ' || coalesce(e.extcondition[x.ord], '')
   FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS x(oid, ord) WHERE e.extname = 'um'
