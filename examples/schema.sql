@@ -71,10 +71,11 @@ SELECT um_set_role_template('accountant', 'Accountant', 'Keeps the books: reads,
 -- um_reactivate_user, um_impersonate, um_end_impersonation,
 -- um_export_my_data, um_delete_my_account, um_my_organizations, ...) is
 -- granted to PUBLIC and checks a password, a token or the acting user's
--- permissions itself.  Self-registration hands out mailbox secrets, so
--- EXECUTE on these two is revoked from PUBLIC and given to the backend:
+-- permissions itself.  Self-registration and password resets hand out
+-- mailbox secrets, so EXECUTE on these three is revoked from PUBLIC and given to the backend:
 GRANT EXECUTE ON FUNCTION um_sign_up(text, text, text, text, text),
-                          um_resend_verification(text) TO app_backend;
+                          um_resend_verification(text),
+                          um_request_password_reset(text) TO app_backend;
 -- Not granted: um_act_as (this backend authenticates users with um's
 -- session tokens, never by user id) and um_set_password.
 

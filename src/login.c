@@ -41,12 +41,15 @@
 
 PG_FUNCTION_INFO_V1(um_login_settings);
 PG_FUNCTION_INFO_V1(um_record_login);
+PG_FUNCTION_INFO_V1(um_password_reset_settings);
 
 static int	login_max_failures = 5;
 static int	login_lockout_seconds = 900;
 static int	session_lifetime_seconds = 12 * 3600;
 static int	password_hash_cost = 10;
 static bool invitations_prove_address = false;
+static int	password_reset_lifetime_seconds = 1800;
+static int	password_reset_interval_seconds = 60;
 
 typedef enum LoginResult
 {
@@ -116,6 +119,20 @@ um_login_init(void)
 							&password_hash_cost,
 							10, 4, 15,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("um.password_reset_lifetime",
+							"How long the secrets of um_request_password_reset() stay valid.",
+							NULL,
+							&password_reset_lifetime_seconds,
+							1800, 60, 7 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("um.password_reset_interval",
+							"How soon a new password reset for the same user replaces the last one.",
+							"Within it a request issues nothing, and the secrets already mailed stay valid.",
+							&password_reset_interval_seconds,
+							60, 0, 86400,
+							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 }
 
@@ -198,6 +215,25 @@ um_record_login(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(attempt->failed_count);
 	values[2] = BoolGetDatum(attempt->locked);
 	um_job_free(job);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * um_internal.password_reset_settings(): the password reset settings, for
+ * the SQL functions (through C for the reason login_settings() gives).
+ */
+Datum
+um_password_reset_settings(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = Int32GetDatum(password_reset_lifetime_seconds);
+	values[1] = Int32GetDatum(password_reset_interval_seconds);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

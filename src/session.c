@@ -37,6 +37,7 @@
 #include "um.h"
 
 PG_FUNCTION_INFO_V1(um_generate_token);
+PG_FUNCTION_INFO_V1(um_generate_code);
 PG_FUNCTION_INFO_V1(um_begin);
 
 #define TOKEN_PREFIX		"um_"
@@ -75,7 +76,7 @@ strcasestr_ascii(const char *hay, const char *needle)
 
 static const char *const secret_functions[] = {
 	"um_login", "um_change_password", "um_set_password", "um_sign_up", "um_begin",
-	"um_logout", "um_accept_invitation", "um_verify_email", NULL
+	"um_logout", "um_accept_invitation", "um_verify_email", "um_reset_password", NULL
 };
 
 /* um_session_note_secret: the statement running carries a secret */
@@ -338,6 +339,38 @@ um_generate_token(PG_FUNCTION_ARGS)
 	o = TOKEN_LEN;
 	out[o] = '\0';
 	explicit_bzero(raw, sizeof(raw));
+	PG_RETURN_TEXT_P(cstring_to_text(out));
+}
+
+/*
+ * um_internal.generate_code(digits integer): a fresh one-time code of that
+ * many decimal digits (6 to 12), for people whose mail scanners follow links
+ * (and so would spend a link's token before they click).  Each digit comes
+ * from one random byte below 250, so that no digit is likelier than another.
+ */
+Datum
+um_generate_code(PG_FUNCTION_ARGS)
+{
+	int32		digits = PG_GETARG_INT32(0);
+	char		out[13];
+	int			i;
+
+	if (digits < 6 || digits > 12)
+		elog(ERROR, "um_internal.generate_code: digits must be between 6 and 12");
+	for (i = 0; i < digits; i++)
+	{
+		uint8		b;
+
+		do
+		{
+			if (!pg_strong_random(&b, 1))
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("could not generate a random code")));
+		} while (b >= 250);
+		out[i] = (char) ('0' + b % 10);
+	}
+	out[digits] = '\0';
 	PG_RETURN_TEXT_P(cstring_to_text(out));
 }
 

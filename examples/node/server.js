@@ -191,6 +191,28 @@ async function verify(req) {
   return [200, { session }];
 }
 
+async function requestPasswordReset(req) {
+  const email = text(req.body, 'email');
+  // nobody acting (UM058 otherwise); token and code null: nothing to mail
+  const r = await inTransaction(async (c) =>
+    one(c, 'SELECT address, token, code FROM um_request_password_reset($1)', [email]));
+  if (r.token !== null) {
+    sendMail(r.address, 'reset', r.token);       // the link ...
+    sendMail(r.address, 'reset_code', r.code);   // ... and the code, in the same mail
+  }
+  // the same answer for every address: nobody learns whether it is registered
+  return [202, { status: 'reset_sent_if_registered' }];
+}
+
+async function resetPassword(req) {
+  const secret = text(req.body, 'secret');
+  const password = text(req.body, 'password');
+  const email = text(req.body, 'email', false);   // needed with a code
+  const session = await inTransaction(async (c) =>
+    (await one(c, 'SELECT um_reset_password_and_login($1, $2, $3) AS s', [secret, password, email])).s);
+  return [200, { session }];
+}
+
 async function login(req) {
   const email = text(req.body, 'email');
   const password = text(req.body, 'password');
@@ -376,6 +398,8 @@ const ROUTES = [
   ['GET', '/healthz', health],
   ['POST', '/signup', signUp],
   ['POST', '/verify', verify],
+  ['POST', '/password-reset', requestPasswordReset],
+  ['POST', '/password-reset/confirm', resetPassword],
   ['POST', '/login', login],
   ['POST', '/logout', logout],
   ['GET', '/me', me],

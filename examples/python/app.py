@@ -194,6 +194,27 @@ def verify(req):
     return 200, {"session": session}
 
 
+
+def request_password_reset(req):
+    email = text(req.body, "email")
+    # nobody acting (UM058 otherwise); token and code NULL: nothing to mail
+    address, token, code = in_transaction(lambda cur: cur.execute(
+        "SELECT address, token, code FROM um_request_password_reset(%s)", [email]).fetchone())
+    if token is not None:
+        send_mail(address, "reset", token)        # the link ...
+        send_mail(address, "reset_code", code)    # ... and the code, in the same mail
+    # the same answer for every address: nobody learns whether it is registered
+    return 202, {"status": "reset_sent_if_registered"}
+
+
+def reset_password(req):
+    secret, password = text(req.body, "secret"), text(req.body, "password")
+    email = text(req.body, "email", required=False)      # needed with a code
+    session = in_transaction(lambda cur: cur.execute(
+        "SELECT um_reset_password_and_login(%s, %s, %s)", [secret, password, email]).fetchone()[0])
+    return 200, {"session": session}
+
+
 def login(req):
     email, password = text(req.body, "email"), text(req.body, "password")
     session = in_transaction(lambda cur: cur.execute(
@@ -383,6 +404,8 @@ ROUTES = [
     ("GET", r"/healthz", health),
     ("POST", r"/signup", sign_up),
     ("POST", r"/verify", verify),
+    ("POST", r"/password-reset", request_password_reset),
+    ("POST", r"/password-reset/confirm", reset_password),
     ("POST", r"/login", login),
     ("POST", r"/logout", logout),
     ("GET", r"/me", me),

@@ -471,6 +471,22 @@ COMMENT ON COLUMN um.verification_tokens.sets_password IS
   'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, every sign-up, an administrator''s new user)';
 COMMENT ON COLUMN um.verification_tokens.claim IS
   'asked for by a sign-up: whoever redeems it gets the account without what others attached to it while its mailbox was unproven (memberships, teams, grants, identity links, mobile number, attributes); kept by every later token until the address is verified';
+-- Password resets (79_account_recovery.sql): at most one live request per
+-- user, its link token and its code stored only as hashes.
+CREATE TABLE um.password_resets (
+  user_id bigint PRIMARY KEY REFERENCES um.users ON DELETE CASCADE,
+  token_hash bytea NOT NULL CONSTRAINT password_resets_token_hash_key UNIQUE,
+  code_hash bytea NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  CONSTRAINT password_resets_expiry_check CHECK (expires_at > created_at)
+);
+COMMENT ON TABLE um.password_resets IS 'outstanding password resets (um_request_password_reset), one per user, single use; the secrets themselves are never stored';
+COMMENT ON COLUMN um.password_resets.user_id IS 'whose password the reset sets';
+COMMENT ON COLUMN um.password_resets.token_hash IS 'SHA-256 of the link token mailed to the user';
+COMMENT ON COLUMN um.password_resets.code_hash IS 'SHA-256 of token_hash and the code mailed with it (um_internal.reset_code_hash)';
+COMMENT ON COLUMN um.password_resets.created_at IS 'when it was asked for: a new request replaces it only um.password_reset_interval later';
+COMMENT ON COLUMN um.password_resets.expires_at IS 'it can be redeemed until then (um.password_reset_lifetime after the request)';
 -- Domains an organization owns.  The backend proves ownership (a DNS TXT
 -- record, say) and records it with um_add_org_domain; a tenant user creates
 -- accounts only for addresses there (um_create_user), so nobody learns
@@ -552,6 +568,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL, 'WHERE source = ''application'''),
   ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('password_resets',   'secret', NULL, NULL, false, NULL, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
 COMMENT ON COLUMN um.verification_tokens.user_id IS 'whose address the token proves';

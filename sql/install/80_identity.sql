@@ -308,6 +308,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v um.users;
+  v_now um.users;
   v_action text := CASE WHEN p_changing_password THEN 'user.change_password' ELSE 'user.login' END;
   v_settings record := um_internal.login_settings();
   v_ok boolean;
@@ -337,6 +338,22 @@ BEGIN
                                   ELSE v_reason END);
     IF v_rec.was_locked THEN
       v_ok := false;
+    END IF;
+    IF v_ok THEN
+      -- The password was checked against an earlier snapshot.  A reset, a
+      -- change or a suspension committed since then (the writer above waited
+      -- for its row lock) wins: no session comes from a password that no
+      -- longer holds.  Read afresh, not locked: a lock would make the writer
+      -- of this transaction's next attempt wait for this transaction.
+      SELECT * INTO v_now FROM um.users u WHERE u.id = v.id;
+      IF v_now.password_changed_at IS DISTINCT FROM v.password_changed_at
+         OR (v_now.password_hash IS DISTINCT FROM v.password_hash       -- (a rehash at a higher cost keeps the password)
+             AND NOT um_internal.password_matches(p_password, v_now.password_hash)) THEN
+        v_ok := false;
+      ELSE
+        v := v_now;
+        SELECT r.reason, r.sso_org INTO v_reason, v_org FROM um_internal.login_refusal(v, p_changing_password) r;
+      END IF;
     END IF;
   END IF;
   IF NOT v_ok THEN

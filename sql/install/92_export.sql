@@ -118,6 +118,8 @@ BEGIN
                           'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
                           'ended_at', s.revoked_at) ORDER BY s.id), '[]')
                           FROM um.sessions s WHERE s.user_id = u.id),
+           'password_reset', (SELECT jsonb_build_object('requested_at', r.created_at, 'expires_at', r.expires_at)
+                                FROM um.password_resets r WHERE r.user_id = u.id),
            'identities', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                             'provider', p.name, 'subject', i.subject, 'linked_at', i.created_at) ORDER BY p.id), '[]')
                             FROM um.user_identities i JOIN um.identity_providers p ON p.id = i.provider_id

@@ -148,6 +148,44 @@ def scenario():
     expect("a forged token: 401 session_not_valid (UM067)", call("GET", "/invoices", token="um_" + "x" * 43),
            401, "session_not_valid", "UM067")
 
+    # ---- a forgotten password ------------------------------------------------
+    rita_mail, rita_pw = f"rita.{L}@acme-{L}.example", f"rita {L} first password"
+    _, _, _, rita = sign_up_and_verify(rita_mail, rita_pw, "Rita")
+    st, body = call("POST", "/password-reset", {"email": rita_mail})
+    link, code = mail(rita_mail, "reset"), mail(rita_mail, "reset_code")
+    check("a reset request answers 202 reset_sent_if_registered and mails a link token and a code",
+          st == 202 and body == {"status": "reset_sent_if_registered"} and link and code and len(code) == 8,
+          f"got: {st} {body}")
+    nobody = f"nobody.{L}@acme-{L}.example"
+    st, body = call("POST", "/password-reset", {"email": nobody})
+    check("an unknown address gets the very same answer, and no mail",
+          st == 202 and body == {"status": "reset_sent_if_registered"} and mail(nobody, "reset") is None,
+          f"got: {st} {body}")
+    new_pw = secret(f"rita {L} second password")
+    expect("a code without its address: 400 invalid_argument (UM009)",
+           call("POST", "/password-reset/confirm", {"secret": code, "password": new_pw}), 400, "invalid_argument", "UM009")
+    wrong = f"{(int(code) + 1) % 100000000:08d}"
+    expect("a wrong code: 410 token_not_valid (UM053)",
+           call("POST", "/password-reset/confirm", {"secret": wrong, "password": new_pw, "email": rita_mail}),
+           410, "token_not_valid", "UM053")
+    st, body = call("POST", "/password-reset/confirm", {"secret": link, "password": new_pw})
+    rita2 = secret(body.get("session")) if isinstance(body, dict) else None
+    check("the link token and a new password: 200 and a session", st == 200 and rita2 and rita2.startswith("um_"),
+          f"got: {st} {body}")
+    expect("the session from before the reset ended: 401 session_not_valid (UM067)", call("GET", "/me", token=rita),
+           401, "session_not_valid", "UM067")
+    expect("the link is single use: 410 token_not_valid",
+           call("POST", "/password-reset/confirm", {"secret": link, "password": new_pw}), 410, "token_not_valid", "UM053")
+    expect("the old password is gone: 401 invalid_credentials",
+           call("POST", "/login", {"email": rita_mail, "password": rita_pw}), 401, "invalid_credentials", "UM060")
+    call("POST", "/password-reset", {"email": rita_mail})
+    third_pw = secret(f"rita {L} third password")
+    st, body = call("POST", "/password-reset/confirm", {"secret": mail(rita_mail, "reset_code"), "password": third_pw,
+                                                         "email": rita_mail})
+    st2, _ = call("GET", "/me", token=secret(body.get("session")) if isinstance(body, dict) else None)
+    check("a new request's code with the address works too, and its session is valid", st == 200 and st2 == 200,
+          f"got: {st} {body} {st2}")
+
     # ---- organizations --------------------------------------------------------
     acme = expect("Ada creates her organization: 201", call("POST", "/orgs", {"slug": f"acme-{L}", "name": "Acme"}, ada), 201)
     acme = acme.get("org_id") if isinstance(acme, dict) else None

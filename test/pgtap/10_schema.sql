@@ -7,7 +7,7 @@ SELECT tables_are('um', ARRAY[
   'organizations', 'organization_domains', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'state_tables']);
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'state_tables']);
 SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
               $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
               'um.state_tables registers every table of um, and only those');
@@ -25,6 +25,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_impersonated_orgs', 'um_real_user_id', 'um_protect_table', 'um_unprotect_table',
                                      'um_lint', 'um_check_integrity',
                                      'um_sign_up', 'um_resend_verification', 'um_verify_email', 'um_verify_email_and_login', 'um_mark_verified',
+                                     'um_request_password_reset', 'um_reset_password', 'um_reset_password_and_login',
                                      'um_disable_login', 'um_enable_login', 'um_suspend_user', 'um_reactivate_user',
                                      'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
                                      'um_set_org_setting', 'um_add_identity_provider', 'um_add_org_domain', 'um_remove_org_domain', 'um_link_identity',
@@ -50,7 +51,7 @@ SELECT set_eq(
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,
   ARRAY['organizations', 'organization_domains', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
-        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens',
+        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens', 'password_resets',
         'builtin_roles', 'builtin_role_permissions'],
   'pg_extension_config_dump covers every user-data table (and the role template, once the application changed it)');
 SELECT set_eq(

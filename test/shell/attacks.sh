@@ -29,7 +29,7 @@ st()     {
   if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
-echo "1..62"
+echo "1..63"
 
 createdb $db
 psql -X -q -d postgres -c "CREATE ROLE regress_atk_app LOGIN" -c "CREATE ROLE regress_atk_mallory LOGIN" \
@@ -290,10 +290,15 @@ psql -X -q -d $db -c "SELECT app_login('carol@example.com', 'Wrapped-Secret-Atta
 echo "SELECT um_login('carol@example.com', :pw);" > "${TMPDIR:-/tmp}/um_atk_login.sql"
 pgbench -n -M extended -t 1 -D pw=Bound-Secret-Attack-13 -f "${TMPDIR:-/tmp}/um_atk_login.sql" $db >/dev/null 2>&1
 rm -f "${TMPDIR:-/tmp}/um_atk_login.sql"
+# a wrong reset code with its new password, and through the login variant
+psql -X -q -d $db -c "SELECT um_reset_password('31415926', 'Reset-Secret-Attack-13', 'carol@example.com')" >/dev/null 2>&1
+psql -X -q -d $db -c "SELECT um_reset_password_and_login('um_Reset-Token-Attack-13', 'Reset-Secret-Attack-13')" >/dev/null 2>&1
 sleep 0.5
 is "13: the refused logins were logged ..." "$(grep -a -c 'invalid email or password' "${UM_CLUSTER_LOG:-/dev/null}" | awk '{print ($1 >= 3)}')" "1"
 is "13: ... without their passwords: called directly, from a wrapper, or bound as a parameter" \
    "$(grep -a -c -e 'Wrong-Secret-Attack-13' -e 'Wrapped-Secret-Attack-13' -e 'Bound-Secret-Attack-13' "${UM_CLUSTER_LOG:-/dev/null}")" "0"
+is "13: a refused password reset is logged by its shape, without its secret or the new password" \
+   "$(grep -a -c "literals and comments removed: SELECT um_reset_password('?', '?', '?')" "${UM_CLUSTER_LOG:-/dev/null}" | awk '{print ($1 >= 1)}'):$(grep -a -c -e 'Reset-Secret-Attack-13' -e 'Reset-Token-Attack-13' "${UM_CLUSTER_LOG:-/dev/null}")" "1:0"
 
 # naming a secret function (a comment is enough) must not hide what a failing
 # statement did: the log keeps its shape, without literals and comments

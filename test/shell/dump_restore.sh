@@ -46,6 +46,7 @@ INSERT INTO um.invitations (org_id, email, role_id, token_hash, expires_at)
   VALUES (:acme, 'new@example.com', :approver, '\xdeadbeef', now() + interval '7 days');
 INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES (:bob, '\xcafe', now() + interval '1 hour');
 INSERT INTO um.verification_tokens (user_id, token_hash, expires_at) VALUES (:cy, '\xbeef', now() + interval '1 day');
+INSERT INTO um.password_resets (user_id, token_hash, code_hash, expires_at) VALUES (:cy, '\xfeed', '\xcafe', now() + interval '30 minutes');
 INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:acme, 'Okta', 'oidc', 'https://acme.okta.example')
   RETURNING id AS idp \gset
 INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :idp, 'sub-123', :bob);
