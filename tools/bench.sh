@@ -309,7 +309,7 @@ pr_known=$(pr_run known.sql 0); pr_unknown=$(pr_run unknown.sql 0); pr_soon=$(pr
 rm -rf "$pr"
 psql -X -q -v ON_ERROR_STOP=1 -v known="$pr_known" -v unknown="$pr_unknown" -v soon="$pr_soon" <<'SQL'
 \pset footer off
-SELECT operation, round(ms * 1000, 1) AS "us/call", round(ms / :known, 2) || 'x' AS "vs known"
+SELECT operation, round((ms * 1000)::numeric, 1) AS "us/call", round((ms / :known)::numeric, 2) || 'x' AS "vs known"
   FROM (VALUES (1, 'known address: a new link and code, stored', :known::float8),
                (2, 'unknown address: nothing to mail', :unknown::float8),
                (3, 'known address asked again too soon: nothing to mail', :soon::float8)) AS r(n, operation, ms)
