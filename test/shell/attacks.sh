@@ -26,7 +26,7 @@ q()      { psql -X -A -t -q -v ON_ERROR_STOP=1 -U "$1" -d $db -c "$2" 2>&1; }
 st()     {
   local out
   out=$(psql -X -A -t -q -v ON_ERROR_STOP=1 -v VERBOSITY=sqlstate -U "$1" -d $db -c '\set VERBOSITY sqlstate' -c "$2" 2>&1 >/dev/null)
-  if ! echo "$out" | grep -q 'ERROR:'; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
+  if ! grep -q 'ERROR:' <<<"$out"; then echo ok; else echo "$out" | sed -n 's/^.*ERROR:  \([0-9A-Z]\{5\}\).*$/\1/p' | tail -1; fi
 }
 su()     { q postgres "$1"; }
 echo "1..63"

@@ -38,7 +38,7 @@ else
   not_ok "on exit the cluster is stopped and its directory removed ($d)"
 fi
 msg=$( source tools/cluster.sh; UM_PORT=http cluster_start 2>&1 >/dev/null; echo "rc=$?" )
-if echo "$msg" | grep -q "must be a port number" && echo "$msg" | grep -q "rc=1"; then
+if grep -q "must be a port number" <<<"$msg" && grep -q "rc=1" <<<"$msg"; then
   ok "UM_PORT that is no port number is refused"
 else
   not_ok "UM_PORT that is no port number is refused"; echo "$msg" | sed 's/^/# /'

@@ -137,7 +137,7 @@ for d in "$readme" doc/*.md; do
     if [ -z "$file" ]; then target=$d; else target=$(dirname "$d")/$file; fi
     if [ ! -e "$target" ]; then
       missing+="$d: $l (no such file)"$'\n'
-    elif [ -n "$anchor" ] && [ -f "$target" ] && ! anchors "$target" | grep -qxF "$anchor"; then
+    elif [ -n "$anchor" ] && [ -f "$target" ] && ! grep -qxF "$anchor" <<<"$(anchors "$target")"; then
       missing+="$d: $l (no such heading)"$'\n'
     fi
   done

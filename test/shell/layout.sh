@@ -45,6 +45,6 @@ check "no two sql/install parts share a number" '[ -z "$dups" ]' "shared: $dups"
 
 ic=$(make -n installcheck 2>/dev/null)
 check "make installcheck runs pg_regress and pg_isolation_regress on test/ and the pgTAP suite against the server libpq names" \
-  'echo "$ic" | grep -q "pg_regress.*--inputdir=test" && echo "$ic" | grep -q "pg_isolation_regress.*--inputdir=test" && echo "$ic" | grep -q "test/pgtap.sh"' "$ic"
+  'grep -q "pg_regress.*--inputdir=test" <<<"$ic" && grep -q "pg_isolation_regress.*--inputdir=test" <<<"$ic" && grep -q "test/pgtap.sh" <<<"$ic"' "$ic"
 pic=$(make -n prove_installcheck 2>/dev/null)
 check "make prove_installcheck runs the TAP tests through test/prove.sh" '[ "$pic" = "bash test/prove.sh" ] && [ -n "$(ls test/t/*.pl)" ]' "$pic"

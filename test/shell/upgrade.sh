@@ -230,7 +230,7 @@ CREATE TABLE public.orders (owner public.uid REFERENCES um.users (id));
 SQL
 out=$(psql -X -q -d um_typed_fk -c "ALTER EXTENSION um UPDATE" 2>&1)
 check "the update refuses a foreign key into um whose column type differs, naming the fix" \
-  'echo "$out" | grep -q "run their column.s cast as um.s owner" && echo "$out" | grep -q "DROP CONSTRAINT orders_owner_fkey"' "$work/typed.log"
+  'grep -q "run their column.s cast as um.s owner" <<<"$out" && grep -q "DROP CONSTRAINT orders_owner_fkey" <<<"$out"' "$work/typed.log"
 out2=$(psql -X -q -d um_typed_fk -c "ALTER TABLE public.orders DROP CONSTRAINT orders_owner_fkey" -c "ALTER EXTENSION um UPDATE" 2>&1)
 check "and updates once it is dropped" '[ "$(psql -X -A -t -d um_typed_fk -c "SELECT extversion FROM pg_extension WHERE extname = '"'"'um'"'"'")" = "$current" ]' "$work/typed.log"
 
