@@ -469,8 +469,11 @@ BEGIN
                     AND r.relnamespace <> 'um'::regnamespace) THEN
     DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
   END IF;
-  INSERT INTO um.sessions (user_id, token_hash, expires_at)
-  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => (um_internal.login_settings()).session_lifetime_seconds))
+  -- stamped with the password the caller checked (p_user as it read it): a
+  -- change committed meanwhile ends the session in um_begin
+  INSERT INTO um.sessions (user_id, token_hash, expires_at, password_changed_at)
+  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => (um_internal.login_settings()).session_lifetime_seconds),
+          p_user.password_changed_at)
   RETURNING id INTO v_session;
   PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id, jsonb_build_object('session_id', v_session));
   RETURN v_token;
@@ -8013,22 +8016,31 @@ CREATE TABLE um.password_resets (
   code_hash bytea NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL,
+  code_attempts integer NOT NULL DEFAULT 0,
   CONSTRAINT password_resets_expiry_check CHECK (expires_at > created_at)
 );
+CREATE INDEX password_resets_expires_at_idx ON um.password_resets (expires_at);
 COMMENT ON TABLE um.password_resets IS 'outstanding password resets (um_request_password_reset), one per user, single use; the secrets themselves are never stored';
 COMMENT ON COLUMN um.password_resets.user_id IS 'whose password the reset sets';
 COMMENT ON COLUMN um.password_resets.token_hash IS 'SHA-256 of the link token mailed to the user';
 COMMENT ON COLUMN um.password_resets.code_hash IS 'SHA-256 of token_hash and the code mailed with it (um_internal.reset_code_hash)';
 COMMENT ON COLUMN um.password_resets.created_at IS 'when it was asked for: a new request replaces it only um.password_reset_interval later';
 COMMENT ON COLUMN um.password_resets.expires_at IS 'it can be redeemed until then (um.password_reset_lifetime after the request)';
+COMMENT ON COLUMN um.password_resets.code_attempts IS 'wrong codes tried against this request (counted in a transaction of their own); at um.login_max_failures the code is spent, the link still works';
 INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter)
-VALUES ('password_resets', 'secret', NULL, NULL, false, NULL, NULL, '');
+VALUES ('password_resets', 'secret', NULL, NULL, false, NULL, NULL, NULL);
 ALTER TABLE um.password_resets ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY um_administrators ON um.password_resets USING (um_internal.administers_um()) WITH CHECK (um_internal.administers_um());
 COMMENT ON POLICY um_administrators ON um.password_resets IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 REVOKE REFERENCES ON um.password_resets FROM PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('um.password_resets', '');
+-- (not dumped: see um.state_tables)
+
+-- A session carries the password its login checked: um_begin refuses it
+-- once the password changed, even when the login committed after the change.
+ALTER TABLE um.sessions ADD COLUMN password_changed_at timestamptz;
+COMMENT ON COLUMN um.sessions.password_changed_at IS 'the user''s password_changed_at that the login saw: um_begin refuses the session once the password changed since, even if the login committed after the change';
+UPDATE um.sessions s SET password_changed_at = u.password_changed_at FROM um.users u WHERE u.id = s.user_id;
 
 -- ---------------------------------------------------------------------------
 -- C primitives
@@ -8103,7 +8115,12 @@ BEGIN
             HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
   END IF;
   address := v_email;
-  expires_at := now() + make_interval(secs => v_settings.lifetime_seconds);
+  expires_at := clock_timestamp() + make_interval(secs => v_settings.lifetime_seconds);
+  -- housekeeping: a few expired requests of anybody (none that another
+  -- request is replacing: nobody waits here for another tenant)
+  DELETE FROM um.password_resets r
+   WHERE r.user_id IN (SELECT e.user_id FROM um.password_resets e WHERE e.expires_at <= clock_timestamp()
+                        ORDER BY e.expires_at LIMIT 16 FOR UPDATE SKIP LOCKED);
   SELECT * INTO v FROM um.users u WHERE lower(u.email) = lower(v_email);
   IF FOUND THEN
     v_reason := (um_internal.login_refusal(v, true)).reason;
@@ -8111,13 +8128,14 @@ BEGIN
       -- one live request per user; a new one replaces it once the last is
       -- um.password_reset_interval old (two at once: the second waits on the
       -- key, then finds the first fresh and issues nothing)
-      INSERT INTO um.password_resets AS r (user_id, token_hash, code_hash, expires_at)
+      INSERT INTO um.password_resets AS r (user_id, token_hash, code_hash, created_at, expires_at)
       VALUES (v.id, um_internal.token_hash(v_token),
-              um_internal.reset_code_hash(um_internal.token_hash(v_token), v_code), expires_at)
+              um_internal.reset_code_hash(um_internal.token_hash(v_token), v_code), clock_timestamp(), expires_at)
       ON CONFLICT (user_id) DO UPDATE
         SET token_hash = EXCLUDED.token_hash, code_hash = EXCLUDED.code_hash,
-            created_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE r.created_at <= now() - make_interval(secs => v_settings.interval_seconds) OR r.expires_at <= now()
+            created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, code_attempts = 0
+        WHERE r.created_at <= clock_timestamp() - make_interval(secs => v_settings.interval_seconds)
+           OR r.expires_at <= clock_timestamp()
       RETURNING true INTO v_issued;
     END IF;
   END IF;
@@ -8150,8 +8168,16 @@ DECLARE
   v_ok boolean := false;
   v_rec record;
   v_refusal record;
+  v_now um.password_resets;
 BEGIN
   PERFORM um_internal.assert_no_app_cascades();
+  -- the attempt is counted in a transaction of its own (src/login.c), which a
+  -- REPEATABLE READ snapshot would not see: its reads here would be stale
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    PERFORM um_internal.raise('UM066', 'a password reset runs in a READ COMMITTED transaction',
+      format('This transaction is %s.', upper(current_setting('transaction_isolation'))),
+      'Redeem it in a transaction of its own at the default isolation level (BEGIN ISOLATION LEVEL READ COMMITTED).');
+  END IF;
   IF p_secret IS NULL OR p_new_password IS NULL THEN
     PERFORM um_internal.raise('UM009', 'the reset secret and the new password are required', NULL,
       'Pass the token from the link, or the code with the address it was sent to, and the new password.');
@@ -8161,8 +8187,7 @@ BEGIN
   IF p_secret LIKE 'um\_%' THEN
     v_by := 'link';
     SELECT r.* INTO v_req FROM um.password_resets r
-     WHERE r.token_hash = um_internal.token_hash(p_secret) AND r.expires_at > now()
-       FOR UPDATE;
+     WHERE r.token_hash = um_internal.token_hash(p_secret) AND r.expires_at > clock_timestamp();
     v_ok := FOUND;
   ELSE
     v_by := 'code';
@@ -8174,10 +8199,14 @@ BEGIN
     IF NOT FOUND THEN
       PERFORM um_internal.record_login(NULL, 'user.reset_password', 'unknown_email', 'unknown email');
     ELSE
-      SELECT r.* INTO v_req FROM um.password_resets r WHERE r.user_id = v.id AND r.expires_at > now() FOR UPDATE;
+      -- read, not locked: the attempt's writer below locks the user, then this row
+      SELECT r.* INTO v_req FROM um.password_resets r WHERE r.user_id = v.id AND r.expires_at > clock_timestamp();
       -- (the digests are compared: how long that takes says nothing of the code)
-      v_ok := FOUND AND v_req.code_hash = um_internal.reset_code_hash(v_req.token_hash, btrim(p_secret));
-      -- counted where no ROLLBACK forgets it; the Nth wrong code in a row locks the account
+      v_ok := FOUND AND v_req.code_attempts < v_settings.max_failures
+              AND v_req.code_hash = um_internal.reset_code_hash(v_req.token_hash, btrim(p_secret));
+      -- counted where no ROLLBACK forgets it, against the account (the Nth
+      -- wrong code or password in a row locks it) and against the request
+      -- (the Nth wrong code spends the code)
       v_rec := um_internal.record_login(v.id, 'user.reset_password', CASE WHEN v_ok THEN 'success' ELSE 'wrong' END,
                                         CASE WHEN v_ok THEN NULL ELSE 'wrong reset code' END);
       IF v_rec.was_locked THEN
@@ -8185,16 +8214,22 @@ BEGIN
       END IF;
     END IF;
   END IF;
+  IF v_ok THEN
+    -- locked as the attempt's writer locks them, the user first; then
+    -- decided again on what concurrent redemptions and guesses committed
+    SELECT * INTO v FROM um.users u WHERE u.id = v_req.user_id FOR NO KEY UPDATE;
+    SELECT r.* INTO v_now FROM um.password_resets r WHERE r.user_id = v_req.user_id FOR UPDATE;
+    v_ok := FOUND AND v_now.token_hash = v_req.token_hash AND v_now.expires_at > clock_timestamp()
+            AND (v_by = 'link' OR v_now.code_attempts < v_settings.max_failures);
+  END IF;
   IF NOT v_ok THEN
     PERFORM um_internal.raise('UM053', 'the password reset secret is not valid',
-      'It is unknown, was used or replaced, or expired; a code is taken only with the address it was sent to, and not while the account is locked.',
-      format('Ask for a new reset (um_request_password_reset); after %s wrong codes in a row the account is locked for %s, while the link in the same mail still works.',
+      'It is unknown, was used or replaced, or expired; a code is taken only with the address it was sent to, not while the account is locked, and not after too many wrong ones.',
+      format('Ask for a new reset (um_request_password_reset); after %s wrong codes the code is spent and the account locked for %s, while the link in the same mail still works.',
              v_settings.max_failures,
              CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
                   ELSE v_settings.lockout_seconds || ' seconds' END));
   END IF;
-  -- after the attempt was recorded (its writer locks the row)
-  SELECT * INTO v FROM um.users u WHERE u.id = v_req.user_id FOR NO KEY UPDATE;
   v_refusal := um_internal.login_refusal(v, true);
   PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
   DELETE FROM um.password_resets r WHERE r.user_id = v.id;

@@ -67,6 +67,8 @@ typedef struct LoginAttempt
 	int			max_failures;
 	int			lockout_seconds;
 	char		reason[UM_JOB_TEXT_MAX];	/* the audit's words for a refusal */
+	bool		reset_code;		/* a password reset code: a wrong one also
+								 * counts against its request */
 	/* filled in by the worker */
 	bool		was_locked;		/* locked when the attempt was made */
 	bool		locked;			/* locked after it */
@@ -177,6 +179,7 @@ um_record_login(PG_FUNCTION_ARGS)
 	LoginResult login_result;
 	bool		has_user;
 	const char *result;
+	const char *action;
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
@@ -200,10 +203,12 @@ um_record_login(PG_FUNCTION_ARGS)
 	if (!has_user && login_result != LOGIN_UNKNOWN_EMAIL)
 		elog(ERROR, "um_internal.record_login: a known user's attempt needs the user id");
 
-	job = um_job_new(UM_JOB_LOGIN, text_to_cstring(PG_GETARG_TEXT_PP(1)), "user",
+	action = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	job = um_job_new(UM_JOB_LOGIN, action, "user",
 					 has_user, has_user ? PG_GETARG_INT64(0) : 0);
 	attempt = (LoginAttempt *) um_job_data(job);
 	attempt->result = login_result;
+	attempt->reset_code = strcmp(action, "user.reset_password") == 0;
 	um_job_copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
 					 attempt->reason, sizeof(attempt->reason));
 	attempt->max_failures = login_max_failures;
@@ -243,6 +248,10 @@ static const char *const lock_sql =
 "SELECT failed_login_count,"
 "       COALESCE(locked_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)"
 "  FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+
+static const char *const code_attempt_sql =
+"UPDATE um.password_resets SET code_attempts = code_attempts OPERATOR(pg_catalog.+) 1"
+" WHERE user_id OPERATOR(pg_catalog.=) $1";
 
 static const char *const count_sql =
 "UPDATE um.users SET failed_login_count = $2,"
@@ -304,6 +313,16 @@ um_login_execute(UmJob *job)
 		}
 		failed = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		was_locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		/*
+		 * A wrong reset code also counts against its request, locked or not:
+		 * the victim's own logins reset the account's counter, not this one.
+		 */
+		if (attempt->result == LOGIN_WRONG && attempt->reset_code)
+		{
+			rc = SPI_execute_with_args(code_attempt_sql, 1, types, vals, NULL, false, 0);
+			if (rc != SPI_OK_UPDATE)
+				elog(ERROR, "um audit writer: reset code count failed: %s", SPI_result_code_string(rc));
+		}
 	}
 	attempt->was_locked = was_locked;
 	if (was_locked)

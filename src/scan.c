@@ -51,8 +51,12 @@
 
 #define NTABLES UM_NTABLES
 
-/* The tables read; the first column named is the key (in the enum's order) */
-#define LOADER_MAX_COLUMNS 6
+/*
+ * The tables read; the first column named is the key (in the enum's order).
+ * A name starting with '?' is a column an older version's table lacks: until
+ * ALTER EXTENSION um UPDATE adds it, it reads as NULL (um_scan_has_col).
+ */
+#define LOADER_MAX_COLUMNS 8
 
 typedef struct LoaderTable
 {
@@ -64,7 +68,8 @@ typedef struct LoaderTable
 } LoaderTable;
 
 static const LoaderTable loader_tables[NTABLES] = {
-	{"users", "users_pkey", false, {"id", "status", "allow_login"}, {INT8OID, TEXTOID, BOOLOID}},
+	{"users", "users_pkey", false, {"id", "status", "allow_login", "password_changed_at"},
+	{INT8OID, TEXTOID, BOOLOID, TIMESTAMPTZOID}},
 	{"memberships", "memberships_user_id_idx", false, {"user_id", "org_id", "role_id", "status"},
 	{INT8OID, INT8OID, INT8OID, TEXTOID}},
 	{"grants", "grants_user_id_idx", false, {"user_id", "org_id"}, {INT8OID, INT8OID}},
@@ -74,8 +79,8 @@ static const LoaderTable loader_tables[NTABLES] = {
 	{"role_inclusions", "role_inclusions_pkey", true, {"org_id", "role_id", "included_role_id"},
 	{INT8OID, INT8OID, INT8OID}},
 	{"sessions", "sessions_token_hash_key", false,
-		{"token_hash", "user_id", "revoked_at", "revoked_reason", "expires_at", "method"},
-	{BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID}},
+		{"token_hash", "user_id", "revoked_at", "revoked_reason", "expires_at", "method", "?password_changed_at"},
+	{BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}},
 	{"organizations", "organizations_pkey", false, {"id", "password_login_disabled"},
 	{INT8OID, BOOLOID}},
 };
@@ -143,11 +148,22 @@ lookup_layout(void)
 			elog(ERROR, "um: table um.%s is missing", lt->table);
 		for (c = 0; c < LOADER_MAX_COLUMNS && lt->columns[c] != NULL; c++)
 		{
-			AttrNumber	att = get_attnum(table_relid[t], lt->columns[c]);
+			const char *name = lt->columns[c];
+			bool		optional = name[0] == '?';
+			AttrNumber	att;
 
+			if (optional)
+				name++;
+			att = get_attnum(table_relid[t], name);
+			if (att == InvalidAttrNumber && optional)
+			{
+				/* an older version's table, before ALTER EXTENSION um UPDATE: NULL */
+				table_att[t][c] = InvalidAttrNumber;
+				continue;
+			}
 			if (att == InvalidAttrNumber || get_atttype(table_relid[t], att) != lt->types[c])
 				elog(ERROR, "um: column um.%s.%s is missing or of another type",
-					 lt->table, lt->columns[c]);
+					 lt->table, name);
 			table_att[t][c] = att;
 		}
 	}
@@ -211,7 +227,7 @@ check_index(int t, Oid index)
 		for (int c = 0; c < LOADER_MAX_COLUMNS && lt->columns[c] != NULL; c++)
 		{
 			index_col[t][c] = InvalidAttrNumber;
-			for (int j = 0; j < IndexRelationGetNumberOfKeyAttributes(irel); j++)
+			for (int j = 0; table_att[t][c] != InvalidAttrNumber && j < IndexRelationGetNumberOfKeyAttributes(irel); j++)
 				if (irel->rd_index->indkey.values[j] == table_att[t][c])
 					index_col[t][c] = j + 1;
 			if (index_col[t][c] == InvalidAttrNumber)
@@ -324,9 +340,21 @@ Datum
 um_scan_col(UmScan *ts, int c, bool *isnull)
 {
 	Assert(c >= 0 && c < LOADER_MAX_COLUMNS && loader_tables[ts->table].columns[c] != NULL);
+	if (table_att[ts->table][c] == InvalidAttrNumber)
+	{
+		*isnull = true;			/* an optional column the table lacks */
+		return (Datum) 0;
+	}
 	if (ts->index_only)
 		return index_getattr(ts->iscan->xs_itup, ts->icol[c], ts->iscan->xs_itupdesc, isnull);
 	return heap_getattr(ts->tuple, table_att[ts->table][c], RelationGetDescr(ts->rel), isnull);
+}
+
+/* um_scan_has_col: does the table have column c (an optional one may be missing)? */
+bool
+um_scan_has_col(UmScan *ts, int c)
+{
+	return table_att[ts->table][c] != InvalidAttrNumber;
 }
 
 /* um_scan_int8: a bigint column, 0 when NULL */

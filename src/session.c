@@ -420,6 +420,9 @@ session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
 	const char *reason = NULL;
 	bool		password;
 	bool		found;
+	Datum		stamp;
+	bool		stamp_null;
+	bool		stamped;
 
 	SET_VARSIZE(key, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 	memcpy(VARDATA(key), hash, PG_SHA256_DIGEST_LENGTH);
@@ -440,6 +443,8 @@ session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
 	if (reason == NULL && (isnull || DatumGetTimestampTz(d) <= GetCurrentTimestamp()))
 		reason = "expired";
 	password = um_scan_text_is(scan, 5, "password");
+	stamped = um_scan_has_col(scan, 6);		/* (not before the update to 0.3) */
+	stamp = um_scan_col(scan, 6, &stamp_null);
 	um_scan_end(scan);
 
 	scan = um_scan_begin(UM_T_USERS, snap, Int64GetDatum(*user_id));
@@ -450,6 +455,18 @@ session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
 			reason = "suspended";
 		else if (!um_scan_bool(scan, 2))
 			reason = "login_disabled";
+		else if (stamped)
+		{
+			/*
+			 * The session was made for the password of that moment.  A change
+			 * committed while its login was still open never saw the session
+			 * to end it (users_end_sessions); the stamp does.
+			 */
+			d = um_scan_col(scan, 3, &isnull);
+			if (isnull != stamp_null ||
+				(!isnull && DatumGetTimestampTz(d) != DatumGetTimestampTz(stamp)))
+				reason = "ended by a password change";
+		}
 	}
 	um_scan_end(scan);
 	if (!found)

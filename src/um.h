@@ -272,6 +272,7 @@ extern void um_scan_init(void);
 extern UmScan *um_scan_begin(UmTable t, Snapshot snapshot, Datum key);
 extern bool um_scan_next(UmScan *scan);
 extern Datum um_scan_col(UmScan *scan, int col, bool *isnull);
+extern bool um_scan_has_col(UmScan *scan, int col);
 extern int64 um_scan_int8(UmScan *scan, int col);
 extern bool um_scan_bool(UmScan *scan, int col);
 extern bool um_scan_text_is(UmScan *scan, int col, const char *value);

@@ -375,6 +375,7 @@ CREATE TABLE um.sessions (
   method text NOT NULL DEFAULT 'password' CONSTRAINT sessions_method_check CHECK (method IN ('password', 'sso')),
   revoked_at timestamptz,
   revoked_reason text,
+  password_changed_at timestamptz,
   CONSTRAINT sessions_expiry_check CHECK (expires_at > created_at),
   CONSTRAINT sessions_revoked_check CHECK ((revoked_at IS NULL) = (revoked_reason IS NULL))
 );
@@ -388,6 +389,7 @@ COMMENT ON COLUMN um.sessions.created_at IS 'when the user logged in';
 COMMENT ON COLUMN um.sessions.expires_at IS 'the session ends then (um.session_lifetime after login)';
 COMMENT ON COLUMN um.sessions.method IS 'how the user signed in: password (um_login) or sso (an identity provider; no um function starts such a session yet)';
 COMMENT ON COLUMN um.sessions.revoked_at IS 'when the session was ended early; NULL while it lasts';
+COMMENT ON COLUMN um.sessions.password_changed_at IS 'the user''s password_changed_at that the login saw: um_begin refuses the session once the password changed since, even if the login committed after the change';
 
 CREATE TABLE um.identity_providers (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -479,14 +481,17 @@ CREATE TABLE um.password_resets (
   code_hash bytea NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL,
+  code_attempts integer NOT NULL DEFAULT 0,
   CONSTRAINT password_resets_expiry_check CHECK (expires_at > created_at)
 );
+CREATE INDEX password_resets_expires_at_idx ON um.password_resets (expires_at);
 COMMENT ON TABLE um.password_resets IS 'outstanding password resets (um_request_password_reset), one per user, single use; the secrets themselves are never stored';
 COMMENT ON COLUMN um.password_resets.user_id IS 'whose password the reset sets';
 COMMENT ON COLUMN um.password_resets.token_hash IS 'SHA-256 of the link token mailed to the user';
 COMMENT ON COLUMN um.password_resets.code_hash IS 'SHA-256 of token_hash and the code mailed with it (um_internal.reset_code_hash)';
 COMMENT ON COLUMN um.password_resets.created_at IS 'when it was asked for: a new request replaces it only um.password_reset_interval later';
 COMMENT ON COLUMN um.password_resets.expires_at IS 'it can be redeemed until then (um.password_reset_lifetime after the request)';
+COMMENT ON COLUMN um.password_resets.code_attempts IS 'wrong codes tried against this request (counted in a transaction of their own); at um.login_max_failures the code is spent, the link still works';
 -- Domains an organization owns.  The backend proves ownership (a DNS TXT
 -- record, say) and records it with um_add_org_domain; a tenant user creates
 -- accounts only for addresses there (um_create_user), so nobody learns
@@ -568,7 +573,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('builtin_role_permissions', 'catalog', NULL, NULL, false, NULL, NULL, 'WHERE source = ''application'''),
   ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
-  ('password_resets',   'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('password_resets',   'secret', NULL, NULL, false, NULL, NULL, NULL),   -- not dumped: a dump must not carry a code's hash (8 digits are searched in a second)
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
 COMMENT ON COLUMN um.verification_tokens.user_id IS 'whose address the token proves';

@@ -12,13 +12,22 @@
 -- single sign-on) gets the same-shaped answer with nothing to deliver, after
 -- the same work, so the HTTP layer answers every address alike.
 --
+-- An account without a password (made by an administrator, or for single
+-- sign-on in an organization that does not require it) gets its first one
+-- this way: whoever reads the mailbox may log in, as a verification proves.
+--
 -- Redeeming the link, or the code with its address, sets the password, ends
 -- every session, voids every other reset and verification secret of the
--- user and clears the lockout.  A wrong code counts as a failed login
--- (src/login.c records it in a transaction of its own, so no ROLLBACK
--- forgets it): a locked account takes no code; the link, 256 random bits,
--- still works.  Any other change of the password, the address, the status or
--- the right to log in voids an outstanding reset (a trigger).
+-- user and clears the lockout.  A wrong code counts twice, in a transaction
+-- of its own (src/login.c), so no ROLLBACK forgets it: as a failed login (a
+-- locked account takes no code) and against the request (after
+-- um.login_max_failures wrong codes the code is spent, whatever the user's
+-- own logins do to the account's counter); the link, 256 random bits, still
+-- works.  Any other change of the password, the address, the status or the
+-- right to log in voids an outstanding reset (a trigger).  Expiry is read
+-- from the clock, not from the start of the transaction.  pg_dump leaves
+-- the requests out: 8 digits hashed are searched in a second, so no dump
+-- may carry them (a restore voids the requests outstanding).
 
 -- ---------------------------------------------------------------------------
 -- C primitives
@@ -93,7 +102,12 @@ BEGIN
             HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
   END IF;
   address := v_email;
-  expires_at := now() + make_interval(secs => v_settings.lifetime_seconds);
+  expires_at := clock_timestamp() + make_interval(secs => v_settings.lifetime_seconds);
+  -- housekeeping: a few expired requests of anybody (none that another
+  -- request is replacing: nobody waits here for another tenant)
+  DELETE FROM um.password_resets r
+   WHERE r.user_id IN (SELECT e.user_id FROM um.password_resets e WHERE e.expires_at <= clock_timestamp()
+                        ORDER BY e.expires_at LIMIT 16 FOR UPDATE SKIP LOCKED);
   SELECT * INTO v FROM um.users u WHERE lower(u.email) = lower(v_email);
   IF FOUND THEN
     v_reason := (um_internal.login_refusal(v, true)).reason;
@@ -101,13 +115,14 @@ BEGIN
       -- one live request per user; a new one replaces it once the last is
       -- um.password_reset_interval old (two at once: the second waits on the
       -- key, then finds the first fresh and issues nothing)
-      INSERT INTO um.password_resets AS r (user_id, token_hash, code_hash, expires_at)
+      INSERT INTO um.password_resets AS r (user_id, token_hash, code_hash, created_at, expires_at)
       VALUES (v.id, um_internal.token_hash(v_token),
-              um_internal.reset_code_hash(um_internal.token_hash(v_token), v_code), expires_at)
+              um_internal.reset_code_hash(um_internal.token_hash(v_token), v_code), clock_timestamp(), expires_at)
       ON CONFLICT (user_id) DO UPDATE
         SET token_hash = EXCLUDED.token_hash, code_hash = EXCLUDED.code_hash,
-            created_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE r.created_at <= now() - make_interval(secs => v_settings.interval_seconds) OR r.expires_at <= now()
+            created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, code_attempts = 0
+        WHERE r.created_at <= clock_timestamp() - make_interval(secs => v_settings.interval_seconds)
+           OR r.expires_at <= clock_timestamp()
       RETURNING true INTO v_issued;
     END IF;
   END IF;
@@ -140,8 +155,16 @@ DECLARE
   v_ok boolean := false;
   v_rec record;
   v_refusal record;
+  v_now um.password_resets;
 BEGIN
   PERFORM um_internal.assert_no_app_cascades();
+  -- the attempt is counted in a transaction of its own (src/login.c), which a
+  -- REPEATABLE READ snapshot would not see: its reads here would be stale
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    PERFORM um_internal.raise('UM066', 'a password reset runs in a READ COMMITTED transaction',
+      format('This transaction is %s.', upper(current_setting('transaction_isolation'))),
+      'Redeem it in a transaction of its own at the default isolation level (BEGIN ISOLATION LEVEL READ COMMITTED).');
+  END IF;
   IF p_secret IS NULL OR p_new_password IS NULL THEN
     PERFORM um_internal.raise('UM009', 'the reset secret and the new password are required', NULL,
       'Pass the token from the link, or the code with the address it was sent to, and the new password.');
@@ -151,8 +174,7 @@ BEGIN
   IF p_secret LIKE 'um\_%' THEN
     v_by := 'link';
     SELECT r.* INTO v_req FROM um.password_resets r
-     WHERE r.token_hash = um_internal.token_hash(p_secret) AND r.expires_at > now()
-       FOR UPDATE;
+     WHERE r.token_hash = um_internal.token_hash(p_secret) AND r.expires_at > clock_timestamp();
     v_ok := FOUND;
   ELSE
     v_by := 'code';
@@ -164,10 +186,14 @@ BEGIN
     IF NOT FOUND THEN
       PERFORM um_internal.record_login(NULL, 'user.reset_password', 'unknown_email', 'unknown email');
     ELSE
-      SELECT r.* INTO v_req FROM um.password_resets r WHERE r.user_id = v.id AND r.expires_at > now() FOR UPDATE;
+      -- read, not locked: the attempt's writer below locks the user, then this row
+      SELECT r.* INTO v_req FROM um.password_resets r WHERE r.user_id = v.id AND r.expires_at > clock_timestamp();
       -- (the digests are compared: how long that takes says nothing of the code)
-      v_ok := FOUND AND v_req.code_hash = um_internal.reset_code_hash(v_req.token_hash, btrim(p_secret));
-      -- counted where no ROLLBACK forgets it; the Nth wrong code in a row locks the account
+      v_ok := FOUND AND v_req.code_attempts < v_settings.max_failures
+              AND v_req.code_hash = um_internal.reset_code_hash(v_req.token_hash, btrim(p_secret));
+      -- counted where no ROLLBACK forgets it, against the account (the Nth
+      -- wrong code or password in a row locks it) and against the request
+      -- (the Nth wrong code spends the code)
       v_rec := um_internal.record_login(v.id, 'user.reset_password', CASE WHEN v_ok THEN 'success' ELSE 'wrong' END,
                                         CASE WHEN v_ok THEN NULL ELSE 'wrong reset code' END);
       IF v_rec.was_locked THEN
@@ -175,16 +201,22 @@ BEGIN
       END IF;
     END IF;
   END IF;
+  IF v_ok THEN
+    -- locked as the attempt's writer locks them, the user first; then
+    -- decided again on what concurrent redemptions and guesses committed
+    SELECT * INTO v FROM um.users u WHERE u.id = v_req.user_id FOR NO KEY UPDATE;
+    SELECT r.* INTO v_now FROM um.password_resets r WHERE r.user_id = v_req.user_id FOR UPDATE;
+    v_ok := FOUND AND v_now.token_hash = v_req.token_hash AND v_now.expires_at > clock_timestamp()
+            AND (v_by = 'link' OR v_now.code_attempts < v_settings.max_failures);
+  END IF;
   IF NOT v_ok THEN
     PERFORM um_internal.raise('UM053', 'the password reset secret is not valid',
-      'It is unknown, was used or replaced, or expired; a code is taken only with the address it was sent to, and not while the account is locked.',
-      format('Ask for a new reset (um_request_password_reset); after %s wrong codes in a row the account is locked for %s, while the link in the same mail still works.',
+      'It is unknown, was used or replaced, or expired; a code is taken only with the address it was sent to, not while the account is locked, and not after too many wrong ones.',
+      format('Ask for a new reset (um_request_password_reset); after %s wrong codes the code is spent and the account locked for %s, while the link in the same mail still works.',
              v_settings.max_failures,
              CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
                   ELSE v_settings.lockout_seconds || ' seconds' END));
   END IF;
-  -- after the attempt was recorded (its writer locks the row)
-  SELECT * INTO v FROM um.users u WHERE u.id = v_req.user_id FOR NO KEY UPDATE;
   v_refusal := um_internal.login_refusal(v, true);
   PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
   DELETE FROM um.password_resets r WHERE r.user_id = v.id;

@@ -394,8 +394,11 @@ BEGIN
                     AND r.relnamespace <> 'um'::regnamespace) THEN
     DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
   END IF;
-  INSERT INTO um.sessions (user_id, token_hash, expires_at)
-  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => (um_internal.login_settings()).session_lifetime_seconds))
+  -- stamped with the password the caller checked (p_user as it read it): a
+  -- change committed meanwhile ends the session in um_begin
+  INSERT INTO um.sessions (user_id, token_hash, expires_at, password_changed_at)
+  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => (um_internal.login_settings()).session_lifetime_seconds),
+          p_user.password_changed_at)
   RETURNING id INTO v_session;
   PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id, jsonb_build_object('session_id', v_session));
   RETURN v_token;

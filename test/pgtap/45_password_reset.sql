@@ -7,7 +7,7 @@
 -- writer, which sees only committed data.  Races: test/specs/password_reset_races.spec.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(61);
+SELECT plan(71);
 
 SET um.password_hash_cost = 4;        -- fast hashes for the test (superuser only)
 SET um.login_max_failures = 3;
@@ -175,6 +175,65 @@ SELECT is(um_reset_password_and_login(:'ada_token', 'ada-new-password') IS NOT N
 RESET ROLE;
 SELECT is((SELECT (failed_login_count, locked_until IS NULL)::text FROM um.users WHERE id = :ada), '(0,t)',
           'and the reset clears the lockout');
+
+-- the victim's own logins reset the account's counter, not the request's
+SET ROLE regress_um_reset_backend;
+SELECT token AS bob2_token, code AS bob2_code FROM um_request_password_reset('bob@example.com') \gset
+RESET ROLE;
+CREATE FUNCTION pg_temp.guess_bob(integer) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM um_reset_password(lpad((($1 + current_setting('um_test.bob_code')::bigint) % 100000000)::text, 8, '0'),
+                            'bob-guessed-password', 'bob@example.com');
+EXCEPTION WHEN SQLSTATE 'UM053' THEN NULL;
+END
+$$;
+GRANT EXECUTE ON FUNCTION pg_temp.guess_bob(integer) TO regress_um_reset_app;
+SELECT set_config('um_test.bob_code', :'bob2_code', false) AS x \gset
+SET ROLE regress_um_reset_app;
+SELECT pg_temp.guess_bob(1), pg_temp.guess_bob(2);
+SELECT ok(um_login('bob@example.com', 'bob-new-password') IS NOT NULL, 'bob logs in between the guesses ...');
+SELECT pg_temp.guess_bob(3);
+RESET ROLE;
+SELECT is((pg_temp.failures(:bob), (SELECT locked_until FROM um.users WHERE id = :bob) IS NULL,
+           (SELECT code_attempts FROM um.password_resets WHERE user_id = :bob))::text, '(1,t,3)',
+          '... which resets the account''s count but not the request''s');
+SET ROLE regress_um_reset_app;
+SELECT throws_ok(format('SELECT um_reset_password(%L, %L, %L)', :'bob2_code', 'bob-guessed-password', 'bob@example.com'), 'UM053', NULL,
+                 'so after three wrong codes the right one is spent, the account unlocked');
+RESET ROLE;
+SELECT is(pg_temp.pending(:bob), 1::bigint, 'the request stays, for its link');
+
+-- redeemed only at the default isolation level: the attempt's writer commits on its own
+SET ROLE regress_um_reset_app;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT throws_ok(format('SELECT um_reset_password(%L, %L)', :'bob2_token', 'bob-rr-password'), 'UM066',
+                 'a password reset runs in a READ COMMITTED transaction', 'a reset in REPEATABLE READ is refused');
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT throws_ok(format('SELECT um_reset_password(%L, %L, %L)', :'bob2_code', 'bob-rr-password', 'bob@example.com'), 'UM066', NULL,
+                 'as is one in SERIALIZABLE');
+ROLLBACK;
+RESET ROLE;
+SELECT is((pg_temp.pending(:bob), (SELECT code_attempts FROM um.password_resets WHERE user_id = :bob))::text, '(1,4)',
+          'and neither changed or counted anything (the spent code''s try made it 4)');
+
+-- the expiry is the clock's, not the transaction's start
+BEGIN;
+UPDATE um.password_resets SET expires_at = clock_timestamp() + interval '0.5 seconds' WHERE user_id = :bob;
+SELECT pg_sleep(0.8);
+SET LOCAL ROLE regress_um_reset_app;
+SELECT throws_ok(format('SELECT um_reset_password(%L, %L)', :'bob2_token', 'bob-late-password'), 'UM053', NULL,
+                 'a link that expired while the transaction ran is refused');
+ROLLBACK;
+
+-- housekeeping: a request takes a few expired ones of anybody with it
+UPDATE um.password_resets SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE user_id = :bob;
+SET ROLE regress_um_reset_backend;
+SELECT count(*) AS x FROM um_request_password_reset('nobody-at-all@example.com') \gset
+RESET ROLE;
+SELECT is(pg_temp.pending(:bob), 0::bigint, 'an expired request is deleted by the next request of anybody');
+SELECT ok(NOT EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'um' AND 'um.password_resets'::regclass = ANY (e.extconfig)),
+          'pg_dump leaves the requests out: no dump carries a code''s hash');
 
 -- ---------------------------------------------------------------------------
 -- Expiry, replacement, and every other change that voids a reset
