@@ -130,6 +130,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM063', 'email_not_verified', 403, 'login refused: the email address is not verified'),
   ('UM064', 'password_change_required', 403, 'login refused: a temporary password must be changed first'),
   ('UM065', 'sso_required', 403, 'login refused: an organization of the user requires single sign-on'),
+  ('UM066', 'read_committed_required', 500, 'a password reset redeemed in a REPEATABLE READ or SERIALIZABLE transaction'),
   ('UM067', 'session_not_valid', 401, 'session token is not valid (unknown, expired, ended)'),
   ('UM068', 'password_not_acceptable', 422, 'the new password is not acceptable'),
   ('UM069', 'not_recorded', 503, 'a login attempt or refusal could not be recorded (no background worker, a long row lock), or pgcrypto is missing'),
