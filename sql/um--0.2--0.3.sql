@@ -8299,6 +8299,401 @@ FROM PUBLIC;
 COMMENT ON TRIGGER users_void_password_resets ON um.users IS
   'runs um_internal.users_void_password_resets(): a user''s outstanding password reset ends when the password, the address, the status or the right to log in changes';
 
+
+-- ---------------------------------------------------------------------------
+-- Timed suspension (issue 17, item 6): um_suspend_user(..., until => ...)
+-- ends by itself; sql/install/77_suspension.sql.
+
+ALTER TABLE um.users ADD COLUMN suspended_until timestamptz,
+  ADD CONSTRAINT users_suspended_until_check CHECK (suspended_until IS NULL OR status = 'suspended');
+COMMENT ON COLUMN um.users.suspended_until IS 'when a timed suspension ends by itself (NULL: it lasts until a reactivation); from then on it has no effect, and um_end_suspensions() records it as over';
+ALTER TABLE um.memberships ADD COLUMN suspended_until timestamptz,
+  ADD CONSTRAINT memberships_suspended_until_check CHECK (suspended_until IS NULL OR status = 'suspended');
+COMMENT ON COLUMN um.memberships.suspended_until IS 'when a timed suspension in this organization ends by itself (NULL: it lasts until a reactivation)';
+UPDATE um.state_tables
+   SET readable_columns = '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,suspended_until,email_verified_at,attributes,created_at,updated_at}',
+       invalidating_columns = '{id,status,allow_login,suspended_until}'
+ WHERE relname = 'users';
+GRANT SELECT (suspended_until) ON um.users TO PUBLIC;
+DROP TRIGGER cache_invalidate ON um.users;
+CREATE TRIGGER cache_invalidate AFTER INSERT OR UPDATE OF id, status, allow_login, suspended_until OR DELETE ON um.users
+  FOR EACH ROW EXECUTE FUNCTION um_internal.cache_invalidate('user:id');
+COMMENT ON TRIGGER cache_invalidate ON um.users IS
+  'every backend drops the permission cache entries of the user the row names once a change of id, status, allow_login or suspended_until is visible to it (row trigger, enabled always)';
+ALTER TABLE um.users ENABLE ALWAYS TRIGGER cache_invalidate;
+
+
+CREATE FUNCTION um_internal.suspended(p_status text, p_until timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN p_status = 'suspended' AND (p_until IS NULL OR p_until > pg_catalog.statement_timestamp());
+COMMENT ON FUNCTION um_internal.suspended(text, timestamptz) IS
+  'internal: whether a suspension (status, suspended_until) is in effect at the start of this statement';
+
+CREATE OR REPLACE FUNCTION um_internal.users_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.assert_user_fields(NEW.email, NEW.name,
+                                CASE WHEN TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone
+                                     THEN coalesce(NEW.timezone, '') END,
+                                NEW.locale, NEW.mobile, NEW.attributes);
+  IF TG_OP = 'UPDATE' THEN
+    NEW.updated_at := now();
+    IF lower(NEW.email) <> lower(OLD.email) THEN
+      NEW.email_verified_at := NULL;      -- a new address must be verified again
+    END IF;
+  END IF;
+  -- a change of status records (or clears) when the user was suspended
+  IF TG_OP = 'INSERT' OR NEW.status <> OLD.status THEN
+    NEW.suspended_at := CASE WHEN NEW.status = 'suspended' THEN coalesce(NEW.suspended_at, now()) END;
+    NEW.suspended_until := CASE WHEN NEW.status = 'suspended' THEN NEW.suspended_until END;
+  END IF;
+  RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.login_refusal(p_user um.users, p_changing_password boolean, OUT reason text, OUT sso_org text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT o.slug INTO sso_org
+    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+   WHERE m.user_id = p_user.id AND o.password_login_disabled
+   ORDER BY o.id LIMIT 1;
+  reason := CASE WHEN um_internal.suspended(p_user.status, p_user.suspended_until) THEN 'suspended'
+                 WHEN NOT p_user.allow_login THEN 'login not allowed'
+                 WHEN p_user.email_verified_at IS NULL THEN 'email not verified'
+                 WHEN sso_org IS NOT NULL THEN 'password login disabled'
+                 WHEN p_user.must_change_password AND NOT p_changing_password THEN 'password must be changed' END;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.require_root_candidate(p_user um.users, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF um_internal.suspended(p_user.status, p_user.suspended_until) OR NOT p_user.allow_login
+     OR (p_org_id IS NOT NULL
+         AND EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user.id
+                                                      AND um_internal.suspended(m.status, m.suspended_until))) THEN
+    RAISE EXCEPTION 'user % cannot be the Root of an organization', p_user.id
+      USING ERRCODE = 'UM050',
+            DETAIL = CASE WHEN p_org_id IS NOT NULL THEN 'The user is suspended or notification-only.'
+                          WHEN um_internal.suspended(p_user.status, p_user.suspended_until) THEN 'The user is suspended.'
+                          ELSE 'The user is notification-only (allow_login is false).' END,
+            HINT = CASE WHEN p_org_id IS NULL THEN 'Choose an active user who can log in.'
+                        ELSE 'Choose an active member who can log in.' END;
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.ref_denial(p_user_id bigint, p_org_id bigint, p_scope_id bigint, p_has_scope boolean)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT CASE
+    WHEN p_user_id IS NULL THEN 'nobody is acting'
+    WHEN p_org_id IS NULL THEN 'no organization was given'
+    WHEN p_has_scope AND p_scope_id IS NULL THEN 'no scope node was given'
+    WHEN u.id IS NULL THEN format('user %s does not exist', p_user_id)
+    WHEN um_internal.suspended(u.status, u.suspended_until) THEN format('user %s is %s', p_user_id, u.status)
+    WHEN NOT u.allow_login THEN format('user %s is notification-only (allow_login is false)', p_user_id)
+    WHEN m.id IS NULL THEN format('user %s is not a member of organization %s', p_user_id, p_org_id)
+    WHEN um_internal.suspended(m.status, m.suspended_until) THEN format('the membership of user %s in organization %s is %s', p_user_id, p_org_id, m.status)
+    WHEN p_scope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_scope_id AND s.org_id = p_org_id)
+      THEN format('scope node %s is not in organization %s', p_scope_id, p_org_id)
+  END
+    FROM (SELECT 1) one
+    LEFT JOIN um.users u ON u.id = p_user_id
+    LEFT JOIN um.memberships m ON m.org_id = p_org_id AND m.user_id = p_user_id
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_create_team(p_org_id bigint, p_name text, p_description text, p_owner_user_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.authorize('team.create', format('create teams in organization %s', p_org_id),
+                                 'team:create', p_org_id, 'team', NULL);
+  v_owner bigint := coalesce(p_owner_user_id, v_actor);
+  v_member um.memberships;
+  v_id bigint;
+BEGIN
+  IF v_owner IS NULL THEN
+    PERFORM um_internal.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
+  END IF;
+  v_member := um_internal.require_member(p_org_id, v_owner);
+  IF um_internal.suspended(v_member.status, v_member.suspended_until) THEN
+    RAISE EXCEPTION 'user % cannot own a team', v_owner
+      USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
+  END IF;
+  v_id := um_internal.write_team(p_org_id, NULL, p_name, p_description);
+  INSERT INTO um.team_members (org_id, team_id, user_id, is_owner) VALUES (p_org_id, v_id, v_owner, true);
+  PERFORM um_internal.audit('team.create', p_org_id, 'team', v_id, jsonb_build_object('owner_user_id', v_owner));
+  RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_impersonate(p_target_user_id bigint)
+RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first; impersonation starts from a logged-in user.');
+  v_target um.users;
+  v_orgs bigint[];
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+      'cannot impersonate while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  IF p_target_user_id = v_actor THEN
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM071',
+      'cannot impersonate oneself', NULL, 'Pass the id of another user.');
+  END IF;
+  -- first: may the actor impersonate anybody in an organization of the
+  -- target's?  (Until then, say nothing about the target, not even whether
+  -- it exists.)
+  SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
+    FROM um.memberships m
+   WHERE m.user_id = p_target_user_id AND NOT um_internal.suspended(m.status, m.suspended_until)
+     AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
+  IF v_orgs IS NULL THEN
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
+      'Impersonation needs user:impersonate in an organization the target is an active member of.',
+      'Ask an Admin of the target''s organization.');
+  END IF;
+  v_target := um_internal.require_user(p_target_user_id);
+  IF EXISTS (SELECT 1 FROM um.memberships m JOIN um.roles r ON r.id = m.role_id
+              WHERE m.user_id = v_target.id AND r.builtin IN ('root', 'admin')) THEN
+    PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s, an Admin or Root', p_target_user_id),
+      'Admins and roots (of any organization) are never impersonated.',
+      'Ask the user to act themselves.');
+  END IF;
+  IF um_internal.suspended(v_target.status, v_target.suspended_until) OR NOT v_target.allow_login THEN
+    PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
+      format('cannot impersonate user %s', p_target_user_id),
+      'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');
+  END IF;
+  SELECT array_agg(o ORDER BY o) INTO v_orgs
+    FROM unnest(v_orgs) AS o
+   WHERE NOT um_internal.impersonation_escalates(v_actor, v_target.id, o);
+  IF v_orgs IS NULL THEN
+    PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
+      format('permission denied to impersonate user %s', p_target_user_id),
+      'The target holds a permission you lack; impersonating them would give it to you.',
+      'Ask someone who holds every permission of the target''s.');
+  END IF;
+  PERFORM um_internal.start_impersonation(v_target.id, v_orgs);
+  -- committed at once: a transaction that reads as the target and then
+  -- rolls back still leaves the impersonation on record
+  PERFORM um_internal.audit_autonomous('user.impersonate', 'ok', v_orgs[1], 'user', v_target.id,
+                              jsonb_build_object('orgs', to_jsonb(v_orgs)));
+  RETURN v_orgs;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_reactivate_user(p_user_id bigint, p_org_id bigint)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+BEGIN
+  IF p_org_id IS NULL THEN
+    v_actor := um_internal.authorize_user('user.reactivate', format('reactivate user %s', p_user_id),
+                                 'user:suspend', p_user_id);
+    UPDATE um.users u SET status = 'active', suspended_at = NULL, suspended_until = NULL, updated_at = now()
+     WHERE u.id = p_user_id AND u.status = 'suspended';
+  ELSE
+    v_actor := um_internal.authorize('user.reactivate', format('reactivate members of organization %s', p_org_id),
+                            'user:suspend', p_org_id, 'user', p_user_id);
+    PERFORM um_internal.require_member(p_org_id, p_user_id);
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'user.reactivate', 'reactivate');
+    UPDATE um.memberships m SET status = 'active', suspended_until = NULL
+     WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'suspended';
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is not suspended%', p_user_id,
+                    CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
+      USING ERRCODE = 'UM051', HINT = 'Nothing to do; um.users.status and um.memberships.status show suspensions.';
+  END IF;
+  PERFORM um_internal.audit('user.reactivate', p_org_id, 'user', p_user_id, '{}');
+END
+$$;
+
+CREATE OR REPLACE VIEW um.member_list AS
+SELECT o.slug AS org, u.id AS user_id, u.email, u.name,
+       r.name AS role,
+       -- a timed suspension whose end has passed is over (um_internal.suspended)
+       CASE WHEN m.status = 'suspended' AND (m.suspended_until IS NULL OR m.suspended_until > statement_timestamp())
+            THEN 'suspended' ELSE 'active' END AS membership,
+       CASE WHEN u.status = 'suspended' AND (u.suspended_until IS NULL OR u.suspended_until > statement_timestamp())
+            THEN 'suspended' ELSE 'active' END AS user_status,
+       u.allow_login,
+       u.email_verified_at IS NOT NULL AS email_verified,
+       m.created_at AS member_since,
+       m.org_id, m.id AS membership_id, m.role_id
+  FROM um.memberships m
+  JOIN um.organizations o ON o.id = m.org_id
+  JOIN um.users u ON u.id = m.user_id
+  JOIN um.roles r ON r.id = m.role_id;
+ALTER VIEW um.member_list SET (security_invoker = true);
+COMMENT ON COLUMN um.member_list.membership IS 'status of the membership in this organization: active or suspended (a timed suspension ends by itself)';
+COMMENT ON COLUMN um.member_list.user_status IS 'status of the user account: active or suspended (a timed suspension ends by itself)';
+CREATE OR REPLACE FUNCTION um_internal.do_my_organizations(OUT org_id bigint, OUT slug text, OUT name text, OUT role text,
+                                       OUT role_id bigint, OUT status text, OUT member_since timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.require_actor('Call um_begin(token) first: this lists the organizations of the acting user.');
+  -- while impersonating, the impersonated organizations only
+  RETURN QUERY
+    SELECT o.id, o.slug, o.name, r.name, r.id,
+           CASE WHEN um_internal.suspended(m.status, m.suspended_until) THEN 'suspended' ELSE 'active' END, m.created_at
+      FROM um.memberships m
+      JOIN um.organizations o ON o.id = m.org_id
+      JOIN um.roles r ON r.id = m.role_id
+     WHERE m.user_id = @extschema@.um_current_user_id()
+       AND @extschema@.um_current_user_id(m.org_id) = m.user_id
+     ORDER BY o.slug;
+END
+$$;
+DROP FUNCTION @extschema@.um_suspend_user(bigint, bigint);
+DROP FUNCTION um_internal.do_suspend_user(bigint, bigint);
+
+CREATE FUNCTION um_internal.record_ended_suspensions(p_user_id bigint)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v record;
+  v_n integer := 0;
+BEGIN
+  FOR v IN
+    UPDATE um.users u SET status = 'active', suspended_until = NULL
+     WHERE u.status = 'suspended' AND u.suspended_until <= statement_timestamp()
+       AND (p_user_id IS NULL OR u.id = p_user_id)
+    RETURNING u.id
+  LOOP
+    v_n := v_n + 1;
+    PERFORM um_internal.audit('user.reactivate', NULL, 'user', v.id, jsonb_build_object('ended', 'scheduled'));
+  END LOOP;
+  FOR v IN
+    UPDATE um.memberships m SET status = 'active', suspended_until = NULL
+     WHERE m.status = 'suspended' AND m.suspended_until <= statement_timestamp()
+       AND (p_user_id IS NULL OR m.user_id = p_user_id)
+    RETURNING m.org_id, m.user_id
+  LOOP
+    v_n := v_n + 1;
+    PERFORM um_internal.audit('user.reactivate', v.org_id, 'user', v.user_id, jsonb_build_object('ended', 'scheduled'));
+  END LOOP;
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION um_internal.record_ended_suspensions(bigint) IS
+  'internal: marks active again, and audits, the suspensions of a user (NULL: of anybody) whose end has passed; they already had no effect';
+
+CREATE FUNCTION um_internal.do_suspend_user(p_user_id bigint, p_org_id bigint, p_until timestamptz)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint;
+BEGIN
+  IF p_until IS NOT NULL AND (p_until <= statement_timestamp() OR NOT isfinite(p_until)) THEN
+    PERFORM um_internal.raise('UM009', format('a suspension cannot end at %s', p_until),
+      'The end of a timed suspension is a moment to come.',
+      'Pass a future timestamptz (now() + interval ''7 days''), or leave until NULL for a suspension that lasts until um_reactivate_user.');
+  END IF;
+  IF p_org_id IS NULL THEN
+    v_actor := um_internal.authorize_user('user.suspend', format('suspend user %s', p_user_id),
+                                 'user:suspend', p_user_id);
+  ELSE
+    v_actor := um_internal.authorize('user.suspend', format('suspend members of organization %s', p_org_id),
+                            'user:suspend', p_org_id, 'user', p_user_id);
+    PERFORM um_internal.require_member(p_org_id, p_user_id);
+    PERFORM um_internal.guard_root_target(v_actor, p_org_id, p_user_id, 'user.suspend', 'suspend');
+  END IF;
+  IF p_user_id = v_actor THEN
+    PERFORM um_internal.deny('user.suspend', p_org_id, 'user', p_user_id, 'UM051', 'cannot suspend yourself',
+      NULL, 'Ask another administrator.');
+  END IF;
+  PERFORM um_internal.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
+  -- a timed suspension that has ended is recorded as over first: the new
+  -- one then ends the user's sessions as any suspension does
+  PERFORM um_internal.record_ended_suspensions(p_user_id);
+  IF p_org_id IS NULL THEN
+    UPDATE um.users u SET status = 'suspended', suspended_at = now(), suspended_until = p_until, updated_at = now()
+     WHERE u.id = p_user_id AND u.status = 'active';
+  ELSE
+    UPDATE um.memberships m SET status = 'suspended', suspended_until = p_until
+     WHERE m.org_id = p_org_id AND m.user_id = p_user_id AND m.status = 'active';
+  END IF;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'user % is already suspended%', p_user_id,
+                    CASE WHEN p_org_id IS NULL THEN '' ELSE ' in organization ' || p_org_id END
+      USING ERRCODE = 'UM051',
+            HINT = 'Reactivate the user with um_reactivate_user(); to change when a suspension ends, reactivate and suspend again in one transaction.';
+  END IF;
+  PERFORM um_internal.audit('user.suspend', p_org_id, 'user', p_user_id,
+                            CASE WHEN p_until IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('until', p_until) END);
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_suspend_user(bigint, bigint, timestamptz) IS
+  'body of um_suspend_user: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_suspend_user (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_end_suspensions()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.authorize('user.end_suspensions', 'record ended suspensions', NULL, NULL, 'user', NULL);
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um_internal.deny('user.end_suspensions', NULL, 'user', NULL, 'UM070', 'permission denied to record ended suspensions',
+      'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
+  END IF;
+  RETURN um_internal.record_ended_suspensions(NULL);
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_end_suspensions() IS
+  'body of um_end_suspensions: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_end_suspensions (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_suspend_user(user_id bigint, org_id bigint DEFAULT NULL, until timestamptz DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_suspend_user(bigint, bigint, timestamptz) IS
+  'suspend a user everywhere (org_id NULL) or in one organization, for good or until a moment (access returns by itself then): everything is kept, all access blocked';
+
+CREATE FUNCTION @extschema@.um_end_suspensions()
+RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_end_suspensions() IS
+  'um administrators'' housekeeping: record the timed suspensions that have ended (they already grant access again) as over, audited; returns how many';
+
+REVOKE EXECUTE ON FUNCTION
+  um_internal.suspended(text, timestamptz),
+  um_internal.record_ended_suspensions(bigint),
+  um_internal.do_suspend_user(bigint, bigint, timestamptz),
+  um_internal.do_end_suspensions()
+FROM PUBLIC;
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

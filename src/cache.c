@@ -174,6 +174,9 @@ typedef struct UmUser
 	bool		exists;
 	bool		active;			/* status active and allow_login */
 	uint16		bucket;
+	TimestampTz holds_until;	/* a timed suspension of the user or of a
+								 * membership ends then: the entry (and its
+								 * members) is made again; 0: none */
 	int			norgs;			/* organizations with an active membership */
 	int64	   *orgs;			/* sorted */
 	int64	   *org_roles;		/* the membership's role in each */
@@ -321,11 +324,11 @@ static const char *const query_text[NQUERIES] = {
 	/* Q_CATALOG */
 	"SELECT name FROM um.permissions",
 	/*
-	 * Q_MEMBER: the membership (kind 0: active, organization role), and
+	 * Q_MEMBER: the membership (kind 0: its organization role), and
 	 * (role, node, kind) given to the user, to their teams, and within
 	 * their teams (kind 1); no rows when not a member.
 	 */
-	"SELECT 0, m.status = 'active', m.role_id, NULL::bigint, NULL::text FROM um.memberships m"
+	"SELECT 0, NULL::boolean, m.role_id, NULL::bigint, NULL::text FROM um.memberships m"
 	" WHERE m.org_id = $1 AND m.user_id = $2"
 	" UNION ALL "
 	"SELECT 1, NULL, g.role_id, g.scope_id, g.scope_kind FROM um.grants g"
@@ -1316,6 +1319,8 @@ cache_user(LoadState *ls, int64 user_id)
 	UmUser	   *u;
 	bool		exists = false,
 				active = false;
+	TimestampTz holds_until = 0,
+				until;
 	int			norgs = 0,
 				nextra = 0;
 	int64	   *orgs,
@@ -1330,6 +1335,26 @@ cache_user(LoadState *ls, int64 user_id)
 	UmScan	   *ts;
 
 	u = hash_search(user_hash, &user_id, HASH_FIND, NULL);
+	if (u != NULL && u->holds_until != 0 &&
+		GetCurrentStatementStartTimestamp() >= u->holds_until)
+	{
+		/*
+		 * A suspension ended by itself: no message says so.  The entry
+		 * goes with the member entries built on it (only the user's: a
+		 * caller may hold another user's member entry of the bucket).
+		 */
+		dlist_mutable_iter it;
+
+		dlist_foreach_modify(it, &buckets[u->bucket].members_by_user)
+		{
+			UmMember   *m = dlist_container(UmMember, user_node, it.cur);
+
+			if (m->key.user_id == user_id)
+				drop_member(m);
+		}
+		drop_user(u);
+		u = NULL;
+	}
 	if (u != NULL)
 	{
 		stats.hits++;
@@ -1343,7 +1368,8 @@ cache_user(LoadState *ls, int64 user_id)
 	if (um_scan_next(ts))
 	{
 		exists = true;
-		active = um_scan_text_is(ts, 1, "active") && um_scan_bool(ts, 2);
+		active = !um_scan_suspended(ts, 1, 4, &until) && um_scan_bool(ts, 2);
+		holds_until = until;
 	}
 	um_scan_end(ts);
 
@@ -1352,8 +1378,12 @@ cache_user(LoadState *ls, int64 user_id)
 	ts = load_scan(ls, UM_T_MEMBERSHIPS, user_id);
 	while (um_scan_next(ts))
 	{
-		if (!um_scan_text_is(ts, 3, "active"))
+		if (um_scan_suspended(ts, 3, 4, &until))
+		{
+			if (until != 0 && (holds_until == 0 || until < holds_until))
+				holds_until = until;
 			continue;
+		}
 		if (norgs >= cap)
 			grow_pairs(&pairs, &cap);
 		pairs[norgs].org_id = um_scan_int8(ts, 1);
@@ -1396,6 +1426,7 @@ cache_user(LoadState *ls, int64 user_id)
 	u = cache_enter(user_hash, &user_id, sizeof(UmUser));
 	u->exists = exists;
 	u->active = active;
+	u->holds_until = holds_until;
 	u->norgs = norgs;
 	u->orgs = orgs;
 	u->org_roles = org_roles;
@@ -1681,8 +1712,8 @@ cache_member(LoadState *ls, int64 user_id, int64 org_id)
 
 		if (DatumGetInt32(d) == 0)
 		{
-			d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-			active = !isnull && DatumGetBool(d);
+			/* in effect: the user's entry lists it (a timed suspension may have ended) */
+			active = true;
 			role_id = get_int8((int) i, 3, &isnull);
 		}
 	}

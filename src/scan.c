@@ -35,6 +35,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/visibilitymap.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_type.h"
@@ -68,10 +69,10 @@ typedef struct LoaderTable
 } LoaderTable;
 
 static const LoaderTable loader_tables[NTABLES] = {
-	{"users", "users_pkey", false, {"id", "status", "allow_login", "password_changed_at"},
-	{INT8OID, TEXTOID, BOOLOID, TIMESTAMPTZOID}},
-	{"memberships", "memberships_user_id_idx", false, {"user_id", "org_id", "role_id", "status"},
-	{INT8OID, INT8OID, INT8OID, TEXTOID}},
+	{"users", "users_pkey", false, {"id", "status", "allow_login", "password_changed_at", "?suspended_until"},
+	{INT8OID, TEXTOID, BOOLOID, TIMESTAMPTZOID, TIMESTAMPTZOID}},
+	{"memberships", "memberships_user_id_idx", false, {"user_id", "org_id", "role_id", "status", "?suspended_until"},
+	{INT8OID, INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID}},
 	{"grants", "grants_user_id_idx", false, {"user_id", "org_id"}, {INT8OID, INT8OID}},
 	{"team_members", "team_members_user_id_idx", false, {"user_id", "org_id"}, {INT8OID, INT8OID}},
 	{"role_permissions", "role_permissions_pkey", true, {"org_id", "role_id", "permission"},
@@ -355,6 +356,31 @@ bool
 um_scan_has_col(UmScan *ts, int c)
 {
 	return table_att[ts->table][c] != InvalidAttrNumber;
+}
+
+/*
+ * um_scan_suspended: is the row's suspension (its status column, and the
+ * timestamptz column of when it ends, NULL for never) in effect at the
+ * start of this statement, as um_internal.suspended() decides in SQL?
+ * When it is and ends by itself, *until is when (else 0): an answer built on
+ * it holds only until then.
+ */
+bool
+um_scan_suspended(UmScan *ts, int status_col, int until_col, TimestampTz *until)
+{
+	bool		isnull;
+	Datum		d;
+
+	*until = 0;
+	if (!um_scan_text_is(ts, status_col, "suspended"))
+		return false;
+	d = um_scan_col(ts, until_col, &isnull);
+	if (isnull)
+		return true;
+	if (DatumGetTimestampTz(d) <= GetCurrentStatementStartTimestamp())
+		return false;			/* it ended */
+	*until = DatumGetTimestampTz(d);
+	return true;
 }
 
 /* um_scan_int8: a bigint column, 0 when NULL */

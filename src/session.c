@@ -451,7 +451,9 @@ session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
 	found = um_scan_next(scan);
 	if (found && reason == NULL)
 	{
-		if (!um_scan_text_is(scan, 1, "active"))
+		TimestampTz until;
+
+		if (um_scan_suspended(scan, 1, 4, &until))
 			reason = "suspended";
 		else if (!um_scan_bool(scan, 2))
 			reason = "login_disabled";

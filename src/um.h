@@ -25,6 +25,7 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "utils/snapshot.h"
 
 /*
@@ -254,13 +255,13 @@ extern void um_cache_reset_all(void);
  * um_begin's lookup); columns are numbered as listed here */
 typedef enum UmTable
 {
-	UM_T_USERS,					/* id; status, allow_login */
-	UM_T_MEMBERSHIPS,			/* user_id; org_id, role_id, status */
+	UM_T_USERS,					/* id; status, allow_login, password_changed_at, suspended_until */
+	UM_T_MEMBERSHIPS,			/* user_id; org_id, role_id, status, suspended_until */
 	UM_T_GRANTS,				/* user_id; org_id */
 	UM_T_TEAM_MEMBERS,			/* user_id; org_id */
 	UM_T_ROLE_PERMISSIONS,		/* org_id; role_id, permission */
 	UM_T_ROLE_INCLUSIONS,		/* org_id; role_id, included_role_id */
-	UM_T_SESSIONS,				/* token_hash; user_id, revoked_at, revoked_reason, expires_at, method */
+	UM_T_SESSIONS,				/* token_hash; user_id, revoked_at, revoked_reason, expires_at, method, password_changed_at */
 	UM_T_ORGANIZATIONS,			/* id; password_login_disabled */
 	UM_NTABLES
 } UmTable;
@@ -273,6 +274,7 @@ extern UmScan *um_scan_begin(UmTable t, Snapshot snapshot, Datum key);
 extern bool um_scan_next(UmScan *scan);
 extern Datum um_scan_col(UmScan *scan, int col, bool *isnull);
 extern bool um_scan_has_col(UmScan *scan, int col);
+extern bool um_scan_suspended(UmScan *scan, int status_col, int until_col, TimestampTz *until);
 extern int64 um_scan_int8(UmScan *scan, int col);
 extern bool um_scan_bool(UmScan *scan, int col);
 extern bool um_scan_text_is(UmScan *scan, int col, const char *value);

@@ -58,7 +58,9 @@ CREATE TABLE um.users (
     CONSTRAINT users_attributes_check CHECK (jsonb_typeof(attributes) = 'object'),
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
-  CONSTRAINT users_suspended_at_check CHECK ((status = 'suspended') = (suspended_at IS NOT NULL))
+  CONSTRAINT users_suspended_at_check CHECK ((status = 'suspended') = (suspended_at IS NOT NULL)),
+  suspended_until timestamptz,
+  CONSTRAINT users_suspended_until_check CHECK (suspended_until IS NULL OR status = 'suspended')
 );
 CREATE UNIQUE INDEX users_email_key ON um.users (lower(email));
 COMMENT ON TABLE um.users IS 'people; a user belongs to organizations through um.memberships';
@@ -73,6 +75,7 @@ COMMENT ON COLUMN um.users.timezone IS 'IANA time zone name, e.g. Europe/Paris';
 COMMENT ON COLUMN um.users.locale IS 'language tag, e.g. en or pt-BR';
 COMMENT ON COLUMN um.users.mobile IS 'mobile number in E.164 form (+ and digits), optional';
 COMMENT ON COLUMN um.users.suspended_at IS 'when the user was suspended; set exactly while status is suspended';
+COMMENT ON COLUMN um.users.suspended_until IS 'when a timed suspension ends by itself (NULL: it lasts until a reactivation); from then on it has no effect, and um_end_suspensions() records it as over';
 COMMENT ON COLUMN um.users.email_verified_at IS
   'when the user proved control of the address (um_verify_email, um_mark_verified); cleared when the address changes';
 COMMENT ON COLUMN um.users.must_change_password IS 'the password is temporary: login is refused until um_change_password sets a new one';
@@ -209,9 +212,11 @@ CREATE TABLE um.memberships (
     CONSTRAINT memberships_status_check CHECK (status IN ('active', 'suspended')),
   invited_by bigint REFERENCES um.users ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
+  suspended_until timestamptz,
   CONSTRAINT memberships_pkey PRIMARY KEY (org_id, id),
   CONSTRAINT memberships_org_id_user_id_key UNIQUE (org_id, user_id),
-  CONSTRAINT memberships_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id)
+  CONSTRAINT memberships_role_fkey FOREIGN KEY (org_id, role_id) REFERENCES um.roles (org_id, id),
+  CONSTRAINT memberships_suspended_until_check CHECK (suspended_until IS NULL OR status = 'suspended')
 );
 CREATE UNIQUE INDEX memberships_id_key ON um.memberships (id);
 CREATE INDEX memberships_user_id_idx ON um.memberships (user_id);
@@ -226,6 +231,7 @@ COMMENT ON COLUMN um.memberships.status IS
   'active or suspended (in this organization only: um_suspend_user with an organization); a suspended member holds no permissions there';
 COMMENT ON COLUMN um.memberships.invited_by IS 'the user who invited or added the member, if known';
 COMMENT ON COLUMN um.memberships.created_at IS 'when the user joined';
+COMMENT ON COLUMN um.memberships.suspended_until IS 'when a timed suspension in this organization ends by itself (NULL: it lasts until a reactivation)';
 
 CREATE TABLE um.teams (
   id bigint GENERATED ALWAYS AS IDENTITY,
@@ -548,8 +554,8 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('organizations',     'tenant', '%1$I.um_has_permission(''org:read'', id)', NULL, false, NULL, NULL, ''),
   ('organization_domains', 'tenant', '%1$I.um_has_permission(''org:read'', org_id)', NULL, false, NULL, NULL, ''),
   ('users',             'tenant', 'id = %1$I.um_current_user_id() OR EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = users.id AND %1$I.um_has_permission(''member:read'', m.org_id))',
-                        '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,email_verified_at,attributes,created_at,updated_at}',
-                        true, '{id,status,allow_login}', 'user:id', ''),
+                        '{id,email,name,timezone,locale,mobile,allow_login,status,suspended_at,suspended_until,email_verified_at,attributes,created_at,updated_at}',
+                        true, '{id,status,allow_login,suspended_until}', 'user:id', ''),
   ('builtin_roles',     'catalog', NULL, NULL, false, NULL, NULL, 'WHERE source = ''application'''),
   ('roles',             'tenant', '%1$I.um_has_permission(''role:read'', org_id) OR %1$I.um_has_permission(''member:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),
   ('role_inclusions',   'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'org:org_id', ''),

@@ -7,6 +7,17 @@
 -- table, so a bulk change is checked once per organization, after all its
 -- rows are in place.
 
+-- um_internal.suspended: is a suspension (of a user or of a membership) in
+-- effect?  A timed one ends by itself at the first statement that starts at
+-- its end (src/scan.c's um_scan_suspended decides the same for the cache).
+CREATE FUNCTION um_internal.suspended(p_status text, p_until timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN p_status = 'suspended' AND (p_until IS NULL OR p_until > pg_catalog.statement_timestamp());
+COMMENT ON FUNCTION um_internal.suspended(text, timestamptz) IS
+  'internal: whether a suspension (status, suspended_until) is in effect at the start of this statement';
+
 -- um_internal.lock_organization: serialize changes to one organization's invariants.
 -- Updating (not just locking) the row makes a concurrent REPEATABLE READ
 -- transaction fail with a serialization error instead of deciding on a stale
@@ -89,6 +100,7 @@ BEGIN
   -- a change of status records (or clears) when the user was suspended
   IF TG_OP = 'INSERT' OR NEW.status <> OLD.status THEN
     NEW.suspended_at := CASE WHEN NEW.status = 'suspended' THEN coalesce(NEW.suspended_at, now()) END;
+    NEW.suspended_until := CASE WHEN NEW.status = 'suspended' THEN NEW.suspended_until END;
   END IF;
   RETURN NEW;
 END

@@ -2,8 +2,13 @@
 
 CREATE VIEW um.member_list AS
 SELECT o.slug AS org, u.id AS user_id, u.email, u.name,
-       r.name AS role, m.status AS membership,
-       u.status AS user_status, u.allow_login,
+       r.name AS role,
+       -- a timed suspension whose end has passed is over (um_internal.suspended)
+       CASE WHEN m.status = 'suspended' AND (m.suspended_until IS NULL OR m.suspended_until > statement_timestamp())
+            THEN 'suspended' ELSE 'active' END AS membership,
+       CASE WHEN u.status = 'suspended' AND (u.suspended_until IS NULL OR u.suspended_until > statement_timestamp())
+            THEN 'suspended' ELSE 'active' END AS user_status,
+       u.allow_login,
        u.email_verified_at IS NOT NULL AS email_verified,
        m.created_at AS member_since,
        m.org_id, m.id AS membership_id, m.role_id
@@ -17,8 +22,8 @@ COMMENT ON COLUMN um.member_list.user_id IS 'the member''s user id';
 COMMENT ON COLUMN um.member_list.email IS 'the member''s address';
 COMMENT ON COLUMN um.member_list.name IS 'the member''s display name';
 COMMENT ON COLUMN um.member_list.role IS 'name of the member''s organization role';
-COMMENT ON COLUMN um.member_list.membership IS 'status of the membership in this organization: active or suspended';
-COMMENT ON COLUMN um.member_list.user_status IS 'status of the user account: active or suspended';
+COMMENT ON COLUMN um.member_list.membership IS 'status of the membership in this organization: active or suspended (a timed suspension ends by itself)';
+COMMENT ON COLUMN um.member_list.user_status IS 'status of the user account: active or suspended (a timed suspension ends by itself)';
 COMMENT ON COLUMN um.member_list.allow_login IS 'false for a notification-only user';
 COMMENT ON COLUMN um.member_list.email_verified IS 'the user has proved control of the address';
 COMMENT ON COLUMN um.member_list.member_since IS 'when the user joined the organization';

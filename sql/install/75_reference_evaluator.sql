@@ -84,10 +84,10 @@ AS $$
     WHEN p_org_id IS NULL THEN 'no organization was given'
     WHEN p_has_scope AND p_scope_id IS NULL THEN 'no scope node was given'
     WHEN u.id IS NULL THEN format('user %s does not exist', p_user_id)
-    WHEN u.status <> 'active' THEN format('user %s is %s', p_user_id, u.status)
+    WHEN um_internal.suspended(u.status, u.suspended_until) THEN format('user %s is %s', p_user_id, u.status)
     WHEN NOT u.allow_login THEN format('user %s is notification-only (allow_login is false)', p_user_id)
     WHEN m.id IS NULL THEN format('user %s is not a member of organization %s', p_user_id, p_org_id)
-    WHEN m.status <> 'active' THEN format('the membership of user %s in organization %s is %s', p_user_id, p_org_id, m.status)
+    WHEN um_internal.suspended(m.status, m.suspended_until) THEN format('the membership of user %s in organization %s is %s', p_user_id, p_org_id, m.status)
     WHEN p_scope_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.scopes s WHERE s.id = p_scope_id AND s.org_id = p_org_id)
       THEN format('scope node %s is not in organization %s', p_scope_id, p_org_id)
   END

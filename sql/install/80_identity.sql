@@ -252,7 +252,7 @@ BEGIN
     FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
    WHERE m.user_id = p_user.id AND o.password_login_disabled
    ORDER BY o.id LIMIT 1;
-  reason := CASE WHEN p_user.status <> 'active' THEN 'suspended'
+  reason := CASE WHEN um_internal.suspended(p_user.status, p_user.suspended_until) THEN 'suspended'
                  WHEN NOT p_user.allow_login THEN 'login not allowed'
                  WHEN p_user.email_verified_at IS NULL THEN 'email not verified'
                  WHEN sso_org IS NOT NULL THEN 'password login disabled'
@@ -569,7 +569,7 @@ BEGIN
   -- it exists.)
   SELECT array_agg(m.org_id ORDER BY m.org_id) INTO v_orgs
     FROM um.memberships m
-   WHERE m.user_id = p_target_user_id AND m.status = 'active'
+   WHERE m.user_id = p_target_user_id AND NOT um_internal.suspended(m.status, m.suspended_until)
      AND @extschema@.um_has_permission(v_actor, 'user:impersonate', m.org_id);
   IF v_orgs IS NULL THEN
     PERFORM um_internal.deny('user.impersonate', NULL, 'user', p_target_user_id, 'UM070',
@@ -585,7 +585,7 @@ BEGIN
       'Admins and roots (of any organization) are never impersonated.',
       'Ask the user to act themselves.');
   END IF;
-  IF v_target.status <> 'active' OR NOT v_target.allow_login THEN
+  IF um_internal.suspended(v_target.status, v_target.suspended_until) OR NOT v_target.allow_login THEN
     PERFORM um_internal.deny('user.impersonate', v_orgs[1], 'user', p_target_user_id, 'UM071',
       format('cannot impersonate user %s', p_target_user_id),
       'The user is suspended or may not log in.', 'Reactivate the user first, or act yourself.');

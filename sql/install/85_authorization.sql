@@ -161,14 +161,14 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_user.status <> 'active' OR NOT p_user.allow_login
+  IF um_internal.suspended(p_user.status, p_user.suspended_until) OR NOT p_user.allow_login
      OR (p_org_id IS NOT NULL
          AND EXISTS (SELECT 1 FROM um.memberships m WHERE m.org_id = p_org_id AND m.user_id = p_user.id
-                                                      AND m.status <> 'active')) THEN
+                                                      AND um_internal.suspended(m.status, m.suspended_until))) THEN
     RAISE EXCEPTION 'user % cannot be the Root of an organization', p_user.id
       USING ERRCODE = 'UM050',
             DETAIL = CASE WHEN p_org_id IS NOT NULL THEN 'The user is suspended or notification-only.'
-                          WHEN p_user.status <> 'active' THEN 'The user is suspended.'
+                          WHEN um_internal.suspended(p_user.status, p_user.suspended_until) THEN 'The user is suspended.'
                           ELSE 'The user is notification-only (allow_login is false).' END,
             HINT = CASE WHEN p_org_id IS NULL THEN 'Choose an active user who can log in.'
                         ELSE 'Choose an active member who can log in.' END;

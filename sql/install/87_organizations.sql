@@ -447,7 +447,8 @@ BEGIN
   PERFORM um_internal.require_actor('Call um_begin(token) first: this lists the organizations of the acting user.');
   -- while impersonating, the impersonated organizations only
   RETURN QUERY
-    SELECT o.id, o.slug, o.name, r.name, r.id, m.status, m.created_at
+    SELECT o.id, o.slug, o.name, r.name, r.id,
+           CASE WHEN um_internal.suspended(m.status, m.suspended_until) THEN 'suspended' ELSE 'active' END, m.created_at
       FROM um.memberships m
       JOIN um.organizations o ON o.id = m.org_id
       JOIN um.roles r ON r.id = m.role_id

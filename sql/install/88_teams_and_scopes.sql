@@ -103,7 +103,7 @@ BEGIN
     PERFORM um_internal.raise('UM009', 'a team needs an owner', NULL, 'Pass owner_user_id, a member of the organization.');
   END IF;
   v_member := um_internal.require_member(p_org_id, v_owner);
-  IF v_member.status <> 'active' THEN
+  IF um_internal.suspended(v_member.status, v_member.suspended_until) THEN
     RAISE EXCEPTION 'user % cannot own a team', v_owner
       USING ERRCODE = 'UM050', DETAIL = 'The membership is suspended.', HINT = 'Choose an active member.';
   END IF;
