@@ -146,6 +146,22 @@ COMMENT ON COLUMN um.role_inclusions.org_id IS 'the organization of both roles';
 COMMENT ON COLUMN um.role_inclusions.role_id IS 'the including role';
 COMMENT ON COLUMN um.role_inclusions.included_role_id IS 'the role whose permissions role_id also grants';
 
+-- What an application keeps in um.users.attributes, key by key, and who may
+-- change each (78_profile.sql): an attribute that decides data access must
+-- not be changed by the user it restricts.
+CREATE TABLE um.user_attribute_rules (
+  key text PRIMARY KEY CONSTRAINT user_attribute_rules_key_check CHECK (key ~ '^[a-z][a-z0-9_]{0,62}$'),
+  editable_by text NOT NULL DEFAULT 'admin'
+    CONSTRAINT user_attribute_rules_editable_by_check CHECK (editable_by IN ('user', 'admin', 'nobody')),
+  description text,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE um.user_attribute_rules IS 'the keys of um.users.attributes the application declared (um_declare_user_attribute), each with who may change it; other keys only um administrators set';
+COMMENT ON COLUMN um.user_attribute_rules.key IS 'the attribute''s key: a lowercase identifier';
+COMMENT ON COLUMN um.user_attribute_rules.editable_by IS 'user: the user (um_update_profile) and admins; admin: admins with user:update in each of the user''s organizations (um_update_user), never the user; nobody: um administrators only (read-only for tenants)';
+COMMENT ON COLUMN um.user_attribute_rules.description IS 'what the attribute means, for forms and reviews';
+COMMENT ON COLUMN um.user_attribute_rules.created_at IS 'when it was declared';
+
 CREATE TABLE um.permissions (
   name text PRIMARY KEY CONSTRAINT permissions_name_check CHECK (um_internal.permission_name_is_valid(name, false)),
   resource text GENERATED ALWAYS AS (split_part(name, ':', 1)) STORED,
@@ -580,6 +596,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
   ('password_resets',   'secret', NULL, NULL, false, NULL, NULL, NULL),   -- not dumped: a dump must not carry a code's hash (8 digits are searched in a second)
+  ('user_attribute_rules', 'catalog', NULL, NULL, false, NULL, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';
 COMMENT ON COLUMN um.verification_tokens.user_id IS 'whose address the token proves';

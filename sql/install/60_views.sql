@@ -90,6 +90,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM010', 'invalid_permission_name', 400, 'invalid permission name or pattern'),
   ('UM011', 'unknown_permission', 400, 'unknown permission'),
   ('UM012', 'invalid_domain', 400, 'invalid domain'),
+  ('UM013', 'unknown_attribute', 400, 'unknown or invalid user attribute key'),
   ('UM020', 'email_taken', 409, 'email address already registered'),
   ('UM021', 'slug_taken', 409, 'organization slug already taken'),
   ('UM022', 'already_member', 409, 'already a member'),
@@ -144,6 +145,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM072', 'nobody_acting', 401, 'nobody is acting in this transaction'),
   ('UM073', 'escalation_refused', 403, 'escalation refused: a role with permissions you lack, or a Root acted on by a non-Root'),
   ('UM074', 'outside_domains', 403, 'an account for an address outside the organization''s domains'),
+  ('UM075', 'attribute_not_editable', 403, 'a user attribute the caller may not change (admin-only for its own user, read-only for tenants)'),
   ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference'),
   ('UM081', 'still_referenced', 409, 'the organization or scope node is still referenced')
   ) AS v (sqlstate, name, http_status, meaning);

@@ -7,7 +7,7 @@ SELECT tables_are('um', ARRAY[
   'organizations', 'organization_domains', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'state_tables']);
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'user_attribute_rules', 'state_tables']);
 SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
               $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
               'um.state_tables registers every table of um, and only those');
@@ -27,6 +27,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_sign_up', 'um_resend_verification', 'um_verify_email', 'um_verify_email_and_login', 'um_mark_verified',
                                      'um_request_password_reset', 'um_reset_password', 'um_reset_password_and_login',
                                      'um_disable_login', 'um_enable_login', 'um_suspend_user', 'um_reactivate_user', 'um_end_suspensions',
+                                     'um_declare_user_attribute', 'um_drop_user_attribute', 'um_update_profile', 'um_update_user',
                                      'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
                                      'um_set_org_setting', 'um_add_identity_provider', 'um_add_org_domain', 'um_remove_org_domain', 'um_link_identity',
                                      'um_rename_organization', 'um_set_org_slug', 'um_delete_organization',
@@ -53,7 +54,7 @@ SELECT set_eq(
   ARRAY['organizations', 'organization_domains', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
         'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens',
-        'builtin_roles', 'builtin_role_permissions'],
+        'builtin_roles', 'builtin_role_permissions', 'user_attribute_rules'],
   'pg_extension_config_dump covers every user-data table (and the role template, once the application changed it)');
 SELECT set_eq(
   $$ SELECT c.relname::text || ' ' || coalesce(e.extcondition[x.n], '') FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS x(oid, n)
@@ -78,7 +79,7 @@ SELECT is((SELECT count(*) FROM information_schema.role_table_grants
 SELECT is((SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_class c
             WHERE c.relnamespace = 'um'::regnamespace AND c.relkind = 'r' AND has_table_privilege('public', c.oid, 'SELECT')
               AND NOT c.relrowsecurity),
-          ARRAY['builtin_role_permissions', 'builtin_roles', 'permissions', 'state_tables'],
+          ARRAY['builtin_role_permissions', 'builtin_roles', 'permissions', 'state_tables', 'user_attribute_rules'],
           'the tables PUBLIC reads without row-level security are the catalogs, which hold no tenant data (and the registry of um''s tables)');
 CREATE ROLE regress_um_schema_app;
 SET ROLE regress_um_schema_app;

@@ -47,6 +47,8 @@ INSERT INTO um.invitations (org_id, email, role_id, token_hash, expires_at)
 INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES (:bob, '\xcafe', now() + interval '1 hour');
 INSERT INTO um.verification_tokens (user_id, token_hash, expires_at) VALUES (:cy, '\xbeef', now() + interval '1 day');
 INSERT INTO um.password_resets (user_id, token_hash, code_hash, expires_at) VALUES (:cy, '\xfeed', '\xcafe', now() + interval '30 minutes');
+SELECT um_declare_user_attribute('clearance', 'admin', 'what the reports policy reads');
+SELECT um_update_user(:cy, attributes => '{"clearance": "high"}');
 INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:acme, 'Okta', 'oidc', 'https://acme.okta.example')
   RETURNING id AS idp \gset
 INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :idp, 'sub-123', :bob);
