@@ -8947,6 +8947,294 @@ REVOKE EXECUTE ON FUNCTION
 FROM PUBLIC;
 
 
+-- ---------------------------------------------------------------------------
+-- Email change with re-verification (issue 17, item 2);
+-- sql/install/76_email_change.sql.
+
+-- Email changes (76_email_change.sql): at most one pending per user; the
+-- new address takes effect only when its mailbox confirms it.
+CREATE TABLE um.email_changes (
+  user_id bigint PRIMARY KEY REFERENCES um.users ON DELETE CASCADE,
+  new_email text NOT NULL CONSTRAINT email_changes_new_email_check CHECK (um_internal.email_is_valid(new_email)),
+  requested_by bigint,
+  confirm_hash bytea CONSTRAINT email_changes_confirm_hash_key UNIQUE,
+  cancel_hash bytea CONSTRAINT email_changes_cancel_hash_key UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  CONSTRAINT email_changes_expiry_check CHECK (expires_at > created_at)
+);
+COMMENT ON TABLE um.email_changes IS 'pending email address changes (um_request_email_change), one per user; the secrets themselves are never stored';
+COMMENT ON COLUMN um.email_changes.user_id IS 'whose address changes';
+COMMENT ON COLUMN um.email_changes.new_email IS 'the address asked for; it replaces the user''s once its mailbox confirms (um_confirm_email_change)';
+COMMENT ON COLUMN um.email_changes.requested_by IS 'the acting user who asked (the user, or an admin); NULL for a um administrator';
+COMMENT ON COLUMN um.email_changes.confirm_hash IS 'SHA-256 of the confirmation token mailed to the new address (NULL until um_email_change_mail issues it)';
+COMMENT ON COLUMN um.email_changes.cancel_hash IS 'SHA-256 of the cancel token mailed to the old address with the notice';
+COMMENT ON COLUMN um.email_changes.created_at IS 'when it was asked for';
+COMMENT ON COLUMN um.email_changes.expires_at IS 'it can be confirmed until then (24 hours after the request)';
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter)
+VALUES ('email_changes', 'secret', NULL, NULL, false, NULL, NULL, '');
+ALTER TABLE um.email_changes ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY um_administrators ON um.email_changes USING (um_internal.administers_um()) WITH CHECK (um_internal.administers_um());
+COMMENT ON POLICY um_administrators ON um.email_changes IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+REVOKE REFERENCES ON um.email_changes FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('um.email_changes', '');
+
+-- ---------------------------------------------------------------------------
+-- Bodies
+
+CREATE FUNCTION um_internal.do_request_email_change(p_new_email text, p_user_id bigint)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_user bigint := coalesce(p_user_id, v_actor);
+  v_email text := btrim(coalesce(p_new_email, ''), E' \t\r\n');
+  v um.users;
+  v_expires timestamptz := now() + interval '24 hours';
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.deny('user.request_email_change', NULL, 'user', v_user, 'UM071',
+      'cannot change an email address while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  IF p_user_id IS NULL THEN
+    PERFORM um_internal.require_actor('Call um_begin(token) first, or pass the user_id as a um administrator.');
+  ELSIF p_user_id IS DISTINCT FROM v_actor THEN
+    PERFORM um_internal.authorize_user('user.request_email_change', format('change the email address of user %s', p_user_id),
+                                       'user:update', p_user_id);
+  END IF;
+  -- the same checks as a sign-up's, whether or not the address is registered
+  IF NOT um_internal.email_is_valid(v_email) THEN
+    PERFORM um_internal.raise('UM001', format('invalid email address "%s"', v_email), NULL,
+      'Check the address for typos; write internationalized domains in their xn-- (punycode) form.');
+  END IF;
+  SELECT * INTO v FROM um.users u WHERE u.id = v_user FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    PERFORM um_internal.require_user(v_user);
+  END IF;
+  IF lower(v.email) = lower(v_email) THEN
+    PERFORM um_internal.raise('UM009', 'the new email address is the current one', NULL,
+      'Pass the address to change to; to cancel a pending change, use the token of the notice (um_cancel_email_change).');
+  END IF;
+  INSERT INTO um.email_changes AS c (user_id, new_email, requested_by, expires_at)
+  VALUES (v.id, v_email, v_actor, v_expires)
+  ON CONFLICT (user_id) DO UPDATE
+    SET new_email = EXCLUDED.new_email, requested_by = EXCLUDED.requested_by, confirm_hash = NULL, cancel_hash = NULL,
+        created_at = now(), expires_at = EXCLUDED.expires_at;
+  PERFORM um_internal.audit('user.request_email_change', NULL, 'user', v.id,
+                            jsonb_build_object('by', CASE WHEN v_actor IS NULL THEN 'administrator'
+                                                          WHEN v_actor = v.id THEN 'user' ELSE 'admin' END));
+  RETURN v_expires;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_request_email_change(text, bigint) IS
+  'body of um_request_email_change: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_request_email_change (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_email_change_mail(p_user_id bigint, OUT old_address text, OUT new_address text,
+                                                 OUT confirm_token text, OUT cancel_token text,
+                                                 OUT new_address_registered boolean, OUT expires_at timestamptz)
+RETURNS SETOF record
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v record;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    RAISE EXCEPTION 'an email change''s secrets are only issued with nobody acting'
+      USING ERRCODE = 'UM058',
+            DETAIL = 'The confirmation token proves the new mailbox; no logged-in user may see it.',
+            HINT = 'Call it from the backend in a transaction where nobody is acting, and mail the result.';
+  END IF;
+  SELECT c.*, u.email AS old_email INTO v
+    FROM um.email_changes c JOIN um.users u ON u.id = c.user_id
+   WHERE c.user_id = p_user_id AND c.expires_at > clock_timestamp()
+     FOR UPDATE OF c;
+  IF NOT FOUND THEN
+    RETURN;                                   -- nothing pending: nothing to mail
+  END IF;
+  old_address := v.old_email;
+  new_address := v.new_email;
+  new_address_registered := EXISTS (SELECT 1 FROM um.users u WHERE lower(u.email) = lower(v.new_email));
+  -- issued afresh at each call (the last mail's tokens stop working)
+  cancel_token := um_internal.generate_token();
+  IF NOT new_address_registered THEN
+    confirm_token := um_internal.generate_token();
+  END IF;
+  UPDATE um.email_changes c
+     SET confirm_hash = um_internal.token_hash(confirm_token), cancel_hash = um_internal.token_hash(cancel_token)
+   WHERE c.user_id = p_user_id;
+  expires_at := v.expires_at;
+  PERFORM um_internal.audit('user.email_change_mail', NULL, 'user', p_user_id,
+                            jsonb_build_object('new_address_registered', new_address_registered));
+  RETURN NEXT;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_email_change_mail(bigint) IS
+  'body of um_email_change_mail: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_email_change_mail (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_confirm_email_change(p_token text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.email_changes;
+BEGIN
+  SELECT c.* INTO v FROM um.email_changes c
+   WHERE c.confirm_hash = um_internal.token_hash(coalesce(p_token, '')) AND c.expires_at > clock_timestamp()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    PERFORM um_internal.raise('UM053', 'the email change token is not valid',
+      'It is unknown, was used, replaced or cancelled, or expired.', 'Ask for the change again (um_request_email_change).');
+  END IF;
+  BEGIN
+    -- (users_before_write unverifies a changed address: the second statement
+    -- records that this mailbox was just proven)
+    UPDATE um.users u SET email = v.new_email WHERE u.id = v.user_id;
+  EXCEPTION WHEN unique_violation THEN
+    PERFORM um_internal.raise('UM020', format('email address "%s" is already registered', v.new_email),
+      'An account was made for it since the change was asked for.',
+      'Log in to that account instead, or ask for a change to another address.');
+  END;
+  UPDATE um.users u SET email_verified_at = now() WHERE u.id = v.user_id;
+  DELETE FROM um.email_changes c WHERE c.user_id = v.user_id;
+  DELETE FROM um.verification_tokens t WHERE t.user_id = v.user_id;
+  IF coalesce(current_setting('um.email_change_ends_sessions', true), 'off') = 'on' THEN
+    UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by an email change'
+     WHERE s.user_id = v.user_id AND s.revoked_at IS NULL;
+  END IF;
+  PERFORM um_internal.audit('user.change_email', NULL, 'user', v.user_id,
+                            jsonb_build_object('requested_by', v.requested_by));
+  RETURN v.user_id;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_confirm_email_change(text) IS
+  'body of um_confirm_email_change: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_confirm_email_change (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_cancel_email_change(p_token text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint;
+BEGIN
+  DELETE FROM um.email_changes c WHERE c.cancel_hash = um_internal.token_hash(coalesce(p_token, ''))
+  RETURNING c.user_id INTO v_user;
+  IF NOT FOUND THEN
+    PERFORM um_internal.raise('UM053', 'the email change token is not valid',
+      'It is unknown, or the change was confirmed, replaced or cancelled already.', 'Nothing is pending to cancel.');
+  END IF;
+  PERFORM um_internal.audit('user.cancel_email_change', NULL, 'user', v_user, '{}');
+  RETURN v_user;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_cancel_email_change(text) IS
+  'body of um_cancel_email_change: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_cancel_email_change (EXECUTE held by nobody)';
+
+-- ---------------------------------------------------------------------------
+-- The public functions: each is src/lifecycle.c's entry point, which calls
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL
+-- argument gets the error that names it.
+
+CREATE FUNCTION @extschema@.um_request_email_change(new_email text, user_id bigint DEFAULT NULL)
+RETURNS timestamptz AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_request_email_change(text, bigint) IS
+  'ask to change the acting user''s address (or, user_id given, a user''s: user:update in each of their organizations); nothing changes until the new mailbox confirms; the same answer whether the address is registered; returns when the request expires';
+
+CREATE FUNCTION @extschema@.um_email_change_mail(user_id bigint, OUT old_address text, OUT new_address text,
+                                                 OUT confirm_token text, OUT cancel_token text,
+                                                 OUT new_address_registered boolean, OUT expires_at timestamptz)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+COMMENT ON FUNCTION @extschema@.um_email_change_mail(bigint) IS
+  'what the backend mails for a user''s pending email change: a confirmation token to new_address (NULL when it has an account: mail its owner a notice), a cancel token with a notice to old_address; fresh tokens at each call; no row when nothing is pending; nobody may be acting';
+
+CREATE FUNCTION @extschema@.um_confirm_email_change(token text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_confirm_email_change(text) IS
+  'the new mailbox confirms: the address changes, verified; the user''s other mailbox secrets end (and their sessions where um.email_change_ends_sessions is on); returns the user id';
+
+CREATE FUNCTION @extschema@.um_cancel_email_change(token text)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_cancel_email_change(text) IS
+  'the old mailbox cancels a pending email change with the token of its notice; returns the user id';
+
+-- The secrets go to the caller, which must be the backend that mails them:
+-- EXECUTE is granted to that role by the DBA.
+REVOKE EXECUTE ON FUNCTION @extschema@.um_email_change_mail(bigint) FROM PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION
+  um_internal.do_request_email_change(text, bigint),
+  um_internal.do_email_change_mail(bigint),
+  um_internal.do_confirm_email_change(text),
+  um_internal.do_cancel_email_change(text)
+FROM PUBLIC;
+
+-- the export names a pending email change
+CREATE OR REPLACE FUNCTION um_internal.do_export_my_data()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: users export their own data.');
+  v jsonb;
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.deny('user.export_self', NULL, 'user', v_actor, 'UM071',
+      'cannot export a user''s data while impersonating them', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  SELECT jsonb_build_object(
+           'exported_at', now(),
+           'profile', jsonb_build_object('id', u.id, 'email', u.email, 'name', u.name, 'timezone', u.timezone,
+                                         'locale', u.locale, 'mobile', u.mobile, 'allow_login', u.allow_login,
+                                         'status', u.status, 'email_verified_at', u.email_verified_at,
+                                         'password_changed_at', u.password_changed_at,
+                                         'attributes', u.attributes, 'created_at', u.created_at),
+           'memberships', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                             'org_id', o.id, 'organization', o.name, 'role', r.name, 'status', m.status,
+                             'member_since', m.created_at) ORDER BY o.id), '[]')
+                             FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id JOIN um.roles r ON r.id = m.role_id
+                            WHERE m.user_id = u.id),
+           'teams', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                       'org_id', t.org_id, 'team', t.name, 'owner', tm.is_owner, 'added_at', tm.added_at,
+                       'roles', (SELECT coalesce(jsonb_agg(tr.name ORDER BY tr.name), '[]')
+                                   FROM um.team_member_roles tmr JOIN um.roles tr ON tr.id = tmr.role_id
+                                  WHERE tmr.team_id = tm.team_id AND tmr.user_id = u.id)) ORDER BY t.id), '[]')
+                       FROM um.team_members tm JOIN um.teams t ON t.id = tm.team_id WHERE tm.user_id = u.id),
+           'grants', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'org_id', g.org_id, 'role', gr.name, 'scope_id', g.scope_id, 'scope_kind', g.scope_kind,
+                        'granted_at', g.created_at) ORDER BY g.id), '[]')
+                        FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id WHERE g.user_id = u.id),
+           'sessions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                          'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
+                          'ended_at', s.revoked_at) ORDER BY s.id), '[]')
+                          FROM um.sessions s WHERE s.user_id = u.id),
+           'password_reset', (SELECT jsonb_build_object('requested_at', r.created_at, 'expires_at', r.expires_at)
+                                FROM um.password_resets r WHERE r.user_id = u.id),
+           'email_change', (SELECT jsonb_build_object('new_email', c.new_email, 'requested_at', c.created_at,
+                                                      'expires_at', c.expires_at)
+                              FROM um.email_changes c WHERE c.user_id = u.id),
+           'identities', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            'provider', p.name, 'subject', i.subject, 'linked_at', i.created_at) ORDER BY p.id), '[]')
+                            FROM um.user_identities i JOIN um.identity_providers p ON p.id = i.provider_id
+                           WHERE i.user_id = u.id),
+           'audit_events', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'at', a.at, 'action', a.action, 'outcome', a.outcome, 'org_id', a.org_id,
+                              'target_type', a.target_type, 'target_id', a.target_id,
+                              'by_me', a.actor_user_id = u.id) ORDER BY a.id), '[]')
+                              FROM um.audit_events a
+                             WHERE a.actor_user_id = u.id OR (a.target_type = 'user' AND a.target_id = u.id)))
+    INTO v
+    FROM um.users u WHERE u.id = v_actor;
+  PERFORM um_internal.audit('user.export_self', NULL, 'user', v_actor, '{}');
+  RETURN v;
+END
+$$;
+
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update
 -- knows no buckets and would ignore their messages; an invalidation of the

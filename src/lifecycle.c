@@ -65,7 +65,8 @@ static const char *const secret_bodies[] = {
 	"do_sign_up", "do_accept_invitation", "do_accept_invitation_and_login",
 	"do_verify_email", "do_verify_email_and_login",
 	"do_login", "do_change_password", "do_set_password", "do_logout",
-	"do_reset_password", "do_reset_password_and_login", NULL
+	"do_reset_password", "do_reset_password_and_login",
+	"do_confirm_email_change", "do_cancel_email_change", NULL
 };
 
 static bool

@@ -48,6 +48,7 @@ static int	login_lockout_seconds = 900;
 static int	session_lifetime_seconds = 12 * 3600;
 static int	password_hash_cost = 10;
 static bool invitations_prove_address = false;
+static bool email_change_ends_sessions = false;
 static int	password_reset_lifetime_seconds = 1800;
 static int	password_reset_interval_seconds = 60;
 
@@ -107,6 +108,13 @@ um_login_init(void)
 							12 * 3600, 60, 365 * 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("um.email_change_ends_sessions",
+							 "Whether confirming a new email address ends the user's sessions.",
+							 "Off: sessions survive an address change (the person proved both mailboxes' consent).",
+							 &email_change_ends_sessions,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomBoolVariable("um.invitations_prove_address",
 							 "Whether accepting an invitation proves the invited mailbox.",
 							 "Turn it on only when inviters never see invitation tokens: "

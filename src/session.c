@@ -76,7 +76,8 @@ strcasestr_ascii(const char *hay, const char *needle)
 
 static const char *const secret_functions[] = {
 	"um_login", "um_change_password", "um_set_password", "um_sign_up", "um_begin",
-	"um_logout", "um_accept_invitation", "um_verify_email", "um_reset_password", NULL
+	"um_logout", "um_accept_invitation", "um_verify_email", "um_reset_password",
+	"um_confirm_email_change", "um_cancel_email_change", NULL
 };
 
 /* um_session_note_secret: the statement running carries a secret */

@@ -514,6 +514,27 @@ COMMENT ON COLUMN um.password_resets.code_hash IS 'SHA-256 of token_hash and the
 COMMENT ON COLUMN um.password_resets.created_at IS 'when it was asked for: a new request replaces it only um.password_reset_interval later';
 COMMENT ON COLUMN um.password_resets.expires_at IS 'it can be redeemed until then (um.password_reset_lifetime after the request)';
 COMMENT ON COLUMN um.password_resets.code_attempts IS 'wrong codes tried against this request (counted in a transaction of their own); at um.login_max_failures the code is spent, the link still works';
+-- Email changes (76_email_change.sql): at most one pending per user; the
+-- new address takes effect only when its mailbox confirms it.
+CREATE TABLE um.email_changes (
+  user_id bigint PRIMARY KEY REFERENCES um.users ON DELETE CASCADE,
+  new_email text NOT NULL CONSTRAINT email_changes_new_email_check CHECK (um_internal.email_is_valid(new_email)),
+  requested_by bigint,
+  confirm_hash bytea CONSTRAINT email_changes_confirm_hash_key UNIQUE,
+  cancel_hash bytea CONSTRAINT email_changes_cancel_hash_key UNIQUE,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  CONSTRAINT email_changes_expiry_check CHECK (expires_at > created_at)
+);
+COMMENT ON TABLE um.email_changes IS 'pending email address changes (um_request_email_change), one per user; the secrets themselves are never stored';
+COMMENT ON COLUMN um.email_changes.user_id IS 'whose address changes';
+COMMENT ON COLUMN um.email_changes.new_email IS 'the address asked for; it replaces the user''s once its mailbox confirms (um_confirm_email_change)';
+COMMENT ON COLUMN um.email_changes.requested_by IS 'the acting user who asked (the user, or an admin); NULL for a um administrator';
+COMMENT ON COLUMN um.email_changes.confirm_hash IS 'SHA-256 of the confirmation token mailed to the new address (NULL until um_email_change_mail issues it)';
+COMMENT ON COLUMN um.email_changes.cancel_hash IS 'SHA-256 of the cancel token mailed to the old address with the notice';
+COMMENT ON COLUMN um.email_changes.created_at IS 'when it was asked for';
+COMMENT ON COLUMN um.email_changes.expires_at IS 'it can be confirmed until then (24 hours after the request)';
+
 -- Domains an organization owns.  The backend proves ownership (a DNS TXT
 -- record, say) and records it with um_add_org_domain; a tenant user creates
 -- accounts only for addresses there (um_create_user), so nobody learns
@@ -596,6 +617,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('cache_sentinel',    'secret', NULL, NULL, false, NULL, NULL, NULL),
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
   ('password_resets',   'secret', NULL, NULL, false, NULL, NULL, NULL),   -- not dumped: a dump must not carry a code's hash (8 digits are searched in a second)
+  ('email_changes',     'secret', NULL, NULL, false, NULL, NULL, ''),
   ('user_attribute_rules', 'catalog', NULL, NULL, false, NULL, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';

@@ -120,6 +120,9 @@ BEGIN
                           FROM um.sessions s WHERE s.user_id = u.id),
            'password_reset', (SELECT jsonb_build_object('requested_at', r.created_at, 'expires_at', r.expires_at)
                                 FROM um.password_resets r WHERE r.user_id = u.id),
+           'email_change', (SELECT jsonb_build_object('new_email', c.new_email, 'requested_at', c.created_at,
+                                                      'expires_at', c.expires_at)
+                              FROM um.email_changes c WHERE c.user_id = u.id),
            'identities', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                             'provider', p.name, 'subject', i.subject, 'linked_at', i.created_at) ORDER BY p.id), '[]')
                             FROM um.user_identities i JOIN um.identity_providers p ON p.id = i.provider_id

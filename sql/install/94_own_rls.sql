@@ -88,6 +88,8 @@ COMMENT ON POLICY um_administrators ON um.verification_tokens IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.password_resets IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.email_changes IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.organization_domains IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 

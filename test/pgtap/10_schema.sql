@@ -7,7 +7,7 @@ SELECT tables_are('um', ARRAY[
   'organizations', 'organization_domains', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
   'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'user_attribute_rules', 'state_tables']);
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'email_changes', 'user_attribute_rules', 'state_tables']);
 SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
               $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
               'um.state_tables registers every table of um, and only those');
@@ -28,6 +28,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_request_password_reset', 'um_reset_password', 'um_reset_password_and_login',
                                      'um_disable_login', 'um_enable_login', 'um_suspend_user', 'um_reactivate_user', 'um_end_suspensions',
                                      'um_declare_user_attribute', 'um_drop_user_attribute', 'um_update_profile', 'um_update_user',
+                                     'um_request_email_change', 'um_email_change_mail', 'um_confirm_email_change', 'um_cancel_email_change',
                                      'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
                                      'um_set_org_setting', 'um_add_identity_provider', 'um_add_org_domain', 'um_remove_org_domain', 'um_link_identity',
                                      'um_rename_organization', 'um_set_org_slug', 'um_delete_organization',
@@ -54,7 +55,7 @@ SELECT set_eq(
   ARRAY['organizations', 'organization_domains', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
         'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens',
-        'builtin_roles', 'builtin_role_permissions', 'user_attribute_rules'],
+        'email_changes', 'builtin_roles', 'builtin_role_permissions', 'user_attribute_rules'],
   'pg_extension_config_dump covers every user-data table (and the role template, once the application changed it)');
 SELECT set_eq(
   $$ SELECT c.relname::text || ' ' || coalesce(e.extcondition[x.n], '') FROM pg_extension e, unnest(e.extconfig) WITH ORDINALITY AS x(oid, n)

@@ -49,6 +49,7 @@ INSERT INTO um.verification_tokens (user_id, token_hash, expires_at) VALUES (:cy
 INSERT INTO um.password_resets (user_id, token_hash, code_hash, expires_at) VALUES (:cy, '\xfeed', '\xcafe', now() + interval '30 minutes');
 SELECT um_declare_user_attribute('clearance', 'admin', 'what the reports policy reads');
 SELECT um_update_user(:cy, attributes => '{"clearance": "high"}');
+SELECT um_request_email_change('cy@new.example', :cy);
 INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:acme, 'Okta', 'oidc', 'https://acme.okta.example')
   RETURNING id AS idp \gset
 INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :idp, 'sub-123', :bob);
