@@ -9211,6 +9211,7 @@ BEGIN
                         FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id WHERE g.user_id = u.id),
            'sessions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                           'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
+                          'last_seen_at', s.last_seen_at, 'client_addr', s.client_addr, 'user_agent', s.user_agent,
                           'ended_at', s.revoked_at) ORDER BY s.id), '[]')
                           FROM um.sessions s WHERE s.user_id = u.id),
            'password_reset', (SELECT jsonb_build_object('requested_at', r.created_at, 'expires_at', r.expires_at)
@@ -9234,6 +9235,468 @@ BEGIN
   RETURN v;
 END
 $$;
+
+-- ---------------------------------------------------------------------------
+-- Sessions and devices (issue 17, item 4); sql/install/74_sessions.sql.
+
+ALTER TABLE um.sessions DROP CONSTRAINT sessions_method_check,
+  ADD CONSTRAINT sessions_method_check CHECK (method IN ('password', 'reset', 'invitation', 'verification', 'sso', 'key')),
+  ADD COLUMN last_seen_at timestamptz,
+  ADD COLUMN idle_timeout integer CONSTRAINT sessions_idle_timeout_check CHECK (idle_timeout > 0),
+  ADD COLUMN client_addr inet,
+  ADD COLUMN user_agent text CONSTRAINT sessions_user_agent_check CHECK (char_length(user_agent) <= 512),
+  ADD COLUMN assurance_level smallint NOT NULL DEFAULT 1 CONSTRAINT sessions_assurance_level_check CHECK (assurance_level IN (1, 2)),
+  ADD COLUMN previous_token_hash bytea;
+CREATE INDEX sessions_previous_token_hash_idx ON um.sessions (previous_token_hash) WHERE previous_token_hash IS NOT NULL;
+COMMENT ON COLUMN um.sessions.method IS 'how the session began: password (um_login, um_change_password), reset (um_reset_password_and_login), invitation (um_accept_invitation_and_login), verification (um_verify_email_and_login), sso or key (identity providers and API keys: no um function starts those yet)';
+COMMENT ON COLUMN um.sessions.last_seen_at IS 'when um_begin last used it, coarsely (written at most every 5 minutes, never on a standby or in a read-only transaction); NULL: not since it began';
+COMMENT ON COLUMN um.sessions.idle_timeout IS 'seconds without use after which it ends (um.session_idle_timeout, or a stricter organization''s session_idle_timeout); NULL: none';
+COMMENT ON COLUMN um.sessions.client_addr IS 'the client''s address, as the backend passed it at login (SET LOCAL um.client_addr)';
+COMMENT ON COLUMN um.sessions.user_agent IS 'the client''s user agent, as the backend passed it at login (SET LOCAL um.client_user_agent), 512 characters at most';
+COMMENT ON COLUMN um.sessions.assurance_level IS '1: one factor; 2: a second factor was proven';
+COMMENT ON COLUMN um.sessions.previous_token_hash IS 'SHA-256 of the token um_refresh_session replaced: presented again, it ends the session (a stolen token in use)';
+
+-- The lifetimes of a session a user starts now: the absolute one and the
+-- idle timeout (NULL: none), each the strictest of the setting and of the
+-- user's organizations' (settings session_lifetime, session_idle_timeout).
+CREATE FUNCTION um_internal.session_limits(p_user_id bigint, OUT lifetime_seconds integer, OUT idle_seconds integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT least((um_internal.login_settings()).session_lifetime_seconds,
+               min((o.settings ->> 'session_lifetime')::integer)),
+         least(nullif(extract(epoch FROM current_setting('um.session_idle_timeout')::interval)::integer, 0),
+               min((o.settings ->> 'session_idle_timeout')::integer))
+    INTO lifetime_seconds, idle_seconds
+    FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
+   WHERE m.user_id = p_user_id;
+END
+$$;
+COMMENT ON FUNCTION um_internal.session_limits(bigint) IS
+  'internal: the absolute lifetime and idle timeout (NULL: none) of a session the user starts now: the strictest of um.session_lifetime, um.session_idle_timeout and the user''s organizations'' session_lifetime and session_idle_timeout';
+
+-- An organization's limit, tightened: its members' sessions end by it too.
+CREATE FUNCTION um_internal.apply_session_limit(p_org_id bigint, p_setting text, p_seconds integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_setting = 'session_lifetime' THEN
+    UPDATE um.sessions s SET expires_at = greatest(s.created_at + make_interval(secs => p_seconds), s.created_at + interval '1 second')
+     WHERE s.user_id IN (SELECT m.user_id FROM um.memberships m WHERE m.org_id = p_org_id)
+       AND s.revoked_at IS NULL AND s.expires_at > s.created_at + make_interval(secs => p_seconds);
+  ELSE
+    UPDATE um.sessions s SET idle_timeout = p_seconds
+     WHERE s.user_id IN (SELECT m.user_id FROM um.memberships m WHERE m.org_id = p_org_id)
+       AND s.revoked_at IS NULL AND (s.idle_timeout IS NULL OR s.idle_timeout > p_seconds);
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um_internal.apply_session_limit(bigint, text, integer) IS
+  'internal: an organization''s new session_lifetime or session_idle_timeout also shortens the live sessions of its members';
+
+-- The session this transaction's um_begin used (NULL: none, e.g. um_act_as).
+CREATE FUNCTION um_internal.current_session_id()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'um_current_session_id'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION um_internal.current_session_id() IS
+  'internal: the id of the session um_begin made acting in this transaction; NULL when nobody acts through a session';
+
+-- ---------------------------------------------------------------------------
+-- Bodies
+
+CREATE FUNCTION um_internal.do_my_sessions(OUT session_id bigint, OUT method text, OUT created_at timestamptz,
+                                           OUT last_seen_at timestamptz, OUT expires_at timestamptz,
+                                           OUT idle_expires_at timestamptz, OUT client_addr inet, OUT user_agent text,
+                                           OUT assurance_level smallint, OUT current boolean)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: this lists the acting user''s sessions.');
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.raise('UM071', 'cannot list sessions while impersonating',
+      'Where and how a user signs in is theirs alone.', 'Call um_end_impersonation() first.');
+  END IF;
+  RETURN QUERY
+    SELECT s.id, s.method, s.created_at, s.last_seen_at, s.expires_at,
+           coalesce(s.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout),
+           s.client_addr, s.user_agent, s.assurance_level, s.id = um_internal.current_session_id()
+      FROM um.sessions s JOIN um.users u ON u.id = s.user_id
+     WHERE s.user_id = v_actor AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
+       AND (s.idle_timeout IS NULL OR coalesce(s.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout) > clock_timestamp())
+       AND s.password_changed_at IS NOT DISTINCT FROM u.password_changed_at
+     ORDER BY coalesce(s.last_seen_at, s.created_at) DESC, s.id DESC;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_my_sessions() IS
+  'body of um_my_sessions: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_my_sessions (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_end_session(p_session_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_real bigint := @extschema@.um_real_user_id();
+  v um.sessions;
+BEGIN
+  SELECT * INTO v FROM um.sessions s WHERE s.id = p_session_id FOR UPDATE;
+  IF v_actor IS NULL THEN
+    PERFORM um_internal.authorize('user.end_session', format('end session %s', p_session_id), NULL, NULL, 'user', v.user_id);
+  ELSIF v_actor <> v_real
+        OR ((v.user_id IS NULL OR v.user_id <> v_actor)
+            AND (v.user_id IS NULL
+                 OR NOT EXISTS (SELECT 1 FROM um.memberships m
+                                 WHERE m.user_id = v.user_id AND @extschema@.um_has_permission('user:suspend', m.org_id))
+                 OR EXISTS (SELECT 1 FROM um.memberships m
+                             WHERE m.user_id = v.user_id AND um_internal.is_root(m.org_id, v.user_id)
+                               AND NOT um_internal.is_root(m.org_id, v_actor)))) THEN
+    -- (an unknown session gets the same answer as somebody else's)
+    PERFORM um_internal.deny('user.end_session', NULL, 'user', NULL, 'UM070',
+      format('permission denied to end session %s', p_session_id),
+      'A session is ended by its user, or by someone holding user:suspend in an organization of the user (a Root''s only by a Root), not while impersonating.',
+      'Pass the id of one of your sessions (um_my_sessions), or ask an Admin of the user''s organization.');
+  END IF;
+  IF v.id IS NULL OR v.revoked_at IS NOT NULL OR v.expires_at <= now() THEN
+    RETURN false;
+  END IF;
+  UPDATE um.sessions s SET revoked_at = now(),
+                           revoked_reason = CASE WHEN v.user_id = v_actor THEN 'ended by its user' ELSE 'ended by an administrator' END
+   WHERE s.id = v.id;
+  PERFORM um_internal.audit('user.end_session', NULL, 'user', v.user_id, jsonb_build_object('session_id', v.id));
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_end_session(bigint) IS
+  'body of um_end_session: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_end_session (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_end_other_sessions()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: this ends the acting user''s other sessions.');
+  v_n integer;
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.raise('UM071', 'cannot end sessions while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended by its user'
+   WHERE s.user_id = v_actor AND s.revoked_at IS NULL AND s.expires_at > now()
+     AND s.id IS DISTINCT FROM um_internal.current_session_id();
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  PERFORM um_internal.audit('user.end_other_sessions', NULL, 'user', v_actor, jsonb_build_object('sessions', v_n));
+  RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_end_other_sessions() IS
+  'body of um_end_other_sessions: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_end_other_sessions (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_refresh_session(p_token text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_hash bytea := um_internal.token_hash(coalesce(p_token, ''));
+  v um.sessions;
+  v_user um.users;
+  v_token text := um_internal.generate_token();
+BEGIN
+  IF pg_is_in_recovery() THEN
+    RAISE EXCEPTION 'cannot refresh a session on a hot standby'
+      USING ERRCODE = 'read_only_sql_transaction', HINT = 'Refresh on the primary server; um_begin() works on standbys.';
+  END IF;
+  SELECT * INTO v FROM um.sessions s WHERE s.token_hash = v_hash FOR UPDATE;
+  IF NOT FOUND THEN
+    -- a token this session rotated away, presented again: two hold it
+    UPDATE um.sessions s SET revoked_at = now(), revoked_reason = 'ended: a replaced token was used again'
+     WHERE s.previous_token_hash = v_hash AND s.revoked_at IS NULL
+    RETURNING * INTO v;
+    IF FOUND THEN
+      -- not an error, so that the end commits: the caller answers NULL as
+      -- an invalid token, and the other holder's token dies with it
+      PERFORM um_internal.audit('user.session_token_reused', NULL, 'user', v.user_id, jsonb_build_object('session_id', v.id));
+      RETURN NULL;
+    END IF;
+    PERFORM um_internal.raise('UM067', 'session token is not valid', 'No session has this token.',
+      'Log in again with um_login() to get a new token.');
+  END IF;
+  SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
+  IF v.revoked_at IS NOT NULL OR v.expires_at <= clock_timestamp()
+     OR (v.idle_timeout IS NOT NULL AND coalesce(v.last_seen_at, v.created_at) + make_interval(secs => v.idle_timeout) <= clock_timestamp())
+     OR v.password_changed_at IS DISTINCT FROM v_user.password_changed_at
+     OR um_internal.suspended(v_user.status, v_user.suspended_until) OR NOT v_user.allow_login THEN
+    PERFORM um_internal.raise('UM067', 'session token is not valid', 'The session has ended.',
+      'Log in again with um_login() to get a new token.');
+  END IF;
+  UPDATE um.sessions s SET token_hash = um_internal.token_hash(v_token), previous_token_hash = v.token_hash,
+                           last_seen_at = now()
+   WHERE s.id = v.id;
+  RETURN v_token;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_refresh_session(text) IS
+  'body of um_refresh_session: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_refresh_session (EXECUTE held by nobody)';
+
+-- ---------------------------------------------------------------------------
+-- The public functions: each is src/lifecycle.c's entry point, which calls
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL
+-- argument gets the error that names it.
+
+CREATE FUNCTION @extschema@.um_my_sessions(OUT session_id bigint, OUT method text, OUT created_at timestamptz,
+                                           OUT last_seen_at timestamptz, OUT expires_at timestamptz,
+                                           OUT idle_expires_at timestamptz, OUT client_addr inet, OUT user_agent text,
+                                           OUT assurance_level smallint, OUT current boolean)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 5;
+COMMENT ON FUNCTION @extschema@.um_my_sessions() IS
+  'the acting user''s live sessions (devices), most recently used first: how each began, when, last seen (coarsely), its ends, client address and user agent, assurance level, and which one this request uses';
+
+CREATE FUNCTION @extschema@.um_end_session(session_id bigint)
+RETURNS boolean AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_end_session(bigint) IS
+  'end one session: one''s own, or a user''s with user:suspend in an organization of theirs (a Root''s only by a Root); false when it had ended';
+
+CREATE FUNCTION @extschema@.um_end_other_sessions()
+RETURNS integer AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_end_other_sessions() IS
+  'end every session of the acting user but the one of this request; returns how many';
+
+CREATE FUNCTION @extschema@.um_refresh_session(token text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_refresh_session(text) IS
+  'a new token for a live session (the old one stops working; presented again, it ends the session and the answer is NULL); the session''s idle time starts again, its absolute end stays';
+
+DROP FUNCTION um_internal.new_session(um.users, text);
+CREATE FUNCTION um_internal.new_session(p_user um.users, p_action text, p_method text DEFAULT 'password')
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um_internal.generate_token();
+  v_session bigint;
+  v_limits record := um_internal.session_limits(p_user.id);
+  v_addr inet;
+BEGIN
+  BEGIN
+    v_addr := nullif(current_setting('um.client_addr', true), '')::inet;
+  EXCEPTION WHEN invalid_text_representation THEN
+    PERFORM um_internal.raise('UM009', 'um.client_addr is not an IP address', NULL,
+      'SET LOCAL um.client_addr to the client''s address (e.g. 203.0.113.7 or 2001:db8::7), or leave it empty.');
+  END;
+  -- housekeeping, unless an application table references sessions (um
+  -- never changes application rows: see um_internal.assert_no_app_cascades)
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+                  WHERE c.contype = 'f' AND c.confrelid = 'um.sessions'::regclass
+                    AND r.relnamespace <> 'um'::regnamespace) THEN
+    DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
+  END IF;
+  -- stamped with the password the caller checked (p_user as it read it): a
+  -- change committed meanwhile ends the session in um_begin
+  INSERT INTO um.sessions (user_id, token_hash, expires_at, password_changed_at, method, idle_timeout,
+                           client_addr, user_agent)
+  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => v_limits.lifetime_seconds),
+          p_user.password_changed_at, p_method, v_limits.idle_seconds,
+          v_addr, left(nullif(current_setting('um.client_user_agent', true), ''), 512))
+  RETURNING id INTO v_session;
+  PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id, jsonb_build_object('session_id', v_session, 'method', p_method));
+  RETURN v_token;
+END
+$$;
+COMMENT ON FUNCTION um_internal.new_session(um.users, text, text) IS 'internal: starts a session (by a method, for the lifetimes of um_internal.session_limits, with um.client_addr and um.client_user_agent) for a user who just proved who they are, audits it, and returns its token';
+
+CREATE OR REPLACE FUNCTION um_internal.do_reset_password_and_login(p_secret text, p_new_password text, p_email text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint := um_internal.do_reset_password(p_secret, p_new_password, p_email);
+BEGIN
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  RETURN um_internal.new_session(v, 'user.login', 'reset');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_verify_email_and_login(p_token text, p_password text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint;
+  v_refusal record;
+BEGIN
+  IF p_password IS NULL THEN
+    PERFORM um_internal.raise('UM059', 'choose a password to verify this address and log in',
+      'The session is for whoever proves the mailbox and sets the account''s password.',
+      'Ask for a new password and call um_verify_email_and_login(token, password).');
+  END IF;
+  v_id := um_internal.do_verify_email(p_token, p_password);
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  v_refusal := um_internal.login_refusal(v, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  RETURN um_internal.new_session(v, 'user.login', 'verification');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_accept_invitation_and_login(p_token text, p_password text, p_name text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.users;
+  v_id bigint;
+  v_refusal record;
+BEGIN
+  IF @extschema@.um_current_user_id() IS NOT NULL THEN
+    PERFORM um_internal.raise('UM058', 'someone is acting in this transaction',
+      'A logged-in user already has a session; um_accept_invitation_and_login is for a new address, logged out.',
+      'Accept with um_accept_invitation(token) inside the user''s request.');
+  END IF;
+  IF p_password IS NULL THEN
+    PERFORM um_internal.raise('UM059', 'choose a password to accept this invitation and log in', NULL,
+      'Pass the password the invitee chose.');
+  END IF;
+  IF coalesce(current_setting('um.invitations_prove_address', true), 'off') <> 'on' THEN
+    PERFORM um_internal.raise('UM063', 'accepting an invitation does not prove the address here',
+      'um.invitations_prove_address is off: the inviter may have seen the token, so the new account stays unverified and cannot log in yet.',
+      'Accept with um_accept_invitation(token, password, name), mail a verification (um_resend_verification) and log in with um_verify_email_and_login; or, if your backend never shows invitation tokens to inviters, have a superuser turn um.invitations_prove_address on.');
+  END IF;
+  v_id := um_internal.do_accept_invitation(p_token, p_password, p_name);    -- an existing account: UM056
+  UPDATE um.users u SET email_verified_at = now() WHERE u.id = v_id AND u.email_verified_at IS NULL;
+  PERFORM um_internal.audit('user.verify_email', NULL, 'user', v_id, jsonb_build_object('via', 'invitation'));
+  SELECT * INTO v FROM um.users u WHERE u.id = v_id;
+  v_refusal := um_internal.login_refusal(v, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);   -- e.g. single sign-on: nothing stays
+  RETURN um_internal.new_session(v, 'user.login', 'invitation');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.authorize('organization.set_setting',
+                                 format('change settings of organization %s', p_org_id),
+                                 'org:update', p_org_id, 'organization', p_org_id);
+  v_seconds numeric;
+BEGIN
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um_internal.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
+      'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
+  END IF;
+  CASE p_setting
+    WHEN 'name' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
+        PERFORM um_internal.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
+      END IF;
+      UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
+    WHEN 'allow_invite_requests', 'password_login_disabled' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
+        PERFORM um_internal.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+      END IF;
+      IF p_setting = 'allow_invite_requests' THEN
+        UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
+      ELSE
+        IF p_value::boolean AND NOT EXISTS (
+             SELECT 1 FROM um.user_identities i
+               JOIN um.memberships m ON m.user_id = i.user_id AND m.org_id = i.org_id
+               JOIN um.roles r ON r.id = m.role_id
+              WHERE i.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active')
+           AND EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.org_id = p_org_id) THEN
+          RAISE EXCEPTION 'no Root of organization % has an identity-provider link', p_org_id
+            USING ERRCODE = 'UM045',
+                  DETAIL = 'Disabling password login now would lock the organization''s Roots out.',
+                  HINT = 'Link a Root''s single sign-on identity first (um_link_identity).';
+        END IF;
+        UPDATE um.organizations o SET password_login_disabled = p_value::boolean WHERE o.id = p_org_id;  -- needs a provider (UM045)
+      END IF;
+    WHEN 'session_lifetime', 'session_idle_timeout' THEN
+      -- seconds, or an interval as a string; stored as seconds
+      IF p_value IS NULL OR p_value = 'null' THEN
+        UPDATE um.organizations o SET settings = o.settings - p_setting WHERE o.id = p_org_id;
+      ELSE
+        BEGIN
+          v_seconds := CASE jsonb_typeof(p_value)
+                         WHEN 'number' THEN (p_value #>> '{}')::numeric
+                         WHEN 'string' THEN extract(epoch FROM (p_value #>> '{}')::interval) END;
+        EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow
+                       OR interval_field_overflow OR numeric_value_out_of_range THEN
+          v_seconds := NULL;
+        END;
+        IF v_seconds IS NULL OR v_seconds < 60 OR v_seconds > 365 * 86400 THEN
+          PERFORM um_internal.raise('UM009', format('setting "%s" takes a duration from 1 minute to 365 days', p_setting), NULL,
+            'Pass seconds (28800) or an interval as a JSON string (''"8 hours"''); null removes the limit.');
+        END IF;
+        UPDATE um.organizations o SET settings = o.settings || jsonb_build_object(p_setting, round(v_seconds)::integer)
+         WHERE o.id = p_org_id;
+        PERFORM um_internal.apply_session_limit(p_org_id, p_setting, round(v_seconds)::integer);
+      END IF;
+    ELSE
+      UPDATE um.organizations o
+         SET settings = CASE WHEN p_value IS NULL OR p_value = 'null' THEN o.settings - p_setting
+                             ELSE o.settings || jsonb_build_object(p_setting, p_value) END
+       WHERE o.id = p_org_id;
+  END CASE;
+  PERFORM um_internal.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
+                   jsonb_build_object('setting', p_setting));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_value jsonb;
+BEGIN
+  PERFORM um_internal.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
+                       'org:update', p_org_id, 'organization', p_org_id);
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um_internal.do_set_org_setting(p_org_id, p_setting, NULL::jsonb);   -- the name's error (UM009)
+  END IF;
+  BEGIN
+    v_value := p_value::jsonb;
+  EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+                 OR program_limit_exceeded THEN
+    -- (the value is not repeated: a setting may hold a secret)
+    PERFORM um_internal.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
+      'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
+      CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
+           WHEN p_setting IN ('session_lifetime', 'session_idle_timeout') THEN 'Pass seconds (28800) or an interval in double quotes: ''"8 hours"''.'
+           WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
+           ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);
+  END;
+  PERFORM um_internal.do_set_org_setting(p_org_id, p_setting, v_value);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION
+  um_internal.session_limits(bigint),
+  um_internal.apply_session_limit(bigint, text, integer),
+  um_internal.current_session_id(),
+  um_internal.do_my_sessions(),
+  um_internal.do_end_session(bigint),
+  um_internal.do_end_other_sessions(),
+  um_internal.do_refresh_session(text),
+  um_internal.new_session(um.users, text, text)
+FROM PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

@@ -49,6 +49,9 @@ static int	session_lifetime_seconds = 12 * 3600;
 static int	password_hash_cost = 10;
 static bool invitations_prove_address = false;
 static bool email_change_ends_sessions = false;
+static int	session_idle_timeout_seconds = 0;
+static char *client_addr_setting = NULL;
+static char *client_user_agent_setting = NULL;
 static int	password_reset_lifetime_seconds = 1800;
 static int	password_reset_interval_seconds = 60;
 
@@ -108,6 +111,32 @@ um_login_init(void)
 							12 * 3600, 60, 365 * 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("um.session_idle_timeout",
+							"How long a session may go unused before it ends (0: no idle limit).",
+							"An organization may set a stricter one (setting session_idle_timeout).",
+							&session_idle_timeout_seconds,
+							0, 0, 365 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	/*
+	 * What the backend knows of its client, for the session a login in the
+	 * same transaction starts (SET LOCAL): anybody may set them, as anybody
+	 * may tell um_login anything.
+	 */
+	DefineCustomStringVariable("um.client_addr",
+							   "The client's IP address, recorded with a session that starts now.",
+							   NULL,
+							   &client_addr_setting,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("um.client_user_agent",
+							   "The client's user agent, recorded with a session that starts now.",
+							   NULL,
+							   &client_user_agent_setting,
+							   "",
+							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
 	DefineCustomBoolVariable("um.email_change_ends_sessions",
 							 "Whether confirming a new email address ends the user's sessions.",
 							 "Off: sessions survive an address change (the person proved both mailboxes' consent).",

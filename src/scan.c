@@ -57,7 +57,7 @@
  * A name starting with '?' is a column an older version's table lacks: until
  * ALTER EXTENSION um UPDATE adds it, it reads as NULL (um_scan_has_col).
  */
-#define LOADER_MAX_COLUMNS 8
+#define LOADER_MAX_COLUMNS 12
 
 typedef struct LoaderTable
 {
@@ -80,8 +80,10 @@ static const LoaderTable loader_tables[NTABLES] = {
 	{"role_inclusions", "role_inclusions_pkey", true, {"org_id", "role_id", "included_role_id"},
 	{INT8OID, INT8OID, INT8OID}},
 	{"sessions", "sessions_token_hash_key", false,
-		{"token_hash", "user_id", "revoked_at", "revoked_reason", "expires_at", "method", "?password_changed_at"},
-	{BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID}},
+		{"token_hash", "user_id", "revoked_at", "revoked_reason", "expires_at", "method", "?password_changed_at",
+		"?idle_timeout", "?last_seen_at", "created_at", "id"},
+	{BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID,
+	INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}},
 	{"organizations", "organizations_pkey", false, {"id", "password_login_disabled"},
 	{INT8OID, BOOLOID}},
 };

@@ -12,14 +12,18 @@
  * a token against the live state on every call: the session must not be
  * expired or ended (logout, password change, suspension, ...), and its user
  * must be active, allowed to log in and not in an organization that has
- * turned password login off.  um_begin only reads, so it works on a hot
- * standby.  Logging in (the password, the failure count, the lockout) is
- * login.c's.
+ * turned password login off, and the session not idle past its timeout.
+ * um_begin reads, and at most every few minutes records the session's use
+ * (last_seen_at) where it may write: on a hot standby or in a read-only
+ * transaction it only reads.  Logging in (the password, the failure count,
+ * the lockout) is login.c's.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
 #include "common/sha2.h"
@@ -28,6 +32,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "parser/parser.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
@@ -39,6 +44,30 @@
 PG_FUNCTION_INFO_V1(um_generate_token);
 PG_FUNCTION_INFO_V1(um_generate_code);
 PG_FUNCTION_INFO_V1(um_begin);
+PG_FUNCTION_INFO_V1(um_current_session_id);
+
+/* last_seen_at is written at most this often (a quarter of a shorter idle timeout) */
+#define TOUCH_INTERVAL_SECONDS	300
+
+#if PG_VERSION_NUM >= 170000
+#define MY_LXID (MyProc->vxid.lxid)
+#else
+#define MY_LXID (MyProc->lxid)
+#endif
+
+/* The session um_begin made acting, for this transaction and that user only */
+static int64 current_session = 0;
+static int64 current_session_user = 0;
+static LocalTransactionId current_session_lxid = InvalidLocalTransactionId;
+
+/* What session_refusal found beyond the refusal: for um_begin's bookkeeping */
+typedef struct SessionSeen
+{
+	int64		session_id;
+	TimestampTz last_use;		/* last_seen_at, or created_at */
+	int			idle_timeout;	/* 0: none */
+	bool		has_last_seen;	/* the column exists (0.3 and later) */
+} SessionSeen;
 
 #define TOKEN_PREFIX		"um_"
 #define TOKEN_PREFIX_LEN	3
@@ -77,7 +106,7 @@ strcasestr_ascii(const char *hay, const char *needle)
 static const char *const secret_functions[] = {
 	"um_login", "um_change_password", "um_set_password", "um_sign_up", "um_begin",
 	"um_logout", "um_accept_invitation", "um_verify_email", "um_reset_password",
-	"um_confirm_email_change", "um_cancel_email_change", NULL
+	"um_confirm_email_change", "um_cancel_email_change", "um_refresh_session", NULL
 };
 
 /* um_session_note_secret: the statement running carries a secret */
@@ -394,6 +423,8 @@ token_well_formed(const char *s, int len)
 	return true;
 }
 
+static void touch_session(const SessionSeen *seen);
+
 static void
 invalid_token(const char *detail)
 {
@@ -412,7 +443,7 @@ invalid_token(const char *detail)
  * DEFINER).  It returns NULL when the session may be used, else why not.
  */
 static const char *
-session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
+session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id, SessionSeen *seen)
 {
 	bytea	   *key = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 	UmScan	   *scan;
@@ -443,9 +474,21 @@ session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id)
 	d = um_scan_col(scan, 4, &isnull);
 	if (reason == NULL && (isnull || DatumGetTimestampTz(d) <= GetCurrentTimestamp()))
 		reason = "expired";
-	password = um_scan_text_is(scan, 5, "password");
+	/* a session of a password, however it began (not of an identity provider or a key) */
+	password = !um_scan_text_is(scan, 5, "sso") && !um_scan_text_is(scan, 5, "key");
 	stamped = um_scan_has_col(scan, 6);		/* (not before the update to 0.3) */
 	stamp = um_scan_col(scan, 6, &stamp_null);
+	seen->session_id = um_scan_int8(scan, 10);
+	seen->has_last_seen = um_scan_has_col(scan, 8);
+	d = um_scan_col(scan, 7, &isnull);
+	seen->idle_timeout = isnull ? 0 : DatumGetInt32(d);
+	d = um_scan_col(scan, 8, &isnull);
+	if (isnull)
+		d = um_scan_col(scan, 9, &isnull);
+	seen->last_use = isnull ? 0 : DatumGetTimestampTz(d);
+	if (reason == NULL && seen->idle_timeout > 0 &&
+		TimestampDifferenceExceeds(seen->last_use, GetCurrentTimestamp(), seen->idle_timeout * 1000))
+		reason = "idle";
 	um_scan_end(scan);
 
 	scan = um_scan_begin(UM_T_USERS, snap, Int64GetDatum(*user_id));
@@ -505,6 +548,7 @@ um_begin(PG_FUNCTION_ARGS)
 	uint8		hash[PG_SHA256_DIGEST_LENGTH];
 	pg_cryptohash_ctx *ctx;
 	Snapshot	snap;
+	SessionSeen seen;
 
 	um_session_note_secret();
 	if (PG_ARGISNULL(0))
@@ -527,7 +571,7 @@ um_begin(PG_FUNCTION_ARGS)
 	 * must not come back to life inside it.
 	 */
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	reason = session_refusal(snap, hash, &user_id);
+	reason = session_refusal(snap, hash, &user_id, &seen);
 	UnregisterSnapshot(snap);
 
 	if (reason != NULL)
@@ -540,9 +584,65 @@ um_begin(PG_FUNCTION_ARGS)
 			invalid_token("The user may not log in (allow_login is false).");
 		else if (strcmp(reason, "password_login_disabled") == 0)
 			invalid_token("An organization of the user has turned password login off.");
+		else if (strcmp(reason, "idle") == 0)
+			invalid_token("The session went unused longer than its idle timeout.");
 		else
 			invalid_token(psprintf("The session was %s.", reason));
 	}
 	um_identity_set(user_id, "um_begin()");
+	current_session = seen.session_id;
+	current_session_user = user_id;
+	current_session_lxid = MY_LXID;
+	touch_session(&seen);
 	PG_RETURN_INT64(user_id);
+}
+
+/*
+ * touch_session: record, coarsely, that the session is in use: at most every
+ * TOUCH_INTERVAL_SECONDS (a quarter of its idle timeout when that is
+ * shorter), as um's owner, without waiting for a lock (a concurrent request
+ * of the same session, or its logout, may hold it: then another request
+ * records it), and never where nothing may be written (a hot standby, a
+ * read-only transaction).  The write belongs to the caller's transaction: a
+ * rollback forgets it, which coarse bookkeeping allows.
+ */
+static void
+touch_session(const SessionSeen *seen)
+{
+	int			interval = TOUCH_INTERVAL_SECONDS;
+	UmRunAs		ra;
+	Oid			types[1] = {INT8OID};
+	Datum		vals[1];
+	int			rc;
+
+	if (!seen->has_last_seen || seen->session_id == 0 || RecoveryInProgress() || XactReadOnly)
+		return;
+	if (seen->idle_timeout > 0 && seen->idle_timeout / 4 < interval)
+		interval = Max(seen->idle_timeout / 4, 1);
+	if (!TimestampDifferenceExceeds(seen->last_use, GetCurrentTimestamp(), interval * 1000))
+		return;
+	vals[0] = Int64GetDatum(seen->session_id);
+	um_run_as_begin(&ra, um_owner(), false);
+	rc = SPI_execute_with_args("UPDATE um.sessions SET last_seen_at = pg_catalog.now()"
+							   " WHERE id OPERATOR(pg_catalog.=) (SELECT s.id FROM um.sessions s"
+							   "  WHERE s.id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED)",
+							   1, types, vals, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "um_begin: could not record the session's use: %s", SPI_result_code_string(rc));
+	um_run_as_end(&ra);
+}
+
+/*
+ * um_internal.current_session_id(): the session this transaction's um_begin
+ * made acting, while that user still is; NULL otherwise (um_act_as, nobody).
+ */
+Datum
+um_current_session_id(PG_FUNCTION_ARGS)
+{
+	int64		user_id;
+
+	if (current_session == 0 || current_session_lxid != MY_LXID ||
+		!um_identity_get(&user_id) || user_id != current_session_user)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(current_session);
 }

@@ -261,7 +261,8 @@ typedef enum UmTable
 	UM_T_TEAM_MEMBERS,			/* user_id; org_id */
 	UM_T_ROLE_PERMISSIONS,		/* org_id; role_id, permission */
 	UM_T_ROLE_INCLUSIONS,		/* org_id; role_id, included_role_id */
-	UM_T_SESSIONS,				/* token_hash; user_id, revoked_at, revoked_reason, expires_at, method, password_changed_at */
+	UM_T_SESSIONS,				/* token_hash; user_id, revoked_at, revoked_reason, expires_at, method,
+								 * password_changed_at, idle_timeout, last_seen_at, created_at, id */
 	UM_T_ORGANIZATIONS,			/* id; password_login_disabled */
 	UM_NTABLES
 } UmTable;

@@ -394,14 +394,22 @@ CREATE TABLE um.sessions (
   token_hash bytea NOT NULL CONSTRAINT sessions_token_hash_key UNIQUE,
   created_at timestamptz NOT NULL DEFAULT now(),
   expires_at timestamptz NOT NULL,
-  method text NOT NULL DEFAULT 'password' CONSTRAINT sessions_method_check CHECK (method IN ('password', 'sso')),
+  method text NOT NULL DEFAULT 'password'
+    CONSTRAINT sessions_method_check CHECK (method IN ('password', 'reset', 'invitation', 'verification', 'sso', 'key')),
   revoked_at timestamptz,
   revoked_reason text,
   password_changed_at timestamptz,
+  last_seen_at timestamptz,
+  idle_timeout integer CONSTRAINT sessions_idle_timeout_check CHECK (idle_timeout > 0),
+  client_addr inet,
+  user_agent text CONSTRAINT sessions_user_agent_check CHECK (char_length(user_agent) <= 512),
+  assurance_level smallint NOT NULL DEFAULT 1 CONSTRAINT sessions_assurance_level_check CHECK (assurance_level IN (1, 2)),
+  previous_token_hash bytea,
   CONSTRAINT sessions_expiry_check CHECK (expires_at > created_at),
   CONSTRAINT sessions_revoked_check CHECK ((revoked_at IS NULL) = (revoked_reason IS NULL))
 );
 CREATE INDEX sessions_user_id_idx ON um.sessions (user_id);
+CREATE INDEX sessions_previous_token_hash_idx ON um.sessions (previous_token_hash) WHERE previous_token_hash IS NOT NULL;
 COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never stored, only its SHA-256';
 COMMENT ON COLUMN um.sessions.revoked_reason IS 'why the session ended early: logout, logout of all sessions, password change, suspension, loss of login';
 COMMENT ON COLUMN um.sessions.id IS 'the session''s id';
@@ -409,8 +417,14 @@ COMMENT ON COLUMN um.sessions.user_id IS 'whose session it is';
 COMMENT ON COLUMN um.sessions.token_hash IS 'SHA-256 of the session token um_login returned; um_begin looks it up';
 COMMENT ON COLUMN um.sessions.created_at IS 'when the user logged in';
 COMMENT ON COLUMN um.sessions.expires_at IS 'the session ends then (um.session_lifetime after login)';
-COMMENT ON COLUMN um.sessions.method IS 'how the user signed in: password (um_login) or sso (an identity provider; no um function starts such a session yet)';
+COMMENT ON COLUMN um.sessions.method IS 'how the session began: password (um_login, um_change_password), reset (um_reset_password_and_login), invitation (um_accept_invitation_and_login), verification (um_verify_email_and_login), sso or key (identity providers and API keys: no um function starts those yet)';
 COMMENT ON COLUMN um.sessions.revoked_at IS 'when the session was ended early; NULL while it lasts';
+COMMENT ON COLUMN um.sessions.last_seen_at IS 'when um_begin last used it, coarsely (written at most every 5 minutes, never on a standby or in a read-only transaction); NULL: not since it began';
+COMMENT ON COLUMN um.sessions.idle_timeout IS 'seconds without use after which it ends (um.session_idle_timeout, or a stricter organization''s session_idle_timeout); NULL: none';
+COMMENT ON COLUMN um.sessions.client_addr IS 'the client''s address, as the backend passed it at login (SET LOCAL um.client_addr)';
+COMMENT ON COLUMN um.sessions.user_agent IS 'the client''s user agent, as the backend passed it at login (SET LOCAL um.client_user_agent), 512 characters at most';
+COMMENT ON COLUMN um.sessions.assurance_level IS '1: one factor; 2: a second factor was proven';
+COMMENT ON COLUMN um.sessions.previous_token_hash IS 'SHA-256 of the token um_refresh_session replaced: presented again, it ends the session (a stolen token in use)';
 COMMENT ON COLUMN um.sessions.password_changed_at IS 'the user''s password_changed_at that the login saw: um_begin refuses the session once the password changed since, even if the login committed after the change';
 
 CREATE TABLE um.identity_providers (

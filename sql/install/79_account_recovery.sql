@@ -242,7 +242,7 @@ DECLARE
   v_id bigint := um_internal.do_reset_password(p_secret, p_new_password, p_email);
 BEGIN
   SELECT * INTO v FROM um.users u WHERE u.id = v_id;
-  RETURN um_internal.new_session(v, 'user.login');
+  RETURN um_internal.new_session(v, 'user.login', 'reset');
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_reset_password_and_login(text, text, text) IS

@@ -375,7 +375,7 @@ BEGIN
   SELECT * INTO v FROM um.users u WHERE u.id = v_id;
   v_refusal := um_internal.login_refusal(v, false);
   PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
-  RETURN um_internal.new_session(v, 'user.login');
+  RETURN um_internal.new_session(v, 'user.login', 'verification');
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_verify_email_and_login(text, text) IS

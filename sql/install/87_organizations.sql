@@ -188,6 +188,7 @@ DECLARE
   v_actor bigint := um_internal.authorize('organization.set_setting',
                                  format('change settings of organization %s', p_org_id),
                                  'org:update', p_org_id, 'organization', p_org_id);
+  v_seconds numeric;
 BEGIN
   IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
     PERFORM um_internal.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
@@ -218,6 +219,27 @@ BEGIN
                   HINT = 'Link a Root''s single sign-on identity first (um_link_identity).';
         END IF;
         UPDATE um.organizations o SET password_login_disabled = p_value::boolean WHERE o.id = p_org_id;  -- needs a provider (UM045)
+      END IF;
+    WHEN 'session_lifetime', 'session_idle_timeout' THEN
+      -- seconds, or an interval as a string; stored as seconds
+      IF p_value IS NULL OR p_value = 'null' THEN
+        UPDATE um.organizations o SET settings = o.settings - p_setting WHERE o.id = p_org_id;
+      ELSE
+        BEGIN
+          v_seconds := CASE jsonb_typeof(p_value)
+                         WHEN 'number' THEN (p_value #>> '{}')::numeric
+                         WHEN 'string' THEN extract(epoch FROM (p_value #>> '{}')::interval) END;
+        EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow
+                       OR interval_field_overflow OR numeric_value_out_of_range THEN
+          v_seconds := NULL;
+        END;
+        IF v_seconds IS NULL OR v_seconds < 60 OR v_seconds > 365 * 86400 THEN
+          PERFORM um_internal.raise('UM009', format('setting "%s" takes a duration from 1 minute to 365 days', p_setting), NULL,
+            'Pass seconds (28800) or an interval as a JSON string (''"8 hours"''); null removes the limit.');
+        END IF;
+        UPDATE um.organizations o SET settings = o.settings || jsonb_build_object(p_setting, round(v_seconds)::integer)
+         WHERE o.id = p_org_id;
+        PERFORM um_internal.apply_session_limit(p_org_id, p_setting, round(v_seconds)::integer);
       END IF;
     ELSE
       UPDATE um.organizations o
@@ -257,6 +279,7 @@ BEGIN
     PERFORM um_internal.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
       'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
       CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
+           WHEN p_setting IN ('session_lifetime', 'session_idle_timeout') THEN 'Pass seconds (28800) or an interval in double quotes: ''"8 hours"''.'
            WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
            ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);
   END;

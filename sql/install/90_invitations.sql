@@ -247,7 +247,7 @@ BEGIN
   SELECT * INTO v FROM um.users u WHERE u.id = v_id;
   v_refusal := um_internal.login_refusal(v, false);
   PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);   -- e.g. single sign-on: nothing stays
-  RETURN um_internal.new_session(v, 'user.login');
+  RETURN um_internal.new_session(v, 'user.login', 'invitation');
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_accept_invitation_and_login(text, text, text) IS
