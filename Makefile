@@ -16,7 +16,7 @@ EXTENSION   = um
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" um.control)
 
 MODULE_big  = um
-OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/login.o src/audit_writer.o src/protect.o src/lifecycle.o src/monitor.o src/owner.o src/reference.o src/guards.o src/scan.o src/planner.o
+OBJS        = src/um.o src/permname.o src/identity.o src/cache.o src/evaluator.o src/support.o src/session.o src/login.o src/audit_writer.o src/protect.o src/lifecycle.o src/monitor.o src/owner.o src/reference.o src/guards.o src/scan.o src/planner.o src/totp.o
 
 DATA_built  = sql/um--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard sql/um--*.sql))

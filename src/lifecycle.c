@@ -66,7 +66,8 @@ static const char *const secret_bodies[] = {
 	"do_verify_email", "do_verify_email_and_login",
 	"do_login", "do_change_password", "do_set_password", "do_logout",
 	"do_reset_password", "do_reset_password_and_login",
-	"do_confirm_email_change", "do_cancel_email_change", "do_refresh_session", NULL
+	"do_confirm_email_change", "do_cancel_email_change", "do_refresh_session",
+	"do_confirm_totp", "do_remove_factor", "do_regenerate_recovery_codes", NULL
 };
 
 static bool

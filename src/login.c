@@ -50,6 +50,7 @@ static int	password_hash_cost = 10;
 static bool invitations_prove_address = false;
 static bool email_change_ends_sessions = false;
 static int	session_idle_timeout_seconds = 0;
+static char *mfa_issuer = NULL;
 static char *client_addr_setting = NULL;
 static char *client_user_agent_setting = NULL;
 static int	password_reset_lifetime_seconds = 1800;
@@ -136,6 +137,13 @@ um_login_init(void)
 							   &client_user_agent_setting,
 							   "",
 							   PGC_USERSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("um.mfa_issuer",
+							   "The issuer authenticator apps show for um's TOTP factors.",
+							   "Your service's name, as in otpauth://totp/<issuer>:<email>.",
+							   &mfa_issuer,
+							   "um",
+							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
 	DefineCustomBoolVariable("um.email_change_ends_sessions",
 							 "Whether confirming a new email address ends the user's sessions.",

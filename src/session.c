@@ -106,7 +106,8 @@ strcasestr_ascii(const char *hay, const char *needle)
 static const char *const secret_functions[] = {
 	"um_login", "um_change_password", "um_set_password", "um_sign_up", "um_begin",
 	"um_logout", "um_accept_invitation", "um_verify_email", "um_reset_password",
-	"um_confirm_email_change", "um_cancel_email_change", "um_refresh_session", NULL
+	"um_confirm_email_change", "um_cancel_email_change", "um_refresh_session",
+	"um_confirm_totp", "um_remove_factor", "um_regenerate_recovery_codes", NULL
 };
 
 /* um_session_note_secret: the statement running carries a secret */

@@ -146,22 +146,6 @@ COMMENT ON COLUMN um.role_inclusions.org_id IS 'the organization of both roles';
 COMMENT ON COLUMN um.role_inclusions.role_id IS 'the including role';
 COMMENT ON COLUMN um.role_inclusions.included_role_id IS 'the role whose permissions role_id also grants';
 
--- What an application keeps in um.users.attributes, key by key, and who may
--- change each (78_profile.sql): an attribute that decides data access must
--- not be changed by the user it restricts.
-CREATE TABLE um.user_attribute_rules (
-  key text PRIMARY KEY CONSTRAINT user_attribute_rules_key_check CHECK (key ~ '^[a-z][a-z0-9_]{0,62}$'),
-  editable_by text NOT NULL DEFAULT 'admin'
-    CONSTRAINT user_attribute_rules_editable_by_check CHECK (editable_by IN ('user', 'admin', 'nobody')),
-  description text,
-  created_at timestamptz NOT NULL DEFAULT now()
-);
-COMMENT ON TABLE um.user_attribute_rules IS 'the keys of um.users.attributes the application declared (um_declare_user_attribute), each with who may change it; other keys only um administrators set';
-COMMENT ON COLUMN um.user_attribute_rules.key IS 'the attribute''s key: a lowercase identifier';
-COMMENT ON COLUMN um.user_attribute_rules.editable_by IS 'user: the user (um_update_profile) and admins; admin: admins with user:update in each of the user''s organizations (um_update_user), never the user; nobody: um administrators only (read-only for tenants)';
-COMMENT ON COLUMN um.user_attribute_rules.description IS 'what the attribute means, for forms and reviews';
-COMMENT ON COLUMN um.user_attribute_rules.created_at IS 'when it was declared';
-
 CREATE TABLE um.permissions (
   name text PRIMARY KEY CONSTRAINT permissions_name_check CHECK (um_internal.permission_name_is_valid(name, false)),
   resource text GENERATED ALWAYS AS (split_part(name, ':', 1)) STORED,
@@ -509,45 +493,6 @@ COMMENT ON COLUMN um.verification_tokens.sets_password IS
   'a claim: whoever redeems it proves the mailbox and chooses the password, so no password someone else set survives (um_resend_verification, every sign-up, an administrator''s new user)';
 COMMENT ON COLUMN um.verification_tokens.claim IS
   'asked for by a sign-up: whoever redeems it gets the account without what others attached to it while its mailbox was unproven (memberships, teams, grants, identity links, mobile number, attributes); kept by every later token until the address is verified';
--- Password resets (79_account_recovery.sql): at most one live request per
--- user, its link token and its code stored only as hashes.
-CREATE TABLE um.password_resets (
-  user_id bigint PRIMARY KEY REFERENCES um.users ON DELETE CASCADE,
-  token_hash bytea NOT NULL CONSTRAINT password_resets_token_hash_key UNIQUE,
-  code_hash bytea NOT NULL,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  expires_at timestamptz NOT NULL,
-  code_attempts integer NOT NULL DEFAULT 0,
-  CONSTRAINT password_resets_expiry_check CHECK (expires_at > created_at)
-);
-CREATE INDEX password_resets_expires_at_idx ON um.password_resets (expires_at);
-COMMENT ON TABLE um.password_resets IS 'outstanding password resets (um_request_password_reset), one per user, single use; the secrets themselves are never stored';
-COMMENT ON COLUMN um.password_resets.user_id IS 'whose password the reset sets';
-COMMENT ON COLUMN um.password_resets.token_hash IS 'SHA-256 of the link token mailed to the user';
-COMMENT ON COLUMN um.password_resets.code_hash IS 'SHA-256 of token_hash and the code mailed with it (um_internal.reset_code_hash)';
-COMMENT ON COLUMN um.password_resets.created_at IS 'when it was asked for: a new request replaces it only um.password_reset_interval later';
-COMMENT ON COLUMN um.password_resets.expires_at IS 'it can be redeemed until then (um.password_reset_lifetime after the request)';
-COMMENT ON COLUMN um.password_resets.code_attempts IS 'wrong codes tried against this request (counted in a transaction of their own); at um.login_max_failures the code is spent, the link still works';
--- Email changes (76_email_change.sql): at most one pending per user; the
--- new address takes effect only when its mailbox confirms it.
-CREATE TABLE um.email_changes (
-  user_id bigint PRIMARY KEY REFERENCES um.users ON DELETE CASCADE,
-  new_email text NOT NULL CONSTRAINT email_changes_new_email_check CHECK (um_internal.email_is_valid(new_email)),
-  requested_by bigint,
-  confirm_hash bytea CONSTRAINT email_changes_confirm_hash_key UNIQUE,
-  cancel_hash bytea CONSTRAINT email_changes_cancel_hash_key UNIQUE,
-  created_at timestamptz NOT NULL DEFAULT now(),
-  expires_at timestamptz NOT NULL,
-  CONSTRAINT email_changes_expiry_check CHECK (expires_at > created_at)
-);
-COMMENT ON TABLE um.email_changes IS 'pending email address changes (um_request_email_change), one per user; the secrets themselves are never stored';
-COMMENT ON COLUMN um.email_changes.user_id IS 'whose address changes';
-COMMENT ON COLUMN um.email_changes.new_email IS 'the address asked for; it replaces the user''s once its mailbox confirms (um_confirm_email_change)';
-COMMENT ON COLUMN um.email_changes.requested_by IS 'the acting user who asked (the user, or an admin); NULL for a um administrator';
-COMMENT ON COLUMN um.email_changes.confirm_hash IS 'SHA-256 of the confirmation token mailed to the new address (NULL until um_email_change_mail issues it)';
-COMMENT ON COLUMN um.email_changes.cancel_hash IS 'SHA-256 of the cancel token mailed to the old address with the notice';
-COMMENT ON COLUMN um.email_changes.created_at IS 'when it was asked for';
-COMMENT ON COLUMN um.email_changes.expires_at IS 'it can be confirmed until then (24 hours after the request)';
 
 -- Domains an organization owns.  The backend proves ownership (a DNS TXT
 -- record, say) and records it with um_add_org_domain; a tenant user creates
@@ -570,7 +515,6 @@ COMMENT ON COLUMN um.organization_domains.id IS 'the record''s id (audit events 
 COMMENT ON COLUMN um.organization_domains.org_id IS 'the organization that owns it';
 COMMENT ON COLUMN um.organization_domains.domain IS 'the domain, in lowercase (punycode for internationalized ones); one organization owns it';
 COMMENT ON COLUMN um.organization_domains.verified_at IS 'when a um administrator recorded the proof';
-
 
 -- The registry of um's tables: what each holds for the rest of um.  The
 -- cache's invalidation triggers (70_evaluator.sql), the row-level security
@@ -632,6 +576,8 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('verification_tokens', 'secret', NULL, NULL, false, NULL, NULL, ''),
   ('password_resets',   'secret', NULL, NULL, false, NULL, NULL, NULL),   -- not dumped: a dump must not carry a code's hash (8 digits are searched in a second)
   ('email_changes',     'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('mfa_factors',       'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('mfa_recovery_codes', 'secret', NULL, NULL, false, NULL, NULL, ''),
   ('user_attribute_rules', 'catalog', NULL, NULL, false, NULL, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';

@@ -147,7 +147,9 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM074', 'outside_domains', 403, 'an account for an address outside the organization''s domains'),
   ('UM075', 'attribute_not_editable', 403, 'a user attribute the caller may not change (admin-only for its own user, read-only for tenants)'),
   ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference'),
-  ('UM081', 'still_referenced', 409, 'the organization or scope node is still referenced')
+  ('UM081', 'still_referenced', 409, 'the organization or scope node is still referenced'),
+  ('UM090', 'factor_code_not_valid', 401, 'the second-factor code is not valid (not the current code of a confirmed factor, used already, no recovery code of the user''s, or the account is locked)'),
+  ('UM091', 'unknown_factor', 404, 'unknown factor, or no pending enrolment of the acting user''s')
   ) AS v (sqlstate, name, http_status, meaning);
 COMMENT ON VIEW um.error_codes IS 'um''s error codes (class UM): name, HTTP status and meaning, for an application to map errors';
 COMMENT ON COLUMN um.error_codes.sqlstate IS 'the SQLSTATE, e.g. UM060';

@@ -124,6 +124,11 @@ BEGIN
            'email_change', (SELECT jsonb_build_object('new_email', c.new_email, 'requested_at', c.created_at,
                                                       'expires_at', c.expires_at)
                               FROM um.email_changes c WHERE c.user_id = u.id),
+           'second_factors', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'kind', f.kind, 'name', f.name, 'enrolled_at', f.created_at, 'confirmed_at', f.confirmed_at,
+                                'last_used_at', f.last_used_at) ORDER BY f.id), '[]')
+                                FROM um.mfa_factors f WHERE f.user_id = u.id),
+           'recovery_codes_left', (SELECT count(*) FROM um.mfa_recovery_codes r WHERE r.user_id = u.id),
            'identities', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                             'provider', p.name, 'subject', i.subject, 'linked_at', i.created_at) ORDER BY p.id), '[]')
                             FROM um.user_identities i JOIN um.identity_providers p ON p.id = i.provider_id

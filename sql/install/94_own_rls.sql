@@ -90,6 +90,10 @@ COMMENT ON POLICY um_administrators ON um.password_resets IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.email_changes IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.mfa_factors IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.mfa_recovery_codes IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.organization_domains IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 

@@ -50,6 +50,8 @@ INSERT INTO um.password_resets (user_id, token_hash, code_hash, expires_at) VALU
 SELECT um_declare_user_attribute('clearance', 'admin', 'what the reports policy reads');
 SELECT um_update_user(:cy, attributes => '{"clearance": "high"}');
 SELECT um_request_email_change('cy@new.example', :cy);
+INSERT INTO um.mfa_factors (user_id, kind, name, totp_secret, confirmed_at) VALUES (:cy, 'totp', 'Phone', '\x3132333435363738393031323334353637383930', now());
+INSERT INTO um.mfa_recovery_codes (user_id, code_hash) VALUES (:cy, '\xabcd');
 INSERT INTO um.identity_providers (org_id, name, protocol, issuer) VALUES (:acme, 'Okta', 'oidc', 'https://acme.okta.example')
   RETURNING id AS idp \gset
 INSERT INTO um.user_identities (org_id, provider_id, subject, user_id) VALUES (:acme, :idp, 'sub-123', :bob);

@@ -1,0 +1,299 @@
+-- Second factors, first part (issue 17, item 5): TOTP factors (enrol with a
+-- secret and an otpauth URI, confirm with a first code), single-use
+-- recovery codes, listing and removing factors.  Proving a factor is
+-- counted like a password (src/login.c: a wrong code is a failed login, the
+-- Nth in a row locks the account), a TOTP code is accepted once (its step is
+-- kept), and removing a confirmed factor or regenerating the recovery codes
+-- takes a proof now (a code of a confirmed factor, or a recovery code).
+-- Logging in with a second factor, level-2 sessions and organizations that
+-- require them build on this (not yet here).
+
+-- ---------------------------------------------------------------------------
+-- C primitives (src/totp.c)
+
+CREATE FUNCTION um_internal.totp_secret()
+RETURNS bytea AS 'MODULE_PATHNAME', 'um_totp_secret' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION um_internal.totp_secret() IS 'internal: a fresh TOTP secret, 160 bits from pg_strong_random()';
+
+CREATE FUNCTION um_internal.totp_base32(secret bytea)
+RETURNS text AS 'MODULE_PATHNAME', 'um_totp_base32' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION um_internal.totp_base32(bytea) IS 'internal: RFC 4648 base32 (unpadded), the form authenticator apps take a secret in';
+
+CREATE FUNCTION um_internal.totp_code(secret bytea, step bigint)
+RETURNS text AS 'MODULE_PATHNAME', 'um_totp_code' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION um_internal.totp_code(bytea, bigint) IS 'internal: the 6-digit code of a 30-second step (RFC 6238, HMAC-SHA1)';
+
+CREATE FUNCTION um_internal.totp_match(secret bytea, code text, after_step bigint)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_totp_match' LANGUAGE C VOLATILE PARALLEL SAFE;
+COMMENT ON FUNCTION um_internal.totp_match(bytea, text, bigint) IS
+  'internal: the step (now, one before or one after, later than after_step) whose code this is, or NULL; compared in constant time';
+
+-- ---------------------------------------------------------------------------
+-- Rules
+
+-- A user's fresh recovery codes (the old ones end): 10 of 80 random bits.
+CREATE FUNCTION um_internal.new_recovery_codes(p_user_id bigint)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_codes text[] := '{}';
+  v_code text;
+BEGIN
+  DELETE FROM um.mfa_recovery_codes r WHERE r.user_id = p_user_id;
+  FOR i IN 1..10 LOOP
+    v_code := lower(left(um_internal.totp_base32(um_internal.totp_secret()), 16));
+    v_code := substr(v_code, 1, 4) || '-' || substr(v_code, 5, 4) || '-' || substr(v_code, 9, 4) || '-' || substr(v_code, 13, 4);
+    INSERT INTO um.mfa_recovery_codes (user_id, code_hash) VALUES (p_user_id, um_internal.recovery_code_hash(p_user_id, v_code));
+    v_codes := v_codes || v_code;
+  END LOOP;
+  RETURN v_codes;
+END
+$$;
+COMMENT ON FUNCTION um_internal.new_recovery_codes(bigint) IS
+  'internal: replaces a user''s recovery codes with 10 fresh ones (80 random bits each, stored as hashes) and returns them';
+
+CREATE FUNCTION um_internal.recovery_code_hash(p_user_id bigint, p_code text)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN pg_catalog.sha256(pg_catalog.convert_to(p_user_id::text || ':' || lower(replace(btrim(p_code), ' ', '')), 'UTF8'));
+COMMENT ON FUNCTION um_internal.recovery_code_hash(bigint, text) IS
+  'internal: what um.mfa_recovery_codes stores for a code: SHA-256 of the user id and the code (case and blanks ignored)';
+
+-- Prove a second factor now: a code of one of the user's confirmed TOTP
+-- factors (accepted once), or one of their recovery codes (spent).  Counted
+-- like a password, where no ROLLBACK forgets it; a locked account proves
+-- nothing.  Returns how ('totp' or 'recovery'), or raises UM090.
+CREATE FUNCTION um_internal.prove_second_factor(p_user_id bigint, p_code text, p_action text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_settings record := um_internal.login_settings();
+  v_how text;
+  v_step bigint;
+  f record;
+  v_rec record;
+BEGIN
+  -- the factors locked first: two uses of one code at once, one wins
+  FOR f IN SELECT m.id, m.totp_secret, m.last_step FROM um.mfa_factors m
+            WHERE m.user_id = p_user_id AND m.kind = 'totp' AND m.confirmed_at IS NOT NULL
+            ORDER BY m.id FOR UPDATE LOOP
+    v_step := um_internal.totp_match(f.totp_secret, coalesce(p_code, ''), f.last_step);
+    IF v_step IS NOT NULL AND v_how IS NULL THEN
+      UPDATE um.mfa_factors m SET last_step = v_step, last_used_at = now() WHERE m.id = f.id;
+      v_how := 'totp';
+    END IF;
+  END LOOP;
+  IF v_how IS NULL THEN
+    DELETE FROM um.mfa_recovery_codes r
+     WHERE r.user_id = p_user_id AND r.code_hash = um_internal.recovery_code_hash(p_user_id, coalesce(p_code, ''));
+    IF FOUND THEN
+      v_how := 'recovery';
+    END IF;
+  END IF;
+  v_rec := um_internal.record_login(p_user_id, p_action, CASE WHEN v_how IS NULL THEN 'wrong' ELSE 'success' END,
+                                    CASE WHEN v_how IS NULL THEN 'wrong second-factor code' END);
+  IF v_how IS NULL OR v_rec.was_locked THEN
+    PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
+      'It is not the current code of a confirmed factor, was used already, or is no recovery code of yours; or the account is locked.',
+      format('Type the code your authenticator app shows now, or a recovery code; after %s failures in a row the account is locked for %s.',
+             v_settings.max_failures,
+             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
+                  ELSE v_settings.lockout_seconds || ' seconds' END));
+  END IF;
+  RETURN v_how;
+END
+$$;
+COMMENT ON FUNCTION um_internal.prove_second_factor(bigint, text, text) IS
+  'internal: checks a TOTP code (once per step) or spends a recovery code of the user, counted like a password (UM090 when wrong or locked); returns totp or recovery';
+
+-- The acting user, themself (not impersonated), for a factor call.
+CREATE FUNCTION um_internal.factor_owner(p_action text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: factors are the acting user''s.');
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.deny(p_action, NULL, 'user', v_actor, 'UM071',
+      'cannot change second factors while impersonating', 'A user''s factors are theirs alone.', 'Call um_end_impersonation() first.');
+  END IF;
+  RETURN v_actor;
+END
+$$;
+COMMENT ON FUNCTION um_internal.factor_owner(text) IS 'internal: the acting user for a call on their own factors; UM072 nobody, UM071 impersonating';
+
+-- ---------------------------------------------------------------------------
+-- Bodies
+
+CREATE FUNCTION um_internal.do_enroll_totp(p_name text, OUT factor_id bigint, OUT secret text, OUT otpauth_uri text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.enroll_factor');
+  v_secret bytea := um_internal.totp_secret();
+  v_email text;
+  v_issuer text := coalesce(nullif(current_setting('um.mfa_issuer', true), ''), 'um');
+BEGIN
+  IF (SELECT count(*) FROM um.mfa_factors m WHERE m.user_id = v_user) >= 10 THEN
+    PERFORM um_internal.raise('UM009', 'a user has at most 10 factors', NULL,
+      'Remove a factor you no longer use (um_remove_factor), or finish a pending enrolment.');
+  END IF;
+  -- a pending enrolment of the same name is replaced (a new QR code)
+  DELETE FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NULL AND m.name = coalesce(p_name, 'Authenticator');
+  INSERT INTO um.mfa_factors (user_id, kind, name, totp_secret)
+  VALUES (v_user, 'totp', coalesce(p_name, 'Authenticator'), v_secret)
+  RETURNING id INTO factor_id;
+  SELECT u.email INTO v_email FROM um.users u WHERE u.id = v_user;
+  secret := um_internal.totp_base32(v_secret);
+  otpauth_uri := format('otpauth://totp/%s:%s?secret=%s&issuer=%s&algorithm=SHA1&digits=6&period=30',
+                        replace(replace(v_issuer, '%', '%25'), ' ', '%20'), replace(v_email, '@', '%40'), secret,
+                        replace(replace(v_issuer, '%', '%25'), ' ', '%20'));
+  PERFORM um_internal.audit('user.enroll_factor', NULL, 'user', v_user, jsonb_build_object('factor_id', factor_id, 'kind', 'totp'));
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_enroll_totp(text) IS
+  'body of um_enroll_totp: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_enroll_totp (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_confirm_totp(p_factor_id bigint, p_code text)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.confirm_factor');
+  v um.mfa_factors;
+  v_step bigint;
+  v_first boolean;
+  v_rec record;
+  v_settings record := um_internal.login_settings();
+BEGIN
+  SELECT * INTO v FROM um.mfa_factors m WHERE m.id = p_factor_id AND m.user_id = v_user AND m.kind = 'totp' FOR UPDATE;
+  IF NOT FOUND OR v.confirmed_at IS NOT NULL THEN
+    PERFORM um_internal.raise('UM091', format('factor %s is not a pending enrolment of yours', p_factor_id), NULL,
+      'Enrol again (um_enroll_totp) and confirm with the code the app then shows.');
+  END IF;
+  v_step := um_internal.totp_match(v.totp_secret, coalesce(p_code, ''), v.last_step);
+  v_rec := um_internal.record_login(v_user, 'user.confirm_factor', CASE WHEN v_step IS NULL THEN 'wrong' ELSE 'success' END,
+                                    CASE WHEN v_step IS NULL THEN 'wrong second-factor code' END);
+  IF v_step IS NULL OR v_rec.was_locked THEN
+    PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
+      'It is not the code the authenticator app shows now for this enrolment, or the account is locked.',
+      format('Type the current code; after %s failures in a row the account is locked for %s.', v_settings.max_failures,
+             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
+                  ELSE v_settings.lockout_seconds || ' seconds' END));
+  END IF;
+  v_first := NOT EXISTS (SELECT 1 FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NOT NULL);
+  UPDATE um.mfa_factors m SET confirmed_at = now(), last_step = v_step, last_used_at = now() WHERE m.id = v.id;
+  PERFORM um_internal.audit('user.confirm_factor', NULL, 'user', v_user, jsonb_build_object('factor_id', v.id));
+  -- the first factor comes with recovery codes, shown this once
+  RETURN CASE WHEN v_first THEN um_internal.new_recovery_codes(v_user) ELSE '{}'::text[] END;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_confirm_totp(bigint, text) IS
+  'body of um_confirm_totp: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_confirm_totp (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_my_factors(OUT factor_id bigint, OUT kind text, OUT name text, OUT confirmed boolean,
+                                          OUT created_at timestamptz, OUT last_used_at timestamptz,
+                                          OUT recovery_codes_left integer)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.list_factors');
+BEGIN
+  RETURN QUERY
+    SELECT m.id, m.kind, m.name, m.confirmed_at IS NOT NULL, m.created_at, m.last_used_at,
+           (SELECT count(*)::integer FROM um.mfa_recovery_codes r WHERE r.user_id = v_user)
+      FROM um.mfa_factors m WHERE m.user_id = v_user ORDER BY m.id;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_my_factors() IS
+  'body of um_my_factors: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_my_factors (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_remove_factor(p_factor_id bigint, p_code text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.remove_factor');
+  v um.mfa_factors;
+BEGIN
+  SELECT * INTO v FROM um.mfa_factors m WHERE m.id = p_factor_id AND m.user_id = v_user;
+  IF NOT FOUND THEN
+    PERFORM um_internal.raise('UM091', format('factor %s is not one of yours', p_factor_id), NULL,
+      'See your factors with um_my_factors().');
+  END IF;
+  IF v.confirmed_at IS NOT NULL THEN
+    -- a session alone does not take a factor away: a proof now does
+    PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.remove_factor');
+  END IF;
+  DELETE FROM um.mfa_factors m WHERE m.id = v.id;
+  IF NOT EXISTS (SELECT 1 FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NOT NULL) THEN
+    DELETE FROM um.mfa_recovery_codes r WHERE r.user_id = v_user;      -- no factor, nothing to recover
+  END IF;
+  PERFORM um_internal.audit('user.remove_factor', NULL, 'user', v_user, jsonb_build_object('factor_id', v.id));
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_remove_factor(bigint, text) IS
+  'body of um_remove_factor: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_remove_factor (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_regenerate_recovery_codes(p_code text)
+RETURNS text[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.regenerate_recovery_codes');
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NOT NULL) THEN
+    PERFORM um_internal.raise('UM009', 'recovery codes need a confirmed factor', NULL, 'Enrol and confirm a factor first (um_enroll_totp).');
+  END IF;
+  PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.regenerate_recovery_codes');
+  PERFORM um_internal.audit('user.regenerate_recovery_codes', NULL, 'user', v_user, '{}');
+  RETURN um_internal.new_recovery_codes(v_user);
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_regenerate_recovery_codes(text) IS
+  'body of um_regenerate_recovery_codes: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_regenerate_recovery_codes (EXECUTE held by nobody)';
+
+-- ---------------------------------------------------------------------------
+-- The public functions: each is src/lifecycle.c's entry point, which calls
+-- um_internal.do_<name> with the calling role.  None is STRICT: a NULL
+-- argument gets the error that names it.
+
+CREATE FUNCTION @extschema@.um_enroll_totp(name text DEFAULT 'Authenticator', OUT factor_id bigint, OUT secret text,
+                                           OUT otpauth_uri text)
+RETURNS record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_enroll_totp(text) IS
+  'the acting user starts enrolling an authenticator app: a pending factor, its secret (base32) and the otpauth URI for a QR code; um_confirm_totp with a first code makes it a factor';
+
+CREATE FUNCTION @extschema@.um_confirm_totp(factor_id bigint, code text)
+RETURNS text[] AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_confirm_totp(bigint, text) IS
+  'confirm a pending TOTP enrolment with the code the app shows; returns the recovery codes (shown once) for the first factor, else an empty array';
+
+CREATE FUNCTION @extschema@.um_my_factors(OUT factor_id bigint, OUT kind text, OUT name text, OUT confirmed boolean,
+                                          OUT created_at timestamptz, OUT last_used_at timestamptz,
+                                          OUT recovery_codes_left integer)
+RETURNS SETOF record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 3;
+COMMENT ON FUNCTION @extschema@.um_my_factors() IS 'the acting user''s second factors (never their secrets), and how many recovery codes are left';
+
+CREATE FUNCTION @extschema@.um_remove_factor(factor_id bigint, code text DEFAULT NULL)
+RETURNS void AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_remove_factor(bigint, text) IS
+  'remove one of the acting user''s factors; a confirmed one takes a proof now (a current code or a recovery code)';
+
+CREATE FUNCTION @extschema@.um_regenerate_recovery_codes(code text)
+RETURNS text[] AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_regenerate_recovery_codes(text) IS
+  'fresh recovery codes for the acting user (the old ones end), against a proof now (a current code or a recovery code)';
