@@ -5747,7 +5747,9 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM080', 'cannot_protect', 500, 'cannot protect the table (no such column, not bigint, not a table), or register a user reference'),
   ('UM081', 'still_referenced', 409, 'the organization or scope node is still referenced'),
   ('UM090', 'factor_code_not_valid', 401, 'the second-factor code is not valid (not the current code of a confirmed factor, used already, no recovery code of the user''s, or the account is locked)'),
-  ('UM091', 'unknown_factor', 404, 'unknown factor, or no pending enrolment of the acting user''s')
+  ('UM091', 'unknown_factor', 404, 'unknown factor, or no pending enrolment of the acting user''s'),
+  ('UM092', 'second_factor_required', 403, 'the organization requires a second factor and the session is at assurance level 1 (every check and lifecycle call there is refused); or turning require_mfa on from such a session'),
+  ('UM093', 'recent_authentication_required', 403, 'a sensitive call needs a recent authentication (transferring an organization, deleting one''s account, changing one''s address)')
   ) AS v (sqlstate, name, http_status, meaning);
 COMMENT ON VIEW um.error_codes IS 'um''s error codes (class UM): name, HTTP status and meaning, for an application to map errors';
 COMMENT ON COLUMN um.error_codes.sqlstate IS 'the SQLSTATE, e.g. UM060';
@@ -8082,11 +8084,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   DELETE FROM um.password_resets r WHERE r.user_id = NEW.id;
+  -- so does a pending email change (asked for by a session that may be
+  -- the reason for the change)
+  DELETE FROM um.email_changes c WHERE c.user_id = NEW.id;
   RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION um_internal.users_void_password_resets() IS
-  'a user''s outstanding password reset ends when the password, the address, the status or the right to log in changes';
+  'a user''s outstanding password reset and pending email change end when the password, the address, the status or the right to log in changes';
 CREATE TRIGGER users_void_password_resets AFTER UPDATE OF password_changed_at, email, status, allow_login ON um.users
   FOR EACH ROW
   WHEN (OLD.password_changed_at IS DISTINCT FROM NEW.password_changed_at
@@ -8301,7 +8306,7 @@ REVOKE EXECUTE ON FUNCTION
   um_internal.do_reset_password_and_login(text, text, text)
 FROM PUBLIC;
 COMMENT ON TRIGGER users_void_password_resets ON um.users IS
-  'runs um_internal.users_void_password_resets(): a user''s outstanding password reset ends when the password, the address, the status or the right to log in changes';
+  'runs um_internal.users_void_password_resets(): a user''s outstanding password reset and pending email change end when the password, the address, the status or the right to log in changes';
 
 
 -- ---------------------------------------------------------------------------
@@ -8581,7 +8586,7 @@ $$;
 DROP FUNCTION @extschema@.um_suspend_user(bigint, bigint);
 DROP FUNCTION um_internal.do_suspend_user(bigint, bigint);
 
-CREATE FUNCTION um_internal.record_ended_suspensions(p_user_id bigint)
+CREATE FUNCTION um_internal.record_ended_suspensions(p_user_id bigint, p_org_id bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -8593,7 +8598,7 @@ BEGIN
   FOR v IN
     UPDATE um.users u SET status = 'active', suspended_until = NULL
      WHERE u.status = 'suspended' AND u.suspended_until <= statement_timestamp()
-       AND (p_user_id IS NULL OR u.id = p_user_id)
+       AND p_org_id IS NULL AND (p_user_id IS NULL OR u.id = p_user_id)
     RETURNING u.id
   LOOP
     v_n := v_n + 1;
@@ -8602,7 +8607,7 @@ BEGIN
   FOR v IN
     UPDATE um.memberships m SET status = 'active', suspended_until = NULL
      WHERE m.status = 'suspended' AND m.suspended_until <= statement_timestamp()
-       AND (p_user_id IS NULL OR m.user_id = p_user_id)
+       AND ((p_user_id IS NULL AND p_org_id IS NULL) OR (m.user_id = p_user_id AND m.org_id = p_org_id))
     RETURNING m.org_id, m.user_id
   LOOP
     v_n := v_n + 1;
@@ -8611,8 +8616,8 @@ BEGIN
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um_internal.record_ended_suspensions(bigint) IS
-  'internal: marks active again, and audits, the suspensions of a user (NULL: of anybody) whose end has passed; they already had no effect';
+COMMENT ON FUNCTION um_internal.record_ended_suspensions(bigint, bigint) IS
+  'internal: marks active again, and audits, the suspensions whose end has passed (they already had no effect): of anybody, of a user''s account, or of a user''s membership of one organization';
 
 CREATE FUNCTION um_internal.do_suspend_user(p_user_id bigint, p_org_id bigint, p_until timestamptz)
 RETURNS void
@@ -8643,7 +8648,7 @@ BEGIN
   PERFORM um_internal.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
   -- a timed suspension that has ended is recorded as over first: the new
   -- one then ends the user's sessions as any suspension does
-  PERFORM um_internal.record_ended_suspensions(p_user_id);
+  PERFORM um_internal.record_ended_suspensions(p_user_id, p_org_id);
   IF p_org_id IS NULL THEN
     UPDATE um.users u SET status = 'suspended', suspended_at = now(), suspended_until = p_until, updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'active';
@@ -8675,7 +8680,7 @@ BEGIN
     PERFORM um_internal.deny('user.end_suspensions', NULL, 'user', NULL, 'UM070', 'permission denied to record ended suspensions',
       'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
   END IF;
-  RETURN um_internal.record_ended_suspensions(NULL);
+  RETURN um_internal.record_ended_suspensions(NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_end_suspensions() IS
@@ -8693,7 +8698,7 @@ COMMENT ON FUNCTION @extschema@.um_end_suspensions() IS
 
 REVOKE EXECUTE ON FUNCTION
   um_internal.suspended(text, timestamptz),
-  um_internal.record_ended_suspensions(bigint),
+  um_internal.record_ended_suspensions(bigint, bigint),
   um_internal.do_suspend_user(bigint, bigint, timestamptz),
   um_internal.do_end_suspensions()
 FROM PUBLIC;
@@ -8985,6 +8990,22 @@ SELECT pg_catalog.pg_extension_config_dump('um.email_changes', '');
 -- ---------------------------------------------------------------------------
 -- Bodies
 
+CREATE FUNCTION um_internal.may_update_user(p_actor bigint, p_user bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = p_user)
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m
+                      WHERE m.user_id = p_user
+                        AND (NOT @extschema@.um_has_permission(p_actor, 'user:update', m.org_id)
+                             OR (um_internal.is_root(m.org_id, p_user) AND NOT um_internal.is_root(m.org_id, p_actor))));
+END
+$$;
+COMMENT ON FUNCTION um_internal.may_update_user(bigint, bigint) IS
+  'internal: whether a user may change another''s account now (user:update in each of the other''s organizations; a Root''s only as a Root)';
+
 CREATE FUNCTION um_internal.do_request_email_change(p_new_email text, p_user_id bigint)
 RETURNS timestamptz
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -9001,11 +9022,21 @@ BEGIN
     PERFORM um_internal.deny('user.request_email_change', NULL, 'user', v_user, 'UM071',
       'cannot change an email address while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  IF p_user_id IS NULL THEN
+  IF p_user_id IS NULL OR p_user_id = v_actor THEN
     PERFORM um_internal.require_actor('Call um_begin(token) first, or pass the user_id as a um administrator.');
+    PERFORM um_internal.require_recent_authentication('user.request_email_change', 'changing your email address');
   ELSIF p_user_id IS DISTINCT FROM v_actor THEN
     PERFORM um_internal.authorize_user('user.request_email_change', format('change the email address of user %s', p_user_id),
                                        'user:update', p_user_id);
+    -- an admin moves an account only to an address of a domain one of the
+    -- user's organizations owns: anywhere else it would be taking it over
+    IF v_actor IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m
+                                            WHERE m.user_id = p_user_id AND um_internal.org_owns_address(m.org_id, v_email)) THEN
+      PERFORM um_internal.deny('user.request_email_change', NULL, 'user', p_user_id, 'UM074',
+        'cannot move an account to an address outside its organizations'' domains',
+        'An admin changes a user''s address only within a domain one of the user''s organizations owns (um.organization_domains).',
+        'Ask the user to change it themself, or record the domain first (um_add_org_domain, by the service''s operator).');
+    END IF;
   END IF;
   -- the same checks as a sign-up's, whether or not the address is registered
   IF NOT um_internal.email_is_valid(v_email) THEN
@@ -9092,6 +9123,13 @@ BEGIN
     PERFORM um_internal.raise('UM053', 'the email change token is not valid',
       'It is unknown, was used, replaced or cancelled, or expired.', 'Ask for the change again (um_request_email_change).');
   END IF;
+  -- an admin's request holds only while they may still change the account
+  -- (a suspension, a lost role, the user joining an organization of which
+  -- the admin is none, void it)
+  IF v.requested_by IS NOT NULL AND v.requested_by <> v.user_id AND NOT um_internal.may_update_user(v.requested_by, v.user_id) THEN
+    PERFORM um_internal.raise('UM053', 'the email change token is not valid',
+      'The admin who asked for the change may no longer change this account.', 'Ask for the change again.');
+  END IF;
   BEGIN
     -- (users_before_write unverifies a changed address: the second statement
     -- records that this mailbox was just proven)
@@ -9169,6 +9207,7 @@ COMMENT ON FUNCTION @extschema@.um_cancel_email_change(text) IS
 REVOKE EXECUTE ON FUNCTION @extschema@.um_email_change_mail(bigint) FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION
+  um_internal.may_update_user(bigint, bigint),
   um_internal.do_request_email_change(text, bigint),
   um_internal.do_email_change_mail(bigint),
   um_internal.do_confirm_email_change(text),
@@ -9213,7 +9252,8 @@ BEGIN
                         FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id WHERE g.user_id = u.id),
            'sessions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                           'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
-                          'last_seen_at', s.last_seen_at, 'client_addr', s.client_addr, 'user_agent', s.user_agent,
+                          'last_seen_at', (SELECT a.last_seen_at FROM um.session_activity a WHERE a.session_id = s.id),
+                          'client_addr', s.client_addr, 'user_agent', s.user_agent,
                           'ended_at', s.revoked_at) ORDER BY s.id), '[]')
                           FROM um.sessions s WHERE s.user_id = u.id),
            'password_reset', (SELECT jsonb_build_object('requested_at', r.created_at, 'expires_at', r.expires_at)
@@ -9246,17 +9286,51 @@ $$;
 -- ---------------------------------------------------------------------------
 -- Sessions and devices (issue 17, item 4); sql/install/74_sessions.sql.
 
+-- Settings of these names were the application's own in 0.2; from 0.3 on
+-- they are um's (session limits, require_mfa): values 0.2 stored are
+-- dropped, not trusted, and said so.
+DO $$
+DECLARE
+  v text;
+BEGIN
+  SELECT string_agg(o.slug, ', ' ORDER BY o.slug) INTO v FROM um.organizations o
+   WHERE o.settings ?| ARRAY['session_lifetime', 'session_idle_timeout', 'require_mfa'];
+  IF v IS NOT NULL THEN
+    UPDATE um.organizations o SET settings = o.settings - 'session_lifetime' - 'session_idle_timeout' - 'require_mfa'
+     WHERE o.settings ?| ARRAY['session_lifetime', 'session_idle_timeout', 'require_mfa'];
+    RAISE NOTICE 'um: settings session_lifetime, session_idle_timeout and require_mfa are um''s from 0.3 on; removed the values of organizations %', v
+      USING HINT = 'Set them again with um_set_org_setting, which checks them.';
+  END IF;
+END
+$$;
 ALTER TABLE um.sessions DROP CONSTRAINT sessions_method_check,
   ADD CONSTRAINT sessions_method_check CHECK (method IN ('password', 'reset', 'invitation', 'verification', 'sso', 'key')),
-  ADD COLUMN last_seen_at timestamptz,
   ADD COLUMN idle_timeout integer CONSTRAINT sessions_idle_timeout_check CHECK (idle_timeout > 0),
   ADD COLUMN client_addr inet,
   ADD COLUMN user_agent text CONSTRAINT sessions_user_agent_check CHECK (char_length(user_agent) <= 512),
   ADD COLUMN assurance_level smallint NOT NULL DEFAULT 1 CONSTRAINT sessions_assurance_level_check CHECK (assurance_level IN (1, 2)),
   ADD COLUMN previous_token_hash bytea;
 CREATE INDEX sessions_previous_token_hash_idx ON um.sessions (previous_token_hash) WHERE previous_token_hash IS NOT NULL;
+-- When a session was last used, apart from it: um_begin records it there
+-- without taking a lock on the session, which logouts, revocations and
+-- limits update (src/session.c, touch_session).
+CREATE TABLE um.session_activity (
+  session_id bigint PRIMARY KEY REFERENCES um.sessions ON DELETE CASCADE,
+  last_seen_at timestamptz NOT NULL
+);
+COMMENT ON TABLE um.session_activity IS 'when each session was last used, coarsely (um_begin writes at most every 5 minutes, never on a hot standby or in a read-only transaction, and never waits for a lock)';
+COMMENT ON COLUMN um.session_activity.session_id IS 'the session';
+COMMENT ON COLUMN um.session_activity.last_seen_at IS 'when um_begin (or um_refresh_session) last recorded its use';
+INSERT INTO um.session_activity (session_id, last_seen_at) SELECT s.id, s.created_at FROM um.sessions s;
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter)
+VALUES ('session_activity', 'secret', NULL, NULL, false, NULL, NULL, '');
+ALTER TABLE um.session_activity ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY um_administrators ON um.session_activity USING (um_internal.administers_um()) WITH CHECK (um_internal.administers_um());
+COMMENT ON POLICY um_administrators ON um.session_activity IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+REVOKE REFERENCES ON um.session_activity FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('um.session_activity', '');
 COMMENT ON COLUMN um.sessions.method IS 'how the session began: password (um_login, um_change_password), reset (um_reset_password_and_login), invitation (um_accept_invitation_and_login), verification (um_verify_email_and_login), sso or key (identity providers and API keys: no um function starts those yet)';
-COMMENT ON COLUMN um.sessions.last_seen_at IS 'when um_begin last used it, coarsely (written at most every 5 minutes, never on a standby or in a read-only transaction); NULL: not since it began';
 COMMENT ON COLUMN um.sessions.idle_timeout IS 'seconds without use after which it ends (um.session_idle_timeout, or a stricter organization''s session_idle_timeout); NULL: none';
 COMMENT ON COLUMN um.sessions.client_addr IS 'the client''s address, as the backend passed it at login (SET LOCAL um.client_addr)';
 COMMENT ON COLUMN um.sessions.user_agent IS 'the client''s user agent, as the backend passed it at login (SET LOCAL um.client_user_agent), 512 characters at most';
@@ -9271,10 +9345,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  -- (only what um_set_org_setting stores counts: seconds in range)
   SELECT least((um_internal.login_settings()).session_lifetime_seconds,
-               min((o.settings ->> 'session_lifetime')::integer)),
+               min(CASE WHEN jsonb_typeof(o.settings -> 'session_lifetime') = 'number'
+                         AND (o.settings ->> 'session_lifetime')::numeric BETWEEN 60 AND 31536000
+                        THEN (o.settings ->> 'session_lifetime')::numeric::integer END)),
          least(nullif(extract(epoch FROM current_setting('um.session_idle_timeout')::interval)::integer, 0),
-               min((o.settings ->> 'session_idle_timeout')::integer))
+               min(CASE WHEN jsonb_typeof(o.settings -> 'session_idle_timeout') = 'number'
+                         AND (o.settings ->> 'session_idle_timeout')::numeric BETWEEN 60 AND 31536000
+                        THEN (o.settings ->> 'session_idle_timeout')::numeric::integer END))
     INTO lifetime_seconds, idle_seconds
     FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
    WHERE m.user_id = p_user_id;
@@ -9331,14 +9410,15 @@ BEGIN
       'Where and how a user signs in is theirs alone.', 'Call um_end_impersonation() first.');
   END IF;
   RETURN QUERY
-    SELECT s.id, s.method, s.created_at, s.last_seen_at, s.expires_at,
-           coalesce(s.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout),
+    SELECT s.id, s.method, s.created_at, a.last_seen_at, s.expires_at,
+           coalesce(a.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout),
            s.client_addr, s.user_agent, s.assurance_level, s.id = um_internal.current_session_id()
       FROM um.sessions s JOIN um.users u ON u.id = s.user_id
+      LEFT JOIN um.session_activity a ON a.session_id = s.id
      WHERE s.user_id = v_actor AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
-       AND (s.idle_timeout IS NULL OR coalesce(s.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout) > clock_timestamp())
+       AND (s.idle_timeout IS NULL OR coalesce(a.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout) > clock_timestamp())
        AND s.password_changed_at IS NOT DISTINCT FROM u.password_changed_at
-     ORDER BY coalesce(s.last_seen_at, s.created_at) DESC, s.id DESC;
+     ORDER BY coalesce(a.last_seen_at, s.created_at) DESC, s.id DESC;
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_my_sessions() IS
@@ -9439,15 +9519,18 @@ BEGIN
   END IF;
   SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
   IF v.revoked_at IS NOT NULL OR v.expires_at <= clock_timestamp()
-     OR (v.idle_timeout IS NOT NULL AND coalesce(v.last_seen_at, v.created_at) + make_interval(secs => v.idle_timeout) <= clock_timestamp())
+     OR (v.idle_timeout IS NOT NULL
+         AND coalesce((SELECT a.last_seen_at FROM um.session_activity a WHERE a.session_id = v.id), v.created_at)
+             + make_interval(secs => v.idle_timeout) <= clock_timestamp())
      OR v.password_changed_at IS DISTINCT FROM v_user.password_changed_at
      OR um_internal.suspended(v_user.status, v_user.suspended_until) OR NOT v_user.allow_login THEN
     PERFORM um_internal.raise('UM067', 'session token is not valid', 'The session has ended.',
       'Log in again with um_login() to get a new token.');
   END IF;
-  UPDATE um.sessions s SET token_hash = um_internal.token_hash(v_token), previous_token_hash = v.token_hash,
-                           last_seen_at = now()
+  UPDATE um.sessions s SET token_hash = um_internal.token_hash(v_token), previous_token_hash = v.token_hash
    WHERE s.id = v.id;
+  INSERT INTO um.session_activity AS a (session_id, last_seen_at) VALUES (v.id, now())
+  ON CONFLICT (session_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at;
   RETURN v_token;
 END
 $$;
@@ -10074,6 +10157,905 @@ REVOKE EXECUTE ON FUNCTION
   um_internal.do_remove_factor(bigint, text),
   um_internal.do_regenerate_recovery_codes(text)
 FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Second factors, second part (issue 17, item 5): two-step logins,
+-- assurance levels, organizations that require level 2, step-up, WebAuthn.
+
+ALTER TABLE um.organizations ADD COLUMN require_mfa boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN um.organizations.require_mfa IS 'a session at assurance level 1 (one factor) may do nothing here: every check and lifecycle call is refused (UM092) until the user proves a second factor';
+ALTER TABLE um.sessions ADD COLUMN authenticated_at timestamptz;
+COMMENT ON COLUMN um.sessions.authenticated_at IS 'when the user last proved who they are in this session (the login, a second factor, um_reauthenticate): sensitive calls need it within um.step_up_window';
+-- Logins waiting for a second factor (73_mfa.sql): the first step's proof,
+-- for 5 minutes, single use.
+CREATE TABLE um.login_challenges (
+  token_hash bytea PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
+  method text NOT NULL,
+  password_changed_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  CONSTRAINT login_challenges_expiry_check CHECK (expires_at > created_at)
+);
+CREATE INDEX login_challenges_user_id_idx ON um.login_challenges (user_id);
+COMMENT ON TABLE um.login_challenges IS 'logins whose first step (a password, a reset, ...) succeeded for a user with a second factor: um_complete_login turns one into a session at assurance level 2';
+COMMENT ON COLUMN um.login_challenges.token_hash IS 'SHA-256 of the challenge token (umc_...) the first step returned';
+COMMENT ON COLUMN um.login_challenges.user_id IS 'who is logging in';
+COMMENT ON COLUMN um.login_challenges.method IS 'how the first step went (the session''s method)';
+COMMENT ON COLUMN um.login_challenges.password_changed_at IS 'the password the first step checked: a change since voids the challenge';
+COMMENT ON COLUMN um.login_challenges.created_at IS 'when the first step succeeded';
+COMMENT ON COLUMN um.login_challenges.expires_at IS 'the second step must come before (5 minutes)';
+INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evaluator_input, invalidating_columns, cache_key, dump_filter)
+VALUES ('login_challenges', 'secret', NULL, NULL, false, NULL, NULL, NULL);
+ALTER TABLE um.login_challenges ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY um_administrators ON um.login_challenges USING (um_internal.administers_um()) WITH CHECK (um_internal.administers_um());
+COMMENT ON POLICY um_administrators ON um.login_challenges IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+REVOKE REFERENCES ON um.login_challenges FROM PUBLIC;
+
+CREATE FUNCTION um_internal.current_assurance_level()
+RETURNS smallint AS 'MODULE_PATHNAME', 'um_current_assurance_level' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION um_internal.current_assurance_level() IS
+  'internal: the assurance level of the session this transaction acts through (1 or 2), NULL when it acts through none';
+
+CREATE FUNCTION um_internal.note_assurance_level(p_level smallint)
+RETURNS void AS 'MODULE_PATHNAME', 'um_note_assurance_level' LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION um_internal.note_assurance_level(smallint) IS
+  'internal: the current session proved more (um_reauthenticate): checks of this transaction see the new level';
+
+CREATE FUNCTION um_internal.require_recent_authentication(p_action text, p_what text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_at timestamptz;
+  v_window integer := extract(epoch FROM current_setting('um.step_up_window')::interval)::integer;
+BEGIN
+  IF um_internal.current_session_id() IS NULL THEN
+    RETURN;                                    -- um_act_as: the backend vouches
+  END IF;
+  SELECT s.authenticated_at INTO v_at FROM um.sessions s WHERE s.id = um_internal.current_session_id();
+  IF v_at IS NULL OR v_at < now() - make_interval(secs => v_window) THEN
+    PERFORM um_internal.deny(p_action, NULL, 'user', @extschema@.um_current_user_id(), 'UM093',
+      format('%s needs a recent authentication', p_what),
+      format('The session last proved who its user is %s ago; this call takes a proof within %s.',
+             coalesce(date_trunc('second', now() - v_at)::text, 'too long'), make_interval(secs => v_window)),
+      'Ask the user for their password or a second-factor code, call um_reauthenticate(...), then retry.');
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um_internal.require_recent_authentication(text, text) IS
+  'internal: refuses (UM093) a sensitive call through a session whose last authentication is older than um.step_up_window';
+
+CREATE FUNCTION um_internal.mfa_gaps(OUT org_slug text, OUT members_without integer)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF NOT um_internal.administers_um() THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT o.slug, count(*)::integer
+      FROM um.organizations o
+      JOIN um.memberships m ON m.org_id = o.id AND m.status = 'active'
+      JOIN um.users u ON u.id = m.user_id AND u.status = 'active' AND u.allow_login
+     WHERE o.require_mfa
+       AND NOT EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL)
+     GROUP BY o.slug;
+END
+$$;
+COMMENT ON FUNCTION um_internal.mfa_gaps() IS
+  'internal (um_lint): organizations requiring a second factor, with how many members who can log in have none; for um administrators only';
+
+CREATE FUNCTION um_internal.do_complete_login(p_challenge text, p_code text)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.login_challenges;
+  v_user um.users;
+  v_refusal record;
+BEGIN
+  SELECT c.* INTO v FROM um.login_challenges c
+   WHERE c.token_hash = um_internal.token_hash(coalesce(p_challenge, '')) AND c.expires_at > clock_timestamp()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    PERFORM um_internal.raise('UM053', 'the login challenge is not valid',
+      'It is unknown, was used, or is older than 5 minutes.', 'Log in again (um_login) for a new challenge.');
+  END IF;
+  PERFORM um_internal.prove_second_factor(v.user_id, p_code, 'user.login');
+  SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
+  -- what the first step checked must still hold
+  IF v_user.password_changed_at IS DISTINCT FROM v.password_changed_at THEN
+    PERFORM um_internal.raise('UM053', 'the login challenge is not valid', 'The password changed since the first step.',
+      'Log in again (um_login) with the new password.');
+  END IF;
+  v_refusal := um_internal.login_refusal(v_user, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  DELETE FROM um.login_challenges c WHERE c.token_hash = v.token_hash;
+  RETURN um_internal.new_session(v_user, 'user.login', v.method, 2::smallint);
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_complete_login(text, text) IS
+  'body of um_complete_login: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_complete_login (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_reauthenticate(p_password text, p_code text)
+RETURNS smallint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.reauthenticate');
+  v_session bigint := um_internal.current_session_id();
+  v_level smallint;
+  v_email text;
+BEGIN
+  IF v_session IS NULL THEN
+    PERFORM um_internal.raise('UM072', 'there is no session to reauthenticate', 'This transaction acts without a session (um_act_as).',
+      'Call um_begin(token) first.');
+  END IF;
+  IF p_password IS NULL AND p_code IS NULL THEN
+    PERFORM um_internal.raise('UM009', 'a password or a second-factor code is required', NULL,
+      'Pass the user''s password, or a code of their authenticator app (which also raises the session to level 2).');
+  END IF;
+  IF p_code IS NOT NULL THEN
+    PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.reauthenticate');
+  ELSE
+    SELECT u.email INTO v_email FROM um.users u WHERE u.id = v_user;
+    PERFORM um_internal.authenticate(v_email, p_password, false);
+  END IF;
+  UPDATE um.sessions s SET authenticated_at = now(),
+                           assurance_level = CASE WHEN p_code IS NOT NULL THEN 2 ELSE s.assurance_level END
+   WHERE s.id = v_session
+  RETURNING s.assurance_level INTO v_level;
+  PERFORM um_internal.note_assurance_level(v_level);
+  PERFORM um_internal.audit('user.reauthenticate', NULL, 'user', v_user,
+                            jsonb_build_object('session_id', v_session, 'by', CASE WHEN p_code IS NOT NULL THEN 'second factor' ELSE 'password' END));
+  RETURN v_level;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_reauthenticate(text, text) IS
+  'body of um_reauthenticate: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_reauthenticate (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_register_webauthn(p_name text, p_credential_id bytea, p_public_key bytea, p_sign_count bigint)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.enroll_factor');
+  v_id bigint;
+BEGIN
+  PERFORM um_internal.require_recent_authentication('user.enroll_factor', 'adding a security key');
+  IF p_credential_id IS NULL OR p_public_key IS NULL OR octet_length(p_credential_id) NOT BETWEEN 16 AND 1023
+     OR coalesce(p_sign_count, -1) < 0 THEN
+    PERFORM um_internal.raise('UM009', 'a WebAuthn credential needs its id (16 to 1023 bytes), public key and signature counter', NULL,
+      'Pass what the verified registration (attestation) gave: credential id, COSE public key, sign count (0 if the key keeps none).');
+  END IF;
+  IF (SELECT count(*) FROM um.mfa_factors m WHERE m.user_id = v_user) >= 10 THEN
+    PERFORM um_internal.raise('UM009', 'a user has at most 10 factors', NULL, 'Remove a factor you no longer use (um_remove_factor).');
+  END IF;
+  BEGIN
+    INSERT INTO um.mfa_factors (user_id, kind, name, webauthn_credential_id, webauthn_public_key, webauthn_sign_count, confirmed_at)
+    VALUES (v_user, 'webauthn', coalesce(p_name, 'Security key'), p_credential_id, p_public_key, p_sign_count, now())
+    RETURNING id INTO v_id;
+  EXCEPTION WHEN unique_violation THEN
+    PERFORM um_internal.raise('UM009', 'this WebAuthn credential is registered already', NULL, 'Register a new credential.');
+  END;
+  PERFORM um_internal.audit('user.enroll_factor', NULL, 'user', v_user, jsonb_build_object('factor_id', v_id, 'kind', 'webauthn'));
+  RETURN v_id;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_register_webauthn(text, bytea, bytea, bigint) IS
+  'body of um_register_webauthn: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_register_webauthn (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_webauthn_credential(p_credential_id bytea, OUT user_id bigint, OUT public_key bytea,
+                                                   OUT sign_count bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  SELECT m.user_id, m.webauthn_public_key, m.webauthn_sign_count INTO user_id, public_key, sign_count
+    FROM um.mfa_factors m WHERE m.kind = 'webauthn' AND m.webauthn_credential_id = p_credential_id;
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_webauthn_credential(bytea) IS
+  'body of um_webauthn_credential: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_webauthn_credential (EXECUTE held by nobody)';
+
+CREATE FUNCTION um_internal.do_complete_login_webauthn(p_challenge text, p_credential_id bytea, p_sign_count bigint)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v um.login_challenges;
+  v_f um.mfa_factors;
+  v_user um.users;
+  v_refusal record;
+BEGIN
+  SELECT c.* INTO v FROM um.login_challenges c
+   WHERE c.token_hash = um_internal.token_hash(coalesce(p_challenge, '')) AND c.expires_at > clock_timestamp()
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    PERFORM um_internal.raise('UM053', 'the login challenge is not valid',
+      'It is unknown, was used, or is older than 5 minutes.', 'Log in again (um_login) for a new challenge.');
+  END IF;
+  SELECT m.* INTO v_f FROM um.mfa_factors m
+   WHERE m.kind = 'webauthn' AND m.webauthn_credential_id = p_credential_id AND m.user_id = v.user_id FOR UPDATE;
+  -- a counter that does not grow (when the key keeps one) betrays a copy of the key
+  IF NOT FOUND OR p_sign_count IS NULL
+     OR ((v_f.webauthn_sign_count > 0 OR p_sign_count > 0) AND p_sign_count <= v_f.webauthn_sign_count) THEN
+    PERFORM um_internal.record_login(v.user_id, 'user.login', 'wrong', 'WebAuthn credential not valid');
+    PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
+      'The credential is not one of this user''s, or its signature counter did not grow (a cloned key?).',
+      'Verify the assertion again with a registered credential of the user.');
+  END IF;
+  UPDATE um.mfa_factors m SET webauthn_sign_count = p_sign_count, last_used_at = now() WHERE m.id = v_f.id;
+  SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
+  IF v_user.password_changed_at IS DISTINCT FROM v.password_changed_at THEN
+    PERFORM um_internal.raise('UM053', 'the login challenge is not valid', 'The password changed since the first step.',
+      'Log in again (um_login) with the new password.');
+  END IF;
+  v_refusal := um_internal.login_refusal(v_user, false);
+  PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
+  DELETE FROM um.login_challenges c WHERE c.token_hash = v.token_hash;
+  RETURN um_internal.new_session(v_user, 'user.login', v.method, 2::smallint);
+END
+$$;
+COMMENT ON FUNCTION um_internal.do_complete_login_webauthn(text, bytea, bigint) IS
+  'body of um_complete_login_webauthn: runs as um''s owner, the calling role named by um_internal.caller_role(); called only through um_complete_login_webauthn (EXECUTE held by nobody)';
+
+CREATE FUNCTION @extschema@.um_complete_login(challenge text, code text)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_complete_login(text, text) IS
+  'the second step of a login: the challenge (umc_...) a first step returned for a user with a second factor, and a code of that factor or a recovery code; returns a session token at assurance level 2';
+
+CREATE FUNCTION @extschema@.um_reauthenticate(password text DEFAULT NULL, code text DEFAULT NULL)
+RETURNS smallint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_reauthenticate(text, text) IS
+  'the acting user proves who they are again in this session (their password, or a second-factor code, which raises the session to level 2), for the calls that need a recent authentication; returns the session''s level';
+
+CREATE FUNCTION @extschema@.um_register_webauthn(name text, credential_id bytea, public_key bytea, sign_count bigint)
+RETURNS bigint AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_register_webauthn(text, bytea, bytea, bigint) IS
+  'the acting user adds a security key or passkey whose registration the backend verified: credential id, COSE public key, signature counter; returns the factor id';
+
+CREATE FUNCTION @extschema@.um_webauthn_credential(credential_id bytea, OUT user_id bigint, OUT public_key bytea,
+                                                   OUT sign_count bigint)
+RETURNS record AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_webauthn_credential(bytea) IS
+  'for the backend verifying a WebAuthn assertion: the credential''s user, public key and signature counter (NULLs when unknown)';
+
+CREATE FUNCTION @extschema@.um_complete_login_webauthn(challenge text, credential_id bytea, sign_count bigint)
+RETURNS text AS 'MODULE_PATHNAME', 'um_lifecycle_entry' LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.um_complete_login_webauthn(text, bytea, bigint) IS
+  'the second step of a login by a security key: the backend verified the assertion of this credential of the challenge''s user, with this signature counter; returns a session at assurance level 2';
+
+DROP FUNCTION um_internal.new_session(um.users, text, text);
+CREATE FUNCTION um_internal.new_session(p_user um.users, p_action text, p_method text DEFAULT 'password',
+                                        p_level smallint DEFAULT 1)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um_internal.generate_token();
+  v_session bigint;
+  v_limits record := um_internal.session_limits(p_user.id);
+  v_addr inet;
+BEGIN
+  IF p_level < 2 AND EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = p_user.id AND f.confirmed_at IS NOT NULL) THEN
+    v_token := 'umc_' || substr(v_token, 4);
+    DELETE FROM um.login_challenges c WHERE c.user_id = p_user.id AND c.expires_at < now();
+    INSERT INTO um.login_challenges (token_hash, user_id, method, password_changed_at, expires_at)
+    VALUES (um_internal.token_hash(v_token), p_user.id, p_method, p_user.password_changed_at, now() + interval '5 minutes');
+    PERFORM um_internal.audit('user.login_challenge', NULL, 'user', p_user.id, jsonb_build_object('method', p_method));
+    RETURN v_token;
+  END IF;
+  BEGIN
+    v_addr := nullif(current_setting('um.client_addr', true), '')::inet;
+  EXCEPTION WHEN invalid_text_representation THEN
+    PERFORM um_internal.raise('UM009', 'um.client_addr is not an IP address', NULL,
+      'SET LOCAL um.client_addr to the client''s address (e.g. 203.0.113.7 or 2001:db8::7), or leave it empty.');
+  END;
+  -- housekeeping, unless an application table references sessions (um
+  -- never changes application rows: see um_internal.assert_no_app_cascades)
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+                  WHERE c.contype = 'f' AND c.confrelid = 'um.sessions'::regclass
+                    AND r.relnamespace <> 'um'::regnamespace) THEN
+    DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
+  END IF;
+  -- stamped with the password the caller checked (p_user as it read it): a
+  -- change committed meanwhile ends the session in um_begin
+  INSERT INTO um.sessions (user_id, token_hash, expires_at, password_changed_at, method, idle_timeout,
+                           client_addr, user_agent, assurance_level, authenticated_at)
+  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => v_limits.lifetime_seconds),
+          p_user.password_changed_at, p_method, v_limits.idle_seconds,
+          v_addr, left(nullif(current_setting('um.client_user_agent', true), ''), 512), p_level, now())
+  RETURNING id INTO v_session;
+  -- its use is recorded apart (um_begin updates the row, never inserts it)
+  INSERT INTO um.session_activity (session_id, last_seen_at) VALUES (v_session, now());
+  PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id,
+                            jsonb_build_object('session_id', v_session, 'method', p_method, 'assurance_level', p_level));
+  RETURN v_token;
+END
+$$;
+COMMENT ON FUNCTION um_internal.new_session(um.users, text, text, smallint) IS 'internal: starts a session (by a method, at an assurance level, for the lifetimes of um_internal.session_limits, with um.client_addr and um.client_user_agent) for a user who just proved who they are, audits it, and returns its token; a user with a second factor gets a login challenge instead of a level-1 session';
+
+CREATE OR REPLACE FUNCTION um_internal.do_remove_factor(p_factor_id bigint, p_code text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_user bigint := um_internal.factor_owner('user.remove_factor');
+  v um.mfa_factors;
+BEGIN
+  SELECT * INTO v FROM um.mfa_factors m WHERE m.id = p_factor_id AND m.user_id = v_user;
+  IF NOT FOUND THEN
+    PERFORM um_internal.raise('UM091', format('factor %s is not one of yours', p_factor_id), NULL,
+      'See your factors with um_my_factors().');
+  END IF;
+  IF v.confirmed_at IS NOT NULL THEN
+    -- a session alone does not take a factor away: a proof now does (a
+    -- code), or a recent authentication of the session
+    IF p_code IS NOT NULL THEN
+      PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.remove_factor');
+    ELSIF um_internal.current_session_id() IS NOT NULL THEN
+      PERFORM um_internal.require_recent_authentication('user.remove_factor', 'removing a second factor');
+    ELSE
+      PERFORM um_internal.deny('user.remove_factor', NULL, 'user', v_user, 'UM093',
+        'removing a second factor needs a recent authentication',
+        'Without a session there is no authentication to rely on.', 'Pass a current code or a recovery code.');
+    END IF;
+  END IF;
+  DELETE FROM um.mfa_factors m WHERE m.id = v.id;
+  IF NOT EXISTS (SELECT 1 FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NOT NULL) THEN
+    DELETE FROM um.mfa_recovery_codes r WHERE r.user_id = v_user;      -- no factor, nothing to recover
+  END IF;
+  PERFORM um_internal.audit('user.remove_factor', NULL, 'user', v_user, jsonb_build_object('factor_id', v.id));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_transfer_org_ownership(p_org_id bigint, p_new_root_user_id bigint, p_demote_to text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.authorize('organization.transfer', format('transfer organization %s', p_org_id),
+                                 'org:update', p_org_id, 'user', p_new_root_user_id);
+  v_root bigint;
+  v_demote um.roles;
+  v_user um.users;
+BEGIN
+  IF v_actor IS NOT NULL AND NOT um_internal.is_root(p_org_id, v_actor) THEN
+    PERFORM um_internal.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
+      'only a Root may transfer ownership of an organization', NULL, 'Ask a Root of the organization.');
+  END IF;
+  PERFORM um_internal.require_recent_authentication('organization.transfer', 'transferring an organization');
+  PERFORM um_internal.require_member(p_org_id, p_new_root_user_id);
+  v_user := um_internal.require_user(p_new_root_user_id);
+  PERFORM um_internal.require_root_candidate(v_user, p_org_id);
+  v_demote := um_internal.require_role(p_org_id, coalesce(p_demote_to, 'admin'));
+  IF v_demote.builtin = 'root' THEN
+    PERFORM um_internal.raise('UM009', 'demote_to must not be the Root role', NULL, 'Pass Admin or another role, or use um_set_org_role to add a Root.');
+  END IF;
+  SELECT r.id INTO v_root FROM um.roles r WHERE r.org_id = p_org_id AND r.builtin = 'root';
+  -- one statement, so the organization is never without a Root
+  UPDATE um.memberships m
+     SET role_id = CASE WHEN m.user_id = p_new_root_user_id THEN v_root ELSE v_demote.id END
+   WHERE m.org_id = p_org_id
+     AND (m.user_id = p_new_root_user_id
+          OR (m.role_id = v_root AND (v_actor IS NULL OR m.user_id = v_actor)));
+  PERFORM um_internal.audit('organization.transfer', p_org_id, 'user', p_new_root_user_id,
+                   jsonb_build_object('demoted_to_role_id', v_demote.id));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_delete_my_account()
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.require_actor('Call um_begin(token) first: an account is deleted by its own user.');
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
+      'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  PERFORM um_internal.require_recent_authentication('user.delete_self', 'deleting your account');
+  PERFORM um_internal.erase_user(v_actor, 'user.delete_self');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_request_email_change(p_new_email text, p_user_id bigint)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := @extschema@.um_current_user_id();
+  v_user bigint := coalesce(p_user_id, v_actor);
+  v_email text := btrim(coalesce(p_new_email, ''), E' \t\r\n');
+  v um.users;
+  v_expires timestamptz := now() + interval '24 hours';
+BEGIN
+  IF v_actor IS DISTINCT FROM @extschema@.um_real_user_id() THEN
+    PERFORM um_internal.deny('user.request_email_change', NULL, 'user', v_user, 'UM071',
+      'cannot change an email address while impersonating', NULL, 'Call um_end_impersonation() first.');
+  END IF;
+  IF p_user_id IS NULL OR p_user_id = v_actor THEN
+    PERFORM um_internal.require_actor('Call um_begin(token) first, or pass the user_id as a um administrator.');
+    PERFORM um_internal.require_recent_authentication('user.request_email_change', 'changing your email address');
+  ELSIF p_user_id IS DISTINCT FROM v_actor THEN
+    PERFORM um_internal.authorize_user('user.request_email_change', format('change the email address of user %s', p_user_id),
+                                       'user:update', p_user_id);
+    -- an admin moves an account only to an address of a domain one of the
+    -- user's organizations owns: anywhere else it would be taking it over
+    IF v_actor IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m
+                                            WHERE m.user_id = p_user_id AND um_internal.org_owns_address(m.org_id, v_email)) THEN
+      PERFORM um_internal.deny('user.request_email_change', NULL, 'user', p_user_id, 'UM074',
+        'cannot move an account to an address outside its organizations'' domains',
+        'An admin changes a user''s address only within a domain one of the user''s organizations owns (um.organization_domains).',
+        'Ask the user to change it themself, or record the domain first (um_add_org_domain, by the service''s operator).');
+    END IF;
+  END IF;
+  -- the same checks as a sign-up's, whether or not the address is registered
+  IF NOT um_internal.email_is_valid(v_email) THEN
+    PERFORM um_internal.raise('UM001', format('invalid email address "%s"', v_email), NULL,
+      'Check the address for typos; write internationalized domains in their xn-- (punycode) form.');
+  END IF;
+  SELECT * INTO v FROM um.users u WHERE u.id = v_user FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    PERFORM um_internal.require_user(v_user);
+  END IF;
+  IF lower(v.email) = lower(v_email) THEN
+    PERFORM um_internal.raise('UM009', 'the new email address is the current one', NULL,
+      'Pass the address to change to; to cancel a pending change, use the token of the notice (um_cancel_email_change).');
+  END IF;
+  INSERT INTO um.email_changes AS c (user_id, new_email, requested_by, expires_at)
+  VALUES (v.id, v_email, v_actor, v_expires)
+  ON CONFLICT (user_id) DO UPDATE
+    SET new_email = EXCLUDED.new_email, requested_by = EXCLUDED.requested_by, confirm_hash = NULL, cancel_hash = NULL,
+        created_at = now(), expires_at = EXCLUDED.expires_at;
+  PERFORM um_internal.audit('user.request_email_change', NULL, 'user', v.id,
+                            jsonb_build_object('by', CASE WHEN v_actor IS NULL THEN 'administrator'
+                                                          WHEN v_actor = v.id THEN 'user' ELSE 'admin' END));
+  RETURN v_expires;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value jsonb)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_actor bigint := um_internal.authorize('organization.set_setting',
+                                 format('change settings of organization %s', p_org_id),
+                                 'org:update', p_org_id, 'organization', p_org_id);
+  v_seconds numeric;
+BEGIN
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um_internal.raise('UM009', format('invalid setting name "%s"', p_setting), NULL,
+      'A setting name is lowercase letters, digits and underscores, e.g. allow_invite_requests.');
+  END IF;
+  CASE p_setting
+    WHEN 'name' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'string' THEN
+        PERFORM um_internal.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
+      END IF;
+      UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
+    WHEN 'require_mfa' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
+        PERFORM um_internal.raise('UM009', 'setting "require_mfa" takes true or false', NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+      END IF;
+      -- turned on from a session, the session must already meet it
+      IF p_value::boolean AND um_internal.current_assurance_level() = 1 THEN
+        PERFORM um_internal.deny('organization.set_setting', p_org_id, 'organization', p_org_id, 'UM092',
+          'requiring a second factor needs a session that proved one',
+          'This session is at assurance level 1: it would lock itself out of the organization.',
+          'Enrol a factor (um_enroll_totp), log in again or call um_reauthenticate(code => ...), then turn it on.');
+      END IF;
+      UPDATE um.organizations o SET require_mfa = p_value::boolean WHERE o.id = p_org_id;
+    WHEN 'allow_invite_requests', 'password_login_disabled' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
+        PERFORM um_internal.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+      END IF;
+      IF p_setting = 'allow_invite_requests' THEN
+        UPDATE um.organizations o SET allow_invite_requests = p_value::boolean WHERE o.id = p_org_id;
+      ELSE
+        IF p_value::boolean AND NOT EXISTS (
+             SELECT 1 FROM um.user_identities i
+               JOIN um.memberships m ON m.user_id = i.user_id AND m.org_id = i.org_id
+               JOIN um.roles r ON r.id = m.role_id
+              WHERE i.org_id = p_org_id AND r.builtin = 'root' AND m.status = 'active')
+           AND EXISTS (SELECT 1 FROM um.identity_providers p WHERE p.org_id = p_org_id) THEN
+          RAISE EXCEPTION 'no Root of organization % has an identity-provider link', p_org_id
+            USING ERRCODE = 'UM045',
+                  DETAIL = 'Disabling password login now would lock the organization''s Roots out.',
+                  HINT = 'Link a Root''s single sign-on identity first (um_link_identity).';
+        END IF;
+        UPDATE um.organizations o SET password_login_disabled = p_value::boolean WHERE o.id = p_org_id;  -- needs a provider (UM045)
+      END IF;
+    WHEN 'session_lifetime', 'session_idle_timeout' THEN
+      -- seconds, or an interval as a string; stored as seconds
+      IF p_value IS NULL OR p_value = 'null' THEN
+        UPDATE um.organizations o SET settings = o.settings - p_setting WHERE o.id = p_org_id;
+      ELSE
+        BEGIN
+          v_seconds := CASE jsonb_typeof(p_value)
+                         WHEN 'number' THEN (p_value #>> '{}')::numeric
+                         WHEN 'string' THEN extract(epoch FROM (p_value #>> '{}')::interval) END;
+        EXCEPTION WHEN invalid_datetime_format OR invalid_text_representation OR datetime_field_overflow
+                       OR interval_field_overflow OR numeric_value_out_of_range THEN
+          v_seconds := NULL;
+        END;
+        IF v_seconds IS NULL OR v_seconds < 60 OR v_seconds > 365 * 86400 THEN
+          PERFORM um_internal.raise('UM009', format('setting "%s" takes a duration from 1 minute to 365 days', p_setting), NULL,
+            'Pass seconds (28800) or an interval as a JSON string (''"8 hours"''); null removes the limit.');
+        END IF;
+        UPDATE um.organizations o SET settings = o.settings || jsonb_build_object(p_setting, round(v_seconds)::integer)
+         WHERE o.id = p_org_id;
+        PERFORM um_internal.apply_session_limit(p_org_id, p_setting, round(v_seconds)::integer);
+      END IF;
+    ELSE
+      UPDATE um.organizations o
+         SET settings = CASE WHEN p_value IS NULL OR p_value = 'null' THEN o.settings - p_setting
+                             ELSE o.settings || jsonb_build_object(p_setting, p_value) END
+       WHERE o.id = p_org_id;
+  END CASE;
+  PERFORM um_internal.audit('organization.set_setting', p_org_id, 'organization', p_org_id,
+                   jsonb_build_object('setting', p_setting));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION um_internal.do_set_org_setting(p_org_id bigint, p_setting text, p_value text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_value jsonb;
+BEGIN
+  PERFORM um_internal.authorize('organization.set_setting', format('change settings of organization %s', p_org_id),
+                       'org:update', p_org_id, 'organization', p_org_id);
+  IF p_setting IS NULL OR p_setting !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+    PERFORM um_internal.do_set_org_setting(p_org_id, p_setting, NULL::jsonb);   -- the name's error (UM009)
+  END IF;
+  BEGIN
+    v_value := p_value::jsonb;
+  EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+                 OR program_limit_exceeded THEN
+    -- (the value is not repeated: a setting may hold a secret)
+    PERFORM um_internal.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
+      'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
+      CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled', 'require_mfa') THEN 'Pass true or false.'
+           WHEN p_setting IN ('session_lifetime', 'session_idle_timeout') THEN 'Pass seconds (28800) or an interval in double quotes: ''"8 hours"''.'
+           WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
+           ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);
+  END;
+  PERFORM um_internal.do_set_org_setting(p_org_id, p_setting, v_value);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.um_lint()
+RETURNS TABLE (severity text, object text, finding text, hint text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT f.* FROM (
+  WITH app_tables AS (
+    SELECT c.oid, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relispartition
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'um', 'um_internal', 'pg_toast')
+       AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%'),
+  org_columns AS (
+    -- a column that references um.organizations, or is called org_id / organization_id
+    SELECT t.oid, a.attname
+      FROM app_tables t JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE a.attname IN ('org_id', 'organization_id')
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                    WHERE k.conrelid = t.oid AND k.contype = 'f' AND k.confrelid = 'um.organizations'::pg_catalog.regclass
+                      AND a.attnum = ANY (k.conkey))),
+  policies AS (
+    SELECT p.polrelid, count(*) AS n, count(*) FILTER (WHERE p.polname IN ('um_read', 'um_create', 'um_update', 'um_delete')) AS um
+      FROM pg_catalog.pg_policy p GROUP BY p.polrelid),
+  policy_columns AS (
+    -- the columns um's read policy uses: the organization column (and a scope column)
+    SELECT t.oid, a.attnum, a.attname
+      FROM app_tables t JOIN pg_catalog.pg_policy pol ON pol.polrelid = t.oid AND pol.polname = 'um_read'
+      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = pol.oid
+                                 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = t.oid
+                                 AND d.refobjsubid > 0
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid),
+  protected_columns AS (
+    -- of those, the organization column: the one that looks like one, else all
+    SELECT DISTINCT c.oid, c.attnum, c.attname FROM policy_columns c
+     WHERE EXISTS (SELECT 1 FROM org_columns o WHERE o.oid = c.oid AND o.attname = c.attname)
+        OR NOT EXISTS (SELECT 1 FROM policy_columns c2 JOIN org_columns o ON o.oid = c2.oid AND o.attname = c2.attname
+                        WHERE c2.oid = c.oid))
+  -- 1. an organization column and no policy at all
+  SELECT 'critical' AS severity, t.oid::pg_catalog.regclass::text AS object,
+         format('has an organization column (%s) but no row-level security policy: every role with SELECT sees every tenant''s rows',
+                (SELECT string_agg(DISTINCT o.attname::text, ', ') FROM org_columns o WHERE o.oid = t.oid)) AS finding,
+         format('SELECT um_protect_table(%L, %L, ''<resource>'');', t.oid::pg_catalog.regclass::text,
+                (SELECT min(o.attname::text) FROM org_columns o WHERE o.oid = t.oid)) AS hint
+    FROM app_tables t
+   WHERE EXISTS (SELECT 1 FROM org_columns o WHERE o.oid = t.oid)
+     AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.polrelid = t.oid)
+     AND NOT (t.relispartition AND EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(t.oid) a
+                                            JOIN policies p ON p.polrelid = a.relid WHERE a.relid <> t.oid))
+  UNION ALL
+  -- 2. a partition of a protected table without the policies (queries naming it skip the parent's)
+  SELECT 'critical', t.oid::pg_catalog.regclass::text,
+         'is a partition of a protected table but has no policies of its own: a query that names the partition sees every tenant''s rows',
+         format('SELECT um_protect_table(%L, ...) again on the parent table protects its partitions too.',
+                (SELECT a.relid::pg_catalog.regclass::text FROM pg_catalog.pg_partition_ancestors(t.oid) a
+                  WHERE a.relid <> t.oid ORDER BY a.relid LIMIT 1))
+    FROM app_tables t
+   WHERE t.relispartition AND NOT EXISTS (SELECT 1 FROM policies p WHERE p.polrelid = t.oid)
+     AND EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(t.oid) a JOIN policies p ON p.polrelid = a.relid
+                  WHERE a.relid <> t.oid)
+  UNION ALL
+  -- 2b. another permissive policy beside um's: permissive policies are OR'ed,
+  -- so it widens what um's policy allows
+  SELECT 'critical', t.oid::pg_catalog.regclass::text,
+         format('has permissive policy %I beside um''s policies: permissive policies add up, so it lets through whatever it allows', p.polname),
+         format('Make it restrictive (CREATE POLICY ... AS RESTRICTIVE) to narrow um''s policies, or drop it: DROP POLICY %I ON %s;',
+                p.polname, t.oid::pg_catalog.regclass)
+    FROM app_tables t JOIN pg_catalog.pg_policy p ON p.polrelid = t.oid
+   WHERE p.polpermissive AND p.polname NOT IN ('um_read', 'um_create', 'um_update', 'um_delete')
+     AND EXISTS (SELECT 1 FROM policies q WHERE q.polrelid = t.oid AND q.um > 0)
+  UNION ALL
+  -- 3. policies that are not enforced
+  SELECT 'critical', t.oid::pg_catalog.regclass::text,
+         'has policies but row-level security is not enabled: they are ignored',
+         format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;', t.oid::pg_catalog.regclass)
+    FROM app_tables t JOIN policies p ON p.polrelid = t.oid
+   WHERE NOT t.relrowsecurity
+  UNION ALL
+  SELECT 'warning', t.oid::pg_catalog.regclass::text,
+         'enables row-level security without forcing it: the table''s owner (and views it owns) bypass the policies',
+         format('ALTER TABLE %s FORCE ROW LEVEL SECURITY;', t.oid::pg_catalog.regclass)
+    FROM app_tables t
+   WHERE t.relrowsecurity AND NOT t.relforcerowsecurity
+  UNION ALL
+  -- 4. views over protected tables that do not run as their caller
+  SELECT CASE WHEN v.relkind = 'm' OR r.rolsuper OR r.rolbypassrls THEN 'critical' ELSE 'warning' END,
+         v.oid::pg_catalog.regclass::text,
+         CASE WHEN v.relkind = 'm'
+              THEN format('is a materialized view over protected table %s: it stores rows as its owner saw them, and its readers are not filtered', t.oid::pg_catalog.regclass)
+              WHEN r.rolsuper OR r.rolbypassrls
+              THEN format('reads protected table %s as its owner %I, who bypasses row-level security: its readers see every tenant''s rows', t.oid::pg_catalog.regclass, r.rolname)
+              ELSE format('reads protected table %s with its owner''s privileges, not its caller''s (security_invoker is off)', t.oid::pg_catalog.regclass) END,
+         CASE WHEN v.relkind = 'm'
+              THEN format('Replace it with a view, or protect it: SELECT um_protect_table(%L, ...).', v.oid::pg_catalog.regclass::text)
+              ELSE format('ALTER VIEW %s SET (security_invoker = true);', v.oid::pg_catalog.regclass) END
+    FROM pg_catalog.pg_rewrite rw
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = rw.oid
+                               AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+    JOIN pg_catalog.pg_class v ON v.oid = rw.ev_class
+    JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+    JOIN pg_catalog.pg_roles r ON r.oid = v.relowner
+   WHERE v.relkind IN ('v', 'm') AND t.oid <> v.oid AND t.relrowsecurity
+     AND (v.relkind = 'm'
+          OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(v.reloptions) o
+                          WHERE o.option_name = 'security_invoker'
+                            AND lower(o.option_value) IN ('true', 'on', 'yes', '1', 't', 'y')))
+   GROUP BY v.oid, v.relkind, t.oid, r.rolsuper, r.rolbypassrls, r.rolname
+  UNION ALL
+  -- 5. roles that log in and bypass row-level security
+  SELECT CASE WHEN r.rolsuper THEN 'warning' ELSE 'critical' END, 'role ' || quote_ident(r.rolname),
+         CASE WHEN r.rolsuper THEN 'is a superuser that can log in: if an application connects as it, no policy applies'
+              ELSE 'can log in and has BYPASSRLS: no policy applies to it' END,
+         CASE WHEN r.rolsuper THEN 'Connect applications with a role that is neither superuser nor BYPASSRLS; keep this one for administration.'
+              ELSE format('ALTER ROLE %I NOBYPASSRLS;', r.rolname) END
+    FROM pg_catalog.pg_roles r
+   WHERE r.rolcanlogin AND (r.rolbypassrls OR r.rolsuper) AND r.oid <> 10
+  UNION ALL
+  -- 6. SECURITY DEFINER functions whose search_path the caller chooses
+  SELECT 'warning', 'function ' || p.oid::pg_catalog.regprocedure::text,
+         'is SECURITY DEFINER without a pinned search_path: a caller can put objects of its own in the way',
+         format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp;', p.oid::pg_catalog.regprocedure)
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+     AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
+  UNION ALL
+  -- 7. protected tables whose organization column has no index
+  SELECT 'info', t.oid::pg_catalog.regclass::text,
+         format('is protected on column %s, which no index leads with: every query reads the whole table', o.attname),
+         format('CREATE INDEX ON %s (%I);', t.oid::pg_catalog.regclass, o.attname)
+    FROM app_tables t JOIN policies p ON p.polrelid = t.oid AND p.um > 0
+    JOIN protected_columns o ON o.oid = t.oid
+   WHERE t.relkind = 'r'
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                      WHERE i.indrelid = t.oid
+                        AND i.indkey[0] = (SELECT a.attnum FROM pg_catalog.pg_attribute a
+                                            WHERE a.attrelid = t.oid AND a.attname = o.attname))
+  UNION ALL
+  -- 8. protected tables with a unique key that leaves out the organization
+  -- column: a unique index ignores row-level security, so a write that
+  -- collides (a unique violation, INSERT ... ON CONFLICT DO NOTHING) tells
+  -- one tenant that another tenant's row holds the value; and a
+  -- tenant-sharded deployment (distributed by organization) needs the
+  -- organization in each key
+  SELECT 'warning', t.oid::pg_catalog.regclass::text,
+         format('is protected on column %I, which its %s %I does not include: a colliding insert or update tells a tenant that another tenant''s row holds the value (unique indexes ignore row-level security), and the table cannot be distributed by organization',
+                o.attname, CASE k.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique constraint' ELSE 'unique index' END,
+                coalesce(k.conname, ic.relname)),
+         CASE WHEN k.oid IS NOT NULL
+              THEN format('Lead it with the organization (it then holds within each organization; foreign keys that reference it must be dropped first and re-created on the new key): ALTER TABLE %s DROP CONSTRAINT %I, ADD %s (%s);',
+                          t.oid::pg_catalog.regclass, k.conname, CASE k.contype WHEN 'p' THEN 'PRIMARY KEY' ELSE 'UNIQUE' END,
+                          (SELECT string_agg(quote_ident(x.name), ', ' ORDER BY x.ord)
+                             FROM (SELECT o.attname::text AS name, 0::bigint AS ord
+                                   UNION ALL
+                                   SELECT a.attname::text, c.ord FROM unnest(k.conkey) WITH ORDINALITY AS c(attnum, ord)
+                                     JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = c.attnum) x))
+              ELSE format('Re-create it with %I as its first column (it then holds within each organization): it is %s',
+                          o.attname, pg_catalog.pg_get_indexdef(i.indexrelid)) END
+    FROM app_tables t JOIN policies p ON p.polrelid = t.oid AND p.um > 0
+    JOIN protected_columns o ON o.oid = t.oid
+    JOIN pg_catalog.pg_index i ON i.indrelid = t.oid AND i.indisunique
+    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    LEFT JOIN pg_catalog.pg_constraint k ON k.conrelid = t.oid AND k.conindid = i.indexrelid AND k.contype IN ('p', 'u')
+   WHERE NOT t.relispartition
+     AND NOT o.attnum = ANY ((i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1])   -- key columns, not INCLUDE ones
+  UNION ALL
+  -- 9. foreign keys into um's tables: PostgreSQL checks each inserted row
+  -- as the owner of the referenced table, with the referencing column's
+  -- casts (code of the application's with um's rights when the types differ)
+  -- A plain key (same types, no actions, not deferrable) into
+  -- um.organizations or um.scopes runs no code of the application's and
+  -- makes um's deletions wait for its rows (UM081): the supported way to
+  -- keep a tenant's rows from being orphaned.  Keys with ON DELETE/UPDATE
+  -- actions stop um's deleting calls (UM057); deferrable ones its deletions.
+  SELECT CASE WHEN k.casts OR k.actions THEN 'critical'
+              WHEN k.plain_org_key THEN 'info'
+              ELSE 'warning' END,
+         k.conrelid::pg_catalog.regclass::text,
+         CASE WHEN k.plain_org_key
+              THEN format('has foreign key %I into %s: um refuses to delete what its rows still reference (UM081)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              WHEN k.actions AND NOT k.casts
+              THEN format('has foreign key %I into %s with ON DELETE or ON UPDATE actions: they would run as um''s owner, so every lifecycle call that deletes refuses (UM057)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              WHEN k.condeferrable AND NOT k.casts
+              THEN format('has deferrable foreign key %I into %s: it would be checked only at COMMIT, so um refuses to delete organizations and scope nodes (UM081)',
+                          k.conname, k.confrelid::pg_catalog.regclass)
+              ELSE format('has foreign key %I into %s: PostgreSQL checks it as um''s owner, running the column''s casts with um''s rights',
+                          k.conname, k.confrelid::pg_catalog.regclass) END,
+         CASE WHEN k.plain_org_key
+              THEN 'Nothing to do: delete or move those rows before deleting the organization or scope node.'
+              WHEN k.condeferrable AND NOT k.casts AND NOT k.actions
+              THEN format('ALTER TABLE %s ALTER CONSTRAINT %I NOT DEFERRABLE;', k.conrelid::pg_catalog.regclass, k.conname)
+              WHEN k.confrelid = 'um.users'::pg_catalog.regclass AND cardinality(k.conkey) = 1
+              THEN format('ALTER TABLE %s DROP CONSTRAINT %I; SELECT um_add_user_reference(%L, %L);',
+                          k.conrelid::pg_catalog.regclass, k.conname, k.conrelid::pg_catalog.regclass::text,
+                          (SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.conrelid AND a.attnum = k.conkey[1]))
+              ELSE format('ALTER TABLE %s DROP CONSTRAINT %I; keep the ids without a foreign key into um''s tables.',
+                          k.conrelid::pg_catalog.regclass, k.conname) END
+    FROM (SELECT k0.*, EXISTS (SELECT 1 FROM unnest(k0.conkey, k0.confkey) AS x(a, b)
+                                 JOIN pg_catalog.pg_attribute fa ON fa.attrelid = k0.conrelid AND fa.attnum = x.a
+                                 JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k0.confrelid AND pa.attnum = x.b
+                                WHERE fa.atttypid <> pa.atttypid) AS casts,
+                 k0.confdeltype NOT IN ('a', 'r') OR k0.confupdtype NOT IN ('a', 'r') AS actions
+            FROM pg_catalog.pg_constraint k0 WHERE k0.contype = 'f') AS k1
+    CROSS JOIN LATERAL (SELECT k1.*, NOT k1.casts AND NOT k1.actions AND NOT k1.condeferrable
+                               AND k1.confrelid IN ('um.organizations'::pg_catalog.regclass, 'um.scopes'::pg_catalog.regclass)
+                               AS plain_org_key) AS k
+    JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+   WHERE k.contype = 'f' AND c.relnamespace <> 'um'::pg_catalog.regnamespace
+     AND (SELECT r.relnamespace FROM pg_catalog.pg_class r WHERE r.oid = k.confrelid) = 'um'::pg_catalog.regnamespace
+     AND k.conparentid = 0
+  UNION ALL
+  -- 10. roles holding REFERENCES on um's tables: they can make such keys
+  SELECT 'critical', 'role ' || a.grantee::pg_catalog.regrole::text,
+         format('holds REFERENCES on %s: a foreign key it makes is checked with um''s rights, running its casts', c.oid::pg_catalog.regclass),
+         format('REVOKE REFERENCES ON %s FROM %s; register columns of user ids with um_add_user_reference() instead.',
+                c.oid::pg_catalog.regclass, a.grantee::pg_catalog.regrole)
+    FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+   WHERE c.relnamespace = 'um'::pg_catalog.regnamespace AND a.privilege_type = 'REFERENCES'
+     AND a.grantee <> c.relowner AND a.grantee <> 0
+  UNION ALL
+  SELECT 'critical', 'role ' || a.grantee::pg_catalog.regrole::text,
+         format('holds REFERENCES on column %I of %s: a foreign key it makes is checked with um''s rights, running its casts',
+                att.attname, c.oid::pg_catalog.regclass),
+         format('REVOKE REFERENCES (%I) ON %s FROM %s; register columns of user ids with um_add_user_reference() instead.',
+                att.attname, c.oid::pg_catalog.regclass, a.grantee::pg_catalog.regrole)
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute att ON att.attrelid = c.oid, pg_catalog.aclexplode(att.attacl) a
+   WHERE c.relnamespace = 'um'::pg_catalog.regnamespace AND a.privilege_type = 'REFERENCES'
+     AND a.grantee <> c.relowner AND a.grantee <> 0
+  UNION ALL
+  -- 11. login roles whose settings write what they pass to um (passwords,
+  -- tokens) into the server log: their effective settings in this database
+  -- (role and database settings over the server's)
+  SELECT 'critical', 'role ' || quote_ident(r.rolname),
+         format('can log in and call um_login, and its settings log the statements it runs (%s): the passwords and tokens it passes to um reach the server log',
+                l.why),
+         l.fix || ' Statements logged by log_statement or for their duration, and the parameters of failing ones, are written before um can hide them.'
+    FROM pg_catalog.pg_roles r
+    CROSS JOIN LATERAL (
+      SELECT string_agg(format('%s = %s', e.name, e.value), ', ' ORDER BY e.name) AS why,
+             string_agg(format('ALTER ROLE %I IN DATABASE %I SET %s = %s;', r.rolname, pg_catalog.current_database(), e.name, e.safe),
+                        ' ' ORDER BY e.name) AS fix
+        FROM (SELECT g.name, g.safe,
+                     coalesce((SELECT substr(c, length(g.name) + 2)
+                                 FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+                                WHERE s.setrole IN (r.oid, 0)
+                                  AND s.setdatabase IN ((SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()), 0)
+                                  AND NOT (s.setrole = 0 AND s.setdatabase = 0)
+                                  AND c LIKE g.name || '=%'
+                                ORDER BY (s.setrole <> 0 AND s.setdatabase <> 0) DESC, (s.setrole <> 0) DESC
+                                LIMIT 1),
+                              (SELECT CASE WHEN p.source IN ('database', 'user', 'database user') THEN p.boot_val
+                                           WHEN p.source IN ('session', 'client') THEN p.reset_val
+                                           ELSE p.setting END
+                                 FROM pg_catalog.pg_settings p WHERE p.name = g.name)) AS value
+                FROM (VALUES ('log_statement', '''none'''),
+                             ('log_min_duration_statement', '-1'),
+                             ('log_min_duration_sample', '-1'),
+                             ('log_transaction_sample_rate', '0'),
+                             ('log_parameter_max_length_on_error', '0')) AS g (name, safe)) e
+       WHERE CASE e.name
+               WHEN 'log_statement' THEN btrim(e.value, '''"') = 'all'
+               WHEN 'log_transaction_sample_rate' THEN btrim(e.value, '''"') !~ '^0*(\.0*)?$'
+               WHEN 'log_parameter_max_length_on_error' THEN btrim(e.value, '''"') !~ '^0+[A-Za-z]*$'
+               ELSE btrim(e.value, '''"') !~ '^-' END) l
+   WHERE r.rolcanlogin AND l.why IS NOT NULL
+     AND (pg_catalog.has_function_privilege(r.oid, '@extschema@.um_login(text, text)', 'EXECUTE')
+          OR pg_catalog.has_function_privilege(r.oid, '@extschema@.um_begin(text)', 'EXECUTE'))
+  UNION ALL
+  -- 12. um not loaded at backend start: a statement that fails before um is
+  -- loaded in its backend (a syntax error) is logged with its text, and
+  -- logins have no audit writers of their own
+  SELECT 'warning', 'server',
+         'um is not preloaded: a statement that fails before a backend loads um (a syntax error in a call of um_login) is logged with its text, password included, and logins share background worker slots with parallel queries',
+         format('ALTER SYSTEM SET shared_preload_libraries = %L; then restart the server (or, for this database only and without reserved audit writers: ALTER DATABASE %I SET session_preload_libraries = ''um'';)',
+                CASE WHEN pg_catalog.current_setting('shared_preload_libraries') = '' THEN 'um'
+                     ELSE pg_catalog.current_setting('shared_preload_libraries') || ',um' END,
+                pg_catalog.current_database())
+   WHERE NOT EXISTS (SELECT 1 FROM unnest(string_to_array(pg_catalog.current_setting('shared_preload_libraries') || ','
+                                                          || pg_catalog.current_setting('session_preload_libraries') || ','
+                                                          || pg_catalog.current_setting('local_preload_libraries'), ',')) l
+                      WHERE btrim(l) IN ('um', '$libdir/um', '"um"'))
+  UNION ALL
+  -- 13. organizations that require a second factor from members without one
+  SELECT 'warning', 'organization ' || g.org_slug,
+         format('requires a second factor (require_mfa), and %s member(s) who can log in have none: they can do nothing there', g.members_without),
+         'Have them enrol one (um_enroll_totp, then um_complete_login at their next login), or turn require_mfa off until they have.'
+    FROM um_internal.mfa_gaps() g
+  ) f
+  ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
+$$;
+
+COMMENT ON FUNCTION @extschema@.um_lint() IS
+  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um, um not preloaded, organizations requiring a second factor from members without one; each with a hint';
+COMMENT ON FUNCTION @extschema@.um_remove_factor(bigint, text) IS
+  'remove one of the acting user''s factors; a confirmed one takes a proof now (a current code or a recovery code) or a recent authentication of the session';
+
+REVOKE EXECUTE ON FUNCTION
+  um_internal.current_assurance_level(),
+  um_internal.note_assurance_level(smallint),
+  um_internal.require_recent_authentication(text, text),
+  um_internal.do_complete_login(text, text),
+  um_internal.do_reauthenticate(text, text),
+  um_internal.do_register_webauthn(text, bytea, bytea, bigint),
+  um_internal.do_webauthn_credential(bytea),
+  um_internal.do_complete_login_webauthn(text, bytea, bigint),
+  um_internal.new_session(um.users, text, text, smallint),
+  @extschema@.um_complete_login_webauthn(text, bytea, bigint),
+  @extschema@.um_webauthn_credential(bytea)
+FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION um_internal.mfa_gaps() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION um_internal.mfa_gaps() TO PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

@@ -158,6 +158,9 @@ static bool addresses_known = false;
 static uint64 stale_buckets[UM_CACHE_BUCKETS / 64];
 static bool any_stale_bucket = false;
 
+/* the earliest holds_until of the user entries (0: none): when it passes, their buckets go stale */
+static TimestampTz earliest_hold = 0;
+
 /* deepest scope tree a check walks up */
 #define UM_MAX_SCOPE_DEPTH		64
 
@@ -774,6 +777,7 @@ cache_reset(void)
 	}
 	memset(stale_buckets, 0, sizeof(stale_buckets));
 	any_stale_bucket = false;
+	earliest_hold = 0;
 	cache_bytes = 0;
 	cache_stale = false;
 	snapshot_bound = false;
@@ -934,6 +938,35 @@ shrink(void)
 }
 
 /*
+ * expire_holds: a timed suspension has ended, which no message announces:
+ * the buckets of the user entries built on it go stale, as if a message had
+ * come (so the generation moves on and no caller keeps a pointer into them).
+ */
+static void
+expire_holds(TimestampTz now)
+{
+	HASH_SEQ_STATUS it;
+	UmUser	   *u;
+	TimestampTz next = 0;
+
+	hash_seq_init(&it, user_hash);
+	while ((u = hash_seq_search(&it)) != NULL)
+	{
+		if (u->holds_until == 0)
+			continue;
+		if (u->holds_until <= now)
+		{
+			stale_buckets[u->bucket / 64] |= UINT64CONST(1) << (u->bucket % 64);
+			any_stale_bucket = true;
+		}
+		else if (next == 0 || u->holds_until < next)
+			next = u->holds_until;
+	}
+	earliest_hold = next;
+	cache_generation++;
+}
+
+/*
  * um_cache_begin: make the cache current for a check.  Returns the
  * generation the caller must see unchanged at the end of its check.
  */
@@ -954,6 +987,8 @@ um_cache_begin(void)
 		cache_reset();
 	else
 	{
+		if (earliest_hold != 0 && GetCurrentStatementStartTimestamp() >= earliest_hold)
+			expire_holds(GetCurrentStatementStartTimestamp());
 		if (any_stale_bucket)
 			drop_stale_buckets();
 		/* the bound on memory: checked after loads, not on every (warm) check */
@@ -1335,26 +1370,6 @@ cache_user(LoadState *ls, int64 user_id)
 	UmScan	   *ts;
 
 	u = hash_search(user_hash, &user_id, HASH_FIND, NULL);
-	if (u != NULL && u->holds_until != 0 &&
-		GetCurrentStatementStartTimestamp() >= u->holds_until)
-	{
-		/*
-		 * A suspension ended by itself: no message says so.  The entry
-		 * goes with the member entries built on it (only the user's: a
-		 * caller may hold another user's member entry of the bucket).
-		 */
-		dlist_mutable_iter it;
-
-		dlist_foreach_modify(it, &buckets[u->bucket].members_by_user)
-		{
-			UmMember   *m = dlist_container(UmMember, user_node, it.cur);
-
-			if (m->key.user_id == user_id)
-				drop_member(m);
-		}
-		drop_user(u);
-		u = NULL;
-	}
 	if (u != NULL)
 	{
 		stats.hits++;
@@ -1427,6 +1442,8 @@ cache_user(LoadState *ls, int64 user_id)
 	u->exists = exists;
 	u->active = active;
 	u->holds_until = holds_until;
+	if (holds_until != 0 && (earliest_hold == 0 || holds_until < earliest_hold))
+		earliest_hold = holds_until;
 	u->norgs = norgs;
 	u->orgs = orgs;
 	u->org_roles = org_roles;

@@ -189,6 +189,8 @@ um_has_permission_acting(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	has_user = um_identity_get_in(!PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1), &user_id);
+	if (has_user && !PG_ARGISNULL(1))
+		um_session_check_assurance(user_id, PG_GETARG_INT64(1));
 	if (PG_NARGS() > 2 && PG_ARGISNULL(2))
 	{
 		/* a NULL scope node is a deny, after the name is validated */
@@ -263,7 +265,7 @@ orgs_holding(int64 user_id, int perm_id, bool acting, int64 **ids)
 		const uint64 *bits = um_cache_member_bits(user_id, orgs[i]);
 
 		if (bits != NULL && um_bit(bits, perm_id) &&
-			(!acting || um_identity_org_allowed(orgs[i])))
+			(!acting || (um_identity_org_allowed(orgs[i]) && !um_session_blocks_org(user_id, orgs[i]))))
 			(*ids)[n++] = orgs[i];
 	}
 	return n;
@@ -450,6 +452,8 @@ um_permitted_scopes_acting(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_DATUM(int8_array(NULL, 0));
+	if (has_user && !PG_ARGISNULL(1))
+		um_session_check_assurance(user_id, PG_GETARG_INT64(1));
 	PG_RETURN_DATUM(permitted_scopes(fcinfo, has_user, user_id, PG_GETARG_TEXT_PP(0),
 									 !PG_ARGISNULL(1), PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1)));
 }

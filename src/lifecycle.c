@@ -67,7 +67,8 @@ static const char *const secret_bodies[] = {
 	"do_login", "do_change_password", "do_set_password", "do_logout",
 	"do_reset_password", "do_reset_password_and_login",
 	"do_confirm_email_change", "do_cancel_email_change", "do_refresh_session",
-	"do_confirm_totp", "do_remove_factor", "do_regenerate_recovery_codes", NULL
+	"do_confirm_totp", "do_remove_factor", "do_regenerate_recovery_codes",
+	"do_complete_login", "do_reauthenticate", NULL
 };
 
 static bool

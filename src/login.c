@@ -51,6 +51,7 @@ static bool invitations_prove_address = false;
 static bool email_change_ends_sessions = false;
 static int	session_idle_timeout_seconds = 0;
 static char *mfa_issuer = NULL;
+static int	step_up_window_seconds = 600;
 static char *client_addr_setting = NULL;
 static char *client_user_agent_setting = NULL;
 static int	password_reset_lifetime_seconds = 1800;
@@ -138,6 +139,13 @@ um_login_init(void)
 							   "",
 							   PGC_USERSET, 0,
 							   NULL, NULL, NULL);
+	DefineCustomIntVariable("um.step_up_window",
+							"How recent an authentication sensitive calls need.",
+							"Transferring an organization, deleting one's account, changing one's address: through a session, only this long after its user last proved who they are (um_reauthenticate).",
+							&step_up_window_seconds,
+							600, 60, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomStringVariable("um.mfa_issuer",
 							   "The issuer authenticator apps show for um's TOTP factors.",
 							   "Your service's name, as in otpauth://totp/<issuer>:<email>.",

@@ -55,9 +55,11 @@
 /*
  * The tables read; the first column named is the key (in the enum's order).
  * A name starting with '?' is a column an older version's table lacks: until
- * ALTER EXTENSION um UPDATE adds it, it reads as NULL (um_scan_has_col).
+ * ALTER EXTENSION um UPDATE adds it, it reads as NULL (um_scan_has_col);
+ * a table name starting with '?' is a table an older version lacks: until
+ * then its scans find nothing.
  */
-#define LOADER_MAX_COLUMNS 12
+#define LOADER_MAX_COLUMNS 16
 
 typedef struct LoaderTable
 {
@@ -81,11 +83,13 @@ static const LoaderTable loader_tables[NTABLES] = {
 	{INT8OID, INT8OID, INT8OID}},
 	{"sessions", "sessions_token_hash_key", false,
 		{"token_hash", "user_id", "revoked_at", "revoked_reason", "expires_at", "method", "?password_changed_at",
-		"?idle_timeout", "?last_seen_at", "created_at", "id"},
+		"?idle_timeout", "created_at", "id", "?assurance_level"},
 	{BYTEAOID, INT8OID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, TIMESTAMPTZOID,
-	INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID}},
-	{"organizations", "organizations_pkey", false, {"id", "password_login_disabled"},
-	{INT8OID, BOOLOID}},
+	INT4OID, TIMESTAMPTZOID, INT8OID, INT2OID}},
+	{"organizations", "organizations_pkey", false, {"id", "password_login_disabled", "?require_mfa"},
+	{INT8OID, BOOLOID, BOOLOID}},
+	{"?session_activity", "session_activity_pkey", false, {"session_id", "last_seen_at"},
+	{INT8OID, TIMESTAMPTZOID}},
 };
 
 static bool layout_known = false;
@@ -113,6 +117,7 @@ struct UmScan
 {
 	Relation	rel;
 	int			table;
+	bool		empty;			/* an optional table that is not there */
 	bool		index_only;
 	/* through the table */
 	SysScanDesc scan;
@@ -145,8 +150,12 @@ lookup_layout(void)
 	{
 		const LoaderTable *lt = &loader_tables[t];
 
+		const char *tname = lt->table[0] == '?' ? lt->table + 1 : lt->table;
+
 		checked_index[t] = InvalidOid;
-		table_relid[t] = get_relname_relid(lt->table, um_nsp);
+		table_relid[t] = get_relname_relid(tname, um_nsp);
+		if (!OidIsValid(table_relid[t]) && lt->table[0] == '?')
+			continue;			/* an older version's schema: nothing to read */
 		if (!OidIsValid(table_relid[t]))
 			elog(ERROR, "um: table um.%s is missing", lt->table);
 		for (c = 0; c < LOADER_MAX_COLUMNS && lt->columns[c] != NULL; c++)
@@ -256,6 +265,11 @@ um_scan_begin(UmTable t, Snapshot snapshot, Datum key)
 
 	lookup_layout();
 	ts->table = t;
+	if (!OidIsValid(table_relid[t]))
+	{
+		ts->empty = true;		/* an optional table this schema lacks */
+		return ts;
+	}
 	ts->rel = table_open(table_relid[t], AccessShareLock);
 	if (!layout_known)
 	{
@@ -297,6 +311,8 @@ um_scan_next(UmScan *ts)
 {
 	ItemPointer tid;
 
+	if (ts->empty)
+		return false;
 	if (!ts->index_only)
 	{
 		ts->tuple = systable_getnext(ts->scan);
@@ -324,6 +340,11 @@ um_scan_next(UmScan *ts)
 void
 um_scan_end(UmScan *ts)
 {
+	if (ts->empty)
+	{
+		pfree(ts);
+		return;
+	}
 	if (ts->index_only)
 	{
 		if (BufferIsValid(ts->vmbuffer))

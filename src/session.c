@@ -45,6 +45,10 @@ PG_FUNCTION_INFO_V1(um_generate_token);
 PG_FUNCTION_INFO_V1(um_generate_code);
 PG_FUNCTION_INFO_V1(um_begin);
 PG_FUNCTION_INFO_V1(um_current_session_id);
+PG_FUNCTION_INFO_V1(um_current_assurance_level);
+PG_FUNCTION_INFO_V1(um_note_assurance_level);
+
+#define CHALLENGE_PREFIX	"umc_"
 
 /* last_seen_at is written at most this often (a quarter of a shorter idle timeout) */
 #define TOUCH_INTERVAL_SECONDS	300
@@ -59,14 +63,26 @@ PG_FUNCTION_INFO_V1(um_current_session_id);
 static int64 current_session = 0;
 static int64 current_session_user = 0;
 static LocalTransactionId current_session_lxid = InvalidLocalTransactionId;
+static int	current_session_level = 1;
+
+/* organizations' require_mfa as read in this transaction (a few at a time) */
+#define MFA_MEMO_SIZE 8
+static struct
+{
+	LocalTransactionId lxid;
+	int64		org_id;
+	bool		required;
+}			mfa_memo[MFA_MEMO_SIZE];
+static int	mfa_memo_next = 0;
 
 /* What session_refusal found beyond the refusal: for um_begin's bookkeeping */
 typedef struct SessionSeen
 {
 	int64		session_id;
+	int			level;			/* assurance level, 1 or 2 */
 	TimestampTz last_use;		/* last_seen_at, or created_at */
 	int			idle_timeout;	/* 0: none */
-	bool		has_last_seen;	/* the column exists (0.3 and later) */
+	bool		has_last_seen;	/* um.session_activity exists (0.3 and later) */
 } SessionSeen;
 
 #define TOKEN_PREFIX		"um_"
@@ -107,7 +123,8 @@ static const char *const secret_functions[] = {
 	"um_login", "um_change_password", "um_set_password", "um_sign_up", "um_begin",
 	"um_logout", "um_accept_invitation", "um_verify_email", "um_reset_password",
 	"um_confirm_email_change", "um_cancel_email_change", "um_refresh_session",
-	"um_confirm_totp", "um_remove_factor", "um_regenerate_recovery_codes", NULL
+	"um_confirm_totp", "um_remove_factor", "um_regenerate_recovery_codes",
+	"um_complete_login", "um_reauthenticate", NULL
 };
 
 /* um_session_note_secret: the statement running carries a secret */
@@ -479,18 +496,31 @@ session_refusal(Snapshot snap, const uint8 *hash, int64 *user_id, SessionSeen *s
 	password = !um_scan_text_is(scan, 5, "sso") && !um_scan_text_is(scan, 5, "key");
 	stamped = um_scan_has_col(scan, 6);		/* (not before the update to 0.3) */
 	stamp = um_scan_col(scan, 6, &stamp_null);
-	seen->session_id = um_scan_int8(scan, 10);
-	seen->has_last_seen = um_scan_has_col(scan, 8);
+	seen->session_id = um_scan_int8(scan, 9);
+	d = um_scan_col(scan, 10, &isnull);
+	seen->level = isnull ? 1 : DatumGetInt16(d);
 	d = um_scan_col(scan, 7, &isnull);
 	seen->idle_timeout = isnull ? 0 : DatumGetInt32(d);
 	d = um_scan_col(scan, 8, &isnull);
-	if (isnull)
-		d = um_scan_col(scan, 9, &isnull);
 	seen->last_use = isnull ? 0 : DatumGetTimestampTz(d);
-	if (reason == NULL && seen->idle_timeout > 0 &&
-		TimestampDifferenceExceeds(seen->last_use, GetCurrentTimestamp(), seen->idle_timeout * 1000))
-		reason = "idle";
+	seen->has_last_seen = false;
 	um_scan_end(scan);
+
+	/* the last use recorded apart from the session (0.3 on) */
+	scan = um_scan_begin(UM_T_SESSION_ACTIVITY, snap, Int64GetDatum(seen->session_id));
+	if (um_scan_next(scan))
+	{
+		d = um_scan_col(scan, 1, &isnull);
+		if (!isnull && DatumGetTimestampTz(d) > seen->last_use)
+			seen->last_use = DatumGetTimestampTz(d);
+		seen->has_last_seen = true;
+	}
+	else
+		seen->has_last_seen = um_scan_has_col(scan, 1);
+	um_scan_end(scan);
+	if (reason == NULL && seen->idle_timeout > 0 &&
+		GetCurrentTimestamp() - seen->last_use >= (int64) seen->idle_timeout * USECS_PER_SEC)
+		reason = "idle";
 
 	scan = um_scan_begin(UM_T_USERS, snap, Int64GetDatum(*user_id));
 	found = um_scan_next(scan);
@@ -555,6 +585,8 @@ um_begin(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(0))
 		invalid_token("The token is NULL.");
 	token = PG_GETARG_TEXT_PP(0);
+	if (VARSIZE_ANY_EXHDR(token) >= 4 && memcmp(VARDATA_ANY(token), CHALLENGE_PREFIX, 4) == 0)
+		invalid_token("The token is a login challenge, not a session: finish the login with um_complete_login(challenge, code).");
 	if (!token_well_formed(VARDATA_ANY(token), VARSIZE_ANY_EXHDR(token)))
 		invalid_token("The token is not one um issued.");
 
@@ -594,6 +626,7 @@ um_begin(PG_FUNCTION_ARGS)
 	current_session = seen.session_id;
 	current_session_user = user_id;
 	current_session_lxid = MY_LXID;
+	current_session_level = seen.level;
 	touch_session(&seen);
 	PG_RETURN_INT64(user_id);
 }
@@ -620,17 +653,95 @@ touch_session(const SessionSeen *seen)
 		return;
 	if (seen->idle_timeout > 0 && seen->idle_timeout / 4 < interval)
 		interval = Max(seen->idle_timeout / 4, 1);
-	if (!TimestampDifferenceExceeds(seen->last_use, GetCurrentTimestamp(), interval * 1000))
+	if (GetCurrentTimestamp() - seen->last_use < (int64) interval * USECS_PER_SEC)
 		return;
 	vals[0] = Int64GetDatum(seen->session_id);
 	um_run_as_begin(&ra, um_owner(), false);
-	rc = SPI_execute_with_args("UPDATE um.sessions SET last_seen_at = pg_catalog.now()"
-							   " WHERE id OPERATOR(pg_catalog.=) (SELECT s.id FROM um.sessions s"
-							   "  WHERE s.id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED)",
+	rc = SPI_execute_with_args("UPDATE um.session_activity SET last_seen_at = pg_catalog.now()"
+							   " WHERE session_id OPERATOR(pg_catalog.=) (SELECT a.session_id FROM um.session_activity a"
+							   "  WHERE a.session_id OPERATOR(pg_catalog.=) $1 FOR UPDATE SKIP LOCKED)",
 							   1, types, vals, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "um_begin: could not record the session's use: %s", SPI_result_code_string(rc));
+	/* (the row is made with the session: an insert here could wait for another request) */
 	um_run_as_end(&ra);
+}
+
+/* is a session of this user acting in this transaction? */
+static bool
+session_acting(int64 user_id)
+{
+	int64		acting;
+
+	return current_session != 0 && current_session_lxid == MY_LXID &&
+		um_identity_get(&acting) && acting == user_id && acting == current_session_user;
+}
+
+/* does the organization require a second factor (as this transaction first read it)? */
+static bool
+org_requires_mfa(int64 org_id)
+{
+	UmScan	   *scan;
+	Snapshot	snap;
+	bool		required = false;
+	int			i;
+
+	for (i = 0; i < MFA_MEMO_SIZE; i++)
+		if (mfa_memo[i].lxid == MY_LXID && mfa_memo[i].org_id == org_id)
+			return mfa_memo[i].required;
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = um_scan_begin(UM_T_ORGANIZATIONS, snap, Int64GetDatum(org_id));
+	if (um_scan_next(scan))
+		required = um_scan_bool(scan, 2);
+	um_scan_end(scan);
+	UnregisterSnapshot(snap);
+	mfa_memo[mfa_memo_next].lxid = MY_LXID;
+	mfa_memo[mfa_memo_next].org_id = org_id;
+	mfa_memo[mfa_memo_next].required = required;
+	mfa_memo_next = (mfa_memo_next + 1) % MFA_MEMO_SIZE;
+	return required;
+}
+
+bool
+um_session_blocks_org(int64 user_id, int64 org_id)
+{
+	return session_acting(user_id) && current_session_level < 2 && org_requires_mfa(org_id);
+}
+
+void
+um_session_check_assurance(int64 user_id, int64 org_id)
+{
+	if (um_session_blocks_org(user_id, org_id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UM_SECOND_FACTOR_REQUIRED),
+				 errmsg("organization %lld requires a second factor", (long long) org_id),
+				 errdetail("This session is at assurance level 1: in this organization it may do nothing."),
+				 errhint("Prove a second factor: um_reauthenticate(code => ...) in this session, or log in again with one (um_complete_login); a user without a factor enrols one (um_enroll_totp).")));
+}
+
+/*
+ * um_internal.current_assurance_level(): the level of the session acting in
+ * this transaction; NULL when none (um_act_as, nobody).
+ */
+Datum
+um_current_assurance_level(PG_FUNCTION_ARGS)
+{
+	int64		user_id;
+
+	if (!um_identity_get(&user_id) || !session_acting(user_id))
+		PG_RETURN_NULL();
+	PG_RETURN_INT16((int16) current_session_level);
+}
+
+/* um_internal.note_assurance_level(level smallint): the session proved more */
+Datum
+um_note_assurance_level(PG_FUNCTION_ARGS)
+{
+	int64		user_id;
+
+	if (um_identity_get(&user_id) && session_acting(user_id))
+		current_session_level = PG_GETARG_INT16(0);
+	PG_RETURN_VOID();
 }
 
 /*

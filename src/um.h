@@ -36,6 +36,7 @@
 #define ERRCODE_UM_UNKNOWN_PERMISSION		MAKE_SQLSTATE('U','M','0','1','1')
 #define ERRCODE_UM_UNKNOWN_USER				MAKE_SQLSTATE('U','M','0','3','1')
 #define ERRCODE_UM_INVALID_SESSION			MAKE_SQLSTATE('U','M','0','6','7')
+#define ERRCODE_UM_SECOND_FACTOR_REQUIRED	MAKE_SQLSTATE('U','M','0','9','2')
 #define ERRCODE_UM_APP_CASCADE				MAKE_SQLSTATE('U','M','0','5','7')
 #define ERRCODE_UM_AUDIT_UNAVAILABLE		MAKE_SQLSTATE('U','M','0','6','9')
 
@@ -262,8 +263,9 @@ typedef enum UmTable
 	UM_T_ROLE_PERMISSIONS,		/* org_id; role_id, permission */
 	UM_T_ROLE_INCLUSIONS,		/* org_id; role_id, included_role_id */
 	UM_T_SESSIONS,				/* token_hash; user_id, revoked_at, revoked_reason, expires_at, method,
-								 * password_changed_at, idle_timeout, last_seen_at, created_at, id */
-	UM_T_ORGANIZATIONS,			/* id; password_login_disabled */
+								 * password_changed_at, idle_timeout, created_at, id, assurance_level */
+	UM_T_ORGANIZATIONS,			/* id; password_login_disabled, require_mfa */
+	UM_T_SESSION_ACTIVITY,		/* session_id; last_seen_at */
 	UM_NTABLES
 } UmTable;
 
@@ -280,6 +282,13 @@ extern int64 um_scan_int8(UmScan *scan, int col);
 extern bool um_scan_bool(UmScan *scan, int col);
 extern bool um_scan_text_is(UmScan *scan, int col, const char *value);
 extern void um_scan_end(UmScan *scan);
+
+/* ---- session.c: the session of this transaction's um_begin */
+
+/* refuses (UM092) a check by a level-1 session in an organization that requires a second factor */
+extern void um_session_check_assurance(int64 user_id, int64 org_id);
+/* whether such a check would be refused (um_permitted_orgs leaves the organization out) */
+extern bool um_session_blocks_org(int64 user_id, int64 org_id);
 
 /* ---- evaluator.c: um_has_permission() and its companions */
 

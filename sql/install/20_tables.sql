@@ -22,11 +22,13 @@ CREATE TABLE um.organizations (
   -- REPEATABLE READ, where the loser gets a serialization failure
   revision bigint NOT NULL DEFAULT 0,
   created_at timestamptz NOT NULL DEFAULT now(),
+  require_mfa boolean NOT NULL DEFAULT false,
   CONSTRAINT organizations_slug_key UNIQUE (slug)
 );
 COMMENT ON TABLE um.organizations IS 'tenants; every other organization-scoped row belongs to one';
 COMMENT ON COLUMN um.organizations.slug IS 'unique short name for URLs: lowercase letters, digits, inner hyphens';
 COMMENT ON COLUMN um.organizations.allow_invite_requests IS 'people may request an invitation from the login page';
+COMMENT ON COLUMN um.organizations.require_mfa IS 'a session at assurance level 1 (one factor) may do nothing here: every check and lifecycle call is refused (UM092) until the user proves a second factor';
 COMMENT ON COLUMN um.organizations.password_login_disabled IS 'members must sign in through an identity provider; needs one in um.identity_providers';
 COMMENT ON COLUMN um.organizations.settings IS 'further settings of the application, a JSON object';
 COMMENT ON COLUMN um.organizations.id IS 'the organization''s id; every organization-scoped row carries it as org_id';
@@ -383,17 +385,27 @@ CREATE TABLE um.sessions (
   revoked_at timestamptz,
   revoked_reason text,
   password_changed_at timestamptz,
-  last_seen_at timestamptz,
   idle_timeout integer CONSTRAINT sessions_idle_timeout_check CHECK (idle_timeout > 0),
   client_addr inet,
   user_agent text CONSTRAINT sessions_user_agent_check CHECK (char_length(user_agent) <= 512),
   assurance_level smallint NOT NULL DEFAULT 1 CONSTRAINT sessions_assurance_level_check CHECK (assurance_level IN (1, 2)),
   previous_token_hash bytea,
+  authenticated_at timestamptz,
   CONSTRAINT sessions_expiry_check CHECK (expires_at > created_at),
   CONSTRAINT sessions_revoked_check CHECK ((revoked_at IS NULL) = (revoked_reason IS NULL))
 );
 CREATE INDEX sessions_user_id_idx ON um.sessions (user_id);
 CREATE INDEX sessions_previous_token_hash_idx ON um.sessions (previous_token_hash) WHERE previous_token_hash IS NOT NULL;
+-- When a session was last used, apart from it: um_begin records it there
+-- without taking a lock on the session, which logouts, revocations and
+-- limits update (src/session.c, touch_session).
+CREATE TABLE um.session_activity (
+  session_id bigint PRIMARY KEY REFERENCES um.sessions ON DELETE CASCADE,
+  last_seen_at timestamptz NOT NULL
+);
+COMMENT ON TABLE um.session_activity IS 'when each session was last used, coarsely (um_begin writes at most every 5 minutes, never on a hot standby or in a read-only transaction, and never waits for a lock)';
+COMMENT ON COLUMN um.session_activity.session_id IS 'the session';
+COMMENT ON COLUMN um.session_activity.last_seen_at IS 'when um_begin (or um_refresh_session) last recorded its use';
 COMMENT ON TABLE um.sessions IS 'login sessions; the token itself is never stored, only its SHA-256';
 COMMENT ON COLUMN um.sessions.revoked_reason IS 'why the session ended early: logout, logout of all sessions, password change, suspension, loss of login';
 COMMENT ON COLUMN um.sessions.id IS 'the session''s id';
@@ -403,11 +415,11 @@ COMMENT ON COLUMN um.sessions.created_at IS 'when the user logged in';
 COMMENT ON COLUMN um.sessions.expires_at IS 'the session ends then (um.session_lifetime after login)';
 COMMENT ON COLUMN um.sessions.method IS 'how the session began: password (um_login, um_change_password), reset (um_reset_password_and_login), invitation (um_accept_invitation_and_login), verification (um_verify_email_and_login), sso or key (identity providers and API keys: no um function starts those yet)';
 COMMENT ON COLUMN um.sessions.revoked_at IS 'when the session was ended early; NULL while it lasts';
-COMMENT ON COLUMN um.sessions.last_seen_at IS 'when um_begin last used it, coarsely (written at most every 5 minutes, never on a standby or in a read-only transaction); NULL: not since it began';
 COMMENT ON COLUMN um.sessions.idle_timeout IS 'seconds without use after which it ends (um.session_idle_timeout, or a stricter organization''s session_idle_timeout); NULL: none';
 COMMENT ON COLUMN um.sessions.client_addr IS 'the client''s address, as the backend passed it at login (SET LOCAL um.client_addr)';
 COMMENT ON COLUMN um.sessions.user_agent IS 'the client''s user agent, as the backend passed it at login (SET LOCAL um.client_user_agent), 512 characters at most';
 COMMENT ON COLUMN um.sessions.assurance_level IS '1: one factor; 2: a second factor was proven';
+COMMENT ON COLUMN um.sessions.authenticated_at IS 'when the user last proved who they are in this session (the login, a second factor, um_reauthenticate): sensitive calls need it within um.step_up_window';
 COMMENT ON COLUMN um.sessions.previous_token_hash IS 'SHA-256 of the token um_refresh_session replaced: presented again, it ends the session (a stolen token in use)';
 COMMENT ON COLUMN um.sessions.password_changed_at IS 'the user''s password_changed_at that the login saw: um_begin refuses the session once the password changed since, even if the login committed after the change';
 
@@ -564,6 +576,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('grants',            'tenant', '%1$I.um_has_permission(''role:read'', org_id)', NULL, true, NULL, 'user:user_id|org:org_id', ''),
   ('invitations',       'tenant', '%1$I.um_has_permission(''member:invite'', org_id)', NULL, false, NULL, NULL, ''),
   ('sessions',          'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('session_activity',  'secret', NULL, NULL, false, NULL, NULL, ''),
   ('identity_providers', 'secret', NULL, NULL, false, NULL, NULL, ''),
   ('user_identities',   'secret', NULL, NULL, false, NULL, NULL, ''),
   -- events about oneself: those of an organization only where the identity
@@ -578,6 +591,7 @@ INSERT INTO um.state_tables (relname, access, read_rule, readable_columns, evalu
   ('email_changes',     'secret', NULL, NULL, false, NULL, NULL, ''),
   ('mfa_factors',       'secret', NULL, NULL, false, NULL, NULL, ''),
   ('mfa_recovery_codes', 'secret', NULL, NULL, false, NULL, NULL, ''),
+  ('login_challenges',  'secret', NULL, NULL, false, NULL, NULL, NULL),   -- not dumped: 5 minutes long
   ('user_attribute_rules', 'catalog', NULL, NULL, false, NULL, NULL, ''),
   ('state_tables',      'catalog', NULL, NULL, false, NULL, NULL, NULL);
 COMMENT ON COLUMN um.verification_tokens.token_hash IS 'SHA-256 of the token mailed to the user; the token itself is never stored';

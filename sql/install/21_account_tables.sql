@@ -103,3 +103,23 @@ COMMENT ON COLUMN um.user_attribute_rules.key IS 'the attribute''s key: a lowerc
 COMMENT ON COLUMN um.user_attribute_rules.editable_by IS 'user: the user (um_update_profile) and admins; admin: admins with user:update in each of the user''s organizations (um_update_user), never the user; nobody: um administrators only (read-only for tenants)';
 COMMENT ON COLUMN um.user_attribute_rules.description IS 'what the attribute means, for forms and reviews';
 COMMENT ON COLUMN um.user_attribute_rules.created_at IS 'when it was declared';
+
+-- Logins waiting for a second factor (73_mfa.sql): the first step's proof,
+-- for 5 minutes, single use.
+CREATE TABLE um.login_challenges (
+  token_hash bytea PRIMARY KEY,
+  user_id bigint NOT NULL REFERENCES um.users ON DELETE CASCADE,
+  method text NOT NULL,
+  password_changed_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  CONSTRAINT login_challenges_expiry_check CHECK (expires_at > created_at)
+);
+CREATE INDEX login_challenges_user_id_idx ON um.login_challenges (user_id);
+COMMENT ON TABLE um.login_challenges IS 'logins whose first step (a password, a reset, ...) succeeded for a user with a second factor: um_complete_login turns one into a session at assurance level 2';
+COMMENT ON COLUMN um.login_challenges.token_hash IS 'SHA-256 of the challenge token (umc_...) the first step returned';
+COMMENT ON COLUMN um.login_challenges.user_id IS 'who is logging in';
+COMMENT ON COLUMN um.login_challenges.method IS 'how the first step went (the session''s method)';
+COMMENT ON COLUMN um.login_challenges.password_changed_at IS 'the password the first step checked: a change since voids the challenge';
+COMMENT ON COLUMN um.login_challenges.created_at IS 'when the first step succeeded';
+COMMENT ON COLUMN um.login_challenges.expires_at IS 'the second step must come before (5 minutes)';

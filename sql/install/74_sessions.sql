@@ -7,9 +7,11 @@
 -- of um.session_idle_timeout and the organizations' session_idle_timeout);
 -- the strictest organization of the user wins, at login and whenever an
 -- organization tightens its limit (um_set_org_setting).  um_begin (C,
--- src/session.c) records use coarsely in last_seen_at: at most every five
--- minutes (a quarter of the idle timeout when that is shorter), never on a
--- hot standby or in a read-only transaction, and without waiting for a lock.
+-- src/session.c) records use coarsely in um.session_activity: at most every
+-- five minutes (a quarter of the idle timeout when that is shorter), never on
+-- a hot standby or in a read-only transaction, and without waiting for a
+-- lock; apart from the session's row, so that a request left open holds no
+-- lock a logout or a revocation would wait for.
 -- um_refresh_session rotates the token: the old one stops working, and
 -- presented again (a copy somebody else holds), it ends the session.
 
@@ -21,10 +23,15 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+  -- (only what um_set_org_setting stores counts: seconds in range)
   SELECT least((um_internal.login_settings()).session_lifetime_seconds,
-               min((o.settings ->> 'session_lifetime')::integer)),
+               min(CASE WHEN jsonb_typeof(o.settings -> 'session_lifetime') = 'number'
+                         AND (o.settings ->> 'session_lifetime')::numeric BETWEEN 60 AND 31536000
+                        THEN (o.settings ->> 'session_lifetime')::numeric::integer END)),
          least(nullif(extract(epoch FROM current_setting('um.session_idle_timeout')::interval)::integer, 0),
-               min((o.settings ->> 'session_idle_timeout')::integer))
+               min(CASE WHEN jsonb_typeof(o.settings -> 'session_idle_timeout') = 'number'
+                         AND (o.settings ->> 'session_idle_timeout')::numeric BETWEEN 60 AND 31536000
+                        THEN (o.settings ->> 'session_idle_timeout')::numeric::integer END))
     INTO lifetime_seconds, idle_seconds
     FROM um.memberships m JOIN um.organizations o ON o.id = m.org_id
    WHERE m.user_id = p_user_id;
@@ -32,6 +39,61 @@ END
 $$;
 COMMENT ON FUNCTION um_internal.session_limits(bigint) IS
   'internal: the absolute lifetime and idle timeout (NULL: none) of a session the user starts now: the strictest of um.session_lifetime, um.session_idle_timeout and the user''s organizations'' session_lifetime and session_idle_timeout';
+
+-- um_internal.new_session: start a session for a user who just proved who
+-- they are, by p_method (the column's words), for the lifetimes of
+-- um_internal.session_limits, with what the backend said of its client, at
+-- assurance level p_level.  A user with a confirmed second factor gets no
+-- level-1 session: a challenge (umc_...) instead, for um_complete_login.
+CREATE FUNCTION um_internal.new_session(p_user um.users, p_action text, p_method text DEFAULT 'password',
+                                        p_level smallint DEFAULT 1)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_token text := um_internal.generate_token();
+  v_session bigint;
+  v_limits record := um_internal.session_limits(p_user.id);
+  v_addr inet;
+BEGIN
+  IF p_level < 2 AND EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = p_user.id AND f.confirmed_at IS NOT NULL) THEN
+    v_token := 'umc_' || substr(v_token, 4);
+    DELETE FROM um.login_challenges c WHERE c.user_id = p_user.id AND c.expires_at < now();
+    INSERT INTO um.login_challenges (token_hash, user_id, method, password_changed_at, expires_at)
+    VALUES (um_internal.token_hash(v_token), p_user.id, p_method, p_user.password_changed_at, now() + interval '5 minutes');
+    PERFORM um_internal.audit('user.login_challenge', NULL, 'user', p_user.id, jsonb_build_object('method', p_method));
+    RETURN v_token;
+  END IF;
+  BEGIN
+    v_addr := nullif(current_setting('um.client_addr', true), '')::inet;
+  EXCEPTION WHEN invalid_text_representation THEN
+    PERFORM um_internal.raise('UM009', 'um.client_addr is not an IP address', NULL,
+      'SET LOCAL um.client_addr to the client''s address (e.g. 203.0.113.7 or 2001:db8::7), or leave it empty.');
+  END;
+  -- housekeeping, unless an application table references sessions (um
+  -- never changes application rows: see um_internal.assert_no_app_cascades)
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+                  WHERE c.contype = 'f' AND c.confrelid = 'um.sessions'::regclass
+                    AND r.relnamespace <> 'um'::regnamespace) THEN
+    DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
+  END IF;
+  -- stamped with the password the caller checked (p_user as it read it): a
+  -- change committed meanwhile ends the session in um_begin
+  INSERT INTO um.sessions (user_id, token_hash, expires_at, password_changed_at, method, idle_timeout,
+                           client_addr, user_agent, assurance_level, authenticated_at)
+  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => v_limits.lifetime_seconds),
+          p_user.password_changed_at, p_method, v_limits.idle_seconds,
+          v_addr, left(nullif(current_setting('um.client_user_agent', true), ''), 512), p_level, now())
+  RETURNING id INTO v_session;
+  -- its use is recorded apart (um_begin updates the row, never inserts it)
+  INSERT INTO um.session_activity (session_id, last_seen_at) VALUES (v_session, now());
+  PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id,
+                            jsonb_build_object('session_id', v_session, 'method', p_method, 'assurance_level', p_level));
+  RETURN v_token;
+END
+$$;
+COMMENT ON FUNCTION um_internal.new_session(um.users, text, text, smallint) IS 'internal: starts a session (by a method, at an assurance level, for the lifetimes of um_internal.session_limits, with um.client_addr and um.client_user_agent) for a user who just proved who they are, audits it, and returns its token; a user with a second factor gets a login challenge instead of a level-1 session';
 
 -- An organization's limit, tightened: its members' sessions end by it too.
 CREATE FUNCTION um_internal.apply_session_limit(p_org_id bigint, p_setting text, p_seconds integer)
@@ -81,14 +143,15 @@ BEGIN
       'Where and how a user signs in is theirs alone.', 'Call um_end_impersonation() first.');
   END IF;
   RETURN QUERY
-    SELECT s.id, s.method, s.created_at, s.last_seen_at, s.expires_at,
-           coalesce(s.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout),
+    SELECT s.id, s.method, s.created_at, a.last_seen_at, s.expires_at,
+           coalesce(a.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout),
            s.client_addr, s.user_agent, s.assurance_level, s.id = um_internal.current_session_id()
       FROM um.sessions s JOIN um.users u ON u.id = s.user_id
+      LEFT JOIN um.session_activity a ON a.session_id = s.id
      WHERE s.user_id = v_actor AND s.revoked_at IS NULL AND s.expires_at > clock_timestamp()
-       AND (s.idle_timeout IS NULL OR coalesce(s.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout) > clock_timestamp())
+       AND (s.idle_timeout IS NULL OR coalesce(a.last_seen_at, s.created_at) + make_interval(secs => s.idle_timeout) > clock_timestamp())
        AND s.password_changed_at IS NOT DISTINCT FROM u.password_changed_at
-     ORDER BY coalesce(s.last_seen_at, s.created_at) DESC, s.id DESC;
+     ORDER BY coalesce(a.last_seen_at, s.created_at) DESC, s.id DESC;
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_my_sessions() IS
@@ -189,15 +252,18 @@ BEGIN
   END IF;
   SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
   IF v.revoked_at IS NOT NULL OR v.expires_at <= clock_timestamp()
-     OR (v.idle_timeout IS NOT NULL AND coalesce(v.last_seen_at, v.created_at) + make_interval(secs => v.idle_timeout) <= clock_timestamp())
+     OR (v.idle_timeout IS NOT NULL
+         AND coalesce((SELECT a.last_seen_at FROM um.session_activity a WHERE a.session_id = v.id), v.created_at)
+             + make_interval(secs => v.idle_timeout) <= clock_timestamp())
      OR v.password_changed_at IS DISTINCT FROM v_user.password_changed_at
      OR um_internal.suspended(v_user.status, v_user.suspended_until) OR NOT v_user.allow_login THEN
     PERFORM um_internal.raise('UM067', 'session token is not valid', 'The session has ended.',
       'Log in again with um_login() to get a new token.');
   END IF;
-  UPDATE um.sessions s SET token_hash = um_internal.token_hash(v_token), previous_token_hash = v.token_hash,
-                           last_seen_at = now()
+  UPDATE um.sessions s SET token_hash = um_internal.token_hash(v_token), previous_token_hash = v.token_hash
    WHERE s.id = v.id;
+  INSERT INTO um.session_activity AS a (session_id, last_seen_at) VALUES (v.id, now())
+  ON CONFLICT (session_id) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at;
   RETURN v_token;
 END
 $$;

@@ -17,6 +17,28 @@
 -- hashes, single use, expiring 24 hours after the request.
 
 -- ---------------------------------------------------------------------------
+-- Rules
+
+-- May p_actor change p_user's account now: user:update in every organization
+-- of the user, a Root's only as a Root there (authorize_user's rule, for a
+-- request made earlier by someone no longer acting)?
+CREATE FUNCTION um_internal.may_update_user(p_actor bigint, p_user bigint)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM um.memberships m WHERE m.user_id = p_user)
+     AND NOT EXISTS (SELECT 1 FROM um.memberships m
+                      WHERE m.user_id = p_user
+                        AND (NOT @extschema@.um_has_permission(p_actor, 'user:update', m.org_id)
+                             OR (um_internal.is_root(m.org_id, p_user) AND NOT um_internal.is_root(m.org_id, p_actor))));
+END
+$$;
+COMMENT ON FUNCTION um_internal.may_update_user(bigint, bigint) IS
+  'internal: whether a user may change another''s account now (user:update in each of the other''s organizations; a Root''s only as a Root)';
+
+-- ---------------------------------------------------------------------------
 -- Bodies
 
 CREATE FUNCTION um_internal.do_request_email_change(p_new_email text, p_user_id bigint)
@@ -35,11 +57,21 @@ BEGIN
     PERFORM um_internal.deny('user.request_email_change', NULL, 'user', v_user, 'UM071',
       'cannot change an email address while impersonating', NULL, 'Call um_end_impersonation() first.');
   END IF;
-  IF p_user_id IS NULL THEN
+  IF p_user_id IS NULL OR p_user_id = v_actor THEN
     PERFORM um_internal.require_actor('Call um_begin(token) first, or pass the user_id as a um administrator.');
+    PERFORM um_internal.require_recent_authentication('user.request_email_change', 'changing your email address');
   ELSIF p_user_id IS DISTINCT FROM v_actor THEN
     PERFORM um_internal.authorize_user('user.request_email_change', format('change the email address of user %s', p_user_id),
                                        'user:update', p_user_id);
+    -- an admin moves an account only to an address of a domain one of the
+    -- user's organizations owns: anywhere else it would be taking it over
+    IF v_actor IS NOT NULL AND NOT EXISTS (SELECT 1 FROM um.memberships m
+                                            WHERE m.user_id = p_user_id AND um_internal.org_owns_address(m.org_id, v_email)) THEN
+      PERFORM um_internal.deny('user.request_email_change', NULL, 'user', p_user_id, 'UM074',
+        'cannot move an account to an address outside its organizations'' domains',
+        'An admin changes a user''s address only within a domain one of the user''s organizations owns (um.organization_domains).',
+        'Ask the user to change it themself, or record the domain first (um_add_org_domain, by the service''s operator).');
+    END IF;
   END IF;
   -- the same checks as a sign-up's, whether or not the address is registered
   IF NOT um_internal.email_is_valid(v_email) THEN
@@ -125,6 +157,13 @@ BEGIN
   IF NOT FOUND THEN
     PERFORM um_internal.raise('UM053', 'the email change token is not valid',
       'It is unknown, was used, replaced or cancelled, or expired.', 'Ask for the change again (um_request_email_change).');
+  END IF;
+  -- an admin's request holds only while they may still change the account
+  -- (a suspension, a lost role, the user joining an organization of which
+  -- the admin is none, void it)
+  IF v.requested_by IS NOT NULL AND v.requested_by <> v.user_id AND NOT um_internal.may_update_user(v.requested_by, v.user_id) THEN
+    PERFORM um_internal.raise('UM053', 'the email change token is not valid',
+      'The admin who asked for the change may no longer change this account.', 'Ask for the change again.');
   END IF;
   BEGIN
     -- (users_before_write unverifies a changed address: the second statement

@@ -12,9 +12,11 @@
 -- then it says 'active' again and the audit trail has user.reactivate with
 -- details ->> 'ended' = 'scheduled'.
 
--- The end of every suspension of one user (p_user_id) or of anybody (NULL)
--- that has ended by itself, recorded and audited; how many.
-CREATE FUNCTION um_internal.record_ended_suspensions(p_user_id bigint)
+-- The end of the suspensions that ended by themselves, recorded and
+-- audited; how many: of anybody (both NULL), of a user's account
+-- (p_user_id), or of a user's membership of one organization (both given),
+-- so that a call in one organization writes nothing into another's trail.
+CREATE FUNCTION um_internal.record_ended_suspensions(p_user_id bigint, p_org_id bigint)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -26,7 +28,7 @@ BEGIN
   FOR v IN
     UPDATE um.users u SET status = 'active', suspended_until = NULL
      WHERE u.status = 'suspended' AND u.suspended_until <= statement_timestamp()
-       AND (p_user_id IS NULL OR u.id = p_user_id)
+       AND p_org_id IS NULL AND (p_user_id IS NULL OR u.id = p_user_id)
     RETURNING u.id
   LOOP
     v_n := v_n + 1;
@@ -35,7 +37,7 @@ BEGIN
   FOR v IN
     UPDATE um.memberships m SET status = 'active', suspended_until = NULL
      WHERE m.status = 'suspended' AND m.suspended_until <= statement_timestamp()
-       AND (p_user_id IS NULL OR m.user_id = p_user_id)
+       AND ((p_user_id IS NULL AND p_org_id IS NULL) OR (m.user_id = p_user_id AND m.org_id = p_org_id))
     RETURNING m.org_id, m.user_id
   LOOP
     v_n := v_n + 1;
@@ -44,8 +46,8 @@ BEGIN
   RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION um_internal.record_ended_suspensions(bigint) IS
-  'internal: marks active again, and audits, the suspensions of a user (NULL: of anybody) whose end has passed; they already had no effect';
+COMMENT ON FUNCTION um_internal.record_ended_suspensions(bigint, bigint) IS
+  'internal: marks active again, and audits, the suspensions whose end has passed (they already had no effect): of anybody, of a user''s account, or of a user''s membership of one organization';
 
 CREATE FUNCTION um_internal.do_suspend_user(p_user_id bigint, p_org_id bigint, p_until timestamptz)
 RETURNS void
@@ -76,7 +78,7 @@ BEGIN
   PERFORM um_internal.guard_last_active_root(p_user_id, p_org_id, 'user.suspend', 'suspend');
   -- a timed suspension that has ended is recorded as over first: the new
   -- one then ends the user's sessions as any suspension does
-  PERFORM um_internal.record_ended_suspensions(p_user_id);
+  PERFORM um_internal.record_ended_suspensions(p_user_id, p_org_id);
   IF p_org_id IS NULL THEN
     UPDATE um.users u SET status = 'suspended', suspended_at = now(), suspended_until = p_until, updated_at = now()
      WHERE u.id = p_user_id AND u.status = 'active';
@@ -141,7 +143,7 @@ BEGIN
     PERFORM um_internal.deny('user.end_suspensions', NULL, 'user', NULL, 'UM070', 'permission denied to record ended suspensions',
       'Housekeeping across organizations is for um administrators.', 'Run it from a scheduled job as a um administrator.');
   END IF;
-  RETURN um_internal.record_ended_suspensions(NULL);
+  RETURN um_internal.record_ended_suspensions(NULL, NULL);
 END
 $$;
 COMMENT ON FUNCTION um_internal.do_end_suspensions() IS

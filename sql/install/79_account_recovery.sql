@@ -64,11 +64,14 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   DELETE FROM um.password_resets r WHERE r.user_id = NEW.id;
+  -- so does a pending email change (asked for by a session that may be
+  -- the reason for the change)
+  DELETE FROM um.email_changes c WHERE c.user_id = NEW.id;
   RETURN NULL;
 END
 $$;
 COMMENT ON FUNCTION um_internal.users_void_password_resets() IS
-  'a user''s outstanding password reset ends when the password, the address, the status or the right to log in changes';
+  'a user''s outstanding password reset and pending email change end when the password, the address, the status or the right to log in changes';
 CREATE TRIGGER users_void_password_resets AFTER UPDATE OF password_changed_at, email, status, allow_login ON um.users
   FOR EACH ROW
   WHEN (OLD.password_changed_at IS DISTINCT FROM NEW.password_changed_at

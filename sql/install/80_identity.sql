@@ -377,46 +377,6 @@ END
 $$;
 COMMENT ON FUNCTION um_internal.authenticate(text, text, boolean) IS 'internal: the checks of um_login and um_change_password (bcrypt, lockout, state), in an order that tells a stranger nothing; returns the user or raises (UM060 for an unknown email, a wrong password or a locked account)';
 
--- um_internal.new_session: start a session for a user who just proved who
--- they are, by p_method (the column's words), for the lifetimes of
--- um_internal.session_limits, with what the backend said of its client.
-CREATE FUNCTION um_internal.new_session(p_user um.users, p_action text, p_method text DEFAULT 'password')
-RETURNS text
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-  v_token text := um_internal.generate_token();
-  v_session bigint;
-  v_limits record := um_internal.session_limits(p_user.id);
-  v_addr inet;
-BEGIN
-  BEGIN
-    v_addr := nullif(current_setting('um.client_addr', true), '')::inet;
-  EXCEPTION WHEN invalid_text_representation THEN
-    PERFORM um_internal.raise('UM009', 'um.client_addr is not an IP address', NULL,
-      'SET LOCAL um.client_addr to the client''s address (e.g. 203.0.113.7 or 2001:db8::7), or leave it empty.');
-  END;
-  -- housekeeping, unless an application table references sessions (um
-  -- never changes application rows: see um_internal.assert_no_app_cascades)
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
-                  WHERE c.contype = 'f' AND c.confrelid = 'um.sessions'::regclass
-                    AND r.relnamespace <> 'um'::regnamespace) THEN
-    DELETE FROM um.sessions s WHERE s.user_id = p_user.id AND s.expires_at < now();
-  END IF;
-  -- stamped with the password the caller checked (p_user as it read it): a
-  -- change committed meanwhile ends the session in um_begin
-  INSERT INTO um.sessions (user_id, token_hash, expires_at, password_changed_at, method, idle_timeout,
-                           client_addr, user_agent)
-  VALUES (p_user.id, um_internal.token_hash(v_token), now() + make_interval(secs => v_limits.lifetime_seconds),
-          p_user.password_changed_at, p_method, v_limits.idle_seconds,
-          v_addr, left(nullif(current_setting('um.client_user_agent', true), ''), 512))
-  RETURNING id INTO v_session;
-  PERFORM um_internal.audit(p_action, NULL, 'user', p_user.id, jsonb_build_object('session_id', v_session, 'method', p_method));
-  RETURN v_token;
-END
-$$;
-COMMENT ON FUNCTION um_internal.new_session(um.users, text, text) IS 'internal: starts a session (by a method, for the lifetimes of um_internal.session_limits, with um.client_addr and um.client_user_agent) for a user who just proved who they are, audits it, and returns its token';
 
 -- The public functions below are src/lifecycle.c's entry point, with the
 -- caller's rights; each calls its body um_internal.do_<name>(the same arguments...,
@@ -638,7 +598,7 @@ REVOKE EXECUTE ON FUNCTION
   um_internal.hash_password(text),
   um_internal.password_matches(text, text),
   um_internal.authenticate(text, text, boolean),
-  um_internal.new_session(um.users, text, text),
+  um_internal.new_session(um.users, text, text, smallint),
   um_internal.deny(text, bigint, text, bigint, text, text, text, text),
   um_internal.impersonation_escalates(bigint, bigint, bigint),
   @extschema@.um_set_password(bigint, text, boolean)

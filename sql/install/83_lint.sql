@@ -281,8 +281,14 @@ AS $$
                                                           || pg_catalog.current_setting('session_preload_libraries') || ','
                                                           || pg_catalog.current_setting('local_preload_libraries'), ',')) l
                       WHERE btrim(l) IN ('um', '$libdir/um', '"um"'))
+  UNION ALL
+  -- 13. organizations that require a second factor from members without one
+  SELECT 'warning', 'organization ' || g.org_slug,
+         format('requires a second factor (require_mfa), and %s member(s) who can log in have none: they can do nothing there', g.members_without),
+         'Have them enrol one (um_enroll_totp, then um_complete_login at their next login), or turn require_mfa off until they have.'
+    FROM um_internal.mfa_gaps() g
   ) f
   ORDER BY array_position(ARRAY['critical', 'warning', 'info'], f.severity), f.object, f.finding
 $$;
 COMMENT ON FUNCTION @extschema@.um_lint() IS
-  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um, um not preloaded; each with a hint';
+  'a security advisor: tables with an organization column but no policies, RLS not forced, unprotected partitions, views and materialized views over protected tables, roles that bypass RLS, SECURITY DEFINER functions without a pinned search_path, unindexed organization columns, keys without the organization, login roles whose settings log the secrets they pass to um, um not preloaded, organizations requiring a second factor from members without one; each with a hint';

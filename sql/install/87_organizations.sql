@@ -130,6 +130,7 @@ BEGIN
     PERFORM um_internal.deny('organization.transfer', p_org_id, 'user', p_new_root_user_id, 'UM073',
       'only a Root may transfer ownership of an organization', NULL, 'Ask a Root of the organization.');
   END IF;
+  PERFORM um_internal.require_recent_authentication('organization.transfer', 'transferring an organization');
   PERFORM um_internal.require_member(p_org_id, p_new_root_user_id);
   v_user := um_internal.require_user(p_new_root_user_id);
   PERFORM um_internal.require_root_candidate(v_user, p_org_id);
@@ -200,6 +201,18 @@ BEGIN
         PERFORM um_internal.raise('UM009', 'setting "name" takes a JSON string', NULL, 'Pass e.g. ''"Acme Inc."''::jsonb.');
       END IF;
       UPDATE um.organizations o SET name = p_value #>> '{}' WHERE o.id = p_org_id;
+    WHEN 'require_mfa' THEN
+      IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
+        PERFORM um_internal.raise('UM009', 'setting "require_mfa" takes true or false', NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
+      END IF;
+      -- turned on from a session, the session must already meet it
+      IF p_value::boolean AND um_internal.current_assurance_level() = 1 THEN
+        PERFORM um_internal.deny('organization.set_setting', p_org_id, 'organization', p_org_id, 'UM092',
+          'requiring a second factor needs a session that proved one',
+          'This session is at assurance level 1: it would lock itself out of the organization.',
+          'Enrol a factor (um_enroll_totp), log in again or call um_reauthenticate(code => ...), then turn it on.');
+      END IF;
+      UPDATE um.organizations o SET require_mfa = p_value::boolean WHERE o.id = p_org_id;
     WHEN 'allow_invite_requests', 'password_login_disabled' THEN
       IF jsonb_typeof(p_value) IS DISTINCT FROM 'boolean' THEN
         PERFORM um_internal.raise('UM009', format('setting "%s" takes true or false', p_setting), NULL, 'Pass ''true''::jsonb or ''false''::jsonb.');
@@ -278,7 +291,7 @@ BEGIN
     -- (the value is not repeated: a setting may hold a secret)
     PERFORM um_internal.raise('UM009', format('the value of setting "%s" is not JSON', p_setting),
       'It is not a JSON value PostgreSQL can store (a bare word, a \u0000 escape, or nested too deep).',
-      CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled') THEN 'Pass true or false.'
+      CASE WHEN p_setting IN ('allow_invite_requests', 'password_login_disabled', 'require_mfa') THEN 'Pass true or false.'
            WHEN p_setting IN ('session_lifetime', 'session_idle_timeout') THEN 'Pass seconds (28800) or an interval in double quotes: ''"8 hours"''.'
            WHEN p_setting = 'name' THEN 'Pass a JSON string, in double quotes: ''"Acme Inc."''.'
            ELSE 'Pass a JSON value: a string in double quotes (''"dark"''), a number, true or false, an array or an object.' END);

@@ -108,6 +108,7 @@ BEGIN
     PERFORM um_internal.deny('user.delete_self', NULL, 'user', v_actor, 'UM071',
       'cannot delete an account while impersonating it', NULL, 'Call um_end_impersonation() first.');
   END IF;
+  PERFORM um_internal.require_recent_authentication('user.delete_self', 'deleting your account');
   PERFORM um_internal.erase_user(v_actor, 'user.delete_self');
 END
 $$;

@@ -116,7 +116,8 @@ BEGIN
                         FROM um.grants g JOIN um.roles gr ON gr.id = g.role_id WHERE g.user_id = u.id),
            'sessions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                           'created_at', s.created_at, 'expires_at', s.expires_at, 'method', s.method,
-                          'last_seen_at', s.last_seen_at, 'client_addr', s.client_addr, 'user_agent', s.user_agent,
+                          'last_seen_at', (SELECT a.last_seen_at FROM um.session_activity a WHERE a.session_id = s.id),
+                          'client_addr', s.client_addr, 'user_agent', s.user_agent,
                           'ended_at', s.revoked_at) ORDER BY s.id), '[]')
                           FROM um.sessions s WHERE s.user_id = u.id),
            'password_reset', (SELECT jsonb_build_object('requested_at', r.created_at, 'expires_at', r.expires_at)

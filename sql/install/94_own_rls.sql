@@ -94,6 +94,10 @@ COMMENT ON POLICY um_administrators ON um.mfa_factors IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.mfa_recovery_codes IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.login_challenges IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
+COMMENT ON POLICY um_administrators ON um.session_activity IS
+  'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 COMMENT ON POLICY um_administrators ON um.organization_domains IS
   'um administrators (roles with the privileges of the extension''s owner) read and write every row';
 
@@ -113,6 +117,8 @@ GRANT USAGE ON SCHEMA um_internal TO PUBLIC;
 -- um_internal is revoked from PUBLIC, except the one the policies call.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA um_internal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION um_internal.administers_um() TO PUBLIC;
+-- and um_lint's look at second factors (nothing for anybody but um administrators)
+GRANT EXECUTE ON FUNCTION um_internal.mfa_gaps() TO PUBLIC;
 -- and the ones um_protect_table / um_unprotect_table call with their caller's rights
 GRANT EXECUTE ON FUNCTION um_internal.protection_note(regclass, text, text), um_internal.protection_tree(regclass), um_internal.protection_state(regclass[]),
   um_internal.policy_check(text, name, name),

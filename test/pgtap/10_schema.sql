@@ -6,8 +6,8 @@ SELECT has_schema('um');
 SELECT tables_are('um', ARRAY[
   'organizations', 'organization_domains', 'users', 'builtin_roles', 'builtin_role_permissions', 'roles',
   'role_inclusions', 'permissions', 'role_permissions', 'scopes', 'memberships', 'teams',
-  'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions',
-  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'email_changes', 'mfa_factors', 'mfa_recovery_codes', 'user_attribute_rules', 'state_tables']);
+  'team_members', 'team_member_roles', 'grants', 'invitations', 'sessions', 'session_activity',
+  'identity_providers', 'user_identities', 'audit_events', 'cache_sentinel', 'verification_tokens', 'password_resets', 'email_changes', 'mfa_factors', 'mfa_recovery_codes', 'login_challenges', 'user_attribute_rules', 'state_tables']);
 SELECT set_eq($$ SELECT relname::text FROM um.state_tables $$,
               $$ SELECT relname::text FROM pg_class WHERE relnamespace = 'um'::regnamespace AND relkind = 'r' $$,
               'um.state_tables registers every table of um, and only those');
@@ -31,6 +31,7 @@ SELECT functions_are('public', ARRAY['um_create_user', 'um_create_organization',
                                      'um_request_email_change', 'um_email_change_mail', 'um_confirm_email_change', 'um_cancel_email_change',
                                      'um_my_sessions', 'um_end_session', 'um_end_other_sessions', 'um_refresh_session',
                                      'um_enroll_totp', 'um_confirm_totp', 'um_my_factors', 'um_remove_factor', 'um_regenerate_recovery_codes',
+                                     'um_complete_login', 'um_reauthenticate', 'um_register_webauthn', 'um_webauthn_credential', 'um_complete_login_webauthn',
                                      'um_set_org_role', 'um_transfer_org_ownership', 'um_remove_member',
                                      'um_set_org_setting', 'um_add_identity_provider', 'um_add_org_domain', 'um_remove_org_domain', 'um_link_identity',
                                      'um_rename_organization', 'um_set_org_slug', 'um_delete_organization',
@@ -56,7 +57,7 @@ SELECT set_eq(
        JOIN pg_class c ON c.oid = x.oid WHERE e.extname = 'um' AND c.relkind = 'r' $$,
   ARRAY['organizations', 'organization_domains', 'users', 'roles', 'role_inclusions', 'permissions', 'role_permissions',
         'scopes', 'memberships', 'teams', 'team_members', 'team_member_roles', 'grants',
-        'invitations', 'sessions', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens',
+        'invitations', 'sessions', 'session_activity', 'identity_providers', 'user_identities', 'audit_events', 'verification_tokens',
         'email_changes', 'mfa_factors', 'mfa_recovery_codes', 'builtin_roles', 'builtin_role_permissions', 'user_attribute_rules'],
   'pg_extension_config_dump covers every user-data table (and the role template, once the application changed it)');
 SELECT set_eq(

@@ -10,7 +10,7 @@
 -- transaction.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(45);
+SELECT plan(48);
 
 SET um.password_hash_cost = 4;
 CREATE ROLE regress_um_email_app NOLOGIN;
@@ -148,8 +148,14 @@ RESET ROLE;
 -- Cancelling, expiry, a sign-up in between
 BEGIN;
 SELECT um_act_as(:carol) AS a \gset
+SELECT throws_ok(format('SELECT um_request_email_change(%L, %s)', 'erin@carols-own.example', :erin), 'UM074', NULL,
+                 'an Admin cannot move a user''s account to an address outside the user''s organizations'' domains (a takeover)');
+ROLLBACK;
+SELECT um_add_org_domain(:acme, 'fourth.example') AS x \gset
+BEGIN;
+SELECT um_act_as(:carol) AS a \gset
 SELECT lives_ok(format('SELECT um_request_email_change(%L, %s)', 'erin@fourth.example', :erin),
-                'an Admin of erin''s only organization asks for a change of her address');
+                'an Admin of erin''s only organization asks for a change of her address within acme''s domain');
 COMMIT;
 SET ROLE regress_um_email_backend;
 SELECT confirm_token AS t4, cancel_token AS c4 FROM um_email_change_mail(:erin) \gset
@@ -159,6 +165,28 @@ SELECT is(um_cancel_email_change(:'c4'), :erin::bigint, 'the old mailbox cancels
 SELECT throws_ok(format('SELECT um_confirm_email_change(%L)', :'t4'), 'UM053', NULL, 'and its confirmation is dead');
 RESET ROLE;
 SELECT is(pg_temp.email(:erin), 'erin@third.example', 'the address did not change');
+
+-- an admin's pending request dies with the admin's authority
+BEGIN;
+SELECT um_act_as(:carol) AS a \gset
+SELECT um_request_email_change('erin@fourth.example', :erin) AS x \gset
+COMMIT;
+SET ROLE regress_um_email_backend;
+SELECT confirm_token AS t4b FROM um_email_change_mail(:erin) \gset
+RESET ROLE;
+SELECT um_add_member(:globex, :erin) AS x \gset
+SET ROLE regress_um_email_app;
+SELECT throws_ok(format('SELECT um_confirm_email_change(%L)', :'t4b'), 'UM053', NULL,
+                 'once erin is also in globex, where carol holds nothing, carol''s request confirms nothing');
+RESET ROLE;
+SELECT um_remove_member(:globex, :erin) AS x \gset
+-- and any pending change dies with a password change
+BEGIN;
+SELECT um_act_as(:erin) AS a \gset
+SELECT um_request_email_change('erin@stolen.example') AS x \gset
+COMMIT;
+SELECT um_set_password(:erin, 'password-of-erin', false);
+SELECT is(pg_temp.pending(:erin), NULL, 'a password change voids a pending email change (asked for by a thief''s session, say)');
 
 BEGIN;
 SELECT um_act_as(:erin) AS a \gset

@@ -135,7 +135,7 @@ COMMIT;
 UPDATE um.users SET locked_until = NULL, failed_login_count = 0 WHERE id = :dave;
 BEGIN;
 SELECT um_act_as(:dave) AS a \gset
-SELECT throws_ok(format('SELECT um_remove_factor(%s)', :f2), 'UM090', NULL, 'a confirmed factor is not removed without a proof');
+SELECT throws_ok(format('SELECT um_remove_factor(%s)', :f2), 'UM093', NULL, 'a confirmed factor is not removed without a proof (no session, no code)');
 SELECT lives_ok(format('SELECT um_remove_factor(%s, %L)', :f2, (:'codes'::text[])[1]), 'a recovery code is a proof');
 COMMIT;
 BEGIN;

@@ -45,6 +45,7 @@ INSERT INTO um.grants (org_id, role_id, team_id, scope_kind) VALUES (:acme, :app
 INSERT INTO um.invitations (org_id, email, role_id, token_hash, expires_at)
   VALUES (:acme, 'new@example.com', :approver, '\xdeadbeef', now() + interval '7 days');
 INSERT INTO um.sessions (user_id, token_hash, expires_at) VALUES (:bob, '\xcafe', now() + interval '1 hour');
+INSERT INTO um.session_activity SELECT id, now() FROM um.sessions;
 INSERT INTO um.verification_tokens (user_id, token_hash, expires_at) VALUES (:cy, '\xbeef', now() + interval '1 day');
 INSERT INTO um.password_resets (user_id, token_hash, code_hash, expires_at) VALUES (:cy, '\xfeed', '\xcafe', now() + interval '30 minutes');
 SELECT um_declare_user_attribute('clearance', 'admin', 'what the reports policy reads');
