@@ -225,6 +225,16 @@ SELECT pg_temp.id_measure(2, 'um_act_as(user): a trusted backend names the user'
 SELECT pg_temp.id_measure(3, 'um_begin(token): a session token, checked against the live state', 20000,
                           format('SELECT pg_temp.t_begin($1, %L)', :'token')) AS x \gset
 COMMIT;
+SELECT um_login('user4@bench.example', 'bench-password-4') AS token2 \gset
+UPDATE um.sessions SET assurance_level = 2 WHERE token_hash = sha256(convert_to(:'token2', 'UTF8'));
+CREATE FUNCTION pg_temp.t_totp(n int, s bytea) RETURNS void LANGUAGE plpgsql AS
+  $$ BEGIN FOR i IN 1 .. n LOOP PERFORM um_internal.totp_match(s, '000000', NULL); END LOOP; END $$;
+BEGIN;
+SELECT pg_temp.id_measure(6, 'um_begin(token) of a level-2 session (a second factor proven)', 20000,
+                          format('SELECT pg_temp.t_begin($1, %L)', :'token2')) AS x \gset
+SELECT pg_temp.id_measure(7, 'a TOTP code checked (three HMAC-SHA1 steps, constant time)', 20000,
+                          format('SELECT pg_temp.t_totp($1, %L::bytea)', um_internal.totp_secret())) AS x \gset
+COMMIT;
 SELECT pg_temp.id_measure(4, 'um_login(email, password): bcrypt cost ' || current_setting('um.password_hash_cost') || ', the audit writer, a session row', 5, 'SELECT pg_temp.t_login($1)') AS x \gset
 SELECT pg_temp.id_measure(5, 'refused um_login: the same bcrypt and audit writer (fail closed)', 5, 'SELECT pg_temp.t_refused($1)') AS x \gset
 SELECT operation, calls, round((seconds * 1e6 / calls)::numeric, 1) AS "us/call",

@@ -204,20 +204,43 @@ async function requestPasswordReset(req) {
   return [202, { status: 'reset_sent_if_registered' }];
 }
 
+// A login's answer: a session, or (the user has a second factor) the
+// challenge to send back with a code to /login/mfa.
+function sessionOrChallenge(token) {
+  return token.startsWith('umc_') ? [200, { mfa_required: true, challenge: token }] : [200, { session: token }];
+}
+
 async function resetPassword(req) {
   const secret = text(req.body, 'secret');
   const password = text(req.body, 'password');
   const email = text(req.body, 'email', false);   // needed with a code
-  const session = await inTransaction(async (c) =>
-    (await one(c, 'SELECT um_reset_password_and_login($1, $2, $3) AS s', [secret, password, email])).s);
-  return [200, { session }];
+  return sessionOrChallenge(await inTransaction(async (c) =>
+    (await one(c, 'SELECT um_reset_password_and_login($1, $2, $3) AS s', [secret, password, email])).s));
 }
 
 async function login(req) {
   const email = text(req.body, 'email');
   const password = text(req.body, 'password');
-  const session = await inTransaction(async (c) => (await one(c, 'SELECT um_login($1, $2) AS s', [email, password])).s);
+  return sessionOrChallenge(await inTransaction(async (c) => (await one(c, 'SELECT um_login($1, $2) AS s', [email, password])).s));
+}
+
+async function loginMfa(req) {
+  const challenge = text(req.body, 'challenge');
+  const code = text(req.body, 'code');
+  const session = await inTransaction(async (c) => (await one(c, 'SELECT um_complete_login($1, $2) AS s', [challenge, code])).s);
   return [200, { session }];
+}
+
+async function enrollTotp(req) {
+  const row = await req.asUser((c) => one(c,
+    'SELECT factor_id::text, secret, otpauth_uri FROM um_enroll_totp($1)', [text(req.body, 'name', false) || 'Authenticator']));
+  // the app shows the URI as a QR code; the secret is the user's, shown to them
+  return [201, { factor_id: row.factor_id, secret: row.secret, otpauth_uri: row.otpauth_uri }];
+}
+
+async function confirmTotp(req, factorId) {
+  const row = await req.asUser((c) => one(c, 'SELECT um_confirm_totp($1::bigint, $2) AS codes', [factorId, text(req.body, 'code')]));
+  return [200, { recovery_codes: row.codes }];
 }
 
 async function logout(req) {
@@ -401,6 +424,9 @@ const ROUTES = [
   ['POST', '/password-reset', requestPasswordReset],
   ['POST', '/password-reset/confirm', resetPassword],
   ['POST', '/login', login],
+  ['POST', '/login/mfa', loginMfa],
+  ['POST', '/me/mfa/totp', enrollTotp],
+  ['POST', `/me/mfa/totp/${ID}/confirm`, confirmTotp],
   ['POST', '/logout', logout],
   ['GET', '/me', me],
   ['GET', '/me/export', exportMyData],

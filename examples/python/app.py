@@ -207,19 +207,46 @@ def request_password_reset(req):
     return 202, {"status": "reset_sent_if_registered"}
 
 
+def session_or_challenge(token):
+    """A login's answer: a session, or (the user has a second factor) the
+    challenge to send back with a code to /login/mfa."""
+    if token.startswith("umc_"):
+        return 200, {"mfa_required": True, "challenge": token}
+    return 200, {"session": token}
+
+
 def reset_password(req):
     secret, password = text(req.body, "secret"), text(req.body, "password")
     email = text(req.body, "email", required=False)      # needed with a code
-    session = in_transaction(lambda cur: cur.execute(
-        "SELECT um_reset_password_and_login(%s, %s, %s)", [secret, password, email]).fetchone()[0])
-    return 200, {"session": session}
+    return session_or_challenge(in_transaction(lambda cur: cur.execute(
+        "SELECT um_reset_password_and_login(%s, %s, %s)", [secret, password, email]).fetchone()[0]))
 
 
 def login(req):
     email, password = text(req.body, "email"), text(req.body, "password")
+    return session_or_challenge(in_transaction(lambda cur: cur.execute(
+        "SELECT um_login(%s, %s)", [email, password]).fetchone()[0]))
+
+
+def login_mfa(req):
+    challenge, code = text(req.body, "challenge"), text(req.body, "code")
     session = in_transaction(lambda cur: cur.execute(
-        "SELECT um_login(%s, %s)", [email, password]).fetchone()[0])
+        "SELECT um_complete_login(%s, %s)", [challenge, code]).fetchone()[0])
     return 200, {"session": session}
+
+
+def enroll_totp(req):
+    factor_id, secret, uri = req.as_user(lambda cur: cur.execute(
+        "SELECT factor_id, secret, otpauth_uri FROM um_enroll_totp(%s)",
+        [text(req.body, "name", required=False) or "Authenticator"]).fetchone())
+    # the app shows the URI as a QR code; the secret is the user's, shown to them
+    return 201, {"factor_id": sid(factor_id), "secret": secret, "otpauth_uri": uri}
+
+
+def confirm_totp(req, factor_id):
+    codes = req.as_user(lambda cur: cur.execute(
+        "SELECT um_confirm_totp(%s::bigint, %s)", [factor_id, text(req.body, "code")]).fetchone()[0])
+    return 200, {"recovery_codes": codes}
 
 
 def logout(req):
@@ -407,6 +434,9 @@ ROUTES = [
     ("POST", r"/password-reset", request_password_reset),
     ("POST", r"/password-reset/confirm", reset_password),
     ("POST", r"/login", login),
+    ("POST", r"/login/mfa", login_mfa),
+    ("POST", r"/me/mfa/totp", enroll_totp),
+    ("POST", rf"/me/mfa/totp/{ID}/confirm", confirm_totp),
     ("POST", r"/logout", logout),
     ("GET", r"/me", me),
     ("GET", r"/me/export", export_my_data),

@@ -13,7 +13,11 @@ used is appended to --secrets, so that run.sh can check that no log holds one.
 Needs only the standard library.
 """
 import argparse
+import base64
+import hashlib
+import hmac
 import json
+import struct
 import subprocess
 import sys
 import threading
@@ -25,6 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 args = None
 failures = 0
 secrets = set()
+
+
+def totp(secret_b32, step_offset=0):
+    """What an authenticator app shows (RFC 6238: HMAC-SHA1, 30 s, 6 digits)."""
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int(time.time()) // 30 + step_offset), hashlib.sha1).digest()
+    o = mac[-1] & 0x0F
+    return f"{(struct.unpack('>I', mac[o:o + 4])[0] & 0x7FFFFFFF) % 1000000:06d}"
 
 
 def check(desc, cond, *diag):
@@ -185,6 +197,34 @@ def scenario():
     st2, _ = call("GET", "/me", token=secret(body.get("session")) if isinstance(body, dict) else None)
     check("a new request's code with the address works too, and its session is valid", st == 200 and st2 == 200,
           f"got: {st} {body} {st2}")
+
+    # ---- a second factor ------------------------------------------------------
+    rita3 = secret(body.get("session")) if isinstance(body, dict) else None
+    st, f = call("POST", "/me/mfa/totp", {"name": "Phone"}, rita3)
+    factor, totp_secret = (f.get("factor_id"), secret(f.get("secret"))) if isinstance(f, dict) else (None, None)
+    check("Rita enrols an authenticator app: 201, a secret and an otpauth URI for the QR code",
+          st == 201 and factor and totp_secret and str(f.get("otpauth_uri", "")).startswith("otpauth://totp/"),
+          f"got: {st} {f}")
+    wrong_code = f"{(int(totp(totp_secret)) + 1) % 1000000:06d}"
+    expect("a wrong first code: 401 factor_code_not_valid (UM090)",
+           call("POST", f"/me/mfa/totp/{factor}/confirm", {"code": wrong_code}, rita3), 401, "factor_code_not_valid", "UM090")
+    st, body = call("POST", f"/me/mfa/totp/{factor}/confirm", {"code": totp(totp_secret)}, rita3)
+    recovery = [secret(c) for c in body.get("recovery_codes", [])] if isinstance(body, dict) else []
+    check("the app's code confirms it, with 10 recovery codes", st == 200 and len(recovery) == 10, f"got: {st} {body}")
+    st, body = call("POST", "/login", {"email": rita_mail, "password": third_pw})
+    challenge = secret(body.get("challenge")) if isinstance(body, dict) else None
+    check("now the password alone gives a challenge, not a session: 200 mfa_required",
+          st == 200 and body.get("mfa_required") is True and challenge and "session" not in body, f"got: {st} {body}")
+    expect("the challenge is no session: 401 session_not_valid (UM067)", call("GET", "/me", token=challenge),
+           401, "session_not_valid", "UM067")
+    st, body = call("POST", "/login/mfa", {"challenge": challenge, "code": recovery[0] if recovery else ""})
+    rita4 = secret(body.get("session")) if isinstance(body, dict) else None
+    st2, _ = call("GET", "/me", token=rita4)
+    check("with a recovery code the login completes: a session that works", st == 200 and rita4 and st2 == 200,
+          f"got: {st} {body} {st2}")
+    expect("a challenge is single use: 410 token_not_valid (UM053)",
+           call("POST", "/login/mfa", {"challenge": challenge, "code": recovery[1] if len(recovery) > 1 else ""}),
+           410, "token_not_valid", "UM053")
 
     # ---- organizations --------------------------------------------------------
     acme = expect("Ada creates her organization: 201", call("POST", "/orgs", {"slug": f"acme-{L}", "name": "Acme"}, ada), 201)
