@@ -90,6 +90,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   PERFORM um_internal.authorize_user('user.delete', format('delete user %s', p_user_id), 'user:delete', p_user_id);
+  PERFORM um_internal.require_recent_authentication('user.delete', 'erasing a user');
   PERFORM um_internal.erase_user(p_user_id, 'user.delete');
 END
 $$;

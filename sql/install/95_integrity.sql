@@ -141,10 +141,22 @@ AS $$
   -- sessions belong to users who may log in (um_begin refuses the others; they should be ended)
   SELECT 'sessions of blocked users are ended', format('session %s', s.id),
          format('user %s is %s, and the session is still open', s.user_id,
-                CASE WHEN u.id IS NULL THEN 'missing' WHEN u.status <> 'active' THEN 'suspended' ELSE 'not allowed to log in' END)
+                CASE WHEN u.id IS NULL THEN 'missing' WHEN um_internal.suspended(u.status, u.suspended_until) THEN 'suspended'
+                     ELSE 'not allowed to log in' END)
     FROM um.sessions s LEFT JOIN um.users u ON u.id = s.user_id
    WHERE s.revoked_at IS NULL AND s.expires_at > now()
-     AND (u.id IS NULL OR u.status <> 'active' OR NOT u.allow_login)
+     AND (u.id IS NULL OR um_internal.suspended(u.status, u.suspended_until) OR NOT u.allow_login)
+  UNION ALL
+  -- a mailbox or login secret outstanding for a user who may not log in (the
+  -- trigger users_void_password_resets ends resets and email changes; a
+  -- challenge's completion would be refused, but it should not be there)
+  SELECT 'secrets of blocked users are void', format('%s of user %s', x.what, x.user_id),
+         'the user is suspended or may not log in, and it is still outstanding'
+    FROM (SELECT 'password reset' AS what, r.user_id FROM um.password_resets r
+          UNION ALL SELECT 'email change', c.user_id FROM um.email_changes c
+          UNION ALL SELECT 'login challenge', l.user_id FROM um.login_challenges l WHERE l.expires_at > now()) x
+    JOIN um.users u ON u.id = x.user_id
+   WHERE um_internal.suspended(u.status, u.suspended_until) OR NOT u.allow_login
   UNION ALL
   -- um's tables have what um.state_tables says: every one registered, row
   -- level security forced on those holding tenant data or secrets, the
