@@ -11216,14 +11216,15 @@ AS $$
   UNION ALL
   -- a mailbox or login secret outstanding for a user who may not log in (the
   -- trigger users_void_password_resets ends resets and email changes; a
-  -- challenge's completion would be refused, but it should not be there)
+  -- challenge's completion would be refused, but it should not be there);
+  -- a notification-only user's address may change, not a suspended one's
   SELECT 'secrets of blocked users are void', format('%s of user %s', x.what, x.user_id),
          'the user is suspended or may not log in, and it is still outstanding'
-    FROM (SELECT 'password reset' AS what, r.user_id FROM um.password_resets r
-          UNION ALL SELECT 'email change', c.user_id FROM um.email_changes c
-          UNION ALL SELECT 'login challenge', l.user_id FROM um.login_challenges l WHERE l.expires_at > now()) x
+    FROM (SELECT 'password reset' AS what, r.user_id, true AS login FROM um.password_resets r
+          UNION ALL SELECT 'email change', c.user_id, false FROM um.email_changes c
+          UNION ALL SELECT 'login challenge', l.user_id, true FROM um.login_challenges l WHERE l.expires_at > now()) x
     JOIN um.users u ON u.id = x.user_id
-   WHERE um_internal.suspended(u.status, u.suspended_until) OR NOT u.allow_login
+   WHERE um_internal.suspended(u.status, u.suspended_until) OR (x.login AND NOT u.allow_login)
   UNION ALL
   -- um's tables have what um.state_tables says: every one registered, row
   -- level security forced on those holding tenant data or secrets, the

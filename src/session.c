@@ -667,14 +667,18 @@ touch_session(const SessionSeen *seen)
 	um_run_as_end(&ra);
 }
 
-/* is a session of this user acting in this transaction? */
+/*
+ * Is this transaction's um_begin session still the one acting?  Its user
+ * must be the person really acting: while they impersonate someone, their
+ * session (and its level) still speaks for what they do.
+ */
 static bool
-session_acting(int64 user_id)
+session_acting(void)
 {
-	int64		acting;
+	int64		real;
 
 	return current_session != 0 && current_session_lxid == MY_LXID &&
-		um_identity_get(&acting) && acting == user_id && acting == current_session_user;
+		um_identity_real(&real) && real == current_session_user;
 }
 
 /* does the organization require a second factor (as this transaction first read it)? */
@@ -705,7 +709,8 @@ org_requires_mfa(int64 org_id)
 bool
 um_session_blocks_org(int64 user_id, int64 org_id)
 {
-	return session_acting(user_id) && current_session_level < 2 && org_requires_mfa(org_id);
+	(void) user_id;				/* the acting user's, or an impersonated one's: the session's level decides */
+	return session_acting() && current_session_level < 2 && org_requires_mfa(org_id);
 }
 
 void
@@ -726,9 +731,7 @@ um_session_check_assurance(int64 user_id, int64 org_id)
 Datum
 um_current_assurance_level(PG_FUNCTION_ARGS)
 {
-	int64		user_id;
-
-	if (!um_identity_get(&user_id) || !session_acting(user_id))
+	if (!session_acting())
 		PG_RETURN_NULL();
 	PG_RETURN_INT16((int16) current_session_level);
 }
@@ -737,9 +740,7 @@ um_current_assurance_level(PG_FUNCTION_ARGS)
 Datum
 um_note_assurance_level(PG_FUNCTION_ARGS)
 {
-	int64		user_id;
-
-	if (um_identity_get(&user_id) && session_acting(user_id))
+	if (session_acting())
 		current_session_level = PG_GETARG_INT16(0);
 	PG_RETURN_VOID();
 }
@@ -751,10 +752,7 @@ um_note_assurance_level(PG_FUNCTION_ARGS)
 Datum
 um_current_session_id(PG_FUNCTION_ARGS)
 {
-	int64		user_id;
-
-	if (current_session == 0 || current_session_lxid != MY_LXID ||
-		!um_identity_get(&user_id) || user_id != current_session_user)
+	if (!session_acting())
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(current_session);
 }
