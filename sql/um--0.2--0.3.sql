@@ -3031,6 +3031,15 @@ BEGIN
   END IF;
   v_hash := um_internal.hash_password(p_new_password);     -- bad input is refused before anything else
   v := um_internal.authenticate(p_email, p_old_password, true);
+  -- with a second factor, the password alone changes nothing: the change
+  -- comes from a session of the user that proved the factor
+  IF EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = v.id AND f.confirmed_at IS NOT NULL)
+     AND NOT coalesce(um_internal.current_assurance_level() = 2 AND @extschema@.um_current_user_id() = v.id, false) THEN
+    RAISE EXCEPTION 'changing the password of an account with a second factor needs a session that proved it'
+      USING ERRCODE = 'UM093',
+            DETAIL = 'The password alone is what a thief would have.',
+            HINT = 'Log in (um_login, um_complete_login), then call um_change_password in a transaction of that session (um_begin).';
+  END IF;
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
    WHERE u.id = v.id
@@ -9986,6 +9995,7 @@ DECLARE
   v_email text;
   v_issuer text := coalesce(nullif(current_setting('um.mfa_issuer', true), ''), 'um');
 BEGIN
+  PERFORM um_internal.require_factor_proof(v_user, 'user.enroll_factor');
   IF (SELECT count(*) FROM um.mfa_factors m WHERE m.user_id = v_user) >= 10 THEN
     PERFORM um_internal.raise('UM009', 'a user has at most 10 factors', NULL,
       'Remove a factor you no longer use (um_remove_factor), or finish a pending enrolment.');
@@ -10019,6 +10029,7 @@ DECLARE
   v_rec record;
   v_settings record := um_internal.login_settings();
 BEGIN
+  PERFORM um_internal.require_factor_proof(v_user, 'user.confirm_factor');
   SELECT * INTO v FROM um.mfa_factors m WHERE m.id = p_factor_id AND m.user_id = v_user AND m.kind = 'totp' FOR UPDATE;
   IF NOT FOUND OR v.confirmed_at IS NOT NULL THEN
     PERFORM um_internal.raise('UM091', format('factor %s is not a pending enrolment of yours', p_factor_id), NULL,
@@ -10267,7 +10278,7 @@ BEGIN
     PERFORM um_internal.raise('UM053', 'the login challenge is not valid',
       'It is unknown, was used, or is older than 5 minutes.', 'Log in again (um_login) for a new challenge.');
   END IF;
-  PERFORM um_internal.prove_second_factor(v.user_id, p_code, 'user.login');
+  PERFORM um_internal.prove_second_factor(v.user_id, p_code, 'user.login_second_factor');
   SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
   -- what the first step checked must still hold
   IF v_user.password_changed_at IS DISTINCT FROM v.password_changed_at THEN
@@ -10303,7 +10314,7 @@ BEGIN
       'Pass the user''s password, or a code of their authenticator app (which also raises the session to level 2).');
   END IF;
   IF p_code IS NOT NULL THEN
-    PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.reauthenticate');
+    PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.reauthenticate_factor');
   ELSE
     SELECT u.email INTO v_email FROM um.users u WHERE u.id = v_user;
     PERFORM um_internal.authenticate(v_email, p_password, false);
@@ -10330,7 +10341,7 @@ DECLARE
   v_user bigint := um_internal.factor_owner('user.enroll_factor');
   v_id bigint;
 BEGIN
-  PERFORM um_internal.require_recent_authentication('user.enroll_factor', 'adding a security key');
+  PERFORM um_internal.require_factor_proof(v_user, 'user.enroll_factor');
   IF p_credential_id IS NULL OR p_public_key IS NULL OR octet_length(p_credential_id) NOT BETWEEN 16 AND 1023
      OR coalesce(p_sign_count, -1) < 0 THEN
     PERFORM um_internal.raise('UM009', 'a WebAuthn credential needs its id (16 to 1023 bytes), public key and signature counter', NULL,
@@ -10376,6 +10387,8 @@ DECLARE
   v_f um.mfa_factors;
   v_user um.users;
   v_refusal record;
+  v_ok boolean;
+  v_rec record;
 BEGIN
   SELECT c.* INTO v FROM um.login_challenges c
    WHERE c.token_hash = um_internal.token_hash(coalesce(p_challenge, '')) AND c.expires_at > clock_timestamp()
@@ -10387,11 +10400,13 @@ BEGIN
   SELECT m.* INTO v_f FROM um.mfa_factors m
    WHERE m.kind = 'webauthn' AND m.webauthn_credential_id = p_credential_id AND m.user_id = v.user_id FOR UPDATE;
   -- a counter that does not grow (when the key keeps one) betrays a copy of the key
-  IF NOT FOUND OR p_sign_count IS NULL
-     OR ((v_f.webauthn_sign_count > 0 OR p_sign_count > 0) AND p_sign_count <= v_f.webauthn_sign_count) THEN
-    PERFORM um_internal.record_login(v.user_id, 'user.login', 'wrong', 'WebAuthn credential not valid');
+  v_ok := FOUND AND p_sign_count IS NOT NULL
+          AND NOT ((v_f.webauthn_sign_count > 0 OR p_sign_count > 0) AND p_sign_count <= v_f.webauthn_sign_count);
+  v_rec := um_internal.record_login(v.user_id, 'user.login_second_factor', CASE WHEN v_ok THEN 'success' ELSE 'wrong' END,
+                                    CASE WHEN v_ok THEN NULL ELSE 'WebAuthn credential not valid' END);
+  IF NOT v_ok OR v_rec.was_locked THEN
     PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
-      'The credential is not one of this user''s, or its signature counter did not grow (a cloned key?).',
+      'The credential is not one of this user''s, its signature counter did not grow (a cloned key?), or second factors are locked after too many failures.',
       'Verify the assertion again with a registered credential of the user.');
   END IF;
   UPDATE um.mfa_factors m SET webauthn_sign_count = p_sign_count, last_used_at = now() WHERE m.id = v_f.id;
@@ -11257,6 +11272,36 @@ AS $$
                               ELSE (t.tgtype & 32) = 32 END)
   ORDER BY 1, 2
 $$;
+
+-- Second-factor failures are counted apart from passwords (review of the
+-- MFA work: a right password must not clear them).
+ALTER TABLE um.users
+  ADD COLUMN mfa_failed_count integer NOT NULL DEFAULT 0 CONSTRAINT users_mfa_failed_count_check CHECK (mfa_failed_count >= 0),
+  ADD COLUMN mfa_locked_until timestamptz;
+COMMENT ON COLUMN um.users.mfa_failed_count IS 'wrong second-factor codes in a row (counted apart from passwords: a right password clears nothing of it); not readable by application roles';
+COMMENT ON COLUMN um.users.mfa_locked_until IS 'second-factor codes are refused until then, after um.login_max_failures wrong ones; not readable by application roles';
+-- Adding a factor: a recent authentication, and for a user who has a
+-- factor already, a session that proved one (else a stolen level-1 session
+-- could enrol its own factor and pass every proof with it).
+CREATE FUNCTION um_internal.require_factor_proof(p_user bigint, p_action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.require_recent_authentication(p_action, 'adding a second factor');
+  IF um_internal.current_assurance_level() = 1
+     AND EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = p_user AND f.confirmed_at IS NOT NULL) THEN
+    PERFORM um_internal.deny(p_action, NULL, 'user', p_user, 'UM093',
+      'adding a second factor needs a session that proved an existing one',
+      'The account has a factor already, and this session is at assurance level 1.',
+      'Prove one first: um_reauthenticate(code => ...) with a current code or a recovery code, then enrol.');
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um_internal.require_factor_proof(bigint, text) IS
+  'internal: refuses (UM093) adding a factor without a recent authentication, or, when the user has one, from a level-1 session';
+REVOKE EXECUTE ON FUNCTION um_internal.require_factor_proof(bigint, text) FROM PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

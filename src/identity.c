@@ -335,6 +335,9 @@ um_current_user_id_in(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0) || !um_identity_get_in(true, PG_GETARG_INT64(0), &user_id))
 		PG_RETURN_NULL();
+	/* an organization that requires a second factor has nobody acting for a level-1 session */
+	if (um_session_blocks_org(user_id, PG_GETARG_INT64(0)))
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(user_id);
 }
 

@@ -75,6 +75,9 @@ typedef struct LoginAttempt
 	char		reason[UM_JOB_TEXT_MAX];	/* the audit's words for a refusal */
 	bool		reset_code;		/* a password reset code: a wrong one also
 								 * counts against its request */
+	bool		second_factor;	/* a second factor's code: counted apart
+								 * (users.mfa_failed_count, mfa_locked_until),
+								 * so that a right password clears nothing of it */
 	/* filled in by the worker */
 	bool		was_locked;		/* locked when the attempt was made */
 	bool		locked;			/* locked after it */
@@ -262,6 +265,9 @@ um_record_login(PG_FUNCTION_ARGS)
 	attempt = (LoginAttempt *) um_job_data(job);
 	attempt->result = login_result;
 	attempt->reset_code = strcmp(action, "user.reset_password") == 0;
+	attempt->second_factor = strcmp(action, "user.login_second_factor") == 0 ||
+		strcmp(action, "user.confirm_factor") == 0 || strcmp(action, "user.remove_factor") == 0 ||
+		strcmp(action, "user.regenerate_recovery_codes") == 0 || strcmp(action, "user.reauthenticate_factor") == 0;
 	um_job_copy_text(PG_ARGISNULL(3) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(3)),
 					 attempt->reason, sizeof(attempt->reason));
 	attempt->max_failures = login_max_failures;
@@ -301,6 +307,17 @@ static const char *const lock_sql =
 "SELECT failed_login_count,"
 "       COALESCE(locked_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)"
 "  FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+
+static const char *const mfa_lock_sql =
+"SELECT mfa_failed_count,"
+"       COALESCE(mfa_locked_until OPERATOR(pg_catalog.>) pg_catalog.now(), false)"
+"  FROM um.users WHERE id OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+
+static const char *const mfa_count_sql =
+"UPDATE um.users SET mfa_failed_count = $2,"
+"       mfa_locked_until = CASE WHEN $3 THEN pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $4)"
+"                               WHEN $2 OPERATOR(pg_catalog.=) 0 THEN NULL ELSE mfa_locked_until END"
+" WHERE id OPERATOR(pg_catalog.=) $1";
 
 static const char *const code_attempt_sql =
 "UPDATE um.password_resets SET code_attempts = code_attempts OPERATOR(pg_catalog.+) 1"
@@ -355,7 +372,7 @@ um_login_execute(UmJob *job)
 		Oid			types[1] = {INT8OID};
 		Datum		vals[1] = {Int64GetDatum(user_id)};
 
-		rc = SPI_execute_with_args(lock_sql, 1, types, vals, NULL, false, 1);
+		rc = SPI_execute_with_args(attempt->second_factor ? mfa_lock_sql : lock_sql, 1, types, vals, NULL, false, 1);
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "um audit writer: user lookup failed: %s", SPI_result_code_string(rc));
 		if (SPI_processed == 0)
@@ -412,7 +429,7 @@ um_login_execute(UmJob *job)
 		vals[1] = Int32GetDatum(failed);
 		vals[2] = BoolGetDatum(lock_now);
 		vals[3] = Float8GetDatum((double) attempt->lockout_seconds);
-		rc = SPI_execute_with_args(count_sql, 4, types, vals, NULL, false, 0);
+		rc = SPI_execute_with_args(attempt->second_factor ? mfa_count_sql : count_sql, 4, types, vals, NULL, false, 0);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "um audit writer: counter update failed: %s", SPI_result_code_string(rc));
 	}

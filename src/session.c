@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "access/parallel.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
@@ -36,6 +37,7 @@
 #include "utils/builtins.h"
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -59,10 +61,19 @@ PG_FUNCTION_INFO_V1(um_note_assurance_level);
 #define MY_LXID (MyProc->lxid)
 #endif
 
-/* The session um_begin made acting, for this transaction and that user only */
+/*
+ * The session um_begin made acting: "<session id>/<user id>/<level>" in
+ * um.acting_session, a setting only this module writes, SET LOCAL: so it
+ * ends with the transaction, reverts with a rolled-back savepoint (a level
+ * proven there is forgotten with the proof), and reaches parallel workers
+ * with the other settings, as um.acting_identity does.
+ */
+static char *session_setting = NULL;
+static bool writing_session = false;
+static uint64 session_changes = 1;
+static uint64 session_parsed = 0;
 static int64 current_session = 0;
 static int64 current_session_user = 0;
-static LocalTransactionId current_session_lxid = InvalidLocalTransactionId;
 static int	current_session_level = 1;
 
 /* organizations' require_mfa as read in this transaction (a few at a time) */
@@ -346,11 +357,87 @@ um_emit_log_hook(ErrorData *edata)
 /*
  * um_session_init: from _PG_init, the log hook.
  */
+static bool
+check_session_setting(char **newval, void **extra, GucSource source)
+{
+	(void) extra;
+	(void) newval;
+	if (writing_session || InitializingParallelWorker || source == PGC_S_DEFAULT)
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("um.acting_session cannot be set");
+	GUC_check_errdetail("It holds the session of the acting user and is written only by um.");
+	GUC_check_errhint("Use um_begin(token).");
+	return false;
+}
+
+static void
+assign_session_setting(const char *newval, void *extra)
+{
+	(void) newval;
+	(void) extra;
+	session_changes++;
+}
+
+/* the session setting, parsed when it changed */
+static void
+parse_session(void)
+{
+	long long	s = 0,
+				u = 0;
+	int			l = 1;
+
+	if (session_parsed == session_changes)
+		return;
+	current_session = current_session_user = 0;
+	current_session_level = 1;
+	if (session_setting != NULL && session_setting[0] != '\0' &&
+		sscanf(session_setting, "%lld/%lld/%d", &s, &u, &l) == 3)
+	{
+		current_session = s;
+		current_session_user = u;
+		current_session_level = l;
+	}
+	session_parsed = session_changes;
+}
+
+static void
+publish_session(int64 session_id, int64 user_id, int level)
+{
+	char		buf[64];
+
+	snprintf(buf, sizeof(buf), INT64_FORMAT "/" INT64_FORMAT "/%d", session_id, user_id, level);
+	writing_session = true;
+	PG_TRY();
+	{
+		(void) set_config_option("um.acting_session", buf, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	}
+	PG_FINALLY();
+	{
+		writing_session = false;
+	}
+	PG_END_TRY();
+}
+
 void
 um_session_init(void)
 {
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = um_emit_log_hook;
+	DefineCustomStringVariable("um.acting_session",
+							   "The session of the acting user (written only by um).",
+							   NULL,
+							   &session_setting,
+							   "",
+							   PGC_SUSET,
+							   GUC_NO_SHOW_ALL | GUC_NO_RESET_ALL | GUC_NOT_IN_SAMPLE |
+							   GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE | GUC_SUPERUSER_ONLY
+#ifdef GUC_NO_RESET
+							   | GUC_NO_RESET
+#endif
+							   ,
+							   check_session_setting, assign_session_setting, NULL);
 }
 
 static const char b64url[] =
@@ -623,10 +710,7 @@ um_begin(PG_FUNCTION_ARGS)
 			invalid_token(psprintf("The session was %s.", reason));
 	}
 	um_identity_set(user_id, "um_begin()");
-	current_session = seen.session_id;
-	current_session_user = user_id;
-	current_session_lxid = MY_LXID;
-	current_session_level = seen.level;
+	publish_session(seen.session_id, user_id, seen.level);
 	touch_session(&seen);
 	PG_RETURN_INT64(user_id);
 }
@@ -677,8 +761,8 @@ session_acting(void)
 {
 	int64		real;
 
-	return current_session != 0 && current_session_lxid == MY_LXID &&
-		um_identity_real(&real) && real == current_session_user;
+	parse_session();
+	return current_session != 0 && um_identity_real(&real) && real == current_session_user;
 }
 
 /* does the organization require a second factor (as this transaction first read it)? */
@@ -693,7 +777,8 @@ org_requires_mfa(int64 org_id)
 	for (i = 0; i < MFA_MEMO_SIZE; i++)
 		if (mfa_memo[i].lxid == MY_LXID && mfa_memo[i].org_id == org_id)
 			return mfa_memo[i].required;
-	snap = RegisterSnapshot(GetLatestSnapshot());
+	/* (a parallel worker may not take a snapshot: it reads with the query's) */
+	snap = RegisterSnapshot(IsInParallelMode() ? GetActiveSnapshot() : GetLatestSnapshot());
 	scan = um_scan_begin(UM_T_ORGANIZATIONS, snap, Int64GetDatum(org_id));
 	if (um_scan_next(scan))
 		required = um_scan_bool(scan, 2);
@@ -741,7 +826,7 @@ Datum
 um_note_assurance_level(PG_FUNCTION_ARGS)
 {
 	if (session_acting())
-		current_session_level = PG_GETARG_INT16(0);
+		publish_session(current_session, current_session_user, PG_GETARG_INT16(0));
 	PG_RETURN_VOID();
 }
 

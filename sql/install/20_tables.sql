@@ -62,7 +62,9 @@ CREATE TABLE um.users (
   updated_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT users_suspended_at_check CHECK ((status = 'suspended') = (suspended_at IS NOT NULL)),
   suspended_until timestamptz,
-  CONSTRAINT users_suspended_until_check CHECK (suspended_until IS NULL OR status = 'suspended')
+  CONSTRAINT users_suspended_until_check CHECK (suspended_until IS NULL OR status = 'suspended'),
+  mfa_failed_count integer NOT NULL DEFAULT 0 CONSTRAINT users_mfa_failed_count_check CHECK (mfa_failed_count >= 0),
+  mfa_locked_until timestamptz
 );
 CREATE UNIQUE INDEX users_email_key ON um.users (lower(email));
 COMMENT ON TABLE um.users IS 'people; a user belongs to organizations through um.memberships';
@@ -77,6 +79,8 @@ COMMENT ON COLUMN um.users.timezone IS 'IANA time zone name, e.g. Europe/Paris';
 COMMENT ON COLUMN um.users.locale IS 'language tag, e.g. en or pt-BR';
 COMMENT ON COLUMN um.users.mobile IS 'mobile number in E.164 form (+ and digits), optional';
 COMMENT ON COLUMN um.users.suspended_at IS 'when the user was suspended; set exactly while status is suspended';
+COMMENT ON COLUMN um.users.mfa_failed_count IS 'wrong second-factor codes in a row (counted apart from passwords: a right password clears nothing of it); not readable by application roles';
+COMMENT ON COLUMN um.users.mfa_locked_until IS 'second-factor codes are refused until then, after um.login_max_failures wrong ones; not readable by application roles';
 COMMENT ON COLUMN um.users.suspended_until IS 'when a timed suspension ends by itself (NULL: it lasts until a reactivation); from then on it has no effect, and um_end_suspensions() records it as over';
 COMMENT ON COLUMN um.users.email_verified_at IS
   'when the user proved control of the address (um_verify_email, um_mark_verified); cleared when the address changes';

@@ -147,6 +147,7 @@ DECLARE
   v_email text;
   v_issuer text := coalesce(nullif(current_setting('um.mfa_issuer', true), ''), 'um');
 BEGIN
+  PERFORM um_internal.require_factor_proof(v_user, 'user.enroll_factor');
   IF (SELECT count(*) FROM um.mfa_factors m WHERE m.user_id = v_user) >= 10 THEN
     PERFORM um_internal.raise('UM009', 'a user has at most 10 factors', NULL,
       'Remove a factor you no longer use (um_remove_factor), or finish a pending enrolment.');
@@ -180,6 +181,7 @@ DECLARE
   v_rec record;
   v_settings record := um_internal.login_settings();
 BEGIN
+  PERFORM um_internal.require_factor_proof(v_user, 'user.confirm_factor');
   SELECT * INTO v FROM um.mfa_factors m WHERE m.id = p_factor_id AND m.user_id = v_user AND m.kind = 'totp' FOR UPDATE;
   IF NOT FOUND OR v.confirmed_at IS NOT NULL THEN
     PERFORM um_internal.raise('UM091', format('factor %s is not a pending enrolment of yours', p_factor_id), NULL,
@@ -347,6 +349,28 @@ $$;
 COMMENT ON FUNCTION um_internal.mfa_gaps() IS
   'internal (um_lint): organizations requiring a second factor, with how many members who can log in have none; for um administrators only';
 
+-- Adding a factor: a recent authentication, and for a user who has a
+-- factor already, a session that proved one (else a stolen level-1 session
+-- could enrol its own factor and pass every proof with it).
+CREATE FUNCTION um_internal.require_factor_proof(p_user bigint, p_action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM um_internal.require_recent_authentication(p_action, 'adding a second factor');
+  IF um_internal.current_assurance_level() = 1
+     AND EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = p_user AND f.confirmed_at IS NOT NULL) THEN
+    PERFORM um_internal.deny(p_action, NULL, 'user', p_user, 'UM093',
+      'adding a second factor needs a session that proved an existing one',
+      'The account has a factor already, and this session is at assurance level 1.',
+      'Prove one first: um_reauthenticate(code => ...) with a current code or a recovery code, then enrol.');
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION um_internal.require_factor_proof(bigint, text) IS
+  'internal: refuses (UM093) adding a factor without a recent authentication, or, when the user has one, from a level-1 session';
+
 CREATE FUNCTION um_internal.do_complete_login(p_challenge text, p_code text)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -364,7 +388,7 @@ BEGIN
     PERFORM um_internal.raise('UM053', 'the login challenge is not valid',
       'It is unknown, was used, or is older than 5 minutes.', 'Log in again (um_login) for a new challenge.');
   END IF;
-  PERFORM um_internal.prove_second_factor(v.user_id, p_code, 'user.login');
+  PERFORM um_internal.prove_second_factor(v.user_id, p_code, 'user.login_second_factor');
   SELECT * INTO v_user FROM um.users u WHERE u.id = v.user_id;
   -- what the first step checked must still hold
   IF v_user.password_changed_at IS DISTINCT FROM v.password_changed_at THEN
@@ -400,7 +424,7 @@ BEGIN
       'Pass the user''s password, or a code of their authenticator app (which also raises the session to level 2).');
   END IF;
   IF p_code IS NOT NULL THEN
-    PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.reauthenticate');
+    PERFORM um_internal.prove_second_factor(v_user, p_code, 'user.reauthenticate_factor');
   ELSE
     SELECT u.email INTO v_email FROM um.users u WHERE u.id = v_user;
     PERFORM um_internal.authenticate(v_email, p_password, false);
@@ -430,7 +454,7 @@ DECLARE
   v_user bigint := um_internal.factor_owner('user.enroll_factor');
   v_id bigint;
 BEGIN
-  PERFORM um_internal.require_recent_authentication('user.enroll_factor', 'adding a security key');
+  PERFORM um_internal.require_factor_proof(v_user, 'user.enroll_factor');
   IF p_credential_id IS NULL OR p_public_key IS NULL OR octet_length(p_credential_id) NOT BETWEEN 16 AND 1023
      OR coalesce(p_sign_count, -1) < 0 THEN
     PERFORM um_internal.raise('UM009', 'a WebAuthn credential needs its id (16 to 1023 bytes), public key and signature counter', NULL,
@@ -476,6 +500,8 @@ DECLARE
   v_f um.mfa_factors;
   v_user um.users;
   v_refusal record;
+  v_ok boolean;
+  v_rec record;
 BEGIN
   SELECT c.* INTO v FROM um.login_challenges c
    WHERE c.token_hash = um_internal.token_hash(coalesce(p_challenge, '')) AND c.expires_at > clock_timestamp()
@@ -487,11 +513,13 @@ BEGIN
   SELECT m.* INTO v_f FROM um.mfa_factors m
    WHERE m.kind = 'webauthn' AND m.webauthn_credential_id = p_credential_id AND m.user_id = v.user_id FOR UPDATE;
   -- a counter that does not grow (when the key keeps one) betrays a copy of the key
-  IF NOT FOUND OR p_sign_count IS NULL
-     OR ((v_f.webauthn_sign_count > 0 OR p_sign_count > 0) AND p_sign_count <= v_f.webauthn_sign_count) THEN
-    PERFORM um_internal.record_login(v.user_id, 'user.login', 'wrong', 'WebAuthn credential not valid');
+  v_ok := FOUND AND p_sign_count IS NOT NULL
+          AND NOT ((v_f.webauthn_sign_count > 0 OR p_sign_count > 0) AND p_sign_count <= v_f.webauthn_sign_count);
+  v_rec := um_internal.record_login(v.user_id, 'user.login_second_factor', CASE WHEN v_ok THEN 'success' ELSE 'wrong' END,
+                                    CASE WHEN v_ok THEN NULL ELSE 'WebAuthn credential not valid' END);
+  IF NOT v_ok OR v_rec.was_locked THEN
     PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
-      'The credential is not one of this user''s, or its signature counter did not grow (a cloned key?).',
+      'The credential is not one of this user''s, its signature counter did not grow (a cloned key?), or second factors are locked after too many failures.',
       'Verify the assertion again with a registered credential of the user.');
   END IF;
   UPDATE um.mfa_factors m SET webauthn_sign_count = p_sign_count, last_used_at = now() WHERE m.id = v_f.id;

@@ -415,6 +415,15 @@ BEGIN
   END IF;
   v_hash := um_internal.hash_password(p_new_password);     -- bad input is refused before anything else
   v := um_internal.authenticate(p_email, p_old_password, true);
+  -- with a second factor, the password alone changes nothing: the change
+  -- comes from a session of the user that proved the factor
+  IF EXISTS (SELECT 1 FROM um.mfa_factors f WHERE f.user_id = v.id AND f.confirmed_at IS NOT NULL)
+     AND NOT coalesce(um_internal.current_assurance_level() = 2 AND @extschema@.um_current_user_id() = v.id, false) THEN
+    RAISE EXCEPTION 'changing the password of an account with a second factor needs a session that proved it'
+      USING ERRCODE = 'UM093',
+            DETAIL = 'The password alone is what a thief would have.',
+            HINT = 'Log in (um_login, um_complete_login), then call um_change_password in a transaction of that session (um_begin).';
+  END IF;
   UPDATE um.users u
      SET password_hash = v_hash, must_change_password = false, password_changed_at = now()
    WHERE u.id = v.id

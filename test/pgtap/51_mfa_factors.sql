@@ -18,7 +18,7 @@ CREATE FUNCTION pg_temp.now_code(bigint, integer DEFAULT 0) RETURNS text LANGUAG
           FROM um.mfa_factors WHERE id = $1 $$;
 GRANT EXECUTE ON FUNCTION pg_temp.now_code(bigint, integer) TO regress_um_mfa_app;
 CREATE FUNCTION pg_temp.failures(bigint) RETURNS integer LANGUAGE sql
-  AS $$ SELECT failed_login_count FROM um.users WHERE id = $1 $$;
+  AS $$ SELECT mfa_failed_count FROM um.users WHERE id = $1 $$;
 -- (a code valid now could turn old between two statements near a step's
 -- end: wait for a fresh step when fewer than 5 seconds are left)
 CREATE FUNCTION pg_temp.fresh_step() RETURNS void LANGUAGE plpgsql AS $$
@@ -79,7 +79,7 @@ SELECT um_act_as(:dave) AS a \gset
 SELECT throws_ok(format('SELECT um_confirm_totp(%s, %L)', :f1, lpad(((pg_temp.now_code(:f1)::int + 1) % 1000000)::text, 6, '0')),
                  'UM090', NULL, 'a wrong code is refused');
 ROLLBACK;
-SELECT is(pg_temp.failures(:dave), 1, 'and counted despite the ROLLBACK');
+SELECT is(pg_temp.failures(:dave), 1, 'and counted despite the ROLLBACK (as a second-factor failure)');
 BEGIN;
 SELECT um_act_as(:ada) AS a \gset
 SELECT throws_ok(format('SELECT um_confirm_totp(%s, %L)', :f1, pg_temp.now_code(:f1)), 'UM091', NULL,
@@ -125,14 +125,15 @@ BEGIN
   END LOOP;
 END
 $$;
-SELECT ok((SELECT locked_until > now() FROM um.users WHERE id = :dave), 'three wrong codes lock the account, as wrong passwords do');
+SELECT ok((SELECT mfa_locked_until > now() AND locked_until IS NULL FROM um.users WHERE id = :dave),
+          'three wrong codes lock second factors, as wrong passwords lock passwords (apart: a password still logs in)');
 SELECT pg_temp.fresh_step();
 BEGIN;
 SELECT um_act_as(:dave) AS a \gset
 SELECT throws_ok(format('SELECT um_remove_factor(%s, %L)', :f2, pg_temp.now_code(:f2, 1)), 'UM090', NULL,
                  'then even a right code proves nothing');
 COMMIT;
-UPDATE um.users SET locked_until = NULL, failed_login_count = 0 WHERE id = :dave;
+UPDATE um.users SET mfa_locked_until = NULL, mfa_failed_count = 0 WHERE id = :dave;
 BEGIN;
 SELECT um_act_as(:dave) AS a \gset
 SELECT throws_ok(format('SELECT um_remove_factor(%s)', :f2), 'UM093', NULL, 'a confirmed factor is not removed without a proof (no session, no code)');

@@ -7,7 +7,7 @@
 -- the audit writer, which sees committed data.
 \ir fixture.psql
 \set QUIET 1
-SELECT plan(36);
+SELECT plan(44);
 
 SET um.password_hash_cost = 4;
 CREATE ROLE regress_um_mfa2_app NOLOGIN;
@@ -46,7 +46,12 @@ SELECT pg_temp.fresh_step();
 SELECT throws_ok(format('SELECT um_complete_login(%L, %L)', :'ch', lpad(((pg_temp.code(:carol)::int + 7) % 1000000)::text, 6, '0')),
                  'UM090', NULL, 'a wrong code is refused');
 RESET ROLE;
-SELECT is((SELECT failed_login_count FROM um.users WHERE id = :carol), 1, 'and counted like a wrong password');
+SELECT is((SELECT mfa_failed_count FROM um.users WHERE id = :carol), 1, 'and counted, apart from passwords');
+SET ROLE regress_um_mfa2_app;
+SELECT um_login('carol@example.com', 'password-of-carol') AS chx \gset
+RESET ROLE;
+SELECT is((SELECT mfa_failed_count FROM um.users WHERE id = :carol), 1,
+          'a right password (a new challenge) does not clear it: a password thief cannot guess codes without end');
 SET ROLE regress_um_mfa2_app;
 SELECT pg_temp.code(:carol) AS c1 \gset
 SELECT um_complete_login(:'ch', :'c1') AS s2 \gset
@@ -95,6 +100,17 @@ SELECT throws_ok(format('SELECT um_invite(%s, %L)', :acme, 'x@example.com'), 'UM
 ROLLBACK;
 BEGIN;
 SELECT um_begin(:'d1') AS b \gset
+SELECT is(um_current_user_id(:acme), NULL::bigint, 'for policies on the user''s own rows nobody acts there either');
+ROLLBACK;
+BEGIN;
+SELECT um_begin(:'d1') AS b \gset
+SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000 THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END,
+                  'on', true) AS x \gset
+SELECT throws_ok(format('SELECT count(*) FROM generate_series(1, 3) g WHERE um_has_permission(%L, %s)', 'org:read', :acme), 'UM092', NULL,
+                 'a parallel worker refuses the same (the session travels with the transaction''s settings)');
+ROLLBACK;
+BEGIN;
+SELECT um_begin(:'d1') AS b \gset
 SELECT ok(um_has_permission('org:read', :globex), 'globex does not require it: his session works there');
 SELECT is(um_permitted_orgs('org:read'), ARRAY[:globex]::bigint[], 'um_permitted_orgs leaves acme out rather than fail');
 COMMIT;
@@ -123,6 +139,19 @@ SELECT um_complete_login(:'ch3', pg_temp.code(:carol)) AS s3 \gset
 UPDATE um.sessions SET assurance_level = 1 WHERE token_hash = sha256(convert_to(:'s3', 'UTF8'));
 UPDATE um.mfa_factors SET last_step = floor(extract(epoch FROM clock_timestamp()) / 30)::bigint - 2 WHERE id = :cf;
 SET ROLE regress_um_mfa2_app;
+BEGIN;
+SELECT um_begin(:'s3') AS b \gset
+SELECT throws_ok($$ SELECT * FROM um_enroll_totp('Thief''s phone') $$, 'UM093', NULL,
+                 'a level-1 session of a user with a factor cannot enrol another (a stolen session would enrol its own)');
+ROLLBACK;
+BEGIN;
+SELECT um_begin(:'s3') AS b \gset
+SAVEPOINT sp;
+SELECT is(um_reauthenticate(code => pg_temp.code(:carol)), 2::smallint, 'a proof inside a savepoint ...');
+ROLLBACK TO sp;
+SELECT throws_ok(format('SELECT um_has_permission(%L, %s)', 'org:read', :acme), 'UM092', NULL,
+                 '... is forgotten with it: the session is back at level 1');
+ROLLBACK;
 BEGIN;
 SELECT um_begin(:'s3') AS b \gset
 SELECT is(um_reauthenticate(code => pg_temp.code(:carol)), 2::smallint, 'a level-1 session proves a factor (um_reauthenticate) ...');
@@ -161,6 +190,10 @@ SELECT um_begin(:'bs') AS b \gset
 SELECT lives_ok(format('SELECT um_remove_factor(%s)', :wf), 'right after a login, the session may remove the key without a code');
 COMMIT;
 RESET ROLE;
+
+SELECT throws_ok($$ SELECT um_change_password('carol@example.com', 'carol-new-password', 'carol-thief-password') $$, 'UM093', NULL,
+                 'with a factor, the password alone does not change the password');
+SELECT ok(um_login('carol@example.com', 'carol-new-password') LIKE 'umc\_%', 'which still opens the first step');
 
 -- ---------------------------------------------------------------------------
 -- Step-up: sensitive calls need a recent authentication
