@@ -5758,7 +5758,7 @@ SELECT v.sqlstate, v.name, v.http_status, v.meaning
   ('UM090', 'factor_code_not_valid', 401, 'the second-factor code is not valid (not the current code of a confirmed factor, used already, no recovery code of the user''s, or the account is locked)'),
   ('UM091', 'unknown_factor', 404, 'unknown factor, or no pending enrolment of the acting user''s'),
   ('UM092', 'second_factor_required', 403, 'the organization requires a second factor and the session is at assurance level 1 (every check and lifecycle call there is refused); or turning require_mfa on from such a session'),
-  ('UM093', 'recent_authentication_required', 403, 'a sensitive call needs a recent authentication (transferring an organization, deleting one''s account, changing one''s address)')
+  ('UM093', 'recent_authentication_required', 403, 'a sensitive call needs a recent authentication (transferring an organization, deleting one''s account, changing one''s address, adding or removing a factor), or a proven factor (adding a factor to, or changing the password of, an account that has one)')
   ) AS v (sqlstate, name, http_status, meaning);
 COMMENT ON VIEW um.error_codes IS 'um''s error codes (class UM): name, HTTP status and meaning, for an application to map errors';
 COMMENT ON COLUMN um.error_codes.sqlstate IS 'the SQLSTATE, e.g. UM060';
