@@ -5889,8 +5889,7 @@ BEGIN
     PERFORM um_internal.raise('UM060', 'invalid email or password', NULL,
       format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
              v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   PERFORM um_internal.raise_login_refusal(v_reason, v_org);
   -- a hash made at a lower cost than today's is made again, now that the
@@ -8246,8 +8245,7 @@ BEGIN
       'It is unknown, was used or replaced, or expired; a code is taken only with the address it was sent to, not while the account is locked, and not after too many wrong ones.',
       format('Ask for a new reset (um_request_password_reset); after %s wrong codes the code is spent and the account locked for %s, while the link in the same mail still works.',
              v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   v_refusal := um_internal.login_refusal(v, true);
   PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);
@@ -9955,8 +9953,7 @@ BEGIN
       'It is not the current code of a confirmed factor, was used already, or is no recovery code of yours; or the account is locked.',
       format('Type the code your authenticator app shows now, or a recovery code; after %s failures in a row the account is locked for %s.',
              v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   RETURN v_how;
 END
@@ -10042,8 +10039,7 @@ BEGIN
     PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
       'It is not the code the authenticator app shows now for this enrolment, or the account is locked.',
       format('Type the current code; after %s failures in a row the account is locked for %s.', v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   v_first := NOT EXISTS (SELECT 1 FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NOT NULL);
   UPDATE um.mfa_factors m SET confirmed_at = now(), last_step = v_step, last_used_at = now() WHERE m.id = v.id;
@@ -11302,6 +11298,16 @@ $$;
 COMMENT ON FUNCTION um_internal.require_factor_proof(bigint, text) IS
   'internal: refuses (UM093) adding a factor without a recent authentication, or, when the user has one, from a level-1 session';
 REVOKE EXECUTE ON FUNCTION um_internal.require_factor_proof(bigint, text) FROM PUBLIC;
+
+-- How long a lockout lasts, in the words of the hints ("15 minutes").
+CREATE FUNCTION um_internal.lockout_words(p_seconds integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN p_seconds % 60 = 0 THEN (p_seconds / 60) || ' minutes' ELSE p_seconds || ' seconds' END;
+COMMENT ON FUNCTION um_internal.lockout_words(integer) IS 'internal: a lockout''s length as the hints say it (minutes when whole, else seconds)';
+
+REVOKE EXECUTE ON FUNCTION um_internal.lockout_words(integer) FROM PUBLIC;
 
 -- Last: tell every backend to empty its cache and look the message
 -- addresses up again.  A backend that used the cache before this update

@@ -107,8 +107,7 @@ BEGIN
       'It is not the current code of a confirmed factor, was used already, or is no recovery code of yours; or the account is locked.',
       format('Type the code your authenticator app shows now, or a recovery code; after %s failures in a row the account is locked for %s.',
              v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   RETURN v_how;
 END
@@ -194,8 +193,7 @@ BEGIN
     PERFORM um_internal.raise('UM090', 'the second-factor code is not valid',
       'It is not the code the authenticator app shows now for this enrolment, or the account is locked.',
       format('Type the current code; after %s failures in a row the account is locked for %s.', v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   v_first := NOT EXISTS (SELECT 1 FROM um.mfa_factors m WHERE m.user_id = v_user AND m.confirmed_at IS NOT NULL);
   UPDATE um.mfa_factors m SET confirmed_at = now(), last_step = v_step, last_used_at = now() WHERE m.id = v.id;

@@ -217,8 +217,7 @@ BEGIN
       'It is unknown, was used or replaced, or expired; a code is taken only with the address it was sent to, not while the account is locked, and not after too many wrong ones.',
       format('Ask for a new reset (um_request_password_reset); after %s wrong codes the code is spent and the account locked for %s, while the link in the same mail still works.',
              v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   v_refusal := um_internal.login_refusal(v, true);
   PERFORM um_internal.raise_login_refusal(v_refusal.reason, v_refusal.sso_org);

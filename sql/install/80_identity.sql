@@ -291,6 +291,14 @@ END
 $$;
 COMMENT ON FUNCTION um_internal.raise_login_refusal(text, text) IS 'internal: raises the error of a login refusal (UM061 to UM065), nothing for NULL';
 
+-- How long a lockout lasts, in the words of the hints ("15 minutes").
+CREATE FUNCTION um_internal.lockout_words(p_seconds integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN p_seconds % 60 = 0 THEN (p_seconds / 60) || ' minutes' ELSE p_seconds || ' seconds' END;
+COMMENT ON FUNCTION um_internal.lockout_words(integer) IS 'internal: a lockout''s length as the hints say it (minutes when whole, else seconds)';
+
 -- um_internal.authenticate: the checks of um_login and um_change_password, in an
 -- order that tells a stranger nothing.  Every attempt costs one bcrypt
 -- (an unknown email hashes against nothing) and is recorded by the audit
@@ -360,8 +368,7 @@ BEGIN
     PERFORM um_internal.raise('UM060', 'invalid email or password', NULL,
       format('Check both and try again; after %s failed attempts in a row the account is locked for %s.',
              v_settings.max_failures,
-             CASE WHEN v_settings.lockout_seconds % 60 = 0 THEN (v_settings.lockout_seconds / 60) || ' minutes'
-                  ELSE v_settings.lockout_seconds || ' seconds' END));
+             um_internal.lockout_words(v_settings.lockout_seconds)));
   END IF;
   PERFORM um_internal.raise_login_refusal(v_reason, v_org);
   -- a hash made at a lower cost than today's is made again, now that the
